@@ -1,0 +1,129 @@
+import { endpointUrl, type Config } from '../src/config.js';
+import { Fail2banClient } from '../src/fail2ban/client.js';
+import type { Logger } from '../src/log.js';
+import { NeverBanList } from '../src/never-ban.js';
+import { startBroker, type RunningBroker } from '../broker/broker.js';
+import { BrokerLink, type LinkStatus } from './broker-link.js';
+import { Intake, type IntakeStats, type Route } from './intake.js';
+import { Refusals } from './refusals.js';
+import { Batcher, type SinkStats } from './sinks/batcher.js';
+import { Fail2banBackend } from './sinks/fail2ban-backend.js';
+import { SyncJailRoute } from './sync-jail-route.js';
+
+export interface AgentStatus {
+  nodeId: string;
+  topology: 'mesh' | 'hub';
+  embeddedBroker: string | null;
+  links: LinkStatus[];
+  intake: IntakeStats;
+  refused: Record<string, number>;
+  sinks: Record<string, SinkStats>;
+}
+
+/**
+ * The service: one code path for both topologies, "subscribe to these brokers,
+ * publish to that one". Mesh runs an embedded broker and subscribes to it and every
+ * peer; hub subscribes to broker_url alone.
+ */
+export class Agent {
+  private broker: RunningBroker | undefined;
+  private links: BrokerLink[] = [];
+  private fail2ban: Fail2banClient | undefined;
+  private readonly sinks = new Map<string, Batcher>();
+  private readonly refusals: Refusals;
+  private readonly intake: Intake;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {
+    this.refusals = new Refusals(log);
+    const routes: Route[] = [];
+    if (config.f2bSync && config.jails.size > 0) {
+      this.fail2ban = new Fail2banClient(config.fail2banSocket, { timeoutMs: config.connectionTimeoutS * 1000 });
+      const sink = new Batcher(new Fail2banBackend(this.fail2ban, log), log);
+      this.sinks.set('fail2ban', sink);
+      routes.push(new SyncJailRoute(config.jails, config.nodeId, sink));
+    }
+    this.intake = new Intake(new NeverBanList(config.ignoreIp), routes, this.refusals);
+  }
+
+  get topology(): 'mesh' | 'hub' {
+    return this.config.brokerUrl ? 'hub' : 'mesh';
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails) }, 'starting syncfail2ban');
+    if (!config.brokerUrl) {
+      this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log });
+    }
+    for (const url of this.subscriptionUrls()) {
+      this.links.push(
+        new BrokerLink(url, {
+          nodeId: config.nodeId,
+          connectTimeoutS: config.connectionTimeoutS,
+          log,
+          onMessage: (topic, payload, source) => this.intake.handle(topic, payload, source),
+        }),
+      );
+    }
+    if (this.fail2ban) await this.checkFail2ban(this.fail2ban);
+    if (this.routesCount() === 0) {
+      log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
+    }
+  }
+
+  /** Stops intake, flushes what was accepted (until the deadline), closes connections. */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    await Promise.all(this.links.map((link) => link.close()));
+    const flushed = await Promise.all([...this.sinks].map(async ([name, sink]) => [name, await sink.stop(deadlineMs)] as const));
+    for (const [name, done] of flushed) {
+      if (!done) this.log.error({ sink: name, backlog: this.sinks.get(name)?.stats().backlog }, 'stopped before every accepted change was applied');
+    }
+    this.fail2ban?.close();
+    await this.broker?.close();
+    this.refusals.close();
+    this.log.info('stopped');
+  }
+
+  status(): AgentStatus {
+    return {
+      nodeId: this.config.nodeId,
+      topology: this.topology,
+      embeddedBroker: this.broker ? endpointUrl(this.config.mq) : null,
+      links: this.links.map((link) => link.status()),
+      intake: this.intake.stats(),
+      refused: this.refusals.byReason(),
+      sinks: Object.fromEntries([...this.sinks].map(([name, sink]) => [name, sink.stats()])),
+    };
+  }
+
+  private subscriptionUrls(): string[] {
+    const { config } = this;
+    if (config.brokerUrl) return [config.brokerUrl];
+    const own = endpointUrl(config.mq);
+    const peers = config.syncServers.map(endpointUrl).filter((url) => url !== own);
+    return [own, ...new Set(peers)];
+  }
+
+  private routesCount(): number {
+    return this.sinks.size;
+  }
+
+  /** Says at start-up what is wrong on the fail2ban side; the sink keeps retrying either way. */
+  private async checkFail2ban(client: Fail2banClient): Promise<void> {
+    const { log, config } = this;
+    try {
+      await client.ping();
+    } catch (error) {
+      log.warn({ socket: config.fail2banSocket }, `fail2ban is not reachable: ${(error as Error).message}; events will be queued and retried`);
+      return;
+    }
+    for (const syncJail of new Set(config.jails.values())) {
+      if (!(await client.jailExists(syncJail).catch(() => true))) {
+        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see etc/jail.local) and reload fail2ban`);
+      }
+    }
+  }
+}

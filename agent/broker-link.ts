@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { SUBSCRIPTION } from '../src/event.js';
+import type { Logger } from '../src/log.js';
+
+export type LinkState = 'connecting' | 'connected' | 'down';
+
+export interface LinkStatus {
+  url: string;
+  state: LinkState;
+  since: string;
+  lastError: string | null;
+}
+
+export interface LinkOptions {
+  nodeId: string;
+  connectTimeoutS: number;
+  log: Logger;
+  onMessage(topic: string, payload: Buffer, source: string): void;
+  /** Extra MQTT client options (credentials, TLS) for this broker. */
+  mqtt?: IClientOptions;
+}
+
+const RECONNECT_MS = 1_000;
+
+/**
+ * One subscription to `f2b/+/+` on one broker. MQTT.js reconnects on its own; this
+ * re-subscribes on every (clean-session) connect and logs state changes, not retries.
+ */
+export class BrokerLink {
+  readonly client: MqttClient;
+  private state: LinkState = 'connecting';
+  private since = new Date();
+  private lastError: string | null = null;
+  private closing = false;
+
+  constructor(
+    readonly url: string,
+    private readonly options: LinkOptions,
+  ) {
+    const { log } = options;
+    this.client = connect(url, {
+      clientId: `sf2b-${options.nodeId}-${randomBytes(4).toString('hex')}`,
+      clean: true,
+      keepalive: 30,
+      connectTimeout: options.connectTimeoutS * 1000,
+      reconnectPeriod: RECONNECT_MS,
+      resubscribe: false,
+      ...options.mqtt,
+    });
+    this.client.on('connect', () => {
+      this.client.subscribe(SUBSCRIPTION, { qos: 1 }, (error, granted) => {
+        if (error || granted?.some((grant) => grant.qos === 128)) {
+          log.error({ broker: url, err: error?.message }, `broker refused the subscription to ${SUBSCRIPTION}`);
+          return;
+        }
+        log.info({ broker: url }, `subscribed to ${SUBSCRIPTION}`);
+      });
+      this.setState('connected');
+    });
+    this.client.on('close', () => this.setState('down'));
+    this.client.on('error', (error) => {
+      if (error.message !== this.lastError) log.debug({ broker: url, err: error.message }, 'MQTT connection error');
+      this.lastError = error.message;
+    });
+    this.client.on('message', (topic, payload) => options.onMessage(topic, payload, url));
+  }
+
+  status(): LinkStatus {
+    return { url: this.url, state: this.state, since: this.since.toISOString(), lastError: this.lastError };
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.client.endAsync(true);
+  }
+
+  private setState(state: LinkState): void {
+    if (state === this.state || this.closing) return;
+    const { log } = this.options;
+    if (state === 'connected') log.info({ broker: this.url }, 'connected to broker');
+    else if (this.state === 'connected') log.warn({ broker: this.url, err: this.lastError }, 'lost the broker; reconnecting every second');
+    else if (this.state === 'connecting') log.warn({ broker: this.url, err: this.lastError }, 'cannot reach the broker yet; retrying every second');
+    this.state = state;
+    this.since = new Date();
+  }
+}

@@ -1,0 +1,53 @@
+import { decodeEvent, printable, type SyncEvent } from '../src/event.js';
+import type { NeverBanList } from '../src/never-ban.js';
+import type { Refusals } from './refusals.js';
+
+/** What a route did with an event: queued it, skipped it as this host's own, or has no mapping for its jail. */
+export type RouteResult = 'queued' | 'own' | 'unmapped';
+
+/** A consumer of valid events: the sync jail, the OPNsense bridge. */
+export interface Route {
+  readonly name: string;
+  offer(event: SyncEvent): RouteResult;
+}
+
+export interface IntakeStats {
+  received: number;
+  accepted: number;
+  ownSkipped: number;
+}
+
+/**
+ * The one path from transport to sinks: decode and validate, refuse never-ban
+ * addresses, then hand the event to every route. Nothing reaches a sink unchecked.
+ */
+export class Intake {
+  private readonly counts: IntakeStats = { received: 0, accepted: 0, ownSkipped: 0 };
+
+  constructor(
+    private readonly neverBan: NeverBanList,
+    private readonly routes: readonly Route[],
+    readonly refusals: Refusals,
+  ) {}
+
+  handle(topic: string, payload: Buffer, source: string): void {
+    this.counts.received += 1;
+    const decoded = decodeEvent(topic, payload);
+    if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
+
+    const { event } = decoded;
+    const neverBan = this.neverBan.reason(event.address);
+    if (neverBan) {
+      return this.refusals.refuse('never-ban', `${event.action} of ${event.address.text} (${neverBan})`, { source, jail: event.jail, origin: event.origin });
+    }
+
+    const results = this.routes.map((route) => route.offer(event));
+    if (results.includes('queued')) this.counts.accepted += 1;
+    else if (results.includes('own')) this.counts.ownSkipped += 1;
+    else this.refusals.refuse('unmapped-jail', `jail ${printable(event.jail)} is not mapped here`, { source });
+  }
+
+  stats(): IntakeStats {
+    return { ...this.counts };
+  }
+}

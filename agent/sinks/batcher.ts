@@ -1,0 +1,176 @@
+import type { Action } from '../../src/event.js';
+import type { Logger } from '../../src/log.js';
+
+/** One wanted change to a target (a sync jail, or an alias on one firewall). */
+export interface Change {
+  target: string;
+  action: Action;
+  /** Canonical address text, already validated. */
+  address: string;
+}
+
+/** Where batches go: the fail2ban sync jail, an OPNsense alias. Throwing asks for a retry. */
+export interface Backend {
+  readonly name: string;
+  apply(batch: Change[]): Promise<void>;
+}
+
+export interface BatcherOptions {
+  /** How long to gather changes before committing them together. */
+  windowMs: number;
+  maxBatch: number;
+  /** Distinct (target, address) pairs held at most while the backend is down. */
+  maxPending: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
+
+export const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
+  windowMs: 25,
+  maxBatch: 5_000,
+  maxPending: 1_000_000,
+  retryInitialMs: 250,
+  retryMaxMs: 30_000,
+};
+
+export interface SinkStats {
+  submitted: number;
+  applied: number;
+  dropped: number;
+  failures: number;
+  backlog: number;
+  lastError: string | null;
+}
+
+/**
+ * Gathers changes for a short window and commits them as one batch; retries a failed
+ * batch with capped exponential backoff. `submit` never blocks: intake goes on while the
+ * backend is down. Only the last change per (target, address) is kept, which is the
+ * state the target must end in.
+ */
+export class Batcher {
+  private readonly options: BatcherOptions;
+  private pending = new Map<string, Change>();
+  private timer: NodeJS.Timeout | undefined;
+  private wakeRetry: (() => void) | undefined;
+  private running: Promise<void> | undefined;
+  private stopping = false;
+  private abandoned = false;
+  private readonly counts = { submitted: 0, applied: 0, dropped: 0, failures: 0 };
+  private lastError: string | null = null;
+  private lastDropLog = 0;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly log: Logger,
+    options: Partial<BatcherOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_BATCHER_OPTIONS, ...options };
+  }
+
+  /** Queues a change; returns false when it was dropped because the queue is full or stopping. */
+  submit(change: Change): boolean {
+    const key = `${change.target}\u0000${change.address}`;
+    if (this.stopping || (this.pending.size >= this.options.maxPending && !this.pending.has(key))) {
+      this.counts.dropped += 1;
+      this.logDrop(change);
+      return false;
+    }
+    this.counts.submitted += 1;
+    this.pending.delete(key);
+    this.pending.set(key, change);
+    this.schedule();
+    return true;
+  }
+
+  stats(): SinkStats {
+    return { ...this.counts, backlog: this.pending.size, lastError: this.lastError };
+  }
+
+  /** Stops taking changes and commits what was accepted, giving up at the deadline. True when all was committed. */
+  async stop(deadlineMs: number): Promise<boolean> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.size > 0 && !this.running) this.running = this.drain();
+    this.wakeRetry?.();
+    if (this.running) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
+      await Promise.race([this.running, deadline]);
+      clearTimeout(timer);
+    }
+    this.abandoned = true;
+    this.wakeRetry?.();
+    return this.pending.size === 0;
+  }
+
+  private schedule(): void {
+    if (this.timer || this.running) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.drain();
+    }, this.options.windowMs);
+  }
+
+  private async drain(): Promise<void> {
+    let delay = this.options.retryInitialMs;
+    while (this.pending.size > 0 && !this.abandoned) {
+      const batch = this.take();
+      try {
+        await this.backend.apply(batch);
+        this.counts.applied += batch.length;
+        delay = this.options.retryInitialMs;
+        if (this.lastError) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
+        this.lastError = null;
+      } catch (error) {
+        this.counts.failures += 1;
+        this.putBack(batch);
+        const message = (error as Error).message;
+        if (message !== this.lastError || delay >= this.options.retryMaxMs) {
+          this.log.warn({ sink: this.backend.name, backlog: this.pending.size, retryInMs: delay }, message);
+        }
+        this.lastError = message;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wakeRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeRetry = undefined;
+        delay = Math.min(delay * 2, this.options.retryMaxMs);
+      }
+    }
+    this.running = undefined;
+  }
+
+  private take(): Change[] {
+    const batch: Change[] = [];
+    for (const [key, change] of this.pending) {
+      if (batch.length >= this.options.maxBatch) break;
+      batch.push(change);
+      this.pending.delete(key);
+    }
+    return batch;
+  }
+
+  /** A failed batch goes back behind nothing newer: a later change for the same key wins. */
+  private putBack(batch: Change[]): void {
+    const newer = this.pending;
+    this.pending = new Map();
+    for (const change of batch) this.pending.set(`${change.target}\u0000${change.address}`, change);
+    for (const [key, change] of newer) {
+      this.pending.delete(key);
+      this.pending.set(key, change);
+    }
+  }
+
+  private logDrop(change: Change): void {
+    const now = Date.now();
+    if (now - this.lastDropLog < 10_000) return;
+    this.lastDropLog = now;
+    const why = this.stopping ? 'shutting down' : `queue full (${this.options.maxPending} pending; is the target down?)`;
+    this.log.error({ sink: this.backend.name, dropped: this.counts.dropped, target: change.target }, `dropping ${change.action} of ${change.address}: ${why}`);
+  }
+}

@@ -1,0 +1,239 @@
+import { readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
+import ini from 'ini';
+import { ConfigError, SectionReader } from './config-reader.js';
+import { JAIL_NAME, NODE_ID } from './event.js';
+import { type CanonicalAddress, parseAddress } from './ip.js';
+
+export { ConfigError } from './config-reader.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/syncfail2ban/config.cfg';
+export const DEFAULT_MQ_PORT = 18862;
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface Firewall {
+  /** As written in opn_fw_ip (`192.0.2.1`, `192.0.2.1:8443`, `http://192.0.2.1`): the [opn_keys] prefix. */
+  name: string;
+  baseUrl: string;
+  key: string;
+  secret: string;
+}
+
+export interface OpnsenseConfig {
+  enabled: boolean;
+  firewalls: Firewall[];
+  verifyTls: boolean;
+  caFile?: string;
+  /** primary jail -> alias name */
+  aliases: Map<string, string>;
+  reconcileIntervalS: number;
+  killStates: boolean;
+}
+
+export interface Config {
+  file: string;
+  nodeId: string;
+  logDebug: boolean;
+  /** Apply received events to the local sync jails. */
+  f2bSync: boolean;
+  fail2banSocket: string;
+  /** Mesh: where the embedded broker listens and this host's CLI publishes. */
+  mq: Endpoint;
+  /** Mesh: the peers' brokers to subscribe to. */
+  syncServers: Endpoint[];
+  /** Hub: the one broker everybody publishes to and subscribes from. */
+  brokerUrl?: string;
+  connectionTimeoutS: number;
+  /** primary jail -> local sync jail */
+  jails: Map<string, string>;
+  ignoreIp: CanonicalAddress[];
+  stateDir: string;
+  opnsense: OpnsenseConfig;
+  /** Keys nobody reads: reported as warnings, since they are usually typos. */
+  unknownKeys: string[];
+}
+
+const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys'];
+
+/** Reads and validates a config file; throws ConfigError with one actionable message. */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new ConfigError(`${file}: no such config file; fix: create it (etc/config.cfg is a documented example) or pass --config FILE`);
+    }
+    if (code === 'EACCES') throw new ConfigError(`${file}: permission denied; fix: run as root or make the file readable by this user`);
+    throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const raw = ini.parse(text) as Record<string, unknown>;
+  const top: Record<string, unknown> = {};
+  const sections: Record<string, Record<string, unknown>> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) sections[key] = value as Record<string, unknown>;
+    else top[key] = value;
+  }
+  // The README's minimal config puts keys at the top; the shipped file puts them under [default].
+  const general = new SectionReader(file, '', { ...top, ...(sections.default ?? {}) });
+  const jailsSection = new SectionReader(file, 'jails', sections.jails ?? {});
+  const aliasSection = new SectionReader(file, 'opn_aliases', sections.opn_aliases ?? {});
+  const keySection = new SectionReader(file, 'opn_keys', sections.opn_keys ?? {});
+
+  const nodeId = general.string('node_id', hostname());
+  if (!NODE_ID.test(nodeId)) {
+    general.fail('node_id', `${JSON.stringify(nodeId)} is not a valid node id`, 'use letters, digits, "-", "_" and "." (at most 64)');
+  }
+  const mqPort = general.integer('mq_port', DEFAULT_MQ_PORT, 1, 65535);
+  const mqIp = general.string('mq_ip', '');
+  if (mqIp && !isIP(mqIp)) general.fail('mq_ip', `${JSON.stringify(mqIp)} is not an IP address`, 'give this host\'s address to listen on, or leave it blank');
+
+  const config: Config = {
+    file,
+    nodeId,
+    logDebug: general.boolean('log_debug', false),
+    f2bSync: general.boolean('f2b_sync', true),
+    fail2banSocket: general.string('fail2ban_socket', '/var/run/fail2ban/fail2ban.sock'),
+    mq: { host: mqIp || primaryIpv4(), port: mqPort },
+    syncServers: general.list('sync_servers').map((entry) => parseEndpoint(general, 'sync_servers', entry, mqPort)),
+    connectionTimeoutS: general.seconds('connection_timeout', 10),
+    jails: readJailMap(jailsSection, 'sync jail'),
+    ignoreIp: general.list('ignoreip').map((entry) => {
+      const parsed = parseAddress(entry, { anyPrefix: true });
+      if (!parsed.ok) return general.fail('ignoreip', `${JSON.stringify(entry)}: ${parsed.reason}`, 'list IP addresses or CIDR networks separated by spaces');
+      return parsed.address;
+    }),
+    stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
+    opnsense: readOpnsense(general, aliasSection, keySection),
+    unknownKeys: [],
+  };
+  const brokerUrl = readBrokerUrl(general);
+  if (brokerUrl) config.brokerUrl = brokerUrl;
+
+  config.unknownKeys = [
+    ...general.unused(),
+    ...keySection.unused().map((key) => `[opn_keys] ${key}`),
+    ...Object.keys(sections).filter((name) => !KNOWN_SECTIONS.includes(name)).map((name) => `[${name}]`),
+  ];
+  return config;
+}
+
+function readBrokerUrl(general: SectionReader): string | undefined {
+  const text = general.string('broker_url', '');
+  if (!text) return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return general.fail('broker_url', `${JSON.stringify(text)} is not a URL`, 'write mqtt://host:port or mqtts://host:port');
+  }
+  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
+    general.fail('broker_url', `scheme ${url.protocol} is not supported`, 'write mqtt://host:port or mqtts://host:port');
+  }
+  if (url.username || url.password) {
+    general.fail('broker_url', 'credentials in the URL would be logged', 'remove them from the URL');
+  }
+  return text;
+}
+
+function readJailMap(section: SectionReader, valueName: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const [jail, value] of section.entries()) {
+    if (!JAIL_NAME.test(jail)) {
+      section.fail(jail, 'is not a valid jail name', 'use letters, digits, "-", "_" and "." (at most 64)');
+    }
+    if (!JAIL_NAME.test(value)) {
+      section.fail(jail, `${valueName} ${JSON.stringify(value)} is not a valid name`, `write "${jail} = <${valueName}>"`);
+    }
+    map.set(jail, value);
+  }
+  return map;
+}
+
+function readOpnsense(general: SectionReader, aliases: SectionReader, keys: SectionReader): OpnsenseConfig {
+  const enabled = general.boolean('opn_fw_sync', false);
+  const firewalls = general.list('opn_fw_ip').map((name): Firewall => {
+    const baseUrl = firewallUrl(general, name);
+    const key = keys.string(`${name}_key`, '');
+    const secret = keys.string(`${name}_secret`, '');
+    if (enabled && (!key || !secret)) {
+      keys.fail(`${name}_key`, `no API key and secret for firewall ${name}`, `add "${name}_key = ..." and "${name}_secret = ..." under [opn_keys]`);
+    }
+    return { name, baseUrl, key, secret };
+  });
+  if (enabled && firewalls.length === 0) {
+    general.fail('opn_fw_ip', 'opn_fw_sync is true but no firewall is listed', 'list the firewalls\' addresses, or set opn_fw_sync = false');
+  }
+  const caFile = general.string('opn_ca_file', '');
+  const config: OpnsenseConfig = {
+    enabled,
+    firewalls,
+    verifyTls: general.boolean('opn_verify', true),
+    aliases: readJailMap(aliases, 'alias'),
+    reconcileIntervalS: general.seconds('opn_reconcile_interval', 300),
+    killStates: general.boolean('opn_kill_states', false),
+  };
+  if (caFile) config.caFile = caFile;
+  return config;
+}
+
+/** `192.0.2.1`, `192.0.2.1:8443`, `fw.example.net` or an explicit `http(s)://...` URL. */
+function firewallUrl(general: SectionReader, name: string): string {
+  if (/^https?:\/\//.test(name)) {
+    try {
+      return new URL(name).origin;
+    } catch {
+      return general.fail('opn_fw_ip', `${JSON.stringify(name)} is not a URL`, 'write an address, address:port or https://address:port');
+    }
+  }
+  const { host, port } = parseEndpoint(general, 'opn_fw_ip', name, 443);
+  const bracketed = isIP(host) === 6 ? `[${host}]` : host;
+  return port === 443 ? `https://${bracketed}` : `https://${bracketed}:${port}`;
+}
+
+/** `host`, `host:port`, `[v6]:port` or a bare IPv6 address. */
+export function parseEndpoint(section: SectionReader, key: string, entry: string, defaultPort: number): Endpoint {
+  const bad = (): never =>
+    section.fail(key, `${JSON.stringify(entry)} is not host or host:port`, 'write entries such as 192.0.2.10 or 192.0.2.10:18862, separated by spaces');
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(entry);
+  const [host, portText] = bracketed
+    ? [bracketed[1]!, bracketed[2]]
+    : isIP(entry) === 6
+      ? [entry, undefined]
+      : entry.split(':').length <= 2
+        ? (entry.split(':') as [string, string | undefined])
+        : bad();
+  const port = portText === undefined ? defaultPort : /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= 1 && port <= 65535) || !(isIP(host) !== 0 || HOSTNAME.test(host))) bad();
+  return { host, port };
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+/** The address the original binds to when mq_ip is blank: the first non-internal IPv4. */
+function primaryIpv4(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    const found = list?.find((info) => info.family === 'IPv4' && !info.internal);
+    if (found) return found.address;
+  }
+  return '127.0.0.1';
+}
+
+/** The broker this host publishes to: the hub, or its own embedded broker. */
+export function publishUrl(config: Config): string {
+  return config.brokerUrl ?? endpointUrl(config.mq);
+}
+
+export function endpointUrl({ host, port }: Endpoint): string {
+  return `mqtt://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+}

@@ -1,0 +1,112 @@
+import { type CanonicalAddress, parseAddress } from './ip.js';
+
+/** The message contract: topic `f2b/<jail>/<action>`, payload a bare address or `{"ip", "origin"}`. */
+export type Action = 'ban' | 'unban';
+
+export interface SyncEvent {
+  jail: string;
+  action: Action;
+  address: CanonicalAddress;
+  /** node_id of the publishing agent; absent for bare-address (manual) events. */
+  origin?: string;
+}
+
+export const TOPIC_ROOT = 'f2b';
+export const SUBSCRIPTION = `${TOPIC_ROOT}/+/+`;
+/** Far above any valid payload (an address plus a node id in JSON); bigger ones are refused unread. */
+export const MAX_PAYLOAD_BYTES = 1024;
+
+/** Jail names as fail2ban sections and MQTT topic levels both accept them. */
+export const JAIL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** node_id: a hostname-like name; also the MQTT identity when authentication is on. */
+export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+const ACTIONS: Record<string, Action> = { ban: 'ban', banip: 'ban', unban: 'unban', unbanip: 'unban' };
+
+/** Why an incoming message was refused; each reason has its own counter. */
+export type RefusalReason =
+  | 'bad-topic'
+  | 'bad-jail-name'
+  | 'unknown-action'
+  | 'oversized'
+  | 'bad-payload'
+  | 'bad-address'
+  | 'bad-origin';
+
+export type DecodeResult =
+  | { ok: true; event: SyncEvent }
+  | { ok: false; reason: RefusalReason; detail: string };
+
+export function parseAction(text: string): Action | undefined {
+  return Object.hasOwn(ACTIONS, text) ? ACTIONS[text] : undefined;
+}
+
+export function topicFor(jail: string, action: Action): string {
+  return `${TOPIC_ROOT}/${jail}/${action}`;
+}
+
+export function encodePayload(address: CanonicalAddress, origin: string): string {
+  return JSON.stringify({ ip: address.text, origin });
+}
+
+/** Turns one MQTT message into a validated event, or says exactly why not. */
+export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
+  const levels = topic.split('/');
+  if (levels.length !== 3 || levels[0] !== TOPIC_ROOT) {
+    return refuse('bad-topic', `topic ${printable(topic)} is not ${TOPIC_ROOT}/<jail>/<action>`);
+  }
+  const [, jail, actionText] = levels as [string, string, string];
+  if (!JAIL_NAME.test(jail)) return refuse('bad-jail-name', `jail name ${printable(jail)} is not valid`);
+  const action = parseAction(actionText);
+  if (!action) return refuse('unknown-action', `action ${printable(actionText)} is not ban or unban`);
+  if (payload.length > MAX_PAYLOAD_BYTES) {
+    return refuse('oversized', `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+  }
+
+  const body = decodePayload(payload);
+  if ('error' in body) return body.error;
+  const parsed = parseAddress(body.ip);
+  if (!parsed.ok) return refuse('bad-address', `${printable(body.ip)}: ${parsed.reason}`);
+  const event: SyncEvent = { jail, action, address: parsed.address };
+  if (body.origin !== undefined) event.origin = body.origin;
+  return { ok: true, event };
+}
+
+type Body = { ip: string; origin?: string } | { error: Extract<DecodeResult, { ok: false }> };
+
+function decodePayload(payload: Buffer): Body {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(payload).trim();
+  } catch {
+    return { error: refuse('bad-payload', 'payload is not UTF-8 text') };
+  }
+  if (!text.startsWith('{')) return { ip: text };
+
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { error: refuse('bad-payload', 'payload starts with { but is not valid JSON') };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { error: refuse('bad-payload', 'JSON payload is not an object') };
+  }
+  const { ip, origin } = json as Record<string, unknown>;
+  if (typeof ip !== 'string') return { error: refuse('bad-payload', 'JSON payload has no string "ip"') };
+  if (origin === undefined) return { ip };
+  if (typeof origin !== 'string' || !NODE_ID.test(origin)) {
+    return { error: refuse('bad-origin', `"origin" ${printable(String(origin))} is not a valid node_id`) };
+  }
+  return { ip, origin };
+}
+
+function refuse(reason: RefusalReason, detail: string): Extract<DecodeResult, { ok: false }> {
+  return { ok: false, reason, detail };
+}
+
+/** Quotes untrusted text for a log line: bounded length, control characters escaped. */
+export function printable(text: string, max = 80): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return JSON.stringify(cut);
+}

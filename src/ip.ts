@@ -1,0 +1,77 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import ipaddr from 'ipaddr.js';
+
+/** An address or network in the one spelling fail2ban, pf and every peer agree on. */
+export interface CanonicalAddress {
+  /** `203.0.113.7`, `2001:db8::1`, `10.0.1.0/24`: what goes to fail2ban and OPNsense. */
+  text: string;
+  family: 4 | 6;
+  /** Network address (equal to the host address when `prefix` is the full width). */
+  network: ipaddr.IPv4 | ipaddr.IPv6;
+  prefix: number;
+}
+
+export type AddressResult = { ok: true; address: CanonicalAddress } | { ok: false; reason: string };
+
+/** Longest text that can be an address with a prefix (IPv6 with embedded IPv4 and /128). */
+const MAX_LENGTH = 49;
+/** Networks wider than this are refused: one event must not firewall a sizeable part of the internet. */
+export const MIN_PREFIX = { 4: 8, 6: 16 } as const;
+
+/**
+ * Validates and canonicalises one IPv4/IPv6 address or CIDR network.
+ * fail2ban stores any string it is given, so this is the gate in front of it: strict
+ * dotted decimal for IPv4 (no octal, hex or short forms), no IPv6 zone ids, lowercase
+ * compressed IPv6 (RFC 5952), host bits cleared in networks, IPv4-mapped IPv6 as IPv4.
+ */
+export function parseAddress(input: string, options: { anyPrefix?: boolean } = {}): AddressResult {
+  if (input.length === 0) return { ok: false, reason: 'empty address' };
+  if (input.length > MAX_LENGTH) return { ok: false, reason: 'too long to be an address' };
+  const slash = input.indexOf('/');
+  const host = slash === -1 ? input : input.slice(0, slash);
+  const prefixText = slash === -1 ? undefined : input.slice(slash + 1);
+
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  if (isIPv4(host)) {
+    parsed = ipaddr.IPv4.parse(host);
+  } else if (isIPv6(host) && !host.includes('%')) {
+    const v6 = ipaddr.IPv6.parse(host);
+    parsed = v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
+  } else {
+    return { ok: false, reason: 'not an IP address' };
+  }
+  const family = parsed.kind() === 'ipv4' ? 4 : 6;
+  const width = family === 4 ? 32 : 128;
+  const mappedShift = family === 4 && isIPv6(host) ? 96 : 0;
+
+  let prefix = width;
+  if (prefixText !== undefined) {
+    if (!/^\d{1,3}$/.test(prefixText)) return { ok: false, reason: 'malformed prefix length' };
+    prefix = Number(prefixText) - mappedShift;
+    if (prefix < 0 || prefix > width) return { ok: false, reason: `prefix length out of range for IPv${family}` };
+  }
+  if (!options.anyPrefix && prefix < MIN_PREFIX[family]) {
+    return { ok: false, reason: `network wider than /${MIN_PREFIX[family]} refused for IPv${family}` };
+  }
+  if (prefix === width) return { ok: true, address: { text: parsed.toString(), family, network: parsed, prefix } };
+
+  const network =
+    family === 4
+      ? ipaddr.IPv4.networkAddressFromCIDR(`${parsed.toString()}/${prefix}`)
+      : ipaddr.IPv6.networkAddressFromCIDR(`${parsed.toString()}/${prefix}`);
+  return { ok: true, address: { text: `${network.toString()}/${prefix}`, family, network, prefix } };
+}
+
+/** True when the two address ranges share at least one address. */
+export function overlaps(a: CanonicalAddress, b: CanonicalAddress): boolean {
+  if (a.family !== b.family) return false;
+  const shorter = Math.min(a.prefix, b.prefix);
+  return (a.network as ipaddr.IPv4).match(b.network as ipaddr.IPv4, shorter);
+}
+
+/** Parses an address that must be valid (never-ban entries, test fixtures); throws with the reason otherwise. */
+export function mustParseAddress(input: string, options: { anyPrefix?: boolean } = {}): CanonicalAddress {
+  const result = parseAddress(input, options);
+  if (!result.ok) throw new Error(`${JSON.stringify(input)}: ${result.reason}`);
+  return result.address;
+}

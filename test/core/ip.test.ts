@@ -1,0 +1,54 @@
+import { expect } from 'chai';
+import { mustParseAddress, parseAddress } from '../../src/ip.js';
+import { NeverBanList } from '../../src/never-ban.js';
+
+describe('address validation', () => {
+  const canonical: Array<[string, string]> = [
+    ['203.0.113.7', '203.0.113.7'],
+    ['2001:DB8:0:0::1', '2001:db8::1'],
+    ['2001:0db8:0000:0000:0000:0000:0000:0001', '2001:db8::1'],
+    ['10.0.1.7/24', '10.0.1.0/24'],
+    ['203.0.113.7/32', '203.0.113.7'],
+    ['2001:db8::1/128', '2001:db8::1'],
+    ['2001:db8:abcd:12::1/48', '2001:db8:abcd::/48'],
+    ['::ffff:198.51.100.9', '198.51.100.9'],
+  ];
+  for (const [input, expected] of canonical) {
+    it(`canonicalises ${input} to ${expected}`, () => {
+      const result = parseAddress(input);
+      expect(result.ok && result.address.text).to.equal(expected);
+    });
+  }
+
+  const invalid = [
+    '', 'not-an-ip', '999.1.1.1', '1.2.3', '01.2.3.4', '0x7f.0.0.1', '1.2.3.4 ', ' 1.2.3.4', 'a b', '*',
+    'x;touch F', '$(reboot)', '1.2.3.4;rm -rf /', 'fe80::1%eth0', '1.2.3.4/33', '1.2.3.4/-1', '1.2.3.4/', '1.2.3.4/024x',
+    '2001:db8::1/129', '::ffff:1.2.3.4/95', '1.2.3.4\n5.6.7.8', '0.0.0.0/0', '10.0.0.0/7', '2001::/15', 'x'.repeat(5000),
+  ];
+  for (const input of invalid) {
+    it(`refuses ${JSON.stringify(input.slice(0, 40))}`, () => {
+      expect(parseAddress(input).ok).to.equal(false);
+    });
+  }
+});
+
+describe('never-ban list', () => {
+  const list = new NeverBanList([mustParseAddress('192.0.2.0/24'), mustParseAddress('2001:db8:1::/48')], ['198.51.100.20']);
+  const refused: Array<[string, RegExp]> = [
+    ['127.0.0.1', /loopback/],
+    ['127.8.9.10', /loopback/],
+    ['::1', /loopback/],
+    ['0.0.0.0', /unspecified/],
+    ['198.51.100.20', /own address/],
+    ['198.51.100.0/24', /own address/],
+    ['192.0.2.77', /ignoreip 192.0.2.0\/24/],
+    ['192.0.0.0/16', /ignoreip/],
+    ['2001:db8:1:2::5', /ignoreip 2001:db8:1::\/48/],
+  ];
+  for (const [input, why] of refused) {
+    it(`protects ${input}`, () => expect(list.reason(mustParseAddress(input))).to.match(why));
+  }
+  for (const input of ['203.0.113.7', '198.51.100.21', '2001:db8:2::1', '192.0.3.0/24']) {
+    it(`lets ${input} be banned`, () => expect(list.reason(mustParseAddress(input))).to.equal(null));
+  }
+});

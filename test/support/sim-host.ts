@@ -1,0 +1,136 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startFail2ban, type Fail2banServer } from './fail2ban-server.js';
+import { BIN, ROOT } from './paths.js';
+import { RunningProcess } from './process.js';
+import { run, type RunResult } from './run.js';
+import { waitFor } from './wait.js';
+
+export interface HostOptions {
+  name: string;
+  /** Loopback address standing for this host, e.g. 127.0.0.2. */
+  ip: string;
+  port: number;
+  /** Mesh peers as written in sync_servers. */
+  peers?: string[];
+  /** Hub mode instead of mesh. */
+  brokerUrl?: string;
+  /** primary jail -> sync jail, as in [jails]. */
+  jails?: Record<string, string>;
+  /** Extra lines for the [default] section. */
+  extra?: string[];
+}
+
+const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
+
+/**
+ * One simulated server: a private fail2ban (primary jail `sshd` with the real sync action
+ * calling syncfail2ban-client, `web` without actions, and their sync jails) and an agent
+ * process configured with the original's keys.
+ */
+export class SimHost {
+  agent: RunningProcess | undefined;
+
+  private constructor(
+    readonly options: HostOptions,
+    readonly dir: string,
+    readonly configPath: string,
+    readonly fail2ban: Fail2banServer,
+  ) {}
+
+  static async start(options: HostOptions): Promise<SimHost> {
+    const dir = await mkdtemp(join(tmpdir(), `sf2b-${options.name}-`));
+    const configPath = join(dir, 'config.cfg');
+    const clientScript = join(dir, 'syncfail2ban-client');
+    // What /etc/syncfail2ban/syncfail2ban-client is on a real install, pointed at this host's config.
+    await writeFile(clientScript, `#!/bin/sh\nexec ${process.execPath} ${BIN.client} --config ${configPath} "$@"\n`);
+    await chmod(clientScript, 0o755);
+    const jails = options.jails ?? DEFAULT_JAILS;
+    const fail2ban = await startFail2ban({
+      name: options.name,
+      jails: [
+        { name: 'sshd', kind: 'primary' },
+        { name: 'web', kind: 'sync' },
+        ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const })),
+      ],
+      // The shipped action file, unchanged: the test exercises what admins install.
+      actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8') },
+      primaryAction: `sync-action[client="${clientScript}"]`,
+    });
+    const host = new SimHost(options, dir, configPath, fail2ban);
+    await host.writeConfig();
+    return host;
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  async writeConfig(extra: string[] = []): Promise<void> {
+    const { options } = this;
+    const lines = [
+      '[default]',
+      `node_id = ${options.name}`,
+      'log_debug = false',
+      'f2b_sync = true',
+      `mq_ip = ${options.ip}`,
+      `mq_port = ${options.port}`,
+      `sync_servers = ${(options.peers ?? []).join(' ')}`,
+      'connection_timeout = 5',
+      `fail2ban_socket = ${this.fail2ban.socket}`,
+      ...(options.brokerUrl ? [`broker_url = ${options.brokerUrl}`] : []),
+      ...(options.extra ?? []),
+      ...extra,
+      '',
+      '[jails]',
+      ...Object.entries(options.jails ?? DEFAULT_JAILS).map(([primary, sync]) => `${primary} = ${sync}`),
+      '',
+    ];
+    await writeFile(this.configPath, lines.join('\n'));
+  }
+
+  async startAgent(): Promise<RunningProcess> {
+    this.agent = new RunningProcess(process.execPath, [BIN.agent, '--config', this.configPath]);
+    await this.agent.waitForOutput(/"msg":"subscribed to f2b\/\+\/\+"/, `${this.name}'s agent to subscribe`);
+    return this.agent;
+  }
+
+  /** Waits until the agent has subscribed on `count` distinct brokers. */
+  async waitSubscribed(count: number): Promise<void> {
+    await waitFor(
+      () => new Set(this.requireAgent().logLines().filter((line) => line.msg === 'subscribed to f2b/+/+').map((line) => line.broker)).size >= count,
+      `${this.name}'s agent subscribed on ${count} broker(s)`,
+    );
+  }
+
+  requireAgent(): RunningProcess {
+    if (!this.agent) throw new Error(`${this.name} has no agent running`);
+    return this.agent;
+  }
+
+  /** Runs this host's syncfail2ban-client (what fail2ban's action runs). */
+  client(args: string[]): Promise<RunResult> {
+    return run(process.execPath, [BIN.client, '--config', this.configPath, ...args]);
+  }
+
+  banned(jail: string): Promise<string[]> {
+    return this.fail2ban.banned(jail);
+  }
+
+  /** Refusal counts per reason, from the agent's log lines. */
+  refusals(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const line of this.requireAgent().logLines()) {
+      if (typeof line.reason !== 'string') continue;
+      counts[line.reason] = (counts[line.reason] ?? 0) + (typeof line.count === 'number' ? line.count : 1);
+    }
+    return counts;
+  }
+
+  async stop(): Promise<void> {
+    await this.agent?.stop();
+    await this.fail2ban.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
