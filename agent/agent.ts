@@ -1,11 +1,15 @@
-import { endpointUrl, type Config } from '../src/config.js';
+import { endpointUrl, meshTls, type Config } from '../src/config.js';
+import type { IClientOptions } from 'mqtt';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import type { Logger } from '../src/log.js';
+import { clientCredentials } from '../src/mqtt-credentials.js';
 import { NeverBanList } from '../src/never-ban.js';
+import { RateLimiter } from '../src/rate-limit.js';
 import { startBroker, type RunningBroker } from '../broker/broker.js';
+import { OpnsenseBridge, type BridgeStatus } from './bridge/bridge.js';
 import { BrokerLink, type LinkStatus } from './broker-link.js';
 import { Intake, type IntakeStats, type Route } from './intake.js';
-import { Refusals } from './refusals.js';
+import { Refusals } from '../src/refusals.js';
 import { Batcher, type SinkStats } from './sinks/batcher.js';
 import { Fail2banBackend } from './sinks/fail2ban-backend.js';
 import { SyncJailRoute } from './sync-jail-route.js';
@@ -18,6 +22,8 @@ export interface AgentStatus {
   intake: IntakeStats;
   refused: Record<string, number>;
   sinks: Record<string, SinkStats>;
+  /** The OPNsense bridge, null when opn_fw_sync is off. */
+  bridge: BridgeStatus | null;
 }
 
 /**
@@ -29,6 +35,7 @@ export class Agent {
   private broker: RunningBroker | undefined;
   private links: BrokerLink[] = [];
   private fail2ban: Fail2banClient | undefined;
+  private readonly bridge: OpnsenseBridge | undefined;
   private readonly sinks = new Map<string, Batcher>();
   private readonly refusals: Refusals;
   private readonly intake: Intake;
@@ -40,12 +47,17 @@ export class Agent {
     this.refusals = new Refusals(log);
     const routes: Route[] = [];
     if (config.f2bSync && config.jails.size > 0) {
-      this.fail2ban = new Fail2banClient(config.fail2banSocket, { timeoutMs: config.connectionTimeoutS * 1000 });
+      // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
+      this.fail2ban = new Fail2banClient(config.fail2banSocket, { timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000) });
       const sink = new Batcher(new Fail2banBackend(this.fail2ban, log), log);
       this.sinks.set('fail2ban', sink);
       routes.push(new SyncJailRoute(config.jails, config.nodeId, sink));
     }
-    this.intake = new Intake(new NeverBanList(config.ignoreIp), routes, this.refusals);
+    if (config.opnsense.enabled) {
+      this.bridge = new OpnsenseBridge(config.opnsense, config.stateDir, log);
+      routes.push(this.bridge);
+    }
+    this.intake = new Intake(new NeverBanList(config.ignoreIp), routes, this.refusals, new RateLimiter(config.rateLimit));
   }
 
   get topology(): 'mesh' | 'hub' {
@@ -56,8 +68,12 @@ export class Agent {
     const { config, log } = this;
     log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails) }, 'starting syncfail2ban');
     if (!config.brokerUrl) {
-      this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log });
+      this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
     }
+    // Before any link exists: the bridge's saved state must be loaded before events arrive.
+    await this.bridge?.start();
+    const { tls, ...account } = clientCredentials(config.mqtt);
+    if (!config.mqtt.verifyTls) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
     for (const url of this.subscriptionUrls()) {
       this.links.push(
         new BrokerLink(url, {
@@ -65,6 +81,7 @@ export class Agent {
           connectTimeoutS: config.connectionTimeoutS,
           log,
           onMessage: (topic, payload, source) => this.intake.handle(topic, payload, source),
+          mqtt: { ...account, ...tls } as IClientOptions,
         }),
       );
     }
@@ -81,6 +98,7 @@ export class Agent {
     for (const [name, done] of flushed) {
       if (!done) this.log.error({ sink: name, backlog: this.sinks.get(name)?.stats().backlog }, 'stopped before every accepted change was applied');
     }
+    await this.bridge?.stop(deadlineMs);
     this.fail2ban?.close();
     await this.broker?.close();
     this.refusals.close();
@@ -91,24 +109,26 @@ export class Agent {
     return {
       nodeId: this.config.nodeId,
       topology: this.topology,
-      embeddedBroker: this.broker ? endpointUrl(this.config.mq) : null,
+      embeddedBroker: this.broker ? endpointUrl(this.config.mq, meshTls(this.config)) : null,
       links: this.links.map((link) => link.status()),
       intake: this.intake.stats(),
       refused: this.refusals.byReason(),
       sinks: Object.fromEntries([...this.sinks].map(([name, sink]) => [name, sink.stats()])),
+      bridge: this.bridge?.status() ?? null,
     };
   }
 
   private subscriptionUrls(): string[] {
     const { config } = this;
     if (config.brokerUrl) return [config.brokerUrl];
-    const own = endpointUrl(config.mq);
-    const peers = config.syncServers.map(endpointUrl).filter((url) => url !== own);
+    const tls = meshTls(config);
+    const own = endpointUrl(config.mq, tls);
+    const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);
     return [own, ...new Set(peers)];
   }
 
   private routesCount(): number {
-    return this.sinks.size;
+    return this.sinks.size + (this.bridge ? 1 : 0);
   }
 
   /** Says at start-up what is wrong on the fail2ban side; the sink keeps retrying either way. */

@@ -1,6 +1,9 @@
 import { decodeEvent, printable, type SyncEvent } from '../src/event.js';
 import type { NeverBanList } from '../src/never-ban.js';
-import type { Refusals } from './refusals.js';
+import type { RateLimiter } from '../src/rate-limit.js';
+import type { Refusals } from '../src/refusals.js';
+
+const MAX_PEERS_TRACKED = 1_000;
 
 /** What a route did with an event: queued it, skipped it as this host's own, or has no mapping for its jail. */
 export type RouteResult = 'queued' | 'own' | 'unmapped';
@@ -15,6 +18,8 @@ export interface IntakeStats {
   received: number;
   accepted: number;
   ownSkipped: number;
+  /** origin -> when a valid event from it last arrived (ISO time). */
+  peersSeen: Record<string, string>;
 }
 
 /**
@@ -22,12 +27,14 @@ export interface IntakeStats {
  * addresses, then hand the event to every route. Nothing reaches a sink unchecked.
  */
 export class Intake {
-  private readonly counts: IntakeStats = { received: 0, accepted: 0, ownSkipped: 0 };
+  private readonly counts = { received: 0, accepted: 0, ownSkipped: 0 };
+  private readonly peersSeen = new Map<string, Date>();
 
   constructor(
     private readonly neverBan: NeverBanList,
     private readonly routes: readonly Route[],
     readonly refusals: Refusals,
+    private readonly perOrigin: RateLimiter,
   ) {}
 
   handle(topic: string, payload: Buffer, source: string): void {
@@ -36,6 +43,11 @@ export class Intake {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
 
     const { event } = decoded;
+    if (event.origin) this.notePeer(event.origin);
+    const sender = event.origin ?? 'manual';
+    if (!this.perOrigin.take(sender)) {
+      return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
+    }
     const neverBan = this.neverBan.reason(event.address);
     if (neverBan) {
       return this.refusals.refuse('never-ban', `${event.action} of ${event.address.text} (${neverBan})`, { source, jail: event.jail, origin: event.origin });
@@ -47,7 +59,15 @@ export class Intake {
     else this.refusals.refuse('unmapped-jail', `jail ${printable(event.jail)} is not mapped here`, { source });
   }
 
+  /** Origins come from the network, so the map is bounded: the longest unseen goes first. */
+  private notePeer(origin: string): void {
+    this.peersSeen.delete(origin);
+    this.peersSeen.set(origin, new Date());
+    if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
+  }
+
   stats(): IntakeStats {
-    return { ...this.counts };
+    const peersSeen = Object.fromEntries([...this.peersSeen].map(([origin, at]) => [origin, at.toISOString()]));
+    return { ...this.counts, peersSeen };
   }
 }

@@ -4,20 +4,36 @@ import { DEFAULT_CONFIG_FILE, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { onTermination, reportFatal } from '../src/program.js';
 import { Agent } from './agent.js';
+import { startOperatorEndpoints } from './operator-endpoints.js';
 
 const program = new Command('syncfail2ban')
   .description('Keeps fail2ban bans in sync across servers over MQTT (the agent service).')
   .option('-c, --config <file>', 'config file', DEFAULT_CONFIG_FILE)
+  .option('--check', 'check the config and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)')
   .parse();
 
-const { config: file } = program.opts<{ config: string }>();
+const { config: file, check } = program.opts<{ config: string; check?: boolean }>();
+if (check) {
+  try {
+    const { runDoctor } = await import('./doctor.js');
+    process.exit(await runDoctor(file));
+  } catch (error) {
+    reportFatal('syncfail2ban --check', error);
+  }
+}
 try {
   const config = loadConfig(file);
   const log = createLogger('syncfail2ban', config.logDebug);
   for (const key of config.unknownKeys) log.warn({ file, key }, `unknown config key ${key} ignored (a typo?)`);
+  for (const warning of config.warnings) log.warn(warning);
   const agent = new Agent(config, log);
-  onTermination(() => agent.stop());
-  await agent.start();
+  const endpoints = agent.start().then(() => startOperatorEndpoints(config, () => agent.status(), log));
+  onTermination(async () => {
+    await agent.stop();
+    // A stop during start-up still removes the control socket once it exists.
+    await (await endpoints.catch(() => undefined))?.close();
+  });
+  await endpoints;
 } catch (error) {
   reportFatal('syncfail2ban', error);
 }

@@ -1,57 +1,92 @@
-import { createServer, type Server } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
+import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
+import { Refusals } from '../src/refusals.js';
+import { installAccessControl } from './access-control.js';
+import { guardPacketSize } from './packet-size-guard.js';
 
 export interface BrokerOptions {
   host: string;
   port: number;
   log: Logger;
+  security: BrokerSecurity;
+  rateLimit: RateLimit;
 }
 
 export interface RunningBroker {
   readonly host: string;
   readonly port: number;
   readonly aedes: Aedes;
+  readonly refusals: Refusals;
   close(): Promise<void>;
 }
 
 /** Deeper than f2b/<jail>/<action> has no use; Aedes' default allows 100 levels. */
 const MAX_TOPIC_LEVELS = 8;
+/** The largest packet any host needs to send: a CONNECT with credentials, or one event. */
+const MAX_PACKET_BYTES = 4096;
 
 /**
- * An Aedes broker on host:port that never stores a retained message: a retained
- * publish is delivered live with the flag cleared, so a later subscriber gets nothing.
+ * An Aedes broker on host:port (TLS when configured) that enforces the access rules of
+ * access-control.ts and never stores a retained message.
  */
-export async function startBroker({ host, port, log }: BrokerOptions): Promise<RunningBroker> {
+export async function startBroker({ host, port, log, security, rateLimit }: BrokerOptions): Promise<RunningBroker> {
   const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS });
-  aedes.authorizePublish = (client, packet, done) => {
-    if (packet.topic.startsWith('$')) return done(new Error(`publishing to ${packet.topic} is not allowed`));
-    if (packet.retain) {
-      log.debug({ client: client?.id, topic: packet.topic }, 'retain flag cleared: this broker stores nothing');
-      packet.retain = false;
-    }
-    done(null);
-  };
+  const refusals = new Refusals(log.child({ component: 'broker' }));
+  installAccessControl(aedes, security, rateLimit, refusals);
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
-  const server = createServer((socket) => aedes.handle(socket));
+  const accept = (socket: Socket) => {
+    guardPacketSize(socket, MAX_PACKET_BYTES, (announced) =>
+      refusals.refuse('oversized', `packet of ${announced} bytes exceeds ${MAX_PACKET_BYTES}; connection closed`, { remote: socket.remoteAddress }),
+    );
+    aedes.handle(socket);
+  };
+  let server: Server;
   try {
+    server = security.tls ? createTlsServer(tlsOptions(security.tls), accept) : createServer(accept);
+    if (security.tls) server.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
     await listen(server, host, port);
   } catch (error) {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    refusals.close();
     throw new Error(`broker cannot listen on ${host}:${port}: ${explainListenError(error as NodeJS.ErrnoException)}`);
   }
-  log.info({ host, port }, 'MQTT broker listening');
+  log.info(
+    { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCaFile), accounts: security.users.size },
+    security.users.size || security.tls?.clientCaFile ? 'MQTT broker listening; authentication required' : 'MQTT broker listening; anonymous access (no [users])',
+  );
 
   return {
     host,
     port,
     aedes,
+    refusals,
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      refusals.close();
     },
+  };
+}
+
+function tlsOptions(tls: NonNullable<BrokerSecurity['tls']>) {
+  const read = (key: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new Error(`${key} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}; fix the path or its permissions`);
+    }
+  };
+  return {
+    cert: read('mq_tls_cert', tls.certFile),
+    key: read('mq_tls_key', tls.keyFile),
+    ...(tls.clientCaFile ? { ca: read('mq_tls_client_ca', tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
+    minVersion: 'TLSv1.2' as const,
   };
 }
 

@@ -8,14 +8,23 @@ import { startBroker } from './broker.js';
 const program = new Command('syncfail2ban-broker')
   .description('Standalone MQTT broker (Aedes) for a syncfail2ban hub; listens on mq_ip:mq_port.')
   .option('-c, --config <file>', 'config file', DEFAULT_CONFIG_FILE)
+  .option('--hash-password', 'read a password on stdin and print its hash for the [users] section')
   .parse();
 
-const { config: file } = program.opts<{ config: string }>();
+const options = program.opts<{ config: string; hashPassword?: boolean }>();
 try {
-  const config = loadConfig(file);
-  const log = createLogger('syncfail2ban-broker', config.logDebug);
-  const broker = await startBroker({ host: config.mq.host, port: config.mq.port, log });
-  onTermination(() => broker.close());
+  if (options.hashPassword) {
+    const [{ readPassword }, { hashPassword }] = await Promise.all([import('./read-password.js'), import('./password.js')]);
+    const password = await readPassword('Password: ');
+    if (password.length < 12) throw new Error('refusing a password shorter than 12 characters');
+    process.stdout.write(`${await hashPassword(password)}\n`);
+  } else {
+    const config = loadConfig(options.config);
+    const log = createLogger('syncfail2ban-broker', config.logDebug);
+    for (const warning of config.warnings) log.warn(warning);
+    const broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
+    onTermination(() => broker.close());
+  }
 } catch (error) {
   reportFatal('syncfail2ban-broker', error);
 }

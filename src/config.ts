@@ -1,8 +1,16 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import ini from 'ini';
 import { ConfigError, SectionReader } from './config-reader.js';
+import {
+  type BrokerSecurity,
+  type MqttClientSecurity,
+  type RateLimit,
+  readBrokerSecurity,
+  readClientSecurity,
+  readRateLimit,
+} from './config-security.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
 
@@ -10,6 +18,7 @@ export { ConfigError } from './config-reader.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/syncfail2ban/config.cfg';
 export const DEFAULT_MQ_PORT = 18862;
+export const DEFAULT_CONTROL_SOCKET = '/run/syncfail2ban/control.sock';
 
 export interface Endpoint {
   host: string;
@@ -53,12 +62,23 @@ export interface Config {
   jails: Map<string, string>;
   ignoreIp: CanonicalAddress[];
   stateDir: string;
+  /** Unix socket where the agent answers `syncfail2ban-client status`. */
+  controlSocket: string;
+  /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
+  metrics?: Endpoint;
   opnsense: OpnsenseConfig;
+  /** What the embedded (mesh) or standalone broker demands of connecting hosts. */
+  broker: BrokerSecurity;
+  /** Credentials and TLS settings for connecting to brokers. */
+  mqtt: MqttClientSecurity;
+  rateLimit: RateLimit;
   /** Keys nobody reads: reported as warnings, since they are usually typos. */
   unknownKeys: string[];
+  /** Other things worth a warning at start-up (loose permissions on secrets). */
+  warnings: string[];
 }
 
-const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys'];
+const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys', 'users'];
 
 /** Reads and validates a config file; throws ConfigError with one actionable message. */
 export function loadConfig(file: string): Config {
@@ -73,7 +93,12 @@ export function loadConfig(file: string): Config {
     if (code === 'EACCES') throw new ConfigError(`${file}: permission denied; fix: run as root or make the file readable by this user`);
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
   }
-  return parseConfig(text, file);
+  const config = parseConfig(text, file);
+  const hasSecrets = config.mqtt.password !== undefined || config.opnsense.firewalls.some((firewall) => firewall.secret);
+  if (hasSecrets && statSync(file).mode & 0o004) {
+    config.warnings.push(`${file} holds secrets and can be read by every user; fix: chmod 600 ${file}`);
+  }
+  return config;
 }
 
 export function parseConfig(text: string, file: string): Config {
@@ -89,6 +114,8 @@ export function parseConfig(text: string, file: string): Config {
   const jailsSection = new SectionReader(file, 'jails', sections.jails ?? {});
   const aliasSection = new SectionReader(file, 'opn_aliases', sections.opn_aliases ?? {});
   const keySection = new SectionReader(file, 'opn_keys', sections.opn_keys ?? {});
+  const usersSection = new SectionReader(file, 'users', sections.users ?? {});
+  const warnings: string[] = [];
 
   const nodeId = general.string('node_id', hostname());
   if (!NODE_ID.test(nodeId)) {
@@ -114,11 +141,18 @@ export function parseConfig(text: string, file: string): Config {
       return parsed.address;
     }),
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
+    controlSocket: readControlSocket(general),
     opnsense: readOpnsense(general, aliasSection, keySection),
+    broker: readBrokerSecurity(general, usersSection),
+    mqtt: readClientSecurity(general, nodeId, warnings),
+    rateLimit: readRateLimit(general),
     unknownKeys: [],
+    warnings,
   };
   const brokerUrl = readBrokerUrl(general);
   if (brokerUrl) config.brokerUrl = brokerUrl;
+  const metrics = readMetrics(general);
+  if (metrics) config.metrics = metrics;
 
   config.unknownKeys = [
     ...general.unused(),
@@ -126,6 +160,22 @@ export function parseConfig(text: string, file: string): Config {
     ...Object.keys(sections).filter((name) => !KNOWN_SECTIONS.includes(name)).map((name) => `[${name}]`),
   ];
   return config;
+}
+
+function readControlSocket(general: SectionReader): string {
+  const path = general.string('control_socket', DEFAULT_CONTROL_SOCKET);
+  if (!path.startsWith('/')) general.fail('control_socket', `${JSON.stringify(path)} is not an absolute path`, `write a path such as ${DEFAULT_CONTROL_SOCKET}`);
+  // sun_path holds 108 bytes including the terminating NUL.
+  if (Buffer.byteLength(path) > 107) general.fail('control_socket', 'is longer than a unix socket path may be (107 bytes)', 'choose a shorter path');
+  return path;
+}
+
+/** metrics_port 0 (the default) turns the Prometheus endpoint off. */
+function readMetrics(general: SectionReader): Endpoint | undefined {
+  const port = general.integer('metrics_port', 0, 0, 65535);
+  const host = general.string('metrics_host', '127.0.0.1');
+  if (!isIP(host)) general.fail('metrics_host', `${JSON.stringify(host)} is not an IP address`, 'give the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0');
+  return port === 0 ? undefined : { host, port };
 }
 
 function readBrokerUrl(general: SectionReader): string | undefined {
@@ -231,9 +281,14 @@ function primaryIpv4(): string {
 
 /** The broker this host publishes to: the hub, or its own embedded broker. */
 export function publishUrl(config: Config): string {
-  return config.brokerUrl ?? endpointUrl(config.mq);
+  return config.brokerUrl ?? endpointUrl(config.mq, meshTls(config));
 }
 
-export function endpointUrl({ host, port }: Endpoint): string {
-  return `mqtt://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+/** Mesh brokers speak TLS when this host's does: a fleet shares one setting. */
+export function meshTls(config: Config): boolean {
+  return config.broker.tls !== undefined;
+}
+
+export function endpointUrl({ host, port }: Endpoint, tls = false): string {
+  return `${tls ? 'mqtts' : 'mqtt'}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 }

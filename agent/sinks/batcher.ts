@@ -59,6 +59,7 @@ export class Batcher {
   private readonly counts = { submitted: 0, applied: 0, dropped: 0, failures: 0 };
   private lastError: string | null = null;
   private lastDropLog = 0;
+  private inFlight = 0;
 
   constructor(
     private readonly backend: Backend,
@@ -84,7 +85,7 @@ export class Batcher {
   }
 
   stats(): SinkStats {
-    return { ...this.counts, backlog: this.pending.size, lastError: this.lastError };
+    return { ...this.counts, backlog: this.pending.size + this.inFlight, lastError: this.lastError };
   }
 
   /** Stops taking changes and commits what was accepted, giving up at the deadline. True when all was committed. */
@@ -117,30 +118,37 @@ export class Batcher {
     let delay = this.options.retryInitialMs;
     while (this.pending.size > 0 && !this.abandoned) {
       const batch = this.take();
+      this.inFlight = batch.length;
+      let failure: Error | undefined;
       try {
         await this.backend.apply(batch);
+      } catch (error) {
+        failure = error as Error;
+      } finally {
+        this.inFlight = 0;
+      }
+      if (!failure) {
         this.counts.applied += batch.length;
         delay = this.options.retryInitialMs;
         if (this.lastError) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
         this.lastError = null;
-      } catch (error) {
-        this.counts.failures += 1;
-        this.putBack(batch);
-        const message = (error as Error).message;
-        if (message !== this.lastError || delay >= this.options.retryMaxMs) {
-          this.log.warn({ sink: this.backend.name, backlog: this.pending.size, retryInMs: delay }, message);
-        }
-        this.lastError = message;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          this.wakeRetry = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wakeRetry = undefined;
-        delay = Math.min(delay * 2, this.options.retryMaxMs);
+        continue;
       }
+      this.counts.failures += 1;
+      this.putBack(batch);
+      if (failure.message !== this.lastError || delay >= this.options.retryMaxMs) {
+        this.log.warn({ sink: this.backend.name, backlog: this.pending.size, retryInMs: delay }, failure.message);
+      }
+      this.lastError = failure.message;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wakeRetry = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeRetry = undefined;
+      delay = Math.min(delay * 2, this.options.retryMaxMs);
     }
     this.running = undefined;
   }

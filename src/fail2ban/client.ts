@@ -117,7 +117,12 @@ export class Fail2banClient {
     if (reply !== 'pong') throw this.protocolError(['ping'], `expected 'pong', got ${show(reply)}`);
   }
 
-  /** Bans the addresses in `jail`; resolves with how many were not banned before. */
+  /**
+   * Bans the addresses in `jail`; resolves with how many were not banned before. fail2ban
+   * stores any string as a ban, so callers validate and canonicalise first. Not atomic: if a
+   * later command of a large batch fails, earlier ones stay applied (the error says how many).
+   * An empty batch sends nothing.
+   */
   banIps(jail: string, ips: readonly string[]): Promise<number> {
     return this.setInChunks(jail, 'banip', ips);
   }
@@ -155,10 +160,12 @@ export class Fail2banClient {
       const chunk = ips.slice(start, start + MAX_ADDRESSES_PER_COMMAND);
       const args = ['get', jail, 'banned', ...chunk];
       const reply = await this.command(args);
-      if (!Array.isArray(reply) || reply.length !== chunk.length || !reply.every((flag) => flag === 0 || flag === 1)) {
+      // Measured on 1.0.2: one address answers a bare 0/1, several answer a list [1, 0, ...].
+      const flags = chunk.length === 1 && !Array.isArray(reply) ? [reply] : reply;
+      if (!Array.isArray(flags) || flags.length !== chunk.length || !flags.every((flag) => flag === 0 || flag === 1)) {
         throw this.protocolError(args, `expected ${chunk.length} flags (0 or 1), got ${show(reply)}`);
       }
-      for (const flag of reply) result.push(flag === 1);
+      for (const flag of flags) result.push(flag === 1);
     }
     return result;
   }
@@ -230,6 +237,8 @@ export class Fail2banClient {
     socket.on('error', (error: NodeJS.ErrnoException) => {
       this.drop(conn, (pending) => this.socketError(pending, error, conn.connected));
     });
+    // 'end' comes before 'close'; dropping there keeps new commands off a half-closed socket.
+    socket.on('end', () => this.drop(conn, (pending) => this.closedByServer(pending)));
     socket.on('close', () => this.drop(conn, (pending) => this.closedByServer(pending)));
     this.conn = conn;
     return conn;
@@ -395,10 +404,10 @@ function optional(error: Fail2banError): { exception?: PyException; code?: strin
   return { ...(error.exception ? { exception: error.exception } : {}), ...(error.code ? { code: error.code } : {}) };
 }
 
-/** A command for messages: batches of addresses are abbreviated. */
+/** A command for messages: long ones (batches of addresses) are abbreviated. */
 function describe(args: readonly string[]): string {
   const shown = args.slice(0, 4).join(' ');
-  return args.length > 4 ? `"${shown} ..." (${args.length - 3} addresses)` : `"${shown}"`;
+  return args.length > 4 ? `"${shown} ... (+${args.length - 4} more)"` : `"${shown}"`;
 }
 
 /** Roughly Python's repr, for messages only. */

@@ -105,8 +105,9 @@ class Machine {
   private readonly stack: Item[] = [];
   private readonly marks: number[] = [];
   private readonly memo = new Map<number, Item>();
-  private readonly lists = new WeakSet<unknown[]>();
-  private readonly tuples = new WeakSet<unknown[]>();
+  // Lists and tuples are both arrays; these tell them apart (the machine is short-lived).
+  private readonly lists = new Set<unknown[]>();
+  private readonly tuples = new Set<unknown[]>();
 
   constructor(private readonly buf: Buffer) {}
 
@@ -182,7 +183,9 @@ class Machine {
         case 0x87: { // TUPLE3
           const count = op - 0x84;
           if (this.stack.length - this.floor() < count) this.fail(at, `TUPLE${count} needs ${count} items on the stack`);
-          this.push(this.tuple(this.stack.splice(this.stack.length - count, count)));
+          const items = new Array<unknown>(count);
+          for (let i = count - 1; i >= 0; i--) items[i] = this.stack.pop();
+          this.push(this.tuple(items));
           break;
         }
         case 0x74: // TUPLE

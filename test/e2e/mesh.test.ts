@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -54,6 +55,19 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
     for (const host of [b, c]) {
       await waitFor(async () => !(await host.banned('sshd-sync')).includes('203.0.113.11'), `the unban on ${host.name}`);
     }
+  });
+
+  it("fail2ban's own hostile 'bans' in a primary jail run nothing through the sync action and publish nothing", async () => {
+    // fail2ban stores any string as a ban and hands it to the action's shell command line.
+    const hostile = ["x';touch sf2b-injected-1;'", '$(touch sf2b-injected-2)', '`touch sf2b-injected-3`', 'x"; touch sf2b-injected-4; "', 'a b', '*'];
+    for (const text of hostile) await a.fail2ban.ban('sshd', text);
+    await a.fail2ban.ban('sshd', '2001:DB8::a1');
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('2001:db8::a1'), 'the IPv6 ban through the action');
+    await barrier({ host: IPS[0]!, port }, hosts);
+    for (const host of [b, c]) {
+      expect((await host.banned('sshd-sync')).filter((ip) => hostile.includes(ip))).to.deep.equal([]);
+    }
+    for (const n of [1, 2, 3, 4]) expect(existsSync(join(process.cwd(), `sf2b-injected-${n}`)), `sf2b-injected-${n}`).to.equal(false);
   });
 
   it('an IPv6 ban arrives in the canonical form fail2ban uses', async () => {

@@ -63,11 +63,15 @@ export interface Fail2banServer {
   unban(jail: string, ip: string): Promise<number>;
   /** Lines of actionsLog so far ([] before the first action ran). */
   actions(): Promise<string[]>;
-  /** Runs fail2ban-client against this server and resolves with its trimmed stdout. */
-  client(...args: string[]): Promise<string>;
+  /** Runs `fail2ban-client -s SOCK ...args` and resolves with its trimmed stdout. */
+  cli(...args: string[]): Promise<string>;
   /** Stops the fail2ban process but keeps the dir (and a file db), for restart tests. */
   stopProcess(): Promise<void>;
-  /** Starts the process again with the same config and waits until every jail answers. */
+  /**
+   * Starts the process again with the same config and waits until every jail answers status.
+   * With db: 'file', fail2ban restores earlier bans a few hundred ms AFTER that (measured), so
+   * wait for them with waitFor.
+   */
   startProcess(): Promise<void>;
   restart(): Promise<void>;
   /** Stops the process (SIGTERM, SIGKILL after a deadline) and removes the dir. */
@@ -221,6 +225,10 @@ class PrivateFail2ban implements Fail2banServer {
     };
     child.stdout?.on('data', keepTail);
     child.stderr?.on('data', keepTail);
+    // A forgotten server must not keep the test process alive; the exit handler kills it.
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+    (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
     let startError: Error | undefined;
     this.exited = new Promise<void>((resolve) => {
       child.once('error', (error) => {
@@ -241,7 +249,7 @@ class PrivateFail2ban implements Fail2banServer {
     const ready = waitFor(
       async () => {
         if (givenUp) return true; // stop polling once the server died
-        for (const jail of this.jails) await this.client('status', jail);
+        for (const jail of this.jails) await this.cli('status', jail);
         return true;
       },
       `every jail of fail2ban test server "${this.name}" to answer status`,
@@ -295,7 +303,7 @@ class PrivateFail2ban implements Fail2banServer {
     }
   }
 
-  async client(...args: string[]): Promise<string> {
+  async cli(...args: string[]): Promise<string> {
     try {
       const { stdout } = await run('fail2ban-client', ['-s', this.socket, ...args], { timeout: 30_000, maxBuffer: 64 * 1024 * 1024 });
       return stdout.trim();
@@ -307,15 +315,15 @@ class PrivateFail2ban implements Fail2banServer {
   }
 
   async banned(jail: string): Promise<string[]> {
-    return parsePythonStringList(await this.client('get', jail, 'banned'));
+    return parsePythonStringList(await this.cli('get', jail, 'banned'));
   }
 
   async ban(jail: string, ip: string): Promise<number> {
-    return parseCount(await this.client('set', jail, 'banip', ip));
+    return parseCount(await this.cli('set', jail, 'banip', ip));
   }
 
   async unban(jail: string, ip: string): Promise<number> {
-    return parseCount(await this.client('set', jail, 'unbanip', ip));
+    return parseCount(await this.cli('set', jail, 'unbanip', ip));
   }
 
   async actions(): Promise<string[]> {

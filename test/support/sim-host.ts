@@ -20,6 +20,10 @@ export interface HostOptions {
   jails?: Record<string, string>;
   /** Extra lines for the [default] section. */
   extra?: string[];
+  /** Lines after [jails]: further sections such as [users]. */
+  sections?: string[];
+  /** false: no fail2ban on this host (f2b_sync = false), e.g. one that only runs the OPNsense bridge. */
+  fail2ban?: boolean;
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -36,8 +40,13 @@ export class SimHost {
     readonly options: HostOptions,
     readonly dir: string,
     readonly configPath: string,
-    readonly fail2ban: Fail2banServer,
+    private readonly ownFail2ban: Fail2banServer | undefined,
   ) {}
+
+  get fail2ban(): Fail2banServer {
+    if (!this.ownFail2ban) throw new Error(`${this.name} runs no fail2ban`);
+    return this.ownFail2ban;
+  }
 
   static async start(options: HostOptions): Promise<SimHost> {
     const dir = await mkdtemp(join(tmpdir(), `sf2b-${options.name}-`));
@@ -47,7 +56,7 @@ export class SimHost {
     await writeFile(clientScript, `#!/bin/sh\nexec ${process.execPath} ${BIN.client} --config ${configPath} "$@"\n`);
     await chmod(clientScript, 0o755);
     const jails = options.jails ?? DEFAULT_JAILS;
-    const fail2ban = await startFail2ban({
+    const fail2ban = options.fail2ban === false ? undefined : await startFail2ban({
       name: options.name,
       jails: [
         { name: 'sshd', kind: 'primary' },
@@ -63,6 +72,11 @@ export class SimHost {
     return host;
   }
 
+  /** The agent's control socket (syncfail2ban-client status), inside this host's temp dir. */
+  get controlSocket(): string {
+    return join(this.dir, 'control.sock');
+  }
+
   get name(): string {
     return this.options.name;
   }
@@ -73,18 +87,21 @@ export class SimHost {
       '[default]',
       `node_id = ${options.name}`,
       'log_debug = false',
-      'f2b_sync = true',
+      `f2b_sync = ${this.ownFail2ban !== undefined}`,
       `mq_ip = ${options.ip}`,
       `mq_port = ${options.port}`,
       `sync_servers = ${(options.peers ?? []).join(' ')}`,
       'connection_timeout = 5',
-      `fail2ban_socket = ${this.fail2ban.socket}`,
+      `fail2ban_socket = ${this.ownFail2ban?.socket ?? join(this.dir, 'no-fail2ban.sock')}`,
+      `control_socket = ${this.controlSocket}`,
       ...(options.brokerUrl ? [`broker_url = ${options.brokerUrl}`] : []),
       ...(options.extra ?? []),
       ...extra,
       '',
       '[jails]',
       ...Object.entries(options.jails ?? DEFAULT_JAILS).map(([primary, sync]) => `${primary} = ${sync}`),
+      '',
+      ...(options.sections ?? []),
       '',
     ];
     await writeFile(this.configPath, lines.join('\n'));
@@ -130,7 +147,7 @@ export class SimHost {
 
   async stop(): Promise<void> {
     await this.agent?.stop();
-    await this.fail2ban.stop();
+    await this.ownFail2ban?.stop();
     await rm(this.dir, { recursive: true, force: true });
   }
 }

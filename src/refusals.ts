@@ -1,4 +1,4 @@
-import type { Logger } from '../src/log.js';
+import type { Logger } from './log.js';
 
 /**
  * Counts refused messages per reason and logs without flooding: the first refusal of a

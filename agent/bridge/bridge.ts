@@ -1,0 +1,150 @@
+import { join } from 'node:path';
+import type { OpnsenseConfig } from '../../src/config.js';
+import type { SyncEvent } from '../../src/event.js';
+import type { Logger } from '../../src/log.js';
+import type { Route, RouteResult } from '../intake.js';
+import type { BatcherOptions } from '../sinks/batcher.js';
+import { DesiredState, holderOf } from './desired-state.js';
+import { FirewallSync, type FirewallStatus } from './firewall-sync.js';
+import { decodeBridgeState, encodeBridgeState, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
+import { StateFile } from './state-file.js';
+
+export interface BridgeStatus {
+  stateFile: string;
+  /** False when the state cannot be saved (see the log); the bridge then forgets on restart. */
+  persistent: boolean;
+  /** alias -> addresses it should hold */
+  wanted: Record<string, number>;
+  firewalls: FirewallStatus[];
+}
+
+/**
+ * The OPNsense bridge: a Route that sees every valid ban and unban (every host's, this
+ * host's included, and manual ones), keeps the reference-counted desired content of each
+ * alias mapped in [opn_aliases], and has one FirewallSync per firewall make it so.
+ */
+export class OpnsenseBridge implements Route {
+  readonly name = 'opnsense';
+  private readonly desired = new DesiredState();
+  private readonly firewalls: FirewallSync[];
+  private readonly stateFile: StateFile;
+
+  constructor(
+    private readonly config: OpnsenseConfig,
+    stateDir: string,
+    private readonly log: Logger,
+    options: { batcher?: Partial<BatcherOptions> } = {},
+  ) {
+    this.stateFile = new StateFile(join(stateDir, STATE_FILE_NAME), () => encodeBridgeState(this.desired, this.firewalls.map((sync) => sync.ledger)), log);
+    this.firewalls = config.firewalls.map(
+      (firewall) =>
+        new FirewallSync({
+          firewall,
+          verifyTls: config.verifyTls,
+          ...(config.caFile === undefined ? {} : { caFile: config.caFile }),
+          killStates: config.killStates,
+          reconcileIntervalS: config.reconcileIntervalS,
+          aliases: config.aliases,
+          desired: this.desired,
+          state: this.stateFile,
+          log,
+          ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
+        }),
+    );
+  }
+
+  /** Loads the saved state, then reconciles every firewall. Call before events can arrive. */
+  async start(): Promise<void> {
+    const { config, log } = this;
+    this.warnAboutTransport();
+    if (config.aliases.size === 0) {
+      log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
+    }
+    const saved = await this.stateFile.load(decodeBridgeState);
+    if (saved) this.restore(saved);
+    for (const sync of this.firewalls) sync.start();
+    log.info(
+      { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.stateFile.path, wanted: this.desired.counts() },
+      'OPNsense bridge started',
+    );
+  }
+
+  offer(event: SyncEvent): RouteResult {
+    const alias = this.config.aliases.get(event.jail);
+    if (alias === undefined) return 'unmapped';
+    const address = event.address.text;
+    if (event.action === 'ban') {
+      const fresh = this.desired.hold(alias, address, holderOf(event));
+      for (const sync of this.firewalls) {
+        // A repeated ban (e.g. syncfail2ban-client -f) re-queues only what is not known to be there yet.
+        if (fresh || !sync.ledger.present(alias, address)) sync.submit('ban', alias, address);
+      }
+    } else {
+      const released =
+        event.origin === undefined
+          ? this.desired.releaseJail(alias, address, event.jail)
+          : this.desired.release(alias, address, holderOf(event));
+      if (released) for (const sync of this.firewalls) sync.submit('unban', alias, address);
+    }
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ jail: event.jail, alias, address, holders: this.desired.holders(alias, address) }, `${event.action} of ${address} for alias ${alias}`);
+    }
+    this.stateFile.markDirty();
+    return 'queued';
+  }
+
+  /** Applies what it can until the deadline (the rest is left to the next reconciliation) and saves the state. */
+  async stop(deadlineMs: number): Promise<void> {
+    await Promise.all(
+      this.firewalls.map(async (sync) => {
+        if (await sync.stop(deadlineMs)) return;
+        const { backlog } = sync.status();
+        this.log.warn({ firewall: sync.url, backlog }, `stopping with ${backlog} change(s) not yet applied to OPNsense ${sync.url}; the next start's reconciliation applies them`);
+      }),
+    );
+    await this.stateFile.close();
+  }
+
+  status(): BridgeStatus {
+    return {
+      stateFile: this.stateFile.path,
+      persistent: this.stateFile.persistent,
+      wanted: this.desired.counts(),
+      firewalls: this.firewalls.map((sync) => sync.status()),
+    };
+  }
+
+  private restore(saved: DecodedState): void {
+    for (const [alias, address, holder] of saved.wanted) this.desired.hold(alias, address, holder);
+    const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
+    let orphaned = 0;
+    for (const [firewall, alias, address] of saved.added) {
+      const sync = byUrl.get(firewall);
+      if (sync) sync.ledger.add(alias, address);
+      else orphaned += 1;
+    }
+    const unmapped = this.desired.prune(this.config.aliases);
+    if (unmapped > 0) {
+      this.log.info({ dropped: unmapped }, `dropped ${unmapped} saved ban holder(s) of jails no longer mapped to that alias in [opn_aliases]; reconciliation removes what they kept`);
+    }
+    if (orphaned > 0) {
+      this.log.warn({ dropped: orphaned }, `forgot ${orphaned} address(es) the bridge had added on firewalls no longer in opn_fw_ip; remove them there by hand if they should go`);
+    }
+    if (saved.skipped > 0) this.log.warn({ skipped: saved.skipped }, `skipped ${saved.skipped} invalid entries of the state file ${this.stateFile.path}`);
+    if (unmapped + orphaned + saved.skipped > 0) this.stateFile.markDirty();
+  }
+
+  private warnAboutTransport(): void {
+    const { config, log } = this;
+    for (const sync of this.firewalls) {
+      if (sync.url.startsWith('http:')) {
+        log.warn({ firewall: sync.url }, `OPNsense ${sync.url} is reached over plain http: its API key and secret cross the network unencrypted; write the firewall without http:// in opn_fw_ip to use https`);
+      } else if (!config.verifyTls) {
+        log.warn(
+          { firewall: sync.url },
+          `TLS certificate of OPNsense ${sync.url} is not verified (opn_verify = false): anyone on the network path can pose as the firewall and read its API key; set opn_ca_file to the firewall's certificate and opn_verify = true`,
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import type { SyncEvent } from '../../src/event.js';
+
+/**
+ * Origin recorded for a bare-address (manual) event. Node ids cannot start with "@", so a
+ * host named "manual" can never release a ban an admin published by hand.
+ */
+export const MANUAL_ORIGIN = '@manual';
+
+/** Who keeps an address in an alias: one jail on one host, written "origin/jail". */
+export function holderOf(event: Pick<SyncEvent, 'origin' | 'jail'>): string {
+  return `${event.origin ?? MANUAL_ORIGIN}/${event.jail}`;
+}
+
+export function jailOfHolder(holder: string): string {
+  return holder.slice(holder.indexOf('/') + 1);
+}
+
+/**
+ * What each alias should hold, reference-counted: an address stays wanted while any holder
+ * (origin host + jail mapped to that alias) still bans it.
+ */
+export class DesiredState {
+  /** alias -> address (canonical text) -> holders */
+  private readonly aliases = new Map<string, Map<string, Set<string>>>();
+
+  /** Adds a holder; true when the address was not wanted before. */
+  hold(alias: string, address: string, holder: string): boolean {
+    let addresses = this.aliases.get(alias);
+    if (!addresses) this.aliases.set(alias, (addresses = new Map()));
+    const holders = addresses.get(address);
+    if (holders) {
+      holders.add(holder);
+      return false;
+    }
+    addresses.set(address, new Set([holder]));
+    return true;
+  }
+
+  /** Removes one holder; true when that was the last one, so the address is no longer wanted. */
+  release(alias: string, address: string, holder: string): boolean {
+    return this.releaseWhere(alias, address, (candidate) => candidate === holder);
+  }
+
+  /**
+   * A bare unban is an admin override: it drops every holder of `jail` for the address, on
+   * whichever host. Holders through other jails mapped to the same alias keep it.
+   */
+  releaseJail(alias: string, address: string, jail: string): boolean {
+    return this.releaseWhere(alias, address, (holder) => jailOfHolder(holder) === jail);
+  }
+
+  wants(alias: string, address: string): boolean {
+    return this.aliases.get(alias)?.has(address) ?? false;
+  }
+
+  holders(alias: string, address: string): string[] {
+    return [...(this.aliases.get(alias)?.get(address) ?? [])];
+  }
+
+  addresses(alias: string): Set<string> {
+    return new Set(this.aliases.get(alias)?.keys() ?? []);
+  }
+
+  /** alias -> number of wanted addresses. */
+  counts(): Record<string, number> {
+    return Object.fromEntries([...this.aliases].map(([alias, addresses]) => [alias, addresses.size]));
+  }
+
+  /**
+   * Drops holders whose jail no longer maps to the alias they hold (the admin changed
+   * [opn_aliases]); returns how many were dropped.
+   */
+  prune(mapping: ReadonlyMap<string, string>): number {
+    let dropped = 0;
+    for (const [alias, addresses] of this.aliases) {
+      for (const [address, holders] of addresses) {
+        for (const holder of holders) {
+          if (mapping.get(jailOfHolder(holder)) !== alias) {
+            holders.delete(holder);
+            dropped += 1;
+          }
+        }
+        if (holders.size === 0) addresses.delete(address);
+      }
+      if (addresses.size === 0) this.aliases.delete(alias);
+    }
+    return dropped;
+  }
+
+  toJSON(): Record<string, Record<string, string[]>> {
+    return Object.fromEntries(
+      [...this.aliases].map(([alias, addresses]) => [alias, Object.fromEntries([...addresses].map(([address, holders]) => [address, [...holders]]))]),
+    );
+  }
+
+  private releaseWhere(alias: string, address: string, matches: (holder: string) => boolean): boolean {
+    const addresses = this.aliases.get(alias);
+    const holders = addresses?.get(address);
+    if (!addresses || !holders) return false;
+    for (const holder of holders) if (matches(holder)) holders.delete(holder);
+    if (holders.size > 0) return false;
+    addresses.delete(address);
+    if (addresses.size === 0) this.aliases.delete(alias);
+    return true;
+  }
+}

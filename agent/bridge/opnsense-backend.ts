@@ -1,0 +1,229 @@
+import type { Logger } from '../../src/log.js';
+import { OpnsenseError, pfRendering, type OpnsenseClient } from '../../src/opnsense/client.js';
+import type { Backend, Change } from '../sinks/batcher.js';
+import type { AliasInfoCache } from './alias-info.js';
+import type { FirewallLedger } from './ledger.js';
+import { forEachLimited } from './limit.js';
+import { LogThrottle } from './log-throttle.js';
+import type { StateFile } from './state-file.js';
+
+/** Requests in flight to one firewall at once (and its keep-alive socket pool). */
+export const CONCURRENCY = 12;
+
+/**
+ * From this many changes to one Host(s)/Network(s) alias in a batch, they are written with
+ * one set_item + reconfigure (one config save) instead of one alias_util call (one config
+ * save each). The bulk path rewrites the whole alias and races with edits made meanwhile
+ * in the GUI, so single bans keep the per-address path, which never touches other entries.
+ */
+export const BULK_MIN_CHANGES = 20;
+
+export interface OpnsenseBackendOptions {
+  client: OpnsenseClient;
+  ledger: FirewallLedger;
+  aliasInfo: AliasInfoCache;
+  /** Written ahead of every batch, so the ledger on disk covers every add in flight. */
+  state: Pick<StateFile, 'markDirty' | 'flush'>;
+  killStates: boolean;
+  log: Logger;
+  concurrency?: number;
+  bulkMinChanges?: number;
+}
+
+interface AliasChanges {
+  adds: string[];
+  deletes: string[];
+  /** Adds the ledger did not hold before this batch claimed them. */
+  claimed: Set<string>;
+}
+
+/**
+ * Applies batches to the aliases of ONE firewall (the Batcher's Backend). Errors that
+ * concern the whole firewall (unreachable, 401, 403, 404, 400, 5xx) are thrown so the
+ * Batcher retries with backoff; errors that concern one alias or address (nonexistent
+ * alias, "failed", a network on a Host(s) alias) are logged and the change dropped: the
+ * address stays in the desired state and reconciliation tries again.
+ */
+export class OpnsenseBackend implements Backend {
+  readonly name: string;
+  /** alias -> the last problem with it, until a change to that alias goes through. */
+  readonly aliasErrors = new Map<string, string>();
+  private reported = 0;
+  private readonly concurrency: number;
+  private readonly bulkMin: number;
+  private readonly throttle = new LogThrottle();
+
+  constructor(private readonly options: OpnsenseBackendOptions) {
+    this.name = `opnsense ${options.client.firewall}`;
+    this.concurrency = options.concurrency ?? CONCURRENCY;
+    this.bulkMin = options.bulkMinChanges ?? BULK_MIN_CHANGES;
+  }
+
+  private get firewall(): string {
+    return this.options.client.firewall;
+  }
+
+  async apply(batch: Change[]): Promise<void> {
+    const { ledger, state } = this.options;
+    const byAlias = new Map<string, AliasChanges>();
+    for (const { target: alias, action, address } of batch) {
+      let changes = byAlias.get(alias);
+      if (!changes) byAlias.set(alias, (changes = { adds: [], deletes: [], claimed: new Set() }));
+      if (action === 'unban') {
+        // Only what the bridge added is ever removed.
+        if (ledger.has(alias, address)) changes.deletes.push(address);
+        continue;
+      }
+      changes.adds.push(address);
+      if (!ledger.present(alias, address)) {
+        ledger.add(alias, address);
+        changes.claimed.add(address);
+      }
+    }
+    try {
+      await state.flush();
+      for (const [alias, changes] of byAlias) await this.applyToAlias(alias, changes);
+    } finally {
+      state.markDirty();
+    }
+  }
+
+  private async applyToAlias(alias: string, changes: AliasChanges): Promise<void> {
+    const total = changes.adds.length + changes.deletes.length;
+    if (total === 0) return;
+    const reportedBefore = this.reported;
+    const needsInfo = total >= this.bulkMin || changes.adds.some((address) => address.includes('/'));
+    const info = needsInfo ? await this.options.aliasInfo.get(alias) : undefined;
+    if (info?.kind === 'host') changes.adds = this.refuseNetworks(alias, changes.adds);
+
+    const bulk =
+      info !== undefined && info.uuid !== null && (info.kind === 'host' || info.kind === 'network') && total >= this.bulkMin
+        ? { kind: info.kind, uuid: info.uuid }
+        : null;
+    const added = bulk ? await this.bulk(alias, bulk, changes) : await this.oneByOne(alias, changes);
+    this.options.log.info(
+      { firewall: this.firewall, alias, adds: added.length, deletes: changes.deletes.length, path: bulk ? 'set_item' : 'alias_util' },
+      `applied ${added.length} add(s) and ${changes.deletes.length} delete(s) to alias ${alias} on ${this.firewall}`,
+    );
+    if (this.reported === reportedBefore) this.aliasErrors.delete(alias);
+    await this.killStates(added);
+  }
+
+  /** alias_util add/delete, CONCURRENCY at a time. Returns the addresses added. */
+  private async oneByOne(alias: string, { adds, deletes }: AliasChanges): Promise<string[]> {
+    const { client, ledger } = this.options;
+    const added: string[] = [];
+    const work = [...deletes.map((address) => ({ add: false, address })), ...adds.map((address) => ({ add: true, address }))];
+    await forEachLimited(work, this.concurrency, async ({ add, address }) => {
+      try {
+        if (add) {
+          await client.add(alias, address);
+          added.push(address);
+        } else {
+          await client.delete(alias, address);
+          ledger.remove(alias, address);
+        }
+      } catch (error) {
+        if (!concernsOneAddress(error, add, address)) throw error;
+        if (add) ledger.remove(alias, address);
+        this.report(alias, error);
+      }
+    });
+    return added;
+  }
+
+  /**
+   * set_item + reconfigure for Host(s)/Network(s) aliases: read the content, add and remove
+   * only what this batch changes (every other entry is kept as read), write it back, apply.
+   */
+  private async bulk(alias: string, { kind, uuid }: { kind: 'host' | 'network'; uuid: string }, { adds, deletes, claimed }: AliasChanges): Promise<string[]> {
+    const { client, ledger, aliasInfo } = this.options;
+    const item = await client.getAliasItem(uuid, alias);
+    if (item === null) {
+      aliasInfo.clear();
+      throw new Error(`OPNsense ${this.firewall}: alias "${alias}" disappeared from config while being updated; will look it up again`);
+    }
+    const content = new Map(item.content.map((entry) => [pfRendering(entry), entry]));
+    let changed = false;
+    for (const address of adds) {
+      if (content.has(address)) {
+        // Already there, and not because of the bridge: someone else's entry, never to be removed by it.
+        if (claimed.has(address)) ledger.remove(alias, address);
+        continue;
+      }
+      content.set(address, kind === 'network' && !address.includes('/') ? `${address}/${address.includes(':') ? 128 : 32}` : address);
+      changed = true;
+    }
+    for (const address of deletes) changed = content.delete(address) || changed;
+    if (changed) await client.setAliasContent(uuid, [...content.values()], alias);
+    await client.reconfigure();
+
+    // A reconfigure that overlaps another one answers ok without applying: check pf.
+    const live = new Set(await client.list(alias));
+    const missing = adds.filter((address) => !live.has(address)).length;
+    const left = deletes.filter((address) => live.has(address)).length;
+    if (missing > 0 || left > 0) {
+      throw new Error(
+        `OPNsense ${this.firewall}: alias "${alias}" was saved but pf does not show it yet (${missing} missing, ${left} still present; probably another reconfigure was running); will apply again`,
+      );
+    }
+    for (const address of deletes) ledger.remove(alias, address);
+    return adds;
+  }
+
+  private refuseNetworks(alias: string, adds: string[]): string[] {
+    const hosts: string[] = [];
+    for (const address of adds) {
+      if (!address.includes('/')) {
+        hosts.push(address);
+        continue;
+      }
+      this.options.ledger.remove(alias, address);
+      const message = `OPNsense ${this.firewall}: alias "${alias}" is a Host(s) alias and cannot hold the network ${address}; change the alias type to Network(s) or External (advanced) on the firewall, or map this jail to another alias`;
+      this.noteAliasError(alias, message);
+      const held = this.throttle.pass(`${alias}\u0000host-network`);
+      if (held === null) continue;
+      this.options.log.error({ firewall: this.firewall, alias, address }, `${message}${held > 0 ? ` (${held} more network(s) refused since the last message)` : ''}`);
+    }
+    return hosts;
+  }
+
+  private async killStates(addresses: string[]): Promise<void> {
+    if (!this.options.killStates || addresses.length === 0) return;
+    await forEachLimited(addresses, this.concurrency, async (address) => {
+      try {
+        await this.options.client.killStates(address);
+      } catch (error) {
+        const held = this.throttle.pass('kill-states');
+        if (held === null) return;
+        this.options.log.warn(
+          { firewall: this.firewall, address },
+          `${(error as Error).message}${held > 0 ? ` (${held} more failure(s) since the last message)` : ''}; the address is blocked for new connections, but open ones were not cut (not retried)`,
+        );
+      }
+    });
+  }
+
+  private noteAliasError(alias: string, message: string): void {
+    this.reported += 1;
+    this.aliasErrors.set(alias, message);
+  }
+
+  private report(alias: string, error: OpnsenseError): void {
+    this.noteAliasError(alias, error.message);
+    const held = this.throttle.pass(`${alias}\u0000${error.kind}`);
+    if (held === null) return;
+    this.options.log.error(
+      { firewall: this.firewall, alias, kind: error.kind },
+      `${error.message}${held > 0 ? ` (and ${held} more like it since the last message)` : ''}; the change stays wanted and reconciliation tries again`,
+    );
+  }
+}
+
+/** Errors about one alias or address: logged and dropped rather than holding back the whole firewall. */
+function concernsOneAddress(error: unknown, add: boolean, address: string): error is OpnsenseError {
+  if (!(error instanceof OpnsenseError)) return false;
+  if (error.kind === 'nonexistent_alias' || error.kind === 'not_an_address' || error.kind === 'failed') return true;
+  // OPNsense answers 500 when a Host(s) alias is given a network.
+  return error.kind === 'server' && add && address.includes('/');
+}

@@ -1,0 +1,76 @@
+import { parseAddress } from '../../src/ip.js';
+import type { DesiredState } from './desired-state.js';
+import type { FirewallLedger } from './ledger.js';
+
+export const STATE_FILE_NAME = 'opnsense-bridge.json';
+
+/**
+ * The bridge's state file, version 1:
+ *   wanted: alias -> address -> holders ("origin/jail")
+ *   added:  firewall base URL -> alias -> addresses the bridge added there
+ */
+interface StateV1 {
+  version: 1;
+  wanted: Record<string, Record<string, string[]>>;
+  added: Record<string, Record<string, string[]>>;
+}
+
+export interface DecodedState {
+  /** [alias, address, holder] */
+  wanted: Array<[string, string, string]>;
+  /** [firewall, alias, address] */
+  added: Array<[string, string, string]>;
+  /** Entries dropped because they are not canonical addresses or holders. */
+  skipped: number;
+}
+
+export function encodeBridgeState(desired: DesiredState, ledgers: readonly FirewallLedger[]): string {
+  const state: StateV1 = {
+    version: 1,
+    wanted: desired.toJSON(),
+    added: Object.fromEntries(ledgers.map((ledger) => [ledger.firewall, ledger.toJSON()])),
+  };
+  return JSON.stringify(state);
+}
+
+const HOLDER = /^[^/\s]{1,70}\/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** Checks the shape strictly (throws saying what is wrong) and skips single entries that are not valid. */
+export function decodeBridgeState(json: unknown): DecodedState {
+  const root = record(json, 'the file');
+  if (root.version !== 1) throw new Error(`version ${JSON.stringify(root.version)} is not 1`);
+  const decoded: DecodedState = { wanted: [], added: [], skipped: 0 };
+  const valid = (address: string) => {
+    const parsed = parseAddress(address);
+    if (parsed.ok && parsed.address.text === address) return true;
+    decoded.skipped += 1;
+    return false;
+  };
+  for (const [alias, addresses] of Object.entries(record(root.wanted, '"wanted"'))) {
+    for (const [address, holders] of Object.entries(record(addresses, `"wanted" of alias ${alias}`))) {
+      if (!valid(address)) continue;
+      for (const holder of strings(holders, `holders of ${address}`)) {
+        if (HOLDER.test(holder)) decoded.wanted.push([alias, address, holder]);
+        else decoded.skipped += 1;
+      }
+    }
+  }
+  for (const [firewall, aliases] of Object.entries(record(root.added, '"added"'))) {
+    for (const [alias, addresses] of Object.entries(record(aliases, `"added" of ${firewall}`))) {
+      for (const address of strings(addresses, `"added" of ${firewall} alias ${alias}`)) {
+        if (valid(address)) decoded.added.push([firewall, alias, address]);
+      }
+    }
+  }
+  return decoded;
+}
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what} is not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+function strings(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new Error(`${what} is not a list of strings`);
+  return value as string[];
+}

@@ -1,0 +1,140 @@
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { Logger } from '../src/log.js';
+import { programVersion } from '../src/version.js';
+import type { AgentStatus } from './agent.js';
+import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from './control-protocol.js';
+
+const IDLE_TIMEOUT_MS = 5_000;
+
+/**
+ * The agent's side of `syncfail2ban-client status`: a unix socket, mode 0600 in a 0700
+ * directory (root only: it tells what the agent is connected to), answering one JSON request
+ * line with one JSON line. It never takes down the agent: when the socket cannot be made,
+ * it says why in the log and the agent runs without it.
+ */
+export class ControlServer {
+  private readonly sockets = new Set<Socket>();
+  private readonly startedAt = new Date().toISOString();
+  private readonly version = programVersion();
+
+  private constructor(
+    readonly path: string,
+    private readonly server: Server,
+    private readonly status: () => AgentStatus,
+    private readonly log: Logger,
+  ) {
+    server.on('connection', (socket) => this.serve(socket));
+  }
+
+  /** Listens on `path`; resolves with null (after logging what to do) when it cannot. */
+  static async start(path: string, status: () => AgentStatus, log: Logger): Promise<ControlServer | null> {
+    const problem = await prepare(path);
+    if (problem) {
+      log.warn({ controlSocket: path }, `no control socket (syncfail2ban-client status will not work): ${problem}`);
+      return null;
+    }
+    const server = createServer();
+    try {
+      await listenPrivately(server, path);
+    } catch (error) {
+      log.warn({ controlSocket: path }, `no control socket (syncfail2ban-client status will not work): cannot listen on ${path}: ${(error as Error).message}`);
+      return null;
+    }
+    log.debug({ controlSocket: path }, 'control socket ready');
+    return new ControlServer(path, server, status, log);
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await unlink(this.path).catch(() => undefined);
+  }
+
+  private serve(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
+    let received = '';
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('utf8');
+      const end = received.indexOf('\n');
+      if (end < 0 && received.length <= MAX_REQUEST_BYTES) return;
+      socket.removeAllListeners('data');
+      const reply = end < 0 ? { ok: false as const, error: `request longer than ${MAX_REQUEST_BYTES} bytes` } : this.answer(received.slice(0, end));
+      socket.end(`${JSON.stringify(reply)}\n`);
+    });
+  }
+
+  private answer(line: string): ControlReply {
+    let request: unknown;
+    try {
+      request = JSON.parse(line);
+    } catch {
+      return { ok: false, error: 'the request is not JSON; send {"command":"status"} on one line' };
+    }
+    const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
+    if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
+    try {
+      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: this.startedAt, status: this.status() };
+      return { ok: true, report };
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');
+      return { ok: false, error: `the agent could not collect its status: ${(error as Error).message}` };
+    }
+  }
+}
+
+/** Makes room for the socket: creates its directory, removes a stale socket. Returns a problem, or null. */
+async function prepare(path: string): Promise<string | null> {
+  try {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  } catch (error) {
+    return `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code}); fix: run as root, or set control_socket to a path this user may create`;
+  }
+  let isSocket: boolean;
+  try {
+    isSocket = (await lstat(path)).isSocket();
+  } catch {
+    return null; // nothing there
+  }
+  if (!isSocket) return `${path} exists and is not a socket; fix: remove it, or set control_socket to another path`;
+  if (await answers(path)) {
+    return `another agent already answers on ${path}; fix: stop that one, or give each agent its own control_socket`;
+  }
+  try {
+    await unlink(path); // left behind by an agent that was killed
+  } catch (error) {
+    return `cannot remove the stale socket ${path} (${(error as NodeJS.ErrnoException).code})`;
+  }
+  return null;
+}
+
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect({ path }, () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.on('error', () => resolve(false));
+  });
+}
+
+/** Binds with umask 0177 so the socket is never reachable by others, not even for a moment. */
+async function listenPrivately(server: Server, path: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const umask = process.umask(0o177);
+    try {
+      server.listen({ path }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
+  });
+  await chmod(path, 0o600);
+}

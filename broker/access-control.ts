@@ -1,0 +1,99 @@
+import type { TLSSocket } from 'node:tls';
+import type { Aedes, AuthenticateError, Client } from 'aedes';
+import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
+import { JAIL_NAME, MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../src/event.js';
+import { RateLimiter } from '../src/rate-limit.js';
+import type { Refusals } from '../src/refusals.js';
+import { verifyPassword } from './password.js';
+
+const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip)$`);
+/** Checked when the account is unknown, so that answering takes as long as for a known one. */
+const DUMMY_HASH = '$scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
+/**
+ * The broker's rules: who may connect (accounts from [users], client certificates), what
+ * they may publish (only f2b/<jail>/<action>, small payloads, at a bounded rate, and with
+ * authentication on, only events whose origin is their own identity) and subscribe to
+ * (only under f2b/). Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
+ */
+export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): void {
+  const identities = new WeakMap<Client, string>();
+  const limiter = new RateLimiter(rateLimit);
+  const authRequired = security.users.size > 0;
+  const certRequired = security.tls?.clientCaFile !== undefined;
+
+  const refuseConnect = (client: Client, code: 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void) => {
+    refusals.refuse('auth-failed', detail, { client: client.id, remote: remoteAddress(client) });
+    done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
+  };
+
+  aedes.authenticate = (client, username, password, done) => {
+    const commonName = certRequired ? peerCommonName(client) : undefined;
+    if (certRequired && !commonName) return refuseConnect(client, 5, 'client certificate without a common name', done);
+    if (commonName && username !== undefined && username !== commonName) {
+      return refuseConnect(client, 5, `user name ${JSON.stringify(username)} does not match certificate CN ${JSON.stringify(commonName)}`, done);
+    }
+    if (!authRequired) {
+      if (commonName) identities.set(client, commonName);
+      return done(null, true);
+    }
+    const account = username ?? commonName;
+    const stored = (account !== undefined && security.users.get(account)) || DUMMY_HASH;
+    verifyPassword(password ?? Buffer.alloc(0), stored).then(
+      (ok) => {
+        if (!ok || stored === DUMMY_HASH) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
+        identities.set(client, account!);
+        done(null, true);
+      },
+      (error: Error) => refuseConnect(client, 4, `password check failed: ${error.message}`, done),
+    );
+  };
+
+  aedes.authorizePublish = (client, packet, done) => {
+    const who = client ? (identities.get(client) ?? client.id) : 'broker';
+    const refuse = (reason: string, detail: string) => {
+      refusals.refuse(reason, detail, { client: who });
+      done(new Error(detail));
+    };
+    const topic = PUBLISH_TOPIC.exec(packet.topic);
+    if (!topic || !JAIL_NAME.test(topic[1]!)) return refuse('bad-topic', `publishing to ${JSON.stringify(packet.topic.slice(0, 80))} is not allowed`);
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (payload.length > MAX_PAYLOAD_BYTES) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+    if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
+    const identity = client ? identities.get(client) : undefined;
+    if (identity !== undefined) {
+      const origin = originOf(payload);
+      if (origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(String(origin).slice(0, 64))}`);
+    }
+    packet.retain = false; // delivered live, never stored
+    done(null);
+  };
+
+  aedes.authorizeSubscribe = (client, subscription, done) => {
+    if (subscription.topic === `${TOPIC_ROOT}/#` || subscription.topic.startsWith(`${TOPIC_ROOT}/`)) return done(null, subscription);
+    refusals.refuse('bad-subscription', `subscribing to ${JSON.stringify(subscription.topic.slice(0, 80))} is not allowed`, { client: identities.get(client) ?? client.id });
+    done(null, null); // SUBACK 128: refused, connection kept
+  };
+}
+
+/** The origin field of a JSON payload; undefined for a bare address or anything unparsable (receivers refuse those). */
+function originOf(payload: Buffer): unknown {
+  if (payload[0] !== 0x7b) return undefined;
+  try {
+    const parsed = JSON.parse(payload.toString('utf8')) as unknown;
+    return typeof parsed === 'object' && parsed !== null ? (parsed as { origin?: unknown }).origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function peerCommonName(client: Client): string | undefined {
+  const socket = client.conn as Partial<TLSSocket>;
+  const subject = socket.getPeerCertificate?.()?.subject;
+  const cn = subject?.CN;
+  return Array.isArray(cn) ? cn[0] : cn || undefined;
+}
+
+function remoteAddress(client: Client): string | undefined {
+  return (client.conn as { remoteAddress?: string }).remoteAddress;
+}

@@ -1,0 +1,91 @@
+import { readFileSync, statSync } from 'node:fs';
+import type { SectionReader } from './config-reader.js';
+import { NODE_ID } from './event.js';
+
+/** What the embedded or standalone broker demands of the hosts that connect to it. */
+export interface BrokerSecurity {
+  /** account name -> scrypt hash (syncfail2ban-broker --hash-password); any entry turns authentication on. */
+  users: Map<string, string>;
+  /** Listen with TLS; with clientCaFile, require a client certificate whose CN is the host's identity. */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
+}
+
+/** How agents and the CLI authenticate to brokers and verify them. */
+export interface MqttClientSecurity {
+  username?: string;
+  password?: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** Verify the broker's certificate (mqtts). Off only when written explicitly. */
+  verifyTls: boolean;
+}
+
+export interface RateLimit {
+  /** Sustained messages per second per client (broker) and per origin (agent). */
+  perSecond: number;
+  /** Messages allowed at once above the sustained rate: a `-f` resync of a whole jail must fit. */
+  burst: number;
+}
+
+export function readBrokerSecurity(general: SectionReader, users: SectionReader): BrokerSecurity {
+  const accounts = new Map<string, string>();
+  for (const [name, hash] of users.entries()) {
+    if (!NODE_ID.test(name)) users.fail(name, 'is not a valid account name', 'use the node_id of the host: letters, digits, "-", "_", "."');
+    if (!hash.startsWith('$scrypt$')) {
+      users.fail(name, 'is not a password hash', 'set it to the output of: syncfail2ban-broker --hash-password (password on stdin)');
+    }
+    accounts.set(name, hash);
+  }
+  const security: BrokerSecurity = { users: accounts };
+  const certFile = general.string('mq_tls_cert', '');
+  const keyFile = general.string('mq_tls_key', '');
+  const clientCaFile = general.string('mq_tls_client_ca', '');
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    general.fail(certFile ? 'mq_tls_key' : 'mq_tls_cert', 'TLS needs both a certificate and its key', 'set mq_tls_cert and mq_tls_key (PEM files), or neither');
+  }
+  if (clientCaFile && !certFile) general.fail('mq_tls_client_ca', 'client certificates need TLS', 'set mq_tls_cert and mq_tls_key too');
+  if (certFile) security.tls = clientCaFile ? { certFile, keyFile, clientCaFile } : { certFile, keyFile };
+  return security;
+}
+
+export function readClientSecurity(general: SectionReader, nodeId: string, warnings: string[]): MqttClientSecurity {
+  const security: MqttClientSecurity = { verifyTls: general.boolean('mqtt_tls_verify', true) };
+  const inline = general.string('mqtt_password', '');
+  const file = general.string('mqtt_password_file', '');
+  if (inline && file) general.fail('mqtt_password_file', 'both mqtt_password and mqtt_password_file are set', 'keep one of them');
+  const password = file ? readSecretFile(general, 'mqtt_password_file', file, warnings) : inline;
+  const username = general.string('mqtt_username', '');
+  if (password) {
+    security.password = password;
+    security.username = username || nodeId;
+  } else if (username) {
+    security.username = username;
+  }
+  for (const [key, field] of [['mqtt_ca_file', 'caFile'], ['mqtt_cert_file', 'certFile'], ['mqtt_key_file', 'keyFile']] as const) {
+    const value = general.string(key, '');
+    if (value) security[field] = value;
+  }
+  if (Boolean(security.certFile) !== Boolean(security.keyFile)) {
+    general.fail('mqtt_cert_file', 'a client certificate needs its key', 'set mqtt_cert_file and mqtt_key_file, or neither');
+  }
+  return security;
+}
+
+export function readRateLimit(general: SectionReader): RateLimit {
+  return { perSecond: general.integer('rate_limit', 200, 1, 1_000_000), burst: general.integer('rate_burst', 20_000, 1, 10_000_000) };
+}
+
+/** A secret kept in its own file: first line, and a warning when others can read it. */
+function readSecretFile(section: SectionReader, key: string, path: string, warnings: string[]): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+    if (statSync(path).mode & 0o077) warnings.push(`${path} (${key}) can be read by group or others; fix: chmod 600 ${path}`);
+  } catch (error) {
+    return section.fail(key, `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'check the path, and run as root or the file\'s owner');
+  }
+  const secret = text.split('\n')[0]!.trim();
+  if (!secret) section.fail(key, `${path} is empty`, 'write the password on its first line');
+  return secret;
+}

@@ -1,0 +1,196 @@
+/** OpnsenseBackend against the fake OPNsense: both write paths, ownership, and every error class. */
+import { expect } from 'chai';
+import { AliasInfoCache } from '../../agent/bridge/alias-info.js';
+import { FirewallLedger } from '../../agent/bridge/ledger.js';
+import { CONCURRENCY, OpnsenseBackend } from '../../agent/bridge/opnsense-backend.js';
+import type { Change } from '../../agent/sinks/batcher.js';
+import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../src/opnsense/client.js';
+import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
+import { captureLog } from '../support/capture-log.js';
+
+const ADMIN: FakeApiKey = { key: 'backend-key', secret: 'backend-secret', privileges: ['alias_util', 'alias', 'diagnostics'] };
+const UTIL_ONLY: FakeApiKey = { key: 'util-key', secret: 'util-secret', privileges: ['alias_util'] };
+
+const bans = (alias: string, addresses: string[], action: Change['action'] = 'ban'): Change[] => addresses.map((address) => ({ target: alias, action, address }));
+const range = (n: number, prefix = '10.9') => Array.from({ length: n }, (_, i) => `${prefix}.${Math.floor(i / 250)}.${(i % 250) + 1}`);
+
+describe('OPNsense backend (one firewall)', function () {
+  let fake: FakeOpnsense;
+  let clients: OpnsenseClient[] = [];
+
+  function setUp(options: { as?: FakeApiKey; killStates?: boolean; client?: OpnsenseClient } = {}) {
+    const as = options.as ?? ADMIN;
+    const client =
+      options.client ??
+      new OpnsenseClient({ baseUrl: fake.url, key: as.key, secret: as.secret, verifyTls: true, caFile: fake.caCertPath!, maxSockets: CONCURRENCY, timeoutMs: 5_000 });
+    clients.push(client);
+    const captured = captureLog();
+    const ledger = new FirewallLedger(client.firewall);
+    const state = { flushes: 0, markDirty() {}, async flush() { state.flushes += 1; } };
+    const backend = new OpnsenseBackend({ client, ledger, aliasInfo: new AliasInfoCache(client, captured.log), state, killStates: options.killStates ?? false, log: captured.log });
+    return { backend, ledger, state, ...captured };
+  }
+
+  beforeEach(async () => {
+    fake = await startFakeOpnsense({
+      keys: [ADMIN, UTIL_ONLY],
+      aliases: [
+        { name: 'bans', type: 'external' },
+        { name: 'hosts', type: 'host', content: ['192.0.2.1', '192.0.2.2'] },
+        { name: 'nets', type: 'network' },
+      ],
+    });
+  });
+
+  afterEach(async () => {
+    for (const client of clients) client.close();
+    clients = [];
+    await fake.close();
+  });
+
+  it('adds and removes address by address on an external alias, up to CONCURRENCY at once over kept-alive connections', async () => {
+    const { backend, ledger, state } = setUp();
+    fake.setLatency(2); // answers overlap only when they take a moment, as on a real firewall
+    const addresses = range(300);
+    await backend.apply(bans('bans', addresses));
+    expect(new Set(fake.pfTable('bans'))).to.deep.equal(new Set(addresses));
+    expect(fake.requests.maxInFlight).to.be.within(2, CONCURRENCY);
+    expect(fake.requests.connections).to.be.at.most(CONCURRENCY);
+    expect(ledger.addresses('bans').size).to.equal(300);
+    expect(state.flushes, 'state written ahead of the calls').to.equal(1);
+
+    await backend.apply(bans('bans', addresses, 'unban'));
+    expect(fake.pfTable('bans')).to.deep.equal([]);
+    expect(ledger.addresses('bans').size).to.equal(0);
+  });
+
+  it('writes a burst to a host alias with one set_item and reconfigure, keeping entries it did not add', async () => {
+    const { backend, ledger } = setUp();
+    const addresses = [...range(500), '192.0.2.2'];
+    await backend.apply(bans('hosts', addresses));
+    expect(fake.requests.byEndpoint['firewall/alias/set_item']).to.equal(1);
+    expect(fake.requests.byEndpoint['firewall/alias_util/add'] ?? 0).to.equal(0);
+    expect(new Set(fake.configContent('hosts'))).to.deep.equal(new Set(['192.0.2.1', ...addresses]));
+    expect(new Set(fake.pfTable('hosts'))).to.deep.equal(new Set(['192.0.2.1', ...addresses]));
+    expect(ledger.has('hosts', '192.0.2.2'), "the admin's entry is not the bridge's").to.equal(false);
+
+    await backend.apply(bans('hosts', addresses, 'unban'));
+    expect(fake.configContent('hosts')).to.deep.equal(['192.0.2.1', '192.0.2.2']);
+    expect(fake.pfTable('hosts').sort()).to.deep.equal(['192.0.2.1', '192.0.2.2']);
+  });
+
+  it('writes network alias content with the mask OPNsense stores, and single changes address by address', async () => {
+    const { backend } = setUp();
+    await backend.apply(bans('nets', [...range(30), '10.50.0.0/16']));
+    expect(fake.configContent('nets')).to.include.members(['10.9.0.1/32', '10.50.0.0/16']);
+    expect(fake.pfTable('nets')).to.include.members(['10.9.0.1', '10.50.0.0/16']);
+    const setItems = fake.requests.byEndpoint['firewall/alias/set_item'];
+    await backend.apply(bans('nets', ['10.9.9.9']));
+    expect(fake.requests.byEndpoint['firewall/alias/set_item']).to.equal(setItems);
+    expect(fake.pfTable('nets')).to.include('10.9.9.9');
+  });
+
+  it('never removes an address it did not add', async () => {
+    const { backend } = setUp();
+    fake.setPfTable('bans', ['198.51.100.1']);
+    await backend.apply(bans('bans', ['198.51.100.1'], 'unban'));
+    expect(fake.pfTable('bans')).to.deep.equal(['198.51.100.1']);
+    expect(fake.requests.byEndpoint['firewall/alias_util/delete'] ?? 0).to.equal(0);
+  });
+
+  it('logs a nonexistent alias (firewall, alias, fix) and still updates the other aliases of the batch', async () => {
+    const { backend, ledger, lines } = setUp();
+    await backend.apply([...bans('missing', ['203.0.113.5', '203.0.113.6']), ...bans('bans', ['203.0.113.7'])]);
+    expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.7']);
+    const errors = lines.filter((line) => line.level === 50);
+    expect(errors, 'one line for the alias, not one per address').to.have.length(1);
+    expect(errors[0]!.msg).to.include(fake.url).and.match(/alias "missing" does not exist on the firewall; create the alias missing/);
+    expect(errors[0]).to.include({ firewall: fake.url, alias: 'missing', kind: 'nonexistent_alias' });
+    expect(ledger.has('missing', '203.0.113.5')).to.equal(false);
+    expect(backend.aliasErrors.get('missing'), 'shown in status until the alias works').to.match(/does not exist/);
+    expect(backend.aliasErrors.has('bans')).to.equal(false);
+    fake.defineAlias({ name: 'missing', type: 'external' });
+    await backend.apply(bans('missing', ['203.0.113.5']));
+    expect(backend.aliasErrors.has('missing')).to.equal(false);
+  });
+
+  const wholeFirewall: Array<[number, RegExp]> = [
+    [401, /authentication failed .*check the API key and secret/],
+    [403, /lacks a privilege .*grant "Diagnostics: PF Table IP addresses"/],
+    [404, /not found .*check that the base URL is the firewall's address/],
+    [400, /rejected the request as malformed .*please report it/],
+    [500, /server error .*check the firewall's backend log, will retry/],
+  ];
+  for (const [status, fix] of wholeFirewall) {
+    it(`throws HTTP ${status} (so the Batcher retries) with the firewall, the alias and the fix`, async () => {
+      const { backend } = setUp();
+      fake.setFailing(status);
+      let caught: unknown;
+      await backend.apply(bans('bans', ['203.0.113.8'])).catch((error: unknown) => (caught = error));
+      expect(caught).to.be.instanceOf(OpnsenseError);
+      expect((caught as Error).message).to.include(fake.url).and.include('alias "bans"').and.match(fix);
+    });
+  }
+
+  const oneAddress: Array<[OpnsenseErrorKind, string]> = [
+    ['failed', 'the firewall answered status "failed"'],
+    ['not_an_address', 'the firewall does not take "x" as an address; drop or fix the address'],
+  ];
+  for (const [kind, text] of oneAddress) {
+    it(`logs "${kind}" and drops that change instead of retrying the whole firewall`, async () => {
+      const stub = {
+        firewall: 'https://stub.example',
+        close() {},
+        add: async (alias: string) => {
+          throw new OpnsenseError(`OPNsense https://stub.example: add x to alias "${alias}": ${text}`, { kind, retryable: false, firewall: 'https://stub.example', endpoint: '/api', alias });
+        },
+      } as unknown as OpnsenseClient;
+      const { backend, lines } = setUp({ client: stub });
+      await backend.apply(bans('bans', ['203.0.113.9']));
+      const error = lines.find((line) => line.level === 50);
+      expect(error).to.include({ firewall: 'https://stub.example', alias: 'bans', kind });
+      expect(error?.msg).to.include(text).and.match(/reconciliation tries again/);
+    });
+  }
+
+  it('refuses a network for a Host(s) alias with a log line instead of a retry loop on the 500', async () => {
+    const { backend, lines } = setUp();
+    await backend.apply(bans('hosts', ['10.60.0.0/16', '203.0.113.10']));
+    expect(fake.pfTable('hosts')).to.include('203.0.113.10').and.not.include('10.60.0.0/16');
+    expect(lines.find((line) => line.level === 50)?.msg).to.match(/"hosts" is a Host\(s\) alias and cannot hold the network 10\.60\.0\.0\/16; change the alias type/);
+  });
+
+  it('without the alias API privilege, goes address by address and says what to grant', async () => {
+    const { backend, lines } = setUp({ as: UTIL_ONLY });
+    await backend.apply(bans('hosts', range(25)));
+    expect(fake.requests.byEndpoint['firewall/alias_util/add']).to.equal(25);
+    expect(lines.find((line) => line.level === 40)?.msg).to.match(/grant "Firewall: Alias: Edit"/);
+  });
+
+  it('kills the states of added addresses when asked; a failure is logged, not retried', async () => {
+    fake.addStates('203.0.113.11', 3);
+    await setUp({ killStates: true }).backend.apply(bans('bans', ['203.0.113.11']));
+    expect(fake.states('203.0.113.11')).to.equal(0);
+
+    const limited = setUp({ as: UTIL_ONLY, killStates: true });
+    await limited.backend.apply(bans('bans', ['203.0.113.12']));
+    expect(fake.pfTable('bans')).to.include('203.0.113.12');
+    expect(limited.lines.find((line) => line.level === 40)?.msg).to.match(/kill states of 203\.0\.113\.12.*"Diagnostics: Show States".*not retried/);
+  });
+
+  it('notices a reconfigure that OPNsense skipped (another one running) and succeeds on the retry', async () => {
+    const { backend } = setUp();
+    fake.setReconfigureMs(400);
+    const other = new OpnsenseClient({ baseUrl: fake.url, key: ADMIN.key, secret: ADMIN.secret, verifyTls: true, caFile: fake.caCertPath! });
+    clients.push(other);
+    const running = other.reconfigure();
+    const addresses = range(40, '10.70');
+    let caught: unknown;
+    await backend.apply(bans('hosts', addresses)).catch((error: unknown) => (caught = error));
+    expect((caught as Error | undefined)?.message).to.match(/was saved but pf does not show it yet/);
+    await running;
+    fake.setReconfigureMs(0);
+    await backend.apply(bans('hosts', addresses));
+    expect(fake.pfTable('hosts')).to.include.members(addresses);
+  });
+});

@@ -1,0 +1,129 @@
+/** OpnsenseBridge in-process: events offered as intake does, the original config keys, the fake as the firewall. */
+import { expect } from 'chai';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OpnsenseBridge } from '../../agent/bridge/bridge.js';
+import { parseConfig } from '../../src/config.js';
+import type { Action, SyncEvent } from '../../src/event.js';
+import { mustParseAddress } from '../../src/ip.js';
+import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
+import { captureLog } from '../support/capture-log.js';
+import { waitFor } from '../support/wait.js';
+import { entryOf } from './fleet.js';
+
+const KEY: FakeApiKey = { key: 'bridge-key', secret: 'bridge-secret', privileges: ['alias_util', 'alias', 'diagnostics'] };
+
+function event(jail: string, action: Action, ip: string, origin?: string): SyncEvent {
+  return { jail, action, address: mustParseAddress(ip), ...(origin === undefined ? {} : { origin }) };
+}
+
+describe('OPNsense bridge (in-process)', function () {
+  let dir: string;
+  let fake: FakeOpnsense;
+  let running: OpnsenseBridge[] = [];
+
+  async function startBridge(aliasLines: string[], extra: string[] = []) {
+    const text = [
+      'opn_fw_sync = true',
+      `opn_fw_ip = ${entryOf(fake)}`,
+      `opn_ca_file = ${fake.caCertPath}`,
+      'opn_reconcile_interval = 0.2',
+      `state_dir = ${dir}`,
+      ...extra,
+      '[opn_aliases]',
+      ...aliasLines,
+      '[opn_keys]',
+      `${entryOf(fake)}_key = ${KEY.key}`,
+      `${entryOf(fake)}_secret = ${KEY.secret}`,
+    ].join('\n');
+    const config = parseConfig(text, 'test.cfg');
+    const captured = captureLog();
+    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, captured.log, { batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 } });
+    running.push(bridge);
+    await bridge.start();
+    return { bridge, ...captured };
+  }
+
+  async function stop(bridge: OpnsenseBridge) {
+    await bridge.stop(1_000);
+    running = running.filter((other) => other !== bridge);
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sf2b-bridge-'));
+    fake = await startFakeOpnsense({ keys: [KEY], aliases: [{ name: 'bans', type: 'external' }, { name: 'other', type: 'external' }] });
+  });
+
+  afterEach(async () => {
+    await Promise.all(running.map((bridge) => bridge.stop(100)));
+    running = [];
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('ignores unmapped jails, counts holders per origin and jail, and treats a bare unban as an admin override of that jail', async () => {
+    const { bridge } = await startBridge(['sshd = bans', 'web = bans']);
+    expect(bridge.offer(event('postfix', 'ban', '203.0.113.1', 'a'))).to.equal('unmapped');
+    expect(bridge.offer(event('sshd', 'ban', '203.0.113.2', 'a'))).to.equal('queued');
+    bridge.offer(event('sshd', 'ban', '203.0.113.2', 'b'));
+    bridge.offer(event('web', 'ban', '203.0.113.2', 'b'));
+    bridge.offer(event('sshd', 'ban', '203.0.113.3'));
+    await waitFor(() => fake.pfTable('bans').length === 2, 'two addresses in the alias');
+
+    bridge.offer(event('sshd', 'unban', '203.0.113.2')); // drops a/sshd and b/sshd, not b/web
+    bridge.offer(event('sshd', 'unban', '203.0.113.3', 'a')); // a never banned it: the manual ban stays
+    bridge.offer(event('sshd', 'ban', '203.0.113.4', 'a'));
+    await waitFor(() => fake.pfTable('bans').includes('203.0.113.4'), 'a later ban');
+    expect(fake.pfTable('bans').sort()).to.deep.equal(['203.0.113.2', '203.0.113.3', '203.0.113.4']);
+    bridge.offer(event('web', 'unban', '203.0.113.2', 'b'));
+    bridge.offer(event('sshd', 'unban', '203.0.113.3'));
+    await waitFor(() => fake.pfTable('bans').length === 1, 'the last holders gone');
+    expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.4']);
+  });
+
+  it('reports per firewall: url, reachability, backlog, applied and the last reconciliation', async () => {
+    const { bridge } = await startBridge(['sshd = bans']);
+    bridge.offer(event('sshd', 'ban', '203.0.113.5', 'a'));
+    await waitFor(() => fake.pfTable('bans').length === 1, 'the ban applied');
+    const applied = new Date().toISOString();
+    await waitFor(() => (bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > applied, 'a reconciliation after that');
+    const status = bridge.status();
+    expect(status).to.deep.include({ stateFile: join(dir, 'opnsense-bridge.json'), persistent: true, wanted: { bans: 1 } });
+    expect(status.firewalls[0]).to.deep.include({ url: fake.url, reachable: true, lastError: null, aliasErrors: {}, backlog: 0, dropped: 0 });
+    expect(status.firewalls[0]!.applied).to.be.at.least(1);
+    expect(status.firewalls[0]!.lastReconcile).to.include({ ok: true, readded: 0, removed: 0 });
+
+    await fake.setDown(true);
+    await waitFor(() => bridge.status().firewalls[0]!.lastReconcile?.ok === false, 'a failed reconciliation');
+    expect(bridge.status().firewalls[0]).to.include({ reachable: false });
+    expect(bridge.status().firewalls[0]!.lastError).to.match(/cannot reach the firewall/);
+  });
+
+  it('after a restart with a changed [opn_aliases], removes what it had added for the jail no longer mapped there', async () => {
+    const first = await startBridge(['sshd = bans', 'web = other']);
+    first.bridge.offer(event('sshd', 'ban', '203.0.113.6', 'a'));
+    first.bridge.offer(event('web', 'ban', '203.0.113.7', 'a'));
+    await waitFor(() => fake.pfTable('bans').length === 1 && fake.pfTable('other').length === 1, 'both aliases filled');
+    await stop(first.bridge);
+    const saved = JSON.parse(await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')) as { added: Record<string, Record<string, string[]>> };
+    expect(saved.added[fake.url]).to.deep.equal({ bans: ['203.0.113.6'], other: ['203.0.113.7'] });
+
+    const second = await startBridge(['sshd = bans']);
+    await waitFor(() => fake.pfTable('other').length === 0, 'the unmapped alias emptied of what the bridge added');
+    expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.6']);
+    expect(second.text()).to.match(/dropped 1 saved ban holder/);
+  });
+
+  it('warns when certificates are not verified, and about plain http', async () => {
+    const { text } = await startBridge(['sshd = bans'], ['opn_verify = false']);
+    expect(text()).to.match(/TLS certificate of OPNsense https:\/\/127\.0\.0\.1:\d+ is not verified \(opn_verify = false\).*set opn_ca_file/);
+    const config = parseConfig(['opn_fw_sync = true', 'opn_fw_ip = http://192.0.2.1', '[opn_keys]', 'http://192.0.2.1_key = k', 'http://192.0.2.1_secret = s'].join('\n'), 'test.cfg');
+    const captured = captureLog();
+    const plain = new OpnsenseBridge(config.opnsense, dir, captured.log);
+    running.push(plain);
+    await plain.start();
+    expect(captured.text()).to.match(/OPNsense http:\/\/192\.0\.2\.1 is reached over plain http/);
+    expect(captured.text()).to.match(/\[opn_aliases\] maps no jail/);
+  });
+});

@@ -1,0 +1,89 @@
+import { expect } from 'chai';
+import { pino } from 'pino';
+import { Batcher, type Backend, type Change } from '../../agent/sinks/batcher.js';
+import { waitFor } from '../support/wait.js';
+
+/** A target that records batches and can be told to fail, standing for fail2ban or a firewall. */
+class RecordingTarget implements Backend {
+  readonly name = 'recording';
+  batches: Change[][] = [];
+  failing = false;
+  async apply(batch: Change[]): Promise<void> {
+    if (this.failing) throw new Error('target down');
+    this.batches.push(batch);
+  }
+  get state(): Map<string, string> {
+    const state = new Map<string, string>();
+    for (const change of this.batches.flat()) state.set(`${change.target} ${change.address}`, change.action);
+    return state;
+  }
+}
+
+const quiet = pino({ level: 'silent' });
+const ban = (address: string, target = 'sshd-sync'): Change => ({ target, action: 'ban', address });
+const unban = (address: string, target = 'sshd-sync'): Change => ({ target, action: 'unban', address });
+
+describe('sink batching', () => {
+  it('commits what arrives together as one batch, the last change per address winning', async () => {
+    const target = new RecordingTarget();
+    const sink = new Batcher(target, quiet, { windowMs: 20 });
+    sink.submit(ban('203.0.113.1'));
+    sink.submit(ban('203.0.113.2'));
+    sink.submit(unban('203.0.113.1'));
+    sink.submit(ban('203.0.113.2', 'web-sync'));
+    await waitFor(() => sink.stats().applied === 3, 'the batch');
+    expect(target.batches).to.have.length(1);
+    expect([...target.state]).to.have.deep.members([
+      ['sshd-sync 203.0.113.1', 'unban'],
+      ['sshd-sync 203.0.113.2', 'ban'],
+      ['web-sync 203.0.113.2', 'ban'],
+    ]);
+  });
+
+  it('keeps taking changes while the target is down and delivers them, newest change winning, when it is back', async () => {
+    const target = new RecordingTarget();
+    target.failing = true;
+    const sink = new Batcher(target, quiet, { windowMs: 5, retryInitialMs: 10, retryMaxMs: 40 });
+    sink.submit(ban('203.0.113.3'));
+    await waitFor(() => sink.stats().failures >= 2, 'retries');
+    expect(sink.submit(ban('203.0.113.4'))).to.equal(true);
+    expect(sink.submit(unban('203.0.113.3'))).to.equal(true);
+    expect(sink.stats()).to.include({ backlog: 2, lastError: 'target down' });
+    target.failing = false;
+    await waitFor(() => sink.stats().backlog === 0, 'the backlog to drain');
+    expect([...target.state]).to.have.deep.members([
+      ['sshd-sync 203.0.113.3', 'unban'],
+      ['sshd-sync 203.0.113.4', 'ban'],
+    ]);
+    expect(sink.stats().lastError).to.equal(null);
+  });
+
+  it('drops and counts beyond its bound instead of growing without limit', async () => {
+    const target = new RecordingTarget();
+    target.failing = true;
+    const sink = new Batcher(target, quiet, { windowMs: 5, maxPending: 3, retryInitialMs: 1_000 });
+    const accepted = ['1', '2', '3', '4', '5'].map((n) => sink.submit(ban(`203.0.113.${n}`)));
+    expect(accepted).to.deep.equal([true, true, true, false, false]);
+    expect(sink.submit(unban('203.0.113.2')), 'a newer change for a held address still fits').to.equal(true);
+    expect(sink.stats()).to.include({ dropped: 2 });
+    await sink.stop(50);
+  });
+
+  it('on stop, flushes what it accepted and refuses anything new', async () => {
+    const target = new RecordingTarget();
+    const sink = new Batcher(target, quiet, { windowMs: 10_000 });
+    sink.submit(ban('203.0.113.6'));
+    expect(await sink.stop(5_000)).to.equal(true);
+    expect(target.state.get('sshd-sync 203.0.113.6')).to.equal('ban');
+    expect(sink.submit(ban('203.0.113.7'))).to.equal(false);
+  });
+
+  it('on stop with the target down, gives up at the deadline and says so', async () => {
+    const target = new RecordingTarget();
+    target.failing = true;
+    const sink = new Batcher(target, quiet, { windowMs: 1, retryInitialMs: 10 });
+    sink.submit(ban('203.0.113.8'));
+    expect(await sink.stop(100)).to.equal(false);
+    expect(sink.stats().backlog).to.equal(1);
+  });
+});

@@ -1,0 +1,162 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT } from '../support/paths.js';
+import { run, type RunResult } from '../support/run.js';
+
+const execFileAsync = promisify(execFile);
+const LIB = '/usr/local/lib/syncfail2ban';
+
+/**
+ * `make install DESTDIR=...` into temp dirs. It reuses this checkout's dist/ and node_modules
+ * (NO_BUILD, MODULES_FROM) so that it takes seconds and needs no registry; a real install
+ * runs "npm ci --omit=dev" instead.
+ */
+function make(target: 'install' | 'uninstall', destdir: string): Promise<RunResult> {
+  return run('make', ['-s', '-C', ROOT, target, `DESTDIR=${destdir}`, 'NO_BUILD=1', `MODULES_FROM=${join(ROOT, 'node_modules')}`], 120_000);
+}
+
+async function mode(path: string): Promise<string> {
+  return ((await stat(path)).mode & 0o777).toString(8);
+}
+
+/** Every file (not directory) under `dir`, relative, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => join(entry.parentPath ?? entry.path, entry.name).slice(dir.length + 1))
+    .sort();
+}
+
+describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
+  this.timeout(180_000);
+  let tmp: string;
+  let root: string;
+  let first: RunResult;
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'sf2b-install-'));
+    root = join(tmp, 'root');
+    first = await make('install', root);
+    expect(first.code, first.stdout + first.stderr).to.equal(0);
+  });
+
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('installs the program, commands, config, fail2ban files, dummy log and units, with their modes', async () => {
+    const expected: Record<string, string> = {
+      [`${LIB}/dist/agent/main.js`]: '644',
+      [`${LIB}/dist/cli/main.js`]: '644',
+      [`${LIB}/dist/broker/main.js`]: '644',
+      [`${LIB}/node_modules/mqtt/package.json`]: '644',
+      [`${LIB}/etc/fail2ban/jail.local`]: '644',
+      '/usr/local/bin/syncfail2ban': '755',
+      '/usr/local/bin/syncfail2ban-client': '755',
+      '/usr/local/bin/syncfail2ban-broker': '755',
+      '/etc/syncfail2ban/config.cfg': '600',
+      '/etc/syncfail2ban/syncfail2ban-client': '755',
+      '/etc/fail2ban/action.d/sync-action.conf': '644',
+      '/etc/fail2ban/filter.d/sync-filter.conf': '644',
+      '/var/log/syncfail2ban-dummy.log': '640',
+      '/etc/systemd/system/syncfail2ban.service': '644',
+      '/etc/systemd/system/syncfail2ban-broker.service': '644',
+    };
+    for (const [path, wanted] of Object.entries(expected)) expect(await mode(join(root, path)), path).to.equal(wanted);
+    expect(await mode(join(root, LIB))).to.equal('755');
+
+    expect(await readFile(join(root, 'etc/syncfail2ban/config.cfg'), 'utf8')).to.equal(await readFile(join(ROOT, 'etc/config.cfg'), 'utf8'));
+    for (const file of ['action.d/sync-action.conf', 'filter.d/sync-filter.conf']) {
+      expect(await readFile(join(root, 'etc/fail2ban', file), 'utf8'), file).to.equal(await readFile(join(ROOT, 'etc/fail2ban', file), 'utf8'));
+    }
+    const installed = await filesUnder(join(root, LIB, 'dist'));
+    expect(installed.filter((file) => file.startsWith('test/') || file.endsWith('.map') || file.endsWith('.ts'))).to.deep.equal([]);
+
+    const unit = await readFile(join(root, 'etc/systemd/system/syncfail2ban.service'), 'utf8');
+    for (const line of [
+      'ExecStart=/usr/local/bin/syncfail2ban --config /etc/syncfail2ban/config.cfg',
+      'After=network-online.target fail2ban.service',
+      'Wants=network-online.target',
+      'Restart=on-failure',
+      'RestartPreventExitStatus=78',
+      'ProtectSystem=strict',
+      'ReadWritePaths=/var/lib/syncfail2ban /run/syncfail2ban',
+      'NoNewPrivileges=yes',
+    ]) {
+      expect(unit.split('\n'), line).to.include(line);
+    }
+    expect(unit).not.to.match(/@[A-Z]+@/);
+    const brokerUnit = await readFile(join(root, 'etc/systemd/system/syncfail2ban-broker.service'), 'utf8');
+    expect(brokerUnit.split('\n')).to.include.members(['DynamicUser=yes', 'ExecStart=/usr/local/bin/syncfail2ban-broker --config %d/config.cfg']);
+  });
+
+  it('the installed client wrapper runs --help with node alone, from the installed tree', async () => {
+    const wrapper = await readFile(join(root, 'etc/syncfail2ban/syncfail2ban-client'), 'utf8');
+    const match = /^#!\/bin\/sh\n# [^\n]*\nexec (\/\S+) (\/\S+) "\$@"\n$/.exec(wrapper);
+    expect(match, wrapper).not.to.equal(null);
+    const [, node, script] = match!;
+    expect(script).to.equal(`${LIB}/dist/cli/main.js`);
+    expect((await run('sh', ['-n', join(root, 'etc/syncfail2ban/syncfail2ban-client')])).code).to.equal(0);
+    // Under DESTDIR the wrapper's absolute path is not there yet: run what it runs, from the
+    // staged tree, away from this checkout (no PATH, cwd elsewhere: only the installed packages).
+    const help = await execFileAsync(node!, [join(root, script!), '--help'], { cwd: tmp, env: {} });
+    expect(help.stdout).to.match(/^Usage: syncfail2ban-client /);
+    const agentHelp = await execFileAsync(node!, [join(root, LIB, 'dist/agent/main.js'), '--help'], { cwd: tmp, env: {} });
+    expect(agentHelp.stdout).to.match(/--check/);
+  });
+
+  it('a second install keeps a changed config.cfg, and a changed sync-action.conf (ours goes beside it as .dist)', async () => {
+    const config = join(root, 'etc/syncfail2ban/config.cfg');
+    const action = join(root, 'etc/fail2ban/action.d/sync-action.conf');
+    await writeFile(config, '# mine\nnode_id = mine\n');
+    await appendFile(action, '# my change\n');
+    const changedAction = await readFile(action, 'utf8');
+
+    const second = await make('install', root);
+    expect(second.code, second.stdout + second.stderr).to.equal(0);
+    expect(await readFile(config, 'utf8')).to.equal('# mine\nnode_id = mine\n');
+    expect(await readFile(action, 'utf8')).to.equal(changedAction);
+    expect(await readFile(`${action}.dist`, 'utf8')).to.equal(await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'));
+    expect(second.stdout).to.include('kept your /etc/syncfail2ban/config.cfg');
+    expect(second.stdout).to.include('ours is beside it as sync-action.conf.dist');
+  });
+
+  it('make uninstall removes everything but the config (and the action file the admin changed)', async () => {
+    const result = await make('uninstall', root);
+    expect(result.code, result.stdout + result.stderr).to.equal(0);
+    expect(await filesUnder(root)).to.deep.equal(['etc/fail2ban/action.d/sync-action.conf', 'etc/syncfail2ban/config.cfg']);
+    expect(result.stdout).to.include('kept /etc/syncfail2ban/config.cfg');
+  });
+
+  it("an upgrade from the original keeps its client as .orig; uninstall keeps files fail2ban's jails still use", async () => {
+    const other = join(tmp, 'upgrade');
+    await mkdir(join(other, 'etc/syncfail2ban'), { recursive: true });
+    await writeFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), '#!/usr/bin/python3\n# the original client\n');
+    await mkdir(join(other, 'etc/fail2ban'), { recursive: true });
+    const jailLocal = ['[sshd]', 'action = %(action_)s', '         sync-action', '[sshd-sync]', 'filter = sync-filter', 'logpath = /var/log/syncfail2ban-dummy.log', 'bantime = -1', ''].join('\n');
+    await writeFile(join(other, 'etc/fail2ban/jail.local'), jailLocal);
+
+    const install = await make('install', other);
+    expect(install.code, install.stdout + install.stderr).to.equal(0);
+    expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client.orig'), 'utf8')).to.include('the original client');
+    expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), 'utf8')).to.include(`${LIB}/dist/cli/main.js`);
+
+    const uninstall = await make('uninstall', other);
+    expect(uninstall.code, uninstall.stdout + uninstall.stderr).to.equal(0);
+    expect(await filesUnder(other)).to.deep.equal([
+      'etc/fail2ban/action.d/sync-action.conf',
+      'etc/fail2ban/filter.d/sync-filter.conf',
+      'etc/fail2ban/jail.local',
+      'etc/syncfail2ban/config.cfg',
+      'etc/syncfail2ban/syncfail2ban-client.orig',
+      'var/log/syncfail2ban-dummy.log',
+    ]);
+    expect(uninstall.stdout).to.include('a jail still uses sync-action');
+    expect(uninstall.stdout).to.include('a sync jail still uses it as its logpath');
+  });
+});

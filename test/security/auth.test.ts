@@ -1,0 +1,125 @@
+import { expect } from 'chai';
+import { connect, type MqttClient } from 'mqtt';
+import { barrier } from '../support/barrier.js';
+import { BIN } from '../support/paths.js';
+import { freePort } from '../support/ports.js';
+import { run } from '../support/run.js';
+import { SimHost } from '../support/sim-host.js';
+import { waitFor } from '../support/wait.js';
+
+const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b' };
+
+async function hashWithCli(password: string): Promise<string> {
+  const result = await run(process.execPath, [BIN.broker, '--hash-password'], 30_000, `${password}\n`);
+  expect(result.code, result.stderr).to.equal(0);
+  return result.stdout.trim();
+}
+
+async function connected(url: string, username: string, password: string): Promise<MqttClient> {
+  const client = connect(url, { username, password, reconnectPeriod: 0, clean: true });
+  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+  return client;
+}
+
+describe('authentication and authorisation at the embedded broker (mesh with [users])', function () {
+  this.timeout(120_000);
+  let a: SimHost;
+  let b: SimHost;
+  let port: number;
+  const brokerA = () => ({ host: '127.0.0.2', port });
+
+  before(async () => {
+    port = await freePort('127.0.0.2');
+    const users = ['[users]', `host-a = ${await hashWithCli(PASSWORDS['host-a'])}`, `host-b = ${await hashWithCli(PASSWORDS['host-b'])}`];
+    [a, b] = await Promise.all(
+      (['host-a', 'host-b'] as const).map((name, index) =>
+        SimHost.start({
+          name,
+          ip: `127.0.0.${index + 2}`,
+          port,
+          peers: [`127.0.0.${3 - index}`],
+          extra: [`mqtt_password = ${PASSWORDS[name]}`],
+          sections: users,
+        }),
+      ),
+    );
+    await Promise.all([a.startAgent(), b.startAgent()]);
+    await Promise.all([a.waitSubscribed(2), b.waitSubscribed(2)]);
+  });
+
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('--hash-password makes a salted scrypt hash that the broker accepts (hosts with accounts sync)', async () => {
+    const [first, second] = [await hashWithCli('same password 123'), await hashWithCli('same password 123')];
+    expect(first).to.match(/^\$scrypt\$N=16384,r=8,p=1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    expect(first).not.to.equal(second);
+    await a.fail2ban.ban('sshd', '203.0.113.40');
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.40'), 'the authenticated ban on host-b');
+  });
+
+  it('refuses a short password when hashing', async () => {
+    const result = await run(process.execPath, [BIN.broker, '--hash-password'], 30_000, 'short\n');
+    expect(result.code).to.equal(1);
+    expect(result.stderr).to.match(/shorter than 12 characters/);
+  });
+
+  it('refuses anonymous clients and wrong passwords', async () => {
+    const anonymous = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-t', 'f2b/sshd/ban', '-m', '203.0.113.41']);
+    expect(anonymous.code).not.to.equal(0);
+    expect(anonymous.stderr).to.match(/not authori[sz]ed|bad user name or password/i);
+    const wrong = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'host-b', '-P', 'wrong password', '-t', 'f2b/sshd/ban', '-m', '203.0.113.42']);
+    expect(wrong.code).not.to.equal(0);
+    const unknown = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'nobody', '-P', PASSWORDS['host-a'], '-t', 'f2b/sshd/ban', '-m', '203.0.113.43']);
+    expect(unknown.code).not.to.equal(0);
+
+    await b.writeConfig(['mqtt_password = not the password']);
+    try {
+      const cli = await b.client(['-a', 'sshd', 'banip', '203.0.113.44']);
+      expect(cli.code).to.equal(1);
+      expect(cli.stderr).to.match(/refused the connection: bad user name or password \(mqtt_username \/ mqtt_password\)/);
+    } finally {
+      await b.writeConfig();
+    }
+    await barrier(brokerA(), [a, b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
+    for (const host of [a, b]) {
+      expect((await host.banned('sshd-sync')).filter((ip) => /^203\.0\.113\.4[1-4]$/.test(ip))).to.deep.equal([]);
+    }
+  });
+
+  it('a host cannot publish an event with another host as origin', async () => {
+    const spoofer = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const closed = new Promise<void>((resolve) => spoofer.once('close', () => resolve()));
+    spoofer.publish('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.45', origin: 'host-a' }), { qos: 1 });
+    await closed;
+    spoofer.end(true);
+
+    const honest = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    await honest.publishAsync('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.46', origin: 'host-b' }), { qos: 1 });
+    await honest.endAsync();
+    await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.46'), "host-b's own event on host-a");
+    expect(await a.banned('sshd-sync')).not.to.include('203.0.113.45');
+    expect(await b.banned('sshd-sync')).not.to.include('203.0.113.45');
+  });
+
+  it('allows subscribing only under f2b/ and publishing only f2b/<jail>/<action>', async () => {
+    const client = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    try {
+      for (const topic of ['$SYS/#', '#', 'other/+']) {
+        const refused = await client.subscribeAsync(topic, { qos: 1 }).then(
+          () => null,
+          (error: { packet?: { granted?: number[] } }) => error.packet?.granted,
+        );
+        expect(refused, topic).to.deep.equal([128]);
+      }
+      expect((await client.subscribeAsync('f2b/+/+', { qos: 1 })).map((grant) => grant.qos)).to.deep.equal([1]);
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      client.publish('other/topic', '203.0.113.47', { qos: 1 });
+      await closed;
+    } finally {
+      client.end(true);
+    }
+    await waitFor(() => a.requireAgent().logLines().some((line) => line.component === 'broker' && line.reason === 'bad-topic'), 'the broker to log the refused topic');
+  });
+});

@@ -1,0 +1,81 @@
+import { expect } from 'chai';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'mqtt';
+import { BIN } from '../support/paths.js';
+import { freePort } from '../support/ports.js';
+import { RunningProcess } from '../support/process.js';
+import { SimHost } from '../support/sim-host.js';
+import { waitFor } from '../support/wait.js';
+
+const LIMITS = ['rate_limit = 5', 'rate_burst = 20'];
+
+describe('abuse limits: per-client rate at the broker, per-origin rate at the agent', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let broker: RunningProcess;
+  let url: string;
+  let a: SimHost;
+  let b: SimHost;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sf2b-limits-'));
+    const port = await freePort('127.0.0.1');
+    url = `mqtt://127.0.0.1:${port}`;
+    await writeFile(join(dir, 'broker.cfg'), ['mq_ip = 127.0.0.1', `mq_port = ${port}`, ...LIMITS, ''].join('\n'));
+    broker = new RunningProcess(process.execPath, [BIN.broker, '--config', join(dir, 'broker.cfg')]);
+    await broker.waitForOutput(/MQTT broker listening/, 'the broker');
+    const hostPort = await freePort('127.0.0.2');
+    [a, b] = await Promise.all(
+      ['lim-a', 'lim-b'].map((name, index) => SimHost.start({ name, ip: `127.0.0.${index + 2}`, port: hostPort, brokerUrl: url, extra: LIMITS })),
+    );
+    await Promise.all([a.startAgent(), b.startAgent()]);
+  });
+
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await broker?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const floodAddresses = async (host: SimHost, prefix: string) => (await host.banned('sshd-sync')).filter((ip) => ip.startsWith(prefix));
+
+  it('the broker cuts off a client that floods, and other hosts keep syncing', async () => {
+    const flooder = connect(url, { reconnectPeriod: 0 });
+    await new Promise<void>((resolve, reject) => flooder.once('connect', () => resolve()).once('error', reject));
+    const closed = new Promise<void>((resolve) => flooder.once('close', () => resolve()));
+    for (let i = 0; i < 300; i++) flooder.publish('f2b/sshd/ban', `10.99.${Math.floor(i / 250)}.${(i % 250) + 1}`, { qos: 0 });
+    await closed;
+    flooder.end(true);
+    await waitFor(() => broker.logLines().some((line) => line.reason === 'rate-limited'), 'the broker to log the rate limit');
+
+    await a.fail2ban.ban('sshd', '203.0.113.70');
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.70'), "host lim-a's ban on lim-b after the flood");
+    expect((await floodAddresses(b, '10.99.')).length).to.be.at.most(25);
+  });
+
+  it('an agent drops what one origin sends beyond its rate, spread over many connections', async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const client = connect(url, { reconnectPeriod: 0 });
+        await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+        return client;
+      }),
+    );
+    // 10 connections x 10 events: each connection stays under the broker's burst of 20
+    await Promise.all(
+      clients.map((client, c) =>
+        Promise.all(Array.from({ length: 10 }, (_, i) => client.publishAsync('f2b/sshd/ban', JSON.stringify({ ip: `10.98.${c}.${i + 1}`, origin: 'flood-x' }), { qos: 1 }))),
+      ),
+    );
+    await Promise.all(clients.map((client) => client.endAsync()));
+    await waitFor(() => b.requireAgent().logLines().some((line) => line.reason === 'rate-limited'), 'the agent to log the per-origin limit');
+
+    await a.fail2ban.ban('sshd', '203.0.113.71');
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.71'), "lim-a's ban on lim-b during the flood");
+    const applied = (await floodAddresses(b, '10.98.')).length;
+    expect(applied).to.be.at.least(1);
+    expect(applied).to.be.at.most(25);
+  });
+});

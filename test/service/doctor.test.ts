@@ -1,0 +1,132 @@
+import { expect } from 'chai';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startFail2ban, type Fail2banServer, type StartFail2banOptions } from '../support/fail2ban-server.js';
+import { BIN, ROOT } from '../support/paths.js';
+import { run, type RunResult } from '../support/run.js';
+
+/** `syncfail2ban --check` with a config of these lines. */
+async function check(dir: string, name: string, lines: string[]): Promise<RunResult> {
+  const config = join(dir, `${name}.cfg`);
+  await writeFile(config, [...lines, ''].join('\n'));
+  return run(process.execPath, [BIN.agent, '--config', config, '--check']);
+}
+
+function configFor(server: Fail2banServer, jails: Record<string, string>): string[] {
+  return [
+    'node_id = doctor',
+    'mq_ip = 127.0.0.1',
+    `fail2ban_socket = ${server.socket}`,
+    'connection_timeout = 5',
+    '[jails]',
+    ...Object.entries(jails).map(([primary, sync]) => `${primary} = ${sync}`),
+  ];
+}
+
+describe('syncfail2ban --check against real fail2ban servers', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let client: string;
+  const servers: Fail2banServer[] = [];
+
+  async function fail2ban(options: Omit<StartFail2banOptions, 'actionFiles'>): Promise<Fail2banServer> {
+    const server = await startFail2ban({
+      ...options,
+      // The shipped action file, as an admin installs it.
+      actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8') },
+    });
+    servers.push(server);
+    return server;
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sf2b-doctor-'));
+    client = join(dir, 'syncfail2ban-client');
+    await writeFile(client, '#!/bin/sh\nexit 0\n');
+    await chmod(client, 0o755);
+  });
+
+  after(async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a good setup: every check passes and it exits 0', async () => {
+    const server = await fail2ban({
+      name: 'good',
+      jails: [
+        { name: 'sshd', kind: 'primary' },
+        { name: 'sshd-sync', kind: 'sync' },
+      ],
+      primaryAction: `record\n         sync-action[client="${client}"]`,
+    });
+    const result = await check(dir, 'good', configFor(server, { sshd: 'sshd-sync' }));
+    expect(result.stdout.trim().split('\n')).to.deep.equal([
+      `ok    config: ${join(dir, 'good.cfg')} is valid (node id doctor, mesh, 1 jail pair(s))`,
+      `ok    fail2ban: answers on ${server.socket}`,
+      `ok    primary jail sshd: runs and publishes its bans through ${client}`,
+      'ok    sync jail sshd-sync: runs, keeps bans until unbanned (bantime = -1) and publishes nothing',
+      'all good',
+    ]);
+    expect(result.code).to.equal(0);
+  });
+
+  it('a primary jail without the sync action, a sync jail whose bans expire, and jails that do not run: each problem with its fix, exit 1', async () => {
+    const server = await fail2ban({
+      name: 'broken1',
+      jails: [
+        { name: 'sshd', kind: 'primary' },
+        { name: 'sshd-sync', kind: 'sync', bantime: 600 },
+      ],
+      primaryAction: 'record',
+    });
+    const result = await check(dir, 'broken1', configFor(server, { sshd: 'sshd-sync', ftp: 'ftp-sync' }));
+    expect(result.code).to.equal(1);
+    const out = result.stdout;
+    expect(out).to.include('FAIL  primary jail sshd: has no sync action, so its bans are not published to the other servers\n      fix: add sync-action to its action list');
+    expect(out).to.include('FAIL  sync jail sshd-sync: has bantime = 600, so bans from other servers expire here on their own');
+    expect(out).to.include('      fix: set "bantime = -1" in [sshd-sync]');
+    expect(out).to.include('FAIL  primary jail ftp: is not running in fail2ban, so nothing of it is published\n      fix: enable [ftp]');
+    expect(out).to.include('FAIL  sync jail ftp-sync: is not running in fail2ban');
+    expect(out).to.match(/4 problem\(s\) found; fix them and run syncfail2ban --check again\n$/);
+  });
+
+  it('a sync jail that runs the sync action (a loop) and a sync action whose client is missing: exit 1', async () => {
+    const server = await fail2ban({
+      name: 'broken2',
+      jails: [
+        { name: 'sshd', kind: 'primary' },
+        // A "sync" jail set up like a primary one: it would publish every ban applied to it.
+        { name: 'sshd-sync', kind: 'primary', bantime: -1 },
+      ],
+      primaryAction: 'sync-action[client="/nonexistent/syncfail2ban-client"]',
+    });
+    const result = await check(dir, 'broken2', configFor(server, { sshd: 'sshd-sync' }));
+    expect(result.code).to.equal(1);
+    expect(result.stdout).to.include(
+      'FAIL  primary jail sshd: its sync action runs "/nonexistent/syncfail2ban-client", which does not exist or is not executable, so its bans are not published\n      fix: run "make install"',
+    );
+    expect(result.stdout).to.include('FAIL  sync jail sshd-sync: runs the sync action (sync-action): every ban applied to it would be published again, a loop between servers');
+    expect(result.stdout).to.include('      fix: remove sync-action from the action list of [sshd-sync]');
+  });
+
+  it('fail2ban not reachable, and an invalid config: one line each with the fix, exit 1', async () => {
+    const unreachable = await check(dir, 'nosocket', ['mq_ip = 127.0.0.1', `fail2ban_socket = ${join(dir, 'absent.sock')}`, '[jails]', 'sshd = sshd-sync']);
+    expect(unreachable.code).to.equal(1);
+    expect(unreachable.stdout).to.include(`FAIL  fail2ban: cannot connect to fail2ban: socket ${join(dir, 'absent.sock')} does not exist (ENOENT).`);
+    expect(unreachable.stdout).to.include('      fix: start fail2ban ("systemctl start fail2ban")');
+
+    const invalid = await check(dir, 'invalid', ['mq_port = 99999']);
+    expect(invalid.code).to.equal(1);
+    expect(invalid.stdout).to.include(`FAIL  config: ${join(dir, 'invalid.cfg')}: mq_port: "99999" is not a whole number from 1 to 65535; fix: set mq_port to such a number (default 18862)`);
+  });
+
+  it('an unknown key is a warning, not a failure', async () => {
+    const server = servers[0]!;
+    const result = await check(dir, 'typo', [...configFor(server, { sshd: 'sshd-sync' }).slice(0, 4), 'mq_prot = 1883', '[jails]', 'sshd = sshd-sync']);
+    expect(result.stdout).to.include('WARN  config: unknown key mq_prot is ignored');
+    expect(result.stdout).to.match(/all good \(1 warning\(s\)\)\n$/);
+    expect(result.code).to.equal(0);
+  });
+});
