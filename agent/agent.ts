@@ -1,15 +1,14 @@
 import { endpointUrl, meshTls, type Config } from '../src/config.js';
-import type { IClientOptions } from 'mqtt';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { NeverBanList } from '../src/never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
+import { Refusals } from '../src/refusals.js';
 import { startBroker, type RunningBroker } from '../broker/broker.js';
 import { OpnsenseBridge, type BridgeStatus } from './bridge/bridge.js';
 import { BrokerLink, type LinkStatus } from './broker-link.js';
 import { Intake, type IntakeStats, type Route } from './intake.js';
-import { Refusals } from '../src/refusals.js';
 import { Batcher, type SinkStats } from './sinks/batcher.js';
 import { Fail2banBackend } from './sinks/fail2ban-backend.js';
 import { SyncJailRoute } from './sync-jail-route.js';
@@ -38,6 +37,7 @@ export class Agent {
   private readonly bridge: OpnsenseBridge | undefined;
   private readonly sinks = new Map<string, Batcher>();
   private readonly refusals: Refusals;
+  private readonly routes: Route[] = [];
   private readonly intake: Intake;
 
   constructor(
@@ -45,19 +45,18 @@ export class Agent {
     private readonly log: Logger,
   ) {
     this.refusals = new Refusals(log);
-    const routes: Route[] = [];
     if (config.f2bSync && config.jails.size > 0) {
       // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
       this.fail2ban = new Fail2banClient(config.fail2banSocket, { timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000) });
       const sink = new Batcher(new Fail2banBackend(this.fail2ban, log), log);
       this.sinks.set('fail2ban', sink);
-      routes.push(new SyncJailRoute(config.jails, config.nodeId, sink));
+      this.routes.push(new SyncJailRoute(config.jails, config.nodeId, sink));
     }
     if (config.opnsense.enabled) {
       this.bridge = new OpnsenseBridge(config.opnsense, config.stateDir, log);
-      routes.push(this.bridge);
+      this.routes.push(this.bridge);
     }
-    this.intake = new Intake(new NeverBanList(config.ignoreIp), routes, this.refusals, new RateLimiter(config.rateLimit));
+    this.intake = new Intake(new NeverBanList(config.ignoreIp), this.routes, this.refusals, new RateLimiter(config.rateLimit));
   }
 
   get topology(): 'mesh' | 'hub' {
@@ -80,26 +79,31 @@ export class Agent {
           nodeId: config.nodeId,
           connectTimeoutS: config.connectionTimeoutS,
           log,
-          onMessage: (topic, payload, source) => this.intake.handle(topic, payload, source),
-          mqtt: { ...account, ...tls } as IClientOptions,
+          onMessage: (topic, payload, source, retained) => this.intake.handle(topic, payload, source, retained),
+          mqtt: { ...account, ...tls },
         }),
       );
     }
-    if (this.fail2ban) await this.checkFail2ban(this.fail2ban);
-    if (this.routesCount() === 0) {
+    // Not awaited: a hung fail2ban must not hold up start-up (the control socket comes next).
+    if (this.fail2ban) void this.checkFail2ban(this.fail2ban);
+    if (this.routes.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
     }
   }
 
-  /** Stops intake, flushes what was accepted (until the deadline), closes connections. */
+  /** Stops intake, flushes what was accepted (all sinks at once, until one deadline), closes connections. */
   async stop(deadlineMs = 10_000): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
     await Promise.all(this.links.map((link) => link.close()));
-    const flushed = await Promise.all([...this.sinks].map(async ([name, sink]) => [name, await sink.stop(deadlineMs)] as const));
-    for (const [name, done] of flushed) {
-      if (!done) this.log.error({ sink: name, backlog: this.sinks.get(name)?.stats().backlog }, 'stopped before every accepted change was applied');
-    }
-    await this.bridge?.stop(deadlineMs);
-    this.fail2ban?.close();
+    await Promise.all([
+      ...[...this.sinks].map(async ([name, sink]) => {
+        if (!(await sink.stop(deadlineMs))) {
+          this.log.error({ sink: name, backlog: sink.stats().backlog }, 'stopped before every accepted change was applied');
+        }
+      }),
+      this.bridge?.stop(deadlineMs),
+    ]);
+    await this.fail2ban?.close(Math.max(0, deadline - Date.now()));
     await this.broker?.close();
     this.refusals.close();
     this.log.info('stopped');
@@ -127,10 +131,6 @@ export class Agent {
     return [own, ...new Set(peers)];
   }
 
-  private routesCount(): number {
-    return this.sinks.size + (this.bridge ? 1 : 0);
-  }
-
   /** Says at start-up what is wrong on the fail2ban side; the sink keeps retrying either way. */
   private async checkFail2ban(client: Fail2banClient): Promise<void> {
     const { log, config } = this;
@@ -142,7 +142,7 @@ export class Agent {
     }
     for (const syncJail of new Set(config.jails.values())) {
       if (!(await client.jailExists(syncJail).catch(() => true))) {
-        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see etc/jail.local) and reload fail2ban`);
+        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see etc/fail2ban/jail.local) and reload fail2ban`);
       }
     }
   }

@@ -3,7 +3,8 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { SUBSCRIPTION } from '../src/event.js';
 import type { Logger } from '../src/log.js';
 
-export type LinkState = 'connecting' | 'connected' | 'down';
+/** `refused`: connected, but the broker refused the subscription (its ACL): nothing arrives. */
+export type LinkState = 'connecting' | 'connected' | 'refused' | 'down';
 
 export interface LinkStatus {
   url: string;
@@ -16,7 +17,7 @@ export interface LinkOptions {
   nodeId: string;
   connectTimeoutS: number;
   log: Logger;
-  onMessage(topic: string, payload: Buffer, source: string): void;
+  onMessage(topic: string, payload: Buffer, source: string, retained: boolean): void;
   /** Extra MQTT client options (credentials, TLS) for this broker. */
   mqtt?: IClientOptions;
 }
@@ -51,7 +52,10 @@ export class BrokerLink {
     this.client.on('connect', () => {
       this.client.subscribe(SUBSCRIPTION, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((grant) => grant.qos === 128)) {
-          log.error({ broker: url, err: error?.message }, `broker refused the subscription to ${SUBSCRIPTION}`);
+          this.lastError = `the broker refused the subscription to ${SUBSCRIPTION}${error ? ` (${error.message})` : ''}; allow this account to subscribe to it`;
+          log.error({ broker: url }, this.lastError);
+          this.state = 'refused';
+          this.since = new Date();
           return;
         }
         log.info({ broker: url }, `subscribed to ${SUBSCRIPTION}`);
@@ -63,7 +67,7 @@ export class BrokerLink {
       if (error.message !== this.lastError) log.debug({ broker: url, err: error.message }, 'MQTT connection error');
       this.lastError = error.message;
     });
-    this.client.on('message', (topic, payload) => options.onMessage(topic, payload, url));
+    this.client.on('message', (topic, payload, packet) => options.onMessage(topic, payload, url, packet.retain));
   }
 
   status(): LinkStatus {

@@ -37,22 +37,27 @@ export class Intake {
     private readonly perOrigin: RateLimiter,
   ) {}
 
-  handle(topic: string, payload: Buffer, source: string): void {
+  /** `retained`: the broker replays a stored message (a new subscription); it is not a live event. */
+  handle(topic: string, payload: Buffer, source: string, retained = false): void {
     this.counts.received += 1;
+    if (retained) {
+      return this.refusals.refuse('retained', `a retained message on ${printable(topic)}: events are live only; clear it with mosquitto_pub -r -n -t ${printable(topic)}`, { source });
+    }
     const decoded = decodeEvent(topic, payload);
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
 
     const { event } = decoded;
-    if (event.origin) this.notePeer(event.origin);
     const sender = event.origin ?? 'manual';
     if (!this.perOrigin.take(sender)) {
       return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
     }
-    const neverBan = this.neverBan.reason(event.address);
+    // An unban of a protected address is harmless and may clear a ban from before it was protected.
+    const neverBan = event.action === 'ban' ? this.neverBan.reason(event.address) : null;
     if (neverBan) {
       return this.refusals.refuse('never-ban', `${event.action} of ${event.address.text} (${neverBan})`, { source, jail: event.jail, origin: event.origin });
     }
 
+    if (event.origin) this.notePeer(event.origin);
     const results = this.routes.map((route) => route.offer(event));
     if (results.includes('queued')) this.counts.accepted += 1;
     else if (results.includes('own')) this.counts.ownSkipped += 1;

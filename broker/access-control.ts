@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
-import { JAIL_NAME, MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../src/event.js';
+import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { verifyPassword } from './password.js';
@@ -14,7 +14,8 @@ const DUMMY_HASH = '$scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAA
  * The broker's rules: who may connect (accounts from [users], client certificates), what
  * they may publish (only f2b/<jail>/<action>, small payloads, at a bounded rate, and with
  * authentication on, only events whose origin is their own identity) and subscribe to
- * (only under f2b/). Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
+ * (only under f2b/). With authentication on, an event without an origin is stamped with the
+ * sender's identity. Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
  */
 export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): void {
   const identities = new WeakMap<Client, string>();
@@ -22,7 +23,9 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   const authRequired = security.users.size > 0;
   const certRequired = security.tls?.clientCaFile !== undefined;
 
-  const refuseConnect = (client: Client, code: 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void) => {
+  const passwordChecks = new CheckQueue();
+
+  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void) => {
     refusals.refuse('auth-failed', detail, { client: client.id, remote: remoteAddress(client) });
     done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
   };
@@ -39,7 +42,9 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     }
     const account = username ?? commonName;
     const stored = (account !== undefined && security.users.get(account)) || DUMMY_HASH;
-    verifyPassword(password ?? Buffer.alloc(0), stored).then(
+    const check = passwordChecks.run(() => verifyPassword(password ?? Buffer.alloc(0), stored));
+    if (!check) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
+    check.then(
       (ok) => {
         if (!ok || stored === DUMMY_HASH) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
         identities.set(client, account!);
@@ -50,7 +55,8 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   };
 
   aedes.authorizePublish = (client, packet, done) => {
-    const who = client ? (identities.get(client) ?? client.id) : 'broker';
+    const identity = client ? identities.get(client) : undefined;
+    const who = identity ?? (client ? (remoteAddress(client) ?? client.id) : 'broker');
     const refuse = (reason: string, detail: string) => {
       refusals.refuse(reason, detail, { client: who });
       done(new Error(detail));
@@ -60,10 +66,14 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (payload.length > MAX_PAYLOAD_BYTES) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
     if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
-    const identity = client ? identities.get(client) : undefined;
     if (identity !== undefined) {
-      const origin = originOf(payload);
-      if (origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(String(origin).slice(0, 64))}`);
+      // Parsed exactly as every agent will parse it, so what is checked here is what they apply.
+      const decoded = decodeEvent(packet.topic, payload);
+      if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
+      const { origin, address } = decoded.event;
+      if (origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(origin)}`);
+      // A bare address from an authenticated host speaks for that host, not for nobody.
+      if (origin === undefined) packet.payload = Buffer.from(encodePayload(address, identity));
     }
     packet.retain = false; // delivered live, never stored
     done(null);
@@ -76,14 +86,26 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   };
 }
 
-/** The origin field of a JSON payload; undefined for a bare address or anything unparsable (receivers refuse those). */
-function originOf(payload: Buffer): unknown {
-  if (payload[0] !== 0x7b) return undefined;
-  try {
-    const parsed = JSON.parse(payload.toString('utf8')) as unknown;
-    return typeof parsed === 'object' && parsed !== null ? (parsed as { origin?: unknown }).origin : undefined;
-  } catch {
-    return undefined;
+/**
+ * Each password check costs ~50 ms of a libuv thread (scrypt): run two at a time and turn
+ * away attempts beyond a short queue, so a flood of CONNECTs cannot starve the agent's file
+ * and DNS work, which share that thread pool.
+ */
+class CheckQueue {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  run<T>(work: () => Promise<T>): Promise<T> | null {
+    if (this.running >= 2 && this.waiting.length >= 32) return null;
+    const start = (): Promise<T> => {
+      this.running += 1;
+      return work().finally(() => {
+        this.running -= 1;
+        this.waiting.shift()?.();
+      });
+    };
+    if (this.running < 2) return start();
+    return new Promise<T>((resolve, reject) => this.waiting.push(() => void start().then(resolve, reject)));
   }
 }
 

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
+import { readConfiguredFile } from '../src/config-reader.js';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
@@ -46,9 +46,10 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
     );
     aedes.handle(socket);
   };
+  const tls = security.tls ? tlsOptions(security.tls) : undefined;
   let server: Server;
   try {
-    server = security.tls ? createTlsServer(tlsOptions(security.tls), accept) : createServer(accept);
+    server = tls ? createTlsServer(tls, accept) : createServer(accept);
     if (security.tls) server.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
     await listen(server, host, port);
   } catch (error) {
@@ -56,10 +57,12 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
     refusals.close();
     throw new Error(`broker cannot listen on ${host}:${port}: ${explainListenError(error as NodeJS.ErrnoException)}`);
   }
-  log.info(
-    { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCaFile), accounts: security.users.size },
-    security.users.size || security.tls?.clientCaFile ? 'MQTT broker listening; authentication required' : 'MQTT broker listening; anonymous access (no [users])',
-  );
+  const listening = { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCaFile), accounts: security.users.size };
+  if (security.users.size || security.tls?.clientCaFile) log.info(listening, 'MQTT broker listening; authentication required');
+  else if (isLoopback(host)) log.info(listening, 'MQTT broker listening on loopback; anonymous access');
+  else {
+    log.warn(listening, `MQTT broker listening with anonymous access: anyone who reaches ${host}:${port} can ban and unban; add [users] (see the README's Security section) or firewall the port`);
+  }
 
   return {
     host,
@@ -75,19 +78,16 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
 }
 
 function tlsOptions(tls: NonNullable<BrokerSecurity['tls']>) {
-  const read = (key: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new Error(`${key} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}; fix the path or its permissions`);
-    }
-  };
   return {
-    cert: read('mq_tls_cert', tls.certFile),
-    key: read('mq_tls_key', tls.keyFile),
-    ...(tls.clientCaFile ? { ca: read('mq_tls_client_ca', tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
+    cert: readConfiguredFile('mq_tls_cert', tls.certFile),
+    key: readConfiguredFile('mq_tls_key', tls.keyFile),
+    ...(tls.clientCaFile ? { ca: readConfiguredFile('mq_tls_client_ca', tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
     minVersion: 'TLSv1.2' as const,
   };
+}
+
+function isLoopback(host: string): boolean {
+  return host === '::1' || host.startsWith('127.');
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -1,6 +1,18 @@
+import { readFileSync } from 'node:fs';
+
 /** A bad config value: names the file, the key and the fix, and stops start-up. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+}
+
+/** Reads a file a config key names (certificate, key, CA); a ConfigError naming the key when it cannot. */
+export function readConfiguredFile(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError(`${key} = ${path}: cannot read it (${why}); fix: correct the path, or make it readable by this user`);
+  }
 }
 
 type Raw = Record<string, unknown>;
@@ -20,10 +32,6 @@ export class SectionReader {
 
   keys(): string[] {
     return Object.keys(this.raw);
-  }
-
-  has(key: string): boolean {
-    return this.string(key, '') !== '';
   }
 
   fail(key: string, problem: string, fix: string): never {

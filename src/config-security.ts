@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { SectionReader } from './config-reader.js';
 import { NODE_ID } from './event.js';
 
@@ -14,6 +14,8 @@ export interface BrokerSecurity {
 export interface MqttClientSecurity {
   username?: string;
   password?: string;
+  /** Read when connecting (clientCredentials), so a broker that never connects out never opens it. */
+  passwordFile?: string;
   caFile?: string;
   certFile?: string;
   keyFile?: string;
@@ -54,14 +56,14 @@ export function readClientSecurity(general: SectionReader, nodeId: string, warni
   const inline = general.string('mqtt_password', '');
   const file = general.string('mqtt_password_file', '');
   if (inline && file) general.fail('mqtt_password_file', 'both mqtt_password and mqtt_password_file are set', 'keep one of them');
-  const password = file ? readSecretFile(general, 'mqtt_password_file', file, warnings) : inline;
   const username = general.string('mqtt_username', '');
-  if (password) {
-    security.password = password;
-    security.username = username || nodeId;
-  } else if (username) {
-    security.username = username;
+  if (inline) security.password = inline;
+  if (file) {
+    security.passwordFile = file;
+    if (modeOf(file) & 0o077) warnings.push(`${file} (mqtt_password_file) can be read by group or others; fix: chmod 600 ${file}`);
   }
+  if (inline || file) security.username = username || nodeId;
+  else if (username) security.username = username;
   for (const [key, field] of [['mqtt_ca_file', 'caFile'], ['mqtt_cert_file', 'certFile'], ['mqtt_key_file', 'keyFile']] as const) {
     const value = general.string(key, '');
     if (value) security[field] = value;
@@ -76,16 +78,11 @@ export function readRateLimit(general: SectionReader): RateLimit {
   return { perSecond: general.integer('rate_limit', 200, 1, 1_000_000), burst: general.integer('rate_burst', 20_000, 1, 10_000_000) };
 }
 
-/** A secret kept in its own file: first line, and a warning when others can read it. */
-function readSecretFile(section: SectionReader, key: string, path: string, warnings: string[]): string {
-  let text: string;
+/** The file's permission bits, or 0 when it cannot be seen (reading it later says why). */
+function modeOf(path: string): number {
   try {
-    text = readFileSync(path, 'utf8');
-    if (statSync(path).mode & 0o077) warnings.push(`${path} (${key}) can be read by group or others; fix: chmod 600 ${path}`);
-  } catch (error) {
-    return section.fail(key, `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'check the path, and run as root or the file\'s owner');
+    return statSync(path).mode;
+  } catch {
+    return 0;
   }
-  const secret = text.split('\n')[0]!.trim();
-  if (!secret) section.fail(key, `${path} is empty`, 'write the password on its first line');
-  return secret;
 }

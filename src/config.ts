@@ -94,7 +94,7 @@ export function loadConfig(file: string): Config {
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
   }
   const config = parseConfig(text, file);
-  const hasSecrets = config.mqtt.password !== undefined || config.opnsense.firewalls.some((firewall) => firewall.secret);
+  const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || config.opnsense.firewalls.some((firewall) => firewall.secret);
   if (hasSecrets && statSync(file).mode & 0o004) {
     config.warnings.push(`${file} holds secrets and can be read by every user; fix: chmod 600 ${file}`);
   }
@@ -237,14 +237,26 @@ function readOpnsense(general: SectionReader, aliases: SectionReader, keys: Sect
   return config;
 }
 
-/** `192.0.2.1`, `192.0.2.1:8443`, `fw.example.net` or an explicit `http(s)://...` URL. */
+/**
+ * `192.0.2.1`, `192.0.2.1:8443`, `fw.example.net` or an explicit `http(s)://...` URL, which
+ * may have a path prefix (a GUI behind a reverse proxy: `https://proxy.example.net/fw1`).
+ */
 function firewallUrl(general: SectionReader, name: string): string {
   if (/^https?:\/\//.test(name)) {
+    let url: URL;
     try {
-      return new URL(name).origin;
+      url = new URL(name);
     } catch {
       return general.fail('opn_fw_ip', `${JSON.stringify(name)} is not a URL`, 'write an address, address:port or https://address:port');
     }
+    const shown = `${url.origin}${url.pathname}`;
+    if (url.username !== '' || url.password !== '') {
+      general.fail('opn_fw_ip', `the entry for ${url.origin} contains credentials`, 'remove "user:password@" and put the API key and secret under [opn_keys]');
+    }
+    if (url.search !== '' || url.hash !== '') general.fail('opn_fw_ip', `${shown} has a query or fragment`, 'write the firewall\'s base URL only');
+    const prefix = url.pathname.replace(/\/+$/, '');
+    if (/\/api$/i.test(prefix)) general.fail('opn_fw_ip', `${shown} ends in /api`, `write the base URL without /api (${url.origin}${prefix.slice(0, -4)})`);
+    return `${url.origin}${prefix}`;
   }
   const { host, port } = parseEndpoint(general, 'opn_fw_ip', name, 443);
   const bracketed = isIP(host) === 6 ? `[${host}]` : host;

@@ -16,7 +16,7 @@ export type AddressResult = { ok: true; address: CanonicalAddress } | { ok: fals
 /** Longest text that can be an address with a prefix (IPv6 with embedded IPv4 and /128). */
 const MAX_LENGTH = 49;
 /** Networks wider than this are refused: one event must not firewall a sizeable part of the internet. */
-export const MIN_PREFIX = { 4: 8, 6: 16 } as const;
+const MIN_PREFIX = { 4: 8, 6: 16 } as const;
 
 /**
  * Validates and canonicalises one IPv4/IPv6 address or CIDR network.

@@ -13,7 +13,8 @@ export function createLogger(name: string, debug = false): Logger {
     name,
     level: process.env.SYNCFAIL2BAN_LOG_LEVEL ?? (debug ? 'debug' : 'info'),
     base: { pid: process.pid },
-    redact: { paths: ['password', 'secret', 'key', '*.password', '*.secret', '*.key'], censor: '[redacted]' },
+    // Defence in depth: nothing logs credentials on purpose ('key' is not here: it names config keys).
+    redact: { paths: ['password', 'secret', '*.password', '*.secret'], censor: '[redacted]' },
   };
   return wantsPretty() ? pino(options, prettyStream()) : pino(options);
 }

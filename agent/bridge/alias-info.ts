@@ -52,6 +52,12 @@ export class AliasInfoCache {
     return info;
   }
 
+  /** set_item refused this alias: until the next clear(), its info has no UUID, so it is not written in bulk. */
+  avoidBulk(alias: string): void {
+    const info = this.cache.get(alias);
+    if (info) this.cache.set(alias, { kind: info.kind, uuid: null });
+  }
+
   clear(): void {
     this.cache.clear();
     this.configApiDenied = false;

@@ -1,13 +1,16 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpnsenseConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/config-reader.js';
 import type { SyncEvent } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import type { Route, RouteResult } from '../intake.js';
 import type { BatcherOptions } from '../sinks/batcher.js';
-import { DesiredState, holderOf } from './desired-state.js';
+import { DesiredState, holderOf, type HoldResult } from './desired-state.js';
 import { FirewallSync, type FirewallStatus } from './firewall-sync.js';
-import { decodeBridgeState, encodeBridgeState, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
-import { StateFile } from './state-file.js';
+import { LogThrottle } from './log-throttle.js';
+import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
+import { StateFile, type Journal } from './state-file.js';
 
 export interface BridgeStatus {
   stateFile: string;
@@ -25,23 +28,32 @@ export interface BridgeStatus {
  */
 export class OpnsenseBridge implements Route {
   readonly name = 'opnsense';
-  private readonly desired = new DesiredState();
+  private readonly desired: DesiredState;
   private readonly firewalls: FirewallSync[];
   private readonly stateFile: StateFile;
+  private readonly throttle = new LogThrottle();
 
+  /** Throws a ConfigError when opn_ca_file cannot be read or a firewall's settings are unusable. */
   constructor(
     private readonly config: OpnsenseConfig,
     stateDir: string,
     private readonly log: Logger,
-    options: { batcher?: Partial<BatcherOptions> } = {},
+    options: { batcher?: Partial<BatcherOptions>; stateWriteDelayMs?: number; desired?: DesiredState } = {},
   ) {
-    this.stateFile = new StateFile(join(stateDir, STATE_FILE_NAME), () => encodeBridgeState(this.desired, this.firewalls.map((sync) => sync.ledger)), log);
+    this.desired = options.desired ?? new DesiredState();
+    this.stateFile = new StateFile(
+      join(stateDir, STATE_FILE_NAME),
+      () => encodeBridgeState(this.desired, this.firewalls.map((sync) => sync.ledger)),
+      log,
+      ...(options.stateWriteDelayMs === undefined ? [] : [options.stateWriteDelayMs]),
+    );
+    const ca = readCaFile(config);
     this.firewalls = config.firewalls.map(
       (firewall) =>
         new FirewallSync({
           firewall,
           verifyTls: config.verifyTls,
-          ...(config.caFile === undefined ? {} : { caFile: config.caFile }),
+          ...(ca === undefined ? {} : { ca }),
           killStates: config.killStates,
           reconcileIntervalS: config.reconcileIntervalS,
           aliases: config.aliases,
@@ -61,7 +73,7 @@ export class OpnsenseBridge implements Route {
       log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
     }
     const saved = await this.stateFile.load(decodeBridgeState);
-    if (saved) this.restore(saved);
+    this.restore(saved ?? { wanted: [], added: [], skipped: 0 }, await this.stateFile.readJournal());
     for (const sync of this.firewalls) sync.start();
     log.info(
       { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.stateFile.path, wanted: this.desired.counts() },
@@ -74,7 +86,13 @@ export class OpnsenseBridge implements Route {
     if (alias === undefined) return 'unmapped';
     const address = event.address.text;
     if (event.action === 'ban') {
-      const fresh = this.desired.hold(alias, address, holderOf(event));
+      const held = this.desired.hold(alias, address, holderOf(event));
+      if (held === 'full' || held === 'crowded') {
+        this.refuseAtCap(held, alias, address);
+        // Handled (and logged) here: the event itself was valid, so it is no refusal of intake.
+        return 'queued';
+      }
+      const fresh = held === 'new';
       for (const sync of this.firewalls) {
         // A repeated ban (e.g. syncfail2ban-client -f) re-queues only what is not known to be there yet.
         if (fresh || !sync.ledger.present(alias, address)) sync.submit('ban', alias, address);
@@ -114,24 +132,64 @@ export class OpnsenseBridge implements Route {
     };
   }
 
-  private restore(saved: DecodedState): void {
-    for (const [alias, address, holder] of saved.wanted) this.desired.hold(alias, address, holder);
+  /** The saved snapshot, then the journal of what was claimed after it. */
+  private restore(saved: DecodedState, journal: Journal): void {
+    let refused = 0;
+    for (const [alias, address, holder] of saved.wanted) {
+      const held = this.desired.hold(alias, address, holder);
+      if (held === 'full' || held === 'crowded') refused += 1;
+    }
     const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
     let orphaned = 0;
-    for (const [firewall, alias, address] of saved.added) {
+    let skipped = saved.skipped + journal.skipped;
+    const claims = [...saved.added];
+    // Later than the snapshot, in order: each record says who held the address at that time.
+    for (const record of journal.records) {
+      const decoded = decodeJournalRecord(record);
+      if (!decoded) {
+        skipped += 1;
+        continue;
+      }
+      const [firewall, alias, address, holders] = decoded;
+      claims.push([firewall, alias, address]);
+      this.desired.forget(alias, address);
+      for (const holder of holders) {
+        const held = this.desired.hold(alias, address, holder);
+        if (held === 'full' || held === 'crowded') refused += 1;
+      }
+    }
+    for (const [firewall, alias, address] of claims) {
       const sync = byUrl.get(firewall);
       if (sync) sync.ledger.add(alias, address);
       else orphaned += 1;
     }
     const unmapped = this.desired.prune(this.config.aliases);
+    if (refused > 0) {
+      this.log.error(
+        { refused, max: this.desired.maxAddresses },
+        `the state file holds more than the bridge may (${this.desired.maxAddresses} addresses, ${this.desired.maxHolders} holders per address); ${refused} saved ban holder(s) were dropped`,
+      );
+    }
     if (unmapped > 0) {
       this.log.info({ dropped: unmapped }, `dropped ${unmapped} saved ban holder(s) of jails no longer mapped to that alias in [opn_aliases]; reconciliation removes what they kept`);
     }
     if (orphaned > 0) {
       this.log.warn({ dropped: orphaned }, `forgot ${orphaned} address(es) the bridge had added on firewalls no longer in opn_fw_ip; remove them there by hand if they should go`);
     }
-    if (saved.skipped > 0) this.log.warn({ skipped: saved.skipped }, `skipped ${saved.skipped} invalid entries of the state file ${this.stateFile.path}`);
-    if (unmapped + orphaned + saved.skipped > 0) this.stateFile.markDirty();
+    if (skipped > 0) this.log.warn({ skipped }, `skipped ${skipped} invalid entries of the state file ${this.stateFile.path} and its journal`);
+    if (refused + unmapped + orphaned + skipped > 0) this.stateFile.markDirty();
+  }
+
+  private refuseAtCap(held: Extract<HoldResult, 'full' | 'crowded'>, alias: string, address: string): void {
+    const skipped = this.throttle.pass(held);
+    if (skipped === null) return;
+    const more = skipped > 0 ? ` (${skipped} more refused since the last message)` : '';
+    this.log.error(
+      { alias, address, wanted: this.desired.size },
+      held === 'full'
+        ? `the OPNsense bridge already holds its maximum of ${this.desired.maxAddresses} wanted addresses (MAX_WANTED_ADDRESSES): ban of ${address} for alias ${alias} refused${more}. Something bans far more than a firewall alias should hold: look for a flood of bans (which hosts publish them, see the peers in syncfail2ban-client status), or shorten bantime`
+        : `${address} in alias ${alias} already has ${this.desired.maxHolders} holders (host + jail, MAX_HOLDERS_PER_ADDRESS): one more refused${more}; the address stays in the alias through the others. Look for a client publishing under many node ids`,
+    );
   }
 
   private warnAboutTransport(): void {
@@ -147,4 +205,21 @@ export class OpnsenseBridge implements Route {
       }
     }
   }
+}
+
+/** The content of opn_ca_file, read once for all firewalls; a ConfigError (exit 78) when it cannot be used. */
+function readCaFile(config: OpnsenseConfig): Buffer | undefined {
+  const path = config.caFile;
+  if (path === undefined || !config.firewalls.some((firewall) => firewall.baseUrl.startsWith('https:'))) return undefined;
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError(`opn_ca_file: cannot read ${path} (${reason}); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA), readable by this user, or remove it to use the system CAs`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new ConfigError(`opn_ca_file: ${path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA)`);
+  }
+  return pem;
 }

@@ -16,24 +16,54 @@ export function jailOfHolder(holder: string): string {
 }
 
 /**
+ * Events come from the network, so what they can make the bridge hold is bounded: at most
+ * this many wanted addresses over all aliases (pf's default table-entries limit is about
+ * this, and a firewall alias of a million entries is already a stretch)…
+ */
+export const MAX_WANTED_ADDRESSES = 1_000_000;
+/** …and at most this many holders (host + jail) per address (a fleet of hundreds of hosts fits). */
+export const MAX_HOLDERS_PER_ADDRESS = 1_000;
+
+/**
+ * 'new': the address was not wanted before; 'known': it was (the holder was added, or held
+ * it already); 'full': refused, MAX_WANTED_ADDRESSES reached; 'crowded': refused, the
+ * address has MAX_HOLDERS_PER_ADDRESS holders (it stays wanted through them).
+ */
+export type HoldResult = 'new' | 'known' | 'full' | 'crowded';
+
+/**
  * What each alias should hold, reference-counted: an address stays wanted while any holder
  * (origin host + jail mapped to that alias) still bans it.
  */
 export class DesiredState {
   /** alias -> address (canonical text) -> holders */
   private readonly aliases = new Map<string, Map<string, Set<string>>>();
+  private total = 0;
 
-  /** Adds a holder; true when the address was not wanted before. */
-  hold(alias: string, address: string, holder: string): boolean {
+  constructor(
+    readonly maxAddresses = MAX_WANTED_ADDRESSES,
+    readonly maxHolders = MAX_HOLDERS_PER_ADDRESS,
+  ) {}
+
+  /** Wanted addresses over all aliases. */
+  get size(): number {
+    return this.total;
+  }
+
+  /** Adds a holder, unless a cap is reached (see HoldResult). */
+  hold(alias: string, address: string, holder: string): HoldResult {
+    const holders = this.aliases.get(alias)?.get(address);
+    if (holders) {
+      if (!holders.has(holder) && holders.size >= this.maxHolders) return 'crowded';
+      holders.add(holder);
+      return 'known';
+    }
+    if (this.total >= this.maxAddresses) return 'full';
     let addresses = this.aliases.get(alias);
     if (!addresses) this.aliases.set(alias, (addresses = new Map()));
-    const holders = addresses.get(address);
-    if (holders) {
-      holders.add(holder);
-      return false;
-    }
     addresses.set(address, new Set([holder]));
-    return true;
+    this.total += 1;
+    return 'new';
   }
 
   /** Removes one holder; true when that was the last one, so the address is no longer wanted. */
@@ -47,6 +77,11 @@ export class DesiredState {
    */
   releaseJail(alias: string, address: string, jail: string): boolean {
     return this.releaseWhere(alias, address, (holder) => jailOfHolder(holder) === jail);
+  }
+
+  /** Drops every holder of the address. */
+  forget(alias: string, address: string): void {
+    this.releaseWhere(alias, address, () => true);
   }
 
   wants(alias: string, address: string): boolean {
@@ -80,7 +115,10 @@ export class DesiredState {
             dropped += 1;
           }
         }
-        if (holders.size === 0) addresses.delete(address);
+        if (holders.size === 0) {
+          addresses.delete(address);
+          this.total -= 1;
+        }
       }
       if (addresses.size === 0) this.aliases.delete(alias);
     }
@@ -100,6 +138,7 @@ export class DesiredState {
     for (const holder of holders) if (matches(holder)) holders.delete(holder);
     if (holders.size > 0) return false;
     addresses.delete(address);
+    this.total -= 1;
     if (addresses.size === 0) this.aliases.delete(alias);
     return true;
   }

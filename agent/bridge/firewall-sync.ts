@@ -1,5 +1,6 @@
 import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
+import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
 import { Batcher, type BatcherOptions } from '../sinks/batcher.js';
@@ -51,13 +52,14 @@ export interface FirewallStatus {
 export interface FirewallSyncOptions {
   firewall: Firewall;
   verifyTls: boolean;
-  caFile?: string;
+  /** Content of opn_ca_file (PEM). */
+  ca?: Buffer;
   killStates: boolean;
   reconcileIntervalS: number;
   /** primary jail -> alias */
   aliases: ReadonlyMap<string, string>;
   desired: DesiredState;
-  state: Pick<StateFile, 'markDirty' | 'flush'>;
+  state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
 }
@@ -84,14 +86,19 @@ export class FirewallSync {
 
   constructor(private readonly options: FirewallSyncOptions) {
     const { firewall, log } = options;
-    this.client = new OpnsenseClient({
-      baseUrl: firewall.baseUrl,
-      key: firewall.key,
-      secret: firewall.secret,
-      verifyTls: options.verifyTls,
-      maxSockets: CONCURRENCY,
-      ...(options.caFile === undefined ? {} : { caFile: options.caFile }),
-    });
+    try {
+      this.client = new OpnsenseClient({
+        baseUrl: firewall.baseUrl,
+        key: firewall.key,
+        secret: firewall.secret,
+        verifyTls: options.verifyTls,
+        maxSockets: CONCURRENCY,
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+      });
+    } catch (error) {
+      // Everything the client checks comes from the config: exit 78, not a restart loop.
+      throw new ConfigError(`opn_fw_ip ${firewall.name}: ${(error as Error).message}`);
+    }
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);
@@ -99,6 +106,7 @@ export class FirewallSync {
       client: this.client,
       ledger: this.ledger,
       aliasInfo: this.aliasInfo,
+      holders: (alias, address) => options.desired.holders(alias, address),
       state: options.state,
       killStates: options.killStates,
       log,
@@ -155,6 +163,7 @@ export class FirewallSync {
     const report: ReconcileReport = { at: new Date().toISOString(), ok: true, readded: 0, removed: 0 };
     try {
       await this.observe(this.compare(report));
+      this.batcher.retryNow(); // the firewall answers: do not wait out a long backoff
       log[report.readded + report.removed > 0 ? 'info' : 'debug'](
         { firewall: this.url, readded: report.readded, removed: report.removed },
         `reconciled OPNsense ${this.url}: queued ${report.readded} missing address(es) and ${report.removed} no longer wanted`,
@@ -174,10 +183,8 @@ export class FirewallSync {
     this.aliasInfo.clear();
     // Aliases no longer mapped are included: what the bridge added there is no longer wanted.
     for (const alias of new Set([...aliases.values(), ...this.ledger.aliases()])) {
-      this.ledger.listingStarted(alias);
-      const present = new Set(await this.client.list(alias));
+      const present = await this.backend.listAlias(alias);
       if (this.stopped) return;
-      this.ledger.noteListing(alias, present);
       const wanted = desired.addresses(alias);
       for (const address of wanted) {
         if (!present.has(address) && this.submit('ban', alias, address)) report.readded += 1;

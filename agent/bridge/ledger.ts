@@ -5,7 +5,10 @@
  * `added` is persisted and written ahead of the API call ("added or being added"), so a
  * crash between the call and the next state write cannot turn the bridge's own entry into
  * one it believes an admin made. `foreign` is what the last listing showed that the bridge
- * did not add; it is only kept in memory and refreshed by every reconciliation.
+ * did not add; it is only kept in memory and refreshed by every reconciliation, so after a
+ * start nothing may be claimed in an alias before it has been listed (`listed()`): an
+ * admin's entry would otherwise look like a fresh add (alias_util answers "done" for an
+ * entry already there) and go with the next unban.
  */
 export class FirewallLedger {
   private readonly added = new Map<string, Set<string>>();
@@ -17,6 +20,11 @@ export class FirewallLedger {
 
   has(alias: string, address: string): boolean {
     return this.added.get(alias)?.has(address) ?? false;
+  }
+
+  /** Whether the alias has been listed in full since start, so `isForeign` knows its other entries. */
+  listed(alias: string): boolean {
+    return this.foreign.has(alias);
   }
 
   isForeign(alias: string, address: string): boolean {
@@ -35,10 +43,22 @@ export class FirewallLedger {
     this.foreign.get(alias)?.delete(address);
   }
 
-  remove(alias: string, address: string): void {
+  /** Takes back a claim whose add was never sent or did not go through: the address is not the bridge's. */
+  unclaim(alias: string, address: string): void {
     const set = this.added.get(alias);
     set?.delete(address);
     if (set?.size === 0) this.added.delete(alias);
+  }
+
+  /** A claimed address turned out to be in the alias already, put there by someone else. */
+  disown(alias: string, address: string): void {
+    this.unclaim(alias, address);
+    this.foreign.get(alias)?.add(address);
+  }
+
+  /** The bridge removed the address from the alias. */
+  remove(alias: string, address: string): void {
+    this.unclaim(alias, address);
     this.removedWhileListing.get(alias)?.add(address);
   }
 
@@ -53,6 +73,11 @@ export class FirewallLedger {
   /** Call before requesting a listing of the alias, then noteListing with its result. */
   listingStarted(alias: string): void {
     this.removedWhileListing.set(alias, new Set());
+  }
+
+  /** The listing failed: nothing was learnt. */
+  listingFailed(alias: string): void {
+    this.removedWhileListing.delete(alias);
   }
 
   /** Records a full listing of the alias: whatever the bridge neither added nor just removed is someone else's. */

@@ -5,6 +5,7 @@ import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';
 import { forEachLimited } from './limit.js';
 import { LogThrottle } from './log-throttle.js';
+import type { JournalRecord } from './persisted-state.js';
 import type { StateFile } from './state-file.js';
 
 /** Requests in flight to one firewall at once (and its keep-alive socket pool). */
@@ -22,8 +23,10 @@ export interface OpnsenseBackendOptions {
   client: OpnsenseClient;
   ledger: FirewallLedger;
   aliasInfo: AliasInfoCache;
-  /** Written ahead of every batch, so the ledger on disk covers every add in flight. */
-  state: Pick<StateFile, 'markDirty' | 'flush'>;
+  /** Who holds an address now (journalled with each change). */
+  holders?: (alias: string, address: string) => string[];
+  /** Each batch's changes are journalled ahead of its calls, so the ledger on disk covers every add in flight. */
+  state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   killStates: boolean;
   log: Logger;
   concurrency?: number;
@@ -41,8 +44,9 @@ interface AliasChanges {
  * Applies batches to the aliases of ONE firewall (the Batcher's Backend). Errors that
  * concern the whole firewall (unreachable, 401, 403, 404, 400, 5xx) are thrown so the
  * Batcher retries with backoff; errors that concern one alias or address (nonexistent
- * alias, "failed", a network on a Host(s) alias) are logged and the change dropped: the
- * address stays in the desired state and reconciliation tries again.
+ * alias, "failed", a network on a Host(s) alias, set_item refusing the content) are logged
+ * and the change dropped (or, for set_item, sent address by address): the address stays in
+ * the desired state and reconciliation tries again.
  */
 export class OpnsenseBackend implements Backend {
   readonly name: string;
@@ -52,6 +56,8 @@ export class OpnsenseBackend implements Backend {
   private readonly concurrency: number;
   private readonly bulkMin: number;
   private readonly throttle = new LogThrottle();
+  /** alias -> the listing in flight, shared by whoever needs one meanwhile. */
+  private readonly listings = new Map<string, Promise<Set<string>>>();
 
   constructor(private readonly options: OpnsenseBackendOptions) {
     this.name = `opnsense ${options.client.firewall}`;
@@ -69,23 +75,68 @@ export class OpnsenseBackend implements Backend {
     for (const { target: alias, action, address } of batch) {
       let changes = byAlias.get(alias);
       if (!changes) byAlias.set(alias, (changes = { adds: [], deletes: [], claimed: new Set() }));
-      if (action === 'unban') {
-        // Only what the bridge added is ever removed.
-        if (ledger.has(alias, address)) changes.deletes.push(address);
-        continue;
-      }
-      changes.adds.push(address);
-      if (!ledger.present(alias, address)) {
+      if (action === 'ban') changes.adds.push(address);
+      // Only what the bridge added is ever removed.
+      else if (ledger.has(alias, address)) changes.deletes.push(address);
+    }
+    // Nothing is claimed in an alias before a listing since start has shown what others put
+    // there (what was there is in memory only). Also while the firewall is down: this throws,
+    // and the Batcher retries once it answers.
+    for (const [alias, changes] of byAlias) {
+      if (changes.adds.length > 0 && !ledger.listed(alias)) await this.listAlias(alias);
+    }
+    const records: JournalRecord[] = [];
+    const record = (alias: string, address: string) => records.push([ledger.firewall, alias, address, this.options.holders?.(alias, address) ?? []]);
+    for (const [alias, changes] of byAlias) {
+      for (const address of changes.adds) {
+        if (ledger.present(alias, address)) continue;
         ledger.add(alias, address);
         changes.claimed.add(address);
+        record(alias, address);
       }
+      // With its holders gone, so that a crash cannot bring back a ban released meanwhile.
+      for (const address of changes.deletes) record(alias, address);
     }
     try {
-      await state.flush();
+      // Write-ahead: the claims are on disk before any add is sent (O(batch), see StateFile).
+      await state.writeAhead(records);
+    } catch (error) {
+      // Nothing was sent: the retry claims them again, and writes them ahead again.
+      for (const [alias, changes] of byAlias) for (const address of changes.claimed) ledger.unclaim(alias, address);
+      throw error;
+    }
+    try {
       for (const [alias, changes] of byAlias) await this.applyToAlias(alias, changes);
     } finally {
       state.markDirty();
     }
+  }
+
+  /**
+   * Lists the alias in full and records in the ledger what others put there. One listing per
+   * alias at a time: reconciliation and a batch that needs one share it.
+   */
+  listAlias(alias: string): Promise<Set<string>> {
+    const running = this.listings.get(alias);
+    if (running) return running;
+    const { client, ledger } = this.options;
+    ledger.listingStarted(alias);
+    const listing = client
+      .list(alias)
+      .then(
+        (rows) => {
+          const present = new Set(rows);
+          ledger.noteListing(alias, present);
+          return present;
+        },
+        (error: unknown) => {
+          ledger.listingFailed(alias);
+          throw error;
+        },
+      )
+      .finally(() => this.listings.delete(alias));
+    this.listings.set(alias, listing);
+    return listing;
   }
 
   private async applyToAlias(alias: string, changes: AliasChanges): Promise<void> {
@@ -94,15 +145,26 @@ export class OpnsenseBackend implements Backend {
     const reportedBefore = this.reported;
     const needsInfo = total >= this.bulkMin || changes.adds.some((address) => address.includes('/'));
     const info = needsInfo ? await this.options.aliasInfo.get(alias) : undefined;
-    if (info?.kind === 'host') changes.adds = this.refuseNetworks(alias, changes.adds);
+    if (info?.kind === 'host') changes.adds = this.refuseNetworks(alias, changes);
 
     const bulk =
       info !== undefined && info.uuid !== null && (info.kind === 'host' || info.kind === 'network') && total >= this.bulkMin
         ? { kind: info.kind, uuid: info.uuid }
         : null;
-    const added = bulk ? await this.bulk(alias, bulk, changes) : await this.oneByOne(alias, changes);
+    let path: 'set_item' | 'alias_util' = bulk ? 'set_item' : 'alias_util';
+    let added: string[];
+    try {
+      added = bulk ? await this.bulk(alias, bulk, changes) : await this.oneByOne(alias, changes);
+    } catch (error) {
+      // set_item refusing the content is about this alias, not the firewall: retrying the
+      // same content would block this firewall's queue for good.
+      if (!bulk || !(error instanceof OpnsenseError) || error.kind !== 'failed') throw error;
+      this.bulkRefused(alias, error);
+      path = 'alias_util';
+      added = await this.oneByOne(alias, changes);
+    }
     this.options.log.info(
-      { firewall: this.firewall, alias, adds: added.length, deletes: changes.deletes.length, path: bulk ? 'set_item' : 'alias_util' },
+      { firewall: this.firewall, alias, adds: added.length, deletes: changes.deletes.length, path },
       `applied ${added.length} add(s) and ${changes.deletes.length} delete(s) to alias ${alias} on ${this.firewall}`,
     );
     if (this.reported === reportedBefore) this.aliasErrors.delete(alias);
@@ -110,7 +172,7 @@ export class OpnsenseBackend implements Backend {
   }
 
   /** alias_util add/delete, CONCURRENCY at a time. Returns the addresses added. */
-  private async oneByOne(alias: string, { adds, deletes }: AliasChanges): Promise<string[]> {
+  private async oneByOne(alias: string, { adds, deletes, claimed }: AliasChanges): Promise<string[]> {
     const { client, ledger } = this.options;
     const added: string[] = [];
     const work = [...deletes.map((address) => ({ add: false, address })), ...adds.map((address) => ({ add: true, address }))];
@@ -125,7 +187,8 @@ export class OpnsenseBackend implements Backend {
         }
       } catch (error) {
         if (!concernsOneAddress(error, add, address)) throw error;
-        if (add) ledger.remove(alias, address);
+        // Claimed by this batch and not added: not the bridge's. An address it added earlier stays its own.
+        if (add && claimed.has(address)) ledger.unclaim(alias, address);
         this.report(alias, error);
       }
     });
@@ -148,7 +211,7 @@ export class OpnsenseBackend implements Backend {
     for (const address of adds) {
       if (content.has(address)) {
         // Already there, and not because of the bridge: someone else's entry, never to be removed by it.
-        if (claimed.has(address)) ledger.remove(alias, address);
+        if (claimed.has(address)) ledger.disown(alias, address);
         continue;
       }
       content.set(address, kind === 'network' && !address.includes('/') ? `${address}/${address.includes(':') ? 128 : 32}` : address);
@@ -171,14 +234,14 @@ export class OpnsenseBackend implements Backend {
     return adds;
   }
 
-  private refuseNetworks(alias: string, adds: string[]): string[] {
+  private refuseNetworks(alias: string, { adds, claimed }: AliasChanges): string[] {
     const hosts: string[] = [];
     for (const address of adds) {
       if (!address.includes('/')) {
         hosts.push(address);
         continue;
       }
-      this.options.ledger.remove(alias, address);
+      if (claimed.has(address)) this.options.ledger.unclaim(alias, address);
       const message = `OPNsense ${this.firewall}: alias "${alias}" is a Host(s) alias and cannot hold the network ${address}; change the alias type to Network(s) or External (advanced) on the firewall, or map this jail to another alias`;
       this.noteAliasError(alias, message);
       const held = this.throttle.pass(`${alias}\u0000host-network`);
@@ -202,6 +265,18 @@ export class OpnsenseBackend implements Backend {
         );
       }
     });
+  }
+
+  /** Logs (with the fix) that set_item refused the alias's content; until the next reconciliation the alias goes address by address. */
+  private bulkRefused(alias: string, error: OpnsenseError): void {
+    this.options.aliasInfo.avoidBulk(alias);
+    this.noteAliasError(alias, error.message);
+    const held = this.throttle.pass(`${alias}\u0000bulk`);
+    if (held === null) return;
+    this.options.log.error(
+      { firewall: this.firewall, alias, kind: error.kind },
+      `${error.message}${held > 0 ? ` (and ${held} more like it since the last message)` : ''} (in Firewall: Aliases, alias ${alias}); until the next reconciliation, changes to alias ${alias} go one address per call, and what the firewall refuses is logged address by address`,
+    );
   }
 
   private noteAliasError(alias: string, message: string): void {

@@ -8,6 +8,8 @@ export const STATE_FILE_NAME = 'opnsense-bridge.json';
  * The bridge's state file, version 1:
  *   wanted: alias -> address -> holders ("origin/jail")
  *   added:  firewall base URL -> alias -> addresses the bridge added there
+ * and its journal (STATE_FILE_NAME + ".journal"): one JournalRecord per line for every address
+ * added or removed since that snapshot was written.
  */
 interface StateV1 {
   version: 1;
@@ -31,6 +33,24 @@ export function encodeBridgeState(desired: DesiredState, ledgers: readonly Firew
     added: Object.fromEntries(ledgers.map((ledger) => [ledger.firewall, ledger.toJSON()])),
   };
   return JSON.stringify(state);
+}
+
+/**
+ * A journal record, written before a batch is sent, for each address the batch adds (claims)
+ * or removes on `firewall`: the address is the bridge's in `alias` (added, being added, or
+ * being removed), and these are its holders now (none: no longer wanted). Replayed in order
+ * over the snapshot, the records give the ledger and holders as they were at the crash.
+ */
+export type JournalRecord = [firewall: string, alias: string, address: string, holders: string[]];
+
+/** A journal record with its invalid holders left out, or null when it is not one. */
+export function decodeJournalRecord(record: unknown): JournalRecord | null {
+  if (!Array.isArray(record) || record.length !== 4) return null;
+  const [firewall, alias, address, holders] = record as unknown[];
+  if (typeof firewall !== 'string' || typeof alias !== 'string' || typeof address !== 'string' || !Array.isArray(holders)) return null;
+  const parsed = parseAddress(address);
+  if (!parsed.ok || parsed.address.text !== address) return null;
+  return [firewall, alias, address, holders.filter((holder): holder is string => typeof holder === 'string' && HOLDER.test(holder))];
 }
 
 const HOLDER = /^[^/\s]{1,70}\/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;

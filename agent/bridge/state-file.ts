@@ -1,23 +1,57 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/log.js';
 import { LogThrottle } from './log-throttle.js';
 
-/** Changes are gathered this long before they are written, so a burst is a few writes, not one per ban. */
+/** Changes are gathered at least this long before a snapshot is written, so a burst is a few writes, not one per ban. */
 export const STATE_WRITE_DELAY_MS = 1_000;
+/**
+ * Serialising a snapshot blocks the event loop for as long as it takes (about a second for a
+ * million addresses), so snapshots are also spaced by this many times that: the agent spends
+ * at most about 1/20 of its time on them, however big the state grows.
+ */
+const SNAPSHOT_SPACING_FACTOR = 20;
+
+/** The write-ahead records that are not in the snapshot yet, and the lines that were not JSON (a torn last line after a crash). */
+export interface Journal {
+  records: unknown[];
+  skipped: number;
+}
 
 /**
- * One JSON state file, written crash-safely: a temp file is written and fsynced, renamed
- * over the old one, and the directory fsynced, so the file on disk is always either the old
- * or the new state, never a torn mix. Writes are debounced; `flush()` writes at once.
+ * One JSON state file (the snapshot) plus its write-ahead journal (`<path>.journal`, one JSON
+ * record per line).
+ *
+ * Why two files: what must be on disk before the firewall is called (the bridge's claim on
+ * the addresses a batch is about to add) is small, while the whole state may hold a million
+ * addresses. Writing the snapshot before every batch would cost O(state) per batch, so a
+ * burst of N bans would cost O(N²). Instead `writeAhead()` appends just the batch's records
+ * to the journal and fsyncs it (O(batch), and it throws when that did not happen, so the
+ * caller does not go ahead), while the snapshot is debounced (`markDirty()`); each snapshot
+ * includes everything the journal held and then empties it. `load()` + `readJournal()` give
+ * the snapshot and the records written after it.
+ *
+ * The snapshot is written crash-safely: a temp file is written and fsynced, renamed over the
+ * old one, and the directory fsynced, so the file on disk is always either the old or the new
+ * state, never a torn mix. Snapshots and journal appends never overlap: a record appended
+ * before a snapshot is serialised is in that snapshot, one appended after it survives the
+ * truncation that follows.
  */
 export class StateFile {
-  /** Completed writes, for tests and status. */
+  /** Completed snapshot writes, for tests and status. */
   writes = 0;
+  /** Completed journal appends. */
+  journalWrites = 0;
   private dirty = false;
   private disabled = false;
   private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> | undefined;
+  /** Snapshots and appends run one at a time, in order. */
+  private queue: Promise<void> = Promise.resolve();
+  private lastSerialiseMs = 0;
+  /** The journal file exists and its directory entry is durable. */
+  private journalCreated = false;
+  private tornTail = false;
   private readonly throttle = new LogThrottle();
 
   constructor(
@@ -27,39 +61,73 @@ export class StateFile {
     private readonly delayMs = STATE_WRITE_DELAY_MS,
   ) {}
 
-  /** False after a problem that makes writing unsafe or impossible (logged when it happened). */
+  get journalPath(): string {
+    return `${this.path}.journal`;
+  }
+
+  /**
+   * False when the state cannot be saved: state_dir could not be created or written at
+   * start, or the file could not be moved aside (logged when it happened). The bridge then
+   * works without saving, and forgets on restart.
+   */
   get persistent(): boolean {
     return !this.disabled;
   }
 
   /**
    * Reads and decodes the file; null when there is none yet. A file that cannot be read or
-   * decoded is moved aside (never overwritten) and null returned, with a loud error.
+   * decoded is moved aside (never overwritten) and null returned, with a loud error. Also
+   * checks that state_dir can be written: if not, persistence is off from the start (loudly).
    */
   async load<T>(decode: (json: unknown) => T): Promise<T | null> {
     const dir = dirname(this.path);
     try {
       await mkdir(dir, { recursive: true, mode: 0o750 });
     } catch (error) {
-      this.disabled = true;
-      this.log.error(
-        { stateFile: this.path },
-        `cannot create state_dir ${dir} (${(error as Error).message}); the OPNsense bridge runs without saving its state, so a restart forgets what it added: set state_dir to a directory this user may write (default /var/lib/syncfail2ban)`,
-      );
-      return null;
+      return this.disable(`cannot create state_dir ${dir} (${(error as Error).message})`);
     }
-    let text: string;
+    let text: string | undefined;
+    let decoded: T | null = null;
     try {
       text = await readFile(this.path, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      return this.setAside(`cannot be read (${(error as Error).message})`);
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') decoded = await this.setAside(`cannot be read (${(error as Error).message})`);
     }
+    if (text !== undefined) {
+      try {
+        decoded = decode(JSON.parse(text) as unknown);
+      } catch (error) {
+        decoded = await this.setAside(`is not a valid state file (${(error as Error).message})`);
+      }
+    }
+    return this.disabled ? decoded : this.probe(decoded);
+  }
+
+  /** The records appended since the last snapshot (none when there is no journal). Call after load(). */
+  async readJournal(): Promise<Journal> {
+    let text: string;
     try {
-      return decode(JSON.parse(text) as unknown);
+      text = await readFile(this.journalPath, 'utf8');
     } catch (error) {
-      return this.setAside(`is not a valid state file (${(error as Error).message})`);
+      const code = (error as NodeJS.ErrnoException).code;
+      // None, or no state_dir at all (already reported by load()).
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { records: [], skipped: 0 };
+      this.log.error({ stateFile: this.journalPath }, `cannot read the journal ${this.journalPath} (${(error as Error).message}); addresses the bridge added since the last save are unknown to it and will not be removed by it`);
+      return { records: [], skipped: 0 };
     }
+    // A crash in the middle of an append leaves a torn last line: the next record starts on a line of its own.
+    this.tornTail = text !== '' && !text.endsWith('\n');
+    const journal: Journal = { records: [], skipped: 0 };
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
+      try {
+        journal.records.push(JSON.parse(line) as unknown);
+      } catch {
+        journal.skipped += 1; // a record torn by a crash: its batch was never sent
+      }
+    }
+    if (journal.records.length > 0 || journal.skipped > 0) this.markDirty();
+    return journal;
   }
 
   markDirty(): void {
@@ -67,41 +135,75 @@ export class StateFile {
     this.schedule();
   }
 
-  /** Writes now if anything changed; resolves once it is on disk (a failure is logged, and retried later). */
-  async flush(): Promise<void> {
-    while (this.writing) await this.writing;
-    if (!this.dirty || this.disabled) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.dirty = false;
-    this.writing = this.write(this.serialise())
-      .catch((error: Error) => {
-        this.dirty = true;
-        this.schedule();
-        if (this.throttle.pass('write') !== null) {
-          this.log.error({ stateFile: this.path }, `cannot save the OPNsense bridge state to ${this.path} (${error.message}); will retry: check free space and permissions of ${dirname(this.path)}`);
-        }
-      })
-      .finally(() => (this.writing = undefined));
-    await this.writing;
+  /**
+   * Appends records to the journal and fsyncs it; resolves once they are on disk. Throws
+   * (after logging) when they could not be written, so the caller does not act on them.
+   * Without persistence (see `persistent`) it does nothing.
+   */
+  async writeAhead(records: readonly unknown[]): Promise<void> {
+    if (records.length === 0) return;
+    const text = records.map((record) => `${JSON.stringify(record)}\n`).join('');
+    await this.exclusive(async () => {
+      if (this.disabled) return;
+      try {
+        await this.append(text);
+      } catch (error) {
+        throw this.failed('record the addresses it is about to add in', this.journalPath, error, 'the changes wait until it can');
+      }
+      this.journalWrites += 1;
+    });
   }
 
+  /**
+   * Writes the snapshot now if anything changed; resolves once it is on disk. Throws (after
+   * logging; a later write is scheduled) when it could not be written.
+   */
+  async flush(): Promise<void> {
+    await this.exclusive(async () => {
+      if (!this.dirty || this.disabled) return;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.dirty = false;
+      try {
+        await this.snapshot();
+      } catch (error) {
+        this.dirty = true;
+        this.schedule();
+        throw this.failed('save', this.path, error, 'will retry');
+      }
+    });
+  }
+
+  /** Writes what is left; a failure is logged, not thrown. */
   async close(): Promise<void> {
-    await this.flush();
+    await this.flush().catch(() => undefined);
     clearTimeout(this.timer);
     this.timer = undefined;
   }
 
   private schedule(): void {
     if (this.timer || this.disabled) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, this.delayMs);
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        // Logged in flush(); nothing may escape a timer as an unhandled rejection.
+        this.flush().catch(() => undefined);
+      },
+      Math.max(this.delayMs, SNAPSHOT_SPACING_FACTOR * this.lastSerialiseMs),
+    );
     this.timer.unref();
   }
 
-  private async write(text: string): Promise<void> {
+  private exclusive(task: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async snapshot(): Promise<void> {
+    const started = performance.now();
+    const text = this.serialise(); // may throw (e.g. a state too big for one string): handled by the caller
+    this.lastSerialiseMs = performance.now() - started;
     const temp = `${this.path}.tmp`;
     const file = await open(temp, 'w', 0o640);
     try {
@@ -112,13 +214,82 @@ export class StateFile {
     }
     await rename(temp, this.path);
     // The rename itself is only durable once the directory is synced.
+    await this.syncDir();
+    // Everything the journal held is in the snapshot now.
+    await this.truncateJournal();
+    this.writes += 1;
+  }
+
+  private async append(text: string): Promise<void> {
+    const file = await open(this.journalPath, 'a', 0o640);
+    try {
+      if (text !== '') {
+        const torn = this.tornTail;
+        this.tornTail = true; // until the write is known complete: a failed write may leave part of a line
+        await file.appendFile(torn ? `\n${text}` : text);
+        this.tornTail = false;
+      }
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    if (!this.journalCreated) {
+      await this.syncDir();
+      this.journalCreated = true;
+    }
+  }
+
+  private async truncateJournal(): Promise<void> {
+    let file;
+    try {
+      file = await open(this.journalPath, 'r+');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    try {
+      await file.truncate(0);
+      await file.sync();
+      this.tornTail = false;
+    } finally {
+      await file.close();
+    }
+  }
+
+  private async syncDir(): Promise<void> {
     const dir = await open(dirname(this.path), 'r');
     try {
       await dir.sync();
     } finally {
       await dir.close();
     }
-    this.writes += 1;
+  }
+
+  /** Creates the journal, which proves that state_dir can be written; turns persistence off if not. */
+  private async probe<T>(loaded: T | null): Promise<T | null> {
+    try {
+      await this.append('');
+    } catch (error) {
+      this.disable(`cannot write in state_dir ${dirname(this.path)} (${(error as Error).message})`);
+    }
+    return loaded;
+  }
+
+  private disable(problem: string): null {
+    this.disabled = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.log.error(
+      { stateFile: this.path },
+      `${problem}; the OPNsense bridge runs without saving its state, so a restart forgets what it added: set state_dir to a directory this user may write (default /var/lib/syncfail2ban)`,
+    );
+    return null;
+  }
+
+  private failed(what: string, path: string, error: unknown, then: string): Error {
+    const message = `cannot ${what} the OPNsense bridge state file ${path} (${(error as Error).message}); ${then}: check free space and permissions of ${dirname(this.path)}`;
+    if (this.throttle.pass(`${what}\u0000${(error as Error).message}`) !== null) this.log.error({ stateFile: path }, message);
+    return new Error(message, { cause: error });
   }
 
   private async setAside(problem: string): Promise<null> {

@@ -84,6 +84,11 @@ export class Batcher {
     return true;
   }
 
+  /** Ends a backoff wait early: the owner learnt that the target answers again. */
+  retryNow(): void {
+    this.wakeRetry?.();
+  }
+
   stats(): SinkStats {
     return { ...this.counts, backlog: this.pending.size + this.inFlight, lastError: this.lastError };
   }
@@ -103,7 +108,7 @@ export class Batcher {
     }
     this.abandoned = true;
     this.wakeRetry?.();
-    return this.pending.size === 0;
+    return this.pending.size === 0 && this.inFlight === 0;
   }
 
   private schedule(): void {

@@ -43,7 +43,7 @@ export interface Fail2banClientOptions {
   timeoutMs?: number;
 }
 
-/** banIps/unbanIps/isBanned split larger batches into commands of at most this many addresses. */
+/** banIps/unbanIps split larger batches into commands of at most this many addresses. */
 export const MAX_ADDRESSES_PER_COMMAND = 1000;
 
 interface Pending {
@@ -151,25 +151,6 @@ export class Fail2banClient {
     return reply as string[];
   }
 
-  /** For each address, whether it is banned in `jail` (exact match, as `get J banned ip...`). */
-  async isBanned(jail: string, ips: readonly string[]): Promise<boolean[]> {
-    refuseOptionLike(ips);
-    const result: boolean[] = [];
-    // An empty list must not be sent: `get J banned` without addresses lists the whole jail.
-    for (let start = 0; start < ips.length; start += MAX_ADDRESSES_PER_COMMAND) {
-      const chunk = ips.slice(start, start + MAX_ADDRESSES_PER_COMMAND);
-      const args = ['get', jail, 'banned', ...chunk];
-      const reply = await this.command(args);
-      // Measured on 1.0.2: one address answers a bare 0/1, several answer a list [1, 0, ...].
-      const flags = chunk.length === 1 && !Array.isArray(reply) ? [reply] : reply;
-      if (!Array.isArray(flags) || flags.length !== chunk.length || !flags.every((flag) => flag === 0 || flag === 1)) {
-        throw this.protocolError(args, `expected ${chunk.length} flags (0 or 1), got ${show(reply)}`);
-      }
-      for (const flag of flags) result.push(flag === 1);
-    }
-    return result;
-  }
-
   async jailExists(jail: string): Promise<boolean> {
     try {
       // `get J bantime` is cheap; `status J` would carry the jail's whole ban list.
@@ -195,10 +176,13 @@ export class Fail2banClient {
     return entry[1].split(',').map((name) => name.trim()).filter((name) => name !== '');
   }
 
-  /** Waits for commands already sent, then closes the connection. Later commands are refused. */
-  async close(): Promise<void> {
+  /** Waits for commands already sent (at most `deadlineMs`), then closes the connection. Later commands are refused. */
+  async close(deadlineMs = Infinity): Promise<void> {
     this.closed = true;
-    await Promise.allSettled([...this.inflight]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = Number.isFinite(deadlineMs) ? new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))) : new Promise<void>(() => undefined);
+    await Promise.race([Promise.allSettled([...this.inflight]), deadline]);
+    clearTimeout(timer);
     const conn = this.conn;
     if (conn) this.drop(conn, (pending) => this.closedError(pending));
   }

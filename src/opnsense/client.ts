@@ -25,6 +25,8 @@ export interface OpnsenseClientOptions {
   verifyTls: boolean;
   /** PEM file with the certificate (or its CA) that the firewall presents. */
   caFile?: string;
+  /** The same as PEM content, already read (takes precedence over caFile). */
+  ca?: string | Buffer;
   /** Per request, from getting a connection to the end of the answer (default 15 s). */
   timeoutMs?: number;
   /** Maximum parallel connections to this firewall (default 4). */
@@ -37,13 +39,6 @@ export interface AliasItem {
   type: string;
   /** Content as stored in config (network aliases hold "1.2.3.4/32"). */
   content: string[];
-}
-
-export interface TableSize {
-  /** pf table-entries limit. */
-  size: number;
-  /** Entries currently loaded in all pf tables. */
-  used: number;
 }
 
 type Privilege = 'alias_util' | 'alias' | 'diagnostics';
@@ -146,8 +141,8 @@ export class OpnsenseClient {
     const maxSockets = options.maxSockets ?? 4;
 
     if (url.protocol === 'https:') {
-      let ca: Buffer | undefined;
-      if (options.caFile !== undefined) {
+      let ca: string | Buffer | undefined = options.ca;
+      if (ca === undefined && options.caFile !== undefined) {
         try {
           ca = readFileSync(options.caFile);
         } catch (error) {
@@ -199,20 +194,6 @@ export class OpnsenseClient {
     });
   }
 
-  /**
-   * Empties the live pf table. On host/network aliases config is untouched, so the content
-   * comes back on the next reload: only use this on external aliases.
-   */
-  async flush(alias: string): Promise<void> {
-    await this.expectDone({
-      method: 'POST',
-      path: `/api/firewall/alias_util/flush/${encodeURIComponent(alias)}`,
-      what: `flush alias "${alias}"`,
-      alias,
-      privilege: 'alias_util',
-    });
-  }
-
   /** Every entry of the live pf table, in pf's rendering. An unknown table gives []. */
   async list(alias: string): Promise<string[]> {
     const call = (current: number, rowCount: number): Call => ({
@@ -236,21 +217,6 @@ export class OpnsenseClient {
       }
     }
     return [...seen];
-  }
-
-  /** Names of all pf tables (aliases and system tables). */
-  async aliases(): Promise<string[]> {
-    const call: Call = {
-      method: 'GET',
-      path: '/api/firewall/alias_util/aliases',
-      what: 'list pf tables',
-      privilege: 'alias_util',
-    };
-    const answer = await this.request(call);
-    if (!Array.isArray(answer) || !answer.every((name) => typeof name === 'string')) {
-      throw this.badResponse(call, 'expected a JSON array of table names');
-    }
-    return answer;
   }
 
   /** Kills the pf states of one address; returns how many were dropped. */
@@ -368,37 +334,6 @@ export class OpnsenseClient {
         ? { kind: 'failed' as const, retryable: false }
         : { kind: 'bad_response' as const, retryable: true }),
     });
-  }
-
-  /** pf table-entries limit and current use. */
-  async tableSize(): Promise<TableSize> {
-    const call: Call = {
-      method: 'GET',
-      path: '/api/firewall/alias/get_table_size',
-      what: 'read pf table size',
-      privilege: 'alias',
-    };
-    const answer = await this.request(call);
-    if (isRecord(answer) && answer['status'] === 'ok') {
-      const size = Number(answer['size']);
-      const used = Number(answer['used']);
-      if (Number.isFinite(size) && Number.isFinite(used)) return { size, used };
-    }
-    throw this.badResponse(call, `expected {"status":"ok","size":n,"used":n}, got ${snippet(JSON.stringify(answer))}`);
-  }
-
-  /**
-   * Bulk path for host/network aliases: one config write and one reload instead of one per
-   * address. Overwrites whatever alias_util calls changed meanwhile.
-   */
-  async replaceAliasContent(alias: string, addresses: string[]): Promise<void> {
-    const uuid = await this.getAliasUuid(alias);
-    if (uuid === null) {
-      const call: Call = { method: 'GET', path: `/api/firewall/alias/getAliasUUID/${encodeURIComponent(alias)}`, what: `look up alias "${alias}"`, alias, privilege: 'alias' };
-      throw this.nonexistentAlias(call);
-    }
-    await this.setAliasContent(uuid, addresses, alias);
-    await this.reconfigure();
   }
 
   /** Closes the kept-alive connections. */

@@ -42,7 +42,7 @@ async function scenario(type: FakeAliasType, baselineBans: number, bridgeBans: n
       client: bridgeClient,
       ledger,
       aliasInfo: new AliasInfoCache(bridgeClient, silent),
-      state: { markDirty() {}, async flush() {} },
+      state: { markDirty() {}, async writeAhead() {} },
       killStates: false,
       log: silent,
     });

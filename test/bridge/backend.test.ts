@@ -1,8 +1,12 @@
 /** OpnsenseBackend against the fake OPNsense: both write paths, ownership, and every error class. */
 import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AliasInfoCache } from '../../agent/bridge/alias-info.js';
 import { FirewallLedger } from '../../agent/bridge/ledger.js';
-import { CONCURRENCY, OpnsenseBackend } from '../../agent/bridge/opnsense-backend.js';
+import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../agent/bridge/opnsense-backend.js';
+import { StateFile } from '../../agent/bridge/state-file.js';
 import type { Change } from '../../agent/sinks/batcher.js';
 import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../src/opnsense/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
@@ -18,7 +22,7 @@ describe('OPNsense backend (one firewall)', function () {
   let fake: FakeOpnsense;
   let clients: OpnsenseClient[] = [];
 
-  function setUp(options: { as?: FakeApiKey; killStates?: boolean; client?: OpnsenseClient } = {}) {
+  function setUp(options: { as?: FakeApiKey; killStates?: boolean; client?: OpnsenseClient; state?: OpnsenseBackendOptions['state'] } = {}) {
     const as = options.as ?? ADMIN;
     const client =
       options.client ??
@@ -26,9 +30,10 @@ describe('OPNsense backend (one firewall)', function () {
     clients.push(client);
     const captured = captureLog();
     const ledger = new FirewallLedger(client.firewall);
-    const state = { flushes: 0, markDirty() {}, async flush() { state.flushes += 1; } };
-    const backend = new OpnsenseBackend({ client, ledger, aliasInfo: new AliasInfoCache(client, captured.log), state, killStates: options.killStates ?? false, log: captured.log });
-    return { backend, ledger, state, ...captured };
+    const state = { flushes: 0, records: [] as unknown[], markDirty() {}, async writeAhead(records: readonly unknown[]) { state.flushes += 1; state.records.push(...records); } };
+    const aliasInfo = new AliasInfoCache(client, captured.log);
+    const backend = new OpnsenseBackend({ client, ledger, aliasInfo, state: options.state ?? state, killStates: options.killStates ?? false, log: captured.log });
+    return { backend, ledger, state, aliasInfo, ...captured };
   }
 
   beforeEach(async () => {
@@ -58,6 +63,8 @@ describe('OPNsense backend (one firewall)', function () {
     expect(fake.requests.connections).to.be.at.most(CONCURRENCY);
     expect(ledger.addresses('bans').size).to.equal(300);
     expect(state.flushes, 'state written ahead of the calls').to.equal(1);
+    expect(state.records).to.have.length(300);
+    expect(state.records[0]).to.deep.equal([fake.url, 'bans', addresses[0], []]);
 
     await backend.apply(bans('bans', addresses, 'unban'));
     expect(fake.pfTable('bans')).to.deep.equal([]);
@@ -141,6 +148,7 @@ describe('OPNsense backend (one firewall)', function () {
       const stub = {
         firewall: 'https://stub.example',
         close() {},
+        list: async () => [],
         add: async (alias: string) => {
           throw new OpnsenseError(`OPNsense https://stub.example: add x to alias "${alias}": ${text}`, { kind, retryable: false, firewall: 'https://stub.example', endpoint: '/api', alias });
         },
@@ -192,5 +200,112 @@ describe('OPNsense backend (one firewall)', function () {
     fake.setReconfigureMs(0);
     await backend.apply(bans('hosts', addresses));
     expect(fake.pfTable('hosts')).to.include.members(addresses);
+  });
+
+  it('claims nothing in an alias before it has listed it since start: an admin entry banned by the fleet while the firewall was down stays', async () => {
+    const admin = '198.51.100.9';
+    fake.setPfTable('bans', [admin]);
+    const { backend, ledger } = setUp(); // a fresh start: what others put in the alias is unknown
+    await fake.setDown(true);
+    let caught: unknown;
+    await backend.apply(bans('bans', [admin])).catch((error: unknown) => (caught = error));
+    expect((caught as Error | undefined)?.message).to.match(/list alias "bans".*cannot reach the firewall/);
+    expect(ledger.has('bans', admin), 'nothing claimed before the listing').to.equal(false);
+
+    await fake.setDown(false);
+    await backend.apply(bans('bans', [admin])); // the Batcher's retry
+    expect(ledger.has('bans', admin), "the admin's entry is not the bridge's").to.equal(false);
+    expect(ledger.isForeign('bans', admin)).to.equal(true);
+    await backend.apply(bans('bans', [admin], 'unban'));
+    expect(fake.pfTable('bans')).to.include(admin);
+    expect(fake.requests.byEndpoint['firewall/alias_util/delete'] ?? 0).to.equal(0);
+  });
+
+  it('sends nothing whose claim could not be written ahead, and claims it again on the retry', async () => {
+    let broken = true;
+    const records: unknown[] = [];
+    const state = {
+      markDirty() {},
+      async writeAhead(batch: readonly unknown[]) {
+        if (broken) throw new Error('cannot record the addresses it is about to add: ENOSPC');
+        records.push(...batch);
+      },
+    };
+    const { backend, ledger } = setUp({ state });
+    let caught: unknown;
+    await backend.apply(bans('bans', ['203.0.113.20'])).catch((error: unknown) => (caught = error));
+    expect((caught as Error | undefined)?.message, 'thrown, so the Batcher retries').to.match(/ENOSPC/);
+    expect(fake.requests.byEndpoint['firewall/alias_util/add'] ?? 0).to.equal(0);
+    expect(ledger.has('bans', '203.0.113.20')).to.equal(false);
+    broken = false;
+    await backend.apply(bans('bans', ['203.0.113.20']));
+    expect(records).to.deep.equal([[fake.url, 'bans', '203.0.113.20', []]]);
+    expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.20']);
+    expect(ledger.has('bans', '203.0.113.20')).to.equal(true);
+  });
+
+  it('journals each batch in O(batch) instead of writing the whole state per batch', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sf2b-backend-state-'));
+    try {
+      let snapshots = 0;
+      const { log } = captureLog();
+      const file = new StateFile(join(dir, 'state.json'), () => `{"snapshot":${(snapshots += 1)}}`, log, 60_000);
+      await file.load(() => null);
+      const { backend } = setUp({ state: file });
+      const addresses = range(1_000, '10.40');
+      for (let i = 0; i < addresses.length; i += 50) await backend.apply(bans('bans', addresses.slice(i, i + 50)));
+      expect(fake.pfTable('bans')).to.have.length(1_000);
+      expect(snapshots, 'no snapshot per batch').to.equal(0);
+      expect(file.journalWrites).to.equal(20);
+      expect((await file.readJournal()).records.map((record) => (record as string[])[2])).to.deep.equal(addresses);
+      await file.flush();
+      expect(snapshots).to.equal(1);
+      expect((await file.readJournal()).records, 'the snapshot took the journal in').to.deep.equal([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps what it added earlier when a later add of the same address fails', async () => {
+    const { backend, ledger, aliasInfo } = setUp();
+    await backend.apply(bans('bans', ['203.0.113.30']));
+    expect(ledger.has('bans', '203.0.113.30')).to.equal(true);
+    fake.removeAlias('bans'); // for a while, e.g. while the admin recreates it
+    await backend.apply(bans('bans', ['203.0.113.30', '203.0.113.31'])); // what reconciliation re-queues
+    expect(backend.aliasErrors.get('bans')).to.match(/does not exist/);
+    expect(ledger.has('bans', '203.0.113.30'), 'added earlier: still its own').to.equal(true);
+    expect(ledger.has('bans', '203.0.113.31'), 'claimed by the failed batch: not its own').to.equal(false);
+    fake.defineAlias({ name: 'bans', type: 'external', table: ['203.0.113.30'] });
+    await backend.apply(bans('bans', ['203.0.113.30'], 'unban'));
+    expect(fake.pfTable('bans'), 'so it still removes it').to.deep.equal([]);
+
+    // The same for a network refused because the admin made its Network(s) alias a Host(s) alias.
+    await backend.apply(bans('nets', ['10.61.0.0/16']));
+    expect(ledger.has('nets', '10.61.0.0/16')).to.equal(true);
+    fake.defineAlias({ name: 'nets', type: 'host' });
+    aliasInfo.clear(); // as every reconciliation does
+    await backend.apply(bans('nets', ['10.61.0.0/16']));
+    expect(backend.aliasErrors.get('nets')).to.match(/is a Host\(s\) alias and cannot hold the network/);
+    expect(ledger.has('nets', '10.61.0.0/16')).to.equal(true);
+  });
+
+  it('when set_item refuses the content, logs it with the fix and goes address by address instead of blocking the firewall', async () => {
+    const { backend, ledger, lines } = setUp();
+    fake.refuseSetItem('Entry "legacy" is not a valid hostname, IP address or range.');
+    const addresses = range(25, '10.80');
+    await backend.apply(bans('hosts', addresses)); // no throw: the Batcher would retry it forever
+    expect(fake.requests.byEndpoint['firewall/alias/set_item']).to.equal(1);
+    expect(fake.requests.byEndpoint['firewall/alias_util/add']).to.equal(25);
+    expect(fake.pfTable('hosts')).to.include.members(addresses);
+    expect(ledger.addresses('hosts').size).to.equal(25);
+    const error = lines.find((line) => line.level === 50);
+    expect(error).to.include({ firewall: fake.url, alias: 'hosts', kind: 'failed' });
+    expect(error?.msg).to.include(fake.url).and.match(/alias "hosts".*refused the content \(alias\.content: Entry "legacy".*fix or drop the rejected entries.*one address per call/);
+    expect(backend.aliasErrors.get('hosts'), 'shown in status').to.match(/refused the content/);
+
+    // Until the next reconciliation the alias is not written in bulk again.
+    await backend.apply(bans('hosts', addresses, 'unban'));
+    expect(fake.requests.byEndpoint['firewall/alias/set_item']).to.equal(1);
+    expect(fake.pfTable('hosts').sort()).to.deep.equal(['192.0.2.1', '192.0.2.2']);
   });
 });

@@ -94,6 +94,32 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
     expect(fw1.pfTable('f2b_sshd')).to.include(ADMIN_ENTRY);
   });
 
+  it('never takes an admin entry for its own when restarted while the firewall is down, even when the fleet bans and unbans it', async () => {
+    // Restarted: what it saw in the alias before is forgotten, and fw1 cannot be listed.
+    await c.requireAgent().stop();
+    await fw1.setDown(true);
+    await c.startAgent();
+    const before = fw1.requests.log.length;
+    expect((await a.client(['-a', 'sshd', 'banip', ADMIN_ENTRY])).code).to.equal(0);
+    await waitFor(
+      () => c.requireAgent().logLines().find((line) => line.sink === `opnsense ${fw1.url}` && /cannot reach the firewall/.test(String(line.msg))),
+      'the ban tried on the unreachable fw1',
+    );
+
+    await fw1.setDown(false);
+    await waitFor(
+      () => fw1.requests.log.slice(before).some((request) => request.endpoint === 'firewall/alias_util/add' && request.body.includes(ADMIN_ENTRY) && request.status === 200),
+      'the ban applied to fw1 once it is back',
+    );
+    expect((await a.client(['-a', 'sshd', 'unbanip', ADMIN_ENTRY])).code).to.equal(0);
+    await bridgeBarrier(hub, [fw1], 'f2b_sshd');
+    const lists = () => fw1.requests.byEndpoint['firewall/alias_util/list'] ?? 0;
+    const after = lists();
+    await waitFor(() => lists() >= after + 3, 'a full reconciliation of fw1');
+    expect(fw1.pfTable('f2b_sshd')).to.include(ADMIN_ENTRY);
+    expect(fw1.requests.log.slice(before).filter((request) => request.endpoint === 'firewall/alias_util/delete' && request.body.includes(ADMIN_ENTRY))).to.deep.equal([]);
+  });
+
   it('mirrors a jail of 12,000 bans re-sent with syncfail2ban-client -f in full (more than one list page)', async () => {
     // Like a firewall that ignores rowCount=-1: every listing (the bridge's too) takes two 9,999-row pages.
     fw1.capListPage(9_999);

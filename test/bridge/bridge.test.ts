@@ -1,9 +1,10 @@
 /** OpnsenseBridge in-process: events offered as intake does, the original config keys, the fake as the firewall. */
 import { expect } from 'chai';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpnsenseBridge } from '../../agent/bridge/bridge.js';
+import { DesiredState } from '../../agent/bridge/desired-state.js';
 import { parseConfig } from '../../src/config.js';
 import type { Action, SyncEvent } from '../../src/event.js';
 import { mustParseAddress } from '../../src/ip.js';
@@ -23,13 +24,13 @@ describe('OPNsense bridge (in-process)', function () {
   let fake: FakeOpnsense;
   let running: OpnsenseBridge[] = [];
 
-  async function startBridge(aliasLines: string[], extra: string[] = []) {
+  async function startBridge(aliasLines: string[], extra: string[] = [], options: { stateDir?: string; stateWriteDelayMs?: number; desired?: DesiredState } = {}) {
     const text = [
       'opn_fw_sync = true',
       `opn_fw_ip = ${entryOf(fake)}`,
       `opn_ca_file = ${fake.caCertPath}`,
       'opn_reconcile_interval = 0.2',
-      `state_dir = ${dir}`,
+      `state_dir = ${options.stateDir ?? dir}`,
       ...extra,
       '[opn_aliases]',
       ...aliasLines,
@@ -39,7 +40,8 @@ describe('OPNsense bridge (in-process)', function () {
     ].join('\n');
     const config = parseConfig(text, 'test.cfg');
     const captured = captureLog();
-    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, captured.log, { batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 } });
+    const { stateDir: _, ...rest } = options;
+    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, captured.log, { batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 }, ...rest });
     running.push(bridge);
     await bridge.start();
     return { bridge, ...captured };
@@ -125,5 +127,81 @@ describe('OPNsense bridge (in-process)', function () {
     await plain.start();
     expect(captured.text()).to.match(/OPNsense http:\/\/192\.0\.2\.1 is reached over plain http/);
     expect(captured.text()).to.match(/\[opn_aliases\] maps no jail/);
+  });
+
+  it('reaches a firewall whose GUI is published under a path (opn_fw_ip = https://proxy/fw1/)', async () => {
+    const proxied = await startFakeOpnsense({ keys: [KEY], aliases: [{ name: 'bans', type: 'external' }], pathPrefix: '/fw1' });
+    try {
+      const entry = `https://${proxied.host}:${proxied.port}/fw1/`;
+      const config = parseConfig(
+        ['opn_fw_sync = true', `opn_fw_ip = ${entry}`, `opn_ca_file = ${proxied.caCertPath}`, `state_dir = ${dir}`, '[opn_aliases]', 'sshd = bans', '[opn_keys]', `${entry}_key = ${KEY.key}`, `${entry}_secret = ${KEY.secret}`].join('\n'),
+        'test.cfg',
+      );
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, captureLog().log, { batcher: { windowMs: 5 } });
+      running.push(bridge);
+      await bridge.start();
+      bridge.offer(event('sshd', 'ban', '203.0.113.60', 'a'));
+      await waitFor(() => proxied.pfTable('bans').includes('203.0.113.60'), 'the ban through the path');
+      expect(bridge.status().firewalls[0]!.url).to.equal(proxied.url).and.match(/\/fw1$/);
+      expect(proxied.requests.byEndpoint['unknown'] ?? 0, 'every request under the path').to.equal(0);
+      await stop(bridge);
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  it('sends no add before its claim is written ahead, and sends it once the state can be written again', async () => {
+    const { bridge, lines } = await startBridge(['sshd = bans']);
+    const journal = join(dir, 'opnsense-bridge.json.journal');
+    await rm(journal);
+    await mkdir(journal); // the journal cannot be written (as a full disk would have it)
+    bridge.offer(event('sshd', 'ban', '203.0.113.40', 'a'));
+    await waitFor(() => lines.find((line) => line.level === 50 && /cannot record the addresses it is about to add/.test(String(line.msg))), 'the failed write-ahead in the log');
+    await waitFor(() => /cannot record the addresses/.test(bridge.status().firewalls[0]!.lastError ?? ''), 'the failure in status');
+    expect(fake.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add'), 'nothing sent without its claim on disk').to.deep.equal([]);
+    expect(bridge.status().firewalls[0]!.backlog).to.equal(1);
+
+    await rm(journal, { recursive: true });
+    await waitFor(() => fake.pfTable('bans').includes('203.0.113.40'), 'the ban, once the journal can be written');
+    await stop(bridge);
+    const saved = JSON.parse(await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')) as { added: Record<string, Record<string, string[]>> };
+    expect(saved.added[fake.url]).to.deep.equal({ bans: ['203.0.113.40'] });
+  });
+
+  it('after a crash, knows from the journal what it added and who holds it, with no snapshot written since', async () => {
+    const first = await startBridge(['sshd = bans'], [], { stateWriteDelayMs: 600_000 });
+    first.bridge.offer(event('sshd', 'ban', '203.0.113.41', 'a'));
+    first.bridge.offer(event('sshd', 'ban', '203.0.113.42', 'b'));
+    await waitFor(() => fake.pfTable('bans').length === 2, 'both bans applied');
+    const crashed = await mkdtemp(join(tmpdir(), 'sf2b-bridge-crashed-'));
+    try {
+      await cp(dir, crashed, { recursive: true }); // the disk as a crash would leave it
+      expect(await readdir(crashed), 'no snapshot yet, only the journal').to.deep.equal(['opnsense-bridge.json.journal']);
+      await stop(first.bridge);
+
+      const second = await startBridge(['sshd = bans'], [], { stateDir: crashed });
+      expect(second.bridge.status().wanted).to.deep.equal({ bans: 2 });
+      const started = new Date().toISOString();
+      await waitFor(() => (second.bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > started, 'a reconciliation');
+      expect(fake.pfTable('bans').sort(), 'still wanted: kept').to.deep.equal(['203.0.113.41', '203.0.113.42']);
+      second.bridge.offer(event('sshd', 'unban', '203.0.113.41', 'a'));
+      await waitFor(() => !fake.pfTable('bans').includes('203.0.113.41'), 'the unban applied: the address is known as its own');
+      expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.42']);
+    } finally {
+      await rm(crashed, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses bans beyond its cap with a clear error, and keeps applying the others', async () => {
+    const { bridge, lines } = await startBridge(['sshd = bans'], [], { desired: new DesiredState(2) });
+    for (const address of ['203.0.113.50', '203.0.113.51', '203.0.113.52']) bridge.offer(event('sshd', 'ban', address, 'a'));
+    const error = lines.find((line) => line.level === 50);
+    expect(error?.msg).to.match(/already holds its maximum of 2 wanted addresses \(MAX_WANTED_ADDRESSES\): ban of 203\.0\.113\.52 for alias bans refused/);
+    expect(bridge.status().wanted).to.deep.equal({ bans: 2 });
+    await waitFor(() => fake.pfTable('bans').length === 2, 'the two bans within the cap');
+    bridge.offer(event('sshd', 'unban', '203.0.113.50', 'a'));
+    bridge.offer(event('sshd', 'ban', '203.0.113.52', 'a'));
+    await waitFor(() => fake.pfTable('bans').includes('203.0.113.52'), 'a ban once there is room again');
+    expect(fake.pfTable('bans').sort()).to.deep.equal(['203.0.113.51', '203.0.113.52']);
   });
 });

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
-import { DesiredState, holderOf, MANUAL_ORIGIN } from '../../agent/bridge/desired-state.js';
+import { DesiredState, holderOf, MANUAL_ORIGIN, MAX_HOLDERS_PER_ADDRESS, MAX_WANTED_ADDRESSES } from '../../agent/bridge/desired-state.js';
 
 describe('bridge desired state (reference counting)', function () {
   it('keeps an address while any (origin, jail) holder bans it', function () {
     const state = new DesiredState();
-    expect(state.hold('bans', '203.0.113.1', 'host-a/sshd')).to.equal(true);
-    expect(state.hold('bans', '203.0.113.1', 'host-b/sshd')).to.equal(false);
-    expect(state.hold('bans', '203.0.113.1', 'host-a/sshd'), 'a repeated ban').to.equal(false);
+    expect(state.hold('bans', '203.0.113.1', 'host-a/sshd')).to.equal('new');
+    expect(state.hold('bans', '203.0.113.1', 'host-b/sshd')).to.equal('known');
+    expect(state.hold('bans', '203.0.113.1', 'host-a/sshd'), 'a repeated ban').to.equal('known');
     expect(state.release('bans', '203.0.113.1', 'host-a/sshd')).to.equal(false);
     expect(state.wants('bans', '203.0.113.1')).to.equal(true);
     expect(state.release('bans', '203.0.113.1', 'host-c/sshd'), 'an unban by a host that never banned it').to.equal(false);
@@ -37,5 +37,31 @@ describe('bridge desired state (reference counting)', function () {
     state.hold('old', '203.0.113.4', 'host-a/web');
     expect(state.prune(new Map([['sshd', 'bans']]))).to.equal(2);
     expect(state.toJSON()).to.deep.equal({ bans: { '203.0.113.3': ['host-a/sshd'] } });
+  });
+
+  it('is capped: refuses new addresses beyond its maximum, and new holders of an address beyond theirs', function () {
+    expect(new DesiredState().maxAddresses).to.equal(MAX_WANTED_ADDRESSES).and.equal(1_000_000);
+    expect(new DesiredState().maxHolders).to.equal(MAX_HOLDERS_PER_ADDRESS);
+    const state = new DesiredState(3, 2);
+    expect(state.hold('bans', '203.0.113.1', 'a/sshd')).to.equal('new');
+    expect(state.hold('bans', '203.0.113.2', 'a/sshd')).to.equal('new');
+    expect(state.hold('other', '203.0.113.1', 'a/web')).to.equal('new');
+    expect(state.size).to.equal(3);
+    expect(state.hold('bans', '203.0.113.3', 'a/sshd'), 'over all aliases').to.equal('full');
+    expect(state.wants('bans', '203.0.113.3')).to.equal(false);
+    expect(state.hold('bans', '203.0.113.1', 'b/sshd'), 'more holders of a wanted address are fine').to.equal('known');
+    expect(state.hold('bans', '203.0.113.1', 'c/sshd')).to.equal('crowded');
+    expect(state.hold('bans', '203.0.113.1', 'a/sshd'), 'a holder it has').to.equal('known');
+    expect(state.holders('bans', '203.0.113.1')).to.deep.equal(['a/sshd', 'b/sshd']);
+
+    // Room again once addresses go, however they go.
+    expect(state.release('bans', '203.0.113.2', 'a/sshd')).to.equal(true);
+    expect(state.hold('bans', '203.0.113.3', 'a/sshd')).to.equal('new');
+    state.forget('bans', '203.0.113.1');
+    expect(state.prune(new Map([['sshd', 'bans']]))).to.equal(1);
+    expect(state.size).to.equal(1);
+    expect(state.hold('bans', '203.0.113.4', 'a/sshd')).to.equal('new');
+    expect(state.hold('bans', '203.0.113.5', 'a/sshd')).to.equal('new');
+    expect(state.hold('bans', '203.0.113.6', 'a/sshd')).to.equal('full');
   });
 });

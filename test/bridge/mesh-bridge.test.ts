@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
-import { freePort } from '../support/ports.js';
+import { freePortOn } from '../support/ports.js';
+import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 import { bridgeBarrier, bridgeConfig, inAlias, notInAlias } from './fleet.js';
@@ -38,9 +39,9 @@ describe('OPNsense bridge (mesh): the bans of every host mirrored into an alias 
     firewalls = [fw1, fw2];
     const bridge = await bridgeConfig({ dir, firewalls: [{ fake: fw1, key: KEY1 }, { fake: fw2, key: KEY2 }], aliases: { sshd: ALIAS }, reconcileS: 1 });
     stateDir = bridge.stateDir;
-    port = await freePort(IP_A);
+    port = await freePortOn([IP_A, IP_B]);
     [a, b] = await Promise.all([
-      SimHost.start({ name: 'bridge-a', ip: IP_A, port, peers: [IP_B], extra: bridge.extra, sections: bridge.sections }),
+      SimHost.start({ name: 'bridge-a', ip: IP_A, port, peers: [IP_B], extra: [...bridge.extra, 'ignoreip = 192.0.2.0/24'], sections: bridge.sections }),
       SimHost.start({ name: 'bridge-b', ip: IP_B, port, peers: [IP_A] }),
     ]);
     await Promise.all([a.startAgent(), b.startAgent()]);
@@ -63,6 +64,17 @@ describe('OPNsense bridge (mesh): the bans of every host mirrored into an alias 
     await b.fail2ban.unban('sshd', '2001:db8::50'); // as fail2ban stored it
     await waitFor(() => notInAlias(firewalls, ALIAS, '203.0.113.50') && notInAlias(firewalls, ALIAS, '2001:db8::50'), 'both unbans on both firewalls');
     expect(fw2.configContent(ALIAS)).not.to.include.members(['203.0.113.50']);
+  });
+
+  it('never sends loopback, its own addresses or ignoreip to a firewall', async () => {
+    for (const address of ['127.0.0.1', '::1', IP_A, '192.0.2.9', '192.0.2.0/25']) {
+      const result = await run('mosquitto_pub', ['-h', IP_A, '-p', String(port), '-q', '1', '-t', 'f2b/sshd/ban', '-m', address]);
+      expect(result.code, result.stderr).to.equal(0);
+    }
+    await bridgeBarrier(brokerOf(a), firewalls, ALIAS);
+    for (const fake of firewalls) {
+      expect(fake.pfTable(ALIAS).filter((entry) => entry.startsWith('127.') || entry === '::1' || entry.startsWith('192.0.2.'))).to.deep.equal([]);
+    }
   });
 
   it('an address banned by two hosts stays until the last of them unbans it', async () => {

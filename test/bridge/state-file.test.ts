@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DesiredState } from '../../agent/bridge/desired-state.js';
@@ -7,6 +7,7 @@ import { FirewallLedger } from '../../agent/bridge/ledger.js';
 import { decodeBridgeState, encodeBridgeState } from '../../agent/bridge/persisted-state.js';
 import { StateFile } from '../../agent/bridge/state-file.js';
 import { captureLog } from '../support/capture-log.js';
+import { waitFor } from '../support/wait.js';
 
 describe('bridge state file', function () {
   let dir: string;
@@ -82,5 +83,103 @@ describe('bridge state file', function () {
     expect(await file.load(decodeBridgeState)).to.equal(null);
     expect(file.persistent).to.equal(false);
     expect(lines.find((line) => line.level === 50)?.msg).to.match(/cannot create state_dir .*set state_dir to a directory this user may write/);
+    // It keeps working, without saving.
+    await file.writeAhead([['https://192.0.2.1', 'bans', '203.0.113.1', []]]);
+    file.markDirty();
+    await file.flush();
+    await file.close();
+    expect(file.writes + file.journalWrites).to.equal(0);
+  });
+
+  it('runs without saving, and says so, when state_dir exists but cannot be written', async () => {
+    const { log, lines } = captureLog();
+    await mkdir(join(dir, 'state.json.journal')); // stands for a read-only directory (tests may run as root)
+    const file = new StateFile(join(dir, 'state.json'), () => '{}', log);
+    expect(await file.load(decodeBridgeState)).to.equal(null);
+    expect(file.persistent).to.equal(false);
+    expect(lines.find((line) => line.level === 50)?.msg).to.match(/cannot write in state_dir .*runs without saving its state.*set state_dir to a directory this user may write/);
+    await file.writeAhead([['https://192.0.2.1', 'bans', '203.0.113.1', []]]);
+    file.markDirty();
+    await file.flush();
+  });
+
+  it('reports a failed write: flush() and writeAhead() throw (after logging) and succeed once the problem is fixed', async () => {
+    const { log, lines } = captureLog();
+    const file = new StateFile(join(dir, 'state.json'), () => JSON.stringify({ value: 1 }), log, 60_000);
+    expect(await file.load(() => null)).to.equal(null);
+    expect(file.persistent).to.equal(true);
+
+    await mkdir(join(dir, 'state.json.tmp')); // the snapshot's temp file cannot be written
+    file.markDirty();
+    let caught: unknown;
+    await file.flush().catch((error: unknown) => (caught = error));
+    expect((caught as Error | undefined)?.message).to.match(/cannot save the OPNsense bridge state file .*state\.json \(EISDIR.*check free space and permissions/);
+    expect(lines.filter((line) => line.level === 50)).to.have.length(1);
+    await rm(join(dir, 'state.json.tmp'), { recursive: true });
+    await file.flush();
+    expect(file.writes, 'still dirty after the failure, so written now').to.equal(1);
+
+    await rm(join(dir, 'state.json.journal'));
+    await mkdir(join(dir, 'state.json.journal'));
+    caught = undefined;
+    await file.writeAhead([['https://192.0.2.1', 'bans', '203.0.113.1', []]]).catch((error: unknown) => (caught = error));
+    expect((caught as Error | undefined)?.message).to.match(/cannot record the addresses it is about to add in the OPNsense bridge state file .*state\.json\.journal \(EISDIR/);
+    await rm(join(dir, 'state.json.journal'), { recursive: true });
+    await file.writeAhead([['https://192.0.2.1', 'bans', '203.0.113.1', []]]);
+    expect((await file.readJournal()).records).to.deep.equal([['https://192.0.2.1', 'bans', '203.0.113.1', []]]);
+    await file.close();
+  });
+
+  it('logs a state that cannot be serialised instead of an unhandled rejection from its timer', async () => {
+    const { log, lines } = captureLog();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let broken = true;
+      const file = new StateFile(
+        join(dir, 'state.json'),
+        () => {
+          if (broken) throw new RangeError('Invalid string length');
+          return '{}';
+        },
+        log,
+        1,
+      );
+      await file.load(() => null);
+      file.markDirty();
+      const error = await waitFor(() => lines.find((line) => line.level === 50), 'the error in the log');
+      expect(error.msg).to.match(/cannot save the OPNsense bridge state file .* \(Invalid string length\)/);
+      broken = false;
+      await waitFor(() => file.writes === 1, 'a later write that works');
+      await file.close();
+      expect(unhandled).to.deep.equal([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('journals records between snapshots; each snapshot empties the journal; a torn last record is skipped', async () => {
+    const { log } = captureLog();
+    const path = join(dir, 'state.json');
+    let value = 0;
+    const file = new StateFile(path, () => JSON.stringify({ value }), log, 60_000);
+    await file.load(() => null);
+    await file.writeAhead([['a', 1], ['b', 2]]);
+    await file.writeAhead([['c', 3]]);
+    expect(await readFile(`${path}.journal`, 'utf8')).to.equal('["a",1]\n["b",2]\n["c",3]\n');
+    value = 1;
+    file.markDirty();
+    await file.flush();
+    expect(await readFile(`${path}.journal`, 'utf8')).to.equal('');
+    await file.writeAhead([['d', 4]]);
+
+    // A crash in the middle of an append leaves half a line.
+    await writeFile(`${path}.journal`, '["d",4]\n["e",', { flag: 'w' });
+    const after = new StateFile(path, () => JSON.stringify({ value }), log, 60_000);
+    expect(await after.load((json) => json)).to.deep.equal({ value: 1 });
+    expect(await after.readJournal()).to.deep.equal({ records: [['d', 4]], skipped: 1 });
+    await after.writeAhead([['f', 6]]);
+    expect((await after.readJournal()).records, 'the next record is not glued to the torn one').to.deep.equal([['d', 4], ['f', 6]]);
   });
 });

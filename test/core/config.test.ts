@@ -50,6 +50,17 @@ describe('config', () => {
     expect(config.ignoreIp.map((address) => address.text)).to.deep.equal(['192.0.2.0/24', '2001:db8::/32']);
   });
 
+  it('keeps a path prefix of an opn_fw_ip URL (a firewall GUI behind a reverse proxy)', () => {
+    const config = parseConfig(
+      ['opn_fw_sync = true', 'opn_fw_ip = https://proxy.example.net/fw1/ http://192.0.2.1:8080 https://fw.example.net', '[opn_keys]',
+        'https://proxy.example.net/fw1/_key = k1', 'https://proxy.example.net/fw1/_secret = s1',
+        'http://192.0.2.1:8080_key = k2', 'http://192.0.2.1:8080_secret = s2', 'https://fw.example.net_key = k3', 'https://fw.example.net_secret = s3'].join('\n'),
+      'prefix.cfg',
+    );
+    expect(config.opnsense.firewalls.map((firewall) => firewall.baseUrl)).to.deep.equal(['https://proxy.example.net/fw1', 'http://192.0.2.1:8080', 'https://fw.example.net']);
+    expect(config.opnsense.firewalls[0]).to.include({ name: 'https://proxy.example.net/fw1/', key: 'k1', secret: 's1' });
+  });
+
   it('warns about unknown keys', () => {
     expect(parseConfig('mq_prot = 1\n[jails]\nsshd = sshd-sync\n[extra]\na = b\n', 'typo.cfg').unknownKeys).to.deep.equal(['mq_prot', '[extra]']);
   });
@@ -71,6 +82,9 @@ describe('config', () => {
     ['[jails]\nss$hd = x', /\[jails\] ss\$hd.*fix/],
     ['opn_fw_sync = true', /opn_fw_ip.*no firewall/],
     ['opn_fw_sync = true\nopn_fw_ip = 192.0.2.1', /\[opn_keys\] 192\.0\.2\.1_key.*fix/],
+    ['opn_fw_ip = https://admin:pw@fw.example.net', /opn_fw_ip: the entry for https:\/\/fw\.example\.net contains credentials; fix: remove "user:password@"/],
+    ['opn_fw_ip = https://fw.example.net/gui?x=1', /opn_fw_ip: https:\/\/fw\.example\.net\/gui has a query or fragment; fix: /],
+    ['opn_fw_ip = https://fw.example.net/fw1/api/', /opn_fw_ip: .* ends in \/api; fix: write the base URL without \/api \(https:\/\/fw\.example\.net\/fw1\)/],
   ];
   for (const [text, message] of bad) {
     it(`stops with one clear message on ${JSON.stringify(text)}`, () => {

@@ -19,7 +19,7 @@ describe('fail2ban not running', function () {
 
   it('the agent says so, keeps running, and applies what arrived once fail2ban is back', async () => {
     const agent = await host.startAgent();
-    expect(agent.logLines().some((line) => line.level === 40 && /fail2ban is not reachable: .*Is fail2ban running\?/.test(String(line.msg)))).to.equal(true);
+    await waitFor(() => agent.logLines().some((line) => line.level === 40 && /fail2ban is not reachable: .*Is fail2ban running\?/.test(String(line.msg))), 'the warning');
 
     const published = await run('mosquitto_pub', ['-h', '127.0.0.7', '-p', String(host.options.port), '-q', '1', '-t', 'f2b/sshd/ban', '-m', '203.0.113.120']);
     expect(published.code, published.stderr).to.equal(0);

@@ -88,6 +88,26 @@ for (const [label, startHub] of hubs) {
       expect(a.requireAgent().output).not.to.match(/MQTT broker listening/);
     });
 
+    if (label.includes('mosquitto')) {
+      it('a message a broker retained is refused when it is replayed to a (re)subscribing agent', async () => {
+        const pub = (...args: string[]) => run('mosquitto_pub', ['-h', hub.host, '-p', String(hub.port), '-q', '1', '-t', 'f2b/sshd/ban', ...args]);
+        await pub('-r', '-m', '203.0.113.33'); // mosquitto stores it; live subscribers get it once
+        await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.33'), 'the live delivery');
+        await run('mosquitto_pub', ['-h', hub.host, '-p', String(hub.port), '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.33']);
+        await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.33'), 'the unban');
+        try {
+          await b.requireAgent().stop();
+          const agent = await b.startAgent(); // mosquitto replays the retained ban on subscription
+          await waitFor(() => agent.logLines().some((line) => line.reason === 'retained'), 'the refusal of the replay');
+          await pub('-m', '198.51.100.34');
+          await waitFor(async () => (await b.banned('sshd-sync')).includes('198.51.100.34'), 'a live ban after the replay');
+          expect(await b.banned('sshd-sync')).not.to.include('203.0.113.33');
+        } finally {
+          await pub('-r', '-n'); // clear the retained message
+        }
+      });
+    }
+
     if (label.includes('standalone')) {
       it('agents reconnect on their own when the hub goes away and comes back', async () => {
         await hub.restart!();

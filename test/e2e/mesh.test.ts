@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { connect } from 'mqtt';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { barrier } from '../support/barrier.js';
-import { freePort } from '../support/ports.js';
+import { freePort, freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
@@ -23,7 +23,7 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
   let c: SimHost;
 
   before(async () => {
-    port = await freePort(IPS[0]);
+    port = await freePortOn(IPS);
     hosts = await Promise.all(
       IPS.map((ip, index) =>
         SimHost.start({ name: `host-${'abc'[index]}`, ip, port, peers: IPS.filter((peer) => peer !== ip) }),

@@ -52,6 +52,11 @@ export interface FakeOpnsenseOptions {
   host?: string;
   /** pf table-entries limit reported by get_table_size (default 1,000,000). */
   tableEntriesLimit?: number;
+  /**
+   * Serve the API under this path, as a reverse proxy publishing the GUI at
+   * https://proxy/<prefix>/ does (e.g. '/fw1'); anything else is 404. `url` then includes it.
+   */
+  pathPrefix?: string;
 }
 
 export interface FakeRequestRecord {
@@ -121,6 +126,12 @@ export interface FakeOpnsense {
   failNext(n: number, status?: number): void;
   /** Every request is answered with `status` until setFailing(null). */
   setFailing(status: number | null): void;
+  /**
+   * Every set_item answers {"result":"failed","validations":{"alias.content": message}}
+   * until refuseSetItem(null), like a firewall whose stored alias content no longer passes
+   * its own validation (e.g. after an upgrade tightened it).
+   */
+  refuseSetItem(message: string | null): void;
   resetCounters(): void;
   close(): Promise<void>;
 }
@@ -436,6 +447,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
   };
   url = '';
   port = 0;
+  private readonly pathPrefix: string;
 
   private readonly keys: FakeApiKey[];
   private readonly aliasStates = new Map<string, AliasState>();
@@ -453,6 +465,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
   private failCount = 0;
   private failStatus = 500;
   private failingStatus: number | null = null;
+  private setItemRefusal: string | null = null;
 
   constructor(
     readonly host: string,
@@ -463,6 +476,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     options: FakeOpnsenseOptions,
   ) {
     this.keys = options.keys ?? [FAKE_API_KEY];
+    this.pathPrefix = (options.pathPrefix ?? '').replace(/\/+$/, '');
     for (const table of SYSTEM_TABLES) this.tables.set(table, new Set());
     for (const spec of options.aliases ?? []) this.defineAlias(spec);
   }
@@ -490,7 +504,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     await this.listen(0);
     const scheme = this.tls ? 'https' : 'http';
     const shownHost = isIP(this.host) === 6 ? `[${this.host}]` : this.host;
-    this.url = `${scheme}://${shownHost}:${this.port}`;
+    this.url = `${scheme}://${shownHost}:${this.port}${this.pathPrefix}`;
   }
 
   private listen(port: number): Promise<void> {
@@ -612,6 +626,10 @@ class FakeOpnsenseServer implements FakeOpnsense {
     this.failingStatus = status;
   }
 
+  refuseSetItem(message: string | null): void {
+    this.setItemRefusal = message;
+  }
+
   resetCounters(): void {
     this.requests.total = 0;
     this.requests.byEndpoint = {};
@@ -646,7 +664,9 @@ class FakeOpnsenseServer implements FakeOpnsense {
     res.on('close', settle);
 
     const url = new URL(req.url ?? '/', 'http://fake.invalid');
-    const found = route(url.pathname);
+    const prefix = this.pathPrefix;
+    const underPrefix = prefix === '' || url.pathname.startsWith(`${prefix}/`);
+    const found = underPrefix ? route(url.pathname.slice(prefix.length)) : null;
     const key = found?.def.key ?? 'unknown';
     counters.byEndpoint[key] = (counters.byEndpoint[key] ?? 0) + 1;
     const contentType = req.headers['content-type'];
@@ -858,6 +878,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     const alias = this.findByUuid(ctx.params[0]);
     const item = ctx.post['alias'];
     if (ctx.method !== 'POST' || alias === undefined || !isRecord(item)) return ok({ result: 'failed' });
+    if (this.setItemRefusal !== null) return ok({ result: 'failed', validations: { 'alias.content': this.setItemRefusal } });
     const description = stringField(item, 'description');
     const text = stringField(item, 'content');
     let content: string[] | undefined;

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { connect, type MqttClient } from 'mqtt';
 import { barrier } from '../support/barrier.js';
 import { BIN } from '../support/paths.js';
-import { freePort } from '../support/ports.js';
+import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
@@ -29,7 +29,7 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
   const brokerA = () => ({ host: '127.0.0.2', port });
 
   before(async () => {
-    port = await freePort('127.0.0.2');
+    port = await freePortOn(['127.0.0.2', '127.0.0.3']);
     const users = ['[users]', `host-a = ${await hashWithCli(PASSWORDS['host-a'])}`, `host-b = ${await hashWithCli(PASSWORDS['host-b'])}`];
     [a, b] = await Promise.all(
       (['host-a', 'host-b'] as const).map((name, index) =>
@@ -82,7 +82,9 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     } finally {
       await b.writeConfig();
     }
-    await barrier(brokerA(), [a, b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
+    // An authenticated bare address speaks for its sender, so each barrier is seen by the other host.
+    await barrier(brokerA(), [b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
+    await barrier(brokerA(), [a], 'sshd', 'sshd-sync', ['-u', 'host-b', '-P', PASSWORDS['host-b']]);
     for (const host of [a, b]) {
       expect((await host.banned('sshd-sync')).filter((ip) => /^203\.0\.113\.4[1-4]$/.test(ip))).to.deep.equal([]);
     }
@@ -101,6 +103,27 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.46'), "host-b's own event on host-a");
     expect(await a.banned('sshd-sync')).not.to.include('203.0.113.45');
     expect(await b.banned('sshd-sync')).not.to.include('203.0.113.45');
+  });
+
+  it("a bare address from an authenticated host is that host's event: applied by the others, not by itself", async () => {
+    const result = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'host-b', '-P', PASSWORDS['host-b'], '-q', '1', '-t', 'f2b/sshd/ban', '-m', '203.0.113.48']);
+    expect(result.code, result.stderr).to.equal(0);
+    await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.48'), 'the stamped event on host-a');
+    await barrier(brokerA(), [b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
+    expect(await b.banned('sshd-sync')).not.to.include('203.0.113.48');
+  });
+
+  it('refuses, with authentication on, what no agent would accept, whatever its first bytes', async () => {
+    const spoofs = [` {"ip":"203.0.113.49","origin":"host-a"}`, `\n{"ip":"203.0.113.49","origin":"host-a"}`, `\ufeff{"ip":"203.0.113.49","origin":"host-a"}`, 'not-an-ip'];
+    for (const payload of spoofs) {
+      const client = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      client.publish('f2b/sshd/ban', payload, { qos: 1 });
+      await closed;
+      client.end(true);
+    }
+    await barrier(brokerA(), [b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
+    expect(await b.banned('sshd-sync')).not.to.include('203.0.113.49');
   });
 
   it('allows subscribing only under f2b/ and publishing only f2b/<jail>/<action>', async () => {

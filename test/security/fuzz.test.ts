@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { publishAll } from '../../cli/mqtt-publish.js';
 import { barrier } from '../support/barrier.js';
-import { freePort } from '../support/ports.js';
+import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 import { agentLevelMessage, brokerLevelMessage, randomSource, type FuzzMessage } from './hostile-input.js';
@@ -26,7 +26,7 @@ describe(`fuzz: ${AGENT_LEVEL + BROKER_LEVEL} malformed messages through a real 
   let port: number;
 
   before(async () => {
-    port = await freePort('127.0.0.2');
+    port = await freePortOn(['127.0.0.2', '127.0.0.3']);
     [a, b] = await Promise.all(
       ['fuzz-a', 'fuzz-b'].map((name, index) => SimHost.start({ name, ip: `127.0.0.${index + 2}`, port, peers: [`127.0.0.${3 - index}`] })),
     );

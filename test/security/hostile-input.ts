@@ -76,7 +76,7 @@ export function agentLevelMessage(random: Random, jails: readonly string[]): Fuz
     case 1: return { topic, payload: Buffer.from(`${pick(random, INJECTIONS)}${int(random, 2) ? '203.0.113.7' : ''}`) };
     case 2: return { topic, payload: randomBytes(random) };
     case 3: return { topic, payload: Buffer.from(wrongJson(random)) };
-    case 4: return { topic, payload: Buffer.from(pick(random, NEVER_BAN)) };
+    case 4: return { topic: topic.replace(/unban(ip)?$/, 'ban'), payload: Buffer.from(pick(random, NEVER_BAN)) }; // unbans of them pass
     default: return { topic: `f2b/unmapped${int(random, 50)}/${action}`, payload: Buffer.from(`203.0.113.${int(random, 250) + 1}`) };
   }
 }

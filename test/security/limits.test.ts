@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'mqtt';
+import { createConnection } from 'node:net';
+import { connect, MqttClient } from 'mqtt';
 import { BIN } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
 import { RunningProcess } from '../support/process.js';
@@ -56,14 +57,16 @@ describe('abuse limits: per-client rate at the broker, per-origin rate at the ag
   });
 
   it('an agent drops what one origin sends beyond its rate, spread over many connections', async () => {
+    const port = Number(new URL(url).port);
     const clients = await Promise.all(
-      Array.from({ length: 10 }, async () => {
-        const client = connect(url, { reconnectPeriod: 0 });
+      Array.from({ length: 10 }, async (_, c) => {
+        // Ten source addresses: the broker limits each sender address (or account) on its own.
+        const client = new MqttClient(() => createConnection({ host: '127.0.0.1', port, localAddress: `127.0.0.${20 + c}` }), { reconnectPeriod: 0 });
         await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
         return client;
       }),
     );
-    // 10 connections x 10 events: each connection stays under the broker's burst of 20
+    // 10 senders x 10 events: each stays under the broker's burst of 20
     await Promise.all(
       clients.map((client, c) =>
         Promise.all(Array.from({ length: 10 }, (_, i) => client.publishAsync('f2b/sshd/ban', JSON.stringify({ ip: `10.98.${c}.${i + 1}`, origin: 'flood-x' }), { qos: 1 }))),

@@ -42,6 +42,25 @@ describe('clear errors instead of stack traces', function () {
     });
   }
 
+  it('syncfail2ban: an unusable opn_ca_file stops it with one line naming the key and the fix, and exit 78', async () => {
+    const config = (caFile: string) =>
+      ['node_id = ca-check', 'mq_ip = 127.0.0.6', 'f2b_sync = false', `state_dir = ${join(dir, 'state')}`, `control_socket = ${join(dir, 'ca-control.sock')}`,
+        'opn_fw_sync = true', 'opn_fw_ip = 192.0.2.1', `opn_ca_file = ${caFile}`, '[opn_aliases]', 'sshd = f2b_sshd', '[opn_keys]', '192.0.2.1_key = k', '192.0.2.1_secret = s', ''].join('\n');
+    await writeFile(join(dir, 'ca-missing.cfg'), config(join(dir, 'absent-ca.pem')));
+    const missing = await run(process.execPath, [BIN.agent, '--config', join(dir, 'ca-missing.cfg')]);
+    expect(missing.code, missing.stderr).to.equal(78);
+    expect(missing.stderr.trim().split('\n')).to.deep.equal([
+      `syncfail2ban: opn_ca_file: cannot read ${join(dir, 'absent-ca.pem')} (ENOENT); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA), readable by this user, or remove it to use the system CAs`,
+    ]);
+
+    await writeFile(join(dir, 'not-a-cert.pem'), 'hello\n');
+    await writeFile(join(dir, 'ca-garbage.cfg'), config(join(dir, 'not-a-cert.pem')));
+    const garbage = await run(process.execPath, [BIN.agent, '--config', join(dir, 'ca-garbage.cfg')]);
+    expect(garbage.code, garbage.stderr).to.equal(78);
+    expect(garbage.stderr.trim().split('\n')).to.have.length(1);
+    expect(garbage.stderr).to.match(/^syncfail2ban: opn_ca_file: .*not-a-cert\.pem holds no PEM certificate .*; fix: point opn_ca_file at/);
+  });
+
   it('a garbled reply on the fail2ban socket is logged clearly and the agent keeps running', async () => {
     const socketPath = join(dir, 'garbled.sock');
     const fake = createServer((socket) => socket.on('data', () => socket.write(Buffer.concat([Buffer.from([0x80, 0x05, 0xff, 0x13, 0x37]), Buffer.from('<F2B_END_COMMAND>')]))));

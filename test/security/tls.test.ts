@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { readFile, rm } from 'node:fs/promises';
 import { connect } from 'mqtt';
 import { makeTestCa, type TestCa } from '../support/certs.js';
-import { freePort } from '../support/ports.js';
+import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 
@@ -29,7 +29,7 @@ describe('TLS: mesh brokers over mqtts with client certificates (mutual TLS)', f
     // One certificate per host: server certificate of its broker and client certificate (CN = identity).
     certs['host-a'] = await ca.issue('host-a', { cn: 'host-a', ips: ['127.0.0.2'] });
     certs['host-b'] = await ca.issue('host-b', { cn: 'host-b', ips: ['127.0.0.3'] });
-    port = await freePort('127.0.0.2');
+    port = await freePortOn(['127.0.0.2', '127.0.0.3']);
     [a, b] = await Promise.all(
       ['host-a', 'host-b'].map((name, index) =>
         SimHost.start({ name, ip: `127.0.0.${index + 2}`, port, peers: [`127.0.0.${3 - index}`], extra: tlsLines(name) }),

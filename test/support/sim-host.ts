@@ -135,16 +135,6 @@ export class SimHost {
     return this.fail2ban.banned(jail);
   }
 
-  /** Refusal counts per reason, from the agent's log lines. */
-  refusals(): Record<string, number> {
-    const counts: Record<string, number> = {};
-    for (const line of this.requireAgent().logLines()) {
-      if (typeof line.reason !== 'string') continue;
-      counts[line.reason] = (counts[line.reason] ?? 0) + (typeof line.count === 'number' ? line.count : 1);
-    }
-    return counts;
-  }
-
   async stop(): Promise<void> {
     await this.agent?.stop();
     await this.ownFail2ban?.stop();

@@ -1,0 +1,53 @@
+import { expect } from 'chai';
+import { pino } from 'pino';
+import { Intake, type Route, type RouteResult } from '../../agent/intake.js';
+import type { SyncEvent } from '../../src/event.js';
+import { mustParseAddress } from '../../src/ip.js';
+import { NeverBanList } from '../../src/never-ban.js';
+import { RateLimiter } from '../../src/rate-limit.js';
+import { Refusals } from '../../src/refusals.js';
+
+class CollectingRoute implements Route {
+  readonly name = 'collecting';
+  events: SyncEvent[] = [];
+  offer(event: SyncEvent): RouteResult {
+    this.events.push(event);
+    return 'queued';
+  }
+}
+
+describe('intake: the checks every event passes before any route', () => {
+  let route: CollectingRoute;
+  let refusals: Refusals;
+  let intake: Intake;
+
+  beforeEach(() => {
+    route = new CollectingRoute();
+    refusals = new Refusals(pino({ level: 'silent' }));
+    intake = new Intake(new NeverBanList([mustParseAddress('192.0.2.0/24')], []), [route], refusals, new RateLimiter({ perSecond: 1, burst: 3 }));
+  });
+  afterEach(() => refusals.close());
+
+  const send = (topic: string, payload: string, retained = false) => intake.handle(topic, Buffer.from(payload), 'test', retained);
+
+  it('refuses to ban a protected address, but lets its unban through (it may clear an older ban)', () => {
+    send('f2b/sshd/ban', '192.0.2.5');
+    send('f2b/sshd/unban', '192.0.2.5');
+    expect(route.events.map((event) => `${event.action} ${event.address.text}`)).to.deep.equal(['unban 192.0.2.5']);
+    expect(refusals.byReason()).to.deep.equal({ 'never-ban': 1 });
+  });
+
+  it('refuses a retained message replayed by a broker', () => {
+    send('f2b/sshd/ban', '203.0.113.5', true);
+    expect(route.events).to.deep.equal([]);
+    expect(refusals.byReason()).to.deep.equal({ retained: 1 });
+  });
+
+  it('limits each origin on its own', () => {
+    for (let i = 1; i <= 5; i++) send('f2b/sshd/ban', JSON.stringify({ ip: `203.0.113.${i}`, origin: 'noisy' }));
+    send('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.9', origin: 'quiet' }));
+    expect(route.events.map((event) => event.address.text)).to.deep.equal(['203.0.113.1', '203.0.113.2', '203.0.113.3', '203.0.113.9']);
+    expect(refusals.byReason()).to.deep.equal({ 'rate-limited': 2 });
+    expect(Object.keys(intake.stats().peersSeen).sort()).to.deep.equal(['noisy', 'quiet']);
+  });
+});
