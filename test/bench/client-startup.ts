@@ -12,8 +12,7 @@ const RUNS = 15;
 
 /**
  * What one fail2ban action costs: syncfail2ban-client publishing one ban to a live broker,
- * against the floor of starting node at all and against the `fail2ban-client` process the
- * original spawned per ban (here only `ping`, its cheapest command).
+ * against the floor of starting node at all (spawned the same way).
  */
 export async function run(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'sf2b-bench-'));
