@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
+import { clientCredentials } from '../src/mqtt-credentials.js';
 import { checkJails, type Finding } from './jail-checks.js';
 
 /**
@@ -32,6 +33,12 @@ async function diagnose(file: string): Promise<Finding[]> {
     ...config.unknownKeys.map((key): Finding => ({ level: 'warn', subject: 'config', message: `unknown key ${key} is ignored`, fix: 'correct its spelling or remove it (etc/config.cfg lists every key)' })),
     ...config.warnings.map((warning): Finding => ({ level: 'warn', subject: 'config', message: warning })),
   ];
+  try {
+    clientCredentials(config.mqtt); // reads the password, CA and certificate files it names
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    findings.push({ level: 'fail', subject: 'config', message: error.message });
+  }
   if (config.jails.size === 0) {
     findings.push({
       level: config.opnsense.enabled ? 'ok' : 'warn',

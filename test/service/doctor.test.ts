@@ -117,6 +117,10 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
     expect(unreachable.stdout).to.include(`FAIL  fail2ban: cannot connect to fail2ban: socket ${join(dir, 'absent.sock')} does not exist (ENOENT).`);
     expect(unreachable.stdout).to.include('      fix: start fail2ban ("systemctl start fail2ban")');
 
+    const missingCa = await check(dir, 'noca', ['mq_ip = 127.0.0.1', `fail2ban_socket = ${join(dir, 'absent.sock')}`, `mqtt_ca_file = ${join(dir, 'absent-ca.pem')}`]);
+    expect(missingCa.code).to.equal(1);
+    expect(missingCa.stdout).to.include(`FAIL  config: mqtt_ca_file = ${join(dir, 'absent-ca.pem')}: cannot read it (ENOENT); fix: correct the path`);
+
     const invalid = await check(dir, 'invalid', ['mq_port = 99999']);
     expect(invalid.code).to.equal(1);
     expect(invalid.stdout).to.include(`FAIL  config: ${join(dir, 'invalid.cfg')}: mq_port: "99999" is not a whole number from 1 to 65535; fix: set mq_port to such a number (default 18862)`);
