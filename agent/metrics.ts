@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Endpoint } from '../src/config.js';
+import { urlHost, type Endpoint } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { programVersion } from '../src/version.js';
 import type { AgentStatus } from './agent.js';
@@ -113,8 +113,7 @@ export class MetricsServer {
         },
       );
     });
-    const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
-    const url = `http://${host}:${endpoint.port}/metrics`;
+    const url = `http://${urlHost(endpoint.host)}:${endpoint.port}/metrics`;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) =>
         reject(new Error(`cannot serve metrics on ${endpoint.host}:${endpoint.port} (${error.code ?? error.message}); fix: choose a free metrics_port, or 0 to turn metrics off`)),

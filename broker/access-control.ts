@@ -4,11 +4,9 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
-import { verifyPassword } from './password.js';
+import { PasswordChecker } from './password-checker.js';
 
 const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip)$`);
-/** Checked when the account is unknown, so that answering takes as long as for a known one. */
-const DUMMY_HASH = '$scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
 /**
  * The broker's rules: who may connect (accounts from [users], client certificates), what
@@ -23,7 +21,7 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   const authRequired = security.users.size > 0;
   const certRequired = security.tls?.clientCaFile !== undefined;
 
-  const passwordChecks = new CheckQueue();
+  const passwords = new PasswordChecker(security.users);
 
   const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void) => {
     refusals.refuse('auth-failed', detail, { client: client.id, remote: remoteAddress(client) });
@@ -41,12 +39,11 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       return done(null, true);
     }
     const account = username ?? commonName;
-    const stored = (account !== undefined && security.users.get(account)) || DUMMY_HASH;
-    const check = passwordChecks.run(() => verifyPassword(password ?? Buffer.alloc(0), stored));
+    const check = passwords.check(account, password ?? Buffer.alloc(0), remoteAddress(client));
     if (!check) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
     check.then(
       (ok) => {
-        if (!ok || stored === DUMMY_HASH) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
+        if (!ok) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
         identities.set(client, account!);
         done(null, true);
       },
@@ -72,8 +69,9 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
       const { origin, address } = decoded.event;
       if (origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(origin)}`);
-      // A bare address from an authenticated host speaks for that host, not for nobody.
-      if (origin === undefined) packet.payload = Buffer.from(encodePayload(address, identity));
+      // A bare address from an authenticated host speaks for that host, not for nobody;
+      // only an admin account (mq_admins) speaks for the whole fleet.
+      if (origin === undefined && !security.admins.has(identity)) packet.payload = Buffer.from(encodePayload(address, identity));
     }
     packet.retain = false; // delivered live, never stored
     done(null);
@@ -84,29 +82,6 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     refusals.refuse('bad-subscription', `subscribing to ${JSON.stringify(subscription.topic.slice(0, 80))} is not allowed`, { client: identities.get(client) ?? client.id });
     done(null, null); // SUBACK 128: refused, connection kept
   };
-}
-
-/**
- * Each password check costs ~50 ms of a libuv thread (scrypt): run two at a time and turn
- * away attempts beyond a short queue, so a flood of CONNECTs cannot starve the agent's file
- * and DNS work, which share that thread pool.
- */
-class CheckQueue {
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  run<T>(work: () => Promise<T>): Promise<T> | null {
-    if (this.running >= 2 && this.waiting.length >= 32) return null;
-    const start = (): Promise<T> => {
-      this.running += 1;
-      return work().finally(() => {
-        this.running -= 1;
-        this.waiting.shift()?.();
-      });
-    };
-    if (this.running < 2) return start();
-    return new Promise<T>((resolve, reject) => this.waiting.push(() => void start().then(resolve, reject)));
-  }
 }
 
 function peerCommonName(client: Client): string | undefined {

@@ -6,6 +6,8 @@ import { NODE_ID } from './event.js';
 export interface BrokerSecurity {
   /** account name -> scrypt hash (syncfail2ban-broker --hash-password); any entry turns authentication on. */
   users: Map<string, string>;
+  /** Accounts whose bare-address events pass unstamped: manual bans and unbans for the whole fleet. */
+  admins: Set<string>;
   /** Listen with TLS; with clientCaFile, require a client certificate whose CN is the host's identity. */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 }
@@ -39,7 +41,11 @@ export function readBrokerSecurity(general: SectionReader, users: SectionReader)
     }
     accounts.set(name, hash);
   }
-  const security: BrokerSecurity = { users: accounts };
+  const admins = new Set(general.list('mq_admins'));
+  for (const admin of admins) {
+    if (!accounts.has(admin)) general.fail('mq_admins', `${JSON.stringify(admin)} has no account in [users]`, 'add it to [users] (syncfail2ban-broker --hash-password) or remove it here');
+  }
+  const security: BrokerSecurity = { users: accounts, admins };
   const certFile = general.string('mq_tls_cert', '');
   const keyFile = general.string('mq_tls_key', '');
   const clientCaFile = general.string('mq_tls_client_ca', '');

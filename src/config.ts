@@ -259,8 +259,7 @@ function firewallUrl(general: SectionReader, name: string): string {
     return `${url.origin}${prefix}`;
   }
   const { host, port } = parseEndpoint(general, 'opn_fw_ip', name, 443);
-  const bracketed = isIP(host) === 6 ? `[${host}]` : host;
-  return port === 443 ? `https://${bracketed}` : `https://${bracketed}:${port}`;
+  return port === 443 ? `https://${urlHost(host)}` : `https://${urlHost(host)}:${port}`;
 }
 
 /** `host`, `host:port`, `[v6]:port` or a bare IPv6 address. */
@@ -302,5 +301,10 @@ export function meshTls(config: Config): boolean {
 }
 
 export function endpointUrl({ host, port }: Endpoint, tls = false): string {
-  return `${tls ? 'mqtts' : 'mqtt'}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  return `${tls ? 'mqtts' : 'mqtt'}://${urlHost(host)}:${port}`;
+}
+
+/** A host as it stands in a URL: IPv6 addresses in brackets. */
+export function urlHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
 }

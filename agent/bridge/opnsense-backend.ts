@@ -226,6 +226,9 @@ export class OpnsenseBackend implements Backend {
     const missing = adds.filter((address) => !live.has(address)).length;
     const left = deletes.filter((address) => live.has(address)).length;
     if (missing > 0 || left > 0) {
+      // If pf never shows it (alias disabled, table limit, nested alias), one address at a
+      // time must take over, or this batch would hold up every alias of this firewall.
+      this.options.aliasInfo.avoidBulk(alias);
       throw new Error(
         `OPNsense ${this.firewall}: alias "${alias}" was saved but pf does not show it yet (${missing} missing, ${left} still present; probably another reconfigure was running); will apply again`,
       );
@@ -252,8 +255,11 @@ export class OpnsenseBackend implements Backend {
   }
 
   private async killStates(addresses: string[]): Promise<void> {
-    if (!this.options.killStates || addresses.length === 0) return;
-    await forEachLimited(addresses, this.concurrency, async (address) => {
+    // A network would be taken by OPNsense as a filter matching every state inside it,
+    // the firewall's own NAT states included: only single addresses have states killed.
+    const hosts = addresses.filter((address) => !address.includes('/'));
+    if (!this.options.killStates || hosts.length === 0) return;
+    await forEachLimited(hosts, this.concurrency, async (address) => {
       try {
         await this.options.client.killStates(address);
       } catch (error) {

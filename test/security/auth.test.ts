@@ -7,7 +7,7 @@ import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 
-const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b' };
+const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b', admin: 'correct horse battery admin' };
 
 async function hashWithCli(password: string): Promise<string> {
   const result = await run(process.execPath, [BIN.broker, '--hash-password'], 30_000, `${password}\n`);
@@ -30,7 +30,7 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
 
   before(async () => {
     port = await freePortOn(['127.0.0.2', '127.0.0.3']);
-    const users = ['[users]', `host-a = ${await hashWithCli(PASSWORDS['host-a'])}`, `host-b = ${await hashWithCli(PASSWORDS['host-b'])}`];
+    const users = ['[users]', ...(await Promise.all((['host-a', 'host-b', 'admin'] as const).map(async (name) => `${name} = ${await hashWithCli(PASSWORDS[name])}`)))];
     [a, b] = await Promise.all(
       (['host-a', 'host-b'] as const).map((name, index) =>
         SimHost.start({
@@ -38,7 +38,7 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
           ip: `127.0.0.${index + 2}`,
           port,
           peers: [`127.0.0.${3 - index}`],
-          extra: [`mqtt_password = ${PASSWORDS[name]}`],
+          extra: [`mqtt_password = ${PASSWORDS[name]}`, 'mq_admins = admin'],
           sections: users,
         }),
       ),
@@ -111,6 +111,15 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.48'), 'the stamped event on host-a');
     await barrier(brokerA(), [b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
     expect(await b.banned('sshd-sync')).not.to.include('203.0.113.48');
+  });
+
+  it('a bare address from an admin account (mq_admins) is applied by every host', async () => {
+    const result = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'admin', '-P', PASSWORDS.admin, '-q', '1', '-t', 'f2b/sshd/ban', '-m', '203.0.113.38']);
+    expect(result.code, result.stderr).to.equal(0);
+    for (const host of [a, b]) await waitFor(async () => (await host.banned('sshd-sync')).includes('203.0.113.38'), `the admin's ban on ${host.name}`);
+    const unban = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'admin', '-P', PASSWORDS.admin, '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.38']);
+    expect(unban.code, unban.stderr).to.equal(0);
+    for (const host of [a, b]) await waitFor(async () => !(await host.banned('sshd-sync')).includes('203.0.113.38'), `the admin's unban on ${host.name}`);
   });
 
   it('refuses, with authentication on, what no agent would accept, whatever its first bytes', async () => {
