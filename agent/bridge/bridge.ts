@@ -6,7 +6,7 @@ import type { SyncEvent } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import type { Route, RouteResult } from '../intake.js';
 import type { BatcherOptions } from '../sinks/batcher.js';
-import { DesiredState, holderOf, type HoldResult } from './desired-state.js';
+import { DesiredState, holderOf, refusedHold, type HoldResult } from './desired-state.js';
 import { FirewallSync, type FirewallStatus } from './firewall-sync.js';
 import { LogThrottle } from './log-throttle.js';
 import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
@@ -43,7 +43,7 @@ export class OpnsenseBridge implements Route {
     this.desired = options.desired ?? new DesiredState();
     this.stateFile = new StateFile(
       join(stateDir, STATE_FILE_NAME),
-      () => encodeBridgeState(this.desired, this.firewalls.map((sync) => sync.ledger)),
+      (generation) => encodeBridgeState(this.desired, this.firewalls.map((sync) => sync.ledger), generation),
       log,
       ...(options.stateWriteDelayMs === undefined ? [] : [options.stateWriteDelayMs]),
     );
@@ -87,7 +87,7 @@ export class OpnsenseBridge implements Route {
     const address = event.address.text;
     if (event.action === 'ban') {
       const held = this.desired.hold(alias, address, holderOf(event));
-      if (held === 'full' || held === 'crowded') {
+      if (refusedHold(held)) {
         this.refuseAtCap(held, alias, address);
         // Handled (and logged) here: the event itself was valid, so it is no refusal of intake.
         return 'queued';
@@ -136,13 +136,22 @@ export class OpnsenseBridge implements Route {
   private restore(saved: DecodedState, journal: Journal): void {
     let refused = 0;
     for (const [alias, address, holder] of saved.wanted) {
-      const held = this.desired.hold(alias, address, holder);
-      if (held === 'full' || held === 'crowded') refused += 1;
+      if (refusedHold(this.desired.hold(alias, address, holder))) refused += 1;
     }
     const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
     let orphaned = 0;
     let skipped = saved.skipped + journal.skipped;
-    const claims = [...saved.added];
+    // firewall -> alias -> address -> whether it is the bridge's; in order, so a later record wins.
+    const claims = new Map<string, Map<string, Map<string, boolean>>>();
+    const claim = (firewall: string, alias: string, address: string, ours: boolean) => {
+      let aliases = claims.get(firewall);
+      if (!aliases) claims.set(firewall, (aliases = new Map()));
+      let addresses = aliases.get(alias);
+      if (!addresses) aliases.set(alias, (addresses = new Map()));
+      addresses.delete(address); // keeps the order of the last record
+      addresses.set(address, ours);
+    };
+    for (const [firewall, alias, address] of saved.added) claim(firewall, alias, address, true);
     // Later than the snapshot, in order: each record says who held the address at that time.
     for (const record of journal.records) {
       const decoded = decodeJournalRecord(record);
@@ -151,36 +160,45 @@ export class OpnsenseBridge implements Route {
         continue;
       }
       const [firewall, alias, address, holders] = decoded;
-      claims.push([firewall, alias, address]);
+      // A claim taken back: not the bridge's, holders unchanged.
+      claim(firewall, alias, address, holders !== null);
+      if (holders === null) continue;
       this.desired.forget(alias, address);
       for (const holder of holders) {
-        const held = this.desired.hold(alias, address, holder);
-        if (held === 'full' || held === 'crowded') refused += 1;
+        if (refusedHold(this.desired.hold(alias, address, holder))) refused += 1;
       }
     }
-    for (const [firewall, alias, address] of claims) {
+    for (const [firewall, aliases] of claims) {
       const sync = byUrl.get(firewall);
-      if (sync) sync.ledger.add(alias, address);
-      else orphaned += 1;
+      for (const [alias, addresses] of aliases) {
+        for (const [address, ours] of addresses) {
+          if (!ours) continue;
+          if (sync) sync.ledger.add(alias, address);
+          else orphaned += 1;
+        }
+      }
     }
-    const unmapped = this.desired.prune(this.config.aliases);
+    const { moved, dropped: unmapped } = this.desired.prune(this.config.aliases);
     if (refused > 0) {
       this.log.error(
         { refused, max: this.desired.maxAddresses },
-        `the state file holds more than the bridge may (${this.desired.maxAddresses} addresses, ${this.desired.maxHolders} holders per address); ${refused} saved ban holder(s) were dropped`,
+        `the state file holds more than the bridge may (${this.desired.maxAddresses} addresses, ${this.desired.maxHolders} holders per address, ${this.desired.maxHolderEntries} holders in all); ${refused} saved ban holder(s) were dropped`,
       );
     }
+    if (moved > 0) {
+      this.log.info({ moved }, `moved ${moved} saved ban holder(s) to the alias their jail maps to now in [opn_aliases]; reconciliation adds them there and removes from the old alias what the bridge added`);
+    }
     if (unmapped > 0) {
-      this.log.info({ dropped: unmapped }, `dropped ${unmapped} saved ban holder(s) of jails no longer mapped to that alias in [opn_aliases]; reconciliation removes what they kept`);
+      this.log.info({ dropped: unmapped }, `dropped ${unmapped} saved ban holder(s) of jails no longer mapped to an alias in [opn_aliases] (or refused by the alias they map to now, at a cap); reconciliation removes what they kept`);
     }
     if (orphaned > 0) {
       this.log.warn({ dropped: orphaned }, `forgot ${orphaned} address(es) the bridge had added on firewalls no longer in opn_fw_ip; remove them there by hand if they should go`);
     }
     if (skipped > 0) this.log.warn({ skipped }, `skipped ${skipped} invalid entries of the state file ${this.stateFile.path} and its journal`);
-    if (refused + unmapped + orphaned + skipped > 0) this.stateFile.markDirty();
+    if (refused + moved + unmapped + orphaned + skipped > 0) this.stateFile.markDirty();
   }
 
-  private refuseAtCap(held: Extract<HoldResult, 'full' | 'crowded'>, alias: string, address: string): void {
+  private refuseAtCap(held: Extract<HoldResult, 'full' | 'crowded' | 'saturated'>, alias: string, address: string): void {
     const skipped = this.throttle.pass(held);
     if (skipped === null) return;
     const more = skipped > 0 ? ` (${skipped} more refused since the last message)` : '';
@@ -188,7 +206,9 @@ export class OpnsenseBridge implements Route {
       { alias, address, wanted: this.desired.size },
       held === 'full'
         ? `the OPNsense bridge already holds its maximum of ${this.desired.maxAddresses} wanted addresses (MAX_WANTED_ADDRESSES): ban of ${address} for alias ${alias} refused${more}. Something bans far more than a firewall alias should hold: look for a flood of bans (which hosts publish them, see the peers in syncfail2ban-client status), or shorten bantime`
-        : `${address} in alias ${alias} already has ${this.desired.maxHolders} holders (host + jail, MAX_HOLDERS_PER_ADDRESS): one more refused${more}; the address stays in the alias through the others. Look for a client publishing under many node ids`,
+        : held === 'saturated'
+          ? `the OPNsense bridge already holds its maximum of ${this.desired.maxHolderEntries} ban holders (host + jail) over all addresses (MAX_HOLDER_ENTRIES): ban of ${address} for alias ${alias} by one more refused${more}; an address already wanted stays in the alias through its other holders. Look for a client publishing under many node ids, or a flood of bans`
+          : `${address} in alias ${alias} already has ${this.desired.maxHolders} holders (host + jail, MAX_HOLDERS_PER_ADDRESS): one more refused${more}; the address stays in the alias through the others. Look for a client publishing under many node ids`,
     );
   }
 

@@ -24,7 +24,7 @@ export interface OpnsenseBackendOptions {
   ledger: FirewallLedger;
   aliasInfo: AliasInfoCache;
   /** Who holds an address now (journalled with each change). */
-  holders?: (alias: string, address: string) => string[];
+  holders: (alias: string, address: string) => string[];
   /** Each batch's changes are journalled ahead of its calls, so the ledger on disk covers every add in flight. */
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   killStates: boolean;
@@ -86,7 +86,7 @@ export class OpnsenseBackend implements Backend {
       if (changes.adds.length > 0 && !ledger.listed(alias)) await this.listAlias(alias);
     }
     const records: JournalRecord[] = [];
-    const record = (alias: string, address: string) => records.push([ledger.firewall, alias, address, this.options.holders?.(alias, address) ?? []]);
+    const record = (alias: string, address: string) => records.push([ledger.firewall, alias, address, this.options.holders(alias, address)]);
     for (const [alias, changes] of byAlias) {
       for (const address of changes.adds) {
         if (ledger.present(alias, address)) continue;
@@ -145,7 +145,7 @@ export class OpnsenseBackend implements Backend {
     const reportedBefore = this.reported;
     const needsInfo = total >= this.bulkMin || changes.adds.some((address) => address.includes('/'));
     const info = needsInfo ? await this.options.aliasInfo.get(alias) : undefined;
-    if (info?.kind === 'host') changes.adds = this.refuseNetworks(alias, changes);
+    if (info?.kind === 'host') changes.adds = await this.refuseNetworks(alias, changes);
 
     const bulk =
       info !== undefined && info.uuid !== null && (info.kind === 'host' || info.kind === 'network') && total >= this.bulkMin
@@ -173,9 +173,20 @@ export class OpnsenseBackend implements Backend {
 
   /** alias_util add/delete, CONCURRENCY at a time. Returns the addresses added. */
   private async oneByOne(alias: string, { adds, deletes, claimed }: AliasChanges): Promise<string[]> {
-    const { client, ledger } = this.options;
     const added: string[] = [];
+    const notAdded: string[] = [];
     const work = [...deletes.map((address) => ({ add: false, address })), ...adds.map((address) => ({ add: true, address }))];
+    try {
+      await this.oneByOneCalls(alias, work, added, notAdded);
+    } finally {
+      // Claimed by this batch and not added: not the bridge's. An address it added earlier stays its own.
+      await this.takeBack(alias, notAdded, claimed, 'unclaim');
+    }
+    return added;
+  }
+
+  private async oneByOneCalls(alias: string, work: Array<{ add: boolean; address: string }>, added: string[], notAdded: string[]): Promise<void> {
+    const { client, ledger } = this.options;
     await forEachLimited(work, this.concurrency, async ({ add, address }) => {
       try {
         if (add) {
@@ -187,12 +198,28 @@ export class OpnsenseBackend implements Backend {
         }
       } catch (error) {
         if (!concernsOneAddress(error, add, address)) throw error;
-        // Claimed by this batch and not added: not the bridge's. An address it added earlier stays its own.
-        if (add && claimed.has(address)) ledger.unclaim(alias, address);
+        if (add) notAdded.push(address);
         this.report(alias, error);
       }
     });
-    return added;
+  }
+
+  /**
+   * Takes back claims this batch made (of the addresses given, those in `claimed`): journals
+   * them as not the bridge's first (see JournalRecord), so that replaying the claim after a
+   * crash cannot make them its own again, then updates the ledger (also when the journal
+   * write fails, which throws: the batch is retried, its claims written again).
+   */
+  private async takeBack(alias: string, addresses: readonly string[], claimed: Set<string>, how: 'unclaim' | 'disown'): Promise<void> {
+    const { ledger, state } = this.options;
+    const mine = addresses.filter((address) => claimed.delete(address));
+    if (mine.length === 0) return;
+    try {
+      await state.writeAhead(mine.map((address): JournalRecord => [ledger.firewall, alias, address, null]));
+    } finally {
+      for (const address of mine) ledger[how](alias, address);
+      state.markDirty();
+    }
   }
 
   /**
@@ -207,13 +234,16 @@ export class OpnsenseBackend implements Backend {
       throw new Error(`OPNsense ${this.firewall}: alias "${alias}" disappeared from config while being updated; will look it up again`);
     }
     const content = new Map(item.content.map((entry) => [pfRendering(entry), entry]));
+    // Already there, and not because of the bridge: someone else's entry, never to be removed by it.
+    await this.takeBack(
+      alias,
+      adds.filter((address) => content.has(address)),
+      claimed,
+      'disown',
+    );
     let changed = false;
     for (const address of adds) {
-      if (content.has(address)) {
-        // Already there, and not because of the bridge: someone else's entry, never to be removed by it.
-        if (claimed.has(address)) ledger.disown(alias, address);
-        continue;
-      }
+      if (content.has(address)) continue;
       content.set(address, kind === 'network' && !address.includes('/') ? `${address}/${address.includes(':') ? 128 : 32}` : address);
       changed = true;
     }
@@ -237,14 +267,19 @@ export class OpnsenseBackend implements Backend {
     return adds;
   }
 
-  private refuseNetworks(alias: string, { adds, claimed }: AliasChanges): string[] {
+  private async refuseNetworks(alias: string, { adds, claimed }: AliasChanges): Promise<string[]> {
     const hosts: string[] = [];
+    await this.takeBack(
+      alias,
+      adds.filter((address) => address.includes('/')),
+      claimed,
+      'unclaim',
+    );
     for (const address of adds) {
       if (!address.includes('/')) {
         hosts.push(address);
         continue;
       }
-      if (claimed.has(address)) this.options.ledger.unclaim(alias, address);
       const message = `OPNsense ${this.firewall}: alias "${alias}" is a Host(s) alias and cannot hold the network ${address}; change the alias type to Network(s) or External (advanced) on the firewall, or map this jail to another alias`;
       this.noteAliasError(alias, message);
       const held = this.throttle.pass(`${alias}\u0000host-network`);

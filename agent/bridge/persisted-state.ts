@@ -8,6 +8,7 @@ export const STATE_FILE_NAME = 'opnsense-bridge.json';
  * The bridge's state file, version 1:
  *   wanted: alias -> address -> holders ("origin/jail")
  *   added:  firewall base URL -> alias -> addresses the bridge added there
+ *   generation: the snapshot's number (see StateFile), absent in files written before it
  * and its journal (STATE_FILE_NAME + ".journal"): one JournalRecord per line for every address
  * added or removed since that snapshot was written.
  */
@@ -15,6 +16,7 @@ interface StateV1 {
   version: 1;
   wanted: Record<string, Record<string, string[]>>;
   added: Record<string, Record<string, string[]>>;
+  generation?: number;
 }
 
 export interface DecodedState {
@@ -26,9 +28,10 @@ export interface DecodedState {
   skipped: number;
 }
 
-export function encodeBridgeState(desired: DesiredState, ledgers: readonly FirewallLedger[]): string {
+export function encodeBridgeState(desired: DesiredState, ledgers: readonly FirewallLedger[], generation = 0): string {
   const state: StateV1 = {
     version: 1,
+    generation,
     wanted: desired.toJSON(),
     added: Object.fromEntries(ledgers.map((ledger) => [ledger.firewall, ledger.toJSON()])),
   };
@@ -40,16 +43,22 @@ export function encodeBridgeState(desired: DesiredState, ledgers: readonly Firew
  * or removes on `firewall`: the address is the bridge's in `alias` (added, being added, or
  * being removed), and these are its holders now (none: no longer wanted). Replayed in order
  * over the snapshot, the records give the ledger and holders as they were at the crash.
+ *
+ * With `null` for holders, the address is NOT the bridge's in `alias` (a claim taken back:
+ * the add failed, or someone else's entry was there already); its holders are unchanged.
+ * Written before the ledger forgets the claim, so that replaying the earlier claim record
+ * cannot make a foreign entry the bridge's again.
  */
-export type JournalRecord = [firewall: string, alias: string, address: string, holders: string[]];
+export type JournalRecord = [firewall: string, alias: string, address: string, holders: string[] | null];
 
 /** A journal record with its invalid holders left out, or null when it is not one. */
 export function decodeJournalRecord(record: unknown): JournalRecord | null {
   if (!Array.isArray(record) || record.length !== 4) return null;
   const [firewall, alias, address, holders] = record as unknown[];
-  if (typeof firewall !== 'string' || typeof alias !== 'string' || typeof address !== 'string' || !Array.isArray(holders)) return null;
+  if (typeof firewall !== 'string' || typeof alias !== 'string' || typeof address !== 'string' || !(holders === null || Array.isArray(holders))) return null;
   const parsed = parseAddress(address);
   if (!parsed.ok || parsed.address.text !== address) return null;
+  if (holders === null) return [firewall, alias, address, null];
   return [firewall, alias, address, holders.filter((holder): holder is string => typeof holder === 'string' && HOLDER.test(holder))];
 }
 

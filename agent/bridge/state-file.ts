@@ -20,6 +20,24 @@ export interface Journal {
 }
 
 /**
+ * The line that starts each journal segment: the snapshot generation its records follow.
+ * A journal (or segment) without one predates generations and follows generation 0.
+ */
+interface JournalHeader {
+  generation: number;
+}
+
+function isHeader(line: unknown): line is JournalHeader {
+  return typeof line === 'object' && line !== null && !Array.isArray(line) && Number.isSafeInteger((line as JournalHeader).generation);
+}
+
+/** The generation a snapshot was written as (0: written before generations, or none). */
+function generationOf(json: unknown): number {
+  const generation = typeof json === 'object' && json !== null ? (json as Partial<JournalHeader>).generation : undefined;
+  return Number.isSafeInteger(generation) && (generation as number) >= 0 ? (generation as number) : 0;
+}
+
+/**
  * One JSON state file (the snapshot) plus its write-ahead journal (`<path>.journal`, one JSON
  * record per line).
  *
@@ -37,6 +55,14 @@ export interface Journal {
  * state, never a torn mix. Snapshots and journal appends never overlap: a record appended
  * before a snapshot is serialised is in that snapshot, one appended after it survives the
  * truncation that follows.
+ *
+ * Generations: each snapshot stores its number (`serialise(generation)` must write it as the
+ * root's `generation` field), and the first append after a snapshot starts a journal segment
+ * with a header line naming the generation it follows. The snapshot is renamed into place
+ * before the journal is emptied, so a crash in between (or a failed truncation) leaves records
+ * the snapshot already holds; replaying them would bring back holders as they were before
+ * it. `readJournal()` therefore only returns records of segments that follow the loaded
+ * snapshot's generation, and drops the others.
  */
 export class StateFile {
   /** Completed snapshot writes, for tests and status. */
@@ -52,11 +78,16 @@ export class StateFile {
   /** The journal file exists and its directory entry is durable. */
   private journalCreated = false;
   private tornTail = false;
+  /** The generation of the snapshot on disk (loaded, or last written). */
+  private generation = 0;
+  /** The next append starts a segment with a header naming `generation`. */
+  private needsHeader = true;
   private readonly throttle = new LogThrottle();
 
   constructor(
     readonly path: string,
-    private readonly serialise: () => string,
+    /** Serialises the state as a JSON object whose `generation` field is the given number. */
+    private readonly serialise: (generation: number) => string,
     private readonly log: Logger,
     private readonly delayMs = STATE_WRITE_DELAY_MS,
   ) {}
@@ -95,7 +126,9 @@ export class StateFile {
     }
     if (text !== undefined) {
       try {
-        decoded = decode(JSON.parse(text) as unknown);
+        const json = JSON.parse(text) as unknown;
+        decoded = decode(json);
+        this.generation = generationOf(json);
       } catch (error) {
         decoded = await this.setAside(`is not a valid state file (${(error as Error).message})`);
       }
@@ -103,7 +136,10 @@ export class StateFile {
     return this.disabled ? decoded : this.probe(decoded);
   }
 
-  /** The records appended since the last snapshot (none when there is no journal). Call after load(). */
+  /**
+   * The records appended since the last snapshot (none when there is no journal): those of
+   * journal segments that follow the loaded snapshot's generation. Call after load().
+   */
   async readJournal(): Promise<Journal> {
     let text: string;
     try {
@@ -118,15 +154,37 @@ export class StateFile {
     // A crash in the middle of an append leaves a torn last line: the next record starts on a line of its own.
     this.tornTail = text !== '' && !text.endsWith('\n');
     const journal: Journal = { records: [], skipped: 0 };
+    let follows = 0; // a journal without a header predates generations
+    let stale = 0;
+    const staleGenerations = new Set<number>();
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
+      let parsed: unknown;
       try {
-        journal.records.push(JSON.parse(line) as unknown);
+        parsed = JSON.parse(line) as unknown;
       } catch {
         journal.skipped += 1; // a record torn by a crash: its batch was never sent
+        continue;
+      }
+      if (isHeader(parsed)) {
+        follows = parsed.generation;
+      } else if (follows === this.generation) {
+        journal.records.push(parsed);
+      } else {
+        stale += 1;
+        staleGenerations.add(follows);
       }
     }
-    if (journal.records.length > 0 || journal.skipped > 0) this.markDirty();
+    // Appends go on in the current segment only if it follows the loaded snapshot.
+    this.needsHeader = follows !== this.generation;
+    if (stale > 0) {
+      this.log.info(
+        { stateFile: this.journalPath, stale, journalGenerations: [...staleGenerations], snapshotGeneration: this.generation },
+        `ignored ${stale} journal record(s) written before the snapshot of generation ${this.generation} (already in it: the journal was not emptied after that snapshot was saved)`,
+      );
+    }
+    // A snapshot also empties a journal of stale records.
+    if (journal.records.length > 0 || journal.skipped > 0 || stale > 0) this.markDirty();
     return journal;
   }
 
@@ -145,11 +203,13 @@ export class StateFile {
     const text = records.map((record) => `${JSON.stringify(record)}\n`).join('');
     await this.exclusive(async () => {
       if (this.disabled) return;
+      const header = this.needsHeader ? `${JSON.stringify({ generation: this.generation } satisfies JournalHeader)}\n` : '';
       try {
-        await this.append(text);
+        await this.append(header + text);
       } catch (error) {
         throw this.failed('record the addresses it is about to add in', this.journalPath, error, 'the changes wait until it can');
       }
+      this.needsHeader = false;
       this.journalWrites += 1;
     });
   }
@@ -202,7 +262,8 @@ export class StateFile {
 
   private async snapshot(): Promise<void> {
     const started = performance.now();
-    const text = this.serialise(); // may throw (e.g. a state too big for one string): handled by the caller
+    const generation = this.generation + 1;
+    const text = this.serialise(generation); // may throw (e.g. a state too big for one string): handled by the caller
     this.lastSerialiseMs = performance.now() - started;
     const temp = `${this.path}.tmp`;
     const file = await open(temp, 'w', 0o640);
@@ -213,6 +274,11 @@ export class StateFile {
       await file.close();
     }
     await rename(temp, this.path);
+    // From now on the journal's records are in the snapshot: whatever is appended next starts a
+    // new segment, so records left behind (the truncation below failing, or a crash before it)
+    // are told apart from later ones.
+    this.generation = generation;
+    this.needsHeader = true;
     // The rename itself is only durable once the directory is synced.
     await this.syncDir();
     // Everything the journal held is in the snapshot now.

@@ -40,6 +40,7 @@ async function scenario(type: FakeAliasType, baselineBans: number, bridgeBans: n
     const ledger = new FirewallLedger(bridgeClient.firewall);
     const backend = new OpnsenseBackend({
       client: bridgeClient,
+      holders: () => [],
       ledger,
       aliasInfo: new AliasInfoCache(bridgeClient, silent),
       state: { markDirty() {}, async writeAhead() {} },

@@ -32,7 +32,7 @@ describe('OPNsense backend (one firewall)', function () {
     const ledger = new FirewallLedger(client.firewall);
     const state = { flushes: 0, records: [] as unknown[], markDirty() {}, async writeAhead(records: readonly unknown[]) { state.flushes += 1; state.records.push(...records); } };
     const aliasInfo = new AliasInfoCache(client, captured.log);
-    const backend = new OpnsenseBackend({ client, ledger, aliasInfo, state: options.state ?? state, killStates: options.killStates ?? false, log: captured.log });
+    const backend = new OpnsenseBackend({ client, ledger, aliasInfo, holders: () => [], state: options.state ?? state, killStates: options.killStates ?? false, log: captured.log });
     return { backend, ledger, state, aliasInfo, ...captured };
   }
 
@@ -307,5 +307,20 @@ describe('OPNsense backend (one firewall)', function () {
     await backend.apply(bans('hosts', addresses, 'unban'));
     expect(fake.requests.byEndpoint['firewall/alias/set_item']).to.equal(1);
     expect(fake.pfTable('hosts').sort()).to.deep.equal(['192.0.2.1', '192.0.2.2']);
+  });
+  it('journals a claim taken back (someone else\'s entry, a refused network) before the ledger forgets it', async () => {
+    const { backend, ledger, state } = setUp();
+    await backend.listAlias('hosts');
+    // An admin adds an entry after the listing: the bridge claims it, then finds it there.
+    fake.defineAlias({ name: 'hosts', type: 'host', content: ['192.0.2.1', '192.0.2.2', '192.0.2.3'] });
+    await backend.apply(bans('hosts', [...range(25), '192.0.2.3', '10.8.0.0/24']));
+    expect(ledger.has('hosts', '192.0.2.3')).to.equal(false);
+    expect(ledger.isForeign('hosts', '192.0.2.3')).to.equal(true);
+    expect(ledger.has('hosts', '10.8.0.0/24')).to.equal(false);
+    const records = state.records as unknown[][];
+    const about = (address: string) => records.filter((record) => record[2] === address).map((record) => record[3]);
+    expect(about('192.0.2.3'), 'claimed, then disowned').to.deep.equal([[], null]);
+    expect(about('10.8.0.0/24'), 'claimed, then unclaimed').to.deep.equal([[], null]);
+    expect(about('10.9.0.1')).to.deep.equal([[]]);
   });
 });

@@ -1,6 +1,6 @@
 /** OpnsenseBridge in-process: events offered as intake does, the original config keys, the fake as the firewall. */
 import { expect } from 'chai';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpnsenseBridge } from '../../agent/bridge/bridge.js';
@@ -203,5 +203,61 @@ describe('OPNsense bridge (in-process)', function () {
     bridge.offer(event('sshd', 'ban', '203.0.113.52', 'a'));
     await waitFor(() => fake.pfTable('bans').includes('203.0.113.52'), 'a ban once there is room again');
     expect(fake.pfTable('bans').sort()).to.deep.equal(['203.0.113.51', '203.0.113.52']);
+  });
+  /** Writes a snapshot of `generation` and a journal, as a crash would leave them. */
+  async function writeState(generation: number, wanted: Record<string, Record<string, string[]>>, added: Record<string, string[]>, journal: string[]) {
+    await writeFile(join(dir, 'opnsense-bridge.json'), JSON.stringify({ version: 1, generation, wanted, added: { [fake.url]: added } }));
+    await writeFile(join(dir, 'opnsense-bridge.json.journal'), journal.map((line) => `${line}\n`).join(''));
+  }
+  const journalled = (alias: string, address: string, holders: string[] | null) => JSON.stringify([fake.url, alias, address, holders]);
+
+  async function reconciledAfter(bridge: OpnsenseBridge, started: string) {
+    await waitFor(() => {
+      const status = bridge.status().firewalls[0]!;
+      return (status.lastReconcile?.at ?? '') > started && status.backlog === 0;
+    }, 'a reconciliation, applied');
+  }
+
+  it('does not replay a journal older than the snapshot (crash before the journal was emptied), and replays one that follows it', async () => {
+    const snapshotWanted = { bans: { '203.0.113.60': ['b/sshd'] } };
+    const oldRecords = [journalled('bans', '203.0.113.60', ['a/sshd']), journalled('bans', '203.0.113.61', ['a/sshd'])];
+    await writeState(2, snapshotWanted, { bans: ['203.0.113.60'] }, ['{"generation":1}', ...oldRecords]);
+    const stale = new DesiredState();
+    const first = await startBridge(['sshd = bans'], [], { desired: stale, stateWriteDelayMs: 600_000 });
+    expect(stale.toJSON(), 'the newer holders of the snapshot stay').to.deep.equal(snapshotWanted);
+    expect(first.lines.find((line) => line.level === 30 && /ignored 2 journal record\(s\) written before the snapshot of generation 2/.test(String(line.msg)))).to.not.equal(undefined);
+    await stop(first.bridge);
+
+    await writeState(2, snapshotWanted, { bans: ['203.0.113.60'] }, ['{"generation":2}', ...oldRecords]);
+    const following = new DesiredState();
+    await startBridge(['sshd = bans'], [], { desired: following, stateWriteDelayMs: 600_000 });
+    expect(following.toJSON()).to.deep.equal({ bans: { '203.0.113.60': ['a/sshd'], '203.0.113.61': ['a/sshd'] } });
+  });
+
+  it('replays a claim taken back (unclaim/disown) so that a foreign entry does not become its own', async () => {
+    fake.defineAlias({ name: 'bans', type: 'external', table: ['203.0.113.70'] }); // an admin's entry
+    await writeState(1, {}, {}, ['{"generation":1}', journalled('bans', '203.0.113.70', ['a/sshd']), journalled('bans', '203.0.113.70', null)]);
+    const desired = new DesiredState();
+    const { bridge } = await startBridge(['sshd = bans'], [], { desired });
+    expect(desired.toJSON(), 'holders are kept by the take-back record').to.deep.equal({ bans: { '203.0.113.70': ['a/sshd'] } });
+    bridge.offer(event('sshd', 'unban', '203.0.113.70', 'a'));
+    await reconciledAfter(bridge, new Date().toISOString());
+    expect(fake.pfTable('bans'), "the admin's entry is not the bridge's to remove").to.deep.equal(['203.0.113.70']);
+    await stop(bridge);
+    const saved = JSON.parse(await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')) as { added: Record<string, Record<string, string[]>> };
+    expect(saved.added[fake.url] ?? {}).to.deep.equal({});
+  });
+
+  it('moves saved holders to the alias their jail maps to after [opn_aliases] changed, and removes what it added from the old one', async () => {
+    fake.defineAlias({ name: 'bans', type: 'external', table: ['203.0.113.80', '203.0.113.81'] }); // .81 is an admin's
+    await writeState(1, { bans: { '203.0.113.80': ['a/sshd'], '203.0.113.81': ['a/sshd'] } }, { bans: ['203.0.113.80'] }, []);
+    const desired = new DesiredState();
+    const { bridge, lines } = await startBridge(['sshd = other'], [], { desired });
+    expect(desired.toJSON()).to.deep.equal({ other: { '203.0.113.80': ['a/sshd'], '203.0.113.81': ['a/sshd'] } });
+    expect(lines.find((line) => /moved 2 saved ban holder\(s\)/.test(String(line.msg)))).to.not.equal(undefined);
+    await reconciledAfter(bridge, '');
+    await waitFor(() => fake.pfTable('other').length === 2, 'both addresses in the new alias');
+    await waitFor(() => !fake.pfTable('bans').includes('203.0.113.80'), 'what the bridge added gone from the old alias');
+    expect(fake.pfTable('bans'), "the admin's entry stays").to.deep.equal(['203.0.113.81']);
   });
 });

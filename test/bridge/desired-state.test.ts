@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DesiredState, holderOf, MANUAL_ORIGIN, MAX_HOLDERS_PER_ADDRESS, MAX_WANTED_ADDRESSES } from '../../agent/bridge/desired-state.js';
+import { DesiredState, holderOf, MANUAL_ORIGIN, MAX_HOLDER_ENTRIES, MAX_HOLDERS_PER_ADDRESS, MAX_WANTED_ADDRESSES } from '../../agent/bridge/desired-state.js';
 
 describe('bridge desired state (reference counting)', function () {
   it('keeps an address while any (origin, jail) holder bans it', function () {
@@ -35,8 +35,44 @@ describe('bridge desired state (reference counting)', function () {
     state.hold('bans', '203.0.113.3', 'host-a/sshd');
     state.hold('bans', '203.0.113.3', 'host-a/web');
     state.hold('old', '203.0.113.4', 'host-a/web');
-    expect(state.prune(new Map([['sshd', 'bans']]))).to.equal(2);
+    expect(state.prune(new Map([['sshd', 'bans']]))).to.deep.equal({ moved: 0, dropped: 2 });
     expect(state.toJSON()).to.deep.equal({ bans: { '203.0.113.3': ['host-a/sshd'] } });
+  });
+
+  it('moves holders to the alias their jail maps to now, instead of dropping them', function () {
+    const state = new DesiredState();
+    state.hold('bans', '203.0.113.3', 'host-a/sshd');
+    state.hold('bans', '203.0.113.3', 'host-b/web');
+    state.hold('bans', '203.0.113.4', 'host-a/web');
+    state.hold('webbans', '203.0.113.4', 'host-c/web');
+    expect(state.prune(new Map([['sshd', 'bans'], ['web', 'webbans']]))).to.deep.equal({ moved: 2, dropped: 0 });
+    expect(state.toJSON()).to.deep.equal({
+      bans: { '203.0.113.3': ['host-a/sshd'] },
+      webbans: { '203.0.113.4': ['host-c/web', 'host-a/web'], '203.0.113.3': ['host-b/web'] },
+    });
+    expect(state.size).to.equal(3);
+    // A move the new alias has no room for is a drop.
+    const capped = new DesiredState(1);
+    capped.hold('bans', '203.0.113.5', 'host-a/web');
+    expect(capped.prune(new Map([['web', 'webbans']]))).to.deep.equal({ moved: 1, dropped: 0 });
+    expect(capped.toJSON()).to.deep.equal({ webbans: { '203.0.113.5': ['host-a/web'] } });
+  });
+
+  it('caps holder entries over all addresses (MAX_HOLDER_ENTRIES), and holders per address at 64', function () {
+    expect(MAX_HOLDERS_PER_ADDRESS).to.equal(64);
+    expect(new DesiredState().maxHolderEntries).to.equal(MAX_HOLDER_ENTRIES).and.equal(2 * MAX_WANTED_ADDRESSES);
+    const state = new DesiredState(10, 64, 3);
+    expect(state.hold('bans', '203.0.113.1', 'a/sshd')).to.equal('new');
+    expect(state.hold('bans', '203.0.113.1', 'b/sshd')).to.equal('known');
+    expect(state.hold('bans', '203.0.113.2', 'a/sshd')).to.equal('new');
+    expect(state.hold('bans', '203.0.113.1', 'c/sshd'), 'one more holder').to.equal('saturated');
+    expect(state.hold('bans', '203.0.113.3', 'a/sshd'), 'a new address').to.equal('saturated');
+    expect(state.hold('bans', '203.0.113.1', 'a/sshd'), 'a holder it has').to.equal('known');
+    expect(state.wants('bans', '203.0.113.3')).to.equal(false);
+    state.releaseJail('bans', '203.0.113.1', 'sshd');
+    expect(state.hold('bans', '203.0.113.3', 'a/sshd'), 'room again once holders go').to.equal('new');
+    expect(state.hold('bans', '203.0.113.3', 'b/sshd')).to.equal('known');
+    expect(state.hold('bans', '203.0.113.4', 'b/sshd')).to.equal('saturated');
   });
 
   it('is capped: refuses new addresses beyond its maximum, and new holders of an address beyond theirs', function () {
@@ -58,7 +94,7 @@ describe('bridge desired state (reference counting)', function () {
     expect(state.release('bans', '203.0.113.2', 'a/sshd')).to.equal(true);
     expect(state.hold('bans', '203.0.113.3', 'a/sshd')).to.equal('new');
     state.forget('bans', '203.0.113.1');
-    expect(state.prune(new Map([['sshd', 'bans']]))).to.equal(1);
+    expect(state.prune(new Map([['sshd', 'bans']]))).to.deep.equal({ moved: 0, dropped: 1 });
     expect(state.size).to.equal(1);
     expect(state.hold('bans', '203.0.113.4', 'a/sshd')).to.equal('new');
     expect(state.hold('bans', '203.0.113.5', 'a/sshd')).to.equal('new');

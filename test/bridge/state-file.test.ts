@@ -167,7 +167,7 @@ describe('bridge state file', function () {
     await file.load(() => null);
     await file.writeAhead([['a', 1], ['b', 2]]);
     await file.writeAhead([['c', 3]]);
-    expect(await readFile(`${path}.journal`, 'utf8')).to.equal('["a",1]\n["b",2]\n["c",3]\n');
+    expect(await readFile(`${path}.journal`, 'utf8')).to.equal('{"generation":0}\n["a",1]\n["b",2]\n["c",3]\n');
     value = 1;
     file.markDirty();
     await file.flush();
@@ -181,5 +181,54 @@ describe('bridge state file', function () {
     expect(await after.readJournal()).to.deep.equal({ records: [['d', 4]], skipped: 1 });
     await after.writeAhead([['f', 6]]);
     expect((await after.readJournal()).records, 'the next record is not glued to the torn one').to.deep.equal([['d', 4], ['f', 6]]);
+  });
+
+  it('ignores journal records left from before the snapshot (a crash between renaming the snapshot and emptying the journal)', async () => {
+    const { log, lines } = captureLog();
+    const path = join(dir, 'state.json');
+    let value = 0;
+    const serialise = (generation: number) => JSON.stringify({ generation, value });
+    const file = new StateFile(path, serialise, log, 60_000);
+    await file.load((json) => json);
+    await file.writeAhead([['a', 1]]);
+    const stale = await readFile(`${path}.journal`, 'utf8');
+    expect(stale).to.equal('{"generation":0}\n["a",1]\n');
+    value = 1;
+    file.markDirty();
+    await file.flush();
+    expect(JSON.parse(await readFile(path, 'utf8'))).to.deep.equal({ generation: 1, value: 1 });
+
+    // The normal case: what is appended after snapshot 1 follows it, and is replayed.
+    await file.writeAhead([['b', 2]]);
+    expect(await readFile(`${path}.journal`, 'utf8')).to.equal('{"generation":1}\n["b",2]\n');
+    const normal = new StateFile(path, serialise, log, 60_000);
+    await normal.load((json) => json);
+    expect(await normal.readJournal()).to.deep.equal({ records: [['b', 2]], skipped: 0 });
+
+    // The crash: snapshot 1 is in place, the journal still holds what it already includes.
+    await writeFile(`${path}.journal`, stale);
+    const crashed = new StateFile(path, serialise, log, 60_000);
+    expect(await crashed.load((json) => json)).to.deep.equal({ generation: 1, value: 1 });
+    expect(await crashed.readJournal(), 'the stale record is not replayed').to.deep.equal({ records: [], skipped: 0 });
+    expect(lines.find((line) => line.level === 30 && /ignored 1 journal record\(s\) written before the snapshot of generation 1/.test(String(line.msg)))).to.not.equal(undefined);
+    // Appends after it start a segment of their own, which is replayed; the stale one still is not.
+    await crashed.writeAhead([['c', 3]]);
+    const next = new StateFile(path, serialise, log, 60_000);
+    await next.load((json) => json);
+    expect((await next.readJournal()).records).to.deep.equal([['c', 3]]);
+
+    // Same when emptying the journal failed: the snapshot is saved, later records start a new segment.
+    value = 2;
+    crashed.markDirty();
+    await rm(`${path}.journal`);
+    await mkdir(`${path}.journal`); // cannot be opened for truncation
+    await crashed.flush().catch(() => undefined);
+    expect(JSON.parse(await readFile(path, 'utf8'))).to.deep.equal({ generation: 2, value: 2 });
+    await rm(`${path}.journal`, { recursive: true });
+    await writeFile(`${path}.journal`, '{"generation":1}\n["c",3]\n'); // as it was before the failed truncation
+    await crashed.writeAhead([['d', 4]]);
+    const last = new StateFile(path, serialise, log, 60_000);
+    await last.load((json) => json);
+    expect((await last.readJournal()).records).to.deep.equal([['d', 4]]);
   });
 });
