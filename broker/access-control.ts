@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
-import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../src/event.js';
+import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { PasswordChecker } from './password-checker.js';
@@ -59,7 +59,7 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       done(new Error(detail));
     };
     const topic = PUBLISH_TOPIC.exec(packet.topic);
-    if (!topic || !JAIL_NAME.test(topic[1]!)) return refuse('bad-topic', `publishing to ${JSON.stringify(packet.topic.slice(0, 80))} is not allowed`);
+    if (!topic || !JAIL_NAME.test(topic[1]!)) return refuse('bad-topic', `publishing to ${printable(packet.topic)} is not allowed`);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (payload.length > MAX_PAYLOAD_BYTES) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
     if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
@@ -79,7 +79,7 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
 
   aedes.authorizeSubscribe = (client, subscription, done) => {
     if (subscription.topic === `${TOPIC_ROOT}/#` || subscription.topic.startsWith(`${TOPIC_ROOT}/`)) return done(null, subscription);
-    refusals.refuse('bad-subscription', `subscribing to ${JSON.stringify(subscription.topic.slice(0, 80))} is not allowed`, { client: identities.get(client) ?? client.id });
+    refusals.refuse('bad-subscription', `subscribing to ${printable(subscription.topic)} is not allowed`, { client: identities.get(client) ?? client.id });
     done(null, null); // SUBACK 128: refused, connection kept
   };
 }

@@ -168,26 +168,21 @@ export class OpnsenseClient {
 
   /** Adds one address to a pf table via alias_util (host/network aliases: also to config). */
   async add(alias: string, address: string): Promise<void> {
-    const ip = pfRendering(address);
-    await this.expectDone({
-      method: 'POST',
-      path: `/api/firewall/alias_util/add/${encodeURIComponent(alias)}`,
-      body: { address: ip },
-      what: `add ${ip} to alias "${alias}"`,
-      alias,
-      address: ip,
-      privilege: 'alias_util',
-    });
+    await this.changeOne('add', 'to', alias, address);
   }
 
   /** Removes one address; OPNsense answers done even when it was absent. */
   async delete(alias: string, address: string): Promise<void> {
+    await this.changeOne('delete', 'from', alias, address);
+  }
+
+  private async changeOne(verb: 'add' | 'delete', preposition: string, alias: string, address: string): Promise<void> {
     const ip = pfRendering(address);
     await this.expectDone({
       method: 'POST',
-      path: `/api/firewall/alias_util/delete/${encodeURIComponent(alias)}`,
+      path: `/api/firewall/alias_util/${verb}/${encodeURIComponent(alias)}`,
       body: { address: ip },
-      what: `delete ${ip} from alias "${alias}"`,
+      what: `${verb} ${ip} ${preposition} alias "${alias}"`,
       alias,
       address: ip,
       privilege: 'alias_util',
