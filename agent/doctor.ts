@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
+import { shippedFile } from '../src/shipped-file.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { checkJails, type Finding } from './jail-checks.js';
 
@@ -30,7 +31,7 @@ async function diagnose(file: string): Promise<Finding[]> {
   }
   const findings: Finding[] = [
     { level: 'ok', subject: 'config', message: `${file} is valid (node id ${config.nodeId}, ${config.brokerUrl ? `hub ${config.brokerUrl}` : 'mesh'}, ${config.jails.size} jail pair(s))` },
-    ...config.unknownKeys.map((key): Finding => ({ level: 'warn', subject: 'config', message: `unknown key ${key} is ignored`, fix: 'correct its spelling or remove it (etc/config.cfg lists every key)' })),
+    ...config.unknownKeys.map((key): Finding => ({ level: 'warn', subject: 'config', message: `unknown key ${key} is ignored`, fix: `correct its spelling or remove it (${shippedFile('etc/config.cfg')} lists every key)` })),
     ...config.warnings.map((warning): Finding => ({ level: 'warn', subject: 'config', message: warning })),
   ];
   try {

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
-import { readConfiguredFile } from '../src/config-reader.js';
+import { ConfigError, readConfiguredFile } from '../src/config-reader.js';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
@@ -72,7 +72,7 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
   } catch (error) {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     refusals.close();
-    throw new Error(`broker cannot listen on ${host}:${port}: ${explainListenError(error as NodeJS.ErrnoException)}`);
+    throw listenFailure(error, host, port);
   }
   const listening = { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCaFile), accounts: security.users.size };
   if (security.users.size || security.tls?.clientCaFile) log.info(listening, 'MQTT broker listening; authentication required');
@@ -122,15 +122,34 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-function explainListenError(error: NodeJS.ErrnoException): string {
-  switch (error.code) {
+/** Whether mq_ip:mq_port can be listened on (for --check): undefined when it can, else the error start-up would stop with. */
+export async function listenProblem(host: string, port: number): Promise<Error | undefined> {
+  const server = createServer();
+  try {
+    await listen(server, host, port);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return undefined;
+  } catch (error) {
+    return listenFailure(error, host, port);
+  }
+}
+
+/**
+ * A port in use, an address this host does not have or a privileged port are the admin's
+ * to fix in the config (exit 78: restarting would not help); anything else is a failure.
+ */
+function listenFailure(error: unknown, host: string, port: number): Error {
+  if (error instanceof ConfigError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = `broker cannot listen on ${host}:${port}: `;
+  switch (code) {
     case 'EADDRINUSE':
-      return 'the port is already in use (another syncfail2ban agent or broker?); stop it or change mq_port';
+      return new ConfigError(`${message}the port is already in use (another syncfail2ban agent or broker?); fix: stop that program, or change mq_port (or mq_ip)`);
     case 'EADDRNOTAVAIL':
-      return 'no interface on this host has that address; fix mq_ip';
+      return new ConfigError(`${message}no interface on this host has that address; fix: set mq_ip to one of this host's addresses`);
     case 'EACCES':
-      return 'permission denied; use a port above 1023 or run as root';
+      return new ConfigError(`${message}permission denied; fix: use an mq_port above 1023, or give the service CAP_NET_BIND_SERVICE`);
     default:
-      return error.message;
+      return new Error(`${message}${(error as Error).message}`);
   }
 }

@@ -13,6 +13,7 @@ import {
 } from './config-security.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
+import { shippedFile } from './shipped-file.js';
 
 export { ConfigError } from './config-reader.js';
 
@@ -88,7 +89,7 @@ export function loadConfig(file: string): Config {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new ConfigError(`${file}: no such config file; fix: create it (etc/config.cfg is a documented example) or pass --config FILE`);
+      throw new ConfigError(`${file}: no such config file; fix: create it (${shippedFile('etc/config.cfg')} is a documented example) or pass --config FILE`);
     }
     if (code === 'EACCES') throw new ConfigError(`${file}: permission denied; fix: run as root or make the file readable by this user`);
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
