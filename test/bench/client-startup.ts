@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startBroker } from '../../broker/broker.js';
+import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
 import { BIN } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
 import { run as runProgram } from '../support/run.js';
@@ -14,7 +15,7 @@ export async function run(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'sf2b-bench-'));
   const port = await freePort();
   const log = pino({ level: 'silent' });
-  const broker = await startBroker({ host: '127.0.0.1', port, log, security: { users: new Map(), admins: new Set() }, rateLimit: { perSecond: 1_000, burst: 1_000 } });
+  const broker = await startBroker({ host: '127.0.0.1', port, log, security: { users: new Map(), admins: new Set(), limits: DEFAULT_BROKER_LIMITS }, rateLimit: { perSecond: 1_000, burst: 1_000 } });
   const config = join(dir, 'config.cfg');
   await writeFile(config, `mq_ip = 127.0.0.1\nmq_port = ${port}\n`);
   try {
