@@ -8,7 +8,9 @@ import { startOperatorEndpoints } from './operator-endpoints.js';
 export async function runService(file: string): Promise<void> {
   const config = loadConfig(file);
   const log = createLogger('syncfail2ban', config.logDebug);
-  for (const key of config.unknownKeys) log.warn({ file, key }, `unknown config key ${key} ignored (a typo?)`);
+  for (const { name, suggestion } of config.unknownKeys) {
+    log.warn({ file, key: name }, `unknown config key ${name} ignored (${suggestion ? `did you mean ${suggestion}?` : 'a typo?'})`);
+  }
   for (const warning of config.warnings) log.warn(warning);
   const agent = new Agent(config, log);
   const endpoints = agent.start().then(() => startOperatorEndpoints(config, () => agent.status(), log));

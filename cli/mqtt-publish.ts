@@ -15,6 +15,11 @@ export interface PublishOptions {
   tls?: ConnectionOptions;
 }
 
+/** The broker answered, but refused this client's connection (credentials, client id). */
+export class ConnectionRefused extends Error {
+  override readonly name = 'ConnectionRefused';
+}
+
 /** QoS 1 messages awaiting PUBACK at once; also keeps message ids (16 bits) unique. */
 const WINDOW = 500;
 
@@ -87,7 +92,7 @@ export async function publishAll(url: string, messages: Message[], options: Publ
       for (const packet of packets) {
         if (finished) return;
         if (packet.type === 'connack') {
-          if (packet.returnCode) return finish(new Error(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
+          if (packet.returnCode) return finish(new ConnectionRefused(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
           send();
         } else if (packet.type === 'puback' && inFlight.delete(packet.messageId)) {
           acknowledged += 1;
