@@ -5,6 +5,7 @@ import { readConfiguredFile } from '../src/config-reader.js';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
+import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
 import { installAccessControl } from './access-control.js';
 import { guardPacketSize } from './packet-size-guard.js';
 
@@ -26,8 +27,8 @@ export interface RunningBroker {
 
 /** Deeper than f2b/<jail>/<action> has no use; Aedes' default allows 100 levels. */
 const MAX_TOPIC_LEVELS = 8;
-/** The largest packet any host needs to send: a CONNECT with credentials, or one event. */
-const MAX_PACKET_BYTES = 4096;
+/** The largest packet any host needs to send: a snapshot part (topic and header included). */
+const MAX_PACKET_BYTES = MAX_SNAPSHOT_PART_BYTES + 1024;
 
 /**
  * An Aedes broker on host:port (TLS when configured) that enforces the access rules of

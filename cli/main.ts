@@ -6,7 +6,7 @@ import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js
 import { parseAddress } from '../src/ip.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { reportFatal } from '../src/program.js';
-import { publishAll, type Message } from './mqtt-publish.js';
+import { publishAll, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
 
 const EXIT_USAGE = 2;
 
@@ -16,7 +16,7 @@ const program = new Command('syncfail2ban-client')
   .option('-c, --config <file>', 'config file', DEFAULT_CONFIG_FILE)
   .option('-a, --announce <jail>', 'publish one event: -a <jail> <ban|unban|banip|unbanip> <ip> (the fail2ban action)')
   .option('-s, --send <jail>', 'same as -a (kept from the original client)')
-  .option('-f, --full-sync <jail>', "re-send every address currently banned in <jail> by the local fail2ban")
+  .option('-f, --full-sync <jail>', "publish a snapshot of every address <jail> bans now in the local fail2ban: peers add what they lack and release this host's bans it no longer has")
   .option('--json', 'with status: print the status as JSON, for scripts')
   .argument('[action]', 'with -a: ban, unban, banip or unbanip; alone: "status" asks the running agent how it is (exit 1 when unhealthy)')
   .argument('[ip]', 'IPv4/IPv6 address or CIDR network')
@@ -50,24 +50,24 @@ try {
 
   const config = loadConfig(options.config);
   const timeoutMs = config.connectionTimeoutS * 1000;
-  let messages: Message[];
+  const publish = (messages: Message[], window?: number) =>
+    publishAll(publishUrl(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...clientCredentials(config.mqtt) });
   if (announceJail !== undefined) {
     const jail = checkJail(announceJail);
     const action = parseAction(actionText ?? '');
     if (!action) usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);
     const parsed = parseAddress(ip ?? '');
     if (!parsed.ok) usage(`${JSON.stringify(ip ?? '')} is not a valid address: ${parsed.reason}`);
-    messages = [{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, config.nodeId) }];
+    await publish([{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, config.nodeId) }]);
   } else {
     const jail = checkJail(options.fullSync!);
     const { readJailBans } = await import('./full-sync.js');
-    messages = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => ({
-      topic: topicFor(jail, 'ban'),
-      payload: encodePayload(address, config.nodeId),
-    }));
+    const { encodeSnapshot, snapshotTopic } = await import('../src/snapshot.js');
+    const addresses = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => address.text);
+    const parts = encodeSnapshot(config.nodeId, addresses);
+    await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), SNAPSHOT_WINDOW);
+    process.stdout.write(`published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker\n`);
   }
-  await publishAll(publishUrl(config), messages, { timeoutMs, ...clientCredentials(config.mqtt) });
-  if (options.fullSync !== undefined) process.stdout.write(`published ${messages.length} ban(s) of jail ${options.fullSync}\n`);
 } catch (error) {
   reportFatal('syncfail2ban-client', error);
 }
