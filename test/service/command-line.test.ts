@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startBroker, type RunningBroker } from '../../broker/broker.js';
+import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
 import { startFail2ban, type Fail2banServer } from '../support/fail2ban-server.js';
 import { BIN, ROOT } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
@@ -101,7 +102,7 @@ describe('syncfail2ban -a / -f: the original usage line does what syncfail2ban-c
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sf2b-seed-usage-'));
     const port = await freePort();
-    broker = await startBroker({ host: '127.0.0.1', port, log: pino({ level: 'silent' }), security: { users: new Map(), admins: new Set() }, rateLimit: { perSecond: 1_000, burst: 1_000 } });
+    broker = await startBroker({ host: '127.0.0.1', port, log: pino({ level: 'silent' }), security: { users: new Map(), admins: new Set(), limits: DEFAULT_BROKER_LIMITS }, rateLimit: { perSecond: 1_000, burst: 1_000 } });
     broker.aedes.on('publish', (packet, client) => {
       if (client) received.push({ topic: packet.topic, payload: packet.payload.toString() });
     });
