@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import { ConfigError, readConfiguredFile } from '../src/config-reader.js';
-import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
+import { type BrokerSecurity, DEFAULT_BROKER_LIMITS, type RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { installAccessControl } from './access-control.js';
@@ -43,7 +43,7 @@ const MAX_INFLIGHT_INBOUND = 32;
 export async function startBroker({ host, port, log, security, rateLimit }: BrokerOptions): Promise<RunningBroker> {
   const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS, maxInflightInbound: MAX_INFLIGHT_INBOUND });
   const refusals = new Refusals(log.child({ component: 'broker' }));
-  const { limits } = security;
+  const limits = security.limits ?? DEFAULT_BROKER_LIMITS;
   const identityOf = installAccessControl(aedes, security, rateLimit, refusals);
   installSessionPolicy(aedes, limits, identityOf, refusals);
   const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => identityOf(client) ?? sourceKey(remoteOf(client.conn)), refusals);

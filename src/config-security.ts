@@ -10,7 +10,8 @@ export interface BrokerSecurity {
   admins: Set<string>;
   /** Listen with TLS; with clientCaFile, require a client certificate whose CN is the host's identity. */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
-  limits: BrokerLimits;
+  /** DEFAULT_BROKER_LIMITS when absent. */
+  limits?: BrokerLimits;
 }
 
 /** What one client may hold at the broker, so that memory stays bounded whatever clients send. */
