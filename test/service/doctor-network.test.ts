@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startBroker, type RunningBroker } from '../../broker/broker.js';
+import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
 import { hashPassword } from '../../broker/password.js';
 import { FAKE_API_KEY, startFakeOpnsense, type FakeOpnsense } from '../fakes/opnsense.js';
 import { BIN } from '../support/paths.js';
@@ -46,9 +47,9 @@ describe('syncfail2ban --check: the network (listening, peers, hub, firewalls)',
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sf2b-doctor-net-'));
-    open = await startBroker({ host: '127.0.0.1', port: await freePort(), log: silent, security: { users: new Map(), admins: new Set() }, rateLimit: RATE });
+    open = await startBroker({ host: '127.0.0.1', port: await freePort(), log: silent, security: { users: new Map(), admins: new Set(), limits: DEFAULT_BROKER_LIMITS }, rateLimit: RATE });
     const users = new Map([['web1', await hashPassword('right-password-123')]]);
-    guarded = await startBroker({ host: '127.0.0.1', port: await freePort(), log: silent, security: { users, admins: new Set() }, rateLimit: RATE });
+    guarded = await startBroker({ host: '127.0.0.1', port: await freePort(), log: silent, security: { users, admins: new Set(), limits: DEFAULT_BROKER_LIMITS }, rateLimit: RATE });
     closers.push(() => open.close(), () => guarded.close());
   });
   after(async () => {
