@@ -6,6 +6,7 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { installAccessControl } from './access-control.js';
+import { ClusterBus, type ClusterOptions } from './cluster.js';
 import { guardPacketSize } from './packet-size-guard.js';
 
 export interface BrokerOptions {
@@ -14,6 +15,8 @@ export interface BrokerOptions {
   log: Logger;
   security: BrokerSecurity;
   rateLimit: RateLimit;
+  /** Standalone hub instances that share their message bus with the others through Redis. */
+  cluster?: Omit<ClusterOptions, 'log'>;
 }
 
 export interface RunningBroker {
@@ -21,6 +24,7 @@ export interface RunningBroker {
   readonly port: number;
   readonly aedes: Aedes;
   readonly refusals: Refusals;
+  readonly cluster: ClusterBus | undefined;
   close(): Promise<void>;
 }
 
@@ -33,8 +37,9 @@ const MAX_PACKET_BYTES = 4096;
  * An Aedes broker on host:port (TLS when configured) that enforces the access rules of
  * access-control.ts and never stores a retained message.
  */
-export async function startBroker({ host, port, log, security, rateLimit }: BrokerOptions): Promise<RunningBroker> {
-  const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS });
+export async function startBroker({ host, port, log, security, rateLimit, cluster: clustered }: BrokerOptions): Promise<RunningBroker> {
+  const cluster = clustered ? new ClusterBus({ ...clustered, log }) : undefined;
+  const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS, ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}) });
   const refusals = new Refusals(log.child({ component: 'broker' }));
   installAccessControl(aedes, security, rateLimit, refusals);
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
@@ -69,6 +74,7 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
     port,
     aedes,
     refusals,
+    cluster,
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Runs once per ban as a fail2ban action: imports only what publishing needs.
 import { Command } from 'commander';
-import { DEFAULT_CONFIG_FILE, loadConfig, publishUrl } from '../src/config.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls } from '../src/config.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { reportFatal } from '../src/program.js';
-import { publishAll, type Message } from './mqtt-publish.js';
+import type { Message } from './mqtt-publish.js';
+import { publishToFirst } from './publish-failover.js';
 
 const EXIT_USAGE = 2;
 
@@ -66,7 +67,7 @@ try {
       payload: encodePayload(address, config.nodeId),
     }));
   }
-  await publishAll(publishUrl(config), messages, { timeoutMs, ...clientCredentials(config.mqtt) });
+  await publishToFirst(publishUrls(config), messages, { timeoutMs, ...clientCredentials(config.mqtt) });
   if (options.fullSync !== undefined) process.stdout.write(`published ${messages.length} ban(s) of jail ${options.fullSync}\n`);
 } catch (error) {
   reportFatal('syncfail2ban-client', error);

@@ -10,6 +10,8 @@ export interface Message {
 
 export interface PublishOptions {
   timeoutMs: number;
+  /** Give up sooner when the broker has not accepted the connection (CONNACK) by then. */
+  connectTimeoutMs?: number;
   username?: string;
   password?: string;
   /** For mqtts:// brokers. */
@@ -52,11 +54,16 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
       () => finish(new Error(`no answer from the broker at ${url} within ${options.timeoutMs} ms (${acknowledged}/${messages.length} acknowledged)`)),
       options.timeoutMs + messages.length,
     );
+    const connectTimer =
+      options.connectTimeoutMs === undefined
+        ? undefined
+        : setTimeout(() => finish(new Error(`the broker at ${url} did not accept the connection within ${Math.round(options.connectTimeoutMs!)} ms`)), options.connectTimeoutMs);
 
     const finish = (error?: Error) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      clearTimeout(connectTimer);
       socket.removeAllListeners();
       socket.on('error', () => undefined);
       if (error) {
@@ -87,6 +94,7 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
       for (const packet of packets) {
         if (finished) return;
         if (packet.type === 'connack') {
+          clearTimeout(connectTimer);
           if (packet.returnCode) return finish(new Error(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
           send();
         } else if (packet.type === 'puback' && inFlight.delete(packet.messageId)) {
