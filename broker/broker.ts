@@ -6,7 +6,7 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { installAccessControl } from './access-control.js';
-import { ClusterBus, type ClusterOptions } from './cluster.js';
+import type { ClusterBus, ClusterOptions } from './cluster.js';
 import { guardPacketSize } from './packet-size-guard.js';
 
 export interface BrokerOptions {
@@ -38,7 +38,8 @@ const MAX_PACKET_BYTES = 4096;
  * access-control.ts and never stores a retained message.
  */
 export async function startBroker({ host, port, log, security, rateLimit, cluster: clustered }: BrokerOptions): Promise<RunningBroker> {
-  const cluster = clustered ? new ClusterBus({ ...clustered, log }) : undefined;
+  // Loaded only by clustered instances: agents and lone hubs never pay for the Redis client.
+  const cluster = clustered ? new (await import('./cluster.js')).ClusterBus({ ...clustered, log }) : undefined;
   const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS, ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}) });
   const refusals = new Refusals(log.child({ component: 'broker' }));
   installAccessControl(aedes, security, rateLimit, refusals);
