@@ -4,6 +4,7 @@ import { Fail2banClient } from '../src/fail2ban/client.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { NeverBanList } from '../src/never-ban.js';
+import { shippedFile } from '../src/shipped-file.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import { startBroker, type RunningBroker } from '../broker/broker.js';
@@ -142,7 +143,7 @@ export class Agent {
     }
     for (const syncJail of new Set(config.jails.values())) {
       if (!(await client.jailExists(syncJail).catch(() => true))) {
-        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see etc/fail2ban/jail.local) and reload fail2ban`);
+        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see ${shippedFile('etc/fail2ban/jail.local')}) and reload fail2ban`);
       }
     }
   }

@@ -51,3 +51,9 @@ used_by_jails() {
   dir="$DESTDIR$FAIL2BAN_DIR"
   grep -Eqs "^[^#;]*$1" "$dir/jail.conf" "$dir/jail.local" "$dir"/jail.d/*.conf "$dir"/jail.d/*.local
 }
+
+# jail_files_using WORD: those of fail2ban's jail files that mention WORD, as installed paths.
+jail_files_using() {
+  dir="$DESTDIR$FAIL2BAN_DIR"
+  grep -Els "^[^#;]*$1" "$dir/jail.conf" "$dir/jail.local" "$dir"/jail.d/*.conf "$dir"/jail.d/*.local | sed "s|^$DESTDIR||" | tr '\n' ' ' | sed 's/ $//'
+}
