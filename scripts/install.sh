@@ -74,6 +74,12 @@ if [ -e "$DESTDIR$CONFDIR/syncfail2ban" ]; then
 fi
 say "installed syncfail2ban, syncfail2ban-client, syncfail2ban-broker in $BINDIR, and $CONFDIR/syncfail2ban-client"
 
+# The man pages: syncfail2ban(8), syncfail2ban-client(8), syncfail2ban-broker(8), syncfail2ban.conf(5).
+for page in $MAN_PAGES; do
+  install -D -m 0644 "man/$(basename "$page")" "$DESTDIR$MANDIR/$page"
+done
+say "installed the man pages in $MANDIR"
+
 # 3. The config: created once, never overwritten. It may hold secrets, so it is root's alone.
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then
   say "kept your $CONFDIR/config.cfg (new keys are documented in $LIBDIR/etc/config.cfg)"

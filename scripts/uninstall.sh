@@ -65,6 +65,9 @@ client="$DESTDIR$CONFDIR/syncfail2ban-client"
 if is_our_wrapper "$client"; then remove "$client" "$CONFDIR/syncfail2ban-client"; fi
 [ ! -e "$client.orig" ] || say "the original client is still at $CONFDIR/syncfail2ban-client.orig"
 remove "$DESTDIR$LIBDIR" "the program ($LIBDIR)"
+for page in $MAN_PAGES; do
+  remove "$DESTDIR$MANDIR/$page" "$MANDIR/$page"
+done
 
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then
   say "kept $CONFDIR/config.cfg; delete $CONFDIR yourself if you will not reinstall"

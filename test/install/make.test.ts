@@ -67,6 +67,10 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       '/var/log/syncfail2ban-dummy.log': '640',
       '/etc/systemd/system/syncfail2ban.service': '644',
       '/etc/systemd/system/syncfail2ban-broker.service': '644',
+      '/usr/local/share/man/man8/syncfail2ban.8': '644',
+      '/usr/local/share/man/man8/syncfail2ban-client.8': '644',
+      '/usr/local/share/man/man8/syncfail2ban-broker.8': '644',
+      '/usr/local/share/man/man5/syncfail2ban.conf.5': '644',
     };
     for (const [path, wanted] of Object.entries(expected)) expect(await mode(join(root, path)), path).to.equal(wanted);
     expect(await mode(join(root, LIB))).to.equal('755');
