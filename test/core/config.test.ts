@@ -24,7 +24,7 @@ describe('config', () => {
     const config = loadConfig(join(ROOT, 'etc/config.cfg'));
     expect(config.mq.host).to.equal('127.0.0.1');
     expect(config.syncServers).to.deep.equal([]);
-    expect(config.brokerUrl).to.equal(undefined);
+    expect(config.brokerUrls).to.deep.equal([]);
     expect(config.metrics).to.equal(undefined);
     expect(config.unknownKeys).to.deep.equal([]);
   });
