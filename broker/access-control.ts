@@ -5,6 +5,7 @@ import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TO
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, SNAPSHOT_ACTION } from '../src/snapshot.js';
+import { sourceKey } from './connection-limits.js';
 import { PasswordChecker } from './password-checker.js';
 
 const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip|${SNAPSHOT_ACTION})$`);
@@ -41,10 +42,9 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       return done(null, true);
     }
     const account = username ?? commonName;
-    const check = passwords.check(account, password ?? Buffer.alloc(0), remoteAddress(client));
-    if (!check) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
-    check.then(
+    passwords.check(account, password ?? Buffer.alloc(0), sourceKey(remoteAddress(client))).then(
       (ok) => {
+        if (ok === null) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
         if (!ok) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
         identities.set(client, account!);
         done(null, true);
