@@ -12,7 +12,7 @@ const LOOKUP_TIMEOUT_MS = 5_000;
 function fleetHosts(config: Config): Array<{ host: string; why: string }> {
   return [
     ...config.syncServers.map(({ host }) => ({ host, why: `sync_servers ${host}` })),
-    ...(config.brokerUrl ? [{ host: new URL(config.brokerUrl).hostname.replace(/^\[|\]$/g, ''), why: 'broker_url host' }] : []),
+    ...config.brokerUrls.map((url) => ({ host: new URL(url).hostname.replace(/^\[|\]$/g, ''), why: 'broker_url host' })),
     ...config.opnsense.firewalls.map((firewall) => ({ host: new URL(firewall.baseUrl).hostname.replace(/^\[|\]$/g, ''), why: `opn_fw_ip ${firewall.name}` })),
   ];
 }
