@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
+import { probeFirewalls } from './bridge/probe.js';
 import { checkJails, type Finding } from './jail-checks.js';
 
 /**
@@ -39,6 +40,7 @@ async function diagnose(file: string): Promise<Finding[]> {
     if (!(error instanceof ConfigError)) throw error;
     findings.push({ level: 'fail', subject: 'config', message: error.message });
   }
+  if (config.opnsense.enabled) findings.push(...(await probeFirewalls(config.opnsense)));
   if (config.jails.size === 0) {
     findings.push({
       level: config.opnsense.enabled ? 'ok' : 'warn',
