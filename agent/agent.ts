@@ -3,15 +3,20 @@ import { Fail2banClient } from '../src/fail2ban/client.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { NeverBanList } from '../src/never-ban.js';
+import { shippedFile } from '../src/shipped-file.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import { startBroker, type RunningBroker } from '../broker/broker.js';
+import { NODE_ID } from '../src/event.js';
 import { OpnsenseBridge, type BridgeStatus } from './bridge/bridge.js';
 import { BrokerLink, type LinkStatus } from './broker-link.js';
-import { Intake, type IntakeStats, type Route } from './intake.js';
+import { FleetState, type FleetStatus } from './fleet/fleet-state.js';
+import { ADOPTED, Holdings, MANUAL } from './fleet/holdings.js';
+import { Projection } from './fleet/projection.js';
+import { SyncJailReconciler, type SyncJailReconcile } from './fleet/sync-jail-reconciler.js';
+import { Intake, type IntakeStats } from './intake.js';
 import { Batcher, type SinkStats } from './sinks/batcher.js';
 import { Fail2banBackend } from './sinks/fail2ban-backend.js';
-import { SyncJailRoute } from './sync-jail-route.js';
 
 export interface AgentStatus {
   nodeId: string;
@@ -21,6 +26,10 @@ export interface AgentStatus {
   intake: IntakeStats;
   refused: Record<string, number>;
   sinks: Record<string, SinkStats>;
+  /** Who holds which ban (the fleet state), the last snapshot per origin. */
+  fleet: FleetStatus;
+  /** The last reconciliation of the sync jails, null before the first (or without f2b_sync). */
+  syncJails: SyncJailReconcile | null;
   /** The OPNsense bridge, null when opn_fw_sync is off. */
   bridge: BridgeStatus | null;
 }
@@ -37,7 +46,8 @@ export class Agent {
   private readonly bridge: OpnsenseBridge | undefined;
   private readonly sinks = new Map<string, Batcher>();
   private readonly refusals: Refusals;
-  private readonly routes: Route[] = [];
+  private readonly fleet: FleetState;
+  private readonly reconciler: SyncJailReconciler | undefined;
   private readonly intake: Intake;
 
   constructor(
@@ -45,18 +55,27 @@ export class Agent {
     private readonly log: Logger,
   ) {
     this.refusals = new Refusals(log);
+    const holdings = new Holdings();
+    const projections: Projection[] = [];
+    let syncJails: Projection | undefined;
     if (config.f2bSync && config.jails.size > 0) {
       // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
       this.fail2ban = new Fail2banClient(config.fail2banSocket, { timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000) });
       const sink = new Batcher(new Fail2banBackend(this.fail2ban, log), log);
       this.sinks.set('fail2ban', sink);
-      this.routes.push(new SyncJailRoute(config.jails, config.nodeId, sink));
+      // This host's own bans are in its primary jails already.
+      syncJails = new Projection('sync-jails', config.jails, config.nodeId, (action, target, address) => sink.submit({ target, action, address }));
+      projections.push(syncJails);
     }
     if (config.opnsense.enabled) {
-      this.bridge = new OpnsenseBridge(config.opnsense, config.stateDir, log);
-      this.routes.push(this.bridge);
+      this.bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log);
+      projections.push(this.bridge.projection);
     }
-    this.intake = new Intake(new NeverBanList(config.ignoreIp), this.routes, this.refusals, new RateLimiter(config.rateLimit));
+    this.fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
+    if (this.fail2ban && syncJails) {
+      this.reconciler = new SyncJailReconciler(this.fail2ban, this.fleet, syncJails, log);
+    }
+    this.intake = new Intake(new NeverBanList(config.ignoreIp), this.fleet, this.refusals, new RateLimiter(config.rateLimit));
   }
 
   get topology(): 'mesh' | 'hub' {
@@ -69,8 +88,11 @@ export class Agent {
     if (!config.brokerUrl) {
       this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
     }
-    // Before any link exists: the bridge's saved state must be loaded before events arrive.
-    await this.bridge?.start();
+    // Before any link exists: the holdings (and what the bridge added) are loaded before events arrive.
+    const loaded = this.fleet.load();
+    await this.bridge?.start(loaded.fresh ? (origin, jail, address) => this.fleet.addAll(adoptedOrigin(origin), jail, [address]) : undefined);
+    this.reconciler?.start(loaded.adoptionPending, () => this.fleet.adoptionDone());
+    if (!this.reconciler && loaded.adoptionPending) this.fleet.adoptionDone();
     const { tls, ...account } = clientCredentials(config.mqtt);
     if (!config.mqtt.verifyTls) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
     for (const url of this.subscriptionUrls()) {
@@ -86,7 +108,7 @@ export class Agent {
     }
     // Not awaited: a hung fail2ban must not hold up start-up (the control socket comes next).
     if (this.fail2ban) void this.checkFail2ban(this.fail2ban);
-    if (this.routes.length === 0) {
+    if (!this.reconciler && !this.bridge) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
     }
   }
@@ -95,6 +117,7 @@ export class Agent {
   async stop(deadlineMs = 10_000): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     await Promise.all(this.links.map((link) => link.close()));
+    await this.reconciler?.stop();
     await Promise.all([
       ...[...this.sinks].map(async ([name, sink]) => {
         if (!(await sink.stop(deadlineMs))) {
@@ -103,6 +126,7 @@ export class Agent {
       }),
       this.bridge?.stop(deadlineMs),
     ]);
+    this.fleet.close();
     await this.fail2ban?.close(Math.max(0, deadline - Date.now()));
     await this.broker?.close();
     this.refusals.close();
@@ -118,6 +142,8 @@ export class Agent {
       intake: this.intake.stats(),
       refused: this.refusals.byReason(),
       sinks: Object.fromEntries([...this.sinks].map(([name, sink]) => [name, sink.stats()])),
+      fleet: this.fleet.status(),
+      syncJails: this.reconciler?.status() ?? null,
       bridge: this.bridge?.status() ?? null,
     };
   }
@@ -142,8 +168,14 @@ export class Agent {
     }
     for (const syncJail of new Set(config.jails.values())) {
       if (!(await client.jailExists(syncJail).catch(() => true))) {
-        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see etc/fail2ban/jail.local) and reload fail2ban`);
+        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see ${shippedFile('etc/fail2ban/jail.local')}) and reload fail2ban`);
       }
     }
   }
+}
+
+/** Holders from a bridge state file of an earlier version, as holdings: "@manual" stays manual, anything not a node id is adopted. */
+function adoptedOrigin(origin: string): string {
+  if (origin === MANUAL) return MANUAL;
+  return NODE_ID.test(origin) ? origin : ADOPTED;
 }

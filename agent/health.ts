@@ -1,13 +1,14 @@
 import type { AgentStatus } from './agent.js';
 
 /** The parts of AgentStatus this file and the status printer know; others are extensions' (the bridge's). */
-export const CORE_STATUS_KEYS: ReadonlySet<string> = new Set(['nodeId', 'topology', 'embeddedBroker', 'links', 'intake', 'refused', 'sinks']);
+export const CORE_STATUS_KEYS: ReadonlySet<string> = new Set(['nodeId', 'topology', 'embeddedBroker', 'links', 'intake', 'refused', 'sinks', 'fleet', 'syncJails']);
 
 /**
  * What is wrong with a running agent, one line each; empty when it is healthy. Unhealthy:
  * a broker link that is not connected, a sink whose last attempt failed (its backlog is then
  * stuck until the target answers again), and, in parts of the status this file does not
- * know (e.g. the OPNsense bridge's), any object carrying a non-empty `lastError`.
+ * know (e.g. the OPNsense bridge's), any object carrying a non-empty `lastError`; a holdings
+ * store that cannot be written.
  */
 export function healthProblems(status: AgentStatus): string[] {
   const problems: string[] = [];
@@ -19,6 +20,7 @@ export function healthProblems(status: AgentStatus): string[] {
   for (const [name, sink] of Object.entries(status.sinks)) {
     if (sink.lastError) problems.push(`sink ${name} is failing with ${sink.backlog} change(s) waiting: ${sink.lastError}`);
   }
+  if (status.fleet.lastError) problems.push(`holdings store: ${status.fleet.lastError}`);
   for (const [key, value] of Object.entries(status)) {
     if (!CORE_STATUS_KEYS.has(key)) findErrors(value, key, problems);
   }

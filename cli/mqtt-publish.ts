@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
-import { connect as connectTls, type ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from './mqtt-codec.js';
 
 export interface Message {
@@ -14,10 +13,31 @@ export interface PublishOptions {
   password?: string;
   /** For mqtts:// brokers. */
   tls?: ConnectionOptions;
+  /** QoS 1 messages awaiting PUBACK at once (default WINDOW). */
+  window?: number;
+}
+
+/** The broker answered, but refused this client's connection (credentials, client id). */
+export class ConnectionRefused extends Error {
+  override readonly name = 'ConnectionRefused';
+
+  constructor(
+    message: string,
+    /** The CONNACK return code: 3 is "server unavailable" (try again), the others are final. */
+    readonly returnCode: number,
+  ) {
+    super(message);
+  }
 }
 
 /** QoS 1 messages awaiting PUBACK at once; also keeps message ids (16 bits) unique. */
 const WINDOW = 500;
+/**
+ * Snapshot parts (up to 64 KiB each) in flight at once: few enough that a broker forwards
+ * them to its subscribers as they come (mosquitto queues at most 1,000 messages and 20 in
+ * flight per subscriber by default), and each part's round trip overlaps the next ones.
+ */
+export const SNAPSHOT_WINDOW = 4;
 
 const CONNACK_CODES: Record<number, string> = {
   1: 'the broker does not speak MQTT 3.1.1',
@@ -31,18 +51,33 @@ const CONNACK_CODES: Record<number, string> = {
  * Publishes messages with QoS 1 over one MQTT 3.1.1 connection and resolves once the
  * broker has acknowledged every one. Not MQTT.js, which takes ~190 ms to load, because
  * syncfail2ban-client runs once per ban.
- * Never retries and never waits past the deadline: fail2ban must not hang on its action.
+ * Never waits past the deadline (fail2ban must not hang on its action); until then, a
+ * broker that answers "server unavailable" (its login checks are busy) is tried again.
  */
-export function publishAll(url: string, messages: Message[], options: PublishOptions): Promise<void> {
+export async function publishAll(url: string, messages: Message[], options: PublishOptions): Promise<void> {
+  const deadline = Date.now() + options.timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await publishOnce(url, messages, options, deadline);
+    } catch (error) {
+      const pause = Math.min(1_000, 50 * 2 ** attempt) * (0.5 + Math.random());
+      if (!(error instanceof ConnectionRefused && error.returnCode === 3) || Date.now() + pause >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
+
+async function publishOnce(url: string, messages: Message[], options: PublishOptions, deadline: number): Promise<void> {
   const target = new URL(url);
   const port = Number(target.port) || (target.protocol === 'mqtts:' ? 8883 : 1883);
   const host = target.hostname.replace(/^\[|\]$/g, '');
+  // node:tls (and the crypto it pulls in) only when needed: loading them is a good part of a plain start-up.
+  const socket: Socket =
+    target.protocol === 'mqtts:'
+      ? (await import('node:tls')).connect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...options.tls })
+      : connectTcp({ host, port });
 
   return new Promise<void>((resolve, reject) => {
-    const socket: Socket =
-      target.protocol === 'mqtts:'
-        ? connectTls({ host, port, ...(isIP(host) ? {} : { servername: host }), ...options.tls })
-        : connectTcp({ host, port });
     const reader = new PacketReader();
     let next = 0;
     let acknowledged = 0;
@@ -50,7 +85,7 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
     let finished = false;
     const timer = setTimeout(
       () => finish(new Error(`no answer from the broker at ${url} within ${options.timeoutMs} ms (${acknowledged}/${messages.length} acknowledged)`)),
-      options.timeoutMs + messages.length,
+      deadline - Date.now() + messages.length,
     );
 
     const finish = (error?: Error) => {
@@ -68,7 +103,7 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
     };
 
     const send = () => {
-      while (next < messages.length && inFlight.size < WINDOW) {
+      while (next < messages.length && inFlight.size < (options.window ?? WINDOW)) {
         const messageId = (next % 65_535) + 1;
         const { topic, payload } = messages[next++]!;
         inFlight.add(messageId);
@@ -87,7 +122,7 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
       for (const packet of packets) {
         if (finished) return;
         if (packet.type === 'connack') {
-          if (packet.returnCode) return finish(new Error(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
+          if (packet.returnCode) return finish(new ConnectionRefused(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`, packet.returnCode));
           send();
         } else if (packet.type === 'puback' && inFlight.delete(packet.messageId)) {
           acknowledged += 1;
@@ -100,7 +135,8 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
     socket.once(target.protocol === 'mqtts:' ? 'secureConnect' : 'connect', () => {
       socket.write(
         encodeConnect({
-          clientId: `sf2b-cli-${randomBytes(6).toString('hex')}`,
+          // Unique enough to avoid a take-over between concurrent clients; nothing secret depends on it.
+          clientId: `sf2b-cli-${Math.random().toString(36).slice(2, 12)}`,
           keepaliveS: 30,
           ...(options.username !== undefined ? { username: options.username } : {}),
           ...(options.password !== undefined ? { password: options.password } : {}),

@@ -93,6 +93,7 @@ export function renderStatus({ version, pid, startedAt, status }: StatusReport, 
         (sink.lastError ? `, FAILING: ${sink.lastError}` : ''),
     );
   }
+  lines.push(...renderFleet(status, now));
   // Parts added by extensions (the OPNsense bridge): shown as they come.
   for (const [key, value] of Object.entries(status as unknown as Record<string, unknown>)) {
     if (CORE_STATUS_KEYS.has(key)) continue;
@@ -102,6 +103,32 @@ export function renderStatus({ version, pid, startedAt, status }: StatusReport, 
   if (problems.length === 0) lines.push('healthy');
   else lines.push(`UNHEALTHY:`, ...problems.map((problem) => `  - ${problem}`));
   return `${lines.join('\n')}\n`;
+}
+
+const MAX_SNAPSHOTS_SHOWN = 20;
+
+/** Holdings per primary jail and origin, the last snapshots, the last sync jail reconciliation. */
+function renderFleet({ fleet, syncJails }: StatusReport['status'], now: number): string[] {
+  const lines = [`holdings:  ${fleet.total} in ${fleet.stateDir}, ${fleet.unbansWithoutHolding} unban(s) from origins holding nothing${fleet.refusedAtCap ? `, ${fleet.refusedAtCap} refused at the cap` : ''}`];
+  for (const [jail, origins] of Object.entries(fleet.holdings)) {
+    const byCount = Object.entries(origins).sort(([, a], [, b]) => b - a);
+    lines.push(`  ${jail}  ${byCount.slice(0, MAX_PEERS_SHOWN).map(([origin, count]) => `${origin} ${count}`).join(', ')}${byCount.length > MAX_PEERS_SHOWN ? ', ...' : ''}`);
+  }
+  const snapshots = [...fleet.snapshots].sort((a, b) => b.at.localeCompare(a.at));
+  if (snapshots.length > 0) lines.push('snapshots (last per origin and jail):');
+  for (const s of snapshots.slice(0, MAX_SNAPSHOTS_SHOWN)) {
+    lines.push(
+      `  ${s.origin} ${s.jail}  ${s.complete ? 'complete' : `INCOMPLETE (${s.partsReceived} of ${s.parts} parts)`}, ${s.addresses} address(es), ${s.added} added, ${s.released} released, ${ago(s.at, now)} ago`,
+    );
+  }
+  if (syncJails) {
+    const counts = (record: Record<string, number>) => Object.values(record).reduce((sum, n) => sum + n, 0);
+    lines.push(
+      `sync jails: reconciled ${ago(syncJails.at, now)} ago, ` +
+        (syncJails.ok ? `${counts(syncJails.added)} added, ${counts(syncJails.removed)} removed${syncJails.adopted ? `, ${syncJails.adopted} adopted` : ''}` : `FAILED: ${syncJails.error}`),
+    );
+  }
+  return lines;
 }
 
 /** YAML-like lines for a JSON value of unknown shape. */

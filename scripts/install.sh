@@ -12,6 +12,8 @@ check_paths
 "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
   die "$NODE is Node.js $("$NODE" --version); syncfail2ban needs 20 or newer"
 
+refuse_pip_original
+
 # 1. The program: compiled JavaScript and its production packages, put together beside
 # the old one and swapped in whole, so that a failed or half-done upgrade changes nothing.
 lib="$DESTDIR$LIBDIR"
@@ -44,14 +46,16 @@ say "installed the program in $LIBDIR"
 install -d -m 0755 "$DESTDIR$BINDIR" "$DESTDIR$CONFDIR"
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban" agent/main.js
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban-broker" broker/main.js
-write_wrapper "$DESTDIR$BINDIR/syncfail2ban-client" cli/main.js
-client="$DESTDIR$CONFDIR/syncfail2ban-client"
-if [ -e "$client" ] && ! is_our_wrapper "$client" && [ ! -e "$client.orig" ]; then
-  mv "$client" "$client.orig"
-  say "moved the previous $CONFDIR/syncfail2ban-client (the original's?) to syncfail2ban-client.orig"
-fi
-write_wrapper "$client" cli/main.js
+write_wrapper "$DESTDIR$BINDIR/syncfail2ban-client" cli/client.bundle.cjs
+move_original_client
+write_wrapper "$DESTDIR$CONFDIR/syncfail2ban-client" cli/client.bundle.cjs
 say "installed syncfail2ban, syncfail2ban-client, syncfail2ban-broker in $BINDIR, and $CONFDIR/syncfail2ban-client"
+
+# The man pages: syncfail2ban(8), syncfail2ban-client(8), syncfail2ban-broker(8), syncfail2ban.conf(5).
+for page in $MAN_PAGES; do
+  install -D -m 0644 "man/$(basename "$page")" "$DESTDIR$MANDIR/$page"
+done
+say "installed the man pages in $MANDIR"
 
 # 3. The config: created once, never overwritten. It may hold secrets, so it is root's alone.
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then
@@ -62,25 +66,7 @@ else
 fi
 
 # 4. fail2ban's side: the action and filter, and the dummy log of the sync jails.
-for file in $FAIL2BAN_FILES; do
-  dest="$DESTDIR$FAIL2BAN_DIR/$file"
-  install -d -m 0755 "$(dirname "$dest")"
-  if [ ! -e "$dest" ]; then
-    install -m 0644 "etc/fail2ban/$file" "$dest"
-    say "installed $FAIL2BAN_DIR/$file"
-  elif cmp -s "etc/fail2ban/$file" "$dest"; then
-    rm -f "$dest.dist"
-    say "$FAIL2BAN_DIR/$file is up to date"
-  else
-    install -m 0644 "etc/fail2ban/$file" "$dest.dist"
-    say "kept your $FAIL2BAN_DIR/$file, which differs from ours; ours is beside it as $(basename "$file").dist: compare them"
-  fi
-done
-if [ ! -e "$DESTDIR$DUMMY_LOG" ]; then
-  install -d -m 0755 "$(dirname "$DESTDIR$DUMMY_LOG")"
-  install -m 0640 /dev/null "$DESTDIR$DUMMY_LOG"
-  say "created $DUMMY_LOG (the sync jails' logpath)"
-fi
+install_fail2ban_side etc/fail2ban
 
 # 5. systemd units.
 install -d -m 0755 "$DESTDIR$UNITDIR"

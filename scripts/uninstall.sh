@@ -1,60 +1,39 @@
 #!/bin/sh
-# Removes what install.sh installed; run by "make uninstall". Keeps $CONFDIR/config.cfg,
-# fail2ban files the admin changed, and fail2ban files a jail still uses (removing those
-# would stop fail2ban from starting).
+# Removes what install.sh installed; run by "make uninstall". Refuses while a fail2ban jail
+# still runs sync-action (every ban would then fail with "syncfail2ban-client: not found").
+# Keeps $CONFDIR/config.cfg, fail2ban files the admin changed, and fail2ban files a jail
+# still uses (removing those would stop fail2ban from starting). Says only what it removed.
 set -eu
 
 . "$(dirname "$0")/install-common.sh"
 
 check_paths
 
-if systemd_running; then
-  "$SYSTEMCTL" disable --now $UNITS 2> /dev/null || true
-elif systemctl_here; then
-  "$SYSTEMCTL" disable $UNITS 2> /dev/null || true
-fi
+refuse_while_sync_action_used
+
+disable_units
 for unit in $UNITS; do
-  rm -f "$DESTDIR$UNITDIR/$unit"
+  remove "$DESTDIR$UNITDIR/$unit" "$UNITDIR/$unit"
 done
 if systemd_running; then
   "$SYSTEMCTL" daemon-reload
 fi
-say "removed the systemd units"
 
 # fail2ban's side: compared with what was installed (the copy under $LIBDIR/etc) before that goes.
-for file in $FAIL2BAN_FILES; do
-  dest="$DESTDIR$FAIL2BAN_DIR/$file"
-  shipped="$DESTDIR$LIBDIR/etc/fail2ban/$file"
-  [ -e "$shipped" ] || shipped="etc/fail2ban/$file"
-  rm -f "$dest.dist"
-  [ -e "$dest" ] || continue
-  name=$(basename "$file" .conf)
-  if ! cmp -s "$shipped" "$dest"; then
-    say "kept $FAIL2BAN_DIR/$file: you changed it"
-  elif used_by_jails "$name"; then
-    say "kept $FAIL2BAN_DIR/$file: a jail still uses $name; remove it from your jails, reload fail2ban, then delete the file"
-  else
-    rm -f "$dest"
-    say "removed $FAIL2BAN_DIR/$file"
-  fi
-done
-if [ -e "$DESTDIR$DUMMY_LOG" ]; then
-  if used_by_jails "$(basename "$DUMMY_LOG")"; then
-    say "kept $DUMMY_LOG: a sync jail still uses it as its logpath"
-  else
-    rm -f "$DESTDIR$DUMMY_LOG"
-    say "removed $DUMMY_LOG"
-  fi
-fi
+shipped="$DESTDIR$LIBDIR/etc/fail2ban"
+[ -d "$shipped" ] || shipped=etc/fail2ban
+remove_fail2ban_side "$shipped"
 
 for command in $COMMANDS; do
-  if is_our_wrapper "$DESTDIR$BINDIR/$command"; then rm -f "$DESTDIR$BINDIR/$command"; fi
+  if is_our_wrapper "$DESTDIR$BINDIR/$command"; then remove "$DESTDIR$BINDIR/$command" "$BINDIR/$command"; fi
 done
 client="$DESTDIR$CONFDIR/syncfail2ban-client"
-if is_our_wrapper "$client"; then rm -f "$client"; fi
+if is_our_wrapper "$client"; then remove "$client" "$CONFDIR/syncfail2ban-client"; fi
 [ ! -e "$client.orig" ] || say "the original client is still at $CONFDIR/syncfail2ban-client.orig"
-rm -rf "$DESTDIR$LIBDIR"
-say "removed the program ($LIBDIR) and its commands"
+remove "$DESTDIR$LIBDIR" "the program ($LIBDIR)"
+for page in $MAN_PAGES; do
+  remove "$DESTDIR$MANDIR/$page" "$MANDIR/$page"
+done
 
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then
   say "kept $CONFDIR/config.cfg; delete $CONFDIR yourself if you will not reinstall"
@@ -62,3 +41,4 @@ else
   rmdir "$DESTDIR$CONFDIR" 2> /dev/null || true
 fi
 [ ! -d "$DESTDIR/var/lib/syncfail2ban" ] || say "kept /var/lib/syncfail2ban (the OPNsense bridge's state); delete it yourself if unwanted"
+[ "$removed" -gt 0 ] || say "nothing to remove: syncfail2ban is not installed here"

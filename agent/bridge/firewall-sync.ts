@@ -6,7 +6,6 @@ import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
 import type { BatcherOptions, Change } from '../sinks/batcher.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 import { AliasQueue, type AliasStatus } from './alias-queue.js';
-import type { DesiredState } from './desired-state.js';
 import { FirewallLedger } from './ledger.js';
 import { LogThrottle } from './log-throttle.js';
 import { CONCURRENCY, OpnsenseBackend } from './opnsense-backend.js';
@@ -55,6 +54,13 @@ export interface FirewallStatus {
   lastReconcile: ReconcileReport | null;
 }
 
+/** What the aliases should hold: the bridge's projection of the holdings. */
+export interface DesiredAliases {
+  addresses(alias: string): Set<string>;
+  /** Who holds the address through a jail mapped to the alias, as "origin/jail". */
+  holders(alias: string, address: string): string[];
+}
+
 export interface FirewallSyncOptions {
   firewall: Firewall;
   verifyTls: boolean;
@@ -64,7 +70,7 @@ export interface FirewallSyncOptions {
   reconcileIntervalS: number;
   /** primary jail -> alias */
   aliases: ReadonlyMap<string, string>;
-  desired: DesiredState;
+  desired: DesiredAliases;
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;

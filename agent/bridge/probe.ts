@@ -4,22 +4,16 @@ import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
 import type { Finding } from '../jail-checks.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 
-const PROBE_TIMEOUT_MS = 10_000;
+/** What the alias-info cache would log is a finding here. */
+const SILENT: Logger = pino({ level: 'silent' });
 
 /**
- * `syncfail2ban --check` for the OPNsense bridge: for every firewall, that it answers over
- * TLS as configured, takes the credentials, grants each privilege the configured features
- * need, and has each mapped alias with a type that keeps what the bridge adds. Changes
- * nothing on the firewall.
+ * `syncfail2ban --check` for the OPNsense bridge, on one firewall: that it answers over TLS
+ * as configured, takes the credentials, grants each privilege the configured features need,
+ * and has each mapped alias with a type that keeps what the bridge adds. Changes nothing on
+ * the firewall.
  */
-export async function probeFirewalls(config: OpnsenseConfig): Promise<Finding[]> {
-  const log = pino({ level: 'silent' }); // what the alias-info cache would log is a finding here
-  const findings: Finding[] = [];
-  for (const firewall of config.firewalls) findings.push(...(await probeFirewall(config, firewall, log)));
-  return findings;
-}
-
-async function probeFirewall(config: OpnsenseConfig, firewall: Firewall, log: Logger): Promise<Finding[]> {
+export async function probeFirewall(firewall: Firewall, config: OpnsenseConfig, timeoutMs: number): Promise<Finding[]> {
   let client: OpnsenseClient;
   try {
     client = new OpnsenseClient({
@@ -27,7 +21,7 @@ async function probeFirewall(config: OpnsenseConfig, firewall: Firewall, log: Lo
       key: firewall.key,
       secret: firewall.secret,
       verifyTls: config.verifyTls,
-      timeoutMs: PROBE_TIMEOUT_MS,
+      timeoutMs,
       ...(config.caFile === undefined ? {} : { caFile: config.caFile }),
     });
   } catch (error) {
@@ -51,7 +45,7 @@ async function probeFirewall(config: OpnsenseConfig, firewall: Firewall, log: Lo
     findings.push({ level: client.firewall.startsWith('http:') || !config.verifyTls ? 'warn' : 'ok', subject, message: `answers (${tls}); the API key is accepted and may use alias_util` });
 
     const aliases = [...new Set(config.aliases.values())];
-    const info = new AliasInfoCache(client, log);
+    const info = new AliasInfoCache(client, SILENT);
     for (const alias of aliases) {
       try {
         const found = await info.get(alias);

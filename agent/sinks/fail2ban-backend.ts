@@ -1,4 +1,5 @@
 import { Fail2banError, type Fail2banClient } from '../../src/fail2ban/client.js';
+import { shippedFile } from '../../src/shipped-file.js';
 import type { Logger } from '../../src/log.js';
 import type { Backend, Change } from './batcher.js';
 
@@ -35,7 +36,7 @@ export class Fail2banBackend implements Backend {
         }
         this.log.error(
           { sink: this.name, jail, dropped: ban.length + unban.length },
-          `${error.message}; ${ban.length + unban.length} change(s) for sync jail ${jail} dropped: add the jail (see etc/fail2ban/jail.local), reload fail2ban, then re-send with syncfail2ban-client -f on the other hosts`,
+          `${error.message}; ${ban.length + unban.length} change(s) for sync jail ${jail} dropped: add the jail (see ${shippedFile('etc/fail2ban/jail.local')}), reload fail2ban, then re-send with syncfail2ban-client -f on the other hosts`,
         );
       }
     }

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { probeFirewalls } from '../../agent/bridge/probe.js';
+import { checkFirewalls } from '../../agent/firewall-checks.js';
 import type { OpnsenseConfig } from '../../src/config.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { BIN } from '../support/paths.js';
@@ -14,6 +14,8 @@ import { entryOf } from './fleet.js';
 const FULL: FakeApiKey = { key: 'probe-full', secret: 'probe-full-secret', privileges: ['alias_util', 'aliases', 'diagnostics'] };
 const UTIL_ONLY: FakeApiKey = { key: 'probe-util', secret: 'probe-util-secret', privileges: ['alias_util'] };
 const READ_ONLY: FakeApiKey = { key: 'probe-ro', secret: 'probe-ro-secret', privileges: ['alias_util', 'aliases', 'readonly'] };
+
+const probeFirewalls = (config: OpnsenseConfig) => checkFirewalls(config, 5_000);
 
 describe('syncfail2ban --check: the OPNsense probe', function () {
   this.timeout(60_000);

@@ -3,6 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config.js';
+import { ROOT } from '../support/paths.js';
 
 describe('config', () => {
   it("reads the README's minimal config (keys at the top)", () => {
@@ -16,6 +17,15 @@ describe('config', () => {
       { host: '192.0.2.12', port: 19000 },
     ]);
     expect([...config.jails]).to.deep.equal([['sshd', 'sshd-sync']]);
+    expect(config.unknownKeys).to.deep.equal([]);
+  });
+
+  it('the shipped config, which npm start runs, serves this host only (loopback) and reaches no other', () => {
+    const config = loadConfig(join(ROOT, 'etc/config.cfg'));
+    expect(config.mq.host).to.equal('127.0.0.1');
+    expect(config.syncServers).to.deep.equal([]);
+    expect(config.brokerUrl).to.equal(undefined);
+    expect(config.metrics).to.equal(undefined);
     expect(config.unknownKeys).to.deep.equal([]);
   });
 
@@ -61,8 +71,16 @@ describe('config', () => {
     expect(config.opnsense.firewalls[0]).to.include({ name: 'https://proxy.example.net/fw1/', key: 'k1', secret: 's1' });
   });
 
-  it('warns about unknown keys', () => {
-    expect(parseConfig('mq_prot = 1\n[jails]\nsshd = sshd-sync\n[extra]\na = b\n', 'typo.cfg').unknownKeys).to.deep.equal(['mq_prot', '[extra]']);
+  it('lists unknown keys and sections, with the closest known name when one is close', () => {
+    const text = 'mq_prot = 1\nsync_server = 192.0.2.2\nfrobnicate = 1\n[jail]\nsshd = sshd-sync\n[extra]\na = b\n[opn_keys]\n192.0.2.1_kee = k\n';
+    expect(parseConfig(text, 'typo.cfg').unknownKeys).to.deep.equal([
+      { name: 'mq_prot', suggestion: 'mq_port' },
+      { name: 'sync_server', suggestion: 'sync_servers' },
+      { name: 'frobnicate' },
+      { name: '[opn_keys] 192.0.2.1_kee' },
+      { name: '[jail]', suggestion: '[jails]' },
+      { name: '[extra]' },
+    ]);
   });
 
   const bad: Array<[string, RegExp]> = [

@@ -16,6 +16,8 @@ function status(overrides: Record<string, unknown> = {}): AgentStatus {
     intake: { received: 3, accepted: 2, ownSkipped: 0, peersSeen: { web2: MINUTE_AGO } },
     refused: { 'bad-address': 1 },
     sinks: { fail2ban: { submitted: 2, applied: 2, dropped: 0, failures: 0, backlog: 0, lastError: null } },
+    fleet: { stateDir: '/var/lib/syncfail2ban', holdings: { sshd: { web2: 1 } }, total: 1, unbansWithoutHolding: 0, refusedAtCap: 0, snapshots: [], lastError: null },
+    syncJails: null,
     bridge: null,
     ...overrides,
   } as AgentStatus;
@@ -60,6 +62,8 @@ describe('status: what is healthy, and how parts the printer does not know are s
         'refused:   bad-address 1',
         'sinks:',
         '  fail2ban  applied 2 of 2, backlog 0, failures 0, dropped 0',
+        'holdings:  1 in /var/lib/syncfail2ban, 0 unban(s) from origins holding nothing',
+        '  sshd  web2 1',
         'bridge:',
         '  wanted:',
         '    f2b_sshd: 3',
