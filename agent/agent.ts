@@ -1,4 +1,5 @@
 import { endpointUrl, meshTls, type Config } from '../src/config.js';
+import { hubOrder } from '../src/config-hub.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
@@ -9,7 +10,8 @@ import { Refusals } from '../src/refusals.js';
 import { startBroker, type RunningBroker } from '../broker/broker.js';
 import { NODE_ID } from '../src/event.js';
 import { OpnsenseBridge, type BridgeStatus } from './bridge/bridge.js';
-import { BrokerLink, type LinkStatus } from './broker-link.js';
+import { BrokerLink, type LinkOptions, type LinkStatus } from './broker-link.js';
+import { FailoverLink } from './failover-link.js';
 import { FleetState, type FleetStatus } from './fleet/fleet-state.js';
 import { ADOPTED, Holdings, MANUAL } from './fleet/holdings.js';
 import { Projection } from './fleet/projection.js';
@@ -41,7 +43,7 @@ export interface AgentStatus {
  */
 export class Agent {
   private broker: RunningBroker | undefined;
-  private links: BrokerLink[] = [];
+  private links: Array<BrokerLink | FailoverLink> = [];
   private fail2ban: Fail2banClient | undefined;
   private readonly bridge: OpnsenseBridge | undefined;
   private readonly sinks = new Map<string, Batcher>();
@@ -79,13 +81,13 @@ export class Agent {
   }
 
   get topology(): 'mesh' | 'hub' {
-    return this.config.brokerUrl ? 'hub' : 'mesh';
+    return this.config.brokerUrls.length ? 'hub' : 'mesh';
   }
 
   async start(): Promise<void> {
     const { config, log } = this;
     log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails) }, 'starting syncfail2ban');
-    if (!config.brokerUrl) {
+    if (this.topology === 'mesh') {
       this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
     }
     // Before any link exists: the holdings (and what the bridge added) are loaded before events arrive.
@@ -95,17 +97,15 @@ export class Agent {
     if (!this.reconciler && loaded.adoptionPending) this.fleet.adoptionDone();
     const { tls, ...account } = clientCredentials(config.mqtt);
     if (!config.mqtt.verifyTls) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
-    for (const url of this.subscriptionUrls()) {
-      this.links.push(
-        new BrokerLink(url, {
-          nodeId: config.nodeId,
-          connectTimeoutS: config.connectionTimeoutS,
-          log,
-          onMessage: (topic, payload, source, retained) => this.intake.handle(topic, payload, source, retained),
-          mqtt: { ...account, ...tls },
-        }),
-      );
-    }
+    const linkOptions: LinkOptions = {
+      nodeId: config.nodeId,
+      connectTimeoutS: config.connectionTimeoutS,
+      log,
+      onMessage: (topic, payload, source, retained) => this.intake.handle(topic, payload, source, retained),
+      mqtt: { ...account, ...tls },
+    };
+    if (config.brokerUrls.length > 1) this.links.push(new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions));
+    else this.links.push(...this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
     // Not awaited: a hung fail2ban must not hold up start-up (the control socket comes next).
     if (this.fail2ban) void this.checkFail2ban(this.fail2ban);
     if (!this.reconciler && !this.bridge) {
@@ -150,7 +150,7 @@ export class Agent {
 
   private subscriptionUrls(): string[] {
     const { config } = this;
-    if (config.brokerUrl) return [config.brokerUrl];
+    if (config.brokerUrls.length) return config.brokerUrls;
     const tls = meshTls(config);
     const own = endpointUrl(config.mq, tls);
     const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);

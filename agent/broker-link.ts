@@ -20,6 +20,12 @@ export interface LinkOptions {
   onMessage(topic: string, payload: Buffer, source: string, retained: boolean): void;
   /** Extra MQTT client options (credentials, TLS) for this broker. */
   mqtt?: IClientOptions;
+  /** Milliseconds between reconnection attempts; 0: none, the owner (a FailoverLink) moves on instead. */
+  reconnectMs?: number;
+  /** Called once the broker granted the subscription: events flow from now on. */
+  onSubscribed?(): void;
+  /** Called when the connection is lost or could not be made. */
+  onDown?(): void;
 }
 
 const RECONNECT_MS = 1_000;
@@ -40,12 +46,13 @@ export class BrokerLink {
     private readonly options: LinkOptions,
   ) {
     const { log } = options;
+    const reconnectMs = options.reconnectMs ?? RECONNECT_MS;
     this.client = connect(url, {
       clientId: `sf2b-${options.nodeId}-${randomBytes(4).toString('hex')}`,
       clean: true,
       keepalive: 30,
       connectTimeout: options.connectTimeoutS * 1000,
-      reconnectPeriod: RECONNECT_MS,
+      reconnectPeriod: reconnectMs,
       resubscribe: false,
       ...options.mqtt,
     });
@@ -59,10 +66,14 @@ export class BrokerLink {
           return;
         }
         log.info({ broker: url }, `subscribed to ${SUBSCRIPTION}`);
+        options.onSubscribed?.();
       });
       this.setState('connected');
     });
-    this.client.on('close', () => this.setState('down'));
+    this.client.on('close', () => {
+      this.setState('down');
+      if (!this.closing) options.onDown?.();
+    });
     this.client.on('error', (error) => {
       if (error.message !== this.lastError) log.debug({ broker: url, err: error.message }, 'MQTT connection error');
       this.lastError = error.message;
@@ -81,10 +92,11 @@ export class BrokerLink {
 
   private setState(state: LinkState): void {
     if (state === this.state || this.closing) return;
-    const { log } = this.options;
+    const { log, reconnectMs = RECONNECT_MS } = this.options;
+    const retrying = reconnectMs ? `; retrying every ${reconnectMs / 1000} s` : '';
     if (state === 'connected') log.info({ broker: this.url }, 'connected to broker');
-    else if (this.state === 'connected') log.warn({ broker: this.url, err: this.lastError }, 'lost the broker; reconnecting every second');
-    else if (this.state === 'connecting') log.warn({ broker: this.url, err: this.lastError }, 'cannot reach the broker yet; retrying every second');
+    else if (this.state === 'connected') log.warn({ broker: this.url, err: this.lastError }, `lost the broker${retrying}`);
+    else if (this.state === 'connecting') log.warn({ broker: this.url, err: this.lastError }, `cannot reach the broker yet${retrying}`);
     this.state = state;
     this.since = new Date();
   }

@@ -9,6 +9,8 @@ export interface Message {
 
 export interface PublishOptions {
   timeoutMs: number;
+  /** Give up sooner when the broker has not accepted the connection (CONNACK) by then, retries included. */
+  connectTimeoutMs?: number;
   username?: string;
   password?: string;
   /** For mqtts:// brokers. */
@@ -56,18 +58,19 @@ const CONNACK_CODES: Record<number, string> = {
  */
 export async function publishAll(url: string, messages: Message[], options: PublishOptions): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
+  const connectDeadline = Math.min(deadline, Date.now() + (options.connectTimeoutMs ?? options.timeoutMs));
   for (let attempt = 1; ; attempt++) {
     try {
-      return await publishOnce(url, messages, options, deadline);
+      return await publishOnce(url, messages, options, deadline, connectDeadline);
     } catch (error) {
       const pause = Math.min(1_000, 50 * 2 ** attempt) * (0.5 + Math.random());
-      if (!(error instanceof ConnectionRefused && error.returnCode === 3) || Date.now() + pause >= deadline) throw error;
+      if (!(error instanceof ConnectionRefused && error.returnCode === 3) || Date.now() + pause >= connectDeadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }
 }
 
-async function publishOnce(url: string, messages: Message[], options: PublishOptions, deadline: number): Promise<void> {
+async function publishOnce(url: string, messages: Message[], options: PublishOptions, deadline: number, connectDeadline: number): Promise<void> {
   const target = new URL(url);
   const port = Number(target.port) || (target.protocol === 'mqtts:' ? 8883 : 1883);
   const host = target.hostname.replace(/^\[|\]$/g, '');
@@ -87,11 +90,16 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
       () => finish(new Error(`no answer from the broker at ${url} within ${options.timeoutMs} ms (${acknowledged}/${messages.length} acknowledged)`)),
       deadline - Date.now() + messages.length,
     );
+    const connectTimer =
+      connectDeadline < deadline
+        ? setTimeout(() => finish(new Error(`the broker at ${url} did not accept the connection within ${Math.round(options.connectTimeoutMs!)} ms`)), connectDeadline - Date.now())
+        : undefined;
 
     const finish = (error?: Error) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      clearTimeout(connectTimer);
       socket.removeAllListeners();
       socket.on('error', () => undefined);
       if (error) {
@@ -122,6 +130,7 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
       for (const packet of packets) {
         if (finished) return;
         if (packet.type === 'connack') {
+          clearTimeout(connectTimer);
           if (packet.returnCode) return finish(new ConnectionRefused(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`, packet.returnCode));
           send();
         } else if (packet.type === 'puback' && inFlight.delete(packet.messageId)) {

@@ -12,6 +12,7 @@ import {
   readClientSecurity,
   readRateLimit,
 } from './config-security.js';
+import { type ClusterConfig, hubOrder, readBrokerUrls, readCluster } from './config-hub.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
 import { shippedFile } from './shipped-file.js';
@@ -57,8 +58,10 @@ export interface Config {
   mq: Endpoint;
   /** Mesh: the peers' brokers to subscribe to. */
   syncServers: Endpoint[];
-  /** Hub: the one broker everybody publishes to and subscribes from. */
-  brokerUrl?: string;
+  /** Hub: the broker everybody publishes to and subscribes from, or the instances of a clustered hub; empty in a mesh. */
+  brokerUrls: string[];
+  /** A standalone broker that is one instance of a clustered hub. */
+  cluster?: ClusterConfig;
   connectionTimeoutS: number;
   /** primary jail -> local sync jail */
   jails: Map<string, string>;
@@ -105,7 +108,7 @@ export function loadConfig(file: string): Config {
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
   }
   const config = parseConfig(text, file);
-  const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || config.opnsense.firewalls.some((firewall) => firewall.secret);
+  const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || Boolean(config.cluster && new URL(config.cluster.redisUrl).password) || config.opnsense.firewalls.some((firewall) => firewall.secret);
   if (hasSecrets && statSync(file).mode & 0o004) {
     config.warnings.push(`${file} holds secrets and can be read by every user; fix: chmod 600 ${file}`);
   }
@@ -158,11 +161,12 @@ export function parseConfig(text: string, file: string): Config {
     broker: readBrokerSecurity(general, usersSection),
     mqtt: readClientSecurity(general, nodeId, warnings),
     rateLimit: readRateLimit(general),
+    brokerUrls: readBrokerUrls(general),
     unknownKeys: [],
     warnings,
   };
-  const brokerUrl = readBrokerUrl(general);
-  if (brokerUrl) config.brokerUrl = brokerUrl;
+  const cluster = readCluster(general);
+  if (cluster) config.cluster = cluster;
   const metrics = readMetrics(general);
   if (metrics) config.metrics = metrics;
 
@@ -194,24 +198,6 @@ function readMetrics(general: SectionReader): Endpoint | undefined {
   const host = general.string('metrics_host', '127.0.0.1');
   if (!isIP(host)) general.fail('metrics_host', `${JSON.stringify(host)} is not an IP address`, 'give the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0');
   return port === 0 ? undefined : { host, port };
-}
-
-function readBrokerUrl(general: SectionReader): string | undefined {
-  const text = general.string('broker_url', '');
-  if (!text) return undefined;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return general.fail('broker_url', `${JSON.stringify(text)} is not a URL`, 'write mqtt://host:port or mqtts://host:port');
-  }
-  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
-    general.fail('broker_url', `scheme ${url.protocol} is not supported`, 'write mqtt://host:port or mqtts://host:port');
-  }
-  if (url.username || url.password) {
-    general.fail('broker_url', 'credentials in the URL would be logged', 'remove them from the URL');
-  }
-  return text;
 }
 
 function readJailMap(section: SectionReader, valueName: string): Map<string, string> {
@@ -308,9 +294,9 @@ function primaryIpv4(): string {
   return '127.0.0.1';
 }
 
-/** The broker this host publishes to: the hub, or its own embedded broker. */
-export function publishUrl(config: Config): string {
-  return config.brokerUrl ?? endpointUrl(config.mq, meshTls(config));
+/** The brokers this host publishes to, first that answers: the hub's instances, or its own embedded broker. */
+export function publishUrls(config: Config): string[] {
+  return config.brokerUrls.length ? hubOrder(config.brokerUrls, config.nodeId) : [endpointUrl(config.mq, meshTls(config))];
 }
 
 /** Mesh brokers speak TLS when this host's does: a fleet shares one setting. */
