@@ -16,6 +16,8 @@ interface StatusJson {
     intake: { received: number; accepted: number; peersSeen: Record<string, string> };
     refused: Record<string, number>;
     sinks: Record<string, { applied: number; backlog: number; lastError: string | null }>;
+    fleet: { holdings: Record<string, Record<string, number>> };
+    syncJails: { ok: boolean } | null;
   };
 }
 
@@ -61,6 +63,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(result.stdout).to.match(/^ {2}mqtt:\/\/127\.0\.0\.7:\d+ +connected for /m);
     expect(result.stdout).to.match(/^events: +\d+ received, \d+ accepted, \d+ own skipped, \d+ refused$/m);
     expect(result.stdout).to.match(/^ {2}fail2ban +applied \d+ of \d+, backlog 0/m);
+    expect(result.stdout).to.match(/^holdings: +\d+ in .*state, \d+ unban\(s\) from origins holding nothing$/m);
+    expect(result.stdout).to.match(/^sync jails: reconciled .* ago, \d+ added, \d+ removed/m);
     expect(result.stdout).to.match(/^healthy$/m);
   });
 
@@ -88,6 +92,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(report.status.intake.accepted).to.equal(before.intake.accepted + 1);
     expect(report.status.intake.peersSeen).to.have.property('peer-x');
     expect(report.status.sinks.fail2ban!.applied).to.equal(before.sinks.fail2ban!.applied + 1);
+    expect(report.status.fleet.holdings.sshd).to.deep.include({ 'peer-x': 1 });
+    expect(report.status.syncJails).to.deep.include({ ok: true });
   });
 
   it('the metrics endpoint serves the same counters, and they move after an event', async () => {
@@ -109,6 +115,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(sample(after, 'syncfail2ban_events_received_total')).to.equal(sample(before, 'syncfail2ban_events_received_total') + 1);
     expect(sample(after, 'syncfail2ban_events_accepted_total')).to.equal(sample(before, 'syncfail2ban_events_accepted_total') + 1);
     expect(after).to.match(/^syncfail2ban_peer_last_event_timestamp_seconds\{origin="peer-y"\} \d/m);
+    expect(sample(after, 'syncfail2ban_holdings{jail="sshd",origin="peer-y"}')).to.equal(1);
+    expect(sample(after, 'syncfail2ban_sync_jail_reconcile_ok')).to.equal(1);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status).to.equal(404);
   });
 
