@@ -102,7 +102,7 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
     const before = fw1.requests.log.length;
     expect((await a.client(['-a', 'sshd', 'banip', ADMIN_ENTRY])).code).to.equal(0);
     await waitFor(
-      () => c.requireAgent().logLines().find((line) => line.sink === `opnsense ${fw1.url}` && /cannot reach the firewall/.test(String(line.msg))),
+      () => c.requireAgent().logLines().find((line) => line.firewall === fw1.url && /cannot reach the firewall/.test(String(line.msg))),
       'the ban tried on the unreachable fw1',
     );
 
