@@ -56,6 +56,7 @@ export class StateKiller {
       try {
         await this.client.killStates(address);
       } catch (error) {
+        if (this.stopped) return; // the connections were closed at stop
         const held = this.throttle.pass('failed');
         if (held === null) continue;
         this.log.warn(
