@@ -89,9 +89,10 @@ describe('clustered hub: syncfail2ban-broker instances sharing one bus through R
     for (const listener of [onOne!, onTwo!]) {
       await waitFor(() => listener.count('203.0.113.3') === 1, 'the last event on both instances');
       expect([...listener.received].sort()).to.deep.equal([
-        'f2b/sshd/ban {"ip":"203.0.113.1","origin":"host-a"}',
-        'f2b/sshd/ban {"ip":"203.0.113.2","origin":"host-b"}',
-        'f2b/sshd/ban {"ip":"203.0.113.3","origin":"host-a"}',
+        // stamped by the instance the event came in on, with the account it came on ("via")
+        'f2b/sshd/ban {"ip":"203.0.113.1","origin":"host-a","via":"host-a"}',
+        'f2b/sshd/ban {"ip":"203.0.113.2","origin":"host-b","via":"host-b"}',
+        'f2b/sshd/ban {"ip":"203.0.113.3","origin":"host-a","via":"host-a"}',
       ]);
     }
     expect(await redis.cli('DBSIZE')).to.equal('0');
