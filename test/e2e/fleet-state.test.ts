@@ -131,3 +131,39 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     }, "C's sync jail equal to host-y's set", 60_000);
   });
 });
+
+describe('upgrade: the first start with no holdings store adopts what the sync jails hold', function () {
+  this.timeout(120_000);
+  let a: SimHost;
+  let b: SimHost;
+  let port: number;
+
+  before(async () => {
+    port = await freePortOn(IPS.slice(0, 2));
+    [a, b] = await Promise.all(IPS.slice(0, 2).map((ip, index) => SimHost.start({ name: `up-${'ab'[index]}`, ip, port, peers: IPS.slice(0, 2).filter((peer) => peer !== ip) })));
+    // Bans in B's sync jail from before the upgrade, and one entry that is not an address.
+    for (const entry of ['203.0.113.30', '203.0.113.31', 'x;id']) await b.fail2ban.ban('sshd-sync', entry);
+    await Promise.all([a.startAgent(), b.startAgent()]);
+    await Promise.all([a.waitSubscribed(2), b.waitSubscribed(2)]);
+  });
+
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('lifts nothing, releases an adopted ban on any host\'s unban of it, and adopts only once', async () => {
+    await waitFor(async () => (await statusOf(b)).syncJails?.adopted === 2, 'the adoption on B');
+    expect((await statusOf(b)).fleet.holdings.sshd).to.deep.equal({ '@adopted': 2 });
+    expect((await b.banned('sshd-sync')).sort()).to.deep.equal(['203.0.113.30', '203.0.113.31', 'x;id']);
+
+    const unban = await a.client(['-a', 'sshd', 'unbanip', '203.0.113.30']);
+    expect(unban.code, unban.stderr).to.equal(0);
+    await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.30'), 'the adopted ban released on B');
+
+    await b.requireAgent().stop();
+    await b.startAgent();
+    await waitFor(async () => (await statusOf(b)).syncJails !== null, "B's reconciliation after the restart");
+    expect((await statusOf(b)).syncJails).to.include({ ok: true, adopted: 0 });
+    expect((await b.banned('sshd-sync')).sort(), 'nothing else touched').to.deep.equal(['203.0.113.31', 'x;id']);
+  });
+});

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
+import { startMosquitto } from '../support/mosquitto.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
+import { startStandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 import { addressBlock, banIn, statusOf } from '../support/fleet-helpers.js';
 
@@ -48,22 +49,28 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
     });
   });
 
-  describe('through a mosquitto hub with its default configuration', () => {
-    let hosts: SimHost[] = [];
-    let mosquitto: Mosquitto;
-    before(async () => {
-      mosquitto = await startMosquitto();
-      const port = await freePortOn(IPS);
-      hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: mosquitto.url })));
-      await Promise.all(hosts.map((host) => host.startAgent()));
-    });
-    after(async () => {
-      await Promise.all(hosts.map((host) => host.stop()));
-      await mosquitto?.stop();
-    });
+  const hubs: Array<[string, () => Promise<{ url: string; stop(): Promise<void> }>]> = [
+    ['a standalone syncfail2ban-broker', () => startStandaloneBroker()],
+    ['a mosquitto hub with its default configuration', () => startMosquitto()],
+  ];
+  for (const [label, startHub] of hubs) {
+    describe(`through ${label}`, () => {
+      let hosts: SimHost[] = [];
+      let hub: { url: string; stop(): Promise<void> } | undefined;
+      before(async () => {
+        hub = await startHub();
+        const port = await freePortOn(IPS);
+        hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: hub!.url })));
+        await Promise.all(hosts.map((host) => host.startAgent()));
+      });
+      after(async () => {
+        await Promise.all(hosts.map((host) => host.stop()));
+        await hub?.stop();
+      });
 
-    it('-f exits 0 once every part is acknowledged; both peers hold all 100,000', async () => {
-      await snapshotReachesPeers(hosts[0]!, hosts.slice(1));
+      it('-f exits 0 once every part is acknowledged; both peers hold all 100,000', async () => {
+        await snapshotReachesPeers(hosts[0]!, hosts.slice(1));
+      });
     });
-  });
+  }
 });
