@@ -3,7 +3,7 @@ import { hubOrder } from '../src/config-hub.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
-import { NeverBanList } from '../src/never-ban.js';
+import { hostAddresses, NeverBanList } from '../src/never-ban.js';
 import { shippedFile } from '../src/shipped-file.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
@@ -12,6 +12,7 @@ import { NODE_ID } from '../src/event.js';
 import { OpnsenseBridge, type BridgeStatus } from './bridge/bridge.js';
 import { BrokerLink, type LinkOptions, type LinkStatus } from './broker-link.js';
 import { FailoverLink } from './failover-link.js';
+import { FleetHostProtection } from './fleet-hosts.js';
 import { FleetState, type FleetStatus } from './fleet/fleet-state.js';
 import { ADOPTED, Holdings, MANUAL } from './fleet/holdings.js';
 import { Projection } from './fleet/projection.js';
@@ -51,6 +52,7 @@ export class Agent {
   private readonly fleet: FleetState;
   private readonly reconciler: SyncJailReconciler | undefined;
   private readonly intake: Intake;
+  private readonly fleetHosts: FleetHostProtection;
 
   constructor(
     private readonly config: Config,
@@ -77,7 +79,9 @@ export class Agent {
     if (this.fail2ban && syncJails) {
       this.reconciler = new SyncJailReconciler(this.fail2ban, this.fleet, syncJails, log);
     }
-    this.intake = new Intake(new NeverBanList(config.ignoreIp), this.fleet, this.refusals, new RateLimiter(config.rateLimit));
+    const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
+    this.fleetHosts = new FleetHostProtection(config, neverBan, log);
+    this.intake = new Intake(neverBan, this.fleet, this.refusals, new RateLimiter(config.rateLimit));
   }
 
   get topology(): 'mesh' | 'hub' {
@@ -90,7 +94,8 @@ export class Agent {
     if (this.topology === 'mesh') {
       this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
     }
-    // Before any link exists: the holdings (and what the bridge added) are loaded before events arrive.
+    // Before any link exists: no event may ban a host of the fleet, and the holdings (and what the bridge added) are loaded before events arrive.
+    await this.fleetHosts.start();
     const loaded = this.fleet.load();
     await this.bridge?.start(loaded.fresh ? (origin, jail, address) => this.fleet.addAll(adoptedOrigin(origin), jail, [address]) : undefined);
     this.reconciler?.start(loaded.adoptionPending, () => this.fleet.adoptionDone());
@@ -117,6 +122,7 @@ export class Agent {
   async stop(deadlineMs = 10_000): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     await Promise.all(this.links.map((link) => link.close()));
+    this.fleetHosts.stop();
     await this.reconciler?.stop();
     await Promise.all([
       ...[...this.sinks].map(async ([name, sink]) => {

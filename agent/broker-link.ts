@@ -11,6 +11,10 @@ export interface LinkStatus {
   state: LinkState;
   since: string;
   lastError: string | null;
+  /** A clustered hub's link (failover-link.ts): the instances in this host's order, the first preferred. */
+  instances?: string[];
+  preferred?: string;
+  failovers?: number;
 }
 
 export interface LinkOptions {

@@ -44,12 +44,18 @@ const METRICS: MetricSpec[] = [
   { name: 'syncfail2ban_opnsense_changes_dropped_total', help: 'alias changes the OPNsense bridge dropped for a firewall', type: 'counter', labelNames: ['firewall'], read: (s) => perFirewall(s, (fw) => fw.dropped) },
   { name: 'syncfail2ban_opnsense_backlog', help: 'alias changes waiting for a firewall', type: 'gauge', labelNames: ['firewall'], read: (s) => perFirewall(s, (fw) => fw.backlog) },
   { name: 'syncfail2ban_opnsense_failing', help: "1 while the bridge's last request to a firewall failed", type: 'gauge', labelNames: ['firewall'], read: (s) => perFirewall(s, (fw) => (fw.lastError ? 1 : 0)) },
+  { name: 'syncfail2ban_opnsense_alias_failing', help: '1 while an alias on a firewall is refused or failing (its lastError in status)', type: 'gauge', labelNames: ['firewall', 'alias'], read: (s) => perAlias(s, (alias) => (alias.lastError ? 1 : 0)) },
+  { name: 'syncfail2ban_opnsense_alias_not_accepted', help: 'addresses answered done but absent from pf at the last reconciliation (table-entries limit)', type: 'gauge', labelNames: ['firewall', 'alias'], read: (s) => perAlias(s, (alias) => alias.notAccepted) },
 ];
 
 type FirewallStats = NonNullable<AgentStatus['bridge']>['firewalls'][number];
 
 function perFirewall(status: AgentStatus, value: (firewall: FirewallStats) => number): Sample[] {
   return (status.bridge?.firewalls ?? []).map((firewall) => [{ firewall: firewall.url }, value(firewall)]);
+}
+
+function perAlias(status: AgentStatus, value: (alias: FirewallStats['aliases'][string]) => number): Sample[] {
+  return (status.bridge?.firewalls ?? []).flatMap((firewall) => Object.entries(firewall.aliases).map(([alias, stats]): Sample => [{ firewall: firewall.url, alias }, value(stats)]));
 }
 
 function perSink(status: AgentStatus, value: (sink: AgentStatus['sinks'][string]) => number): Sample[] {

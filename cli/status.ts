@@ -75,6 +75,11 @@ export function renderStatus({ version, pid, startedAt, status }: StatusReport, 
   for (const link of status.links) {
     const state = link.state === 'connected' ? 'connected' : link.state.toUpperCase();
     lines.push(`  ${link.url}  ${state} for ${ago(link.since, now)}${link.state !== 'connected' && link.lastError ? `: ${link.lastError}` : ''}`);
+    if (link.instances) {
+      const others = link.instances.filter((url) => url !== link.url);
+      const where = link.url === link.preferred ? 'its preferred instance' : `failed over from ${link.preferred}, returns when it answers`;
+      lines.push(`    clustered hub: ${where}; ${link.failovers} failover(s); other instances: ${others.join(' ')}`);
+    }
   }
   const peers = Object.entries(status.intake.peersSeen).sort(([, a], [, b]) => b.localeCompare(a));
   lines.push(`peers seen (last event): ${peers.length === 0 ? 'none yet' : ''}`.trimEnd());

@@ -15,6 +15,7 @@ import {
 import { type ClusterConfig, hubOrder, readBrokerUrls, readCluster } from './config-hub.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
+import { DEFAULT_MIN_PREFIX, type MinPrefix } from './never-ban.js';
 import { shippedFile } from './shipped-file.js';
 
 export { ConfigError } from './config-reader.js';
@@ -66,6 +67,8 @@ export interface Config {
   /** primary jail -> local sync jail */
   jails: Map<string, string>;
   ignoreIp: CanonicalAddress[];
+  /** The widest network (shortest prefix) one received ban may cover, per family. */
+  minPrefix: MinPrefix;
   stateDir: string;
   /** All parts of a snapshot must arrive within this long of its first, or it only adds. */
   snapshotTimeoutS: number;
@@ -154,6 +157,10 @@ export function parseConfig(text: string, file: string): Config {
       if (!parsed.ok) return general.fail('ignoreip', `${JSON.stringify(entry)}: ${parsed.reason}`, 'list IP addresses or CIDR networks separated by spaces');
       return parsed.address;
     }),
+    minPrefix: {
+      4: general.integer('min_prefix_ipv4', DEFAULT_MIN_PREFIX[4], 8, 32),
+      6: general.integer('min_prefix_ipv6', DEFAULT_MIN_PREFIX[6], 16, 128),
+    },
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
     controlSocket: readControlSocket(general),

@@ -3,14 +3,16 @@ import type { Firewall } from '../../src/config.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
-import { Batcher, type BatcherOptions } from '../sinks/batcher.js';
-import { AliasInfoCache } from './alias-info.js';
+import type { BatcherOptions, Change } from '../sinks/batcher.js';
+import { AliasInfoCache, judgeAlias } from './alias-info.js';
+import { AliasQueue, type AliasStatus } from './alias-queue.js';
 import { FirewallLedger } from './ledger.js';
 import { LogThrottle } from './log-throttle.js';
 import { CONCURRENCY, OpnsenseBackend } from './opnsense-backend.js';
+import { StateKiller } from './state-killer.js';
 import type { StateFile } from './state-file.js';
 
-/** Per firewall. A burst is cut into batches of this size; a failed batch is retried whole (every call is idempotent). */
+/** Per alias on each firewall. A burst is cut into batches of this size; a failed batch is retried whole (every call is idempotent). */
 export const OPNSENSE_BATCHER: Partial<BatcherOptions> = {
   windowMs: 50,
   maxBatch: 1_000,
@@ -31,17 +33,21 @@ export interface ReconcileReport {
   readded: number;
   /** Addresses the bridge had added that are no longer wanted, queued for removal. */
   removed: number;
+  /** Addresses answered "done" when re-added after the last reconciliation, yet still absent: pf did not take them. */
+  notAccepted: number;
   error?: string;
 }
+
+export type { AliasStatus } from './alias-queue.js';
 
 export interface FirewallStatus {
   url: string;
   /** Whether the last request got an answer from the firewall; null before the first. */
   reachable: boolean | null;
-  /** The last failure: the firewall's, else the first alias problem still standing. */
+  /** The last failure that concerns the whole firewall (unreachable, credentials, …). */
   lastError: string | null;
-  /** alias -> a problem with that alias (missing, wrong type) until a change to it goes through. */
-  aliasErrors: Record<string, string>;
+  /** Each alias the bridge writes to on this firewall, with its own health. */
+  aliases: Record<string, AliasStatus>;
   backlog: number;
   applied: number;
   dropped: number;
@@ -68,24 +74,39 @@ export interface FirewallSyncOptions {
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
+  /** Client settings for tests (timeouts). */
+  client?: { timeoutMs?: number; listTimeoutMs?: number };
+}
+
+/** Failures that concern the whole firewall rather than one alias. */
+function firewallWide(error: unknown): boolean {
+  if (!(error instanceof OpnsenseError)) return false;
+  return error.kind === 'unreachable' || error.kind === 'auth' || error.kind === 'not_found' || error.kind === 'bad_request' || error.kind === 'bad_response' || (error.kind === 'forbidden' && error.endpoint.includes('/alias_util/'));
 }
 
 /**
- * Keeps the aliases of ONE firewall equal to the desired state: a Batcher with an OPNsense
- * backend applies changes as they come (retrying with backoff, never holding back the other
- * firewalls), and a periodic reconciliation lists every alias in full and queues what is
- * missing or stale, which repairs reboots, outages and dropped changes.
+ * Keeps the aliases of ONE firewall equal to the desired state. Each alias has its own queue
+ * (an AliasQueue) that applies changes as they come and retries on its own schedule, so that
+ * an alias that fails (a broken entry, a slow listing of a huge table) never holds back the
+ * others. A periodic reconciliation checks each alias's type, lists it in full and queues
+ * what is missing or stale, which repairs reboots, outages and dropped changes.
  */
 export class FirewallSync {
   readonly url: string;
   readonly ledger: FirewallLedger;
   private readonly client: OpnsenseClient;
   private readonly aliasInfo: AliasInfoCache;
-  private readonly batcher: Batcher;
   private readonly backend: OpnsenseBackend;
+  private readonly queues = new Map<string, AliasQueue>();
+  private readonly killer: StateKiller | undefined;
+  /** alias -> addresses banned by an event (not re-pushed by reconciliation) and not added yet: their states get killed. */
+  private readonly fresh = new Map<string, Set<string>>();
+  /** alias -> addresses re-added by a reconciliation and answered done since: absent at the next one, pf refused them. */
+  private readonly repushed = new Map<string, Map<string, boolean>>();
   private readonly throttle = new LogThrottle();
   private reachable: boolean | null = null;
   private lastError: string | null = null;
+  private lastErrorKey = '';
   private lastReconcile: ReconcileReport | null = null;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -100,6 +121,7 @@ export class FirewallSync {
         verifyTls: options.verifyTls,
         maxSockets: CONCURRENCY,
         ...(options.ca === undefined ? {} : { ca: options.ca }),
+        ...options.client,
       });
     } catch (error) {
       // Everything the client checks comes from the config: exit 78, not a restart loop.
@@ -108,35 +130,28 @@ export class FirewallSync {
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);
+    if (options.killStates) this.killer = new StateKiller(this.client, log);
     this.backend = new OpnsenseBackend({
       client: this.client,
       ledger: this.ledger,
       aliasInfo: this.aliasInfo,
       holders: (alias, address) => options.desired.holders(alias, address),
       state: options.state,
-      killStates: options.killStates,
+      onAdded: (alias, addresses) => this.added(alias, addresses),
       log,
     });
-    this.batcher = new Batcher(
-      { name: this.backend.name, apply: (batch) => this.observe(this.backend.apply(batch)) },
-      log,
-      { ...OPNSENSE_BATCHER, ...options.batcher },
-    );
   }
 
-  /** Queues a change; false when the queue is full (reconciliation re-applies it later). */
+  /** Queues a change from an event; false when the queue is full (reconciliation re-applies it later). A new ban has its states killed once added. */
   submit(action: Action, alias: string, address: string): boolean {
-    const queued = this.batcher.submit({ target: alias, action, address });
-    if (!queued && !this.stopped && this.throttle.pass('overflow') !== null) {
-      this.options.log.error(
-        { firewall: this.url, backlog: this.batcher.stats().backlog },
-        `OPNsense ${this.url} is not keeping up (its queue is full); changes stay in the desired state and reconciliation applies them once the firewall answers again: check that it is up and fast enough`,
-      );
+    if (this.killer !== undefined) {
+      if (action === 'ban') this.setOf(this.fresh, alias).add(address);
+      else this.fresh.get(alias)?.delete(address);
     }
-    return queued;
+    return this.queue(action, alias, address);
   }
 
-  /** Starts with a reconciliation, which also brings the aliases up to date after downtime. */
+  /** Starts with a reconciliation, which also checks every alias and brings it up to date after downtime. */
   start(): void {
     this.scheduleReconcile(0);
   }
@@ -144,16 +159,81 @@ export class FirewallSync {
   async stop(deadlineMs: number): Promise<boolean> {
     this.stopped = true;
     clearTimeout(this.timer);
-    const done = await this.batcher.stop(Math.min(deadlineMs, STOP_DEADLINE_MS));
+    this.killer?.stop();
+    const deadline = Math.min(deadlineMs, STOP_DEADLINE_MS);
+    const done = await Promise.all([...this.queues.values()].map((queue) => queue.stop(deadline)));
     this.client.close();
-    return done;
+    return done.every(Boolean);
   }
 
   status(): FirewallStatus {
-    const { backlog, applied, dropped } = this.batcher.stats();
-    const aliasErrors = Object.fromEntries(this.backend.aliasErrors);
-    const lastError = this.lastError ?? Object.values(aliasErrors)[0] ?? null;
-    return { url: this.url, reachable: this.reachable, lastError, aliasErrors, backlog, applied, dropped, lastReconcile: this.lastReconcile };
+    const aliases: Record<string, AliasStatus> = {};
+    let backlog = 0;
+    let applied = 0;
+    let dropped = 0;
+    for (const [alias, queue] of this.queues) {
+      const status = queue.status(this.backend.aliasErrors.get(alias) ?? null);
+      aliases[alias] = status;
+      backlog += status.backlog;
+      applied += status.applied;
+      dropped += status.dropped;
+    }
+    return { url: this.url, reachable: this.reachable, lastError: this.lastError, aliases, backlog, applied, dropped, lastReconcile: this.lastReconcile };
+  }
+
+  private queue(action: Action, alias: string, address: string): boolean {
+    const queue = this.queueOf(alias);
+    const queued = queue.submit(action, address);
+    if (!queued && !this.stopped && this.throttle.pass(`overflow\u0000${alias}`) !== null) {
+      this.options.log.error(
+        { firewall: this.url, alias, backlog: queue.status(null).backlog },
+        `OPNsense ${this.url}: alias ${alias} is not keeping up (its queue is full); changes stay in the desired state and reconciliation applies them once the alias takes changes again: check that the firewall is up and fast enough`,
+      );
+    }
+    return queued;
+  }
+
+  private queueOf(alias: string): AliasQueue {
+    let queue = this.queues.get(alias);
+    if (!queue) {
+      queue = new AliasQueue({
+        firewall: this.url,
+        alias,
+        apply: (batch) => this.observe(this.applyJudged(alias, batch)),
+        firewallWide,
+        log: this.options.log,
+        batcher: { ...OPNSENSE_BATCHER, ...this.options.batcher },
+      });
+      this.queues.set(alias, queue);
+    }
+    return queue;
+  }
+
+  /** Nothing is written to an alias before its type was checked, nor while it is refused. */
+  private async applyJudged(alias: string, batch: Change[]): Promise<void> {
+    const queue = this.queueOf(alias);
+    if (!queue.judgedYet) await this.judge(alias, queue);
+    const refusal = queue.refusal;
+    if (refusal !== null) throw new Error(refusal);
+    await this.backend.apply(batch);
+  }
+
+  private async judge(alias: string, queue: AliasQueue): Promise<boolean> {
+    const info = await this.aliasInfo.get(alias);
+    const verdict = judgeAlias(this.url, alias, info);
+    queue.judged(info.type, verdict);
+    return verdict.usable;
+  }
+
+  private added(alias: string, addresses: string[]): void {
+    const fresh = this.fresh.get(alias);
+    const repushed = this.repushed.get(alias);
+    const kill: string[] = [];
+    for (const address of addresses) {
+      if (fresh?.delete(address)) kill.push(address);
+      if (repushed?.has(address)) repushed.set(address, true);
+    }
+    this.killer?.kill(kill);
   }
 
   private scheduleReconcile(delayMs: number): void {
@@ -166,52 +246,131 @@ export class FirewallSync {
   private async reconcile(): Promise<void> {
     const { log, reconcileIntervalS } = this.options;
     const intervalMs = reconcileIntervalS * 1000;
-    const report: ReconcileReport = { at: new Date().toISOString(), ok: true, readded: 0, removed: 0 };
+    const report: ReconcileReport = { at: new Date().toISOString(), ok: true, readded: 0, removed: 0, notAccepted: 0 };
     try {
       await this.observe(this.compare(report));
-      this.batcher.retryNow(); // the firewall answers: do not wait out a long backoff
+      for (const queue of this.queues.values()) queue.retryNow(); // the firewall answers: do not wait out a long backoff
       log[report.readded + report.removed > 0 ? 'info' : 'debug'](
-        { firewall: this.url, readded: report.readded, removed: report.removed },
+        { firewall: this.url, readded: report.readded, removed: report.removed, notAccepted: report.notAccepted },
         `reconciled OPNsense ${this.url}: queued ${report.readded} missing address(es) and ${report.removed} no longer wanted`,
       );
     } catch (error) {
+      // Already logged, once: by observe() for the firewall, by the alias's queue for an alias.
       report.ok = false;
       report.error = (error as Error).message;
-      if (this.throttle.pass(`reconcile\u0000${report.error}`) !== null) log.warn({ firewall: this.url }, `reconciliation failed: ${report.error}`);
     }
     this.lastReconcile = report;
     this.scheduleReconcile(report.ok ? intervalMs : Math.min(intervalMs, RECONCILE_RETRY_MS));
   }
 
-  /** Lists every alias in full and queues what differs from the desired state. */
+  /**
+   * Checks and lists every alias, each on its own: one that fails is marked in its status and
+   * the others are reconciled all the same. Throws when the firewall as a whole failed.
+   */
   private async compare(report: ReconcileReport): Promise<void> {
-    const { aliases, desired } = this.options;
+    const { aliases } = this.options;
     this.aliasInfo.clear();
     // Aliases no longer mapped are included: what the bridge added there is no longer wanted.
-    for (const alias of new Set([...aliases.values(), ...this.ledger.aliases()])) {
+    const names = [...new Set([...aliases.values(), ...this.ledger.aliases()])];
+    const results = await Promise.allSettled(names.map((alias) => this.compareAlias(alias, report)));
+    const wide = results.find((result): result is PromiseRejectedResult => result.status === 'rejected' && firewallWide(result.reason));
+    if (wide) throw wide.reason;
+    const failed = results.filter((result) => result.status === 'rejected').length;
+    if (failed > 0) throw new Error(`${failed} alias(es) could not be reconciled; see each alias's lastError`);
+  }
+
+  private async compareAlias(alias: string, report: ReconcileReport): Promise<void> {
+    const { desired, aliases } = this.options;
+    if (![...aliases.values()].includes(alias) && (await this.aliasInfo.get(alias)).kind === 'missing') {
+      this.forgetDeletedAlias(alias);
+      return;
+    }
+    const queue = this.queueOf(alias);
+    try {
+      if (!(await this.judge(alias, queue))) return;
       const present = await this.backend.listAlias(alias);
       if (this.stopped) return;
       const wanted = desired.addresses(alias);
+      const repushed = this.repushed.get(alias) ?? new Map<string, boolean>();
+      const next = new Map<string, boolean>();
+      let notAccepted = 0;
       for (const address of wanted) {
-        if (!present.has(address) && this.submit('ban', alias, address)) report.readded += 1;
+        if (present.has(address)) continue;
+        // Answered done when re-added after the last reconciliation, and still not in pf.
+        if (repushed.get(address) === true) notAccepted += 1;
+        if (this.queue('ban', alias, address)) {
+          report.readded += 1;
+          next.set(address, false);
+        }
       }
+      this.repushed.set(alias, next);
+      report.notAccepted += notAccepted;
+      await this.noteNotAccepted(alias, queue, notAccepted);
       for (const address of this.ledger.addresses(alias)) {
         if (wanted.has(address)) continue;
         // Also when absent: the delete is harmless and drops the ledger entry once done.
-        if (this.submit('unban', alias, address) && present.has(address)) report.removed += 1;
+        if (this.queue('unban', alias, address) && present.has(address)) report.removed += 1;
       }
+      queue.reconciled();
+    } catch (error) {
+      if (!firewallWide(error)) queue.failed(error as Error);
+      throw error;
     }
   }
 
-  /** Tracks whether the firewall answers, for status(). */
+  /** An alias no longer mapped was deleted on the firewall: what the bridge had added there went with it. */
+  private forgetDeletedAlias(alias: string): void {
+    const addresses = this.ledger.addresses(alias);
+    for (const address of addresses) this.ledger.unclaim(alias, address);
+    void this.queues.get(alias)?.stop(0);
+    this.queues.delete(alias);
+    this.options.state.markDirty();
+    this.options.log.info({ firewall: this.url, alias, forgotten: addresses.size }, `OPNsense ${this.url}: alias "${alias}", no longer in [opn_aliases], was deleted on the firewall; forgot the ${addresses.size} address(es) the bridge had added there`);
+  }
+
+  /** Reports what pf did not take (its table-entries limit, shared by every table), instead of re-adding it silently forever. */
+  private async noteNotAccepted(alias: string, queue: AliasQueue, count: number): Promise<void> {
+    if (count === 0) {
+      queue.notAccepted(0, null);
+      return;
+    }
+    let sizes = '';
+    try {
+      const table = await this.client.tableSizes();
+      if (table !== null) sizes = ` (pf holds ${table.used} entries over all tables; its table-entries limit is ${table.limit})`;
+    } catch {
+      // Only for the message: without "Firewall: Aliases" it goes without the numbers.
+    }
+    queue.notAccepted(
+      count,
+      `OPNsense ${this.url}: ${count} address(es) of alias "${alias}" were answered "done" but are not in pf (not accepted by pf): pf's table-entries limit, shared by all tables (GeoIP, bogons, every alias), is probably reached${sizes}. Raise "Firewall Maximum Table Entries" in Firewall: Settings: Advanced, or make the tables smaller; they are tried again at each reconciliation`,
+    );
+  }
+
+  private setOf(map: Map<string, Set<string>>, alias: string): Set<string> {
+    let set = map.get(alias);
+    if (!set) map.set(alias, (set = new Set()));
+    return set;
+  }
+
+  /** Tracks whether the firewall answers, for status(); its failures are logged once each, and when they end. */
   private async observe(work: Promise<void>): Promise<void> {
     try {
       await work;
       this.reachable = true;
+      if (this.lastError !== null) this.options.log.info({ firewall: this.url }, `OPNsense ${this.url} answers again`);
       this.lastError = null;
     } catch (error) {
-      this.reachable = !(error instanceof OpnsenseError && error.kind === 'unreachable');
-      this.lastError = (error as Error).message;
+      if (firewallWide(error)) {
+        const message = (error as Error).message;
+        const key = error instanceof OpnsenseError ? error.kind : message;
+        if (this.lastErrorKey !== key || this.lastError === null) this.options.log.error({ firewall: this.url, kind: key }, `${message} (retried with backoff)`);
+        this.lastErrorKey = key;
+        this.reachable = !(error instanceof OpnsenseError && error.kind === 'unreachable');
+        this.lastError = message;
+      } else {
+        this.reachable = true;
+      }
       throw error;
     }
   }

@@ -29,24 +29,41 @@ export interface OpnsenseClientOptions {
   ca?: string | Buffer;
   /** Per request, from getting a connection to the end of the answer (default 15 s). */
   timeoutMs?: number;
+  /**
+   * For a list, which makes the firewall load and render the whole pf table however few rows
+   * are asked for (default 5 min, enough for a table of ~2 million entries).
+   */
+  listTimeoutMs?: number;
   /** Maximum parallel connections to this firewall (default 4). */
   maxSockets?: number;
 }
 
 export interface AliasItem {
   name: string;
-  /** 'host', 'network', 'external', … as OPNsense names the type. */
+  /** 'host', 'network', 'external', 'urltable', … as OPNsense names the type. */
   type: string;
+  enabled: boolean;
+  /** Seconds after which an external alias ages its entries out; null when not set. */
+  expire: number | null;
   /** Content as stored in config (network aliases hold "1.2.3.4/32"). */
   content: string[];
 }
 
-type Privilege = 'alias_util' | 'alias' | 'diagnostics';
+/** get_table_size: pf's table-entries limit, the entries of all tables, and each table's count. */
+export interface TableSizes {
+  limit: number;
+  used: number;
+  counts: Map<string, number>;
+}
 
-const PRIVILEGE_NAMES: Record<Privilege, string> = {
+type Privilege = 'alias_util' | 'alias_read' | 'alias_edit' | 'states';
+
+/** The privileges (System: Access: Users) as OPNsense's ACL names them, with the URI patterns they allow. */
+export const PRIVILEGE_NAMES: Record<Privilege, string> = {
   alias_util: '"Diagnostics: PF Table IP addresses" (api/firewall/alias_util/*)',
-  alias: '"Firewall: Alias: Edit" (api/firewall/alias/*)',
-  diagnostics: '"Diagnostics: Show States" (api/diagnostics/firewall/*, needed to kill states)',
+  alias_read: '"Firewall: Aliases" (api/firewall/alias/get*, reading alias types) or "Firewall: Alias: Edit"',
+  alias_edit: '"Firewall: Alias: Edit" (api/firewall/alias/*)',
+  states: '"Diagnostics: Show States" (api/diagnostics/firewall/kill_states*, needed by opn_kill_states)',
 };
 
 /** Node's codes for a certificate that could not be verified. */
@@ -68,7 +85,10 @@ const TLS_VERIFY_CODES = new Set([
 ]);
 
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** A listing of ~2.2 million entries, where PHP on the firewall runs out of memory anyway. */
+const MAX_LIST_BYTES = 384 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
+const DEFAULT_LIST_TIMEOUT_MS = 300_000;
 /**
  * Idle kept-alive sockets are dropped after this, before the usual 5 s server-side idle
  * close, so that a request rarely lands on a socket the firewall is closing. (The agent only
@@ -87,6 +107,8 @@ interface Call {
   /** The address sent, for messages. */
   address?: string;
   privilege: Privilege;
+  /** A list: its own timeout and answer size. */
+  listing?: true;
 }
 
 interface RawAnswer {
@@ -109,6 +131,7 @@ export class OpnsenseClient {
   private readonly transport: typeof http | typeof https;
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
+  private readonly listTimeoutMs: number;
 
   constructor(options: OpnsenseClientOptions) {
     let url: URL;
@@ -138,6 +161,7 @@ export class OpnsenseClient {
     }
     this.#authorization = `Basic ${Buffer.from(`${options.key}:${options.secret}`, 'utf8').toString('base64')}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
     const maxSockets = options.maxSockets ?? 4;
 
     if (url.protocol === 'https:') {
@@ -198,6 +222,7 @@ export class OpnsenseClient {
       what: `list alias "${alias}"${current > 1 ? ` (page ${current})` : ''}`,
       alias,
       privilege: 'alias_util',
+      listing: true,
     });
     const first = await this.listPage(call(1, -1));
     const seen = new Set(first.rows);
@@ -214,15 +239,18 @@ export class OpnsenseClient {
     return [...seen];
   }
 
-  /** Kills the pf states of one address; returns how many were dropped. */
+  /**
+   * Kills the pf states of one address; returns how many were dropped. The URL is spelt as
+   * the ACL lists it (kill_states): privileges are matched against the raw URI.
+   */
   async killStates(address: string): Promise<number> {
     const ip = pfRendering(address);
     const call: Call = {
       method: 'POST',
-      path: '/api/diagnostics/firewall/killStates',
+      path: '/api/diagnostics/firewall/kill_states',
       body: { filter: ip },
       what: `kill states of ${ip === '' ? '(empty address)' : ip}`,
-      privilege: 'diagnostics',
+      privilege: 'states',
     };
     // An empty filter would kill every state on the firewall.
     if (ip === '') {
@@ -254,7 +282,7 @@ export class OpnsenseClient {
       path: `/api/firewall/alias/getAliasUUID/${encodeURIComponent(name)}`,
       what: `look up alias "${name}"`,
       alias: name,
-      privilege: 'alias',
+      privilege: 'alias_read',
     };
     const answer = await this.request(call);
     // Not found is an empty array, not an object.
@@ -263,24 +291,80 @@ export class OpnsenseClient {
     throw this.badResponse(call, `expected {"uuid":…} or [], got ${snippet(JSON.stringify(answer))}`);
   }
 
-  /** The alias as stored in config, or null for an unknown UUID. */
+  /** The alias as stored in config, or null for an unknown UUID (which OPNsense answers with a blank item). */
   async getAliasItem(uuid: string, aliasName?: string): Promise<AliasItem | null> {
     const call: Call = {
       method: 'GET',
       path: `/api/firewall/alias/get_item/${encodeURIComponent(uuid)}`,
       what: `read alias ${aliasName === undefined ? uuid : `"${aliasName}"`}`,
-      privilege: 'alias',
+      privilege: 'alias_read',
       ...(aliasName === undefined ? {} : { alias: aliasName }),
     };
     const answer = await this.request(call);
     if (Array.isArray(answer) && answer.length === 0) return null;
     const item = isRecord(answer) ? answer['alias'] : undefined;
     if (!isRecord(item)) throw this.badResponse(call, 'expected {"alias":{…}}');
+    const name = typeof item['name'] === 'string' ? item['name'] : '';
+    if (name === '') return null;
+    const expire = Number(item['expire']);
     return {
-      name: typeof item['name'] === 'string' ? item['name'] : '',
+      name,
       type: selectedKeys(item['type'])[0] ?? '',
+      enabled: String(item['enabled'] ?? '1') !== '0',
+      expire: item['expire'] === '' || item['expire'] === undefined || !Number.isFinite(expire) ? null : expire,
       content: selectedKeys(item['content']).filter((entry) => entry !== ''),
     };
+  }
+
+  /** pf's table-entries limit and the size of every table, or null when the firewall could not tell (configd). */
+  async tableSizes(): Promise<TableSizes | null> {
+    const call: Call = { method: 'GET', path: '/api/firewall/alias/get_table_size', what: 'read pf table sizes', privilege: 'alias_read' };
+    const answer = await this.request(call);
+    if (!isRecord(answer) || answer['status'] !== 'ok') return null;
+    const counts = new Map<string, number>();
+    if (isRecord(answer['details'])) {
+      for (const [table, detail] of Object.entries(answer['details'])) {
+        const count = isRecord(detail) ? Number(detail['count']) : NaN;
+        if (Number.isFinite(count)) counts.set(table, count);
+      }
+    }
+    return { limit: Number(answer['size']) || 0, used: Number(answer['used']) || 0, counts };
+  }
+
+  /** Names of the firewall's pf tables; the cheapest call that needs the alias_util privilege. */
+  async tableNames(): Promise<string[]> {
+    const call: Call = { method: 'GET', path: '/api/firewall/alias_util/aliases', what: 'list pf tables', privilege: 'alias_util' };
+    const answer = await this.request(call);
+    if (Array.isArray(answer) && answer.every((name) => typeof name === 'string')) return answer as string[];
+    throw this.badResponse(call, `expected an array of table names, got ${snippet(JSON.stringify(answer))}`);
+  }
+
+  /**
+   * Proves without changing anything that this key may write to the alias: a delete without
+   * an address answers "failed", while a missing privilege is a 403 and a read-only user a 500.
+   */
+  async checkWriteAccess(alias: string): Promise<void> {
+    const call: Call = {
+      method: 'POST',
+      path: `/api/firewall/alias_util/delete/${encodeURIComponent(alias)}`,
+      body: {},
+      what: `check write access to alias "${alias}"`,
+      alias,
+      privilege: 'alias_util',
+    };
+    const answer = await this.request(call);
+    if (!isRecord(answer) || (answer['status'] !== 'failed' && answer['status'] !== 'done')) {
+      throw this.badResponse(call, `expected {"status":"failed"}, got ${snippet(JSON.stringify(answer))}`);
+    }
+  }
+
+  /** Proves without killing anything that this key may kill states: no filter answers "failed". */
+  async checkKillStatesAccess(): Promise<void> {
+    const call: Call = { method: 'POST', path: '/api/diagnostics/firewall/kill_states', body: {}, what: 'check the kill-states privilege', privilege: 'states' };
+    const answer = await this.request(call);
+    if (!isRecord(answer) || (answer['result'] !== 'failed' && answer['result'] !== 'ok')) {
+      throw this.badResponse(call, `expected {"result":"failed"}, got ${snippet(JSON.stringify(answer))}`);
+    }
   }
 
   /**
@@ -293,7 +377,7 @@ export class OpnsenseClient {
       path: `/api/firewall/alias/set_item/${encodeURIComponent(uuid)}`,
       body: { alias: { content: content.join('\n') } },
       what: `replace content of alias ${aliasName === undefined ? uuid : `"${aliasName}"`} (${content.length} entries)`,
-      privilege: 'alias',
+      privilege: 'alias_edit',
       ...(aliasName === undefined ? {} : { alias: aliasName }),
     };
     const answer = await this.request(call);
@@ -319,7 +403,7 @@ export class OpnsenseClient {
       method: 'POST',
       path: '/api/firewall/alias/reconfigure',
       what: 'apply aliases (reconfigure)',
-      privilege: 'alias',
+      privilege: 'alias_edit',
     };
     const answer = await this.request(call);
     if (isRecord(answer) && answer['status'] === 'ok') return;
@@ -411,6 +495,8 @@ export class OpnsenseClient {
     }
     const hostname = this.url.hostname.startsWith('[') ? this.url.hostname.slice(1, -1) : this.url.hostname;
 
+    const timeoutMs = call.listing ? this.listTimeoutMs : this.timeoutMs;
+    const maxBytes = call.listing ? MAX_LIST_BYTES : MAX_RESPONSE_BYTES;
     return new Promise<RawAnswer>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let timedOut = false;
@@ -420,7 +506,7 @@ export class OpnsenseClient {
         settled = true;
         if (timer !== undefined) clearTimeout(timer);
         if (answer !== undefined) resolve(answer);
-        else reject(timedOut ? new TimeoutFailure(this.timeoutMs) : error);
+        else reject(timedOut ? new TimeoutFailure(timeoutMs) : error);
       };
       const req = this.transport.request({
         protocol: this.url.protocol,
@@ -435,8 +521,8 @@ export class OpnsenseClient {
         if (timer !== undefined) return;
         timer = setTimeout(() => {
           timedOut = true;
-          req.destroy(new TimeoutFailure(this.timeoutMs));
-        }, this.timeoutMs);
+          req.destroy(new TimeoutFailure(timeoutMs));
+        }, timeoutMs);
       });
       req.on('error', (error: NodeJS.ErrnoException) => {
         const stale = req.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
@@ -447,8 +533,8 @@ export class OpnsenseClient {
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
-          if (size > MAX_RESPONSE_BYTES) {
-            req.destroy(new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`));
+          if (size > maxBytes) {
+            req.destroy(new AnswerTooLarge(maxBytes));
             return;
           }
           chunks.push(chunk);
@@ -533,15 +619,7 @@ export class OpnsenseClient {
           { ...details, kind: 'server', retryable: false },
         );
       }
-      const hint =
-        call.body !== undefined && 'address' in call.body && call.path.includes('/alias_util/add/')
-          ? `; on a Host(s)/Network(s) alias this is also how OPNsense rejects content that does not fit the type (e.g. a network on a Host alias), so check the address fits alias "${call.alias ?? ''}"`
-          : '';
-      return new OpnsenseError(`${lead}: server error (${said}); check the firewall's backend log, will retry${hint}`, {
-        ...details,
-        kind: 'server',
-        retryable: true,
-      });
+      return new OpnsenseError(`${lead}: server error (${said}); ${serverErrorHint(call)}`, { ...details, kind: 'server', retryable: true });
     }
     return new OpnsenseError(`${lead}: unexpected HTTP status (${said})`, {
       ...details,
@@ -555,7 +633,13 @@ export class OpnsenseClient {
     const code = (failure as NodeJS.ErrnoException | undefined)?.code;
     const text = errorText(failure);
     let message: string;
-    if (failure instanceof TimeoutFailure) {
+    // The firewall answered (or is answering) but the listing is too big: not unreachable.
+    const kind = (failure instanceof TimeoutFailure && call.listing) || failure instanceof AnswerTooLarge ? 'server' : 'unreachable';
+    if (failure instanceof TimeoutFailure && call.listing) {
+      message = `the firewall did not finish the listing within ${failure.ms} ms (it loads the whole pf table for every list); keep the alias well below 2 million entries, will retry`;
+    } else if (failure instanceof AnswerTooLarge) {
+      message = `the firewall's answer is larger than ${failure.bytes} bytes; keep the alias well below 2 million entries, will retry`;
+    } else if (failure instanceof TimeoutFailure) {
       message = `the firewall did not answer within ${failure.ms} ms; check it is up and not overloaded, will retry`;
     } else if (code !== undefined && TLS_VERIFY_CODES.has(code)) {
       message = `the firewall's TLS certificate could not be verified (${text}); set the CA file for this firewall to the certificate it presents (or its CA), or fix the certificate (its name must match ${this.url.hostname})`;
@@ -564,7 +648,13 @@ export class OpnsenseClient {
     } else {
       message = `cannot reach the firewall (${text}); check the address and port and that this host may connect to the web GUI, will retry`;
     }
-    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind: 'unreachable', retryable: true }, failure);
+    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind, retryable: true }, failure);
+  }
+}
+
+class AnswerTooLarge extends Error {
+  constructor(readonly bytes: number) {
+    super(`answer larger than ${bytes} bytes`);
   }
 }
 
@@ -572,6 +662,21 @@ class StaleSocket extends Error {
   constructor(readonly original: Error) {
     super(original.message);
   }
+}
+
+/** What an HTTP 500 most likely means for this call, and the fix. */
+function serverErrorHint(call: Call): string {
+  const alias = call.alias ?? '';
+  if (call.listing) {
+    return `the firewall loads the whole pf table for every list and PHP runs out of memory near 2 million entries: keep alias "${alias}" smaller (split it), or check the firewall's backend log; will retry`;
+  }
+  if (/\/alias_util\/(add|delete)\//.test(call.path)) {
+    return `on a Host(s)/Network(s) alias OPNsense validates the whole content on every change, so one entry it refuses (this address, e.g. a network on a Host(s) alias, or one already stored) fails every change to alias "${alias}": open Firewall: Aliases, alias ${alias}, and fix or remove that entry (or make it an External (advanced) alias); will retry`;
+  }
+  if (call.path.endsWith('/reconfigure')) {
+    return 'reconfigure reloads every alias on the firewall, and one alias that fails to load (not necessarily this one) makes it fail: check Firewall: Aliases and the backend log (System: Log Files: Backend); will retry';
+  }
+  return "check the firewall's backend log (System: Log Files: Backend), will retry";
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -7,6 +7,7 @@ const benchmarks: Array<[string, () => Promise<void>]> = [
   ['client start-up', async () => (await import('./client-startup.js')).run()],
   ['OPNsense burst', async () => (await import('./opnsense-burst.js')).run()],
   ['snapshot of 100,000 bans', async () => (await import('./snapshot.js')).run()],
+  ['clustered hub', async () => (await import('./cluster-hub.js')).run()],
 ];
 
 for (const [name, bench] of benchmarks) {

@@ -104,7 +104,8 @@ describe('OPNsense bridge (in-process)', function () {
     await waitFor(() => (bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > applied, 'a reconciliation after that');
     const status = bridge.status();
     expect(status).to.deep.include({ stateFile: join(dir, 'opnsense-bridge.json'), persistent: true, wanted: { bans: 1 } });
-    expect(status.firewalls[0]).to.deep.include({ url: fake.url, reachable: true, lastError: null, aliasErrors: {}, backlog: 0, dropped: 0 });
+    expect(status.firewalls[0]).to.deep.include({ url: fake.url, reachable: true, lastError: null, backlog: 0, dropped: 0 });
+    expect(status.firewalls[0]!.aliases['bans']).to.include({ type: 'external', usable: true, lastError: null, caveat: null, backlog: 0, notAccepted: 0 });
     expect(status.firewalls[0]!.applied).to.be.at.least(1);
     expect(status.firewalls[0]!.lastReconcile).to.include({ ok: true, readded: 0, removed: 0 });
 
@@ -170,7 +171,7 @@ describe('OPNsense bridge (in-process)', function () {
     await mkdir(journal); // the journal cannot be written (as a full disk would have it)
     offer(event('sshd', 'ban', '203.0.113.40', 'a'));
     await waitFor(() => lines.find((line) => line.level === 50 && /cannot record the addresses it is about to add/.test(String(line.msg))), 'the failed write-ahead in the log');
-    await waitFor(() => /cannot record the addresses/.test(bridge.status().firewalls[0]!.lastError ?? ''), 'the failure in status');
+    await waitFor(() => /cannot record the addresses/.test(bridge.status().firewalls[0]!.aliases['bans']?.lastError ?? ''), 'the failure in status');
     expect(fake.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add'), 'nothing sent without its claim on disk').to.deep.equal([]);
     expect(bridge.status().firewalls[0]!.backlog).to.equal(1);
 

@@ -75,4 +75,20 @@ describe('status: what is healthy, and how parts the printer does not know are s
       ].join('\n'),
     );
   });
+
+  it('a clustered hub link shows where it is, its failovers and the other instances; being failed over is healthy', () => {
+    const links = [{
+      url: 'mqtt://10.0.0.6:1883', state: 'connected', since: MINUTE_AGO, lastError: null,
+      instances: ['mqtt://10.0.0.5:1883', 'mqtt://10.0.0.6:1883'], preferred: 'mqtt://10.0.0.5:1883', failovers: 1,
+    }];
+    const failedOver = status({ topology: 'hub', embeddedBroker: null, links });
+    expect(healthProblems(failedOver)).to.deep.equal([]);
+    expect(renderStatus({ version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: failedOver }, [], NOW)).to.include(
+      [
+        'brokers:',
+        '  mqtt://10.0.0.6:1883  connected for 1m',
+        '    clustered hub: failed over from mqtt://10.0.0.5:1883, returns when it answers; 1 failover(s); other instances: mqtt://10.0.0.5:1883',
+      ].join('\n'),
+    );
+  });
 });
