@@ -79,6 +79,30 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     expect(snapshot!.released).to.be.at.least(1);
   });
 
+  it('a restart reconciles the sync jail: adds what it lacks, removes what the store released, leaves alone what the agent never put there', async () => {
+    await a.fail2ban.ban('sshd', '203.0.113.26'); // held: stays
+    await a.fail2ban.ban('sshd', '203.0.113.27'); // released below
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.27'), 'both bans on B');
+    await a.fail2ban.unban('sshd', '203.0.113.27');
+    await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.27'), 'the unban on B');
+    await b.requireAgent().stop();
+    // While the agent is down, the sync jail drifts: a held ban lost, a released one back, an admin's own entry.
+    await b.fail2ban.unban('sshd-sync', '203.0.113.26');
+    await b.fail2ban.ban('sshd-sync', '203.0.113.27');
+    await b.fail2ban.ban('sshd-sync', '198.51.100.28');
+    await b.startAgent();
+    await b.waitSubscribed(3);
+    await waitFor(async () => {
+      const banned = await b.banned('sshd-sync');
+      return banned.includes('203.0.113.26') && !banned.includes('203.0.113.27');
+    }, "B's sync jail reconciled");
+    expect(await b.banned('sshd-sync'), 'never the agent\'s: left alone').to.include('198.51.100.28');
+    const reconcile = (await statusOf(b)).syncJails!;
+    expect(reconcile).to.include({ ok: true });
+    expect(reconcile.added['sshd-sync']).to.be.at.least(1);
+    expect(reconcile.removed['sshd-sync']).to.be.at.least(1);
+  });
+
   it('a snapshot with a lost part only adds, and B says so in status and the log', async () => {
     await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/ban', '-m', JSON.stringify({ ip: '203.0.113.24', origin: 'host-z' })]);
     await waitFor(async () => (await b.banned('web-sync')).includes('203.0.113.24'), "host-z's ban on B");
