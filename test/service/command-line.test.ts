@@ -123,8 +123,8 @@ describe('syncfail2ban -a / -f: the original usage line does what syncfail2ban-c
     }
     await waitFor(() => received.length >= 2, 'both events at the broker');
     expect(received).to.deep.equal([
-      { topic: 'f2b/sshd/ban', payload: '{"ip":"203.0.113.41","origin":"seed"}' },
-      { topic: 'f2b/sshd/ban', payload: '{"ip":"203.0.113.41","origin":"seed"}' },
+      { topic: 'f2b/sshd/ban', payload: '{"ip":"203.0.113.41","origin":"seed","via":"127.0.0.1"}' },
+      { topic: 'f2b/sshd/ban', payload: '{"ip":"203.0.113.41","origin":"seed","via":"127.0.0.1"}' },
     ]);
   });
 
