@@ -280,7 +280,11 @@ export class FirewallSync {
   }
 
   private async compareAlias(alias: string, report: ReconcileReport): Promise<void> {
-    const { desired } = this.options;
+    const { desired, aliases } = this.options;
+    if (![...aliases.values()].includes(alias) && (await this.aliasInfo.get(alias)).kind === 'missing') {
+      this.forgetDeletedAlias(alias);
+      return;
+    }
     const queue = this.queueOf(alias);
     try {
       if (!(await this.judge(alias, queue))) return;
@@ -312,6 +316,16 @@ export class FirewallSync {
       if (!firewallWide(error)) queue.failed(error as Error);
       throw error;
     }
+  }
+
+  /** An alias no longer mapped was deleted on the firewall: what the bridge had added there went with it. */
+  private forgetDeletedAlias(alias: string): void {
+    const addresses = this.ledger.addresses(alias);
+    for (const address of addresses) this.ledger.unclaim(alias, address);
+    void this.queues.get(alias)?.stop(0);
+    this.queues.delete(alias);
+    this.options.state.markDirty();
+    this.options.log.info({ firewall: this.url, alias, forgotten: addresses.size }, `OPNsense ${this.url}: alias "${alias}", no longer in [opn_aliases], was deleted on the firewall; forgot the ${addresses.size} address(es) the bridge had added there`);
   }
 
   /** Reports what pf did not take (its table-entries limit, shared by every table), instead of re-adding it silently forever. */
