@@ -50,8 +50,9 @@ export class Intake {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
 
     const { event } = decoded;
-    const sender = event.origin ?? 'manual';
-    if (!this.perOrigin.take(sender)) {
+    const sender = event.via ?? event.origin ?? 'manual';
+    // Per connection: a flood claiming someone else's origin drains only its own bucket.
+    if (!this.perOrigin.take(`${source} ${sender}`)) {
       return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
     }
     // An unban of a protected address is harmless and may clear a ban from before it was protected.
@@ -70,7 +71,7 @@ export class Intake {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
     const { part } = decoded;
     if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid addresses`, { source });
-    if (!this.perOrigin.take(part.origin)) {
+    if (!this.perOrigin.take(`${source} ${part.origin}`)) {
       return this.refusals.refuse('rate-limited', `${part.origin} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
     }
     const allowed = part.ips.filter((address) => this.neverBan.reason(address) === null);

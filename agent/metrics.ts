@@ -1,10 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { urlHost, type Endpoint } from '../src/config.js';
+import { type MetricsEndpoint, urlHost } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { programVersion } from '../src/version.js';
 import type { AgentStatus } from './agent.js';
 import { healthProblems } from './health.js';
+import { presentsToken } from './metrics-auth.js';
 
 type Labels = Record<string, string>;
 type Sample = [labels: Labels, value: number];
@@ -110,12 +111,17 @@ export class MetricsServer {
     readonly url: string,
   ) {}
 
-  static async start(endpoint: Endpoint, status: () => AgentStatus, log: Logger): Promise<MetricsServer> {
+  static async start(endpoint: MetricsEndpoint, status: () => AgentStatus, log: Logger): Promise<MetricsServer> {
     const metrics = new AgentMetrics(status);
     const server = createServer((request, response) => {
       const path = (request.url ?? '/').split('?')[0];
       if (request.method !== 'GET' || path !== '/metrics') {
         response.writeHead(404, { 'content-type': 'text/plain' }).end('syncfail2ban: metrics are at GET /metrics\n');
+        return;
+      }
+      if (endpoint.token !== undefined && !presentsToken(request.headers.authorization, endpoint.token)) {
+        response.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="syncfail2ban", Basic realm="syncfail2ban"' });
+        response.end('syncfail2ban: metrics need metrics_token (Authorization: Bearer <token>, or basic auth with it as the password)\n');
         return;
       }
       metrics.scrape().then(
