@@ -16,7 +16,7 @@ const { values, positionals } = parseCommandLine(
       { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
     ],
     maxPositionals: 2,
-    epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted.',
+    epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted; SIGHUP re-reads the config.',
   },
   argv,
 );
