@@ -1,111 +1,113 @@
-import { endpointUrl, meshTls, type Config } from '../src/config.js';
-import { Fail2banClient } from '../src/fail2ban/client.js';
+import { meshTls, endpointUrl, type Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { NeverBanList } from '../src/never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
-import { startBroker, type RunningBroker } from '../broker/broker.js';
-import { OpnsenseBridge, type BridgeStatus } from './bridge/bridge.js';
-import { BrokerLink, type LinkStatus } from './broker-link.js';
-import { Intake, type IntakeStats, type Route } from './intake.js';
-import { Batcher, type SinkStats } from './sinks/batcher.js';
-import { Fail2banBackend } from './sinks/fail2ban-backend.js';
+import type { AgentStatus } from '../src/status.js';
+import { OpnsenseBridge } from './bridge/bridge.js';
+import { BrokerLink } from './broker-link.js';
+import { ControlServer } from './control-server.js';
+import { EmbeddedBroker } from './embedded-broker.js';
+import { Intake, type Route } from './intake.js';
+import { MetricsEndpoint } from './metrics.js';
+import { allParts, type Part } from './part.js';
+import { SyncJailsSink } from './sinks/sync-jails.js';
 import { SyncJailRoute } from './sync-jail-route.js';
 
-export interface AgentStatus {
-  nodeId: string;
-  topology: 'mesh' | 'hub';
-  embeddedBroker: string | null;
-  links: LinkStatus[];
-  intake: IntakeStats;
-  refused: Record<string, number>;
-  sinks: Record<string, SinkStats>;
-  /** The OPNsense bridge, null when opn_fw_sync is off. */
-  bridge: BridgeStatus | null;
-}
-
 /**
- * The service: one code path for both topologies, "subscribe to these brokers,
- * publish to that one". Mesh runs an embedded broker and subscribes to it and every
- * peer; hub subscribes to broker_url alone.
+ * The service: one code path for both topologies, "subscribe to these brokers, publish to
+ * that one". Mesh runs an embedded broker and subscribes to it and every peer; hub
+ * subscribes to broker_url alone. Every piece is a Part (agent/part.ts), started in order,
+ * stopped in reverse, and reported in one list.
  */
 export class Agent {
-  private broker: RunningBroker | undefined;
-  private links: BrokerLink[] = [];
-  private fail2ban: Fail2banClient | undefined;
-  private readonly bridge: OpnsenseBridge | undefined;
-  private readonly sinks = new Map<string, Batcher>();
-  private readonly refusals: Refusals;
-  private readonly routes: Route[] = [];
-  private readonly intake: Intake;
+  private readonly parts: Part[] = [];
+  private started: Part[] = [];
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
   ) {
-    this.refusals = new Refusals(log);
-    if (config.f2bSync && config.jails.size > 0) {
-      // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
-      this.fail2ban = new Fail2banClient(config.fail2banSocket, { timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000) });
-      const sink = new Batcher(new Fail2banBackend(this.fail2ban, log), log);
-      this.sinks.set('fail2ban', sink);
-      this.routes.push(new SyncJailRoute(config.jails, config.nodeId, sink));
+    const routes: Route[] = [];
+    if (!config.brokerUrl) {
+      this.parts.push(new EmbeddedBroker(config.mq, meshTls(config), { log, security: config.broker, rateLimit: config.rateLimit }));
     }
     if (config.opnsense.enabled) {
-      this.bridge = new OpnsenseBridge(config.opnsense, config.stateDir, log);
-      this.routes.push(this.bridge);
+      // Before any link exists: the bridge's saved state must be loaded before events arrive.
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, log, { dryRun: config.dryRun });
+      this.parts.push(bridge);
+      routes.push(bridge);
     }
-    this.intake = new Intake(new NeverBanList(config.ignoreIp), this.routes, this.refusals, new RateLimiter(config.rateLimit));
+    if (config.f2bSync && config.jails.size > 0) {
+      const sink = new SyncJailsSink({
+        socket: config.fail2banSocket,
+        jails: config.jails.values(),
+        // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
+        timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000),
+        dryRun: config.dryRun,
+        log,
+      });
+      this.parts.push(sink);
+      routes.unshift(new SyncJailRoute(config.jails, config.nodeId, sink));
+    }
+    const intake = new Intake(new NeverBanList(config.ignoreIp), routes, new Refusals(log), new RateLimiter(config.rateLimit));
+    this.parts.push(intake);
+    const { tls, ...account } = clientCredentials(config.mqtt);
+    for (const url of this.subscriptionUrls()) {
+      this.parts.push(
+        new BrokerLink(url, {
+          nodeId: config.nodeId,
+          connectTimeoutS: config.connectionTimeoutS,
+          log,
+          onMessage: (topic, payload, source, retained) => intake.handle(topic, payload, source, retained),
+          mqtt: { ...account, ...tls },
+        }),
+      );
+    }
+    this.parts.push(new ControlServer(config.controlSocket, () => this.status(), log));
+    if (config.metrics) this.parts.push(new MetricsEndpoint(config.metrics, () => this.status(), log));
+    if (routes.length === 0) {
+      log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
+    }
   }
 
   get topology(): 'mesh' | 'hub' {
     return this.config.brokerUrl ? 'hub' : 'mesh';
   }
 
+  /** Starts every part in order; when one cannot start, stops those started and throws. */
   async start(): Promise<void> {
     const { config, log } = this;
-    log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails) }, 'starting syncfail2ban');
-    if (!config.brokerUrl) {
-      this.broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
-    }
-    // Before any link exists: the bridge's saved state must be loaded before events arrive.
-    await this.bridge?.start();
-    const { tls, ...account } = clientCredentials(config.mqtt);
+    log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails), dryRun: config.dryRun }, 'starting syncfail2ban');
+    if (config.dryRun) log.warn('dry run: received bans are logged, not applied to fail2ban or OPNsense');
     if (!config.mqtt.verifyTls) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
-    for (const url of this.subscriptionUrls()) {
-      this.links.push(
-        new BrokerLink(url, {
-          nodeId: config.nodeId,
-          connectTimeoutS: config.connectionTimeoutS,
-          log,
-          onMessage: (topic, payload, source, retained) => this.intake.handle(topic, payload, source, retained),
-          mqtt: { ...account, ...tls },
-        }),
-      );
-    }
-    // Not awaited: a hung fail2ban must not hold up start-up (the control socket comes next).
-    if (this.fail2ban) void this.checkFail2ban(this.fail2ban);
-    if (this.routes.length === 0) {
-      log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
+    for (const part of this.parts) {
+      this.started.push(part);
+      try {
+        await part.start();
+      } catch (error) {
+        await this.stop();
+        throw error;
+      }
     }
   }
 
-  /** Stops intake, flushes what was accepted (all sinks at once, until one deadline), closes connections. */
+  /**
+   * Stops the parts in reverse order (intake first, then what was accepted is flushed),
+   * all until one deadline; consecutive parts of one kind (the links) stop together.
+   */
   async stop(deadlineMs = 10_000): Promise<void> {
     const deadline = Date.now() + deadlineMs;
-    await Promise.all(this.links.map((link) => link.close()));
-    await Promise.all([
-      ...[...this.sinks].map(async ([name, sink]) => {
-        if (!(await sink.stop(deadlineMs))) {
-          this.log.error({ sink: name, backlog: sink.stats().backlog }, 'stopped before every accepted change was applied');
-        }
-      }),
-      this.bridge?.stop(deadlineMs),
-    ]);
-    await this.fail2ban?.close(Math.max(0, deadline - Date.now()));
-    await this.broker?.close();
-    this.refusals.close();
+    const remaining = () => Math.max(0, deadline - Date.now());
+    const parts = this.started.reverse();
+    this.started = [];
+    while (parts.length > 0) {
+      const kind = parts[0]!.status().kind;
+      const end = parts.findIndex((part) => part.status().kind !== kind);
+      const group = parts.splice(0, end < 0 ? parts.length : end);
+      await Promise.all(group.map((part) => part.stop(remaining())));
+    }
     this.log.info('stopped');
   }
 
@@ -113,12 +115,8 @@ export class Agent {
     return {
       nodeId: this.config.nodeId,
       topology: this.topology,
-      embeddedBroker: this.broker ? endpointUrl(this.config.mq, meshTls(this.config)) : null,
-      links: this.links.map((link) => link.status()),
-      intake: this.intake.stats(),
-      refused: this.refusals.byReason(),
-      sinks: Object.fromEntries([...this.sinks].map(([name, sink]) => [name, sink.stats()])),
-      bridge: this.bridge?.status() ?? null,
+      dryRun: this.config.dryRun,
+      parts: allParts(this.parts).map((part) => part.status()),
     };
   }
 
@@ -129,21 +127,5 @@ export class Agent {
     const own = endpointUrl(config.mq, tls);
     const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);
     return [own, ...new Set(peers)];
-  }
-
-  /** Says at start-up what is wrong on the fail2ban side; the sink keeps retrying either way. */
-  private async checkFail2ban(client: Fail2banClient): Promise<void> {
-    const { log, config } = this;
-    try {
-      await client.ping();
-    } catch (error) {
-      log.warn({ socket: config.fail2banSocket }, `fail2ban is not reachable: ${(error as Error).message}; events will be queued and retried`);
-      return;
-    }
-    for (const syncJail of new Set(config.jails.values())) {
-      if (!(await client.jailExists(syncJail).catch(() => true))) {
-        log.warn({ jail: syncJail }, `sync jail ${syncJail} does not exist in fail2ban; add it to jail.local (see etc/fail2ban/jail.local) and reload fail2ban`);
-      }
-    }
   }
 }

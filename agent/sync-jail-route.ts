@@ -1,5 +1,5 @@
 import type { SyncEvent } from '../src/event.js';
-import type { Batcher } from './sinks/batcher.js';
+import type { SyncJailsSink } from './sinks/sync-jails.js';
 import type { Route, RouteResult } from './intake.js';
 
 /** Events of mapped primary jails from other hosts (or manual ones) go into the local sync jail. */
@@ -9,7 +9,7 @@ export class SyncJailRoute implements Route {
   constructor(
     private readonly jails: ReadonlyMap<string, string>,
     private readonly nodeId: string,
-    private readonly sink: Batcher,
+    private readonly sink: Pick<SyncJailsSink, 'submit'>,
   ) {}
 
   offer(event: SyncEvent): RouteResult {

@@ -48,6 +48,8 @@ export interface Config {
   file: string;
   nodeId: string;
   logDebug: boolean;
+  /** Log what would be applied to fail2ban and OPNsense instead of applying it. */
+  dryRun: boolean;
   /** Apply received events to the local sync jails. */
   f2bSync: boolean;
   fail2banSocket: string;
@@ -129,6 +131,7 @@ export function parseConfig(text: string, file: string): Config {
     file,
     nodeId,
     logDebug: general.boolean('log_debug', false),
+    dryRun: general.boolean('dry_run', false),
     f2bSync: general.boolean('f2b_sync', true),
     fail2banSocket: general.string('fail2ban_socket', '/var/run/fail2ban/fail2ban.sock'),
     mq: { host: mqIp || primaryIpv4(), port: mqPort },

@@ -4,32 +4,26 @@ import type { OpnsenseConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { SyncEvent } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
+import type { PartStatus } from '../../src/status.js';
 import type { Route, RouteResult } from '../intake.js';
+import type { Part } from '../part.js';
 import type { BatcherOptions } from '../sinks/batcher.js';
 import { DesiredState, holderOf, refusedHold, type HoldResult } from './desired-state.js';
-import { FirewallSync, type FirewallStatus } from './firewall-sync.js';
+import { FirewallSync } from './firewall-sync.js';
 import { LogThrottle } from './log-throttle.js';
 import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
 import { StateFile, type Journal } from './state-file.js';
 
-export interface BridgeStatus {
-  stateFile: string;
-  /** False when the state cannot be saved (see the log); the bridge then forgets on restart. */
-  persistent: boolean;
-  /** alias -> addresses it should hold */
-  wanted: Record<string, number>;
-  firewalls: FirewallStatus[];
-}
-
 /**
  * The OPNsense bridge: a Route that sees every valid ban and unban (every host's, this
  * host's included, and manual ones), keeps the reference-counted desired content of each
- * alias mapped in [opn_aliases], and has one FirewallSync per firewall make it so.
+ * alias mapped in [opn_aliases], and has one FirewallSync per firewall make it so (each
+ * a sink of its own in the status).
  */
-export class OpnsenseBridge implements Route {
+export class OpnsenseBridge implements Route, Part {
   readonly name = 'opnsense';
   private readonly desired: DesiredState;
-  private readonly firewalls: FirewallSync[];
+  readonly firewalls: FirewallSync[];
   private readonly stateFile: StateFile;
   private readonly throttle = new LogThrottle();
 
@@ -38,7 +32,7 @@ export class OpnsenseBridge implements Route {
     private readonly config: OpnsenseConfig,
     stateDir: string,
     private readonly log: Logger,
-    options: { batcher?: Partial<BatcherOptions>; stateWriteDelayMs?: number; desired?: DesiredState } = {},
+    options: { batcher?: Partial<BatcherOptions>; stateWriteDelayMs?: number; desired?: DesiredState; dryRun?: boolean } = {},
   ) {
     this.desired = options.desired ?? new DesiredState();
     this.stateFile = new StateFile(
@@ -61,8 +55,13 @@ export class OpnsenseBridge implements Route {
           state: this.stateFile,
           log,
           ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
+          dryRun: options.dryRun === true,
         }),
     );
+  }
+
+  get subparts(): readonly Part[] {
+    return this.firewalls;
   }
 
   /** Loads the saved state, then reconciles every firewall. Call before events can arrive. */
@@ -74,7 +73,7 @@ export class OpnsenseBridge implements Route {
     }
     const saved = await this.stateFile.load(decodeBridgeState);
     this.restore(saved ?? { wanted: [], added: [], skipped: 0 }, await this.stateFile.readJournal());
-    for (const sync of this.firewalls) sync.start();
+    for (const sync of this.firewalls) await sync.start();
     log.info(
       { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.stateFile.path, wanted: this.desired.counts() },
       'OPNsense bridge started',
@@ -113,22 +112,19 @@ export class OpnsenseBridge implements Route {
 
   /** Applies what it can until the deadline (the rest is left to the next reconciliation) and saves the state. */
   async stop(deadlineMs: number): Promise<void> {
-    await Promise.all(
-      this.firewalls.map(async (sync) => {
-        if (await sync.stop(deadlineMs)) return;
-        const { backlog } = sync.status();
-        this.log.warn({ firewall: sync.url, backlog }, `stopping with ${backlog} change(s) not yet applied to OPNsense ${sync.url}; the next start's reconciliation applies them`);
-      }),
-    );
+    await Promise.all(this.firewalls.map((sync) => sync.stop(deadlineMs)));
     await this.stateFile.close();
   }
 
-  status(): BridgeStatus {
+  status(): PartStatus {
+    const persistent = this.stateFile.persistent;
     return {
-      stateFile: this.stateFile.path,
-      persistent: this.stateFile.persistent,
-      wanted: this.desired.counts(),
-      firewalls: this.firewalls.map((sync) => sync.status()),
+      kind: 'bridge',
+      problems: persistent
+        ? []
+        : [{ what: `the bridge state cannot be saved to ${this.stateFile.path} (see the log): it forgets what it added on restart`, fix: 'make state_dir a directory root can write, then restart the agent' }],
+      measures: { wanted: { help: 'addresses an alias should hold', type: 'gauge', label: 'alias', values: this.desired.counts() } },
+      details: { state_file: this.stateFile.path, persistent },
     };
   }
 

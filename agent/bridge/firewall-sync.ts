@@ -3,7 +3,10 @@ import type { Firewall } from '../../src/config.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
-import { Batcher, type BatcherOptions } from '../sinks/batcher.js';
+import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
+import type { Part } from '../part.js';
+import { Batcher, sinkMeasures, type BatcherOptions } from '../sinks/batcher.js';
+import { DryRunBackend } from '../sinks/dry-run.js';
 import { AliasInfoCache } from './alias-info.js';
 import type { DesiredState } from './desired-state.js';
 import { FirewallLedger } from './ledger.js';
@@ -35,20 +38,6 @@ export interface ReconcileReport {
   error?: string;
 }
 
-export interface FirewallStatus {
-  url: string;
-  /** Whether the last request got an answer from the firewall; null before the first. */
-  reachable: boolean | null;
-  /** The last failure: the firewall's, else the first alias problem still standing. */
-  lastError: string | null;
-  /** alias -> a problem with that alias (missing, wrong type) until a change to it goes through. */
-  aliasErrors: Record<string, string>;
-  backlog: number;
-  applied: number;
-  dropped: number;
-  lastReconcile: ReconcileReport | null;
-}
-
 export interface FirewallSyncOptions {
   firewall: Firewall;
   verifyTls: boolean;
@@ -62,6 +51,8 @@ export interface FirewallSyncOptions {
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
+  /** dry_run: changes are logged, not sent (reconciliation still reads the aliases). */
+  dryRun?: boolean;
 }
 
 /**
@@ -70,7 +61,7 @@ export interface FirewallSyncOptions {
  * firewalls), and a periodic reconciliation lists every alias in full and queues what is
  * missing or stale, which repairs reboots, outages and dropped changes.
  */
-export class FirewallSync {
+export class FirewallSync implements Part {
   readonly url: string;
   readonly ledger: FirewallLedger;
   private readonly client: OpnsenseClient;
@@ -81,6 +72,7 @@ export class FirewallSync {
   private reachable: boolean | null = null;
   private lastError: string | null = null;
   private lastReconcile: ReconcileReport | null = null;
+  private readonly reconciled = { readded: 0, removed: 0 };
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -112,7 +104,7 @@ export class FirewallSync {
       log,
     });
     this.batcher = new Batcher(
-      { name: this.backend.name, apply: (batch) => this.observe(this.backend.apply(batch)) },
+      options.dryRun ? new DryRunBackend(this.backend.name, log) : { name: this.backend.name, apply: (batch) => this.observe(this.backend.apply(batch)) },
       log,
       { ...OPNSENSE_BATCHER, ...options.batcher },
     );
@@ -131,23 +123,54 @@ export class FirewallSync {
   }
 
   /** Starts with a reconciliation, which also brings the aliases up to date after downtime. */
-  start(): void {
+  async start(): Promise<void> {
     this.scheduleReconcile(0);
   }
 
-  async stop(deadlineMs: number): Promise<boolean> {
+  /** Applies what it can until the deadline; the rest is left to the next start's reconciliation. */
+  async stop(deadlineMs: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     const done = await this.batcher.stop(Math.min(deadlineMs, STOP_DEADLINE_MS));
     this.client.close();
-    return done;
+    if (done) return;
+    const { backlog } = this.batcher.stats();
+    this.options.log.warn({ firewall: this.url, backlog }, `stopping with ${backlog} change(s) not yet applied to OPNsense ${this.url}; the next start's reconciliation applies them`);
   }
 
-  status(): FirewallStatus {
-    const { backlog, applied, dropped } = this.batcher.stats();
-    const aliasErrors = Object.fromEntries(this.backend.aliasErrors);
-    const lastError = this.lastError ?? Object.values(aliasErrors)[0] ?? null;
-    return { url: this.url, reachable: this.reachable, lastError, aliasErrors, backlog, applied, dropped, lastReconcile: this.lastReconcile };
+  status(): PartStatus {
+    const stats = this.batcher.stats();
+    const problems: Problem[] = [];
+    if (this.lastError) {
+      problems.push({
+        what: `OPNsense ${this.url} fails with ${stats.backlog} change(s) waiting: ${this.lastError}`,
+        fix: `check that the firewall answers at ${this.url} and that [opn_keys] hold a valid API key and secret for it`,
+      });
+    }
+    const refusing = new Set(Object.keys(stats.targetProblems));
+    problems.push(...Object.values(stats.targetProblems));
+    for (const [alias, what] of this.backend.aliasErrors) {
+      if (!refusing.has(alias)) problems.push({ what, fix: `fix alias ${alias} on the firewall (Firewall: Aliases), or map the jail to another alias in [opn_aliases]` });
+    }
+    const reconcile = this.lastReconcile;
+    return {
+      kind: 'sink',
+      name: this.backend.name,
+      problems,
+      measures: {
+        ...sinkMeasures(stats),
+        reachable: gauge('1 while the last request got an answer from the firewall', this.reachable ? 1 : 0),
+        reconcile_readded: counter('wanted addresses reconciliation found missing and queued again', this.reconciled.readded),
+        reconcile_removed: counter('addresses no longer wanted that reconciliation queued for removal', this.reconciled.removed),
+      },
+      details: {
+        url: this.url,
+        reachable: this.reachable,
+        last_reconcile: reconcile ? { time: reconcile.at } : null,
+        last_reconcile_ok: reconcile?.ok ?? null,
+        ...(reconcile?.error ? { last_reconcile_error: reconcile.error } : {}),
+      },
+    };
   }
 
   private scheduleReconcile(delayMs: number): void {
@@ -174,6 +197,8 @@ export class FirewallSync {
       if (this.throttle.pass(`reconcile\u0000${report.error}`) !== null) log.warn({ firewall: this.url }, `reconciliation failed: ${report.error}`);
     }
     this.lastReconcile = report;
+    this.reconciled.readded += report.readded;
+    this.reconciled.removed += report.removed;
     this.scheduleReconcile(report.ok ? intervalMs : Math.min(intervalMs, RECONCILE_RETRY_MS));
   }
 
@@ -198,11 +223,12 @@ export class FirewallSync {
   }
 
   /** Tracks whether the firewall answers, for status(). */
-  private async observe(work: Promise<void>): Promise<void> {
+  private async observe<T>(work: Promise<T>): Promise<T> {
     try {
-      await work;
+      const result = await work;
       this.reachable = true;
       this.lastError = null;
+      return result;
     } catch (error) {
       this.reachable = !(error instanceof OpnsenseError && error.kind === 'unreachable');
       this.lastError = (error as Error).message;

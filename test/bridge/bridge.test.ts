@@ -10,6 +10,7 @@ import type { Action, SyncEvent } from '../../src/event.js';
 import { mustParseAddress } from '../../src/ip.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { captureLog } from '../support/capture-log.js';
+import { measured, measuredBy } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 import { entryOf } from './fleet.js';
 
@@ -89,17 +90,22 @@ describe('OPNsense bridge (in-process)', function () {
     bridge.offer(event('sshd', 'ban', '203.0.113.5', 'a'));
     await waitFor(() => fake.pfTable('bans').length === 1, 'the ban applied');
     const applied = new Date().toISOString();
-    await waitFor(() => (bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > applied, 'a reconciliation after that');
+    await waitFor(() => lastReconcile(bridge) > applied, 'a reconciliation after that');
     const status = bridge.status();
-    expect(status).to.deep.include({ stateFile: join(dir, 'opnsense-bridge.json'), persistent: true, wanted: { bans: 1 } });
-    expect(status.firewalls[0]).to.deep.include({ url: fake.url, reachable: true, lastError: null, aliasErrors: {}, backlog: 0, dropped: 0 });
-    expect(status.firewalls[0]!.applied).to.be.at.least(1);
-    expect(status.firewalls[0]!.lastReconcile).to.include({ ok: true, readded: 0, removed: 0 });
+    expect(status).to.deep.include({ kind: 'bridge', problems: [], details: { state_file: join(dir, 'opnsense-bridge.json'), persistent: true } });
+    expect(measuredBy(status, 'wanted')).to.deep.equal({ bans: 1 });
+    const firewall = bridge.firewalls[0]!.status();
+    expect(firewall).to.deep.include({ kind: 'sink', name: `opnsense ${fake.url}`, problems: [] });
+    expect(firewall.details).to.include({ url: fake.url, reachable: true, last_reconcile_ok: true });
+    expect(measured(firewall, 'backlog')).to.equal(0);
+    expect(measuredBy(firewall, 'changes_dropped')).to.deep.equal({ refused: 0, 'queue-full': 0, 'shutting-down': 0 });
+    expect(measured(firewall, 'changes_applied')).to.be.at.least(1);
 
     await fake.setDown(true);
-    await waitFor(() => bridge.status().firewalls[0]!.lastReconcile?.ok === false, 'a failed reconciliation');
-    expect(bridge.status().firewalls[0]).to.include({ reachable: false });
-    expect(bridge.status().firewalls[0]!.lastError).to.match(/cannot reach the firewall/);
+    await waitFor(() => bridge.firewalls[0]!.status().details.last_reconcile_ok === false, 'a failed reconciliation');
+    const down = bridge.firewalls[0]!.status();
+    expect(down.details).to.include({ reachable: false });
+    expect(down.problems.map((problem) => problem.what).join('\n')).to.match(/cannot reach the firewall/);
   });
 
   it('after a restart with a changed [opn_aliases], removes what it had added for the jail no longer mapped there', async () => {
@@ -142,7 +148,7 @@ describe('OPNsense bridge (in-process)', function () {
       await bridge.start();
       bridge.offer(event('sshd', 'ban', '203.0.113.60', 'a'));
       await waitFor(() => proxied.pfTable('bans').includes('203.0.113.60'), 'the ban through the path');
-      expect(bridge.status().firewalls[0]!.url).to.equal(proxied.url).and.match(/\/fw1$/);
+      expect(bridge.firewalls[0]!.status().details.url).to.equal(proxied.url).and.match(/\/fw1$/);
       expect(proxied.requests.byEndpoint['unknown'] ?? 0, 'every request under the path').to.equal(0);
       await stop(bridge);
     } finally {
@@ -157,9 +163,9 @@ describe('OPNsense bridge (in-process)', function () {
     await mkdir(journal); // the journal cannot be written (as a full disk would have it)
     bridge.offer(event('sshd', 'ban', '203.0.113.40', 'a'));
     await waitFor(() => lines.find((line) => line.level === 50 && /cannot record the addresses it is about to add/.test(String(line.msg))), 'the failed write-ahead in the log');
-    await waitFor(() => /cannot record the addresses/.test(bridge.status().firewalls[0]!.lastError ?? ''), 'the failure in status');
+    await waitFor(() => bridge.firewalls[0]!.status().problems.some((problem) => /cannot record the addresses/.test(problem.what)), 'the failure in status');
     expect(fake.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add'), 'nothing sent without its claim on disk').to.deep.equal([]);
-    expect(bridge.status().firewalls[0]!.backlog).to.equal(1);
+    expect(measured(bridge.firewalls[0]!.status(), 'backlog')).to.equal(1);
 
     await rm(journal, { recursive: true });
     await waitFor(() => fake.pfTable('bans').includes('203.0.113.40'), 'the ban, once the journal can be written');
@@ -180,9 +186,9 @@ describe('OPNsense bridge (in-process)', function () {
       await stop(first.bridge);
 
       const second = await startBridge(['sshd = bans'], [], { stateDir: crashed });
-      expect(second.bridge.status().wanted).to.deep.equal({ bans: 2 });
+      expect(measuredBy(second.bridge.status(), 'wanted')).to.deep.equal({ bans: 2 });
       const started = new Date().toISOString();
-      await waitFor(() => (second.bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > started, 'a reconciliation');
+      await waitFor(() => lastReconcile(second.bridge) > started, 'a reconciliation');
       expect(fake.pfTable('bans').sort(), 'still wanted: kept').to.deep.equal(['203.0.113.41', '203.0.113.42']);
       second.bridge.offer(event('sshd', 'unban', '203.0.113.41', 'a'));
       await waitFor(() => !fake.pfTable('bans').includes('203.0.113.41'), 'the unban applied: the address is known as its own');
@@ -197,7 +203,7 @@ describe('OPNsense bridge (in-process)', function () {
     for (const address of ['203.0.113.50', '203.0.113.51', '203.0.113.52']) bridge.offer(event('sshd', 'ban', address, 'a'));
     const error = lines.find((line) => line.level === 50);
     expect(error?.msg).to.match(/already holds its maximum of 2 wanted addresses \(MAX_WANTED_ADDRESSES\): ban of 203\.0\.113\.52 for alias bans refused/);
-    expect(bridge.status().wanted).to.deep.equal({ bans: 2 });
+    expect(measuredBy(bridge.status(), 'wanted')).to.deep.equal({ bans: 2 });
     await waitFor(() => fake.pfTable('bans').length === 2, 'the two bans within the cap');
     bridge.offer(event('sshd', 'unban', '203.0.113.50', 'a'));
     bridge.offer(event('sshd', 'ban', '203.0.113.52', 'a'));
@@ -212,10 +218,7 @@ describe('OPNsense bridge (in-process)', function () {
   const journalled = (alias: string, address: string, holders: string[] | null) => JSON.stringify([fake.url, alias, address, holders]);
 
   async function reconciledAfter(bridge: OpnsenseBridge, started: string) {
-    await waitFor(() => {
-      const status = bridge.status().firewalls[0]!;
-      return (status.lastReconcile?.at ?? '') > started && status.backlog === 0;
-    }, 'a reconciliation, applied');
+    await waitFor(() => lastReconcile(bridge) > started && measured(bridge.firewalls[0]!.status(), 'backlog') === 0, 'a reconciliation, applied');
   }
 
   it('does not replay a journal older than the snapshot (crash before the journal was emptied), and replays one that follows it', async () => {
@@ -261,3 +264,9 @@ describe('OPNsense bridge (in-process)', function () {
     expect(fake.pfTable('bans'), "the admin's entry stays").to.deep.equal(['203.0.113.81']);
   });
 });
+
+/** When the first firewall was last reconciled (ISO), '' before the first time. */
+function lastReconcile(bridge: OpnsenseBridge): string {
+  const at = bridge.firewalls[0]!.status().details.last_reconcile;
+  return typeof at === 'object' && at !== null ? at.time : '';
+}

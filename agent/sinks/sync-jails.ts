@@ -1,0 +1,102 @@
+import { Fail2banClient } from '../../src/fail2ban/client.js';
+import type { Logger } from '../../src/log.js';
+import type { PartStatus, Problem } from '../../src/status.js';
+import type { Part } from '../part.js';
+import { Batcher, sinkMeasures, sinkProblems, type Change } from './batcher.js';
+import { DryRunBackend } from './dry-run.js';
+import { Fail2banBackend, missingJailFix } from './fail2ban-backend.js';
+
+/** While fail2ban or a sync jail is missing, it is looked for again this often. */
+const RECHECK_MS = 15_000;
+
+export interface SyncJailsOptions {
+  socket: string;
+  /** The sync jails [jails] maps to. */
+  jails: Iterable<string>;
+  timeoutMs: number;
+  dryRun: boolean;
+  log: Logger;
+  recheckMs?: number;
+}
+
+/**
+ * The sink of the local fail2ban sync jails: a Batcher in front of fail2ban (or of the
+ * dry-run backend). At start, and again while something is missing, it checks that
+ * fail2ban answers and every sync jail exists: what is missing is a problem in status
+ * before any change is lost to it.
+ */
+export class SyncJailsSink implements Part {
+  private readonly client: Fail2banClient;
+  private readonly batcher: Batcher;
+  private readonly jails: string[];
+  private unreachable: string | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: SyncJailsOptions) {
+    this.client = new Fail2banClient(options.socket, { timeoutMs: options.timeoutMs });
+    this.jails = [...new Set(options.jails)];
+    const backend = options.dryRun ? new DryRunBackend('fail2ban', options.log) : new Fail2banBackend(this.client, options.log);
+    this.batcher = new Batcher(backend, options.log);
+  }
+
+  submit(change: Change): void {
+    this.batcher.submit(change);
+  }
+
+  async start(): Promise<void> {
+    // Not awaited: a hung fail2ban must not hold up start-up.
+    void this.check();
+  }
+
+  async stop(deadlineMs: number): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (!(await this.batcher.stop(deadlineMs))) {
+      this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
+    }
+    await this.client.close(Math.max(0, deadline - Date.now()));
+  }
+
+  status(): PartStatus {
+    const stats = this.batcher.stats();
+    const problems: Problem[] = sinkProblems(stats, `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})`);
+    if (this.unreachable && !stats.lastError) {
+      problems.unshift({ what: `fail2ban is not reachable: ${this.unreachable}`, fix: `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})` });
+    }
+    return {
+      kind: 'sink',
+      name: 'fail2ban',
+      problems,
+      measures: sinkMeasures(stats),
+      details: { socket: this.options.socket, sync_jails: this.jails.join(' ') },
+    };
+  }
+
+  /** Says what is wrong on the fail2ban side; the sink keeps retrying either way. */
+  private async check(): Promise<void> {
+    const { log } = this.options;
+    let missing = 0;
+    try {
+      await this.client.ping();
+      if (this.unreachable) log.info({ socket: this.options.socket }, 'fail2ban answers again');
+      this.unreachable = null;
+      for (const jail of this.jails) {
+        const exists = await this.client.jailExists(jail);
+        if (this.stopped) return;
+        const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingJailFix(jail) };
+        if (problem && !this.batcher.stats().targetProblems[jail]) log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
+        if (problem) missing += 1;
+        this.batcher.noteTargetProblem(jail, problem);
+      }
+    } catch (error) {
+      const message = (error as Error).message;
+      if (this.unreachable === null) log.warn({ socket: this.options.socket }, `fail2ban is not reachable: ${message}; events will be queued and retried`);
+      this.unreachable = message;
+    }
+    if (this.stopped || (missing === 0 && this.unreachable === null)) return;
+    this.timer = setTimeout(() => void this.check(), this.options.recheckMs ?? RECHECK_MS);
+    this.timer.unref();
+  }
+}
