@@ -1,10 +1,14 @@
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
-import { clientCredentials } from '../src/mqtt-credentials.js';
+import { shippedFile } from '../src/shipped-file.js';
+import { clientCredentials, type Credentials } from '../src/mqtt-credentials.js';
+import { checkFirewalls } from './firewall-checks.js';
+import { checkBrokers, checkListen } from './network-checks.js';
 import { checkJails, type Finding } from './jail-checks.js';
 
 /**
- * `syncfail2ban --check`: validates the config and the fail2ban side, prints each finding
+ * `syncfail2ban --check`: validates the config, the network (listening, peers or hub,
+ * firewalls) and the fail2ban side, prints each finding
  * (a problem with its fix) and returns the exit code: 0 when nothing failed, 1 otherwise.
  */
 export async function runDoctor(file: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
@@ -30,40 +34,63 @@ async function diagnose(file: string): Promise<Finding[]> {
   }
   const findings: Finding[] = [
     { level: 'ok', subject: 'config', message: `${file} is valid (node id ${config.nodeId}, ${config.brokerUrl ? `hub ${config.brokerUrl}` : 'mesh'}, ${config.jails.size} jail pair(s))` },
-    ...config.unknownKeys.map((key): Finding => ({ level: 'warn', subject: 'config', message: `unknown key ${key} is ignored`, fix: 'correct its spelling or remove it (etc/config.cfg lists every key)' })),
+    ...config.unknownKeys.map(({ name, suggestion }): Finding => ({
+      level: 'fail',
+      subject: 'config',
+      message: `unknown ${name.startsWith('[') && !name.includes(' ') ? 'section' : 'key'} ${name} is ignored${suggestion ? `: did you mean ${suggestion}?` : ''}`,
+      fix: suggestion ? `rename it to ${suggestion}` : `correct its spelling or remove it (${shippedFile('etc/config.cfg')} lists every key)`,
+    })),
     ...config.warnings.map((warning): Finding => ({ level: 'warn', subject: 'config', message: warning })),
   ];
+  let credentials: Credentials | undefined;
   try {
-    clientCredentials(config.mqtt); // reads the password, CA and certificate files it names
+    credentials = clientCredentials(config.mqtt); // reads the password, CA and certificate files it names
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     findings.push({ level: 'fail', subject: 'config', message: error.message });
   }
-  if (config.jails.size === 0) {
-    findings.push({
-      level: config.opnsense.enabled ? 'ok' : 'warn',
+  findings.push(...emptyJails(config));
+  // Everything that waits on the network at once: the whole check takes about one connection_timeout.
+  const timeoutMs = config.connectionTimeoutS * 1000;
+  const checks = await Promise.all([
+    checkListen(config),
+    credentials ? checkBrokers(config, credentials) : [],
+    config.jails.size > 0 ? checkFail2ban(config) : [],
+    checkFirewalls(config.opnsense, timeoutMs),
+  ]);
+  return [...findings, ...checks.flat()];
+}
+
+function emptyJails(config: Config): Finding[] {
+  if (config.jails.size > 0) return [];
+  if (config.f2bSync) {
+    return [{
+      level: 'fail',
       subject: '[jails]',
-      message: config.opnsense.enabled ? 'is empty: this host only runs the OPNsense bridge' : 'is empty: this host neither publishes nor applies any jail',
-      ...(config.opnsense.enabled ? {} : { fix: 'add "<primary jail> = <sync jail>" lines under [jails], e.g. "sshd = sshd-sync"' }),
-    });
-    return findings;
+      message: 'is empty while f2b_sync is on: this host would neither publish nor apply any ban',
+      fix: `add "<primary jail> = <sync jail>" lines under [jails], e.g. "sshd = sshd-sync"${config.opnsense.enabled ? ', or set f2b_sync = false on a host that only runs the OPNsense bridge' : ''}`,
+    }];
   }
+  return config.opnsense.enabled
+    ? [{ level: 'ok', subject: '[jails]', message: 'is empty: this host only runs the OPNsense bridge' }]
+    : [{ level: 'warn', subject: '[jails]', message: 'is empty and the OPNsense bridge is off: this host does nothing', fix: 'add "<primary jail> = <sync jail>" lines under [jails], or turn on the OPNsense bridge' }];
+}
+
+async function checkFail2ban(config: Config): Promise<Finding[]> {
   const client = new Fail2banClient(config.fail2banSocket, { timeoutMs: config.connectionTimeoutS * 1000 });
   try {
     await client.ping();
-    findings.push({ level: 'ok', subject: 'fail2ban', message: `answers on ${config.fail2banSocket}` });
-    findings.push(...(await checkJails(config, client)));
+    return [{ level: 'ok', subject: 'fail2ban', message: `answers on ${config.fail2banSocket}` }, ...(await checkJails(config, client))];
   } catch (error) {
-    findings.push({
+    return [{
       level: 'fail',
       subject: 'fail2ban',
       message: (error as Error).message,
-      fix: `start fail2ban ("systemctl start fail2ban"), run this check as root, or set fail2ban_socket in ${file}`,
-    });
+      fix: `start fail2ban ("systemctl start fail2ban"), run this check as root, or set fail2ban_socket in ${config.file}`,
+    }];
   } finally {
     await client.close();
   }
-  return findings;
 }
 
 const LABEL: Record<Finding['level'], string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' };

@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../src/config.js';
+import { shippedFile } from '../src/shipped-file.js';
 import type { Fail2banClient } from '../src/fail2ban/client.js';
 
 /** One result of `syncfail2ban --check`: what was checked, and for a problem, how to fix it. */
@@ -82,7 +83,7 @@ async function checkSync(client: Fail2banClient, running: Set<string>, primary: 
         level: 'fail',
         subject,
         message: `is not running in fail2ban, so bans of ${primary} from other servers cannot be applied here`,
-        fix: `define [${sync}] in ${JAIL_FILE} with enabled = true, filter = sync-filter, logpath = /var/log/syncfail2ban-dummy.log, bantime = -1 and no sync-action (see etc/fail2ban/jail.local), ${RELOAD}`,
+        fix: `define [${sync}] in ${JAIL_FILE} with enabled = true, filter = sync-filter, logpath = /var/log/syncfail2ban-dummy.log, bantime = -1 and no sync-action (see ${shippedFile('etc/fail2ban/jail.local')}), ${RELOAD}`,
       },
     ];
   }

@@ -1,40 +1,45 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
-import { DEFAULT_CONFIG_FILE, loadConfig } from '../src/config.js';
-import { createLogger } from '../src/log.js';
-import { onTermination, reportFatal } from '../src/program.js';
-import { Agent } from './agent.js';
+import { CLIENT_OPTIONS } from '../cli/client.js';
+import { parseCommandLine, usageError } from '../src/command-line.js';
+import { DEFAULT_CONFIG_FILE } from '../src/config.js';
+import { reportFatal } from '../src/program.js';
 
-const program = new Command('syncfail2ban')
-  .description('Keeps fail2ban bans in sync across servers over MQTT (the agent service).')
-  .option('-c, --config <file>', 'config file', DEFAULT_CONFIG_FILE)
-  .option('--check', 'check the config and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)')
-  .option('--dry-run', 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)')
-  .parse();
+const NAME = 'syncfail2ban';
+const argv = process.argv.slice(2);
+const { values, positionals } = parseCommandLine(
+  {
+    name: NAME,
+    summary: 'Keeps fail2ban bans in sync across servers over MQTT (the agent service). With -a, -s or -f it does what syncfail2ban-client does.',
+    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
+    options: [
+      ...CLIENT_OPTIONS.filter((option) => option.long !== 'json'),
+      { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
+      { long: 'dry-run', description: 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)' },
+    ],
+    maxPositionals: 2,
+    epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted.',
+  },
+  argv,
+);
+const file = (values.config as string | undefined) ?? DEFAULT_CONFIG_FILE;
 
-const { config: file, check, dryRun } = program.opts<{ config: string; check?: boolean; dryRun?: boolean }>();
-if (check) {
+if (values.announce !== undefined || values.send !== undefined || values['full-sync'] !== undefined) {
+  // The original's usage line: `syncfail2ban -a <jail> <action> <ip>` / `syncfail2ban -f <jail>`.
+  const { runClient } = await import('../cli/client.js');
+  process.exit(await runClient(argv, NAME));
+}
+if (positionals.length > 0) usageError(NAME, `unexpected argument ${JSON.stringify(positionals[0])} (without -a)`);
+if (values.check) {
   try {
     const { runDoctor } = await import('./doctor.js');
     process.exit(await runDoctor(file));
   } catch (error) {
-    reportFatal('syncfail2ban --check', error);
+    reportFatal(`${NAME} --check`, error);
   }
 }
 try {
-  const config = loadConfig(file);
-  if (dryRun) config.dryRun = true;
-  const log = createLogger('syncfail2ban', config.logDebug);
-  for (const key of config.unknownKeys) log.warn({ file, key }, `unknown config key ${key} ignored (a typo?)`);
-  for (const warning of config.warnings) log.warn(warning);
-  const agent = new Agent(config, log);
-  const started = agent.start();
-  onTermination(async () => {
-    // A stop during start-up waits for it, so that every part started is stopped.
-    await started.catch(() => undefined);
-    await agent.stop();
-  });
-  await started;
+  const { runService } = await import('./service.js');
+  await runService(file, values['dry-run'] === true);
 } catch (error) {
-  reportFatal('syncfail2ban', error);
+  reportFatal(NAME, error);
 }

@@ -15,7 +15,7 @@ const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbani
  * (only under f2b/). With authentication on, an event without an origin is stamped with the
  * sender's identity. Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
  */
-export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): void {
+export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): (client: Client) => string | undefined {
   const identities = new WeakMap<Client, string>();
   const limiter = new RateLimiter(rateLimit);
   const authRequired = security.users.size > 0;
@@ -82,6 +82,7 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     refusals.refuse('bad-subscription', `subscribing to ${printable(subscription.topic)} is not allowed`, { client: identities.get(client) ?? client.id });
     done(null, null); // SUBACK 128: refused, connection kept
   };
+  return (client) => identities.get(client);
 }
 
 function peerCommonName(client: Client): string | undefined {

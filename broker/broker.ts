@@ -1,12 +1,15 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
-import { readConfiguredFile } from '../src/config-reader.js';
-import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
+import { ConfigError, readConfiguredFile } from '../src/config-reader.js';
+import { type BrokerSecurity, DEFAULT_BROKER_LIMITS, type RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { installAccessControl } from './access-control.js';
+import { limitConnectionsPerAddress, sourceKey } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
+import { installQueueBounds, type QueueStats } from './queue-bounds.js';
+import { installSessionPolicy } from './session-policy.js';
 
 export interface BrokerOptions {
   host: string;
@@ -21,6 +24,8 @@ export interface RunningBroker {
   readonly port: number;
   readonly aedes: Aedes;
   readonly refusals: Refusals;
+  /** Messages dropped for clients whose queue was full, in all and per client. */
+  queues(): QueueStats;
   close(): Promise<void>;
 }
 
@@ -28,19 +33,28 @@ export interface RunningBroker {
 const MAX_TOPIC_LEVELS = 8;
 /** The largest packet any host needs to send: a CONNECT with credentials, or one event. */
 const MAX_PACKET_BYTES = 4096;
+/** QoS 2 publishes held per client until their PUBREL; nothing in the fleet uses QoS 2 (Aedes allows 1,000). */
+const MAX_INFLIGHT_INBOUND = 32;
 
 /**
  * An Aedes broker on host:port (TLS when configured) that enforces the access rules of
  * access-control.ts and never stores a retained message.
  */
 export async function startBroker({ host, port, log, security, rateLimit }: BrokerOptions): Promise<RunningBroker> {
-  const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS });
+  const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS, maxInflightInbound: MAX_INFLIGHT_INBOUND });
   const refusals = new Refusals(log.child({ component: 'broker' }));
-  installAccessControl(aedes, security, rateLimit, refusals);
+  const limits = security.limits ?? DEFAULT_BROKER_LIMITS;
+  const identityOf = installAccessControl(aedes, security, rateLimit, refusals);
+  installSessionPolicy(aedes, limits, identityOf, refusals);
+  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => identityOf(client) ?? sourceKey(remoteOf(client.conn)), refusals);
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
   const accept = (socket: Socket) => {
+    if (socket.destroyed) return; // refused by the per-address limit
+    // What queue-bounds.ts lets wait for this client must fit below the mark at which a write
+    // says "wait for drain" (Node's default is 16 KiB; a TLS server offers no option for it).
+    (socket as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = limits.queueBytesPerClient;
     guardPacketSize(socket, MAX_PACKET_BYTES, (announced) =>
       refusals.refuse('oversized', `packet of ${announced} bytes exceeds ${MAX_PACKET_BYTES}; connection closed`, { remote: socket.remoteAddress }),
     );
@@ -50,12 +64,15 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
   let server: Server;
   try {
     server = tls ? createTlsServer(tls, accept) : createServer(accept);
+    limitConnectionsPerAddress(server, limits.connectionsPerAddress, (remote) =>
+      refusals.refuse('too-many-connections', `${remote} already holds ${limits.connectionsPerAddress} connections (mq_max_connections_per_address); connection closed`, { remote }),
+    );
     if (security.tls) server.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
     await listen(server, host, port);
   } catch (error) {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     refusals.close();
-    throw new Error(`broker cannot listen on ${host}:${port}: ${explainListenError(error as NodeJS.ErrnoException)}`);
+    throw listenFailure(error, host, port);
   }
   const listening = { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCaFile), accounts: security.users.size };
   if (security.users.size || security.tls?.clientCaFile) log.info(listening, 'MQTT broker listening; authentication required');
@@ -69,6 +86,7 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
     port,
     aedes,
     refusals,
+    queues,
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -86,6 +104,10 @@ function tlsOptions(tls: NonNullable<BrokerSecurity['tls']>) {
   };
 }
 
+function remoteOf(conn: unknown): string | undefined {
+  return (conn as Partial<Socket>).remoteAddress;
+}
+
 function isLoopback(host: string): boolean {
   return host === '::1' || host.startsWith('127.');
 }
@@ -100,15 +122,34 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-function explainListenError(error: NodeJS.ErrnoException): string {
-  switch (error.code) {
+/** Whether mq_ip:mq_port can be listened on (for --check): undefined when it can, else the error start-up would stop with. */
+export async function listenProblem(host: string, port: number): Promise<Error | undefined> {
+  const server = createServer();
+  try {
+    await listen(server, host, port);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return undefined;
+  } catch (error) {
+    return listenFailure(error, host, port);
+  }
+}
+
+/**
+ * A port in use, an address this host does not have or a privileged port are the admin's
+ * to fix in the config (exit 78: restarting would not help); anything else is a failure.
+ */
+function listenFailure(error: unknown, host: string, port: number): Error {
+  if (error instanceof ConfigError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = `broker cannot listen on ${host}:${port}: `;
+  switch (code) {
     case 'EADDRINUSE':
-      return 'the port is already in use (another syncfail2ban agent or broker?); stop it or change mq_port';
+      return new ConfigError(`${message}the port is already in use (another syncfail2ban agent or broker?); fix: stop that program, or change mq_port (or mq_ip)`);
     case 'EADDRNOTAVAIL':
-      return 'no interface on this host has that address; fix mq_ip';
+      return new ConfigError(`${message}no interface on this host has that address; fix: set mq_ip to one of this host's addresses`);
     case 'EACCES':
-      return 'permission denied; use a port above 1023 or run as root';
+      return new ConfigError(`${message}permission denied; fix: use an mq_port above 1023, or give the service CAP_NET_BIND_SERVICE`);
     default:
-      return error.message;
+      return new Error(`${message}${(error as Error).message}`);
   }
 }

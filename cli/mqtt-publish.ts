@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
-import { connect as connectTls, type ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from './mqtt-codec.js';
 
 export interface Message {
@@ -14,6 +13,11 @@ export interface PublishOptions {
   password?: string;
   /** For mqtts:// brokers. */
   tls?: ConnectionOptions;
+}
+
+/** The broker answered, but refused this client's connection (credentials, client id). */
+export class ConnectionRefused extends Error {
+  override readonly name = 'ConnectionRefused';
 }
 
 /** QoS 1 messages awaiting PUBACK at once; also keeps message ids (16 bits) unique. */
@@ -33,16 +37,17 @@ const CONNACK_CODES: Record<number, string> = {
  * syncfail2ban-client runs once per ban.
  * Never retries and never waits past the deadline: fail2ban must not hang on its action.
  */
-export function publishAll(url: string, messages: Message[], options: PublishOptions): Promise<void> {
+export async function publishAll(url: string, messages: Message[], options: PublishOptions): Promise<void> {
   const target = new URL(url);
   const port = Number(target.port) || (target.protocol === 'mqtts:' ? 8883 : 1883);
   const host = target.hostname.replace(/^\[|\]$/g, '');
+  // node:tls (and the crypto it pulls in) only when needed: loading them is a good part of a plain start-up.
+  const socket: Socket =
+    target.protocol === 'mqtts:'
+      ? (await import('node:tls')).connect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...options.tls })
+      : connectTcp({ host, port });
 
   return new Promise<void>((resolve, reject) => {
-    const socket: Socket =
-      target.protocol === 'mqtts:'
-        ? connectTls({ host, port, ...(isIP(host) ? {} : { servername: host }), ...options.tls })
-        : connectTcp({ host, port });
     const reader = new PacketReader();
     let next = 0;
     let acknowledged = 0;
@@ -87,7 +92,7 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
       for (const packet of packets) {
         if (finished) return;
         if (packet.type === 'connack') {
-          if (packet.returnCode) return finish(new Error(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
+          if (packet.returnCode) return finish(new ConnectionRefused(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
           send();
         } else if (packet.type === 'puback' && inFlight.delete(packet.messageId)) {
           acknowledged += 1;
@@ -100,7 +105,8 @@ export function publishAll(url: string, messages: Message[], options: PublishOpt
     socket.once(target.protocol === 'mqtts:' ? 'secureConnect' : 'connect', () => {
       socket.write(
         encodeConnect({
-          clientId: `sf2b-cli-${randomBytes(6).toString('hex')}`,
+          // Unique enough to avoid a take-over between concurrent clients; nothing secret depends on it.
+          clientId: `sf2b-cli-${Math.random().toString(36).slice(2, 12)}`,
           keepaliveS: 30,
           ...(options.username !== undefined ? { username: options.username } : {}),
           ...(options.password !== undefined ? { password: options.password } : {}),

@@ -44,13 +44,13 @@ say "installed the program in $LIBDIR"
 install -d -m 0755 "$DESTDIR$BINDIR" "$DESTDIR$CONFDIR"
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban" agent/main.js
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban-broker" broker/main.js
-write_wrapper "$DESTDIR$BINDIR/syncfail2ban-client" cli/main.js
+write_wrapper "$DESTDIR$BINDIR/syncfail2ban-client" cli/client.bundle.cjs
 client="$DESTDIR$CONFDIR/syncfail2ban-client"
 if [ -e "$client" ] && ! is_our_wrapper "$client" && [ ! -e "$client.orig" ]; then
   mv "$client" "$client.orig"
   say "moved the previous $CONFDIR/syncfail2ban-client (the original's?) to syncfail2ban-client.orig"
 fi
-write_wrapper "$client" cli/main.js
+write_wrapper "$client" cli/client.bundle.cjs
 say "installed syncfail2ban, syncfail2ban-client, syncfail2ban-broker in $BINDIR, and $CONFDIR/syncfail2ban-client"
 
 # 3. The config: created once, never overwritten. It may hold secrets, so it is root's alone.

@@ -85,4 +85,9 @@ export class SectionReader {
   unused(): string[] {
     return this.keys().filter((key) => !this.seen.has(key));
   }
+
+  /** The keys asked for so far: after parsing, every key this section knows. */
+  known(): ReadonlySet<string> {
+    return this.seen;
+  }
 }

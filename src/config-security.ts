@@ -10,7 +10,28 @@ export interface BrokerSecurity {
   admins: Set<string>;
   /** Listen with TLS; with clientCaFile, require a client certificate whose CN is the host's identity. */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
+  /** DEFAULT_BROKER_LIMITS when absent. */
+  limits?: BrokerLimits;
 }
+
+/** What one client may hold at the broker, so that memory stays bounded whatever clients send. */
+export interface BrokerLimits {
+  /** Subscriptions per connection; the fleet needs one (f2b/+/+). */
+  subscriptionsPerClient: number;
+  /** Open connections per source address (IPv6: per /64). */
+  connectionsPerAddress: number;
+  /** Open connections per authenticated account or certificate CN. */
+  connectionsPerAccount: number;
+  /** Bytes waiting to be sent to one client; what arrives beyond that for it is dropped and counted. */
+  queueBytesPerClient: number;
+}
+
+export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
+  subscriptionsPerClient: 8,
+  connectionsPerAddress: 64,
+  connectionsPerAccount: 16,
+  queueBytesPerClient: 1024 * 1024,
+};
 
 /** How agents and the CLI authenticate to brokers and verify them. */
 export interface MqttClientSecurity {
@@ -45,7 +66,7 @@ export function readBrokerSecurity(general: SectionReader, users: SectionReader)
   for (const admin of admins) {
     if (!accounts.has(admin)) general.fail('mq_admins', `${JSON.stringify(admin)} has no account in [users]`, 'add it to [users] (syncfail2ban-broker --hash-password) or remove it here');
   }
-  const security: BrokerSecurity = { users: accounts, admins };
+  const security: BrokerSecurity = { users: accounts, admins, limits: readBrokerLimits(general) };
   const certFile = general.string('mq_tls_cert', '');
   const keyFile = general.string('mq_tls_key', '');
   const clientCaFile = general.string('mq_tls_client_ca', '');
@@ -55,6 +76,16 @@ export function readBrokerSecurity(general: SectionReader, users: SectionReader)
   if (clientCaFile && !certFile) general.fail('mq_tls_client_ca', 'client certificates need TLS', 'set mq_tls_cert and mq_tls_key too');
   if (certFile) security.tls = clientCaFile ? { certFile, keyFile, clientCaFile } : { certFile, keyFile };
   return security;
+}
+
+function readBrokerLimits(general: SectionReader): BrokerLimits {
+  const defaults = DEFAULT_BROKER_LIMITS;
+  return {
+    subscriptionsPerClient: general.integer('mq_max_subscriptions', defaults.subscriptionsPerClient, 1, 1_000),
+    connectionsPerAddress: general.integer('mq_max_connections_per_address', defaults.connectionsPerAddress, 1, 100_000),
+    connectionsPerAccount: general.integer('mq_max_connections_per_account', defaults.connectionsPerAccount, 1, 100_000),
+    queueBytesPerClient: general.integer('mq_max_queued_kib', defaults.queueBytesPerClient / 1024, 64, 1024 * 1024) * 1024,
+  };
 }
 
 export function readClientSecurity(general: SectionReader, nodeId: string, warnings: string[]): MqttClientSecurity {

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import ini from 'ini';
+import { closestName } from './closest-name.js';
 import { ConfigError, SectionReader } from './config-reader.js';
 import {
   type BrokerSecurity,
@@ -13,6 +14,7 @@ import {
 } from './config-security.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
+import { shippedFile } from './shipped-file.js';
 
 export { ConfigError } from './config-reader.js';
 
@@ -74,10 +76,17 @@ export interface Config {
   /** Credentials and TLS settings for connecting to brokers. */
   mqtt: MqttClientSecurity;
   rateLimit: RateLimit;
-  /** Keys nobody reads: reported as warnings, since they are usually typos. */
-  unknownKeys: string[];
+  /** Keys and sections nobody reads (usually typos), with the known name closest to each. */
+  unknownKeys: UnknownName[];
   /** Other things worth a warning at start-up (loose permissions on secrets). */
   warnings: string[];
+}
+
+/** A key (`mq_prot`, `[opn_keys] x_key`) or section (`[jail]`) no reader asks for. */
+export interface UnknownName {
+  name: string;
+  /** The known name it is closest to, when one is close: "did you mean ...?". */
+  suggestion?: string;
 }
 
 const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys', 'users'];
@@ -90,7 +99,7 @@ export function loadConfig(file: string): Config {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new ConfigError(`${file}: no such config file; fix: create it (etc/config.cfg is a documented example) or pass --config FILE`);
+      throw new ConfigError(`${file}: no such config file; fix: create it (${shippedFile('etc/config.cfg')} is a documented example) or pass --config FILE`);
     }
     if (code === 'EACCES') throw new ConfigError(`${file}: permission denied; fix: run as root or make the file readable by this user`);
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
@@ -157,10 +166,16 @@ export function parseConfig(text: string, file: string): Config {
   const metrics = readMetrics(general);
   if (metrics) config.metrics = metrics;
 
+  // The known names are what the readers above asked for: a key added to a reader is known here.
+  const unknown = (names: string[], known: Iterable<string>, show: (name: string) => string): UnknownName[] =>
+    names.map((name) => {
+      const suggestion = closestName(name, known);
+      return { name: show(name), ...(suggestion === undefined ? {} : { suggestion: show(suggestion) }) };
+    });
   config.unknownKeys = [
-    ...general.unused(),
-    ...keySection.unused().map((key) => `[opn_keys] ${key}`),
-    ...Object.keys(sections).filter((name) => !KNOWN_SECTIONS.includes(name)).map((name) => `[${name}]`),
+    ...unknown(general.unused(), general.known(), (key) => key),
+    ...unknown(keySection.unused(), keySection.known(), (key) => `[opn_keys] ${key}`),
+    ...unknown(Object.keys(sections).filter((name) => !KNOWN_SECTIONS.includes(name)), KNOWN_SECTIONS, (name) => `[${name}]`),
   ];
   return config;
 }

@@ -32,7 +32,8 @@ export function parseAddress(input: string, options: { anyPrefix?: boolean } = {
   const prefixText = slash === -1 ? undefined : input.slice(slash + 1);
 
   let parsed: ipaddr.IPv4 | ipaddr.IPv6;
-  if (isIPv4(host)) {
+  const dottedV4 = isIPv4(host);
+  if (dottedV4) {
     parsed = ipaddr.IPv4.parse(host);
   } else if (isIPv6(host) && !host.includes('%')) {
     const v6 = ipaddr.IPv6.parse(host);
@@ -42,7 +43,8 @@ export function parseAddress(input: string, options: { anyPrefix?: boolean } = {
   }
   const family = parsed.kind() === 'ipv4' ? 4 : 6;
   const width = family === 4 ? 32 : 128;
-  const mappedShift = family === 4 && isIPv6(host) ? 96 : 0;
+  // Not isIPv6(host): its first call compiles a large regular expression, a good part of the client's start-up.
+  const mappedShift = family === 4 && !dottedV4 ? 96 : 0;
 
   let prefix = width;
   if (prefixText !== undefined) {

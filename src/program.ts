@@ -1,6 +1,10 @@
 import { ConfigError } from './config-reader.js';
 
-/** sysexits' EX_CONFIG: systemd units can refuse to restart-loop on it. */
+/** Exit codes, the same for every program (the README's table): 0 is success. */
+export const EXIT_FAILURE = 1;
+/** Bad arguments, unknown options included. */
+export const EXIT_USAGE = 2;
+/** sysexits' EX_CONFIG, a port in use included: systemd units refuse to restart-loop on it. */
 export const EXIT_CONFIG = 78;
 
 /** Prints a start-up failure as one line (no stack trace for expected errors) and sets the exit code. */
@@ -10,7 +14,7 @@ export function reportFatal(program: string, error: unknown): never {
   if (!(error instanceof ConfigError) && process.env.SYNCFAIL2BAN_DEBUG && error instanceof Error) {
     process.stderr.write(`${error.stack}\n`);
   }
-  process.exit(error instanceof ConfigError ? EXIT_CONFIG : 1);
+  process.exit(error instanceof ConfigError ? EXIT_CONFIG : EXIT_FAILURE);
 }
 
 /** Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). */
@@ -23,7 +27,7 @@ export function onTermination(stop: () => Promise<void>): void {
       () => process.exit(0),
       (error) => {
         process.stderr.write(`error while stopping on ${signal}: ${(error as Error).message}\n`);
-        process.exit(1);
+        process.exit(EXIT_FAILURE);
       },
     );
   };

@@ -61,8 +61,16 @@ describe('config', () => {
     expect(config.opnsense.firewalls[0]).to.include({ name: 'https://proxy.example.net/fw1/', key: 'k1', secret: 's1' });
   });
 
-  it('warns about unknown keys', () => {
-    expect(parseConfig('mq_prot = 1\n[jails]\nsshd = sshd-sync\n[extra]\na = b\n', 'typo.cfg').unknownKeys).to.deep.equal(['mq_prot', '[extra]']);
+  it('lists unknown keys and sections, with the closest known name when one is close', () => {
+    const text = 'mq_prot = 1\nsync_server = 192.0.2.2\nfrobnicate = 1\n[jail]\nsshd = sshd-sync\n[extra]\na = b\n[opn_keys]\n192.0.2.1_kee = k\n';
+    expect(parseConfig(text, 'typo.cfg').unknownKeys).to.deep.equal([
+      { name: 'mq_prot', suggestion: 'mq_port' },
+      { name: 'sync_server', suggestion: 'sync_servers' },
+      { name: 'frobnicate' },
+      { name: '[opn_keys] 192.0.2.1_kee' },
+      { name: '[jail]', suggestion: '[jails]' },
+      { name: '[extra]' },
+    ]);
   });
 
   const bad: Array<[string, RegExp]> = [

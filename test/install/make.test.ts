@@ -53,6 +53,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     const expected: Record<string, string> = {
       [`${LIB}/dist/agent/main.js`]: '644',
       [`${LIB}/dist/cli/main.js`]: '644',
+      [`${LIB}/dist/cli/client.bundle.cjs`]: '755',
       [`${LIB}/dist/broker/main.js`]: '644',
       [`${LIB}/node_modules/mqtt/package.json`]: '644',
       [`${LIB}/etc/fail2ban/jail.local`]: '644',
@@ -100,7 +101,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     const match = /^#!\/bin\/sh\n# [^\n]*\nexec (\/\S+) (\/\S+) "\$@"\n$/.exec(wrapper);
     expect(match, wrapper).not.to.equal(null);
     const [, node, script] = match!;
-    expect(script).to.equal(`${LIB}/dist/cli/main.js`);
+    expect(script).to.equal(`${LIB}/dist/cli/client.bundle.cjs`);
     expect((await run('sh', ['-n', join(root, 'etc/syncfail2ban/syncfail2ban-client')])).code).to.equal(0);
     // Under DESTDIR the wrapper's absolute path is not there yet: run what it runs, from the
     // staged tree, away from this checkout (no PATH, cwd elsewhere: only the installed packages).
@@ -144,7 +145,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     const install = await make('install', other);
     expect(install.code, install.stdout + install.stderr).to.equal(0);
     expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client.orig'), 'utf8')).to.include('the original client');
-    expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), 'utf8')).to.include(`${LIB}/dist/cli/main.js`);
+    expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), 'utf8')).to.include(`${LIB}/dist/cli/client.bundle.cjs`);
 
     const uninstall = await make('uninstall', other);
     expect(uninstall.code, uninstall.stdout + uninstall.stderr).to.equal(0);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFail2ban, type Fail2banServer, type StartFail2banOptions } from '../support/fail2ban-server.js';
 import { BIN, ROOT } from '../support/paths.js';
+import { freePort } from '../support/ports.js';
 import { run, type RunResult } from '../support/run.js';
 
 /** `syncfail2ban --check` with a config of these lines. */
@@ -13,10 +14,11 @@ async function check(dir: string, name: string, lines: string[]): Promise<RunRes
   return run(process.execPath, [BIN.agent, '--config', config, '--check']);
 }
 
-function configFor(server: Fail2banServer, jails: Record<string, string>): string[] {
+function configFor(server: Fail2banServer, jails: Record<string, string>, port: number): string[] {
   return [
     'node_id = doctor',
     'mq_ip = 127.0.0.1',
+    `mq_port = ${port}`,
     `fail2ban_socket = ${server.socket}`,
     'connection_timeout = 5',
     '[jails]',
@@ -28,6 +30,7 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
   this.timeout(120_000);
   let dir: string;
   let client: string;
+  let port: number;
   const servers: Fail2banServer[] = [];
 
   async function fail2ban(options: Omit<StartFail2banOptions, 'actionFiles'>): Promise<Fail2banServer> {
@@ -42,6 +45,7 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sf2b-doctor-'));
+    port = await freePort();
     client = join(dir, 'syncfail2ban-client');
     await writeFile(client, '#!/bin/sh\nexit 0\n');
     await chmod(client, 0o755);
@@ -61,9 +65,10 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
       ],
       primaryAction: `record\n         sync-action[client="${client}"]`,
     });
-    const result = await check(dir, 'good', configFor(server, { sshd: 'sshd-sync' }));
+    const result = await check(dir, 'good', configFor(server, { sshd: 'sshd-sync' }, port));
     expect(result.stdout.trim().split('\n')).to.deep.equal([
       `ok    config: ${join(dir, 'good.cfg')} is valid (node id doctor, mesh, 1 jail pair(s))`,
+      `ok    mq_ip:mq_port mqtt://127.0.0.1:${port}: is free for the embedded broker`,
       `ok    fail2ban: answers on ${server.socket}`,
       `ok    primary jail sshd: runs and publishes its bans through ${client}`,
       'ok    sync jail sshd-sync: runs, keeps bans until unbanned (bantime = -1) and publishes nothing',
@@ -81,7 +86,7 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
       ],
       primaryAction: 'record',
     });
-    const result = await check(dir, 'broken1', configFor(server, { sshd: 'sshd-sync', ftp: 'ftp-sync' }));
+    const result = await check(dir, 'broken1', configFor(server, { sshd: 'sshd-sync', ftp: 'ftp-sync' }, port));
     expect(result.code).to.equal(1);
     const out = result.stdout;
     expect(out).to.include('FAIL  primary jail sshd: has no sync action, so its bans are not published to the other servers\n      fix: add sync-action to its action list');
@@ -102,7 +107,7 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
       ],
       primaryAction: 'sync-action[client="/nonexistent/syncfail2ban-client"]',
     });
-    const result = await check(dir, 'broken2', configFor(server, { sshd: 'sshd-sync' }));
+    const result = await check(dir, 'broken2', configFor(server, { sshd: 'sshd-sync' }, port));
     expect(result.code).to.equal(1);
     expect(result.stdout).to.include(
       'FAIL  primary jail sshd: its sync action runs "/nonexistent/syncfail2ban-client", which does not exist or is not executable, so its bans are not published\n      fix: run "make install"',
@@ -126,11 +131,13 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
     expect(invalid.stdout).to.include(`FAIL  config: ${join(dir, 'invalid.cfg')}: mq_port: "99999" is not a whole number from 1 to 65535; fix: set mq_port to such a number (default 18862)`);
   });
 
-  it('an unknown key is a warning, not a failure', async () => {
+  it('an unknown key or section fails, naming the closest known one', async () => {
     const server = servers[0]!;
-    const result = await check(dir, 'typo', [...configFor(server, { sshd: 'sshd-sync' }).slice(0, 4), 'mq_prot = 1883', '[jails]', 'sshd = sshd-sync']);
-    expect(result.stdout).to.include('WARN  config: unknown key mq_prot is ignored');
-    expect(result.stdout).to.match(/all good \(1 warning\(s\)\)\n$/);
-    expect(result.code).to.equal(0);
+    const result = await check(dir, 'typo', [...configFor(server, { sshd: 'sshd-sync' }, port).slice(0, 5), 'sync_server = 127.0.0.1', '[jail]', 'sshd = sshd-sync']);
+    expect(result.stdout).to.include('FAIL  config: unknown key sync_server is ignored: did you mean sync_servers?\n      fix: rename it to sync_servers\n');
+    expect(result.stdout).to.include('FAIL  config: unknown section [jail] is ignored: did you mean [jails]?\n      fix: rename it to [jails]\n');
+    expect(result.stdout).to.include('FAIL  [jails]: is empty while f2b_sync is on: this host would neither publish nor apply any ban');
+    expect(result.stdout).to.match(/3 problem\(s\) found; fix them/);
+    expect(result.code).to.equal(1);
   });
 });

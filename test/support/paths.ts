@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN = {
   agent: join(ROOT, 'dist/agent/main.js'),
-  client: join(ROOT, 'dist/cli/main.js'),
+  /** The client as installed: one bundled file (see scripts/bundle-client.mjs). */
+  client: join(ROOT, 'dist/cli/client.bundle.cjs'),
   broker: join(ROOT, 'dist/broker/main.js'),
 };

@@ -1,0 +1,79 @@
+// Runs once per ban as a fail2ban action: imports only what publishing needs, and the
+// build bundles it into one file (dist/cli/client.bundle.cjs) so that node starts it fast.
+import { parseCommandLine, usageError, type CommandSpec } from '../src/command-line.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, publishUrl } from '../src/config.js';
+import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
+import { parseAddress } from '../src/ip.js';
+import { clientCredentials } from '../src/mqtt-credentials.js';
+import { reportFatal } from '../src/program.js';
+import { publishAll, type Message } from './mqtt-publish.js';
+
+/** The client's options; `syncfail2ban -a/-s/-f` (the original's usage) runs the client with the same. */
+export const CLIENT_OPTIONS: CommandSpec['options'] = [
+  { long: 'config', short: 'c', value: 'file', description: `config file (default: ${DEFAULT_CONFIG_FILE})` },
+  { long: 'announce', short: 'a', value: 'jail', description: 'publish one event: -a <jail> <ban|unban|banip|unbanip> <ip> (the fail2ban action)' },
+  { long: 'send', short: 's', value: 'jail', description: 'same as -a (kept from the original client)' },
+  { long: 'full-sync', short: 'f', value: 'jail', description: 're-send every address currently banned in <jail> by the local fail2ban' },
+  { long: 'json', description: 'with status: print the status as JSON, for scripts' },
+];
+
+const spec = (name: string): CommandSpec => ({
+  name,
+  summary: 'Publishes fail2ban bans and unbans to the syncfail2ban network, and asks the running agent for its status.',
+  usage: ['[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>', '[-c FILE] status [--json]'],
+  options: CLIENT_OPTIONS,
+  maxPositionals: 2,
+  epilogue: [
+    '"status" exits 1 when the agent is unhealthy. Exit codes: 0 ok, 1 failure (broker or agent not reachable),',
+    '2 bad arguments, 78 configuration error.',
+    '',
+    'Examples:',
+    '  syncfail2ban-client -a sshd banip 203.0.113.7',
+    '  syncfail2ban-client -f sshd',
+    '  syncfail2ban-client status',
+  ].join('\n'),
+});
+
+/** Runs the client with these arguments; returns the exit code (or exits on bad arguments). */
+export async function runClient(argv: string[], name: string): Promise<number> {
+  const { values, positionals } = parseCommandLine(spec(name), argv);
+  const usage: (message: string) => never = (message) => usageError(name, message);
+  const checkJail = (jail: string): string => (JAIL_NAME.test(jail) ? jail : usage(`${JSON.stringify(jail)} is not a valid jail name`));
+  const file = (values.config as string | undefined) ?? DEFAULT_CONFIG_FILE;
+  const announceJail = (values.announce ?? values.send) as string | undefined;
+  const fullSyncJail = values['full-sync'] as string | undefined;
+  const [actionText, ip] = positionals;
+  try {
+    if (announceJail !== undefined && fullSyncJail !== undefined) usage('give either -a or -f, not both');
+    if (announceJail === undefined && fullSyncJail === undefined) {
+      if (actionText !== 'status') usage(actionText === undefined ? 'nothing to do: give -a, -f or status' : `unknown command ${JSON.stringify(actionText)}`);
+      if (ip !== undefined) usage('status takes no argument');
+      const config = loadConfig(file);
+      const { printStatus, requestStatus } = await import('./status.js');
+      return printStatus(await requestStatus(config.controlSocket, config.connectionTimeoutS * 1000), values.json === true);
+    }
+    const config = loadConfig(file);
+    const timeoutMs = config.connectionTimeoutS * 1000;
+    let messages: Message[];
+    if (announceJail !== undefined) {
+      const jail = checkJail(announceJail);
+      const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);
+      const parsed = parseAddress(ip ?? '');
+      if (!parsed.ok) usage(`${JSON.stringify(ip ?? '')} is not a valid address: ${parsed.reason}`);
+      messages = [{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, config.nodeId) }];
+    } else {
+      const jail = checkJail(fullSyncJail!);
+      if (positionals.length > 0) usage('-f takes only the jail');
+      const { readJailBans } = await import('./full-sync.js');
+      messages = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => ({
+        topic: topicFor(jail, 'ban'),
+        payload: encodePayload(address, config.nodeId),
+      }));
+    }
+    await publishAll(publishUrl(config), messages, { timeoutMs, ...clientCredentials(config.mqtt) });
+    if (fullSyncJail !== undefined) process.stdout.write(`published ${messages.length} ban(s) of jail ${fullSyncJail}\n`);
+    return 0;
+  } catch (error) {
+    return reportFatal(name, error);
+  }
+}
