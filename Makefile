@@ -13,6 +13,7 @@
 #   CONFDIR       /etc/syncfail2ban (config.cfg and the syncfail2ban-client fail2ban calls)
 #   FAIL2BAN_DIR  /etc/fail2ban (sync-action.conf, sync-filter.conf go into its action.d, filter.d)
 #   UNITDIR       /etc/systemd/system
+#   MANDIR        $(PREFIX)/share/man (the man pages go into its man5 and man8)
 #   NODE          the node the programs run with (default: the one in PATH, made absolute)
 #   SYSTEMCTL     systemctl; empty: never call it
 #   MODULES_FROM  copy the production packages from this node_modules (e.g. the checkout's)
@@ -26,6 +27,7 @@ LIBDIR = $(PREFIX)/lib/syncfail2ban
 CONFDIR = /etc/syncfail2ban
 FAIL2BAN_DIR = /etc/fail2ban
 UNITDIR = /etc/systemd/system
+MANDIR = $(PREFIX)/share/man
 DUMMY_LOG = /var/log/syncfail2ban-dummy.log
 NODE = $(shell command -v node)
 NPM = npm
@@ -33,7 +35,7 @@ SYSTEMCTL = systemctl
 MODULES_FROM =
 NO_BUILD =
 
-export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR DUMMY_LOG NODE NPM SYSTEMCTL MODULES_FROM
+export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DUMMY_LOG NODE NPM SYSTEMCTL MODULES_FROM
 
 SOURCES := $(shell find src agent broker cli test -name '*.ts' 2>/dev/null) tsconfig.json package.json
 

@@ -12,6 +12,24 @@ check_paths
 "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
   die "$NODE is Node.js $("$NODE" --version); syncfail2ban needs 20 or newer"
 
+# The original, installed with "pip install .", put Python console scripts at the paths of our
+# commands (/usr/local/bin); a later "pip uninstall syncfail2ban" would delete whatever stands
+# there then. Found by those scripts, or (a real install) by Python's package metadata.
+pip_original=
+for command in $COMMANDS; do
+  script="$DESTDIR$BINDIR/$command"
+  if [ -f "$script" ] && ! is_our_wrapper "$script" && head -n 1 "$script" | grep -q python; then
+    pip_original="$BINDIR/$command is its Python script"
+  fi
+done
+if [ -z "$pip_original" ] && [ -z "$DESTDIR" ] && command -v python3 > /dev/null 2>&1 &&
+  python3 -c 'import importlib.metadata as m; m.distribution("syncfail2ban")' 2> /dev/null; then
+  pip_original="python3 knows its package"
+fi
+if [ -n "$pip_original" ]; then
+  die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then run make install again. Nothing was changed; the README's \"Upgrading from the original\" section has the details."
+fi
+
 # 1. The program: compiled JavaScript and its production packages, put together beside
 # the old one and swapped in whole, so that a failed or half-done upgrade changes nothing.
 lib="$DESTDIR$LIBDIR"
@@ -51,7 +69,16 @@ if [ -e "$client" ] && ! is_our_wrapper "$client" && [ ! -e "$client.orig" ]; th
   say "moved the previous $CONFDIR/syncfail2ban-client (the original's?) to syncfail2ban-client.orig"
 fi
 write_wrapper "$client" cli/client.bundle.cjs
+if [ -e "$DESTDIR$CONFDIR/syncfail2ban" ]; then
+  say "$CONFDIR/syncfail2ban is the original's program, no longer used: delete it once you will not go back"
+fi
 say "installed syncfail2ban, syncfail2ban-client, syncfail2ban-broker in $BINDIR, and $CONFDIR/syncfail2ban-client"
+
+# The man pages: syncfail2ban(8), syncfail2ban-client(8), syncfail2ban-broker(8), syncfail2ban.conf(5).
+for page in $MAN_PAGES; do
+  install -D -m 0644 "man/$(basename "$page")" "$DESTDIR$MANDIR/$page"
+done
+say "installed the man pages in $MANDIR"
 
 # 3. The config: created once, never overwritten. It may hold secrets, so it is root's alone.
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then

@@ -3,6 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config.js';
+import { ROOT } from '../support/paths.js';
 
 describe('config', () => {
   it("reads the README's minimal config (keys at the top)", () => {
@@ -16,6 +17,15 @@ describe('config', () => {
       { host: '192.0.2.12', port: 19000 },
     ]);
     expect([...config.jails]).to.deep.equal([['sshd', 'sshd-sync']]);
+    expect(config.unknownKeys).to.deep.equal([]);
+  });
+
+  it('the shipped config, which npm start runs, serves this host only (loopback) and reaches no other', () => {
+    const config = loadConfig(join(ROOT, 'etc/config.cfg'));
+    expect(config.mq.host).to.equal('127.0.0.1');
+    expect(config.syncServers).to.deep.equal([]);
+    expect(config.brokerUrl).to.equal(undefined);
+    expect(config.metrics).to.equal(undefined);
     expect(config.unknownKeys).to.deep.equal([]);
   });
 

@@ -67,6 +67,10 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       '/var/log/syncfail2ban-dummy.log': '640',
       '/etc/systemd/system/syncfail2ban.service': '644',
       '/etc/systemd/system/syncfail2ban-broker.service': '644',
+      '/usr/local/share/man/man8/syncfail2ban.8': '644',
+      '/usr/local/share/man/man8/syncfail2ban-client.8': '644',
+      '/usr/local/share/man/man8/syncfail2ban-broker.8': '644',
+      '/usr/local/share/man/man5/syncfail2ban.conf.5': '644',
     };
     for (const [path, wanted] of Object.entries(expected)) expect(await mode(join(root, path)), path).to.equal(wanted);
     expect(await mode(join(root, LIB))).to.equal('755');
@@ -134,30 +138,64 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     expect(result.stdout).to.include('kept /etc/syncfail2ban/config.cfg');
   });
 
-  it("an upgrade from the original keeps its client as .orig; uninstall keeps files fail2ban's jails still use", async () => {
+  it("an upgrade from the original keeps its client as .orig and names its old program", async () => {
     const other = join(tmp, 'upgrade');
     await mkdir(join(other, 'etc/syncfail2ban'), { recursive: true });
     await writeFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), '#!/usr/bin/python3\n# the original client\n');
+    await writeFile(join(other, 'etc/syncfail2ban/syncfail2ban'), '#!/usr/bin/python3\n# the original program\n');
     await mkdir(join(other, 'etc/fail2ban'), { recursive: true });
-    const jailLocal = ['[sshd]', 'action = %(action_)s', '         sync-action', '[sshd-sync]', 'filter = sync-filter', 'logpath = /var/log/syncfail2ban-dummy.log', 'bantime = -1', ''].join('\n');
-    await writeFile(join(other, 'etc/fail2ban/jail.local'), jailLocal);
+    await writeFile(join(other, 'etc/fail2ban/jail.local'), jailLocal({ syncAction: true }));
 
     const install = await make('install', other);
     expect(install.code, install.stdout + install.stderr).to.equal(0);
     expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client.orig'), 'utf8')).to.include('the original client');
     expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), 'utf8')).to.include(`${LIB}/dist/cli/client.bundle.cjs`);
+    expect(install.stdout).to.include("/etc/syncfail2ban/syncfail2ban is the original's program, no longer used");
+  });
 
+  it('uninstall refuses while a jail runs sync-action; then removes what no jail uses; a second run removes nothing', async () => {
+    const other = join(tmp, 'upgrade');
+    const before = await filesUnder(other);
+    const refused = await make('uninstall', other);
+    expect(refused.code).not.to.equal(0);
+    expect(refused.stderr).to.include('refusing to uninstall: a fail2ban jail still runs sync-action, which calls /etc/syncfail2ban/syncfail2ban-client on every ban (/etc/fail2ban/jail.local)');
+    expect(refused.stderr).to.include('Nothing was removed.');
+    expect(await filesUnder(other)).to.deep.equal(before);
+
+    await writeFile(join(other, 'etc/fail2ban/jail.local'), jailLocal({ syncAction: false }));
     const uninstall = await make('uninstall', other);
     expect(uninstall.code, uninstall.stdout + uninstall.stderr).to.equal(0);
     expect(await filesUnder(other)).to.deep.equal([
-      'etc/fail2ban/action.d/sync-action.conf',
       'etc/fail2ban/filter.d/sync-filter.conf',
       'etc/fail2ban/jail.local',
       'etc/syncfail2ban/config.cfg',
+      'etc/syncfail2ban/syncfail2ban',
       'etc/syncfail2ban/syncfail2ban-client.orig',
       'var/log/syncfail2ban-dummy.log',
     ]);
-    expect(uninstall.stdout).to.include('a jail still uses sync-action');
+    expect(uninstall.stdout).to.include('removed /etc/fail2ban/action.d/sync-action.conf');
+    expect(uninstall.stdout).to.include('kept /etc/fail2ban/filter.d/sync-filter.conf: a jail still uses sync-filter');
     expect(uninstall.stdout).to.include('a sync jail still uses it as its logpath');
+
+    const again = await make('uninstall', other);
+    expect(again.code, again.stdout + again.stderr).to.equal(0);
+    expect(again.stdout).not.to.include('removed');
+    expect(again.stdout).to.include('nothing to remove: syncfail2ban is not installed here');
+  });
+
+  it("install refuses next to the original installed with pip, whose uninstall would delete the new commands", async () => {
+    const other = join(tmp, 'pip');
+    await mkdir(join(other, 'usr/local/bin'), { recursive: true });
+    const script = '#!/usr/bin/python3\n# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom syncfail2ban import main\nif __name__ == "__main__":\n    sys.exit(main())\n';
+    await writeFile(join(other, 'usr/local/bin/syncfail2ban'), script, { mode: 0o755 });
+    const install = await make('install', other);
+    expect(install.code).not.to.equal(0);
+    expect(install.stderr).to.include('the original syncfail2ban is installed with pip (/usr/local/bin/syncfail2ban is its Python script). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban');
+    expect(await filesUnder(other)).to.deep.equal(['usr/local/bin/syncfail2ban']);
   });
 });
+
+/** The admin's jail.local of an upgraded host: sshd publishes (or no longer), sshd-sync applies. */
+function jailLocal({ syncAction }: { syncAction: boolean }): string {
+  return ['[sshd]', 'action = %(action_)s', ...(syncAction ? ['         sync-action'] : []), '[sshd-sync]', 'filter = sync-filter', 'logpath = /var/log/syncfail2ban-dummy.log', 'bantime = -1', ''].join('\n');
+}
