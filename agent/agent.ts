@@ -9,11 +9,15 @@ import { OpnsenseBridge } from './bridge/bridge.js';
 import { BrokerLink } from './broker-link.js';
 import { ControlServer } from './control-server.js';
 import { EmbeddedBroker } from './embedded-broker.js';
-import { Intake, type Route } from './intake.js';
+import { FleetPart } from './fleet/fleet-part.js';
+import { FleetState } from './fleet/fleet-state.js';
+import { Holdings } from './fleet/holdings.js';
+import { Projection } from './fleet/projection.js';
+import { SyncJailReconciler } from './fleet/sync-jail-reconciler.js';
+import { Intake } from './intake.js';
 import { MetricsEndpoint } from './metrics.js';
 import { allParts, type Part } from './part.js';
 import { SyncJailsSink } from './sinks/sync-jails.js';
-import { SyncJailRoute } from './sync-jail-route.js';
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
@@ -29,29 +33,44 @@ export class Agent {
     private readonly config: Config,
     private readonly log: Logger,
   ) {
-    const routes: Route[] = [];
     if (!config.brokerUrl) {
       this.parts.push(new EmbeddedBroker(config.mq, meshTls(config), { log, security: config.broker, rateLimit: config.rateLimit }));
     }
+    // The holdings store first: the sinks project it, and it is loaded before events arrive.
+    const holdings = new Holdings();
+    const projections: Projection[] = [];
+    const sinks: Part[] = [];
+    const syncJails = config.f2bSync && config.jails.size > 0;
+    let fleetPart: FleetPart | undefined;
     if (config.opnsense.enabled) {
-      // Before any link exists: the bridge's saved state must be loaded before events arrive.
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, log, { dryRun: config.dryRun });
-      this.parts.push(bridge);
-      routes.push(bridge);
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleetPart?.bridgeAdopter() });
+      projections.push(bridge.projection);
+      sinks.push(bridge);
     }
-    if (config.f2bSync && config.jails.size > 0) {
-      const sink = new SyncJailsSink({
+    if (syncJails) {
+      let sink: SyncJailsSink | undefined = undefined;
+      // This host's own bans are in its primary jails already.
+      const projection = new Projection('sync-jails', config.jails, config.nodeId, (action, target, address) => sink?.submit({ target, action, address }));
+      projections.push(projection);
+      sink = new SyncJailsSink({
         socket: config.fail2banSocket,
         jails: config.jails.values(),
         // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
         timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000),
         dryRun: config.dryRun,
         log,
+        reconcile: {
+          reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
+          adoptionPending: () => fleetPart?.adoptionPending() === true,
+          adoptionDone: () => fleet.adoptionDone(),
+        },
       });
-      this.parts.push(sink);
-      routes.unshift(new SyncJailRoute(config.jails, config.nodeId, sink));
+      sinks.push(sink);
     }
-    const intake = new Intake(new NeverBanList(config.ignoreIp), routes, new Refusals(log), new RateLimiter(config.rateLimit));
+    const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
+    fleetPart = new FleetPart(fleet, syncJails);
+    this.parts.push(fleetPart, ...sinks);
+    const intake = new Intake(new NeverBanList(config.ignoreIp), fleet, new Refusals(log), new RateLimiter(config.rateLimit));
     this.parts.push(intake);
     const { tls, ...account } = clientCredentials(config.mqtt);
     for (const url of this.subscriptionUrls()) {
@@ -67,7 +86,7 @@ export class Agent {
     }
     this.parts.push(new ControlServer(config.controlSocket, () => this.status(), log));
     if (config.metrics) this.parts.push(new MetricsEndpoint(config.metrics, () => this.status(), log));
-    if (routes.length === 0) {
+    if (projections.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
     }
   }
@@ -129,3 +148,4 @@ export class Agent {
     return [own, ...new Set(peers)];
   }
 }
+

@@ -4,21 +4,23 @@ import type { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { counted, counter, type PartStatus } from '../src/status.js';
 import type { Part } from './part.js';
+import { decodeSnapshotPart, isSnapshotTopic, type SnapshotPart } from '../src/snapshot.js';
 
 const MAX_PEERS_TRACKED = 1_000;
 
-/** What a route did with an event: queued it, skipped it as this host's own, or has no mapping for its jail. */
+/** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
 export type RouteResult = 'queued' | 'own' | 'unmapped';
 
-/** A consumer of valid events: the sync jail, the OPNsense bridge. */
-export interface Route {
-  readonly name: string;
-  offer(event: SyncEvent): RouteResult;
+/** Where valid events and snapshot parts go: the fleet state. */
+export interface EventTarget {
+  apply(event: SyncEvent): RouteResult;
+  /** 'busy': refused, too many snapshots are being received at once. */
+  applySnapshotPart(part: SnapshotPart): RouteResult | 'busy';
 }
 
 /**
- * The one path from transport to sinks: decode and validate, refuse never-ban
- * addresses, then hand the event to every route. Nothing reaches a sink unchecked.
+ * The one path from transport to the fleet state: decode and validate, refuse never-ban
+ * addresses, then hand the event (or snapshot part) on. Nothing reaches a sink unchecked.
  */
 export class Intake implements Part {
   private readonly counts = { received: 0, accepted: 0, ownSkipped: 0 };
@@ -26,7 +28,7 @@ export class Intake implements Part {
 
   constructor(
     private readonly neverBan: NeverBanList,
-    private readonly routes: readonly Route[],
+    private readonly target: EventTarget,
     private readonly refusals: Refusals,
     private readonly perOrigin: RateLimiter,
   ) {}
@@ -37,6 +39,7 @@ export class Intake implements Part {
     if (retained) {
       return this.refusals.refuse('retained', `a retained message on ${printable(topic)}: events are live only; clear it with mosquitto_pub -r -n -t ${printable(topic)}`, { source });
     }
+    if (isSnapshotTopic(topic)) return this.handleSnapshotPart(topic, payload, source);
     const decoded = decodeEvent(topic, payload);
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
 
@@ -52,10 +55,32 @@ export class Intake implements Part {
     }
 
     if (event.origin) this.notePeer(event.origin);
-    const results = this.routes.map((route) => route.offer(event));
-    if (results.includes('queued')) this.counts.accepted += 1;
-    else if (results.includes('own')) this.counts.ownSkipped += 1;
-    else this.refusals.refuse('unmapped-jail', `jail ${printable(event.jail)} is not mapped here`, { source });
+    this.count(this.target.apply(event), event.jail, source);
+  }
+
+  /** A snapshot part: one rate-limit token for the part; never-ban addresses are left out of it. */
+  private handleSnapshotPart(topic: string, payload: Buffer, source: string): void {
+    const decoded = decodeSnapshotPart(topic, payload);
+    if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
+    const { part } = decoded;
+    if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid addresses`, { source });
+    if (!this.perOrigin.take(part.origin)) {
+      return this.refusals.refuse('rate-limited', `${part.origin} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
+    }
+    const allowed = part.ips.filter((address) => this.neverBan.reason(address) === null);
+    if (allowed.length < part.ips.length) {
+      this.refusals.refuse('never-ban', `${part.ips.length - allowed.length} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
+    }
+    this.notePeer(part.origin);
+    const result = this.target.applySnapshotPart({ ...part, ips: allowed });
+    if (result === 'busy') return this.refusals.refuse('snapshot-busy', `too many snapshots at once; part of ${part.jail} from ${part.origin} dropped`, { source });
+    this.count(result, part.jail, source);
+  }
+
+  private count(result: RouteResult, jail: string, source: string): void {
+    if (result === 'queued') this.counts.accepted += 1;
+    else if (result === 'own') this.counts.ownSkipped += 1;
+    else this.refusals.refuse('unmapped-jail', `jail ${printable(jail)} is not mapped here`, { source });
   }
 
   /** Origins come from the network, so the map is bounded: the longest unseen goes first. */

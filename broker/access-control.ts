@@ -4,14 +4,16 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
+import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, SNAPSHOT_ACTION } from '../src/snapshot.js';
 import { PasswordChecker } from './password-checker.js';
 
-const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip)$`);
+const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip|${SNAPSHOT_ACTION})$`);
 
 /**
  * The broker's rules: who may connect (accounts from [users], client certificates), what
- * they may publish (only f2b/<jail>/<action>, small payloads, at a bounded rate, and with
- * authentication on, only events whose origin is their own identity) and subscribe to
+ * they may publish (only f2b/<jail>/<action>, small payloads, snapshot parts of at most
+ * 64 KiB, at a bounded rate, and with authentication on, only events and snapshots whose
+ * origin is their own identity) and subscribe to
  * (only under f2b/). With authentication on, an event without an origin is stamped with the
  * sender's identity. Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
  */
@@ -61,9 +63,16 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     const topic = PUBLISH_TOPIC.exec(packet.topic);
     if (!topic || !JAIL_NAME.test(topic[1]!)) return refuse('bad-topic', `publishing to ${printable(packet.topic)} is not allowed`);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    if (payload.length > MAX_PAYLOAD_BYTES) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+    const snapshot = topic[2] === SNAPSHOT_ACTION;
+    const maxBytes = snapshot ? MAX_SNAPSHOT_PART_BYTES : MAX_PAYLOAD_BYTES;
+    if (payload.length > maxBytes) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${maxBytes}`);
+    // A snapshot part takes one token, like one event: a snapshot of 100,000 bans is a few dozen parts.
     if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
-    if (identity !== undefined) {
+    if (identity !== undefined && snapshot) {
+      const decoded = decodeSnapshotPart(packet.topic, payload);
+      if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
+      if (decoded.part.origin !== identity) return refuse('bad-origin', `${identity} may not publish a snapshot for origin ${JSON.stringify(decoded.part.origin)}`);
+    } else if (identity !== undefined) {
       // Parsed exactly as every agent will parse it, so what is checked here is what they apply.
       const decoded = decodeEvent(packet.topic, payload);
       if (!decoded.ok) return refuse(decoded.reason, decoded.detail);

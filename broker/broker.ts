@@ -5,6 +5,7 @@ import { ConfigError, readConfiguredFile } from '../src/config-reader.js';
 import { type BrokerSecurity, DEFAULT_BROKER_LIMITS, type RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
+import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
 import { installAccessControl } from './access-control.js';
 import { limitConnectionsPerAddress, sourceKey } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
@@ -31,8 +32,8 @@ export interface RunningBroker {
 
 /** Deeper than f2b/<jail>/<action> has no use; Aedes' default allows 100 levels. */
 const MAX_TOPIC_LEVELS = 8;
-/** The largest packet any host needs to send: a CONNECT with credentials, or one event. */
-const MAX_PACKET_BYTES = 4096;
+/** The largest packet any host needs to send: a snapshot part (topic and header included). */
+const MAX_PACKET_BYTES = MAX_SNAPSHOT_PART_BYTES + 1024;
 /** QoS 2 publishes held per client until their PUBREL; nothing in the fleet uses QoS 2 (Aedes allows 1,000). */
 const MAX_INFLIGHT_INBOUND = 32;
 

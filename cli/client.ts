@@ -6,14 +6,14 @@ import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js
 import { parseAddress } from '../src/ip.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
 import { reportFatal } from '../src/program.js';
-import { publishAll, type Message } from './mqtt-publish.js';
+import { publishAll, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
 
 /** The client's options; `syncfail2ban -a/-s/-f` (the original's usage) runs the client with the same. */
 export const CLIENT_OPTIONS: CommandSpec['options'] = [
   { long: 'config', short: 'c', value: 'file', description: `config file (default: ${DEFAULT_CONFIG_FILE})` },
   { long: 'announce', short: 'a', value: 'jail', description: 'publish one event: -a <jail> <ban|unban|banip|unbanip> <ip> (the fail2ban action)' },
   { long: 'send', short: 's', value: 'jail', description: 'same as -a (kept from the original client)' },
-  { long: 'full-sync', short: 'f', value: 'jail', description: 're-send every address currently banned in <jail> by the local fail2ban' },
+  { long: 'full-sync', short: 'f', value: 'jail', description: "publish a snapshot of every address <jail> bans now in the local fail2ban: peers add what they lack and release this host's bans it no longer has" },
   { long: 'json', description: 'with status: print the status as JSON, for scripts' },
 ];
 
@@ -54,24 +54,24 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     }
     const config = loadConfig(file);
     const timeoutMs = config.connectionTimeoutS * 1000;
-    let messages: Message[];
+    const publish = (messages: Message[], window?: number) =>
+      publishAll(publishUrl(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...clientCredentials(config.mqtt) });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);
       const parsed = parseAddress(ip ?? '');
       if (!parsed.ok) usage(`${JSON.stringify(ip ?? '')} is not a valid address: ${parsed.reason}`);
-      messages = [{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, config.nodeId) }];
+      await publish([{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, config.nodeId) }]);
     } else {
       const jail = checkJail(fullSyncJail!);
       if (positionals.length > 0) usage('-f takes only the jail');
       const { readJailBans } = await import('./full-sync.js');
-      messages = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => ({
-        topic: topicFor(jail, 'ban'),
-        payload: encodePayload(address, config.nodeId),
-      }));
+      const { encodeSnapshot, snapshotTopic } = await import('../src/snapshot.js');
+      const addresses = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => address.text);
+      const parts = encodeSnapshot(config.nodeId, addresses);
+      await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), SNAPSHOT_WINDOW);
+      process.stdout.write(`published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker\n`);
     }
-    await publishAll(publishUrl(config), messages, { timeoutMs, ...clientCredentials(config.mqtt) });
-    if (fullSyncJail !== undefined) process.stdout.write(`published ${messages.length} ban(s) of jail ${fullSyncJail}\n`);
     return 0;
   } catch (error) {
     return reportFatal(name, error);

@@ -13,6 +13,8 @@ export interface PublishOptions {
   password?: string;
   /** For mqtts:// brokers. */
   tls?: ConnectionOptions;
+  /** QoS 1 messages awaiting PUBACK at once (default WINDOW). */
+  window?: number;
 }
 
 /** The broker answered, but refused this client's connection (credentials, client id). */
@@ -22,6 +24,12 @@ export class ConnectionRefused extends Error {
 
 /** QoS 1 messages awaiting PUBACK at once; also keeps message ids (16 bits) unique. */
 const WINDOW = 500;
+/**
+ * Snapshot parts (up to 64 KiB each) in flight at once: few enough that a broker forwards
+ * them to its subscribers as they come (mosquitto queues at most 1,000 messages and 20 in
+ * flight per subscriber by default), and each part's round trip overlaps the next ones.
+ */
+export const SNAPSHOT_WINDOW = 4;
 
 const CONNACK_CODES: Record<number, string> = {
   1: 'the broker does not speak MQTT 3.1.1',
@@ -73,7 +81,7 @@ export async function publishAll(url: string, messages: Message[], options: Publ
     };
 
     const send = () => {
-      while (next < messages.length && inFlight.size < WINDOW) {
+      while (next < messages.length && inFlight.size < (options.window ?? WINDOW)) {
         const messageId = (next % 65_535) + 1;
         const { topic, payload } = messages[next++]!;
         inFlight.add(messageId);

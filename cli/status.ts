@@ -101,8 +101,11 @@ function number(measure: Measure, value: number, now: number): string {
 
 function detail(value: Detail, now: number): string {
   if (value === null) return 'none';
-  if (typeof value === 'object') return `${value.time} (${ago(value.time, now)} ago)`;
-  return String(value);
+  if (typeof value !== 'object') return String(value);
+  if ('time' in value) return `${value.time} (${ago(value.time, now)} ago)`;
+  return Object.entries(value.fields)
+    .map(([key, field]) => `${words(key)} ${detail(field, now)}`)
+    .join(', ');
 }
 
 function words(key: string): string {

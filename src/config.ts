@@ -66,6 +66,8 @@ export interface Config {
   jails: Map<string, string>;
   ignoreIp: CanonicalAddress[];
   stateDir: string;
+  /** All parts of a snapshot must arrive within this long of its first, or it only adds. */
+  snapshotTimeoutS: number;
   /** Unix socket where the agent answers `syncfail2ban-client status`. */
   controlSocket: string;
   /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
@@ -153,6 +155,7 @@ export function parseConfig(text: string, file: string): Config {
       return parsed.address;
     }),
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
+    snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
     controlSocket: readControlSocket(general),
     opnsense: readOpnsense(general, aliasSection, keySection),
     broker: readBrokerSecurity(general, usersSection),

@@ -77,3 +77,9 @@ export function mustParseAddress(input: string, options: { anyPrefix?: boolean }
   if (!result.ok) throw new Error(`${JSON.stringify(input)}: ${result.reason}`);
   return result.address;
 }
+
+/** Whether the text is a valid address in its canonical spelling (as stored files and fail2ban listings must be). */
+export function isCanonical(text: string): boolean {
+  const parsed = parseAddress(text);
+  return parsed.ok && parsed.address.text === text;
+}

@@ -16,8 +16,10 @@ export type Measure = { help: string; type: 'counter' | 'gauge'; unit?: 'timesta
   | { label: string; values: Record<string, number> }
 );
 
-/** Shown in status as is; `{ time }` (ISO) is shown with how long ago it was. */
-export type Detail = string | number | boolean | null | { time: string };
+type Scalar = string | number | boolean | null;
+
+/** Shown in status as is; `{ time }` (ISO) with how long ago it was; `{ fields }` as one line of them. */
+export type Detail = Scalar | { time: string } | { fields: Record<string, Scalar> };
 
 export interface PartStatus {
   /** What sort of part: `broker`, `link`, `events`, `sink`, `bridge`, `control`, `metrics`... Names its metrics. */

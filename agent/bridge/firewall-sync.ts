@@ -8,7 +8,6 @@ import type { Part } from '../part.js';
 import { Batcher, sinkMeasures, type BatcherOptions } from '../sinks/batcher.js';
 import { DryRunBackend } from '../sinks/dry-run.js';
 import { AliasInfoCache } from './alias-info.js';
-import type { DesiredState } from './desired-state.js';
 import { FirewallLedger } from './ledger.js';
 import { LogThrottle } from './log-throttle.js';
 import { CONCURRENCY, OpnsenseBackend } from './opnsense-backend.js';
@@ -38,6 +37,13 @@ export interface ReconcileReport {
   error?: string;
 }
 
+/** What the aliases should hold: the bridge's projection of the holdings. */
+export interface DesiredAliases {
+  addresses(alias: string): Set<string>;
+  /** Who holds the address through a jail mapped to the alias, as "origin/jail". */
+  holders(alias: string, address: string): string[];
+}
+
 export interface FirewallSyncOptions {
   firewall: Firewall;
   verifyTls: boolean;
@@ -47,7 +53,7 @@ export interface FirewallSyncOptions {
   reconcileIntervalS: number;
   /** primary jail -> alias */
   aliases: ReadonlyMap<string, string>;
-  desired: DesiredState;
+  desired: DesiredAliases;
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;

@@ -1,20 +1,20 @@
 import { parseAddress } from '../../src/ip.js';
-import type { DesiredState } from './desired-state.js';
 import type { FirewallLedger } from './ledger.js';
 
 export const STATE_FILE_NAME = 'opnsense-bridge.json';
 
 /**
  * The bridge's state file, version 1:
- *   wanted: alias -> address -> holders ("origin/jail")
  *   added:  firewall base URL -> alias -> addresses the bridge added there
  *   generation: the snapshot's number (see StateFile), absent in files written before it
+ *   wanted: alias -> address -> holders ("origin/jail"), only in files written before the
+ *           holdings store; read once, on its first start, to adopt them
  * and its journal (STATE_FILE_NAME + ".journal"): one JournalRecord per line for every address
  * added or removed since that snapshot was written.
  */
 interface StateV1 {
   version: 1;
-  wanted: Record<string, Record<string, string[]>>;
+  wanted?: Record<string, Record<string, string[]>>;
   added: Record<string, Record<string, string[]>>;
   generation?: number;
 }
@@ -28,11 +28,10 @@ export interface DecodedState {
   skipped: number;
 }
 
-export function encodeBridgeState(desired: DesiredState, ledgers: readonly FirewallLedger[], generation = 0): string {
+export function encodeBridgeState(ledgers: readonly FirewallLedger[], generation = 0): string {
   const state: StateV1 = {
     version: 1,
     generation,
-    wanted: desired.toJSON(),
     added: Object.fromEntries(ledgers.map((ledger) => [ledger.firewall, ledger.toJSON()])),
   };
   return JSON.stringify(state);
@@ -64,6 +63,15 @@ export function decodeJournalRecord(record: unknown): JournalRecord | null {
 
 const HOLDER = /^[^/\s]{1,70}\/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
+/** A holder written as "origin/jail" (journal records, files of earlier versions). */
+export function originOfHolder(holder: string): string {
+  return holder.slice(0, holder.indexOf('/'));
+}
+
+export function jailOfHolder(holder: string): string {
+  return holder.slice(holder.indexOf('/') + 1);
+}
+
 /** Checks the shape strictly (throws saying what is wrong) and skips single entries that are not valid. */
 export function decodeBridgeState(json: unknown): DecodedState {
   const root = record(json, 'the file');
@@ -75,7 +83,7 @@ export function decodeBridgeState(json: unknown): DecodedState {
     decoded.skipped += 1;
     return false;
   };
-  for (const [alias, addresses] of Object.entries(record(root.wanted, '"wanted"'))) {
+  for (const [alias, addresses] of Object.entries(root.wanted === undefined ? {} : record(root.wanted, '"wanted"'))) {
     for (const [address, holders] of Object.entries(record(addresses, `"wanted" of alias ${alias}`))) {
       if (!valid(address)) continue;
       for (const holder of strings(holders, `holders of ${address}`)) {

@@ -1,6 +1,7 @@
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus, Problem } from '../../src/status.js';
+import type { SyncJailReconciler } from '../fleet/sync-jail-reconciler.js';
 import type { Part } from '../part.js';
 import { Batcher, sinkMeasures, sinkProblems, type Change } from './batcher.js';
 import { DryRunBackend } from './dry-run.js';
@@ -17,17 +18,26 @@ export interface SyncJailsOptions {
   dryRun: boolean;
   log: Logger;
   recheckMs?: number;
+  /** Makes the sync jails hold the fleet's projection, through this sink's fail2ban client. */
+  reconcile?: {
+    reconciler(client: Fail2banClient): SyncJailReconciler;
+    /** Asked at start: on the first start with a holdings store, what the jails hold is adopted first. */
+    adoptionPending(): boolean;
+    adoptionDone(): void;
+  };
 }
 
 /**
  * The sink of the local fail2ban sync jails: a Batcher in front of fail2ban (or of the
- * dry-run backend). At start, and again while something is missing, it checks that
- * fail2ban answers and every sync jail exists: what is missing is a problem in status
- * before any change is lost to it.
+ * dry-run backend), and the reconciler that makes the jails hold the fleet's projection.
+ * At start, and again while something is missing, it checks that fail2ban answers and
+ * every sync jail exists: what is missing is a problem in status before any change is
+ * lost to it.
  */
 export class SyncJailsSink implements Part {
   private readonly client: Fail2banClient;
   private readonly batcher: Batcher;
+  private reconciler: SyncJailReconciler | undefined;
   private readonly jails: string[];
   private unreachable: string | null = null;
   private timer: NodeJS.Timeout | undefined;
@@ -45,14 +55,19 @@ export class SyncJailsSink implements Part {
   }
 
   async start(): Promise<void> {
-    // Not awaited: a hung fail2ban must not hold up start-up.
+    const { reconcile } = this.options;
+    // Neither awaited: a hung fail2ban must not hold up start-up.
     void this.check();
+    if (!reconcile) return;
+    this.reconciler = reconcile.reconciler(this.client);
+    this.reconciler.start(reconcile.adoptionPending(), () => reconcile.adoptionDone());
   }
 
   async stop(deadlineMs: number): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.reconciler?.stop();
     if (!(await this.batcher.stop(deadlineMs))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
@@ -65,12 +80,28 @@ export class SyncJailsSink implements Part {
     if (this.unreachable && !stats.lastError) {
       problems.unshift({ what: `fail2ban is not reachable: ${this.unreachable}`, fix: `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})` });
     }
+    const reconcile = this.reconciler?.status() ?? null;
+    if (reconcile && !reconcile.ok && problems.length === 0) {
+      problems.push({ what: `reconciling the sync jails failed: ${reconcile.error}`, fix: 'check that fail2ban answers "fail2ban-client get <sync jail> banned" for each sync jail (see fail2ban\'s log); it is retried every 5 s' });
+    }
     return {
       kind: 'sink',
       name: 'fail2ban',
       problems,
-      measures: sinkMeasures(stats),
-      details: { socket: this.options.socket, sync_jails: this.jails.join(' ') },
+      measures: {
+        ...sinkMeasures(stats),
+        ...(reconcile
+          ? {
+              reconcile_added: { help: 'missing bans the last reconciliation queued, by sync jail', type: 'gauge', label: 'target', values: reconcile.added },
+              reconcile_removed: { help: 'released bans the last reconciliation queued for removal, by sync jail', type: 'gauge', label: 'target', values: reconcile.removed },
+            }
+          : {}),
+      },
+      details: {
+        socket: this.options.socket,
+        sync_jails: this.jails.join(' '),
+        ...(reconcile ? { last_reconcile: { time: reconcile.at }, last_reconcile_ok: reconcile.ok, ...(reconcile.adopted ? { adopted: reconcile.adopted } : {}) } : {}),
+      },
     };
   }
 

@@ -132,7 +132,7 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
     }
     const result = await a.client(['-f', 'web']);
     expect(result.code, result.stderr).to.equal(0);
-    expect(result.stdout).to.match(/published 12000 ban\(s\) of jail web/);
+    expect(result.stdout).to.match(/published a snapshot of jail web: 12000 address\(es\)/);
 
     await waitFor(() => fw1.pfTable('f2b_web').length >= 12_000, '12,000 entries in f2b_web on fw1', 60_000, 250);
     expect(new Set(fw1.pfTable('f2b_web'))).to.deep.equal(new Set(addresses));

@@ -100,8 +100,8 @@ describe('OPNsense bridge (mesh): the bans of every host mirrored into an alias 
     await bridgeBarrier(brokerOf(b), firewalls, ALIAS);
 
     expect(await a.requireAgent().stop()).to.equal(0);
-    const saved = JSON.parse(await readFile(join(stateDir, 'opnsense-bridge.json'), 'utf8')) as { wanted: Record<string, Record<string, string[]>> };
-    expect(saved.wanted[ALIAS]?.[address]).to.have.members(['bridge-a/sshd', 'bridge-b/sshd']);
+    const saved = (await readFile(join(stateDir, 'holdings.snapshot'), 'utf8')).split('\n');
+    expect(saved.filter((line) => line.endsWith(` sshd ${address}`))).to.have.members([`+ bridge-a sshd ${address}`, `+ bridge-b sshd ${address}`]);
     await a.startAgent();
     await a.waitSubscribed(2);
 

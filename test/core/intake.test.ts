@@ -1,18 +1,23 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { Intake, type Route, type RouteResult } from '../../agent/intake.js';
+import { Intake, type EventTarget, type RouteResult } from '../../agent/intake.js';
 import type { SyncEvent } from '../../src/event.js';
+import type { SnapshotPart } from '../../src/snapshot.js';
 import { mustParseAddress } from '../../src/ip.js';
 import { NeverBanList } from '../../src/never-ban.js';
 import { RateLimiter } from '../../src/rate-limit.js';
 import { Refusals } from '../../src/refusals.js';
 import { measuredBy } from '../support/status.js';
 
-class CollectingRoute implements Route {
-  readonly name = 'collecting';
+class CollectingRoute implements EventTarget {
   events: SyncEvent[] = [];
-  offer(event: SyncEvent): RouteResult {
+  parts: SnapshotPart[] = [];
+  apply(event: SyncEvent): RouteResult {
     this.events.push(event);
+    return 'queued';
+  }
+  applySnapshotPart(part: SnapshotPart): RouteResult {
+    this.parts.push(part);
     return 'queued';
   }
 }
@@ -25,7 +30,7 @@ describe('intake: the checks every event passes before any route', () => {
   beforeEach(() => {
     route = new CollectingRoute();
     refusals = new Refusals(pino({ level: 'silent' }));
-    intake = new Intake(new NeverBanList([mustParseAddress('192.0.2.0/24')], []), [route], refusals, new RateLimiter({ perSecond: 1, burst: 3 }));
+    intake = new Intake(new NeverBanList([mustParseAddress('192.0.2.0/24')], []), route, refusals, new RateLimiter({ perSecond: 1, burst: 3 }));
   });
   afterEach(() => refusals.close());
 

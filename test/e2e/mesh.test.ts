@@ -86,7 +86,7 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
     }
   });
 
-  it('-f re-sends a jail of 1,000 bans and every peer ends with all of them', async () => {
+  it('-f publishes a snapshot of a jail of 1,000 bans and every peer ends with all of them', async () => {
     const addresses = Array.from({ length: 1000 }, (_, i) => `10.${20 + Math.floor(i / 256)}.${i % 256}.9`);
     const fail2ban = new Fail2banClient(a.fail2ban.socket);
     expect(await fail2ban.banIps('web', addresses)).to.equal(1000);
@@ -94,7 +94,7 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
 
     const result = await a.client(['-f', 'web']);
     expect(result.code, result.stderr).to.equal(0);
-    expect(result.stdout).to.match(/published 1000 ban\(s\) of jail web/);
+    expect(result.stdout).to.match(/published a snapshot of jail web: 1000 address\(es\) in 1 part\(s\), every part acknowledged/);
     for (const host of [b, c]) {
       await waitFor(async () => (await host.banned('web-sync')).length === 1000, `1,000 bans in ${host.name}'s web-sync`, 30_000);
       expect(new Set(await host.banned('web-sync'))).to.deep.equal(new Set(addresses));

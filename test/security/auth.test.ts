@@ -8,7 +8,7 @@ import { SimHost } from '../support/sim-host.js';
 import { measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
-const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b', admin: 'correct horse battery admin' };
+const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b', 'host-c': 'correct horse battery c', admin: 'correct horse battery admin' };
 
 async function hashWithCli(password: string): Promise<string> {
   const result = await run(process.execPath, [BIN.broker, '--hash-password'], 30_000, `${password}\n`);
@@ -31,7 +31,7 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
 
   before(async () => {
     port = await freePortOn(['127.0.0.2', '127.0.0.3']);
-    const users = ['[users]', ...(await Promise.all((['host-a', 'host-b', 'admin'] as const).map(async (name) => `${name} = ${await hashWithCli(PASSWORDS[name])}`)))];
+    const users = ['[users]', ...(await Promise.all((['host-a', 'host-b', 'host-c', 'admin'] as const).map(async (name) => `${name} = ${await hashWithCli(PASSWORDS[name])}`)))];
     [a, b] = await Promise.all(
       (['host-a', 'host-b'] as const).map((name, index) =>
         SimHost.start({
@@ -125,6 +125,19 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     const unban = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'admin', '-P', PASSWORDS.admin, '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.38']);
     expect(unban.code, unban.stderr).to.equal(0);
     for (const host of [a, b]) await waitFor(async () => !(await host.banned('sshd-sync')).includes('203.0.113.38'), `the admin's unban on ${host.name}`);
+  });
+
+  it("another account's unban of a host's ban changes nothing; an admin's unban clears it everywhere", async () => {
+    await b.fail2ban.ban('sshd', '203.0.113.39');
+    await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.39'), "host-b's ban on host-a");
+    // host-c is an account without admin rights: its bare unban is stamped as host-c's own, and host-c holds nothing.
+    const forged = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'host-c', '-P', PASSWORDS['host-c'], '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.39']);
+    expect(forged.code, forged.stderr).to.equal(0);
+    await barrier(brokerA(), [a], 'sshd', 'sshd-sync', ['-u', 'host-c', '-P', PASSWORDS['host-c']]);
+    expect(await a.banned('sshd-sync'), 'still held by host-b').to.include('203.0.113.39');
+    const unban = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'admin', '-P', PASSWORDS.admin, '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.39']);
+    expect(unban.code, unban.stderr).to.equal(0);
+    await waitFor(async () => !(await a.banned('sshd-sync')).includes('203.0.113.39'), "the admin's unban on host-a");
   });
 
   it('refuses, with authentication on, what no agent would accept, whatever its first bytes', async () => {

@@ -128,13 +128,15 @@ describe('syncfail2ban -a / -f: the original usage line does what syncfail2ban-c
     ]);
   });
 
-  it('syncfail2ban -f sshd re-sends the jail as the client does', async () => {
+  it('syncfail2ban -f sshd publishes a snapshot of the jail as the client does', async () => {
     received.length = 0;
     await fail2ban.ban('sshd', '198.51.100.9');
     const viaAgent = await run(process.execPath, [BIN.agent, '-c', config, '-f', 'sshd']);
     expect(viaAgent.code, viaAgent.stderr).to.equal(0);
-    expect(viaAgent.stdout).to.equal('published 1 ban(s) of jail sshd\n');
-    await waitFor(() => received.length >= 1, 'the re-sent ban');
-    expect(received).to.deep.equal([{ topic: 'f2b/sshd/ban', payload: '{"ip":"198.51.100.9","origin":"seed"}' }]);
+    expect(viaAgent.stdout).to.equal('published a snapshot of jail sshd: 1 address(es) in 1 part(s), every part acknowledged by the broker\n');
+    await waitFor(() => received.length >= 1, 'the snapshot');
+    expect(received.map(({ topic, payload }) => [topic, JSON.parse(payload)])).to.deep.equal([
+      ['f2b/sshd/snapshot', { origin: 'seed', id: (JSON.parse(received[0]!.payload) as { id: string }).id, part: 0, parts: 1, ips: ['198.51.100.9'] }],
+    ]);
   });
 });

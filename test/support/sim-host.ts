@@ -102,6 +102,7 @@ export class SimHost {
       'connection_timeout = 5',
       `fail2ban_socket = ${this.ownFail2ban?.socket ?? join(this.dir, 'no-fail2ban.sock')}`,
       `control_socket = ${this.controlSocket}`,
+      `state_dir = ${join(this.dir, 'state')}`,
       ...(options.brokerUrl ? [`broker_url = ${options.brokerUrl}`] : []),
       ...(options.extra ?? []),
       ...extra,

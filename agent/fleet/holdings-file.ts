@@ -1,0 +1,200 @@
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { JAIL_NAME, NODE_ID } from '../../src/event.js';
+import { isCanonical } from '../../src/ip.js';
+import { ADOPTED, MANUAL, type Holdings } from './holdings.js';
+
+export const SNAPSHOT_FILE = 'holdings.snapshot';
+export const JOURNAL_FILE = 'holdings.journal';
+/** Present from the first start with a store until what the sync jails held then was adopted. */
+export const ADOPTION_MARKER = 'holdings.adopting';
+/** The journal is fsynced at most this long after a change (what a power cut may lose; a kill -9 loses nothing). */
+export const SYNC_INTERVAL_MS = 1_000;
+/** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings. */
+const COMPACT_MIN_LINES = 50_000;
+
+/** One change, as a journal line: `+ origin jail address`, `- origin jail address`. */
+export type Change = ['+' | '-', origin: string, jail: string, address: string];
+
+export interface LoadResult {
+  /** Neither file existed: the first start with a store (an upgrade, or a new install). */
+  fresh: boolean;
+  /** What the sync jails hold has not been adopted yet (the first start, or it was cut short). */
+  adoptionPending: boolean;
+  /** Lines that were not valid (a line torn by a crash, or a hand edit), left out. */
+  skipped: number;
+}
+
+/**
+ * The holdings store on disk, in state_dir: a compacted snapshot (`holdings.snapshot`) and
+ * an append-only journal of every change since (`holdings.journal`), both text, one change
+ * per line, replayed in order at start.
+ *
+ * Durability: `append()` writes the lines with one write(2) before it returns, so once an
+ * event was taken into the store it is in the kernel's page cache and survives a kill -9 of
+ * the agent at any later moment. The journal is fsynced within SYNC_INTERVAL_MS (and at
+ * stop), so a power cut loses at most that last second. Replaying is idempotent (each line
+ * sets one holding present or absent), so a crash anywhere in a compaction (snapshot
+ * written, renamed, journal not yet emptied) replays lines the snapshot already has, with
+ * the same result.
+ */
+export class HoldingsFile {
+  readonly snapshotPath: string;
+  readonly journalPath: string;
+  /** Lines in the journal now. */
+  private journalLines = 0;
+  private fd: number | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private lastError: string | null = null;
+
+  constructor(readonly dir: string) {
+    this.snapshotPath = join(dir, SNAPSHOT_FILE);
+    this.journalPath = join(dir, JOURNAL_FILE);
+  }
+
+  /** The last write failure, until a write succeeds again. */
+  get error(): string | null {
+    return this.lastError;
+  }
+
+  /** Reads snapshot then journal into `holdings` and opens the journal for appends. Throws when state_dir cannot be used. */
+  load(holdings: Holdings): LoadResult {
+    mkdirSync(this.dir, { recursive: true, mode: 0o750 });
+    const fresh = !existsSync(this.snapshotPath) && !existsSync(this.journalPath);
+    let skipped = 0;
+    for (const path of [this.snapshotPath, this.journalPath]) {
+      const text = readIfThere(path);
+      const lines = text.split('\n');
+      if (path === this.journalPath) this.journalLines = lines.length;
+      for (const line of lines) if (line !== '' && !replay(holdings, line)) skipped += 1;
+    }
+    this.fd = openSync(this.journalPath, 'a', 0o640);
+    // A crash mid-append leaves a torn last line: the next line starts on its own.
+    const journal = readIfThere(this.journalPath);
+    if (journal !== '' && !journal.endsWith('\n')) writeSync(this.fd, '\n');
+    const marker = join(this.dir, ADOPTION_MARKER);
+    if (fresh) {
+      closeSync(openSync(marker, 'w', 0o640));
+      syncDir(this.dir);
+    }
+    return { fresh, skipped, adoptionPending: existsSync(marker) };
+  }
+
+  /** What the sync jails held at the first start is in the store now. */
+  adoptionDone(): void {
+    try {
+      unlinkSync(join(this.dir, ADOPTION_MARKER));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.lastError = `cannot remove ${join(this.dir, ADOPTION_MARKER)} (${(error as Error).message}); the next start adopts again (harmless)`;
+    }
+  }
+
+  /** Appends changes to the journal in one write; compacts when the journal has grown past the holdings it describes. */
+  append(changes: readonly Change[], holdings: Holdings): void {
+    if (changes.length === 0 || this.fd === undefined) return;
+    try {
+      writeSync(this.fd, changes.map((change) => `${change.join(' ')}\n`).join(''));
+      this.journalLines += changes.length;
+      this.lastError = null;
+    } catch (error) {
+      this.lastError = `cannot write the holdings journal ${this.journalPath} (${(error as Error).message}): changes are kept in memory only, a restart loses them; free space in or fix the permissions of state_dir ${this.dir}`;
+      return;
+    }
+    this.scheduleSync();
+    if (this.journalLines > Math.max(COMPACT_MIN_LINES, holdings.size)) this.compact(holdings);
+  }
+
+  /**
+   * Writes every holding (and remembered release) into a new snapshot, renamed over the old
+   * one once it is on disk, then empties the journal.
+   */
+  compact(holdings: Holdings): void {
+    if (this.fd === undefined) return;
+    const temp = `${this.snapshotPath}.tmp`;
+    try {
+      const file = openSync(temp, 'w', 0o640);
+      try {
+        writeSync(file, serialise(holdings));
+        fsyncSync(file);
+      } finally {
+        closeSync(file);
+      }
+      renameSync(temp, this.snapshotPath);
+      syncDir(this.dir);
+      ftruncateSync(this.fd, 0);
+      fsyncSync(this.fd);
+      this.journalLines = 0;
+      this.lastError = null;
+    } catch (error) {
+      // The journal still holds every change: nothing is lost, it only grows.
+      this.lastError = `cannot write the holdings snapshot ${this.snapshotPath} (${(error as Error).message}); the journal keeps growing until it can: free space in or fix the permissions of state_dir ${this.dir}`;
+    }
+  }
+
+  /** Compacts and closes; the store is on disk. */
+  close(holdings: Holdings): void {
+    if (this.fd === undefined) return;
+    clearTimeout(this.syncTimer);
+    this.compact(holdings);
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private scheduleSync(): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      if (this.fd === undefined) return;
+      try {
+        fdatasyncSync(this.fd);
+      } catch (error) {
+        this.lastError = `cannot sync the holdings journal ${this.journalPath} (${(error as Error).message})`;
+      }
+    }, SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
+  }
+}
+
+function serialise(holdings: Holdings): string {
+  const lines: string[] = [];
+  for (const jail of holdings.jailNames()) {
+    for (const [address, origins] of holdings.entries(jail)) for (const origin of origins) lines.push(`+ ${origin} ${jail} ${address}\n`);
+  }
+  for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) lines.push(`~ ${jail} ${address}\n`);
+  return lines.join('');
+}
+
+/** Applies one line; false when it is not a valid line (validated as strictly as a network event). */
+function replay(holdings: Holdings, line: string): boolean {
+  const fields = line.split(' ');
+  if (fields[0] === '~' && fields.length === 3) {
+    const [, jail, address] = fields as [string, string, string];
+    if (!JAIL_NAME.test(jail) || !isCanonical(address)) return false;
+    if (!holdings.isHeld(jail, address)) holdings.noteReleased(jail, address);
+    return true;
+  }
+  if ((fields[0] !== '+' && fields[0] !== '-') || fields.length !== 4) return false;
+  const [op, origin, jail, address] = fields as [string, string, string, string];
+  if (!(origin === ADOPTED || origin === MANUAL || NODE_ID.test(origin)) || !JAIL_NAME.test(jail) || !isCanonical(address)) return false;
+  if (op === '+') holdings.add(origin, jail, address);
+  else holdings.remove(origin, jail, address);
+  return true;
+}
+
+function readIfThere(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw error;
+  }
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,57 @@
+import type { Action } from '../../src/event.js';
+import type { Holdings } from './holdings.js';
+
+/**
+ * One sink's view of the holdings: target T (a sync jail, an alias) holds address X while
+ * some holding (O, J, X) has `mapping[J] = T` and O counts for this sink (the sync jails
+ * leave out this host's own bans; the aliases take every origin's).
+ */
+export class Projection {
+  /** target -> the primary jails mapped to it */
+  private readonly jailsByTarget = new Map<string, string[]>();
+
+  constructor(
+    readonly name: string,
+    /** primary jail -> target */
+    readonly mapping: ReadonlyMap<string, string>,
+    /** Holdings of this origin do not count (this host's own, for the sync jails). */
+    private readonly excluded: string | undefined,
+    /** Called when a target must gain (ban) or lose (unban) an address. */
+    readonly submit: (action: Action, target: string, address: string) => void,
+  ) {
+    for (const [jail, target] of mapping) this.jailsByTarget.set(target, [...(this.jailsByTarget.get(target) ?? []), jail]);
+  }
+
+  targets(): string[] {
+    return [...this.jailsByTarget.keys()];
+  }
+
+  jailsOf(target: string): readonly string[] {
+    return this.jailsByTarget.get(target) ?? [];
+  }
+
+  counts(origin: string): boolean {
+    return origin !== this.excluded;
+  }
+
+  /** Whether the target should hold the address. */
+  holds(holdings: Holdings, target: string, address: string): boolean {
+    return this.jailsOf(target).some((jail) => holdings.origins(jail, address).some((origin) => this.counts(origin)));
+  }
+
+  /** Everything the target should hold. */
+  wanted(holdings: Holdings, target: string): Set<string> {
+    const wanted = new Set<string>();
+    for (const jail of this.jailsOf(target)) {
+      for (const [address, origins] of holdings.entries(jail)) if (origins.some((origin) => this.counts(origin))) wanted.add(address);
+    }
+    return wanted;
+  }
+
+  /** Addresses the store held for the target and released since: the only ones a reconciliation may remove. */
+  released(holdings: Holdings, target: string): Set<string> {
+    const released = new Set<string>();
+    for (const jail of this.jailsOf(target)) for (const address of holdings.released(jail)) released.add(address);
+    return released;
+  }
+}

@@ -1,0 +1,134 @@
+import { expect } from 'chai';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { encodeSnapshot } from '../../src/snapshot.js';
+import { barrier } from '../support/barrier.js';
+import { addressBlock, holdingsOf, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { measured, part } from '../support/status.js';
+import { freePortOn } from '../support/ports.js';
+import { run } from '../support/run.js';
+import { SimHost } from '../support/sim-host.js';
+import { waitFor } from '../support/wait.js';
+
+const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+
+describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real fail2ban)', function () {
+  this.timeout(180_000);
+  let hosts: SimHost[];
+  let port: number;
+  let a: SimHost;
+  let b: SimHost;
+  let c: SimHost;
+  const brokerA = () => ({ host: IPS[0]!, port });
+
+  before(async () => {
+    port = await freePortOn(IPS);
+    hosts = await Promise.all(
+      IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, peers: IPS.filter((peer) => peer !== ip), extra: ['snapshot_timeout = 3'] })),
+    );
+    [a, b, c] = hosts as [SimHost, SimHost, SimHost];
+    await Promise.all(hosts.map((host) => host.startAgent()));
+    await Promise.all(hosts.map((host) => host.waitSubscribed(3)));
+  });
+
+  after(async () => {
+    await Promise.all((hosts ?? []).map((host) => host.stop()));
+  });
+
+  it("A and C ban an address, A's ban expires: B keeps it until C's expires too", async () => {
+    await a.fail2ban.ban('sshd', '203.0.113.21');
+    await c.fail2ban.ban('sshd', '203.0.113.21');
+    await waitFor(async () => (await holdingsOf(b, 'host-c')) === 1, "C's holding on B");
+    await a.fail2ban.unban('sshd', '203.0.113.21');
+    await barrier(brokerA(), hosts);
+    expect(await b.banned('sshd-sync'), "still held by C").to.include('203.0.113.21');
+    expect(await a.banned('sshd-sync'), 'A has it from C').to.include('203.0.113.21');
+    await c.fail2ban.unban('sshd', '203.0.113.21');
+    for (const host of [a, b]) await waitFor(async () => !(await host.banned('sshd-sync')).includes('203.0.113.21'), `the last unban on ${host.name}`);
+  });
+
+  it('an unban from an origin that holds nothing is counted and changes nothing; an anonymous manual unban clears it everywhere', async () => {
+    await a.fail2ban.ban('sshd', '203.0.113.22');
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.22'), 'the ban on B');
+    const forged = await run('mosquitto_pub', ['-h', IPS[1]!, '-p', String(port), '-q', '1', '-t', 'f2b/sshd/unban', '-m', JSON.stringify({ ip: '203.0.113.22', origin: 'host-c' })]);
+    expect(forged.code, forged.stderr).to.equal(0);
+    await barrier({ host: IPS[1]!, port }, hosts);
+    expect(await b.banned('sshd-sync')).to.include('203.0.113.22');
+    expect(measured(part(await statusOf(b), 'fleet'), 'unbans_without_holding')).to.be.at.least(1);
+
+    const manual = await run('mosquitto_pub', ['-h', IPS[2]!, '-p', String(port), '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.22']);
+    expect(manual.code, manual.stderr).to.equal(0);
+    for (const host of [b, c]) await waitFor(async () => !(await host.banned('sshd-sync')).includes('203.0.113.22'), `the manual unban on ${host.name}`);
+  });
+
+  it("a host offline while an unban went out heals with the origin's -f (a complete snapshot releases it)", async () => {
+    await a.fail2ban.ban('sshd', '203.0.113.23');
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.23'), 'the ban on B');
+    await b.requireAgent().stop();
+    await a.fail2ban.unban('sshd', '203.0.113.23');
+    await waitFor(async () => !(await c.banned('sshd-sync')).includes('203.0.113.23'), 'the unban on C');
+    await b.startAgent();
+    await b.waitSubscribed(3);
+    await a.waitSubscribed(3);
+    expect(await b.banned('sshd-sync'), 'missed the unban').to.include('203.0.113.23');
+
+    const result = await a.client(['-f', 'sshd']);
+    expect(result.code, result.stderr).to.equal(0);
+    await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.23'), 'healed on B');
+    const snapshot = (await snapshotsOf(b)).find((s) => s.origin === 'host-a' && s.jail === 'sshd');
+    expect(snapshot).to.include({ complete: true });
+    expect(snapshot!.released).to.be.at.least(1);
+  });
+
+  it('a snapshot with a lost part only adds, and B says so in status and the log', async () => {
+    await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/ban', '-m', JSON.stringify({ ip: '203.0.113.24', origin: 'host-z' })]);
+    await waitFor(async () => (await b.banned('web-sync')).includes('203.0.113.24'), "host-z's ban on B");
+    const addresses = addressBlock(31, 15_000);
+    const parts = encodeSnapshot('host-z', addresses);
+    expect(parts.length).to.be.at.least(3);
+    for (const payload of parts.slice(0, -1)) {
+      const sent = await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/snapshot', '-s'], 30_000, payload);
+      expect(sent.code, sent.stderr).to.equal(0);
+    }
+    await waitFor(async () => (await snapshotsOf(b)).some((s) => s.origin === 'host-z' && !s.complete), 'the incomplete snapshot on B', 20_000);
+    const [snapshot] = (await snapshotsOf(b)).filter((s) => s.origin === 'host-z');
+    expect(snapshot).to.include({ complete: false, partsReceived: parts.length - 1, parts: parts.length, released: 0 });
+    const banned = new Set(await b.banned('web-sync'));
+    expect(banned.has('203.0.113.24'), 'nothing released').to.equal(true);
+    expect(banned.has(addresses[0]!), 'the parts that came were added').to.equal(true);
+    expect(b.requireAgent().output).to.match(/incomplete snapshot of web from host-z \(\d+ of \d+ parts: not every part arrived within 3 s\)/);
+  });
+
+  it('kill -9 of an agent mid-snapshot: after a restart it holds what it had taken in, and the next -f makes it exact', async () => {
+    const addresses = addressBlock(32, 6_000);
+    const parts = encodeSnapshot('host-y', addresses);
+    // All but the last part: the snapshot stays open on C until it is killed.
+    for (const payload of parts.slice(0, -1)) {
+      const sent = await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/snapshot', '-s'], 30_000, payload);
+      expect(sent.code, sent.stderr).to.equal(0);
+    }
+    const journal = join(c.dir, 'state', 'holdings.journal');
+    const taken = addresses.length - JSON.parse(parts.at(-1)!).ips.length;
+    await waitFor(async () => (await readFile(journal, 'utf8')).split('\n').filter((line) => line.startsWith('+ host-y web ')).length === taken, 'the parts in C\'s journal');
+    await c.requireAgent().stop('SIGKILL');
+    await c.startAgent();
+    await c.waitSubscribed(3);
+    await waitFor(async () => {
+      const banned = new Set(await c.banned('web-sync'));
+      return addresses.slice(0, taken).every((address) => banned.has(address));
+    }, "C's sync jail holding what it took in", 60_000);
+    expect(await holdingsOf(c, 'host-y')).to.equal(taken);
+
+    // The origin then sends its full snapshot, whose set has changed meanwhile.
+    const now = [...addresses.slice(1_000), '203.0.113.25'];
+    for (const payload of encodeSnapshot('host-y', now)) {
+      const sent = await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/snapshot', '-s'], 30_000, payload);
+      expect(sent.code, sent.stderr).to.equal(0);
+    }
+    await waitFor(async () => (await holdingsOf(c, 'host-y')) === now.length, 'the complete snapshot on C', 30_000);
+    await waitFor(async () => {
+      const banned = new Set(await c.banned('web-sync'));
+      return now.every((address) => banned.has(address)) && addresses.slice(0, 1_000).every((address) => !banned.has(address));
+    }, "C's sync jail equal to host-y's set", 60_000);
+  });
+});

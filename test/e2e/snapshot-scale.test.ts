@@ -1,0 +1,69 @@
+import { expect } from 'chai';
+import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
+import { freePortOn } from '../support/ports.js';
+import { SimHost } from '../support/sim-host.js';
+import { waitFor } from '../support/wait.js';
+import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { measuredBy, part } from '../support/status.js';
+
+const BANS = 100_000;
+const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+
+/** -f of a jail of 100,000 bans from A; both peers must end with every address, from a complete snapshot. */
+async function snapshotReachesPeers(a: SimHost, peers: SimHost[]): Promise<void> {
+  const addresses = [...addressBlock(40, 65_536), ...addressBlock(41, BANS - 65_536)];
+  await banIn(a, 'web', addresses);
+  expect((await a.banned('web')).length).to.equal(BANS);
+  const result = await a.client(['-f', 'web']);
+  expect(result.code, result.stderr).to.equal(0);
+  expect(result.stdout).to.match(/published a snapshot of jail web: 100000 address\(es\) in \d+ part\(s\), every part acknowledged/);
+  for (const peer of peers) {
+    await waitFor(async () => (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web'), `the snapshot on ${peer.name}`, 60_000, 500);
+    const snapshot = (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web')!;
+    expect(snapshot, `on ${peer.name}`).to.include({ complete: true, addresses: BANS, added: BANS });
+  }
+  for (const peer of peers) {
+    await waitFor(async () => (await peer.banned('web-sync')).length === BANS, `${BANS} bans in ${peer.name}'s web-sync`, 300_000, 1_000);
+    expect(new Set(await peer.banned('web-sync'))).to.deep.equal(new Set(addresses));
+    expect(measuredBy(part(await statusOf(peer), 'events'), 'refused'), `nothing refused on ${peer.name}`).to.deep.equal({});
+  }
+}
+
+describe('a snapshot of 100,000 bans reaches every peer complete', function () {
+  this.timeout(600_000);
+
+  describe('through the embedded mesh brokers', () => {
+    let hosts: SimHost[] = [];
+    before(async () => {
+      const port = await freePortOn(IPS);
+      hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, peers: IPS.filter((peer) => peer !== ip) })));
+      await Promise.all(hosts.map((host) => host.startAgent()));
+      await Promise.all(hosts.map((host) => host.waitSubscribed(3)));
+    });
+    after(async () => {
+      await Promise.all(hosts.map((host) => host.stop()));
+    });
+
+    it('-f exits 0 once every part is acknowledged; both peers hold all 100,000', async () => {
+      await snapshotReachesPeers(hosts[0]!, hosts.slice(1));
+    });
+  });
+
+  describe('through a mosquitto hub with its default configuration', () => {
+    let hosts: SimHost[] = [];
+    let mosquitto: Mosquitto;
+    before(async () => {
+      mosquitto = await startMosquitto();
+      hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port: 0, brokerUrl: mosquitto.url })));
+      await Promise.all(hosts.map((host) => host.startAgent()));
+    });
+    after(async () => {
+      await Promise.all(hosts.map((host) => host.stop()));
+      await mosquitto?.stop();
+    });
+
+    it('-f exits 0 once every part is acknowledged; both peers hold all 100,000', async () => {
+      await snapshotReachesPeers(hosts[0]!, hosts.slice(1));
+    });
+  });
+});
