@@ -1,7 +1,7 @@
 import { meshTls, endpointUrl, type Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { clientCredentials } from '../src/mqtt-credentials.js';
-import { NeverBanList } from '../src/never-ban.js';
+import { NeverBanList } from './never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';

@@ -1,5 +1,5 @@
 import { decodeEvent, printable, type SyncEvent } from '../src/event.js';
-import type { NeverBanList } from '../src/never-ban.js';
+import type { NeverBanList } from './never-ban.js';
 import type { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { counted, counter, type PartStatus } from '../src/status.js';

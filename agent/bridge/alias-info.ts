@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError, type OpnsenseClient } from '../../src/opnsense/client.js';
+import { OpnsenseError, type OpnsenseClient } from './opnsense/client.js';
 
 /** 'unknown': not in config, or the API user may not read config (no "Firewall: Alias: Edit"). */
 export type AliasKind = 'external' | 'host' | 'network' | 'other' | 'unknown';

@@ -2,7 +2,7 @@ import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
-import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
+import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
 import type { Part } from '../part.js';
 import { Batcher, sinkMeasures, type BatcherOptions } from '../sinks/batcher.js';

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError, pfRendering, type OpnsenseClient } from '../../src/opnsense/client.js';
+import { OpnsenseError, pfRendering, type OpnsenseClient } from './opnsense/client.js';
 import type { Backend, Change, Rejection } from '../sinks/batcher.js';
 import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';

@@ -4,7 +4,7 @@ import { OPNSENSE_BATCHER } from '../../agent/bridge/firewall-sync.js';
 import { FirewallLedger } from '../../agent/bridge/ledger.js';
 import { CONCURRENCY, OpnsenseBackend } from '../../agent/bridge/opnsense-backend.js';
 import { Batcher } from '../../agent/sinks/batcher.js';
-import { OpnsenseClient } from '../../src/opnsense/client.js';
+import { OpnsenseClient } from '../../agent/bridge/opnsense/client.js';
 import { FAKE_API_KEY, startFakeOpnsense, type FakeAliasType, type FakeOpnsense } from '../fakes/opnsense.js';
 import { waitFor } from '../support/wait.js';
 import { timed } from './stats.js';

@@ -8,7 +8,7 @@ import { FirewallLedger } from '../../agent/bridge/ledger.js';
 import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../agent/bridge/opnsense-backend.js';
 import { StateFile } from '../../agent/bridge/state-file.js';
 import type { Change } from '../../agent/sinks/batcher.js';
-import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../src/opnsense/client.js';
+import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../agent/bridge/opnsense/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { captureLog } from '../support/capture-log.js';
 

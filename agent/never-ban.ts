@@ -1,5 +1,5 @@
 import { networkInterfaces } from 'node:os';
-import { type CanonicalAddress, mustParseAddress, overlaps } from './ip.js';
+import { type CanonicalAddress, mustParseAddress, overlaps } from '../src/ip.js';
 
 interface Entry {
   range: CanonicalAddress;
