@@ -1,6 +1,5 @@
 import { meshTls, endpointUrl, type Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
-import { clientCredentials } from '../src/mqtt-credentials.js';
 import { NeverBanList } from './never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
@@ -72,7 +71,7 @@ export class Agent {
     this.parts.push(fleetPart, ...sinks);
     const intake = new Intake(new NeverBanList(config.ignoreIp), fleet, new Refusals(log), new RateLimiter(config.rateLimit));
     this.parts.push(intake);
-    const { tls, ...account } = clientCredentials(config.mqtt);
+    const { tls, ...account } = config.mqtt;
     for (const url of this.subscriptionUrls()) {
       this.parts.push(
         new BrokerLink(url, {
@@ -100,7 +99,7 @@ export class Agent {
     const { config, log } = this;
     log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails), dryRun: config.dryRun }, 'starting syncfail2ban');
     if (config.dryRun) log.warn('dry run: received bans are logged, not applied to fail2ban or OPNsense');
-    if (!config.mqtt.verifyTls) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
+    if (!config.mqtt.tls.rejectUnauthorized) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
     for (const part of this.parts) {
       this.started.push(part);
       try {

@@ -1,5 +1,5 @@
 import { endpointUrl, meshTls, type Config } from '../src/config.js';
-import type { Credentials } from '../src/mqtt-credentials.js';
+import type { Credentials } from '../src/config-security.js';
 import { listenProblem } from '../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../cli/mqtt-publish.js';
 import { requestStatus } from '../cli/status.js';

@@ -4,7 +4,6 @@ import { parseCommandLine, usageError, type CommandSpec } from '../src/command-l
 import { DEFAULT_CONFIG_FILE, loadConfig, publishUrl } from '../src/config.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
-import { clientCredentials } from '../src/mqtt-credentials.js';
 import { reportFatal } from '../src/program.js';
 import { publishAll, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
 
@@ -55,7 +54,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     const config = loadConfig(file);
     const timeoutMs = config.connectionTimeoutS * 1000;
     const publish = (messages: Message[], window?: number) =>
-      publishAll(publishUrl(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...clientCredentials(config.mqtt) });
+      publishAll(publishUrl(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...config.mqtt });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);

@@ -6,7 +6,7 @@ import { closestName } from './closest-name.js';
 import { ConfigError, SectionReader } from './config-reader.js';
 import {
   type BrokerSecurity,
-  type MqttClientSecurity,
+  type Credentials,
   type RateLimit,
   readBrokerSecurity,
   readClientSecurity,
@@ -39,7 +39,8 @@ export interface OpnsenseConfig {
   enabled: boolean;
   firewalls: Firewall[];
   verifyTls: boolean;
-  caFile?: string;
+  /** opn_ca_file's PEM content, read at load; only when some firewall is reached over https. */
+  ca?: Buffer;
   /** primary jail -> alias name */
   aliases: Map<string, string>;
   reconcileIntervalS: number;
@@ -76,7 +77,7 @@ export interface Config {
   /** What the embedded (mesh) or standalone broker demands of connecting hosts. */
   broker: BrokerSecurity;
   /** Credentials and TLS settings for connecting to brokers. */
-  mqtt: MqttClientSecurity;
+  mqtt: Credentials;
   rateLimit: RateLimit;
   /** Keys and sections nobody reads (usually typos), with the known name closest to each. */
   unknownKeys: UnknownName[];
@@ -245,7 +246,6 @@ function readOpnsense(general: SectionReader, aliases: SectionReader, keys: Sect
   if (enabled && firewalls.length === 0) {
     general.fail('opn_fw_ip', 'opn_fw_sync is true but no firewall is listed', 'list the firewalls\' addresses, or set opn_fw_sync = false');
   }
-  const caFile = general.string('opn_ca_file', '');
   const config: OpnsenseConfig = {
     enabled,
     firewalls,
@@ -254,7 +254,12 @@ function readOpnsense(general: SectionReader, aliases: SectionReader, keys: Sect
     reconcileIntervalS: general.seconds('opn_reconcile_interval', 300),
     killStates: general.boolean('opn_kill_states', false),
   };
-  if (caFile) config.caFile = caFile;
+  const https = enabled && firewalls.some((firewall) => firewall.baseUrl.startsWith('https:'));
+  const ca = general.string('opn_ca_file', '') && https ? general.readNamedFile('opn_ca_file') : undefined;
+  if (ca && !ca.content.includes('-----BEGIN CERTIFICATE-----')) {
+    general.fail('opn_ca_file', `${ca.path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`, 'point opn_ca_file at the PEM certificate the firewalls present (or their CA)');
+  }
+  if (ca) config.ca = ca.content;
   return config;
 }
 

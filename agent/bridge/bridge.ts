@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpnsenseConfig } from '../../src/config.js';
-import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus } from '../../src/status.js';
 import type { Holdings } from '../fleet/holdings.js';
@@ -27,7 +25,6 @@ export class OpnsenseBridge implements Part {
   readonly firewalls: FirewallSync[];
   private readonly stateFile: StateFile;
 
-  /** Throws a ConfigError when opn_ca_file cannot be read or a firewall's settings are unusable. */
   constructor(
     private readonly config: OpnsenseConfig,
     stateDir: string,
@@ -50,7 +47,6 @@ export class OpnsenseBridge implements Part {
       log,
       ...(options.stateWriteDelayMs === undefined ? [] : [options.stateWriteDelayMs]),
     );
-    const ca = readCaFile(config);
     const desired: DesiredAliases = {
       addresses: (alias) => this.projection.wanted(holdings, alias),
       holders: (alias, address) => this.projection.jailsOf(alias).flatMap((jail) => holdings.origins(jail, address).map((origin) => `${origin}/${jail}`)),
@@ -60,7 +56,7 @@ export class OpnsenseBridge implements Part {
         new FirewallSync({
           firewall,
           verifyTls: config.verifyTls,
-          ...(ca === undefined ? {} : { ca }),
+          ...(config.ca === undefined ? {} : { ca: config.ca }),
           killStates: config.killStates,
           reconcileIntervalS: config.reconcileIntervalS,
           aliases: config.aliases,
@@ -189,21 +185,4 @@ export class OpnsenseBridge implements Part {
       }
     }
   }
-}
-
-/** The content of opn_ca_file, read once for all firewalls; a ConfigError (exit 78) when it cannot be used. */
-function readCaFile(config: OpnsenseConfig): Buffer | undefined {
-  const path = config.caFile;
-  if (path === undefined || !config.firewalls.some((firewall) => firewall.baseUrl.startsWith('https:'))) return undefined;
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new ConfigError(`opn_ca_file: cannot read ${path} (${reason}); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA), readable by this user, or remove it to use the system CAs`);
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new ConfigError(`opn_ca_file: ${path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA)`);
-  }
-  return pem;
 }

@@ -1,6 +1,5 @@
 import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
-import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
@@ -84,19 +83,14 @@ export class FirewallSync implements Part {
 
   constructor(private readonly options: FirewallSyncOptions) {
     const { firewall, log } = options;
-    try {
-      this.client = new OpnsenseClient({
-        baseUrl: firewall.baseUrl,
-        key: firewall.key,
-        secret: firewall.secret,
-        verifyTls: options.verifyTls,
-        maxSockets: CONCURRENCY,
-        ...(options.ca === undefined ? {} : { ca: options.ca }),
-      });
-    } catch (error) {
-      // Everything the client checks comes from the config: exit 78, not a restart loop.
-      throw new ConfigError(`opn_fw_ip ${firewall.name}: ${(error as Error).message}`);
-    }
+    this.client = new OpnsenseClient({
+      baseUrl: firewall.baseUrl,
+      key: firewall.key,
+      secret: firewall.secret,
+      verifyTls: options.verifyTls,
+      maxSockets: CONCURRENCY,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+    });
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);

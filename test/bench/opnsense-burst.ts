@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AliasInfoCache } from '../../agent/bridge/alias-info.js';
 import { OPNSENSE_BATCHER } from '../../agent/bridge/firewall-sync.js';
@@ -17,7 +18,7 @@ const address = (i: number, block: number) => `10.${block}.${Math.floor(i / 256)
 const silent = pino({ level: 'silent' });
 
 function client(fake: FakeOpnsense, maxSockets: number): OpnsenseClient {
-  return new OpnsenseClient({ baseUrl: fake.url, key: FAKE_API_KEY.key, secret: FAKE_API_KEY.secret, verifyTls: true, caFile: fake.caCertPath!, maxSockets, timeoutMs: 60_000 });
+  return new OpnsenseClient({ baseUrl: fake.url, key: FAKE_API_KEY.key, secret: FAKE_API_KEY.secret, verifyTls: true, ca: readFileSync(fake.caCertPath!), maxSockets, timeoutMs: 60_000 });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -136,7 +137,7 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
 
     await waitFor(() => fw1.pfTable('f2b_web').length >= 12_000, '12,000 entries in f2b_web on fw1', 60_000, 250);
     expect(new Set(fw1.pfTable('f2b_web'))).to.deep.equal(new Set(addresses));
-    const client = new OpnsenseClient({ baseUrl: fw1.url, key: KEY1.key, secret: KEY1.secret, verifyTls: true, caFile: fw1.caCertPath! });
+    const client = new OpnsenseClient({ baseUrl: fw1.url, key: KEY1.key, secret: KEY1.secret, verifyTls: true, ca: readFileSync(fw1.caCertPath!) });
     try {
       const listed = await client.list('f2b_web');
       expect(listed).to.have.length(12_000);
