@@ -23,7 +23,7 @@ export class ControlServer implements Part {
   private problem: Problem | null = null;
 
   constructor(
-    readonly path: string,
+    private readonly path: string,
     private readonly report: () => AgentStatus,
     private readonly log: Logger,
   ) {}

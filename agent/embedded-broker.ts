@@ -8,7 +8,7 @@ import type { Part } from './part.js';
 /** Mesh: the Aedes broker this host's client publishes to and the peers subscribe to. The agent cannot run without it. */
 export class EmbeddedBroker implements Part {
   private broker: RunningBroker | undefined;
-  readonly url: string;
+  private readonly url: string;
 
   constructor(
     private readonly endpoint: Endpoint,

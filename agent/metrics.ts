@@ -15,7 +15,7 @@ type Metric = Counter | Gauge;
  * `_timestamp_seconds` for times), labelled
  * with the part's name under its kind (`sink="fail2ban"`) and the measure's own label.
  */
-export class AgentMetrics {
+class AgentMetrics {
   readonly registry = new Registry();
   private readonly families = new Map<string, Metric>();
 
@@ -66,7 +66,7 @@ function metricName(part: PartStatus, key: string, measure: Measure): string {
 export class MetricsEndpoint implements Part {
   private server: Server | undefined;
   private problem: Problem | null = null;
-  readonly url: string;
+  private readonly url: string;
 
   constructor(
     private readonly endpoint: Endpoint,

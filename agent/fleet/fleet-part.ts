@@ -18,7 +18,7 @@ export class FleetPart implements Part {
   private loaded: LoadResult | undefined;
 
   constructor(
-    readonly fleet: FleetState,
+    private readonly fleet: FleetState,
     /** The sync jails' reconciler adopts what they hold (and then calls adoptionDone). */
     private readonly syncJailsAdopt: boolean,
   ) {}

@@ -1,4 +1,5 @@
 /** OpnsenseBackend against the fake OPNsense: both write paths, ownership, and every error class. */
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,7 +27,7 @@ describe('OPNsense backend (one firewall)', function () {
     const as = options.as ?? ADMIN;
     const client =
       options.client ??
-      new OpnsenseClient({ baseUrl: fake.url, key: as.key, secret: as.secret, verifyTls: true, caFile: fake.caCertPath!, maxSockets: CONCURRENCY, timeoutMs: 5_000 });
+      new OpnsenseClient({ baseUrl: fake.url, key: as.key, secret: as.secret, verifyTls: true, ca: readFileSync(fake.caCertPath!), maxSockets: CONCURRENCY, timeoutMs: 5_000 });
     clients.push(client);
     const captured = captureLog();
     const ledger = new FirewallLedger(client.firewall);
@@ -150,7 +151,7 @@ describe('OPNsense backend (one firewall)', function () {
         close() {},
         list: async () => [],
         add: async (alias: string) => {
-          throw new OpnsenseError(`OPNsense https://stub.example: add x to alias "${alias}": ${text}`, { kind, retryable: false, firewall: 'https://stub.example', endpoint: '/api', alias });
+          throw new OpnsenseError(`OPNsense https://stub.example: add x to alias "${alias}": ${text}`, { kind, firewall: 'https://stub.example', endpoint: '/api', alias });
         },
       } as unknown as OpnsenseClient;
       const { backend, lines } = setUp({ client: stub });
@@ -189,7 +190,7 @@ describe('OPNsense backend (one firewall)', function () {
   it('notices a reconfigure that OPNsense skipped (another one running) and succeeds on the retry', async () => {
     const { backend } = setUp();
     fake.setReconfigureMs(400);
-    const other = new OpnsenseClient({ baseUrl: fake.url, key: ADMIN.key, secret: ADMIN.secret, verifyTls: true, caFile: fake.caCertPath! });
+    const other = new OpnsenseClient({ baseUrl: fake.url, key: ADMIN.key, secret: ADMIN.secret, verifyTls: true, ca: readFileSync(fake.caCertPath!) });
     clients.push(other);
     const running = other.reconfigure();
     const addresses = range(40, '10.70');

@@ -7,7 +7,6 @@
  * secret only ever live in a private field and the Authorization header: they never appear
  * in errors.
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { OpnsenseError, type OpnsenseErrorDetails } from './errors.js';
@@ -17,16 +16,14 @@ export { OpnsenseError, type OpnsenseErrorDetails, type OpnsenseErrorKind } from
 export { pfRendering } from './pf-rendering.js';
 
 export interface OpnsenseClientOptions {
-  /** https://host[:port][/prefix], or http://… only when the firewall really serves plain HTTP. */
+  /** https://host[:port][/prefix], or http://… only when the firewall really serves plain HTTP: as the config validated it. */
   baseUrl: string;
   key: string;
   secret: string;
-  /** Verify the firewall's TLS certificate (against caFile when given, else the system CAs). */
+  /** Verify the firewall's TLS certificate (against ca when given, else the system CAs). */
   verifyTls: boolean;
-  /** PEM file with the certificate (or its CA) that the firewall presents. */
-  caFile?: string;
-  /** The same as PEM content, already read (takes precedence over caFile). */
-  ca?: string | Buffer;
+  /** PEM content of the certificate (or its CA) that the firewall presents. */
+  ca?: Buffer;
   /** Per request, from getting a connection to the end of the answer (default 15 s). */
   timeoutMs?: number;
   /** Maximum parallel connections to this firewall (default 4). */
@@ -111,46 +108,16 @@ export class OpnsenseClient {
   private readonly timeoutMs: number;
 
   constructor(options: OpnsenseClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.baseUrl);
-    } catch {
-      throw new Error(
-        `OPNsense base URL "${safeUrlText(options.baseUrl)}" is not a URL; write it as https://firewall.example.org[:port]`,
-      );
-    }
-    if (url.username !== '' || url.password !== '') {
-      throw new Error(
-        `OPNsense base URL for ${url.protocol}//${url.host} contains credentials; remove them and set the API key and secret options instead`,
-      );
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new Error(`OPNsense base URL ${url.origin} must start with https:// (or http:// for a plain-HTTP GUI)`);
-    }
-    if (url.search !== '' || url.hash !== '') {
-      throw new Error(`OPNsense base URL ${url.origin}${url.pathname} must not have a query or fragment`);
-    }
+    const url = new URL(options.baseUrl);
     this.url = url;
     this.prefix = url.pathname.replace(/\/+$/, '');
     this.firewall = `${url.origin}${this.prefix}`;
-    if (options.key === '' || options.secret === '') {
-      throw new Error(`OPNsense ${this.firewall}: API key and secret must both be set`);
-    }
     this.#authorization = `Basic ${Buffer.from(`${options.key}:${options.secret}`, 'utf8').toString('base64')}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const maxSockets = options.maxSockets ?? 4;
 
     if (url.protocol === 'https:') {
-      let ca: string | Buffer | undefined = options.ca;
-      if (ca === undefined && options.caFile !== undefined) {
-        try {
-          ca = readFileSync(options.caFile);
-        } catch (error) {
-          throw new Error(
-            `OPNsense ${this.firewall}: cannot read CA file ${options.caFile} (${errorText(error)}); point it at the PEM certificate the firewall uses`,
-          );
-        }
-      }
+      const { ca } = options;
       this.transport = https;
       this.agent = new https.Agent({
         keepAlive: true,
@@ -229,7 +196,6 @@ export class OpnsenseClient {
       throw new OpnsenseError(`${this.prefixText(call)}: refusing an empty address, which would kill every state on the firewall`, {
         ...this.details(call),
         kind: 'not_an_address',
-        retryable: false,
       });
     }
     const answer = await this.request(call);
@@ -241,7 +207,6 @@ export class OpnsenseClient {
       throw new OpnsenseError(`${this.prefixText(call)}: the firewall answered result "failed"`, {
         ...this.details(call),
         kind: 'failed',
-        retryable: false,
       });
     }
     throw this.badResponse(call, `expected {"result":"ok","dropped_states":n}, got ${snippet(JSON.stringify(answer))}`);
@@ -304,7 +269,7 @@ export class OpnsenseClient {
         : '';
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall refused the content${validations === '' ? ' (result "failed"; does the alias still exist?)' : ` (${snippet(validations)})`}; fix or drop the rejected entries`,
-        { ...this.details(call), kind: 'failed', retryable: false },
+        { ...this.details(call), kind: 'failed' },
       );
     }
     throw this.badResponse(call, `expected {"result":"saved"}, got ${snippet(JSON.stringify(answer))}`);
@@ -326,8 +291,8 @@ export class OpnsenseClient {
     throw new OpnsenseError(`${this.prefixText(call)}: expected status "ok", got ${snippet(JSON.stringify(answer))}`, {
       ...this.details(call),
       ...(isRecord(answer) && answer['status'] === 'failed'
-        ? { kind: 'failed' as const, retryable: false }
-        : { kind: 'bad_response' as const, retryable: true }),
+        ? { kind: 'failed' as const }
+        : { kind: 'bad_response' as const }),
     });
   }
 
@@ -347,13 +312,13 @@ export class OpnsenseClient {
     if (status === 'not_an_address') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall does not take "${call.address ?? ''}" as an address (status "not_an_address"; only 0-9, a-f, ':', '.', '/' are allowed); drop or fix the address`,
-        { ...this.details(call), kind: 'not_an_address', retryable: false },
+        { ...this.details(call), kind: 'not_an_address' },
       );
     }
     if (status === 'failed') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall answered status "failed"${statusMsg === '' ? '' : ` (${snippet(statusMsg)})`}`,
-        { ...this.details(call), kind: 'failed', retryable: false },
+        { ...this.details(call), kind: 'failed' },
       );
     }
     throw this.badResponse(call, `expected {"status":"done"}, got ${snippet(JSON.stringify(answer))}`);
@@ -467,7 +432,7 @@ export class OpnsenseClient {
     return `OPNsense ${this.firewall}: ${call.what}`;
   }
 
-  private details(call: Call): Omit<OpnsenseErrorDetails, 'kind' | 'retryable'> {
+  private details(call: Call): Omit<OpnsenseErrorDetails, 'kind'> {
     return {
       firewall: this.firewall,
       endpoint: `${this.prefix}${call.path}`,
@@ -479,14 +444,14 @@ export class OpnsenseClient {
     const name = call.alias ?? '';
     return new OpnsenseError(
       `${this.prefixText(call)}: alias "${name}" does not exist on the firewall; create the alias ${name} on the firewall (Firewall: Aliases; type External (advanced) suits ban lists), names are case-sensitive`,
-      { ...this.details(call), kind: 'nonexistent_alias', retryable: false },
+      { ...this.details(call), kind: 'nonexistent_alias' },
     );
   }
 
   private badResponse(call: Call, what: string): OpnsenseError {
     return new OpnsenseError(
       `${this.prefixText(call)}: unexpected answer (${what}); is ${this.firewall} an OPNsense API, not a proxy or another service?`,
-      { ...this.details(call), kind: 'bad_response', retryable: true },
+      { ...this.details(call), kind: 'bad_response' },
     );
   }
 
@@ -504,33 +469,32 @@ export class OpnsenseClient {
     if (status === 401) {
       return new OpnsenseError(
         `${lead}: authentication failed (${said}); check the API key and secret configured for this firewall (System: Access: Users, API keys)`,
-        { ...details, kind: 'auth', retryable: false },
+        { ...details, kind: 'auth' },
       );
     }
     if (status === 403) {
       return new OpnsenseError(
         `${lead}: the API user lacks a privilege (${said}); grant ${PRIVILEGE_NAMES[call.privilege]} to the user owning the API key (System: Access: Users)`,
-        { ...details, kind: 'forbidden', retryable: false },
+        { ...details, kind: 'forbidden' },
       );
     }
     if (status === 400) {
       return new OpnsenseError(`${lead}: the firewall rejected the request as malformed (${said}); this is a bug in syncfail2ban, please report it`, {
         ...details,
         kind: 'bad_request',
-        retryable: false,
       });
     }
     if (status === 404) {
       return new OpnsenseError(
         `${lead}: endpoint ${endpoint} not found (${said}); check that the base URL is the firewall's address without /api, and that the OPNsense version has this API`,
-        { ...details, kind: 'not_found', retryable: false },
+        { ...details, kind: 'not_found' },
       );
     }
     if (status >= 500) {
       if (isRecord(body) && body['errorTitle'] === 'General access') {
         return new OpnsenseError(
           `${lead}: the API user is read-only (${said}); use an API key of a user allowed to make changes`,
-          { ...details, kind: 'server', retryable: false },
+          { ...details, kind: 'server' },
         );
       }
       const hint =
@@ -540,13 +504,11 @@ export class OpnsenseClient {
       return new OpnsenseError(`${lead}: server error (${said}); check the firewall's backend log, will retry${hint}`, {
         ...details,
         kind: 'server',
-        retryable: true,
       });
     }
     return new OpnsenseError(`${lead}: unexpected HTTP status (${said})`, {
       ...details,
       kind: 'bad_request',
-      retryable: status === 408 || status === 429,
     });
   }
 
@@ -564,7 +526,7 @@ export class OpnsenseClient {
     } else {
       message = `cannot reach the firewall (${text}); check the address and port and that this host may connect to the web GUI, will retry`;
     }
-    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind: 'unreachable', retryable: true }, failure);
+    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind: 'unreachable' }, failure);
   }
 }
 
@@ -605,9 +567,4 @@ function errorText(error: unknown): string {
 function snippet(text: string | undefined, max = 200): string {
   const flat = (text ?? '').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
-}
-
-/** A URL-ish string for messages, with any user:password@ removed. */
-function safeUrlText(text: string): string {
-  return text.replace(/\/\/[^/@]*@/, '//');
 }
