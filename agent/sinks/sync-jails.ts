@@ -39,7 +39,8 @@ export class SyncJailsSink implements Part {
   private readonly batcher: Batcher;
   private reconciler: SyncJailReconciler | undefined;
   private readonly jails: string[];
-  private unreachable: string | null = null;
+  /** Why fail2ban did not answer the last check, and how many changes were applied then (one more means it answers). */
+  private unreachable: { message: string; applied: number } | null = null;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -76,9 +77,10 @@ export class SyncJailsSink implements Part {
 
   status(): PartStatus {
     const stats = this.batcher.stats();
-    const problems: Problem[] = sinkProblems(stats, `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})`);
-    if (this.unreachable && !stats.lastError) {
-      problems.unshift({ what: `fail2ban is not reachable: ${this.unreachable}`, fix: `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})` });
+    const startIt = `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})`;
+    const problems: Problem[] = sinkProblems(stats, startIt);
+    if (this.unreachable && !stats.lastError && stats.applied === this.unreachable.applied) {
+      problems.unshift({ what: `fail2ban is not reachable: ${this.unreachable.message}`, fix: startIt });
     }
     const reconcile = this.reconciler?.status() ?? null;
     if (reconcile && !reconcile.ok && problems.length === 0) {
@@ -124,7 +126,7 @@ export class SyncJailsSink implements Part {
     } catch (error) {
       const message = (error as Error).message;
       if (this.unreachable === null) log.warn({ socket: this.options.socket }, `fail2ban is not reachable: ${message}; events will be queued and retried`);
-      this.unreachable = message;
+      this.unreachable = { message, applied: this.batcher.stats().applied };
     }
     if (this.stopped || (missing === 0 && this.unreachable === null)) return;
     this.timer = setTimeout(() => void this.check(), this.options.recheckMs ?? RECHECK_MS);
