@@ -4,6 +4,7 @@
 #   sudo make install     install it (see scripts/install.sh for every step); on a host running
 #                         systemd this also enables syncfail2ban.service (it does not start it)
 #   sudo make uninstall   remove it again; /etc/syncfail2ban/config.cfg is kept
+#   make deb              build the Debian package syncfail2ban_<version>_all.deb (dpkg-deb)
 #   make test             the test suite (npm test)
 #   make verify-units     check the systemd units with systemd-analyze, where it exists
 #
@@ -19,6 +20,7 @@
 #   MODULES_FROM  copy the production packages from this node_modules (e.g. the checkout's)
 #                 instead of running "npm ci --omit=dev": fast, offline. The tests use it.
 #   NO_BUILD=1    install dist/ as it is, without running the build first. The tests use it.
+#   DEB_DIR       where make deb puts the package (default: this directory)
 
 DESTDIR =
 PREFIX = /usr/local
@@ -34,12 +36,13 @@ NPM = npm
 SYSTEMCTL = systemctl
 MODULES_FROM =
 NO_BUILD =
+DEB_DIR = .
 
-export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DUMMY_LOG NODE NPM SYSTEMCTL MODULES_FROM
+export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DUMMY_LOG NODE NPM SYSTEMCTL MODULES_FROM DEB_DIR
 
 SOURCES := $(shell find src agent broker cli test -name '*.ts' 2>/dev/null) tsconfig.json package.json
 
-.PHONY: all build install uninstall test verify-units clean
+.PHONY: all build install uninstall deb test verify-units clean
 
 all: build
 
@@ -57,6 +60,9 @@ install: $(if $(NO_BUILD),,build)
 
 uninstall:
 	@sh scripts/uninstall.sh
+
+deb: $(if $(NO_BUILD),,build)
+	@sh scripts/build-deb.sh
 
 test:
 	$(NPM) test

@@ -1,13 +1,16 @@
-import { meshTls, endpointUrl, type Config } from '../src/config.js';
+import { endpointUrl, meshTls, type Config } from '../src/config.js';
+import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
-import { NeverBanList } from './never-ban.js';
+import { hostAddresses, NeverBanList } from './never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';
 import { OpnsenseBridge } from './bridge/bridge.js';
-import { BrokerLink } from './broker-link.js';
+import { BrokerLink, type LinkOptions } from './broker-link.js';
 import { ControlServer } from './control-server.js';
 import { EmbeddedBroker } from './embedded-broker.js';
+import { FailoverLink } from './failover-link.js';
+import { FleetHostProtection } from './fleet-hosts.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
@@ -32,7 +35,7 @@ export class Agent {
     private readonly config: Config,
     private readonly log: Logger,
   ) {
-    if (!config.brokerUrl) {
+    if (this.topology === 'mesh') {
       this.parts.push(new EmbeddedBroker(config.mq, meshTls(config), { log, security: config.broker, rateLimit: config.rateLimit }));
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
@@ -69,20 +72,21 @@ export class Agent {
     const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
     fleetPart = new FleetPart(fleet, syncJails);
     this.parts.push(fleetPart, ...sinks);
-    const intake = new Intake(new NeverBanList(config.ignoreIp), fleet, new Refusals(log), new RateLimiter(config.rateLimit));
+    const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
+    // Before any link: no event may ban a host of the fleet.
+    this.parts.push(new FleetHostProtection(config, neverBan, log));
+    const intake = new Intake(neverBan, fleet, new Refusals(log), new RateLimiter(config.rateLimit));
     this.parts.push(intake);
     const { tls, ...account } = config.mqtt;
-    for (const url of this.subscriptionUrls()) {
-      this.parts.push(
-        new BrokerLink(url, {
-          nodeId: config.nodeId,
-          connectTimeoutS: config.connectionTimeoutS,
-          log,
-          onMessage: (topic, payload, source, retained) => intake.handle(topic, payload, source, retained),
-          mqtt: { ...account, ...tls },
-        }),
-      );
-    }
+    const linkOptions: LinkOptions = {
+      nodeId: config.nodeId,
+      connectTimeoutS: config.connectionTimeoutS,
+      log,
+      onMessage: (topic, payload, source, retained) => intake.handle(topic, payload, source, retained),
+      mqtt: { ...account, ...tls },
+    };
+    if (config.brokerUrls.length > 1) this.parts.push(new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions));
+    else this.parts.push(...this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
     this.parts.push(new ControlServer(config.controlSocket, () => this.status(), log));
     if (config.metrics) this.parts.push(new MetricsEndpoint(config.metrics, () => this.status(), log));
     if (projections.length === 0) {
@@ -91,7 +95,7 @@ export class Agent {
   }
 
   get topology(): 'mesh' | 'hub' {
-    return this.config.brokerUrl ? 'hub' : 'mesh';
+    return this.config.brokerUrls.length ? 'hub' : 'mesh';
   }
 
   /** Starts every part in order; when one cannot start, stops those started and throws. */
@@ -140,7 +144,7 @@ export class Agent {
 
   private subscriptionUrls(): string[] {
     const { config } = this;
-    if (config.brokerUrl) return [config.brokerUrl];
+    if (config.brokerUrls.length) return config.brokerUrls;
     const tls = meshTls(config);
     const own = endpointUrl(config.mq, tls);
     const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);

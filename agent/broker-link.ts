@@ -15,6 +15,12 @@ export interface LinkOptions {
   onMessage(topic: string, payload: Buffer, source: string, retained: boolean): void;
   /** Extra MQTT client options (credentials, TLS) for this broker. */
   mqtt?: IClientOptions;
+  /** Milliseconds between reconnection attempts; 0: none, the owner (a FailoverLink) moves on instead. */
+  reconnectMs?: number;
+  /** Called once the broker granted the subscription: events flow from now on. */
+  onSubscribed?(): void;
+  /** Called when the connection is lost or could not be made. */
+  onDown?(): void;
 }
 
 const RECONNECT_MS = 1_000;
@@ -22,6 +28,7 @@ const RECONNECT_MS = 1_000;
 /**
  * One subscription to `f2b/+/+` on one broker. MQTT.js reconnects on its own; this
  * re-subscribes on every (clean-session) connect and logs state changes, not retries.
+ * `connected` means subscribed: until the broker grants f2b/+/+, nothing arrives.
  */
 export class BrokerLink implements Part {
   private client: MqttClient | undefined;
@@ -43,13 +50,12 @@ export class BrokerLink implements Part {
       clean: true,
       keepalive: 30,
       connectTimeout: options.connectTimeoutS * 1000,
-      reconnectPeriod: RECONNECT_MS,
+      reconnectPeriod: options.reconnectMs ?? RECONNECT_MS,
       resubscribe: false,
       ...options.mqtt,
     });
     this.client = client;
     client.on('connect', () => {
-      // Connected means subscribed: until the broker grants f2b/+/+, nothing arrives.
       client.subscribe(SUBSCRIPTION, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((grant) => grant.qos === 128)) {
           this.lastError = `the broker refused the subscription to ${SUBSCRIPTION}${error ? ` (${error.message})` : ''}; allow this account to subscribe to it`;
@@ -59,9 +65,13 @@ export class BrokerLink implements Part {
         }
         log.info({ broker: url }, `subscribed to ${SUBSCRIPTION}`);
         this.setState('connected');
+        options.onSubscribed?.();
       });
     });
-    client.on('close', () => this.setState('down'));
+    client.on('close', () => {
+      this.setState('down');
+      if (!this.closing) options.onDown?.();
+    });
     client.on('error', (error) => {
       if (error.message !== this.lastError) log.debug({ broker: url, err: error.message }, 'MQTT connection error');
       this.lastError = error.message;
@@ -97,10 +107,11 @@ export class BrokerLink implements Part {
 
   private setState(state: LinkState): void {
     if (state === this.state || this.closing) return;
-    const { log } = this.options;
+    const { log, reconnectMs = RECONNECT_MS } = this.options;
+    const retrying = reconnectMs ? `; retrying every ${reconnectMs / 1000} s` : '';
     if (state === 'connected') log.info({ broker: this.url }, 'connected to broker');
-    else if (state === 'down' && this.state === 'connected') log.warn({ broker: this.url, err: this.lastError }, 'lost the broker; reconnecting every second');
-    else if (state === 'down' && this.state === 'connecting') log.warn({ broker: this.url, err: this.lastError }, 'cannot reach the broker yet; retrying every second');
+    else if (state === 'down' && this.state === 'connected') log.warn({ broker: this.url, err: this.lastError }, `lost the broker${retrying}`);
+    else if (state === 'down' && this.state === 'connecting') log.warn({ broker: this.url, err: this.lastError }, `cannot reach the broker yet${retrying}`);
     this.state = state;
     this.since = new Date();
   }

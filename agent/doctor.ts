@@ -32,7 +32,7 @@ async function diagnose(file: string): Promise<Finding[]> {
     return [{ level: 'fail', subject: 'config', message: error.message }];
   }
   const findings: Finding[] = [
-    { level: 'ok', subject: 'config', message: `${file} is valid (node id ${config.nodeId}, ${config.brokerUrl ? `hub ${config.brokerUrl}` : 'mesh'}, ${config.jails.size} jail pair(s))` },
+    { level: 'ok', subject: 'config', message: `${file} is valid (node id ${config.nodeId}, ${config.brokerUrls.length ? `hub ${config.brokerUrls.join(' ')}` : 'mesh'}, ${config.jails.size} jail pair(s))` },
     ...config.unknownKeys.map(({ name, suggestion }): Finding => ({
       level: 'fail',
       subject: 'config',

@@ -1,21 +1,19 @@
 import { request } from 'node:http';
 import { connect } from 'node:tls';
 import type { Firewall, OpnsenseConfig } from '../src/config.js';
+import { probeFirewall } from './bridge/probe.js';
 import type { Finding } from './jail-checks.js';
 
 /** One check of one firewall; undefined when it has nothing to say. */
-type FirewallCheck = (firewall: Firewall, opnsense: OpnsenseConfig, timeoutMs: number) => Promise<Finding | undefined>;
+type FirewallCheck = (firewall: Firewall, opnsense: OpnsenseConfig, timeoutMs: number) => Promise<Finding | Finding[] | undefined>;
 
-/**
- * What `--check` asks of each firewall in opn_fw_ip, all at once. The bridge's API probe
- * (key, privileges, aliases: agent/bridge/) is added to this list.
- */
-const FIREWALL_CHECKS: FirewallCheck[] = [plainHttpUnderVerifyOff];
+/** What `--check` asks of each firewall in opn_fw_ip, all at once: the bridge's API probe (key, privileges, aliases) among them. */
+const FIREWALL_CHECKS: FirewallCheck[] = [plainHttpUnderVerifyOff, probeFirewall];
 
 export async function checkFirewalls(opnsense: OpnsenseConfig, timeoutMs: number): Promise<Finding[]> {
   if (!opnsense.enabled) return [];
   const results = await Promise.all(opnsense.firewalls.flatMap((firewall) => FIREWALL_CHECKS.map((check) => check(firewall, opnsense, timeoutMs))));
-  return results.filter((finding): finding is Finding => finding !== undefined);
+  return results.flat().filter((finding): finding is Finding => finding !== undefined);
 }
 
 /**

@@ -10,7 +10,7 @@ import type { Finding } from './jail-checks.js';
  * running agent is the one listening there (a check while the service runs).
  */
 export async function checkListen(config: Config): Promise<Finding[]> {
-  if (config.brokerUrl) return [];
+  if (config.brokerUrls.length) return [];
   const own = endpointUrl(config.mq, meshTls(config));
   const subject = `mq_ip:mq_port ${own}`;
   const problem = await listenProblem(config.mq.host, config.mq.port);
@@ -27,8 +27,8 @@ export async function checkListen(config: Config): Promise<Finding[]> {
  */
 export async function checkBrokers(config: Config, credentials: Credentials): Promise<Finding[]> {
   const own = endpointUrl(config.mq, meshTls(config));
-  const targets = config.brokerUrl
-    ? [{ key: 'broker_url', url: config.brokerUrl }]
+  const targets = config.brokerUrls.length
+    ? config.brokerUrls.map((url) => ({ key: 'broker_url', url }))
     : [...new Set(config.syncServers.map((peer) => endpointUrl(peer, meshTls(config))))].filter((url) => url !== own).map((url) => ({ key: 'peer', url }));
   const account = credentials.username === undefined ? 'anonymously' : `as ${credentials.username}`;
   return Promise.all(
@@ -46,7 +46,7 @@ export async function checkBrokers(config: Config, credentials: Credentials): Pr
           message: `${(error as Error).message}${refused ? ` (connecting ${account})` : ''}`,
           fix: refused
             ? "give this host's account on that broker: mqtt_username (default node_id) and mqtt_password_file, as listed in the broker's [users] or password file"
-            : config.brokerUrl
+            : config.brokerUrls.length
               ? 'start the broker, correct broker_url, or open its port to this host'
               : 'start syncfail2ban on that server, correct the entry in sync_servers, or open mq_port between the servers',
         };

@@ -5,6 +5,7 @@ import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TO
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, SNAPSHOT_ACTION } from '../src/snapshot.js';
+import { sourceKey } from './connection-limits.js';
 import { PasswordChecker } from './password-checker.js';
 
 const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip|${SNAPSHOT_ACTION})$`);
@@ -25,13 +26,18 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
 
   const passwords = new PasswordChecker(security.users);
 
-  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void) => {
-    refusals.refuse('auth-failed', detail, { client: client.id, remote: remoteAddress(client) });
+  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void, reason = 'auth-failed') => {
+    refusals.refuse(reason, detail, { client: client.id, remote: remoteAddress(client) });
     done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
   };
 
   aedes.authenticate = (client, username, password, done) => {
-    const commonName = certRequired ? peerCommonName(client) : undefined;
+    const commonNames = certRequired ? peerCommonNames(client) : [];
+    if (commonNames.length > 1) {
+      const names = commonNames.map((name) => printable(name)).join(', ');
+      return refuseConnect(client, 5, `client certificate names ${commonNames.length} hosts (CN ${names}); a certificate must have exactly one CN`, done, 'bad-certificate');
+    }
+    const commonName = commonNames[0];
     if (certRequired && !commonName) return refuseConnect(client, 5, 'client certificate without a common name', done);
     if (commonName && username !== undefined && username !== commonName) {
       return refuseConnect(client, 5, `user name ${JSON.stringify(username)} does not match certificate CN ${JSON.stringify(commonName)}`, done);
@@ -41,10 +47,9 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       return done(null, true);
     }
     const account = username ?? commonName;
-    const check = passwords.check(account, password ?? Buffer.alloc(0), remoteAddress(client));
-    if (!check) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
-    check.then(
+    passwords.check(account, password ?? Buffer.alloc(0), sourceKey(remoteAddress(client))).then(
       (ok) => {
+        if (ok === null) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
         if (!ok) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
         identities.set(client, account!);
         done(null, true);
@@ -94,11 +99,11 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   return (client) => identities.get(client);
 }
 
-function peerCommonName(client: Client): string | undefined {
+/** Every CN of the client certificate's subject (Node gives an array when there are several). */
+function peerCommonNames(client: Client): string[] {
   const socket = client.conn as Partial<TLSSocket>;
-  const subject = socket.getPeerCertificate?.()?.subject;
-  const cn = subject?.CN;
-  return Array.isArray(cn) ? cn[0] : cn || undefined;
+  const cn = socket.getPeerCertificate?.()?.subject?.CN;
+  return (Array.isArray(cn) ? cn : [cn]).filter((name): name is string => Boolean(name));
 }
 
 function remoteAddress(client: Client): string | undefined {

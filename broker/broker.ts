@@ -7,6 +7,7 @@ import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
 import { installAccessControl } from './access-control.js';
+import type { ClusterBus, ClusterOptions } from './cluster.js';
 import { limitConnectionsPerAddress, sourceKey } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { installQueueBounds, type QueueStats } from './queue-bounds.js';
@@ -18,6 +19,8 @@ export interface BrokerOptions {
   log: Logger;
   security: BrokerSecurity;
   rateLimit: RateLimit;
+  /** Standalone hub instances that share their message bus with the others through Redis. */
+  cluster?: Omit<ClusterOptions, 'log'>;
 }
 
 export interface RunningBroker {
@@ -25,6 +28,7 @@ export interface RunningBroker {
   readonly port: number;
   readonly aedes: Aedes;
   readonly refusals: Refusals;
+  readonly cluster: ClusterBus | undefined;
   /** Messages dropped for clients whose queue was full, in all and per client. */
   queues(): QueueStats;
   close(): Promise<void>;
@@ -41,8 +45,14 @@ const MAX_INFLIGHT_INBOUND = 32;
  * An Aedes broker on host:port (TLS when configured) that enforces the access rules of
  * access-control.ts and never stores a retained message.
  */
-export async function startBroker({ host, port, log, security, rateLimit }: BrokerOptions): Promise<RunningBroker> {
-  const aedes = await Aedes.createBroker({ maxTopicLevels: MAX_TOPIC_LEVELS, maxInflightInbound: MAX_INFLIGHT_INBOUND });
+export async function startBroker({ host, port, log, security, rateLimit, cluster: clustered }: BrokerOptions): Promise<RunningBroker> {
+  // Loaded only by clustered instances: agents and lone hubs never pay for the Redis client.
+  const cluster = clustered ? new (await import('./cluster.js')).ClusterBus({ ...clustered, log }) : undefined;
+  const aedes = await Aedes.createBroker({
+    maxTopicLevels: MAX_TOPIC_LEVELS,
+    maxInflightInbound: MAX_INFLIGHT_INBOUND,
+    ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}),
+  });
   const refusals = new Refusals(log.child({ component: 'broker' }));
   const limits = security.limits ?? DEFAULT_BROKER_LIMITS;
   const identityOf = installAccessControl(aedes, security, rateLimit, refusals);
@@ -87,6 +97,7 @@ export async function startBroker({ host, port, log, security, rateLimit }: Brok
     port,
     aedes,
     refusals,
+    cluster,
     queues,
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));

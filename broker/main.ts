@@ -31,7 +31,14 @@ try {
     const config = loadConfig((values.config as string | undefined) ?? DEFAULT_CONFIG_FILE);
     const log = createLogger(NAME, config.logDebug);
     for (const warning of config.warnings) log.warn(warning);
-    const broker = await startBroker({ host: config.mq.host, port: config.mq.port, log, security: config.broker, rateLimit: config.rateLimit });
+    const broker = await startBroker({
+      host: config.mq.host,
+      port: config.mq.port,
+      log,
+      security: config.broker,
+      rateLimit: config.rateLimit,
+      ...(config.cluster ? { cluster: config.cluster } : {}),
+    });
     onTermination(() => broker.close());
   }
 } catch (error) {

@@ -1,11 +1,12 @@
 // Runs once per ban as a fail2ban action: imports only what publishing needs, and the
 // build bundles it into one file (dist/cli/client.bundle.cjs) so that node starts it fast.
 import { parseCommandLine, usageError, type CommandSpec } from '../src/command-line.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, publishUrl } from '../src/config.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls } from '../src/config.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
 import { reportFatal } from '../src/program.js';
-import { publishAll, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
+import { SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
+import { publishToFirst } from './publish-failover.js';
 
 /** The client's options; `syncfail2ban -a/-s/-f` (the original's usage) runs the client with the same. */
 export const CLIENT_OPTIONS: CommandSpec['options'] = [
@@ -54,7 +55,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     const config = loadConfig(file);
     const timeoutMs = config.connectionTimeoutS * 1000;
     const publish = (messages: Message[], window?: number) =>
-      publishAll(publishUrl(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...config.mqtt });
+      publishToFirst(publishUrls(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...config.mqtt });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);

@@ -9,6 +9,8 @@ export interface Message {
 
 export interface PublishOptions {
   timeoutMs: number;
+  /** Give up sooner when the broker has not accepted the connection (CONNACK) by then, retries included. */
+  connectTimeoutMs?: number;
   username?: string;
   password?: string;
   /** For mqtts:// brokers. */
@@ -20,6 +22,14 @@ export interface PublishOptions {
 /** The broker answered, but refused this client's connection (credentials, client id). */
 export class ConnectionRefused extends Error {
   override readonly name = 'ConnectionRefused';
+
+  constructor(
+    message: string,
+    /** The CONNACK return code: 3 is "server unavailable" (try again), the others are final. */
+    readonly returnCode: number,
+  ) {
+    super(message);
+  }
 }
 
 /** QoS 1 messages awaiting PUBACK at once; also keeps message ids (16 bits) unique. */
@@ -43,9 +53,24 @@ const CONNACK_CODES: Record<number, string> = {
  * Publishes messages with QoS 1 over one MQTT 3.1.1 connection and resolves once the
  * broker has acknowledged every one. Not MQTT.js, which takes ~190 ms to load, because
  * syncfail2ban-client runs once per ban.
- * Never retries and never waits past the deadline: fail2ban must not hang on its action.
+ * Never waits past the deadline (fail2ban must not hang on its action); until then, a
+ * broker that answers "server unavailable" (its login checks are busy) is tried again.
  */
 export async function publishAll(url: string, messages: Message[], options: PublishOptions): Promise<void> {
+  const deadline = Date.now() + options.timeoutMs;
+  const connectDeadline = Math.min(deadline, Date.now() + (options.connectTimeoutMs ?? options.timeoutMs));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await publishOnce(url, messages, options, deadline, connectDeadline);
+    } catch (error) {
+      const pause = Math.min(1_000, 50 * 2 ** attempt) * (0.5 + Math.random());
+      if (!(error instanceof ConnectionRefused && error.returnCode === 3) || Date.now() + pause >= connectDeadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
+
+async function publishOnce(url: string, messages: Message[], options: PublishOptions, deadline: number, connectDeadline: number): Promise<void> {
   const target = new URL(url);
   const port = Number(target.port) || (target.protocol === 'mqtts:' ? 8883 : 1883);
   const host = target.hostname.replace(/^\[|\]$/g, '');
@@ -63,13 +88,18 @@ export async function publishAll(url: string, messages: Message[], options: Publ
     let finished = false;
     const timer = setTimeout(
       () => finish(new Error(`no answer from the broker at ${url} within ${options.timeoutMs} ms (${acknowledged}/${messages.length} acknowledged)`)),
-      options.timeoutMs + messages.length,
+      deadline - Date.now() + messages.length,
     );
+    const connectTimer =
+      connectDeadline < deadline
+        ? setTimeout(() => finish(new Error(`the broker at ${url} did not accept the connection within ${Math.round(options.connectTimeoutMs!)} ms`)), connectDeadline - Date.now())
+        : undefined;
 
     const finish = (error?: Error) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      clearTimeout(connectTimer);
       socket.removeAllListeners();
       socket.on('error', () => undefined);
       if (error) {
@@ -100,7 +130,8 @@ export async function publishAll(url: string, messages: Message[], options: Publ
       for (const packet of packets) {
         if (finished) return;
         if (packet.type === 'connack') {
-          if (packet.returnCode) return finish(new ConnectionRefused(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`));
+          clearTimeout(connectTimer);
+          if (packet.returnCode) return finish(new ConnectionRefused(`the broker at ${url} refused the connection: ${CONNACK_CODES[packet.returnCode] ?? `code ${packet.returnCode}`}`, packet.returnCode));
           send();
         } else if (packet.type === 'puback' && inFlight.delete(packet.messageId)) {
           acknowledged += 1;

@@ -1,7 +1,7 @@
 // Bundles syncfail2ban-client into one CommonJS file, dist/cli/client.bundle.cjs: fail2ban
 // runs it once per ban, one ban after another, and node starts one file much faster than a
 // tree of ES modules. Run by "npm run build" after tsc; esbuild is only a build tool, the
-// installed program needs node alone. `status` and `-f` load their modules from dist/cli/
+// installed program needs node alone. `status` and `-f` load their modules from dist/
 // when used, so the common path (-a) parses only what it runs.
 import { build } from 'esbuild';
 
@@ -12,7 +12,7 @@ await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['./status.js', './full-sync.js'],
+  external: ['./status.js', './full-sync.js', '../src/snapshot.js'],
   // package.json (for --version) is found relative to the running file, as from dist/src/.
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },

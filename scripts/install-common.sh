@@ -58,3 +58,110 @@ jail_files_using() {
   dir="$DESTDIR$FAIL2BAN_DIR"
   grep -Els "^[^#;]*$1" "$dir/jail.conf" "$dir/jail.local" "$dir"/jail.d/*.conf "$dir"/jail.d/*.local | sed "s|^$DESTDIR||" | tr '\n' ' ' | sed 's/ $//'
 }
+
+# The original, installed with "pip install .", put Python console scripts at the paths of our
+# commands (/usr/local/bin); a later "pip uninstall syncfail2ban" would delete whatever stands
+# there then, and in PATH they come before /usr/bin. Found by those scripts, or (a real
+# install) by Python's package metadata. Stops with what to do.
+refuse_pip_original() {
+  pip_original=
+  for bindir in "$BINDIR" /usr/local/bin; do
+    for command in $COMMANDS; do
+      script="$DESTDIR$bindir/$command"
+      if [ -f "$script" ] && ! is_our_wrapper "$script" && head -n 1 "$script" | grep -q python; then
+        pip_original="$bindir/$command is its Python script"
+      fi
+    done
+  done
+  if [ -z "$pip_original" ] && [ -z "$DESTDIR" ] && command -v python3 > /dev/null 2>&1 &&
+    python3 -c 'import importlib.metadata as m; m.distribution("syncfail2ban")' 2> /dev/null; then
+    pip_original="python3 knows its package"
+  fi
+  [ -z "$pip_original" ] ||
+    die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then install again. Nothing was changed; the README's \"Upgrading from the original\" section has the details."
+}
+
+# The original's client, where fail2ban's action lines call it, is kept as .orig (once).
+move_original_client() {
+  client="$DESTDIR$CONFDIR/syncfail2ban-client"
+  if [ -e "$client" ] && ! is_our_wrapper "$client" && [ ! -e "$client.orig" ]; then
+    mv "$client" "$client.orig"
+    say "moved the previous $CONFDIR/syncfail2ban-client (the original's?) to syncfail2ban-client.orig"
+  fi
+  if [ -e "$DESTDIR$CONFDIR/syncfail2ban" ]; then
+    say "$CONFDIR/syncfail2ban is the original's program, no longer used: delete it once you will not go back"
+  fi
+}
+
+# install_fail2ban_side SHIPPED_DIR: the action and filter (an admin's changed copy is kept,
+# ours put beside it as .dist), and the dummy log of the sync jails.
+install_fail2ban_side() {
+  for file in $FAIL2BAN_FILES; do
+    dest="$DESTDIR$FAIL2BAN_DIR/$file"
+    install -d -m 0755 "$(dirname "$dest")"
+    if [ ! -e "$dest" ]; then
+      install -m 0644 "$1/$file" "$dest"
+      say "installed $FAIL2BAN_DIR/$file"
+    elif cmp -s "$1/$file" "$dest"; then
+      rm -f "$dest.dist"
+      say "$FAIL2BAN_DIR/$file is up to date"
+    else
+      install -m 0644 "$1/$file" "$dest.dist"
+      say "kept your $FAIL2BAN_DIR/$file, which differs from ours; ours is beside it as $(basename "$file").dist: compare them"
+    fi
+  done
+  if [ ! -e "$DESTDIR$DUMMY_LOG" ]; then
+    install -d -m 0755 "$(dirname "$DESTDIR$DUMMY_LOG")"
+    install -m 0640 /dev/null "$DESTDIR$DUMMY_LOG"
+    say "created $DUMMY_LOG (the sync jails' logpath)"
+  fi
+}
+
+# Stops while a fail2ban jail runs sync-action and our client is where it calls it: removing
+# it would make every ban log "syncfail2ban-client: not found".
+refuse_while_sync_action_used() {
+  if used_by_jails sync-action && is_our_wrapper "$DESTDIR$CONFDIR/syncfail2ban-client"; then
+    die "refusing to uninstall: a fail2ban jail still runs sync-action, which calls $CONFDIR/syncfail2ban-client on every ban ($(jail_files_using sync-action)). Remove sync-action from those jails, run \"fail2ban-client reload\", then run this again. Nothing was removed."
+  fi
+}
+
+disable_units() {
+  if systemd_running; then
+    "$SYSTEMCTL" disable --now $UNITS 2> /dev/null || true
+  elif systemctl_here; then
+    "$SYSTEMCTL" disable $UNITS 2> /dev/null || true
+  fi
+}
+
+removed=0
+# remove PATH WHAT: deletes PATH (file or directory) if it is there, and says so.
+remove() {
+  [ -e "$1" ] || [ -L "$1" ] || return 0
+  rm -rf "$1"
+  removed=$((removed + 1))
+  say "removed $2"
+}
+
+# remove_fail2ban_side SHIPPED_DIR: the action, filter and dummy log, unless changed or in use.
+remove_fail2ban_side() {
+  for file in $FAIL2BAN_FILES; do
+    dest="$DESTDIR$FAIL2BAN_DIR/$file"
+    remove "$dest.dist" "$FAIL2BAN_DIR/$file.dist"
+    [ -e "$dest" ] || continue
+    name=$(basename "$file" .conf)
+    if ! cmp -s "$1/$file" "$dest"; then
+      say "kept $FAIL2BAN_DIR/$file: you changed it"
+    elif used_by_jails "$name"; then
+      say "kept $FAIL2BAN_DIR/$file: a jail still uses $name; remove it from your jails, reload fail2ban, then delete the file"
+    else
+      remove "$dest" "$FAIL2BAN_DIR/$file"
+    fi
+  done
+  if [ -e "$DESTDIR$DUMMY_LOG" ]; then
+    if used_by_jails "$(basename "$DUMMY_LOG")"; then
+      say "kept $DUMMY_LOG: a sync jail still uses it as its logpath"
+    else
+      remove "$DESTDIR$DUMMY_LOG" "$DUMMY_LOG"
+    fi
+  fi
+}

@@ -12,23 +12,7 @@ check_paths
 "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
   die "$NODE is Node.js $("$NODE" --version); syncfail2ban needs 20 or newer"
 
-# The original, installed with "pip install .", put Python console scripts at the paths of our
-# commands (/usr/local/bin); a later "pip uninstall syncfail2ban" would delete whatever stands
-# there then. Found by those scripts, or (a real install) by Python's package metadata.
-pip_original=
-for command in $COMMANDS; do
-  script="$DESTDIR$BINDIR/$command"
-  if [ -f "$script" ] && ! is_our_wrapper "$script" && head -n 1 "$script" | grep -q python; then
-    pip_original="$BINDIR/$command is its Python script"
-  fi
-done
-if [ -z "$pip_original" ] && [ -z "$DESTDIR" ] && command -v python3 > /dev/null 2>&1 &&
-  python3 -c 'import importlib.metadata as m; m.distribution("syncfail2ban")' 2> /dev/null; then
-  pip_original="python3 knows its package"
-fi
-if [ -n "$pip_original" ]; then
-  die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then run make install again. Nothing was changed; the README's \"Upgrading from the original\" section has the details."
-fi
+refuse_pip_original
 
 # 1. The program: compiled JavaScript and its production packages, put together beside
 # the old one and swapped in whole, so that a failed or half-done upgrade changes nothing.
@@ -63,15 +47,8 @@ install -d -m 0755 "$DESTDIR$BINDIR" "$DESTDIR$CONFDIR"
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban" agent/main.js
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban-broker" broker/main.js
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban-client" cli/client.bundle.cjs
-client="$DESTDIR$CONFDIR/syncfail2ban-client"
-if [ -e "$client" ] && ! is_our_wrapper "$client" && [ ! -e "$client.orig" ]; then
-  mv "$client" "$client.orig"
-  say "moved the previous $CONFDIR/syncfail2ban-client (the original's?) to syncfail2ban-client.orig"
-fi
-write_wrapper "$client" cli/client.bundle.cjs
-if [ -e "$DESTDIR$CONFDIR/syncfail2ban" ]; then
-  say "$CONFDIR/syncfail2ban is the original's program, no longer used: delete it once you will not go back"
-fi
+move_original_client
+write_wrapper "$DESTDIR$CONFDIR/syncfail2ban-client" cli/client.bundle.cjs
 say "installed syncfail2ban, syncfail2ban-client, syncfail2ban-broker in $BINDIR, and $CONFDIR/syncfail2ban-client"
 
 # The man pages: syncfail2ban(8), syncfail2ban-client(8), syncfail2ban-broker(8), syncfail2ban.conf(5).
@@ -89,25 +66,7 @@ else
 fi
 
 # 4. fail2ban's side: the action and filter, and the dummy log of the sync jails.
-for file in $FAIL2BAN_FILES; do
-  dest="$DESTDIR$FAIL2BAN_DIR/$file"
-  install -d -m 0755 "$(dirname "$dest")"
-  if [ ! -e "$dest" ]; then
-    install -m 0644 "etc/fail2ban/$file" "$dest"
-    say "installed $FAIL2BAN_DIR/$file"
-  elif cmp -s "etc/fail2ban/$file" "$dest"; then
-    rm -f "$dest.dist"
-    say "$FAIL2BAN_DIR/$file is up to date"
-  else
-    install -m 0644 "etc/fail2ban/$file" "$dest.dist"
-    say "kept your $FAIL2BAN_DIR/$file, which differs from ours; ours is beside it as $(basename "$file").dist: compare them"
-  fi
-done
-if [ ! -e "$DESTDIR$DUMMY_LOG" ]; then
-  install -d -m 0755 "$(dirname "$DESTDIR$DUMMY_LOG")"
-  install -m 0640 /dev/null "$DESTDIR$DUMMY_LOG"
-  say "created $DUMMY_LOG (the sync jails' logpath)"
-fi
+install_fail2ban_side etc/fail2ban
 
 # 5. systemd units.
 install -d -m 0755 "$DESTDIR$UNITDIR"

@@ -12,6 +12,7 @@ import {
   readClientSecurity,
   readRateLimit,
 } from './config-security.js';
+import { type ClusterConfig, hubOrder, readBrokerUrls, readCluster } from './config-hub.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
 import { shippedFile } from './shipped-file.js';
@@ -21,6 +22,14 @@ export { ConfigError } from './config-reader.js';
 export const DEFAULT_CONFIG_FILE = '/etc/syncfail2ban/config.cfg';
 export const DEFAULT_MQ_PORT = 18862;
 export const DEFAULT_CONTROL_SOCKET = '/run/syncfail2ban/control.sock';
+
+/** The widest network one ban may cover unless min_prefix_ipv4 / min_prefix_ipv6 say otherwise. */
+export const DEFAULT_MIN_PREFIX: MinPrefix = { 4: 16, 6: 32 };
+
+export interface MinPrefix {
+  4: number;
+  6: number;
+}
 
 export interface Endpoint {
   host: string;
@@ -60,12 +69,16 @@ export interface Config {
   mq: Endpoint;
   /** Mesh: the peers' brokers to subscribe to. */
   syncServers: Endpoint[];
-  /** Hub: the one broker everybody publishes to and subscribes from. */
-  brokerUrl?: string;
+  /** Hub: the broker everybody publishes to and subscribes from, or the instances of a clustered hub; empty in a mesh. */
+  brokerUrls: string[];
+  /** A standalone broker that is one instance of a clustered hub. */
+  cluster?: ClusterConfig;
   connectionTimeoutS: number;
   /** primary jail -> local sync jail */
   jails: Map<string, string>;
   ignoreIp: CanonicalAddress[];
+  /** The widest network (shortest prefix) one received ban may cover, per family. */
+  minPrefix: MinPrefix;
   stateDir: string;
   /** All parts of a snapshot must arrive within this long of its first, or it only adds. */
   snapshotTimeoutS: number;
@@ -108,7 +121,7 @@ export function loadConfig(file: string): Config {
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
   }
   const config = parseConfig(text, file);
-  const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || config.opnsense.firewalls.some((firewall) => firewall.secret);
+  const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || Boolean(config.cluster && new URL(config.cluster.redisUrl).password) || config.opnsense.firewalls.some((firewall) => firewall.secret);
   if (hasSecrets && statSync(file).mode & 0o004) {
     config.warnings.push(`${file} holds secrets and can be read by every user; fix: chmod 600 ${file}`);
   }
@@ -155,6 +168,10 @@ export function parseConfig(text: string, file: string): Config {
       if (!parsed.ok) return general.fail('ignoreip', `${JSON.stringify(entry)}: ${parsed.reason}`, 'list IP addresses or CIDR networks separated by spaces');
       return parsed.address;
     }),
+    minPrefix: {
+      4: general.integer('min_prefix_ipv4', DEFAULT_MIN_PREFIX[4], 8, 32),
+      6: general.integer('min_prefix_ipv6', DEFAULT_MIN_PREFIX[6], 16, 128),
+    },
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
     controlSocket: readControlSocket(general),
@@ -162,11 +179,12 @@ export function parseConfig(text: string, file: string): Config {
     broker: readBrokerSecurity(general, usersSection),
     mqtt: readClientSecurity(general, nodeId, warnings),
     rateLimit: readRateLimit(general),
+    brokerUrls: readBrokerUrls(general),
     unknownKeys: [],
     warnings,
   };
-  const brokerUrl = readBrokerUrl(general);
-  if (brokerUrl) config.brokerUrl = brokerUrl;
+  const cluster = readCluster(general);
+  if (cluster) config.cluster = cluster;
   const metrics = readMetrics(general);
   if (metrics) config.metrics = metrics;
 
@@ -198,24 +216,6 @@ function readMetrics(general: SectionReader): Endpoint | undefined {
   const host = general.string('metrics_host', '127.0.0.1');
   if (!isIP(host)) general.fail('metrics_host', `${JSON.stringify(host)} is not an IP address`, 'give the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0');
   return port === 0 ? undefined : { host, port };
-}
-
-function readBrokerUrl(general: SectionReader): string | undefined {
-  const text = general.string('broker_url', '');
-  if (!text) return undefined;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return general.fail('broker_url', `${JSON.stringify(text)} is not a URL`, 'write mqtt://host:port or mqtts://host:port');
-  }
-  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
-    general.fail('broker_url', `scheme ${url.protocol} is not supported`, 'write mqtt://host:port or mqtts://host:port');
-  }
-  if (url.username || url.password) {
-    general.fail('broker_url', 'credentials in the URL would be logged', 'remove them from the URL');
-  }
-  return text;
 }
 
 function readJailMap(section: SectionReader, valueName: string): Map<string, string> {
@@ -316,9 +316,9 @@ function primaryIpv4(): string {
   return '127.0.0.1';
 }
 
-/** The broker this host publishes to: the hub, or its own embedded broker. */
-export function publishUrl(config: Config): string {
-  return config.brokerUrl ?? endpointUrl(config.mq, meshTls(config));
+/** The brokers this host publishes to, first that answers: the hub's instances, or its own embedded broker. */
+export function publishUrls(config: Config): string[] {
+  return config.brokerUrls.length ? hubOrder(config.brokerUrls, config.nodeId) : [endpointUrl(config.mq, meshTls(config))];
 }
 
 /** Mesh brokers speak TLS when this host's does: a fleet shares one setting. */

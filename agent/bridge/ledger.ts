@@ -27,6 +27,11 @@ export class FirewallLedger {
     return this.foreign.has(alias);
   }
 
+  /** Whether the last listing showed entries the bridge did not add. */
+  sawForeign(alias: string): boolean {
+    return (this.foreign.get(alias)?.size ?? 0) > 0;
+  }
+
   isForeign(alias: string, address: string): boolean {
     return this.foreign.get(alias)?.has(address) ?? false;
   }

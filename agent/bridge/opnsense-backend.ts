@@ -10,6 +10,11 @@ import type { StateFile } from './state-file.js';
 
 /** Requests in flight to one firewall at once (and its keep-alive socket pool). */
 export const CONCURRENCY = 12;
+/**
+ * alias_util writes to a Host(s)/Network(s) alias in flight at once: each takes the firewall's
+ * global config lock for a config save, so more would only wait there (and time out).
+ */
+export const CONFIG_WRITE_CONCURRENCY = 2;
 
 /**
  * From this many changes to one Host(s)/Network(s) alias in a batch, they are written with
@@ -27,7 +32,8 @@ export interface OpnsenseBackendOptions {
   holders: (alias: string, address: string) => string[];
   /** Each batch's changes are journalled ahead of its calls, so the ledger on disk covers every add in flight. */
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
-  killStates: boolean;
+  /** Told which addresses were added (answered done) to an alias, e.g. to kill their states. */
+  onAdded?: (alias: string, addresses: string[]) => void;
   log: Logger;
   concurrency?: number;
   bulkMinChanges?: number;
@@ -127,10 +133,9 @@ export class OpnsenseBackend implements Backend {
   listAlias(alias: string): Promise<Set<string>> {
     const running = this.listings.get(alias);
     if (running) return running;
-    const { client, ledger } = this.options;
+    const { ledger } = this.options;
     ledger.listingStarted(alias);
-    const listing = client
-      .list(alias)
+    const listing = this.confirmedListing(alias)
       .then(
         (rows) => {
           const present = new Set(rows);
@@ -147,45 +152,70 @@ export class OpnsenseBackend implements Backend {
     return listing;
   }
 
+  /**
+   * client.list, but an empty answer for an alias not known to be empty is not taken as is:
+   * OPNsense answers HTTP 200 with nothing when configd timed out. get_table_size's count
+   * for the table decides, else a second listing.
+   */
+  private async confirmedListing(alias: string): Promise<string[]> {
+    const { client, ledger } = this.options;
+    const rows = await client.list(alias);
+    // Known to be empty: listed empty before, and the bridge added nothing since.
+    if (rows.length > 0 || (ledger.listed(alias) && !ledger.sawForeign(alias) && ledger.addresses(alias).size === 0)) return rows;
+    let count: number | undefined;
+    try {
+      count = (await client.tableSizes())?.counts.get(alias);
+    } catch (error) {
+      if (!(error instanceof OpnsenseError) || (error.kind !== 'forbidden' && error.kind !== 'not_found')) throw error;
+    }
+    // Without a count (no "Firewall: Aliases" privilege, or configd failing there too), a second listing decides.
+    if (count === undefined) return client.list(alias);
+    if (count === 0) return rows;
+    throw new Error(
+      `OPNsense ${this.firewall}: listing alias "${alias}" came back empty although pf counts ${count} entries in it (OPNsense answers an empty list when its configd backend times out); nothing is concluded from it, will list again`,
+    );
+  }
+
   private async applyToAlias(alias: string, changes: AliasChanges): Promise<void> {
     const total = changes.adds.length + changes.deletes.length;
     if (total === 0) return;
     const reportedBefore = this.reported;
-    const needsInfo = total >= this.bulkMin || changes.adds.some((address) => address.includes('/'));
-    const info = needsInfo ? await this.options.aliasInfo.get(alias) : undefined;
-    if (info?.kind === 'host') changes.adds = await this.refuseNetworks(alias, changes);
+    const info = await this.options.aliasInfo.get(alias);
+    if (info.kind === 'host') changes.adds = await this.refuseNetworks(alias, changes);
+    const configWrites = info.kind === 'host' || info.kind === 'network';
+    if (configWrites && info.uuid !== null && changes.adds.length > 0) changes.adds = await this.skipFirstEntry(alias, info.uuid, changes);
 
-    const bulk =
-      info !== undefined && info.uuid !== null && (info.kind === 'host' || info.kind === 'network') && total >= this.bulkMin
-        ? { kind: info.kind, uuid: info.uuid }
-        : null;
+    const bulk = info.uuid !== null && info.bulk && configWrites && total >= this.bulkMin ? { kind: info.kind as 'host' | 'network', uuid: info.uuid } : null;
     let path: 'set_item' | 'alias_util' = bulk ? 'set_item' : 'alias_util';
+    // Every write takes the firewall's config lock; only External aliases hold it briefly.
+    const limit = info.kind === 'external' ? this.concurrency : CONFIG_WRITE_CONCURRENCY;
     let added: string[];
     try {
-      added = bulk ? await this.bulk(alias, bulk, changes) : await this.oneByOne(alias, changes);
+      added = bulk ? await this.bulk(alias, bulk, changes) : await this.oneByOne(alias, changes, limit);
     } catch (error) {
-      // set_item refusing the content is about this alias, not the firewall: retrying the
-      // same content would block this firewall's queue for good.
-      if (!bulk || !(error instanceof OpnsenseError) || error.kind !== 'failed') throw error;
+      // The bulk path refused for reasons of this alias or another one (set_item "failed",
+      // no "Firewall: Alias: Edit", reconfigure failing on any broken alias): retrying it
+      // would never succeed, one address per call may.
+      if (!bulk || !bulkRefusal(error)) throw error;
       this.bulkRefused(alias, error);
       path = 'alias_util';
-      added = await this.oneByOne(alias, changes);
+      added = await this.oneByOne(alias, changes, limit);
     }
     this.options.log.info(
       { firewall: this.firewall, alias, adds: added.length, deletes: changes.deletes.length, path },
       `applied ${added.length} add(s) and ${changes.deletes.length} delete(s) to alias ${alias} on ${this.firewall}`,
     );
     if (this.reported === reportedBefore) this.aliasErrors.delete(alias);
-    await this.killStates(added);
+    if (added.length > 0) this.options.onAdded?.(alias, added);
   }
 
-  /** alias_util add/delete, CONCURRENCY at a time. Returns the addresses added. */
-  private async oneByOne(alias: string, { adds, deletes, claimed, refused }: AliasChanges): Promise<string[]> {
+  /** alias_util add/delete, `limit` at a time. Returns the addresses added. */
+  private async oneByOne(alias: string, { adds, deletes, claimed, refused }: AliasChanges, limit: number): Promise<string[]> {
     const added: string[] = [];
     const notAdded: string[] = [];
     const work = [...deletes.map((address) => ({ add: false, address })), ...adds.map((address) => ({ add: true, address }))];
     try {
-      await this.oneByOneCalls(alias, work, added, notAdded, refused);
+      await this.oneByOneCalls(alias, work, limit, added, notAdded, refused);
     } finally {
       // Claimed by this batch and not added: not the bridge's. An address it added earlier stays its own.
       await this.takeBack(alias, notAdded, claimed, 'unclaim');
@@ -193,9 +223,9 @@ export class OpnsenseBackend implements Backend {
     return added;
   }
 
-  private async oneByOneCalls(alias: string, work: Array<{ add: boolean; address: string }>, added: string[], notAdded: string[], refused: Rejection[]): Promise<void> {
+  private async oneByOneCalls(alias: string, work: Array<{ add: boolean; address: string }>, limit: number, added: string[], notAdded: string[], refused: Rejection[]): Promise<void> {
     const { client, ledger } = this.options;
-    await forEachLimited(work, this.concurrency, async ({ add, address }) => {
+    await forEachLimited(work, limit, async ({ add, address }) => {
       try {
         if (add) {
           await client.add(alias, address);
@@ -299,26 +329,23 @@ export class OpnsenseBackend implements Backend {
     return hosts;
   }
 
-  private async killStates(addresses: string[]): Promise<void> {
-    // A network would be taken by OPNsense as a filter matching every state inside it,
-    // the firewall's own NAT states included: only single addresses have states killed.
-    const hosts = addresses.filter((address) => !address.includes('/'));
-    if (!this.options.killStates || hosts.length === 0) return;
-    await forEachLimited(hosts, this.concurrency, async (address) => {
-      try {
-        await this.options.client.killStates(address);
-      } catch (error) {
-        const held = this.throttle.pass('kill-states');
-        if (held === null) return;
-        this.options.log.warn(
-          { firewall: this.firewall, address },
-          `${(error as Error).message}${held > 0 ? ` (${held} more failure(s) since the last message)` : ''}; the address is blocked for new connections, but open ones were not cut (not retried)`,
-        );
-      }
-    });
+  /**
+   * An address equal to a Host(s)/Network(s) alias's first config entry is in config already,
+   * and alias_util would store it a second time (OPNsense's `!array_search` bug), so that a
+   * later delete leaves a copy behind: it is not sent (pf gets it back from config at the next
+   * reload). Read fresh, as the bridge's own adds change the first entry. Claimed by this
+   * batch, it is someone else's.
+   */
+  private async skipFirstEntry(alias: string, uuid: string, changes: AliasChanges): Promise<string[]> {
+    const content = (await this.options.client.getAliasItem(uuid, alias))?.content ?? [];
+    const first = content[0] === undefined ? null : pfRendering(content[0]);
+    if (first === null || !changes.adds.includes(first)) return changes.adds;
+    this.options.log.debug({ firewall: this.firewall, alias, address: first }, `not adding ${first} to alias ${alias}: it is the alias's first config entry already, and OPNsense would store it twice`);
+    await this.takeBack(alias, [first], changes.claimed, 'disown');
+    return changes.adds.filter((address) => address !== first);
   }
 
-  /** Logs (with the fix) that set_item refused the alias's content; until the next reconciliation the alias goes address by address. */
+  /** Logs (with the fix) why the bulk path failed; until the next reconciliation the alias goes address by address. */
   private bulkRefused(alias: string, error: OpnsenseError): void {
     this.options.aliasInfo.avoidBulk(alias);
     this.noteAliasError(alias, error.message);
@@ -344,6 +371,11 @@ export class OpnsenseBackend implements Backend {
       `${error.message}${held > 0 ? ` (and ${held} more like it since the last message)` : ''}; the change stays wanted and reconciliation tries again`,
     );
   }
+}
+
+function bulkRefusal(error: unknown): error is OpnsenseError {
+  if (!(error instanceof OpnsenseError)) return false;
+  return error.kind === 'failed' || error.kind === 'forbidden' || (error.kind === 'server' && error.endpoint.endsWith('/reconfigure'));
 }
 
 /** Errors about one alias or address: logged and dropped rather than holding back the whole firewall. */

@@ -57,6 +57,7 @@ export class FleetPart implements Part {
       ? [{ what: `the holdings store cannot be written: ${status.lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }]
       : [];
     const snapshots = [...status.snapshots].sort((a, b) => b.at.localeCompare(a.at)).slice(0, SNAPSHOTS_SHOWN);
+    const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));
     return {
       kind: 'fleet',
       problems,
@@ -65,6 +66,8 @@ export class FleetPart implements Part {
         holdings_by_origin: { help: 'bans held, by origin (a node id, @manual, @adopted)', type: 'gauge', label: 'origin', values: byOrigin },
         unbans_without_holding: { help: 'unbans from an origin that held nothing for the address: nothing changed', type: 'counter', value: status.unbansWithoutHolding },
         refused_at_cap: { help: 'bans refused because the holdings store is at its limits', type: 'counter', value: status.refusedAtCap },
+        snapshot_complete: { help: '1 when the last snapshot from this origin for this jail arrived complete, 0 when it only added', type: 'gauge', label: 'snapshot', values: perSnapshot((s) => (s.complete ? 1 : 0)) },
+        snapshot: { help: 'when the last snapshot from this origin for this jail ended', type: 'gauge', unit: 'timestamp', label: 'snapshot', values: perSnapshot((s) => Date.parse(s.at) / 1000) },
       },
       details: {
         state_dir: status.stateDir,

@@ -45,7 +45,6 @@ async function scenario(type: FakeAliasType, baselineBans: number, bridgeBans: n
       ledger,
       aliasInfo: new AliasInfoCache(bridgeClient, silent),
       state: { markDirty() {}, async writeAhead() {} },
-      killStates: false,
       log: silent,
     });
     const sink = new Batcher(backend, silent, OPNSENSE_BATCHER);

@@ -6,6 +6,8 @@ const benchmarks: Array<[string, () => Promise<void>]> = [
   ['fail2ban ingest', async () => (await import('./fail2ban-ingest.js')).run()],
   ['client start-up', async () => (await import('./client-startup.js')).run()],
   ['OPNsense burst', async () => (await import('./opnsense-burst.js')).run()],
+  ['snapshot of 100,000 bans', async () => (await import('./snapshot.js')).run()],
+  ['clustered hub', async () => (await import('./cluster-hub.js')).run()],
 ];
 
 for (const [name, bench] of benchmarks) {

@@ -8,7 +8,7 @@ import { OpnsenseClient } from '../../agent/bridge/opnsense/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
 import { freePort } from '../support/ports.js';
-import { SimHost } from '../support/sim-host.js';
+import { SimHost, type StatusJson } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 import { bridgeBarrier, bridgeConfig, inAlias } from './fleet.js';
 
@@ -26,6 +26,7 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
   let fw2: FakeOpnsense; // configured with a wrong secret
   let a: SimHost; // fail2ban + agent
   let c: SimHost; // agent running only the bridge
+  let metricsPort: number;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sf2b-bridge-hub-'));
@@ -35,18 +36,20 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
     const aliases = [
       { name: 'f2b_sshd', type: 'external' as const, table: [ADMIN_ENTRY] },
       { name: 'f2b_web', type: 'external' as const },
+      { name: 'f2b_geo', type: 'geoip' as const }, // a type that keeps nothing: refused
     ];
     [fw1, fw2] = await Promise.all([startFakeOpnsense({ keys: [KEY1], aliases }), startFakeOpnsense({ keys: [KEY2], aliases })]);
     const bridge = await bridgeConfig({
       dir,
       firewalls: [{ fake: fw1, key: KEY1 }, { fake: fw2, key: KEY2, secret: WRONG_SECRET }],
-      aliases: { sshd: 'f2b_sshd', web: 'f2b_web' },
+      aliases: { sshd: 'f2b_sshd', web: 'f2b_web', geo: 'f2b_geo' },
       reconcileS: 1,
     });
     const port = await freePort('127.0.0.2');
+    metricsPort = await freePort('127.0.0.4');
     [a, c] = await Promise.all([
       SimHost.start({ name: 'hub-bridge-a', ip: '127.0.0.2', port, brokerUrl: hub.url }),
-      SimHost.start({ name: 'hub-bridge-c', ip: '127.0.0.4', port, brokerUrl: hub.url, fail2ban: false, jails: {}, extra: bridge.extra, sections: bridge.sections }),
+      SimHost.start({ name: 'hub-bridge-c', ip: '127.0.0.4', port, brokerUrl: hub.url, fail2ban: false, jails: {}, extra: [...bridge.extra, `metrics_port = ${metricsPort}`, 'metrics_host = 127.0.0.4'], sections: bridge.sections }),
     ]);
     await Promise.all([a.startAgent(), c.startAgent()]);
   });
@@ -81,6 +84,22 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
     }
   });
 
+  it('refuses an alias of a type that keeps nothing: unhealthy in status and metrics with the fix, while the others are updated', async () => {
+    const status = await waitFor(async () => {
+      const result = await c.client(['status', '--json']);
+      return result.stdout.includes('f2b_geo') && result.stdout.includes('geoip') ? result : null;
+    }, 'the refused alias in status');
+    expect(status.code).to.equal(1);
+    const report = JSON.parse(status.stdout) as StatusJson;
+    const problem = report.problems.find((candidate) => candidate.what.includes('f2b_geo'));
+    expect(problem?.part).to.equal(`sink opnsense ${fw1.url}`);
+    expect(problem?.what).to.match(/which does not keep what is added.*External \(advanced\)/);
+    const scrape = await (await fetch(`http://127.0.0.4:${metricsPort}/metrics`)).text();
+    expect(scrape).to.include(`syncfail2ban_sink_alias_failing{sink="opnsense ${fw1.url}",alias="f2b_geo"} 1`);
+    expect(scrape).to.include(`syncfail2ban_sink_alias_failing{sink="opnsense ${fw1.url}",alias="f2b_sshd"} 0`);
+    expect(fw1.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add' && request.path.endsWith('/f2b_geo'))).to.deep.equal([]);
+  });
+
   it('never removes an address it did not add, even when the fleet bans and unbans it', async () => {
     const lists = () => fw1.requests.byEndpoint['firewall/alias_util/list'] ?? 0;
     const start = lists();
@@ -103,7 +122,7 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
     const before = fw1.requests.log.length;
     expect((await a.client(['-a', 'sshd', 'banip', ADMIN_ENTRY])).code).to.equal(0);
     await waitFor(
-      () => c.requireAgent().logLines().find((line) => line.sink === `opnsense ${fw1.url}` && /cannot reach the firewall/.test(String(line.msg))),
+      () => c.requireAgent().logLines().find((line) => line.firewall === fw1.url && /cannot reach the firewall/.test(String(line.msg))),
       'the ban tried on the unreachable fw1',
     );
 

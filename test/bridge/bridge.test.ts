@@ -115,6 +115,7 @@ describe('OPNsense bridge (in-process)', function () {
     expect(measured(firewall, 'backlog')).to.equal(0);
     expect(measuredBy(firewall, 'changes_dropped')).to.deep.equal({ refused: 0, 'queue-full': 0, 'shutting-down': 0 });
     expect(measured(firewall, 'changes_applied')).to.be.at.least(1);
+    expect(firewall.details['alias bans']).to.deep.equal({ fields: { type: 'external', usable: true, caveat: null } });
 
     await fake.setDown(true);
     await waitFor(() => bridge.firewalls[0]!.status().details.last_reconcile_ok === false, 'a failed reconciliation');

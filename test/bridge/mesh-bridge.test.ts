@@ -133,7 +133,7 @@ describe('OPNsense bridge (mesh): the bans of every host mirrored into an alias 
     await cli(a, 'unbanip', '203.0.113.80');
     await waitFor(() => inAlias([fw1], ALIAS, '203.0.113.81') && notInAlias([fw1], ALIAS, '203.0.113.80'), 'fw1 up to date while fw2 is down');
     await waitFor(
-      () => a.requireAgent().logLines().some((line) => line.sink === `opnsense ${fw2.url}` && /cannot reach the firewall/.test(String(line.msg))),
+      () => a.requireAgent().logLines().some((line) => line.firewall === fw2.url && /cannot reach the firewall/.test(String(line.msg))),
       'a log line saying fw2 cannot be reached',
     );
     await fw2.setDown(false);

@@ -24,7 +24,7 @@ describe('config', () => {
     const config = loadConfig(join(ROOT, 'etc/config.cfg'));
     expect(config.mq.host).to.equal('127.0.0.1');
     expect(config.syncServers).to.deep.equal([]);
-    expect(config.brokerUrl).to.equal(undefined);
+    expect(config.brokerUrls).to.deep.equal([]);
     expect(config.metrics).to.equal(undefined);
     expect(config.unknownKeys).to.deep.equal([]);
   });
@@ -55,7 +55,7 @@ describe('config', () => {
   it('takes the new keys', () => {
     const config = parseConfig('node_id = web-1\nbroker_url = mqtts://hub.example.net:8883\nfail2ban_socket = /run/f2b.sock\nignoreip = 192.0.2.0/24 2001:db8::/32\n', 'new.cfg');
     expect(config.nodeId).to.equal('web-1');
-    expect(config.brokerUrl).to.equal('mqtts://hub.example.net:8883');
+    expect(config.brokerUrls).to.deep.equal(['mqtts://hub.example.net:8883']);
     expect(config.fail2banSocket).to.equal('/run/f2b.sock');
     expect(config.ignoreIp.map((address) => address.text)).to.deep.equal(['192.0.2.0/24', '2001:db8::/32']);
   });

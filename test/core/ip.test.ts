@@ -52,3 +52,38 @@ describe('never-ban list', () => {
     it(`lets ${input} be banned`, () => expect(list.reason(mustParseAddress(input))).to.equal(null));
   }
 });
+
+describe('never-ban list: special ranges and the minimum prefix', () => {
+  const list = new NeverBanList([], [], { 4: 16, 6: 32 });
+  const refused: Array<[string, RegExp]> = [
+    ['10.0.0.0/8', /wider than \/16 \(min_prefix_ipv4\)/],
+    ['2a00::/16', /wider than \/32 \(min_prefix_ipv6\)/],
+    ['64:ff9b::/96', /NAT64/],
+    ['64:ff9b::cb00:7107', /NAT64/],
+    ['224.0.0.0/8', /wider than/],
+    ['224.0.0.0/16', /multicast/],
+    ['239.1.2.3', /multicast/],
+    ['ff02::1', /multicast/],
+    ['255.255.255.255', /broadcast/],
+    ['0.1.2.3', /unspecified/],
+    ['::', /unspecified/],
+  ];
+  for (const [input, why] of refused) {
+    it(`refuses ${input}`, () => expect(list.reason(mustParseAddress(input))).to.match(why));
+  }
+  for (const input of ['10.1.0.0/16', '2a00:1450::/32', '203.0.113.7', '2001:db8::1', '223.255.255.255']) {
+    it(`lets ${input} be banned`, () => expect(list.reason(mustParseAddress(input))).to.equal(null));
+  }
+  it('a wider minimum prefix is a setting', () => {
+    const wide = new NeverBanList([], [], { 4: 8, 6: 16 });
+    expect(wide.reason(mustParseAddress('10.0.0.0/8'))).to.equal(null);
+    expect(wide.reason(mustParseAddress('2a00::/16'))).to.equal(null);
+  });
+  it('protects what protect() names until it is replaced', () => {
+    const fleet = new NeverBanList([], [], { 4: 16, 6: 32 });
+    fleet.protect('peer.example', [mustParseAddress('198.51.100.7')], 'sync_servers peer.example');
+    expect(fleet.reason(mustParseAddress('198.51.100.0/24'))).to.equal('sync_servers peer.example');
+    fleet.protect('peer.example', [mustParseAddress('198.51.100.8')], 'sync_servers peer.example');
+    expect(fleet.reason(mustParseAddress('198.51.100.7'))).to.equal(null);
+  });
+});

@@ -1,13 +1,9 @@
 import { expect } from 'chai';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
-import { BIN } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
-import { RunningProcess } from '../support/process.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
+import { startStandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 
 interface Hub {
@@ -18,36 +14,8 @@ interface Hub {
   stop(): Promise<void>;
 }
 
-/** A standalone syncfail2ban-broker listening on mq_ip:mq_port from its own config file. */
-async function startStandaloneBroker(): Promise<Hub> {
-  const dir = await mkdtemp(join(tmpdir(), 'sf2b-broker-'));
-  const host = '127.0.0.1';
-  const port = await freePort(host);
-  const config = join(dir, 'config.cfg');
-  await writeFile(config, `[default]\nmq_ip = ${host}\nmq_port = ${port}\n`);
-  let broker: RunningProcess;
-  const start = async () => {
-    broker = new RunningProcess(process.execPath, [BIN.broker, '--config', config]);
-    await broker.waitForOutput(/MQTT broker listening/, 'syncfail2ban-broker to listen');
-  };
-  await start();
-  return {
-    url: `mqtt://${host}:${port}`,
-    host,
-    port,
-    async restart() {
-      expect(await broker.stop()).to.equal(0);
-      await start();
-    },
-    async stop() {
-      await broker.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 const hubs: Array<[string, () => Promise<Hub>]> = [
-  ['a standalone syncfail2ban-broker', startStandaloneBroker],
+  ['a standalone syncfail2ban-broker', () => startStandaloneBroker()],
   ['a real mosquitto', (): Promise<Mosquitto> => startMosquitto()],
 ];
 

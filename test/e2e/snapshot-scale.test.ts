@@ -54,7 +54,8 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
     let mosquitto: Mosquitto;
     before(async () => {
       mosquitto = await startMosquitto();
-      hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port: 0, brokerUrl: mosquitto.url })));
+      const port = await freePortOn(IPS);
+      hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: mosquitto.url })));
       await Promise.all(hosts.map((host) => host.startAgent()));
     });
     after(async () => {

@@ -20,11 +20,42 @@ import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
 
+/** Privileges as OPNsense's ACL.xml defines them, each a list of URI patterns (see PRIVILEGE_PATTERNS). */
 export type FakePrivilege =
-  | 'alias_util' // "Diagnostics: PF Table IP addresses" (api/firewall/alias_util/*)
-  | 'alias' // "Firewall: Alias: Edit" (api/firewall/alias/*)
-  | 'diagnostics' // firewall states (api/diagnostics/firewall/*)
+  | 'alias_util' // "Diagnostics: PF Table IP addresses"
+  | 'alias' // "Firewall: Alias: Edit"
+  | 'aliases' // "Firewall: Aliases": reading alias config only (get*, search*, list*, export)
+  | 'diagnostics' // "Diagnostics: Show States"
+  | 'all' // "All pages"
   | 'readonly'; // the key's user may read but not change anything
+
+/**
+ * ACL patterns, matched like OPNsense's ACL::urlMatch against the raw request URI: case-
+ * and underscore-sensitive, '*' any text, a trailing '/*' also matching the bare path.
+ */
+const PRIVILEGE_PATTERNS: Record<Exclude<FakePrivilege, 'readonly'>, string[]> = {
+  alias_util: ['api/firewall/alias_util/*'],
+  alias: ['api/firewall/alias/*'],
+  aliases: ['api/firewall/alias/export', 'api/firewall/alias/search*', 'api/firewall/alias/list*', 'api/firewall/alias/get*'],
+  diagnostics: [
+    'api/diagnostics/firewall/query_states*',
+    'api/diagnostics/firewall/del_state*',
+    'api/diagnostics/firewall/kill_states*',
+    'api/diagnostics/firewall/flush_sources*',
+    'api/diagnostics/firewall/flush_states*',
+  ],
+  all: ['*'],
+};
+
+function urlMatch(uri: string, pattern: string): boolean {
+  let regex = pattern.replace(/[.?]/g, (c) => `\\${c}`).replace(/\*/g, '.*');
+  regex = regex.replace(/([/&?])\.\*$/, '($1.*)?');
+  return new RegExp(`^/${regex}$`).test(uri);
+}
+
+function allowed(key: FakeApiKey, uri: string): boolean {
+  return key.privileges.some((privilege) => privilege !== 'readonly' && PRIVILEGE_PATTERNS[privilege].some((pattern) => urlMatch(uri, pattern)));
+}
 
 export interface FakeApiKey {
   key: string;
@@ -32,7 +63,42 @@ export interface FakeApiKey {
   privileges: FakePrivilege[];
 }
 
-export type FakeAliasType = 'host' | 'network' | 'external';
+/** Every alias type OPNsense offers; only host, network and external keep what alias_util adds. */
+export type FakeAliasType =
+  | 'host'
+  | 'network'
+  | 'external'
+  | 'port'
+  | 'url'
+  | 'urltable'
+  | 'urljson'
+  | 'geoip'
+  | 'networkgroup'
+  | 'mac'
+  | 'asn'
+  | 'dynipv6host'
+  | 'authgroup'
+  | 'internal';
+
+const TYPE_LABELS: Record<FakeAliasType, string> = {
+  host: 'Host(s)',
+  network: 'Network(s)',
+  port: 'Port(s)',
+  url: 'URL (IPs)',
+  urltable: 'URL Table (IPs)',
+  urljson: 'URL Table in JSON format (IPs)',
+  geoip: 'GeoIP',
+  networkgroup: 'Network group',
+  mac: 'MAC address',
+  asn: 'BGP ASN',
+  dynipv6host: 'Dynamic IPv6 Host',
+  authgroup: 'OpenVPN group',
+  internal: 'Internal (automatic)',
+  external: 'External (advanced)',
+};
+
+/** Types whose pf table is rebuilt from their source (a URL, GeoIP data, other aliases) at every refresh. */
+const GENERATED_TYPES = new Set<FakeAliasType>(['url', 'urltable', 'urljson', 'geoip', 'networkgroup', 'asn', 'dynipv6host', 'authgroup', 'internal']);
 
 export interface FakeAliasSpec {
   name: string;
@@ -41,6 +107,10 @@ export interface FakeAliasSpec {
   content?: string[];
   /** Initial pf table entries; defaults to the rendering of `content`. */
   table?: string[];
+  /** Default true; a disabled alias is used by no rule and has no pf table. */
+  enabled?: boolean;
+  /** External aliases since 25.7: pf entries age out after this many seconds. */
+  expire?: number;
 }
 
 export interface FakeOpnsenseOptions {
@@ -50,8 +120,13 @@ export interface FakeOpnsenseOptions {
   tls?: boolean;
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
-  /** pf table-entries limit reported by get_table_size (default 1,000,000). */
+  /**
+   * pf's table-entries limit, shared by all tables (default 1,000,000): past it, alias_util
+   * add answers done and pf keeps nothing. get_table_size reports it.
+   */
   tableEntriesLimit?: number;
+  /** A list of a table larger than this runs PHP out of memory: HTTP 500 (default 2,200,000). */
+  listMemoryLimitEntries?: number;
   /**
    * Serve the API under this path, as a reverse proxy publishing the GUI at
    * https://proxy/<prefix>/ does (e.g. '/fw1'); anything else is 404. `url` then includes it.
@@ -81,6 +156,8 @@ export interface FakeRequestCounters {
   byEndpoint: Record<string, number>;
   inFlight: number;
   maxInFlight: number;
+  /** The most requests of each endpoint (keys as in byEndpoint) in flight at once. */
+  maxInFlightByEndpoint: Record<string, number>;
   /** TCP connections accepted. */
   connections: number;
   log: FakeRequestRecord[];
@@ -101,6 +178,14 @@ export interface FakeOpnsense {
   configContent(alias: string): string[];
   /** Replaces a pf table's entries directly (e.g. to load 12,000 entries quickly). */
   setPfTable(alias: string, entries: string[]): void;
+  /**
+   * Stores an entry in a host/network alias's config that its validation refuses, as an
+   * upgrade that tightened validation leaves it: from then on every alias_util write to that
+   * alias is a 500, and every reconfigure is a 500.
+   */
+  storeInvalidEntry(alias: string, entry: string): void;
+  /** Moves the clock of expiring external aliases forward: older entries leave pf. */
+  elapse(seconds: number): void;
   /** Creates (or replaces) an alias as if made in the GUI and applied. */
   defineAlias(spec: FakeAliasSpec): void;
   removeAlias(name: string): void;
@@ -116,12 +201,21 @@ export interface FakeOpnsense {
   setDown(down: boolean, how?: 'refuse' | 'reset'): Promise<void>;
   /** Delay before each request is handled (counted as in flight meanwhile). */
   setLatency(ms: number): void;
-  /** Host/network alias_util writes and set_item hold a global config lock this long. */
+  /**
+   * Host/network alias_util writes and set_item hold the global config lock this long (every
+   * alias_util add/delete takes it: writes run one at a time).
+   */
   setConfigSaveMs(ms: number): void;
+  /** [start, end] of each write's turn under the config lock, in order (ms since start). */
+  readonly lockTurns: Array<[number, number]>;
   /** reconfigure takes this long; a concurrent reconfigure answers ok without refreshing. */
   setReconfigureMs(ms: number): void;
   /** Simulates a firewall that ignores rowCount=-1 and serves at most `rows` per list page. */
   capListPage(rows: number | null): void;
+  /** Each list takes this long per 10,000 entries of the table, whatever page is asked for. */
+  setListCost(msPer10k: number): void;
+  /** The next n lists find configd timed out: HTTP 200 with total 0 and no rows. */
+  configdTimeouts(n: number): void;
   /** The next n requests are answered with `status` before authentication. */
   failNext(n: number, status?: number): void;
   /** Every request is answered with `status` until setFailing(null). */
@@ -287,40 +381,33 @@ type EndpointName =
 interface EndpointDef {
   name: EndpointName;
   key: string;
-  privilege: 'alias_util' | 'alias' | 'diagnostics';
   param: 'required' | 'optional' | 'none';
   /** Refused to a read-only user. */
   writes: boolean;
 }
 
-function endpoint(
-  group: string,
-  name: EndpointName,
-  privilege: EndpointDef['privilege'],
-  param: EndpointDef['param'],
-  writes = false,
-): [string, EndpointDef] {
-  // Action names are matched like PHP method names: case-insensitive, '_' ignored.
-  return [name.replace(/_/g, ''), { name, key: `${group}/${name}`, privilege, param, writes }];
+function endpoint(group: string, name: EndpointName, param: EndpointDef['param'], writes = false): [string, EndpointDef] {
+  // Action names are routed like PHP method names: case-insensitive, '_' ignored (the ACL is not).
+  return [name.replace(/_/g, ''), { name, key: `${group}/${name}`, param, writes }];
 }
 
 const ENDPOINTS: Record<string, Map<string, EndpointDef>> = {
   'firewall/alias_util': new Map([
-    endpoint('firewall/alias_util', 'add', 'alias_util', 'required', true),
-    endpoint('firewall/alias_util', 'delete', 'alias_util', 'required', true),
-    endpoint('firewall/alias_util', 'flush', 'alias_util', 'required', true),
-    endpoint('firewall/alias_util', 'list', 'alias_util', 'required'),
-    endpoint('firewall/alias_util', 'aliases', 'alias_util', 'none'),
-    endpoint('firewall/alias_util', 'find_references', 'alias_util', 'none'),
+    endpoint('firewall/alias_util', 'add', 'required', true),
+    endpoint('firewall/alias_util', 'delete', 'required', true),
+    endpoint('firewall/alias_util', 'flush', 'required', true),
+    endpoint('firewall/alias_util', 'list', 'required'),
+    endpoint('firewall/alias_util', 'aliases', 'none'),
+    endpoint('firewall/alias_util', 'find_references', 'none'),
   ]),
   'firewall/alias': new Map([
-    endpoint('firewall/alias', 'get_alias_uuid', 'alias', 'required'),
-    endpoint('firewall/alias', 'get_item', 'alias', 'optional'),
-    endpoint('firewall/alias', 'set_item', 'alias', 'required', true),
-    endpoint('firewall/alias', 'reconfigure', 'alias', 'none'),
-    endpoint('firewall/alias', 'get_table_size', 'alias', 'none'),
+    endpoint('firewall/alias', 'get_alias_uuid', 'required'),
+    endpoint('firewall/alias', 'get_item', 'optional'),
+    endpoint('firewall/alias', 'set_item', 'required', true),
+    endpoint('firewall/alias', 'reconfigure', 'none'),
+    endpoint('firewall/alias', 'get_table_size', 'none'),
   ]),
-  'diagnostics/firewall': new Map([endpoint('diagnostics/firewall', 'kill_states', 'diagnostics', 'none')]),
+  'diagnostics/firewall': new Map([endpoint('diagnostics/firewall', 'kill_states', 'none')]),
 };
 
 interface Route {
@@ -364,6 +451,8 @@ interface AliasState {
   type: FakeAliasType;
   config: string[];
   description: string;
+  enabled: boolean;
+  expire: number | null;
 }
 
 const ok = (json: unknown): Reply => ({ status: 200, json });
@@ -442,6 +531,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     byEndpoint: {},
     inFlight: 0,
     maxInFlight: 0,
+    maxInFlightByEndpoint: {},
     connections: 0,
     log: [],
   };
@@ -466,6 +556,15 @@ class FakeOpnsenseServer implements FakeOpnsense {
   private failStatus = 500;
   private failingStatus: number | null = null;
   private setItemRefusal: string | null = null;
+  private listCostMsPer10k = 0;
+  private readonly inFlightByEndpoint = new Map<string, number>();
+  private configdTimeoutCount = 0;
+  private readonly listMemoryLimit: number;
+  /** Expiring aliases: entry -> the fake clock (s) when it was added. */
+  private readonly entryTimes = new Map<string, Map<string, number>>();
+  private clockS = 0;
+  private readonly startedAt = Date.now();
+  readonly lockTurns: Array<[number, number]> = [];
 
   constructor(
     readonly host: string,
@@ -477,6 +576,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
   ) {
     this.keys = options.keys ?? [FAKE_API_KEY];
     this.pathPrefix = (options.pathPrefix ?? '').replace(/\/+$/, '');
+    this.listMemoryLimit = options.listMemoryLimitEntries ?? 2_200_000;
     for (const table of SYSTEM_TABLES) this.tables.set(table, new Set());
     for (const spec of options.aliases ?? []) this.defineAlias(spec);
   }
@@ -541,10 +641,11 @@ class FakeOpnsenseServer implements FakeOpnsense {
   }
 
   defineAlias(spec: FakeAliasSpec): void {
-    const config = spec.type === 'external' ? [] : [...(spec.content ?? [])];
-    if (spec.type !== 'external') {
+    const inConfig = spec.type === 'host' || spec.type === 'network';
+    const config = inConfig ? [...(spec.content ?? [])] : [];
+    if (inConfig) {
       const bad = config.find((entry) => !validForAlias(spec.type as 'host' | 'network', entry));
-      if (bad !== undefined) throw new Error(`fake OPNsense: alias ${spec.name}: ${validationMessage(spec.type, bad)}`);
+      if (bad !== undefined) throw new Error(`fake OPNsense: alias ${spec.name}: ${validationMessage(spec.type as 'host' | 'network', bad)}`);
     }
     const previous = this.aliasStates.get(spec.name);
     this.aliasStates.set(spec.name, {
@@ -553,8 +654,31 @@ class FakeOpnsenseServer implements FakeOpnsense {
       type: spec.type,
       config,
       description: '',
+      enabled: spec.enabled ?? true,
+      expire: spec.type === 'external' && spec.expire !== undefined ? spec.expire : null,
     });
-    this.setPfTable(spec.name, spec.table ?? config);
+    this.entryTimes.delete(spec.name);
+    if (spec.enabled === false) this.tables.delete(spec.name);
+    else this.setPfTable(spec.name, spec.table ?? config);
+  }
+
+  storeInvalidEntry(alias: string, entry: string): void {
+    const state = this.aliasStates.get(alias);
+    if (state === undefined || (state.type !== 'host' && state.type !== 'network')) throw new Error(`fake OPNsense: ${alias} is no host/network alias`);
+    state.config.push(entry);
+  }
+
+  elapse(seconds: number): void {
+    this.clockS += seconds;
+    for (const alias of this.aliasStates.values()) {
+      const times = this.entryTimes.get(alias.name);
+      if (alias.expire === null || times === undefined) continue;
+      for (const [entry, at] of times) {
+        if (this.clockS - at < alias.expire) continue;
+        times.delete(entry);
+        this.tables.get(alias.name)?.delete(entry);
+      }
+    }
   }
 
   removeAlias(name: string): void {
@@ -578,9 +702,10 @@ class FakeOpnsenseServer implements FakeOpnsense {
 
   reboot(): void {
     for (const alias of this.aliasStates.values()) {
-      if (alias.type === 'external') this.tables.set(alias.name, new Set());
-      else this.loadFromConfig(alias);
+      if (alias.type === 'external' && alias.enabled) this.tables.set(alias.name, new Set());
+      else this.reload(alias);
     }
+    this.entryTimes.clear();
     for (const table of SYSTEM_TABLES) this.tables.set(table, new Set());
     this.stateCounts.clear();
   }
@@ -617,6 +742,14 @@ class FakeOpnsenseServer implements FakeOpnsense {
     this.listPageCap = rows;
   }
 
+  setListCost(msPer10k: number): void {
+    this.listCostMsPer10k = msPer10k;
+  }
+
+  configdTimeouts(n: number): void {
+    this.configdTimeoutCount = n;
+  }
+
   failNext(n: number, status = 500): void {
     this.failCount = n;
     this.failStatus = status;
@@ -634,6 +767,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     this.requests.total = 0;
     this.requests.byEndpoint = {};
     this.requests.maxInFlight = this.requests.inFlight;
+    this.requests.maxInFlightByEndpoint = {};
     this.requests.connections = 0;
     this.requests.log = [];
   }
@@ -655,27 +789,30 @@ class FakeOpnsenseServer implements FakeOpnsense {
     counters.maxInFlight = Math.max(counters.maxInFlight, counters.inFlight);
     // A request stops being in flight when its answer is handed over (before the client can
     // send another on the same socket), or when its socket dies first.
-    let done = false;
-    const settle = (): void => {
-      if (done) return;
-      done = true;
-      counters.inFlight -= 1;
-    };
-    res.on('close', settle);
-
     const url = new URL(req.url ?? '/', 'http://fake.invalid');
     const prefix = this.pathPrefix;
     const underPrefix = prefix === '' || url.pathname.startsWith(`${prefix}/`);
     const found = underPrefix ? route(url.pathname.slice(prefix.length)) : null;
     const key = found?.def.key ?? 'unknown';
     counters.byEndpoint[key] = (counters.byEndpoint[key] ?? 0) + 1;
+    this.inFlightByEndpoint.set(key, (this.inFlightByEndpoint.get(key) ?? 0) + 1);
+    counters.maxInFlightByEndpoint[key] = Math.max(counters.maxInFlightByEndpoint[key] ?? 0, this.inFlightByEndpoint.get(key) ?? 0);
+    let done = false;
+    const settle = (): void => {
+      if (done) return;
+      done = true;
+      counters.inFlight -= 1;
+      this.inFlightByEndpoint.set(key, (this.inFlightByEndpoint.get(key) ?? 1) - 1);
+    };
+    res.on('close', settle);
+
     const contentType = req.headers['content-type'];
     const body = await readBody(req);
     const record: FakeRequestRecord = { method: req.method ?? '', path: req.url ?? '', endpoint: key, contentType, body, status: 0 };
     counters.log.push(record);
 
     if (this.latencyMs > 0) await delay(this.latencyMs);
-    const reply = await this.answer(req, url, found, contentType, body);
+    const reply = await this.answer(req, url, found, contentType, body, (req.url ?? '/').slice(prefix.length));
     record.status = reply.status;
     settle();
     if (res.destroyed) return;
@@ -694,6 +831,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     found: Route | null,
     contentType: string | undefined,
     body: string,
+    uri: string,
   ): Promise<Reply> {
     if (this.failingStatus !== null) return failureReply(this.failingStatus);
     if (this.failCount > 0) {
@@ -705,7 +843,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
     if (apiKey === null) return { status: 401, json: BODY_AUTH_FAILED };
     if (found === null) return { status: 404, json: BODY_NOT_FOUND };
     const { def, params } = found;
-    if (!apiKey.privileges.includes(def.privilege)) return { status: 403, json: BODY_FORBIDDEN };
+    if (!allowed(apiKey, uri)) return { status: 403, json: BODY_FORBIDDEN };
     if (def.param === 'required' && (params[0] === undefined || params[0] === '')) {
       return { status: 404, json: BODY_NOT_FOUND };
     }
@@ -766,9 +904,9 @@ class FakeOpnsenseServer implements FakeOpnsense {
       case 'reconfigure':
         return this.reconfigure(ctx);
       case 'get_table_size': {
-        let used = 0;
-        for (const table of this.tables.values()) used += table.size;
-        return ok({ status: 'ok', size: this.tableEntriesLimit, used });
+        // pftablecount.py: the limit, the sum, and a count per table.
+        const details = Object.fromEntries([...this.tables].map(([name, table]) => [name, { count: table.size, updated: null }]));
+        return ok({ status: 'ok', size: this.tableEntriesLimit, used: this.tableEntriesUsed(), details });
       }
       case 'kill_states':
         return this.killStates(ctx);
@@ -785,18 +923,30 @@ class FakeOpnsenseServer implements FakeOpnsense {
     const alias = this.aliasStates.get(name);
     if (alias === undefined) return ok({ status: 'failed', status_msg: `nonexistent alias ${name}` });
     if (alias.type === 'network' && !address.includes('/')) address += address.includes(':') ? '/128' : '/32';
-    if (alias.type !== 'external') {
-      const type = alias.type;
-      if (!validForAlias(type, address)) return { status: 500, json: BODY_UNEXPECTED };
-      const entry = address;
-      await this.withConfigLock(() => {
-        if (!alias.config.includes(entry)) alias.config.push(entry);
-      });
+    const entry = address;
+    const inConfig = alias.type === 'host' || alias.type === 'network';
+    // BaseModel validates the alias's whole content, not only the new entry.
+    if (inConfig && [...alias.config, entry].some((item) => !validForAlias(alias.type as 'host' | 'network', item))) {
+      return { status: 500, json: BODY_UNEXPECTED };
     }
-    // pfctl -T add: silently ignores what it cannot parse.
-    const parsed = parseAddress(address);
-    if (parsed !== null) this.table(name).add(renderForPf(parsed));
+    await this.withConfigLock(inConfig, () => {
+      // !array_search(): an address equal to the FIRST entry (index 0) is added again.
+      if (inConfig && alias.config.indexOf(entry) <= 0) alias.config.push(entry);
+      this.pfAdd(alias, entry);
+    });
     return ok({ status: 'done' });
+  }
+
+  /** pfctl -T add, whose result OPNsense ignores: unparsable entries and entries past table-entries are dropped silently. */
+  private pfAdd(alias: AliasState, entry: string): void {
+    const parsed = parseAddress(entry);
+    // Port and MAC aliases are no address tables; a disabled alias has no table in the ruleset.
+    if (parsed === null || alias.type === 'port' || alias.type === 'mac' || !alias.enabled) return;
+    const table = this.table(alias.name);
+    const rendered = renderForPf(parsed);
+    if (table.has(rendered) || this.tableEntriesUsed() >= this.tableEntriesLimit) return;
+    table.add(rendered);
+    if (alias.expire !== null) this.addedAt(alias.name).set(rendered, this.clockS);
   }
 
   private async delete(ctx: Context): Promise<Reply> {
@@ -805,14 +955,23 @@ class FakeOpnsenseServer implements FakeOpnsense {
     if (/[^0-9a-f:./_]/.test(address)) return ok({ status: 'not_an_address' });
     const name = ctx.params[0] ?? '';
     const alias = this.aliasStates.get(name);
-    if (alias !== undefined && alias.type !== 'external') {
-      const entry = alias.type === 'network' && !address.includes('/') ? `${address}${address.includes(':') ? '/128' : '/32'}` : address;
-      await this.withConfigLock(() => {
-        alias.config = alias.config.filter((item) => item !== entry);
-      });
+    const inConfig = alias !== undefined && (alias.type === 'host' || alias.type === 'network');
+    const entry = alias?.type === 'network' && !address.includes('/') ? `${address}${address.includes(':') ? '/128' : '/32'}` : address;
+    if (inConfig) {
+      const rest = [...alias.config];
+      const index = rest.indexOf(entry);
+      if (index !== -1) rest.splice(index, 1);
+      if (rest.some((item) => !validForAlias(alias.type as 'host' | 'network', item))) return { status: 500, json: BODY_UNEXPECTED };
     }
-    // Only an exact match of pf's rendering is removed ("1.2.3.4/32" does not match "1.2.3.4").
-    this.tables.get(name)?.delete(address);
+    await this.withConfigLock(inConfig, () => {
+      if (inConfig) {
+        // One copy only: a duplicated first entry stays in config.
+        const index = alias.config.indexOf(entry);
+        if (index !== -1) alias.config.splice(index, 1);
+      }
+      // Only an exact match of pf's rendering is removed ("1.2.3.4/32" does not match "1.2.3.4").
+      this.tables.get(name)?.delete(address);
+    });
     return ok({ status: 'done' });
   }
 
@@ -822,8 +981,17 @@ class FakeOpnsenseServer implements FakeOpnsense {
     return ok({ status: 'done' });
   }
 
-  private list(ctx: Context): Reply {
+  private async list(ctx: Context): Promise<Reply> {
     const fields: Record<string, unknown> = { ...Object.fromEntries(ctx.query), ...ctx.post };
+    // configd's `pfctl -vT show` loads the whole table, whatever page is asked for.
+    const size = this.tables.get(ctx.params[0] ?? '')?.size ?? 0;
+    if (this.listCostMsPer10k > 0) await delay((size / 10_000) * this.listCostMsPer10k);
+    if (size > this.listMemoryLimit) return { status: 500, json: BODY_UNEXPECTED };
+    if (this.configdTimeoutCount > 0) {
+      // json_decode(nothing) ?? []: an empty table as far as the caller can tell.
+      this.configdTimeoutCount -= 1;
+      return ok({ total: 0, rowCount: 0, current: 1, rows: [] });
+    }
     let rowCount = intField(fields, 'rowCount', DEFAULT_LIST_ROWS);
     const current = Math.max(1, intField(fields, 'current', 1));
     const phrase = (stringField(fields, 'searchPhrase') ?? '').toLowerCase();
@@ -862,27 +1030,41 @@ class FakeOpnsenseServer implements FakeOpnsense {
   }
 
   private getItem(ctx: Context): Reply {
-    const uuid = ctx.params[0];
-    const alias = this.findByUuid(uuid);
-    if (alias === undefined && uuid !== undefined && uuid !== '') return ok([]);
-    const current = alias ?? { name: '', type: 'host' as FakeAliasType, config: [], description: '' };
-    const types: Record<string, string> = { host: 'Host(s)', network: 'Network(s)', external: 'External (advanced)' };
+    // An unknown UUID (or none) gives a blank item with the defaults, not [].
+    const alias = this.findByUuid(ctx.params[0]);
     const type = Object.fromEntries(
-      Object.entries(types).map(([key, value]) => [key, { value, selected: key === current.type ? 1 : 0 }]),
+      Object.entries(TYPE_LABELS).map(([key, value]) => [key, { value, selected: key === alias?.type ? 1 : 0 }]),
     );
-    const content = Object.fromEntries(current.config.map((entry) => [entry, { value: entry, selected: 1 }]));
-    return ok({ alias: { enabled: '1', name: current.name, type, content, description: current.description } });
+    const content: Record<string, { value: string; selected: number; description?: string }> = Object.fromEntries(
+      (alias?.config ?? []).map((entry) => [entry, { value: entry, selected: 1 }]),
+    );
+    // Other aliases are offered as unselected options (for nesting), with their descriptions.
+    for (const other of this.aliasStates.values()) {
+      content[other.name] = { ...(content[other.name] ?? { value: other.name, selected: 0 }), description: other.description };
+    }
+    return ok({
+      alias: {
+        enabled: alias === undefined || alias.enabled ? '1' : '0',
+        name: alias?.name ?? '',
+        type,
+        content,
+        expire: alias?.expire === null || alias === undefined ? '' : String(alias.expire),
+        description: alias?.description ?? '',
+      },
+    });
   }
 
   private async setItem(ctx: Context): Promise<Reply> {
     const alias = this.findByUuid(ctx.params[0]);
     const item = ctx.post['alias'];
-    if (ctx.method !== 'POST' || alias === undefined || !isRecord(item)) return ok({ result: 'failed' });
+    if (ctx.method !== 'POST' || !isRecord(item)) return ok({ result: 'failed' });
+    // An unknown UUID makes a new alias, which fails validation on its missing name.
+    if (alias === undefined) return ok({ result: 'failed', validations: { 'alias.name': 'A value is required.' } });
     if (this.setItemRefusal !== null) return ok({ result: 'failed', validations: { 'alias.content': this.setItemRefusal } });
     const description = stringField(item, 'description');
     const text = stringField(item, 'content');
     let content: string[] | undefined;
-    if (text !== undefined && alias.type !== 'external') {
+    if (text !== undefined && (alias.type === 'host' || alias.type === 'network')) {
       const type = alias.type;
       content = [...new Set(text.split('\n').map((line) => line.trim()).filter((line) => line !== ''))];
       const bad = content.filter((entry) => !validForAlias(type, entry));
@@ -890,7 +1072,7 @@ class FakeOpnsenseServer implements FakeOpnsense {
         return ok({ result: 'failed', validations: { 'alias.content': bad.map((e) => validationMessage(type, e)).join('\n') } });
       }
     }
-    await this.withConfigLock(() => {
+    await this.withConfigLock(true, () => {
       if (content !== undefined) alias.config = content;
       if (description !== undefined) alias.description = description;
     });
@@ -899,13 +1081,15 @@ class FakeOpnsenseServer implements FakeOpnsense {
 
   private async reconfigure(ctx: Context): Promise<Reply> {
     if (ctx.method !== 'POST') return ok({ status: 'failed' });
+    // A full filter reload: any alias that fails to load, ours or not, makes it a 500.
+    if (this.brokenAlias() !== undefined) return { status: 500, json: BODY_UNEXPECTED };
     // A reconfigure while another runs is skipped, yet still answered ok.
     if (this.reconfiguring) return ok({ status: 'ok' });
     this.reconfiguring = true;
     try {
       const snapshot = [...this.aliasStates.values()].map((alias) => ({ ...alias, config: [...alias.config] }));
       if (this.reconfigureMs > 0) await delay(this.reconfigureMs);
-      for (const alias of snapshot) if (alias.type !== 'external') this.loadFromConfig(alias);
+      for (const alias of snapshot) this.reload(alias);
     } finally {
       this.reconfiguring = false;
     }
@@ -916,13 +1100,15 @@ class FakeOpnsenseServer implements FakeOpnsense {
     const filter = stringField(ctx.post, 'filter');
     if (ctx.method !== 'POST' || filter === undefined) return ok({ result: 'failed' });
     let dropped = 0;
-    if (filter.trim() === '') {
+    // The `query` sanitiser strips ':' and '/': an IPv6 address matches nothing, yet answers ok.
+    const sanitised = filter.replace(/[:/]/g, '');
+    if (sanitised.trim() === '') {
       // An empty filter matches every state, as pfctl would.
       for (const count of this.stateCounts.values()) dropped += count;
       this.stateCounts.clear();
     } else {
-      dropped = this.stateCounts.get(filter.trim()) ?? 0;
-      this.stateCounts.delete(filter.trim());
+      dropped = this.stateCounts.get(sanitised.trim()) ?? 0;
+      this.stateCounts.delete(sanitised.trim());
     }
     return ok({ result: 'ok', dropped_states: dropped });
   }
@@ -947,13 +1133,46 @@ class FakeOpnsenseServer implements FakeOpnsense {
     this.tables.set(alias.name, table);
   }
 
-  private withConfigLock(change: () => void): Promise<void> {
+  /** Runs `change` in its turn under the global config lock; `saves`: a config save (host/network) follows. */
+  private withConfigLock(saves: boolean, change: () => void): Promise<void> {
     const run = this.configLock.then(async () => {
+      const start = Date.now() - this.startedAt;
       change();
-      if (this.configSaveMs > 0) await delay(this.configSaveMs);
+      if (saves && this.configSaveMs > 0) await delay(this.configSaveMs);
+      this.lockTurns.push([start, Date.now() - this.startedAt]);
     });
     this.configLock = run.catch(() => undefined);
     return run;
+  }
+
+  private tableEntriesUsed(): number {
+    let used = 0;
+    for (const table of this.tables.values()) used += table.size;
+    return used;
+  }
+
+  private addedAt(name: string): Map<string, number> {
+    let times = this.entryTimes.get(name);
+    if (times === undefined) this.entryTimes.set(name, (times = new Map()));
+    return times;
+  }
+
+  /** An enabled host/network alias whose config no longer passes validation. */
+  private brokenAlias(): AliasState | undefined {
+    for (const alias of this.aliasStates.values()) {
+      if (!alias.enabled || (alias.type !== 'host' && alias.type !== 'network')) continue;
+      const type = alias.type;
+      if (alias.config.some((entry) => !validForAlias(type, entry))) return alias;
+    }
+    return undefined;
+  }
+
+  /** What a filter reload makes of an alias's pf table. */
+  private reload(alias: AliasState): void {
+    if (!alias.enabled || alias.type === 'port' || alias.type === 'mac') this.tables.delete(alias.name);
+    else if (alias.type === 'host' || alias.type === 'network') this.loadFromConfig(alias);
+    // Generated tables are rebuilt from their source (none here): whatever was added goes.
+    else if (GENERATED_TYPES.has(alias.type)) this.tables.set(alias.name, new Set());
   }
 }
 

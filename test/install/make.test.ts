@@ -4,6 +4,7 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { jailLocal } from '../support/jail-local.js';
 import { ROOT } from '../support/paths.js';
 import { run, type RunResult } from '../support/run.js';
 
@@ -194,8 +195,3 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     expect(await filesUnder(other)).to.deep.equal(['usr/local/bin/syncfail2ban']);
   });
 });
-
-/** The admin's jail.local of an upgraded host: sshd publishes (or no longer), sshd-sync applies. */
-function jailLocal({ syncAction }: { syncAction: boolean }): string {
-  return ['[sshd]', 'action = %(action_)s', ...(syncAction ? ['         sync-action'] : []), '[sshd-sync]', 'filter = sync-filter', 'logpath = /var/log/syncfail2ban-dummy.log', 'bantime = -1', ''].join('\n');
-}

@@ -151,7 +151,7 @@ describe('OpnsenseClient', function () {
       expect(fake.configContent('bans_host')).to.deep.equal(['1.1.1.1', '2.2.2.2', '3.3.3.3']);
       expect(await opn.list('bans_host')).to.deep.equal(['1.1.1.1', '2.2.2.2', '3.3.3.3']);
       const item = await opn.getAliasItem(fake.uuidOf('bans_host') ?? '', 'bans_host');
-      expect(item).to.deep.equal({ name: 'bans_host', type: 'host', content: ['1.1.1.1', '2.2.2.2', '3.3.3.3'] });
+      expect(item).to.deep.equal({ name: 'bans_host', type: 'host', enabled: true, expire: null, content: ['1.1.1.1', '2.2.2.2', '3.3.3.3'] });
       expect(await opn.getAliasItem('00000000-0000-0000-0000-000000000000')).to.equal(null);
     });
 
@@ -274,9 +274,17 @@ describe('OpnsenseClient', function () {
 
     it('unreachable: a firewall that does not answer in time', async function () {
       fake.setLatency(2_000);
-      const error = await failure(client({ timeoutMs: 150 }).list('bans_ext'), 'unreachable');
+      const error = await failure(client({ timeoutMs: 150 }).add('bans_ext', '1.2.3.4'), 'unreachable');
       expect(error.message).to.contain('150 ms').and.to.contain(fake.url);
     });
+
+    it('gives a listing its own, longer timeout, and a listing that outlasts it is no "unreachable" firewall', async function () {
+      fake.setLatency(300);
+      expect(await client({ timeoutMs: 150 }).list('bans_ext'), 'a list may take longer than other calls').to.deep.equal([]);
+      const error = await failure(client({ timeoutMs: 150, listTimeoutMs: 200 }).list('bans_ext'), 'server');
+      expect(error.message).to.contain('did not finish the listing within 200 ms').and.to.contain('whole pf table');
+    });
+
   });
 
   describe('TLS', function () {

@@ -133,7 +133,7 @@ describe('fake OPNsense', function () {
       const cases: Array<[FakeApiKey, string, string]> = [
         [aliasOnly, 'GET', `${UTIL}/list/bans_ext`],
         [utilOnly, 'GET', `${ALIAS}/getAliasUUID/bans_ext`],
-        [utilOnly, 'POST', '/api/diagnostics/firewall/killStates'],
+        [utilOnly, 'POST', '/api/diagnostics/firewall/kill_states'],
       ];
       for (const [key, method, path] of cases) {
         const result = await raw(fake, method, path, { key });
@@ -372,9 +372,10 @@ describe('fake OPNsense', function () {
       const uuid = fake.uuidOf('bans_host') ?? '';
       const item = (await raw(fake, 'GET', `${ALIAS}/get_item/${uuid}`)).json as { alias: { name: string; content: unknown; type: Record<string, { selected: number }> } };
       expect(item.alias.name).to.equal('bans_host');
-      expect(item.alias.content).to.deep.equal({ '10.0.0.1': { value: '10.0.0.1', selected: 1 } });
+      const content = item.alias.content as Record<string, { selected: number }>;
+      expect(content['10.0.0.1']).to.deep.equal({ value: '10.0.0.1', selected: 1 });
+      expect(Object.keys(content).filter((key) => content[key]!.selected === 1), 'other aliases are offered unselected').to.deep.equal(['10.0.0.1']);
       expect(item.alias.type['host']?.selected).to.equal(1);
-      expect((await raw(fake, 'GET', `${ALIAS}/get_item/00000000-0000-0000-0000-000000000000`)).json).to.deep.equal([]);
 
       const saved = await post(fake, `${ALIAS}/set_item/${uuid}`, { alias: { content: '1.1.1.1\n2.2.2.2' } });
       expect(saved.json).to.deep.equal({ result: 'saved' });
@@ -407,20 +408,133 @@ describe('fake OPNsense', function () {
       expect(fake.configContent('bans_host')).to.deep.equal(['3.3.3.3']);
     });
 
-    it('get_table_size reports the limit and entries in use', async function () {
+    it('get_table_size reports the limit, the entries in use and a count per table', async function () {
       await post(fake, `${UTIL}/add/bans_ext`, { address: '1.2.3.4' });
-      expect((await raw(fake, 'GET', `${ALIAS}/get_table_size`)).json).to.deep.equal({ status: 'ok', size: 1_000_000, used: 2 });
+      const sizes = (await raw(fake, 'GET', `${ALIAS}/get_table_size`)).json as { status: string; size: number; used: number; details: Record<string, { count: number }> };
+      expect(sizes).to.include({ status: 'ok', size: 1_000_000, used: 2 });
+      expect(sizes.details['bans_ext']?.count).to.equal(1);
+      expect(sizes.details['bans_host']?.count).to.equal(1);
+      expect(sizes.details['bogons']?.count).to.equal(0);
+    });
+
+    it('get_item of an unknown UUID is a blank item, not []; set_item there fails on the missing name', async function () {
+      const blank = (await raw(fake, 'GET', `${ALIAS}/get_item/00000000-0000-0000-0000-000000000000`)).json as { alias: { name: string; enabled: string; content: Record<string, { selected: number }> } };
+      expect(blank.alias).to.include({ name: '', enabled: '1' });
+      expect(blank.alias.content['bans_ext'], 'other aliases offered, unselected').to.include({ selected: 0 });
+      const saved = await post(fake, `${ALIAS}/set_item/00000000-0000-0000-0000-000000000000`, { alias: { content: '1.1.1.1' } });
+      expect(saved.json).to.deep.include({ result: 'failed' }).and.to.have.nested.property('validations.alias\\.name');
+    });
+
+    it('shows every alias type, the enabled state and expire', async function () {
+      fake.defineAlias({ name: 'geo', type: 'geoip' });
+      fake.defineAlias({ name: 'off', type: 'external', enabled: false });
+      fake.defineAlias({ name: 'aging', type: 'external', expire: 3600 });
+      const item = async (name: string) =>
+        ((await raw(fake, 'GET', `${ALIAS}/get_item/${fake.uuidOf(name)}`)).json as { alias: { enabled: string; expire: string; type: Record<string, { selected: number }> } }).alias;
+      const geo = await item('geo');
+      expect(Object.keys(geo.type)).to.include.members(['host', 'network', 'external', 'urltable', 'geoip', 'networkgroup', 'port', 'mac']);
+      expect(Object.entries(geo.type).filter(([, option]) => option.selected === 1).map(([key]) => key)).to.deep.equal(['geoip']);
+      expect((await item('off')).enabled).to.equal('0');
+      expect((await item('aging')).expire).to.equal('3600');
     });
   });
 
-  describe('diagnostics/firewall/killStates', function () {
-    it('drops the registered states of one address', async function () {
+  describe('awkward parts of the real firewall', function () {
+    it('matches privileges on the raw URI: killStates is 403 for "Diagnostics: Show States", kill_states is not, "All pages" allows both', async function () {
+      const states = { key: 'states', secret: 's4', privileges: ['diagnostics'] } satisfies FakeApiKey;
+      const all = { key: 'all', secret: 's5', privileges: ['all'] } satisfies FakeApiKey;
+      await fake.close();
+      fake = await startFakeOpnsense({ keys: [states, all] });
       fake.addStates('1.2.3.4', 3);
-      fake.addStates('5.6.7.8', 1);
-      expect((await post(fake, '/api/diagnostics/firewall/killStates', { filter: '1.2.3.4' })).json).to.deep.equal({ result: 'ok', dropped_states: 3 });
-      expect((await post(fake, '/api/diagnostics/firewall/kill_states', { filter: '1.2.3.4' })).json).to.deep.equal({ result: 'ok', dropped_states: 0 });
-      expect(fake.states('5.6.7.8')).to.equal(1);
-      expect((await raw(fake, 'GET', '/api/diagnostics/firewall/killStates')).json).to.deep.equal({ result: 'failed' });
+      expect((await post(fake, '/api/diagnostics/firewall/killStates', { filter: '1.2.3.4' }, states)).status).to.equal(403);
+      expect((await post(fake, '/api/diagnostics/firewall/kill_states', { filter: '1.2.3.4' }, states)).json).to.deep.equal({ result: 'ok', dropped_states: 3 });
+      fake.addStates('1.2.3.4', 2);
+      expect((await post(fake, '/api/diagnostics/firewall/killStates', { filter: '1.2.3.4' }, all)).json).to.deep.equal({ result: 'ok', dropped_states: 2 });
+      expect((await raw(fake, 'GET', '/api/diagnostics/firewall/kill_states', { key: states })).json).to.deep.equal({ result: 'failed' });
+    });
+
+    it('"Firewall: Aliases" may read alias config (get*) but not set_item or reconfigure', async function () {
+      const viewer = { key: 'viewer', secret: 's6', privileges: ['aliases'] } satisfies FakeApiKey;
+      await fake.close();
+      fake = await startFakeOpnsense({ keys: [viewer], aliases: [{ name: 'h', type: 'host' }] });
+      expect((await raw(fake, 'GET', `${ALIAS}/getAliasUUID/h`, { key: viewer })).status).to.equal(200);
+      expect((await raw(fake, 'GET', `${ALIAS}/get_item/${fake.uuidOf('h')}`, { key: viewer })).status).to.equal(200);
+      expect((await raw(fake, 'GET', `${ALIAS}/get_table_size`, { key: viewer })).status).to.equal(200);
+      expect((await post(fake, `${ALIAS}/set_item/${fake.uuidOf('h')}`, { alias: { content: '1.1.1.1' } }, viewer)).status).to.equal(403);
+      expect((await raw(fake, 'POST', `${ALIAS}/reconfigure`, { key: viewer })).status).to.equal(403);
+      expect((await post(fake, `${UTIL}/add/h`, { address: '1.1.1.1' }, viewer)).status).to.equal(403);
+    });
+
+    it('kill_states strips ":" and "/" from the filter: an IPv6 address matches nothing and still answers ok', async function () {
+      fake.addStates('2001:db8::1', 4);
+      expect((await post(fake, '/api/diagnostics/firewall/kill_states', { filter: '2001:db8::1' })).json).to.deep.equal({ result: 'ok', dropped_states: 0 });
+      expect(fake.states('2001:db8::1')).to.equal(4);
+    });
+
+    it('validates the whole content of a host alias on every add and delete: one stored bad entry makes each a 500, and every reconfigure', async function () {
+      fake.storeInvalidEntry('bans_host', '10.1.0.0/16');
+      expect((await post(fake, `${UTIL}/add/bans_host`, { address: '10.0.0.9' })).status).to.equal(500);
+      expect((await post(fake, `${UTIL}/delete/bans_host`, { address: '10.0.0.1' })).status).to.equal(500);
+      expect(fake.pfTable('bans_host')).to.deep.equal(['10.0.0.1']);
+      expect((await post(fake, `${UTIL}/add/bans_ext`, { address: '10.0.0.9' })).json, 'external aliases are not validated').to.deep.equal({ status: 'done' });
+      expect((await raw(fake, 'POST', `${ALIAS}/reconfigure`)).status, 'a full reload fails on any broken alias').to.equal(500);
+    });
+
+    it('adds the first entry of a host alias again, and delete removes one copy only', async function () {
+      await post(fake, `${UTIL}/add/bans_host`, { address: '10.0.0.1' });
+      await post(fake, `${UTIL}/add/bans_host`, { address: '10.0.0.2' });
+      await post(fake, `${UTIL}/add/bans_host`, { address: '10.0.0.2' });
+      expect(fake.configContent('bans_host')).to.deep.equal(['10.0.0.1', '10.0.0.1', '10.0.0.2']);
+      await post(fake, `${UTIL}/delete/bans_host`, { address: '10.0.0.1' });
+      expect(fake.configContent('bans_host')).to.deep.equal(['10.0.0.1', '10.0.0.2']);
+      fake.reboot();
+      expect(fake.pfTable('bans_host')).to.include('10.0.0.1');
+    });
+
+    it('answers done past the table-entries limit and keeps nothing', async function () {
+      await fake.close();
+      fake = await startFakeOpnsense({ tableEntriesLimit: 3, aliases: [{ name: 'ext', type: 'external' }] });
+      for (const ip of ['1.1.1.1', '1.1.1.2', '1.1.1.3', '1.1.1.4']) expect((await post(fake, `${UTIL}/add/ext`, { address: ip })).json).to.deep.equal({ status: 'done' });
+      expect(fake.pfTable('ext')).to.have.length(3).and.not.include('1.1.1.4');
+    });
+
+    it('answers done for every alias type, but only host, network and external keep the address', async function () {
+      const kinds = ['urltable', 'geoip', 'networkgroup', 'port', 'mac'] as const;
+      for (const type of kinds) fake.defineAlias({ name: type, type });
+      fake.defineAlias({ name: 'off', type: 'external', enabled: false });
+      fake.defineAlias({ name: 'aging', type: 'external', expire: 60 });
+      for (const name of [...kinds, 'off', 'aging']) expect((await post(fake, `${UTIL}/add/${name}`, { address: '1.2.3.4' })).json, name).to.deep.equal({ status: 'done' });
+      await raw(fake, 'POST', `${ALIAS}/reconfigure`); // generated tables are rebuilt from their source
+      for (const name of [...kinds, 'off']) expect(fake.pfTable(name), name).to.deep.equal([]);
+      expect(fake.pfTable('aging')).to.deep.equal(['1.2.3.4']);
+      fake.elapse(61);
+      expect(fake.pfTable('aging'), 'aged out').to.deep.equal([]);
+    });
+
+    it('list loads the whole table: out of memory (500) above the limit whatever rowCount says', async function () {
+      await fake.close();
+      fake = await startFakeOpnsense({ listMemoryLimitEntries: 100, aliases: [{ name: 'big', type: 'external', table: Array.from({ length: 101 }, (_, i) => `10.3.0.${i + 1}`) }] });
+      const result = await post(fake, `${UTIL}/list/big`, { rowCount: 1, current: 1 });
+      expect(result.status).to.equal(500);
+    });
+
+    it('answers a list whose configd call timed out as HTTP 200 with total 0', async function () {
+      await post(fake, `${UTIL}/add/bans_ext`, { address: '1.2.3.4' });
+      fake.configdTimeouts(1);
+      const lost = await raw(fake, 'GET', `${UTIL}/list/bans_ext`);
+      expect(lost.status).to.equal(200);
+      expect(lost.json).to.deep.include({ total: 0, rows: [] });
+      expect(((await raw(fake, 'GET', `${UTIL}/list/bans_ext`)).json as { total: number }).total).to.equal(1);
+    });
+
+    it('runs every alias_util write one at a time under the config lock, external aliases included', async function () {
+      fake.setConfigSaveMs(5);
+      await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => post(fake, `${UTIL}/add/bans_ext`, { address: `10.4.0.${i + 1}` })),
+        ...Array.from({ length: 6 }, (_, i) => post(fake, `${UTIL}/add/bans_host`, { address: `10.5.0.${i + 1}` })),
+      ]);
+      expect(fake.lockTurns).to.have.length(12);
+      for (let i = 1; i < fake.lockTurns.length; i += 1) expect(fake.lockTurns[i]![0], `turn ${i} starts after turn ${i - 1} ends`).to.be.at.least(fake.lockTurns[i - 1]![1]);
     });
   });
 

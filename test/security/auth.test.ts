@@ -110,6 +110,21 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     expect(await b.banned('sshd-sync')).not.to.include('203.0.113.45');
   });
 
+  it("a host cannot publish a snapshot for another origin (it would release that origin's bans); its own goes through", async () => {
+    const spoofer = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const closed = new Promise<void>((resolve) => spoofer.once('close', () => resolve()));
+    const forged = { origin: 'host-a', id: '0123456789abcdef', part: 0, parts: 1, ips: ['203.0.113.47'] };
+    spoofer.publish('f2b/sshd/snapshot', JSON.stringify(forged), { qos: 1 });
+    await closed;
+    spoofer.end(true);
+
+    const honest = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    await honest.publishAsync('f2b/sshd/snapshot', JSON.stringify({ ...forged, origin: 'host-b', id: 'fedcba9876543210', ips: ['203.0.113.49'] }), { qos: 1 });
+    await honest.endAsync();
+    await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.49'), "host-b's own snapshot on host-a");
+    expect(await a.banned('sshd-sync')).not.to.include('203.0.113.47');
+  });
+
   it("a bare address from an authenticated host is that host's event: applied by the others, not by itself", async () => {
     const result = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'host-b', '-P', PASSWORDS['host-b'], '-q', '1', '-t', 'f2b/sshd/ban', '-m', '203.0.113.48']);
     expect(result.code, result.stderr).to.equal(0);

@@ -91,6 +91,23 @@ describe('TLS: mesh brokers over mqtts with client certificates (mutual TLS)', f
     expect(await b.banned('sshd-sync')).not.to.include('203.0.113.54');
   });
 
+  it('a client certificate with two CNs is refused, and the broker log says why', async () => {
+    const twoNames = await ca.issue('two-cns', { cn: 'host-a/CN=evil' });
+    const client = connect(`mqtts://127.0.0.3:${port}`, {
+      ca: await readFile(ca.caFile),
+      cert: await readFile(twoNames.certFile),
+      key: await readFile(twoNames.keyFile),
+      reconnectPeriod: 0,
+    });
+    const refused = await new Promise<Error>((resolve) => client.once('error', resolve).once('connect', () => resolve(new Error('connected'))));
+    client.end(true);
+    expect(refused.message).to.match(/Not authorized/i);
+    await waitFor(
+      () => b.requireAgent().logLines().some((line) => line.component === 'broker' && line.reason === 'bad-certificate' && /client certificate names 2 hosts \(CN "host-a", "evil"\)/.test(String(line.msg))),
+      'the refusal naming both CNs in the broker log',
+    );
+  });
+
   it('an agent with verification off says so in its log', async () => {
     await b.requireAgent().stop();
     await b.writeConfig(['mqtt_tls_verify = false']);

@@ -51,6 +51,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(result.stdout).to.match(/^sink fail2ban\n(?: {2}.*\n)* {2}changes submitted \d+, changes applied \d+, failures 0, backlog 0$/m);
     expect(result.stdout).to.match(/^control\n {2}socket: \//m);
     expect(result.stdout).to.match(/^metrics\n {2}url: http:\/\/127\.0\.0\.1:\d+\/metrics$/m);
+    expect(result.stdout).to.match(/^fleet\n {2}state dir: .*state$/m);
+    expect(result.stdout).to.match(/^ {2}last reconcile ok: true$/m);
     expect(result.stdout).to.match(/\nhealthy\n$/);
   });
 
@@ -84,6 +86,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(measured(events, 'accepted')).to.equal(measured(part(before, 'events'), 'accepted') + 1);
     expect(measuredBy(events, 'peer_last_event')).to.have.property('peer-x');
     expect(measured(part(report.status, 'sink', 'fail2ban'), 'changes_applied')).to.equal(measured(part(before, 'sink', 'fail2ban'), 'changes_applied') + 1);
+    expect(measuredBy(part(report.status, 'fleet'), 'holdings_by_origin')).to.deep.include({ 'peer-x': 1 });
+    expect(part(report.status, 'sink', 'fail2ban').details).to.deep.include({ last_reconcile_ok: true });
   });
 
   it("the embedded broker's refusals show in status and metrics next to the intake's", async () => {
@@ -119,6 +123,7 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(sample(after, 'syncfail2ban_events_received_total')).to.equal(sample(before, 'syncfail2ban_events_received_total') + 1);
     expect(sample(after, 'syncfail2ban_events_accepted_total')).to.equal(sample(before, 'syncfail2ban_events_accepted_total') + 1);
     expect(after).to.match(/^syncfail2ban_events_peer_last_event_timestamp_seconds\{origin="peer-y"\} \d/m);
+    expect(sample(after, 'syncfail2ban_fleet_holdings_by_origin{origin="peer-y"}')).to.equal(1);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status).to.equal(404);
   });
 

@@ -7,6 +7,7 @@
  * secret only ever live in a private field and the Authorization header: they never appear
  * in errors.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { OpnsenseError, type OpnsenseErrorDetails } from './errors.js';
@@ -16,34 +17,53 @@ export { OpnsenseError, type OpnsenseErrorDetails, type OpnsenseErrorKind } from
 export { pfRendering } from './pf-rendering.js';
 
 export interface OpnsenseClientOptions {
-  /** https://host[:port][/prefix], or http://… only when the firewall really serves plain HTTP: as the config validated it. */
+  /** https://host[:port][/prefix], or http://… only when the firewall really serves plain HTTP. */
   baseUrl: string;
   key: string;
   secret: string;
-  /** Verify the firewall's TLS certificate (against ca when given, else the system CAs). */
+  /** Verify the firewall's TLS certificate (against caFile when given, else the system CAs). */
   verifyTls: boolean;
-  /** PEM content of the certificate (or its CA) that the firewall presents. */
-  ca?: Buffer;
+  /** PEM file with the certificate (or its CA) that the firewall presents. */
+  caFile?: string;
+  /** The same as PEM content, already read (takes precedence over caFile). */
+  ca?: string | Buffer;
   /** Per request, from getting a connection to the end of the answer (default 15 s). */
   timeoutMs?: number;
+  /**
+   * For a list, which makes the firewall load and render the whole pf table however few rows
+   * are asked for (default 5 min, enough for a table of ~2 million entries).
+   */
+  listTimeoutMs?: number;
   /** Maximum parallel connections to this firewall (default 4). */
   maxSockets?: number;
 }
 
 export interface AliasItem {
   name: string;
-  /** 'host', 'network', 'external', … as OPNsense names the type. */
+  /** 'host', 'network', 'external', 'urltable', … as OPNsense names the type. */
   type: string;
+  enabled: boolean;
+  /** Seconds after which an external alias ages its entries out; null when not set. */
+  expire: number | null;
   /** Content as stored in config (network aliases hold "1.2.3.4/32"). */
   content: string[];
 }
 
-type Privilege = 'alias_util' | 'alias' | 'diagnostics';
+/** get_table_size: pf's table-entries limit, the entries of all tables, and each table's count. */
+export interface TableSizes {
+  limit: number;
+  used: number;
+  counts: Map<string, number>;
+}
 
-const PRIVILEGE_NAMES: Record<Privilege, string> = {
+type Privilege = 'alias_util' | 'alias_read' | 'alias_edit' | 'states';
+
+/** The privileges (System: Access: Users) as OPNsense's ACL names them, with the URI patterns they allow. */
+export const PRIVILEGE_NAMES: Record<Privilege, string> = {
   alias_util: '"Diagnostics: PF Table IP addresses" (api/firewall/alias_util/*)',
-  alias: '"Firewall: Alias: Edit" (api/firewall/alias/*)',
-  diagnostics: '"Diagnostics: Show States" (api/diagnostics/firewall/*, needed to kill states)',
+  alias_read: '"Firewall: Aliases" (api/firewall/alias/get*, reading alias types) or "Firewall: Alias: Edit"',
+  alias_edit: '"Firewall: Alias: Edit" (api/firewall/alias/*)',
+  states: '"Diagnostics: Show States" (api/diagnostics/firewall/kill_states*, needed by opn_kill_states)',
 };
 
 /** Node's codes for a certificate that could not be verified. */
@@ -65,7 +85,10 @@ const TLS_VERIFY_CODES = new Set([
 ]);
 
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** A listing of ~2.2 million entries, where PHP on the firewall runs out of memory anyway. */
+const MAX_LIST_BYTES = 384 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
+const DEFAULT_LIST_TIMEOUT_MS = 300_000;
 /**
  * Idle kept-alive sockets are dropped after this, before the usual 5 s server-side idle
  * close, so that a request rarely lands on a socket the firewall is closing. (The agent only
@@ -84,6 +107,8 @@ interface Call {
   /** The address sent, for messages. */
   address?: string;
   privilege: Privilege;
+  /** A list: its own timeout and answer size. */
+  listing?: true;
 }
 
 interface RawAnswer {
@@ -106,18 +131,50 @@ export class OpnsenseClient {
   private readonly transport: typeof http | typeof https;
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
+  private readonly listTimeoutMs: number;
 
   constructor(options: OpnsenseClientOptions) {
-    const url = new URL(options.baseUrl);
+    let url: URL;
+    try {
+      url = new URL(options.baseUrl);
+    } catch {
+      throw new Error(
+        `OPNsense base URL "${safeUrlText(options.baseUrl)}" is not a URL; write it as https://firewall.example.org[:port]`,
+      );
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw new Error(
+        `OPNsense base URL for ${url.protocol}//${url.host} contains credentials; remove them and set the API key and secret options instead`,
+      );
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new Error(`OPNsense base URL ${url.origin} must start with https:// (or http:// for a plain-HTTP GUI)`);
+    }
+    if (url.search !== '' || url.hash !== '') {
+      throw new Error(`OPNsense base URL ${url.origin}${url.pathname} must not have a query or fragment`);
+    }
     this.url = url;
     this.prefix = url.pathname.replace(/\/+$/, '');
     this.firewall = `${url.origin}${this.prefix}`;
+    if (options.key === '' || options.secret === '') {
+      throw new Error(`OPNsense ${this.firewall}: API key and secret must both be set`);
+    }
     this.#authorization = `Basic ${Buffer.from(`${options.key}:${options.secret}`, 'utf8').toString('base64')}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
     const maxSockets = options.maxSockets ?? 4;
 
     if (url.protocol === 'https:') {
-      const { ca } = options;
+      let ca: string | Buffer | undefined = options.ca;
+      if (ca === undefined && options.caFile !== undefined) {
+        try {
+          ca = readFileSync(options.caFile);
+        } catch (error) {
+          throw new Error(
+            `OPNsense ${this.firewall}: cannot read CA file ${options.caFile} (${errorText(error)}); point it at the PEM certificate the firewall uses`,
+          );
+        }
+      }
       this.transport = https;
       this.agent = new https.Agent({
         keepAlive: true,
@@ -165,6 +222,7 @@ export class OpnsenseClient {
       what: `list alias "${alias}"${current > 1 ? ` (page ${current})` : ''}`,
       alias,
       privilege: 'alias_util',
+      listing: true,
     });
     const first = await this.listPage(call(1, -1));
     const seen = new Set(first.rows);
@@ -181,15 +239,18 @@ export class OpnsenseClient {
     return [...seen];
   }
 
-  /** Kills the pf states of one address; returns how many were dropped. */
+  /**
+   * Kills the pf states of one address; returns how many were dropped. The URL is spelt as
+   * the ACL lists it (kill_states): privileges are matched against the raw URI.
+   */
   async killStates(address: string): Promise<number> {
     const ip = pfRendering(address);
     const call: Call = {
       method: 'POST',
-      path: '/api/diagnostics/firewall/killStates',
+      path: '/api/diagnostics/firewall/kill_states',
       body: { filter: ip },
       what: `kill states of ${ip === '' ? '(empty address)' : ip}`,
-      privilege: 'diagnostics',
+      privilege: 'states',
     };
     // An empty filter would kill every state on the firewall.
     if (ip === '') {
@@ -219,7 +280,7 @@ export class OpnsenseClient {
       path: `/api/firewall/alias/getAliasUUID/${encodeURIComponent(name)}`,
       what: `look up alias "${name}"`,
       alias: name,
-      privilege: 'alias',
+      privilege: 'alias_read',
     };
     const answer = await this.request(call);
     // Not found is an empty array, not an object.
@@ -228,24 +289,80 @@ export class OpnsenseClient {
     throw this.badResponse(call, `expected {"uuid":…} or [], got ${snippet(JSON.stringify(answer))}`);
   }
 
-  /** The alias as stored in config, or null for an unknown UUID. */
+  /** The alias as stored in config, or null for an unknown UUID (which OPNsense answers with a blank item). */
   async getAliasItem(uuid: string, aliasName?: string): Promise<AliasItem | null> {
     const call: Call = {
       method: 'GET',
       path: `/api/firewall/alias/get_item/${encodeURIComponent(uuid)}`,
       what: `read alias ${aliasName === undefined ? uuid : `"${aliasName}"`}`,
-      privilege: 'alias',
+      privilege: 'alias_read',
       ...(aliasName === undefined ? {} : { alias: aliasName }),
     };
     const answer = await this.request(call);
     if (Array.isArray(answer) && answer.length === 0) return null;
     const item = isRecord(answer) ? answer['alias'] : undefined;
     if (!isRecord(item)) throw this.badResponse(call, 'expected {"alias":{…}}');
+    const name = typeof item['name'] === 'string' ? item['name'] : '';
+    if (name === '') return null;
+    const expire = Number(item['expire']);
     return {
-      name: typeof item['name'] === 'string' ? item['name'] : '',
+      name,
       type: selectedKeys(item['type'])[0] ?? '',
+      enabled: String(item['enabled'] ?? '1') !== '0',
+      expire: item['expire'] === '' || item['expire'] === undefined || !Number.isFinite(expire) ? null : expire,
       content: selectedKeys(item['content']).filter((entry) => entry !== ''),
     };
+  }
+
+  /** pf's table-entries limit and the size of every table, or null when the firewall could not tell (configd). */
+  async tableSizes(): Promise<TableSizes | null> {
+    const call: Call = { method: 'GET', path: '/api/firewall/alias/get_table_size', what: 'read pf table sizes', privilege: 'alias_read' };
+    const answer = await this.request(call);
+    if (!isRecord(answer) || answer['status'] !== 'ok') return null;
+    const counts = new Map<string, number>();
+    if (isRecord(answer['details'])) {
+      for (const [table, detail] of Object.entries(answer['details'])) {
+        const count = isRecord(detail) ? Number(detail['count']) : NaN;
+        if (Number.isFinite(count)) counts.set(table, count);
+      }
+    }
+    return { limit: Number(answer['size']) || 0, used: Number(answer['used']) || 0, counts };
+  }
+
+  /** Names of the firewall's pf tables; the cheapest call that needs the alias_util privilege. */
+  async tableNames(): Promise<string[]> {
+    const call: Call = { method: 'GET', path: '/api/firewall/alias_util/aliases', what: 'list pf tables', privilege: 'alias_util' };
+    const answer = await this.request(call);
+    if (Array.isArray(answer) && answer.every((name) => typeof name === 'string')) return answer as string[];
+    throw this.badResponse(call, `expected an array of table names, got ${snippet(JSON.stringify(answer))}`);
+  }
+
+  /**
+   * Proves without changing anything that this key may write to the alias: a delete without
+   * an address answers "failed", while a missing privilege is a 403 and a read-only user a 500.
+   */
+  async checkWriteAccess(alias: string): Promise<void> {
+    const call: Call = {
+      method: 'POST',
+      path: `/api/firewall/alias_util/delete/${encodeURIComponent(alias)}`,
+      body: {},
+      what: `check write access to alias "${alias}"`,
+      alias,
+      privilege: 'alias_util',
+    };
+    const answer = await this.request(call);
+    if (!isRecord(answer) || (answer['status'] !== 'failed' && answer['status'] !== 'done')) {
+      throw this.badResponse(call, `expected {"status":"failed"}, got ${snippet(JSON.stringify(answer))}`);
+    }
+  }
+
+  /** Proves without killing anything that this key may kill states: no filter answers "failed". */
+  async checkKillStatesAccess(): Promise<void> {
+    const call: Call = { method: 'POST', path: '/api/diagnostics/firewall/kill_states', body: {}, what: 'check the kill-states privilege', privilege: 'states' };
+    const answer = await this.request(call);
+    if (!isRecord(answer) || (answer['result'] !== 'failed' && answer['result'] !== 'ok')) {
+      throw this.badResponse(call, `expected {"result":"failed"}, got ${snippet(JSON.stringify(answer))}`);
+    }
   }
 
   /**
@@ -258,7 +375,7 @@ export class OpnsenseClient {
       path: `/api/firewall/alias/set_item/${encodeURIComponent(uuid)}`,
       body: { alias: { content: content.join('\n') } },
       what: `replace content of alias ${aliasName === undefined ? uuid : `"${aliasName}"`} (${content.length} entries)`,
-      privilege: 'alias',
+      privilege: 'alias_edit',
       ...(aliasName === undefined ? {} : { alias: aliasName }),
     };
     const answer = await this.request(call);
@@ -269,7 +386,7 @@ export class OpnsenseClient {
         : '';
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall refused the content${validations === '' ? ' (result "failed"; does the alias still exist?)' : ` (${snippet(validations)})`}; fix or drop the rejected entries`,
-        { ...this.details(call), kind: 'failed' },
+        { ...this.details(call), kind: 'failed'},
       );
     }
     throw this.badResponse(call, `expected {"result":"saved"}, got ${snippet(JSON.stringify(answer))}`);
@@ -284,15 +401,15 @@ export class OpnsenseClient {
       method: 'POST',
       path: '/api/firewall/alias/reconfigure',
       what: 'apply aliases (reconfigure)',
-      privilege: 'alias',
+      privilege: 'alias_edit',
     };
     const answer = await this.request(call);
     if (isRecord(answer) && answer['status'] === 'ok') return;
     throw new OpnsenseError(`${this.prefixText(call)}: expected status "ok", got ${snippet(JSON.stringify(answer))}`, {
       ...this.details(call),
       ...(isRecord(answer) && answer['status'] === 'failed'
-        ? { kind: 'failed' as const }
-        : { kind: 'bad_response' as const }),
+        ? { kind: 'failed' as const}
+        : { kind: 'bad_response' as const}),
     });
   }
 
@@ -312,13 +429,13 @@ export class OpnsenseClient {
     if (status === 'not_an_address') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall does not take "${call.address ?? ''}" as an address (status "not_an_address"; only 0-9, a-f, ':', '.', '/' are allowed); drop or fix the address`,
-        { ...this.details(call), kind: 'not_an_address' },
+        { ...this.details(call), kind: 'not_an_address'},
       );
     }
     if (status === 'failed') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall answered status "failed"${statusMsg === '' ? '' : ` (${snippet(statusMsg)})`}`,
-        { ...this.details(call), kind: 'failed' },
+        { ...this.details(call), kind: 'failed'},
       );
     }
     throw this.badResponse(call, `expected {"status":"done"}, got ${snippet(JSON.stringify(answer))}`);
@@ -376,6 +493,8 @@ export class OpnsenseClient {
     }
     const hostname = this.url.hostname.startsWith('[') ? this.url.hostname.slice(1, -1) : this.url.hostname;
 
+    const timeoutMs = call.listing ? this.listTimeoutMs : this.timeoutMs;
+    const maxBytes = call.listing ? MAX_LIST_BYTES : MAX_RESPONSE_BYTES;
     return new Promise<RawAnswer>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let timedOut = false;
@@ -385,7 +504,7 @@ export class OpnsenseClient {
         settled = true;
         if (timer !== undefined) clearTimeout(timer);
         if (answer !== undefined) resolve(answer);
-        else reject(timedOut ? new TimeoutFailure(this.timeoutMs) : error);
+        else reject(timedOut ? new TimeoutFailure(timeoutMs) : error);
       };
       const req = this.transport.request({
         protocol: this.url.protocol,
@@ -400,8 +519,8 @@ export class OpnsenseClient {
         if (timer !== undefined) return;
         timer = setTimeout(() => {
           timedOut = true;
-          req.destroy(new TimeoutFailure(this.timeoutMs));
-        }, this.timeoutMs);
+          req.destroy(new TimeoutFailure(timeoutMs));
+        }, timeoutMs);
       });
       req.on('error', (error: NodeJS.ErrnoException) => {
         const stale = req.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
@@ -412,8 +531,8 @@ export class OpnsenseClient {
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
-          if (size > MAX_RESPONSE_BYTES) {
-            req.destroy(new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`));
+          if (size > maxBytes) {
+            req.destroy(new AnswerTooLarge(maxBytes));
             return;
           }
           chunks.push(chunk);
@@ -444,14 +563,14 @@ export class OpnsenseClient {
     const name = call.alias ?? '';
     return new OpnsenseError(
       `${this.prefixText(call)}: alias "${name}" does not exist on the firewall; create the alias ${name} on the firewall (Firewall: Aliases; type External (advanced) suits ban lists), names are case-sensitive`,
-      { ...this.details(call), kind: 'nonexistent_alias' },
+      { ...this.details(call), kind: 'nonexistent_alias'},
     );
   }
 
   private badResponse(call: Call, what: string): OpnsenseError {
     return new OpnsenseError(
       `${this.prefixText(call)}: unexpected answer (${what}); is ${this.firewall} an OPNsense API, not a proxy or another service?`,
-      { ...this.details(call), kind: 'bad_response' },
+      { ...this.details(call), kind: 'bad_response'},
     );
   }
 
@@ -469,13 +588,13 @@ export class OpnsenseClient {
     if (status === 401) {
       return new OpnsenseError(
         `${lead}: authentication failed (${said}); check the API key and secret configured for this firewall (System: Access: Users, API keys)`,
-        { ...details, kind: 'auth' },
+        { ...details, kind: 'auth'},
       );
     }
     if (status === 403) {
       return new OpnsenseError(
         `${lead}: the API user lacks a privilege (${said}); grant ${PRIVILEGE_NAMES[call.privilege]} to the user owning the API key (System: Access: Users)`,
-        { ...details, kind: 'forbidden' },
+        { ...details, kind: 'forbidden'},
       );
     }
     if (status === 400) {
@@ -487,24 +606,17 @@ export class OpnsenseClient {
     if (status === 404) {
       return new OpnsenseError(
         `${lead}: endpoint ${endpoint} not found (${said}); check that the base URL is the firewall's address without /api, and that the OPNsense version has this API`,
-        { ...details, kind: 'not_found' },
+        { ...details, kind: 'not_found'},
       );
     }
     if (status >= 500) {
       if (isRecord(body) && body['errorTitle'] === 'General access') {
         return new OpnsenseError(
           `${lead}: the API user is read-only (${said}); use an API key of a user allowed to make changes`,
-          { ...details, kind: 'server' },
+          { ...details, kind: 'server'},
         );
       }
-      const hint =
-        call.body !== undefined && 'address' in call.body && call.path.includes('/alias_util/add/')
-          ? `; on a Host(s)/Network(s) alias this is also how OPNsense rejects content that does not fit the type (e.g. a network on a Host alias), so check the address fits alias "${call.alias ?? ''}"`
-          : '';
-      return new OpnsenseError(`${lead}: server error (${said}); check the firewall's backend log, will retry${hint}`, {
-        ...details,
-        kind: 'server',
-      });
+      return new OpnsenseError(`${lead}: server error (${said}); ${serverErrorHint(call)}`, { ...details, kind: 'server'});
     }
     return new OpnsenseError(`${lead}: unexpected HTTP status (${said})`, {
       ...details,
@@ -517,7 +629,13 @@ export class OpnsenseClient {
     const code = (failure as NodeJS.ErrnoException | undefined)?.code;
     const text = errorText(failure);
     let message: string;
-    if (failure instanceof TimeoutFailure) {
+    // The firewall answered (or is answering) but the listing is too big: not unreachable.
+    const kind = (failure instanceof TimeoutFailure && call.listing) || failure instanceof AnswerTooLarge ? 'server' : 'unreachable';
+    if (failure instanceof TimeoutFailure && call.listing) {
+      message = `the firewall did not finish the listing within ${failure.ms} ms (it loads the whole pf table for every list); keep the alias well below 2 million entries, will retry`;
+    } else if (failure instanceof AnswerTooLarge) {
+      message = `the firewall's answer is larger than ${failure.bytes} bytes; keep the alias well below 2 million entries, will retry`;
+    } else if (failure instanceof TimeoutFailure) {
       message = `the firewall did not answer within ${failure.ms} ms; check it is up and not overloaded, will retry`;
     } else if (code !== undefined && TLS_VERIFY_CODES.has(code)) {
       message = `the firewall's TLS certificate could not be verified (${text}); set the CA file for this firewall to the certificate it presents (or its CA), or fix the certificate (its name must match ${this.url.hostname})`;
@@ -526,7 +644,13 @@ export class OpnsenseClient {
     } else {
       message = `cannot reach the firewall (${text}); check the address and port and that this host may connect to the web GUI, will retry`;
     }
-    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind: 'unreachable' }, failure);
+    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind}, failure);
+  }
+}
+
+class AnswerTooLarge extends Error {
+  constructor(readonly bytes: number) {
+    super(`answer larger than ${bytes} bytes`);
   }
 }
 
@@ -534,6 +658,21 @@ class StaleSocket extends Error {
   constructor(readonly original: Error) {
     super(original.message);
   }
+}
+
+/** What an HTTP 500 most likely means for this call, and the fix. */
+function serverErrorHint(call: Call): string {
+  const alias = call.alias ?? '';
+  if (call.listing) {
+    return `the firewall loads the whole pf table for every list and PHP runs out of memory near 2 million entries: keep alias "${alias}" smaller (split it), or check the firewall's backend log; will retry`;
+  }
+  if (/\/alias_util\/(add|delete)\//.test(call.path)) {
+    return `on a Host(s)/Network(s) alias OPNsense validates the whole content on every change, so one entry it refuses (this address, e.g. a network on a Host(s) alias, or one already stored) fails every change to alias "${alias}": open Firewall: Aliases, alias ${alias}, and fix or remove that entry (or make it an External (advanced) alias); will retry`;
+  }
+  if (call.path.endsWith('/reconfigure')) {
+    return 'reconfigure reloads every alias on the firewall, and one alias that fails to load (not necessarily this one) makes it fail: check Firewall: Aliases and the backend log (System: Log Files: Backend); will retry';
+  }
+  return "check the firewall's backend log (System: Log Files: Backend), will retry";
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -567,4 +706,9 @@ function errorText(error: unknown): string {
 function snippet(text: string | undefined, max = 200): string {
   const flat = (text ?? '').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
+/** A URL-ish string for messages, with any user:password@ removed. */
+function safeUrlText(text: string): string {
+  return text.replace(/\/\/[^/@]*@/, '//');
 }

@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import mqemitter, { type Message, type MQEmitter } from 'mqemitter';
+import MQEmitterRedis from 'mqemitter-redis';
+import type { Logger } from '../src/log.js';
+
+export interface ClusterOptions {
+  /** redis://[[user]:password@]host:port[/db] or rediss://… (TLS). */
+  redisUrl: string;
+  /** PEM CA certificates for a rediss:// server signed by a private CA. */
+  redisCa?: Buffer;
+  log: Logger;
+}
+
+/** `up`: both Redis connections (publish, subscribe) are ready, so events cross instances. */
+export type ClusterState = 'connecting' | 'up' | 'down';
+
+export interface ClusterStatus {
+  /** The Redis URL without its password. */
+  redis: string;
+  state: ClusterState;
+  since: string;
+  lastError: string | null;
+  /** Messages handed to Redis for the other instances. */
+  forwarded: number;
+  /** Messages published here that did not reach Redis (it was down): only this instance's clients got them. */
+  notForwarded: number;
+  /** Messages from other instances delivered to this instance's clients. */
+  received: number;
+}
+
+type Listener = (message: Message, done: () => void) => void;
+
+/** What crosses instances: the fleet's events and Aedes' own broker announcements (which close a client id taken on another instance). */
+const SHARED_TOPICS = ['f2b/#', '$SYS/#'];
+
+function isShared(topic: string): boolean {
+  return topic.startsWith('f2b/') || topic.startsWith('$SYS/');
+}
+
+/**
+ * The message bus of one clustered broker instance, given to Aedes as its `mq`. Local
+ * delivery never depends on Redis: every message goes to this instance's subscribers at
+ * once, and to the other instances through Redis pub/sub (mqemitter-redis) when Redis is
+ * up. A message that comes back from Redis with this instance's broker id is its own echo
+ * and is dropped, so every subscriber gets each message once. Redis only relays: nothing
+ * is stored there, and a message published while Redis is down is counted, not queued.
+ */
+export class ClusterBus {
+  /** Aedes stamps this on every packet it publishes (its `id` option). */
+  readonly brokerId = randomUUID();
+  private readonly local: MQEmitter = mqemitter({ concurrency: 100, matchEmptyLevels: true });
+  private readonly publisher: Redis;
+  private readonly subscriber: Redis;
+  private readonly remote: MQEmitter;
+  private readonly shownUrl: string;
+  private state: ClusterState = 'connecting';
+  private since = new Date();
+  private lastError: string | null = null;
+  private counts = { forwarded: 0, notForwarded: 0, received: 0 };
+  private closing = false;
+
+  constructor(private readonly options: ClusterOptions) {
+    this.shownUrl = withoutPassword(options.redisUrl);
+    const tls = options.redisCa ? { tls: { ca: options.redisCa } } : {};
+    // ioredis reconnects on its own (every 50 ms growing to 2 s) and re-subscribes.
+    // The publisher queues nothing while Redis is away: memory stays bounded, and an
+    // event that cannot cross now is counted and healed by the origin's `-f`.
+    this.publisher = new Redis(options.redisUrl, { ...tls, enableOfflineQueue: false, connectionName: 'syncfail2ban-broker' });
+    // The subscriber's only commands are the subscriptions: they wait for Redis however long it takes.
+    this.subscriber = new Redis(options.redisUrl, { ...tls, maxRetriesPerRequest: null, connectionName: 'syncfail2ban-broker' });
+    for (const connection of [this.publisher, this.subscriber]) {
+      connection.on('ready', () => this.update());
+      connection.on('close', () => this.update());
+      connection.on('error', (error: Error) => {
+        this.lastError = error.message;
+        this.update();
+      });
+    }
+    const remote = MQEmitterRedis({ pubConn: this.publisher, subConn: this.subscriber } as RedisOptions);
+    // mqemitter-redis re-emits every connection error on `state`; unheard, that would end the process.
+    (remote as unknown as { state: EventEmitter }).state.on('error', () => undefined);
+    this.remote = remote;
+    const fromOtherInstances: Listener = (message, done) => this.deliverRemote(message, done);
+    for (const topic of SHARED_TOPICS) this.remote.on(topic, fromOtherInstances);
+  }
+
+  on(topic: string, listener: Listener, done?: () => void): this {
+    this.local.on(topic, listener, done);
+    return this;
+  }
+
+  removeListener(topic: string, listener: Listener, done?: () => void): void {
+    this.local.removeListener(topic, listener, done);
+  }
+
+  emit(message: Message, done?: (error?: Error) => void): void {
+    this.local.emit(message, done);
+    if (!isShared(message.topic)) return;
+    if (this.state !== 'up') {
+      this.counts.notForwarded += 1;
+      return;
+    }
+    this.remote.emit(message, (error) => {
+      if (error) this.counts.notForwarded += 1;
+      else this.counts.forwarded += 1;
+    });
+  }
+
+  close(done: () => void): void {
+    this.closing = true;
+    this.local.close(() => this.remote.close(done));
+  }
+
+  status(): ClusterStatus {
+    const lastError = this.state === 'up' ? null : this.lastError;
+    return { redis: this.shownUrl, state: this.state, since: this.since.toISOString(), lastError, ...this.counts };
+  }
+
+  private deliverRemote(message: Message, done: () => void): void {
+    // Redis is inside the fleet's trust boundary (password, TLS), but a malformed message still must not reach Aedes.
+    if (message.brokerId === this.brokerId || typeof message.topic !== 'string' || !Buffer.isBuffer(message.payload)) return done();
+    this.counts.received += 1;
+    this.local.emit({ ...message, retain: false }, () => done());
+  }
+
+  private update(): void {
+    if (this.closing) return;
+    const ready = this.publisher.status === 'ready' && this.subscriber.status === 'ready';
+    const state: ClusterState = ready ? 'up' : this.state === 'connecting' && this.lastError === null ? 'connecting' : 'down';
+    if (state === this.state) return;
+    const { log } = this.options;
+    if (state === 'up') {
+      log.info({ redis: this.shownUrl }, 'cluster: connected to Redis; events cross to the other broker instances');
+      this.lastError = null;
+    } else {
+      log.warn({ redis: this.shownUrl, ...(this.lastError ? { err: this.lastError } : {}) }, 'cluster: Redis is unreachable; serving this instance\'s clients only, events do not cross to the other instances until it returns (retrying)');
+    }
+    this.state = state;
+    this.since = new Date();
+  }
+}
+
+/** A Redis URL as it may be logged and shown in status. */
+export function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}
