@@ -1,3 +1,4 @@
+import type { SnapshotResult } from '../../agent/fleet/snapshot-receiver.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import type { AgentStatus } from '../../src/status.js';
 import type { SimHost } from './sim-host.js';
@@ -12,16 +13,8 @@ export async function statusOf(host: SimHost): Promise<AgentStatus> {
   return (await host.status()).status;
 }
 
-export interface SnapshotSeen {
-  origin: string;
-  jail: string;
-  complete: boolean;
-  partsReceived: number;
-  parts: number;
-  addresses: number;
-  added: number;
-  released: number;
-}
+/** A snapshot as the status shows it. */
+export type SnapshotSeen = Pick<SnapshotResult, 'origin' | 'jail' | 'complete' | 'partsReceived' | 'parts' | 'addresses' | 'added' | 'released'>;
 
 /** The last snapshots the host's fleet state received, as its status shows them. */
 export async function snapshotsOf(host: SimHost): Promise<SnapshotSeen[]> {
