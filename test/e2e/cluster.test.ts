@@ -165,7 +165,7 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     expect(result.stdout).to.match(new RegExp(`published a snapshot of jail web: ${SNAPSHOT_SIZE} address\\(es\\) in \\d+ part\\(s\\), every part acknowledged`));
     for (const peer of [b, c]) {
       const snapshot = async () => (await snapshotsOf(peer)).find((s) => s.origin === 'cl-a' && s.jail === 'web');
-      await waitFor(snapshot, `the snapshot on ${peer.name}`, 60_000, 500);
+      await waitFor(async () => (await snapshot())?.complete, `the complete snapshot on ${peer.name}`, 60_000, 500);
       expect(await snapshot(), `on ${peer.name}`).to.include({ complete: true, addresses: SNAPSHOT_SIZE, added: SNAPSHOT_SIZE });
     }
     for (const peer of [b, c]) {
