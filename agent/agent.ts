@@ -17,7 +17,7 @@ import { Holdings } from './fleet/holdings.js';
 import { Projection } from './fleet/projection.js';
 import { SyncJailReconciler } from './fleet/sync-jail-reconciler.js';
 import { Intake } from './intake.js';
-import { MetricsEndpoint } from './metrics.js';
+import { MetricsServer } from './metrics.js';
 import { allParts, type Part } from './part.js';
 import { SyncJailsSink } from './sinks/sync-jails.js';
 
@@ -88,7 +88,7 @@ export class Agent {
     if (config.brokerUrls.length > 1) this.parts.push(new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions));
     else this.parts.push(...this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
     this.parts.push(new ControlServer(config.controlSocket, () => this.status(), log));
-    if (config.metrics) this.parts.push(new MetricsEndpoint(config.metrics, () => this.status(), log));
+    if (config.metrics) this.parts.push(new MetricsServer(config.metrics, () => this.status(), log));
     if (projections.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
     }

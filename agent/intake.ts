@@ -44,8 +44,9 @@ export class Intake implements Part {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
 
     const { event } = decoded;
-    const sender = event.origin ?? 'manual';
-    if (!this.perOrigin.take(sender)) {
+    const sender = event.via ?? event.origin ?? 'manual';
+    // Per connection: a flood claiming someone else's origin drains only its own bucket.
+    if (!this.perOrigin.take(`${source} ${sender}`)) {
       return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
     }
     // An unban of a protected address is harmless and may clear a ban from before it was protected.

@@ -1,9 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { urlHost, type Endpoint } from '../src/config.js';
+import { type MetricsEndpoint, urlHost } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { healthProblems, type AgentStatus, type Measure, type PartStatus, type Problem } from '../src/status.js';
 import { programVersion } from '../src/version.js';
+import { presentsToken } from './metrics-auth.js';
 import type { Part } from './part.js';
 
 type Labels = Record<string, string>;
@@ -63,13 +64,13 @@ function metricName(part: PartStatus, key: string, measure: Measure): string {
 }
 
 /** Serves GET /metrics on metrics_host:metrics_port; a port it cannot bind is a problem in the status, not a reason to stop syncing. */
-export class MetricsEndpoint implements Part {
+export class MetricsServer implements Part {
   private server: Server | undefined;
   private problem: Problem | null = null;
   private readonly url: string;
 
   constructor(
-    private readonly endpoint: Endpoint,
+    private readonly endpoint: MetricsEndpoint,
     private readonly report: () => AgentStatus,
     private readonly log: Logger,
   ) {
@@ -83,6 +84,16 @@ export class MetricsEndpoint implements Part {
       const path = (request.url ?? '/').split('?')[0];
       if (request.method !== 'GET' || path !== '/metrics') {
         response.writeHead(404, { 'content-type': 'text/plain' }).end('syncfail2ban: metrics are at GET /metrics\n');
+        return;
+      }
+      if (endpoint.token !== undefined && !presentsToken(request.headers.authorization, endpoint.token)) {
+        response.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="syncfail2ban", Basic realm="syncfail2ban"' });
+        response.end('syncfail2ban: metrics need metrics_token (Authorization: Bearer <token>, or basic auth with it as the password)\n');
+        return;
+      }
+      if (endpoint.token !== undefined && !presentsToken(request.headers.authorization, endpoint.token)) {
+        response.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="syncfail2ban", Basic realm="syncfail2ban"' });
+        response.end('syncfail2ban: metrics need metrics_token (Authorization: Bearer <token>, or basic auth with it as the password)\n');
         return;
       }
       metrics.scrape().then(

@@ -73,21 +73,25 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     if (payload.length > maxBytes) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${maxBytes}`);
     // A snapshot part takes one token, like one event: a snapshot of 100,000 bans is a few dozen parts.
     if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
+    packet.retain = false; // delivered live, never stored
     if (identity !== undefined && snapshot) {
       const decoded = decodeSnapshotPart(packet.topic, payload);
       if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
       if (decoded.part.origin !== identity) return refuse('bad-origin', `${identity} may not publish a snapshot for origin ${JSON.stringify(decoded.part.origin)}`);
-    } else if (identity !== undefined) {
+    } else if (!snapshot) {
       // Parsed exactly as every agent will parse it, so what is checked here is what they apply.
       const decoded = decodeEvent(packet.topic, payload);
+      // Anonymous: passed on as it came, for every agent to refuse and count.
+      if (!decoded.ok && identity === undefined) return done(null);
       if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
       const { origin, address } = decoded.event;
-      if (origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(origin)}`);
+      if (identity !== undefined && origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(origin)}`);
       // A bare address from an authenticated host speaks for that host, not for nobody;
       // only an admin account (mq_admins) speaks for the whole fleet.
-      if (origin === undefined && !security.admins.has(identity)) packet.payload = Buffer.from(encodePayload(address, identity));
+      const stamped = origin ?? (identity !== undefined && !security.admins.has(identity) ? identity : undefined);
+      // Always rewritten: "via" is what this broker saw, never what the sender wrote.
+      packet.payload = Buffer.from(encodePayload(address, stamped, identity ?? (client ? sourceKey(remoteAddress(client)) : 'broker')));
     }
-    packet.retain = false; // delivered live, never stored
     done(null);
   };
 

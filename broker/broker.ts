@@ -20,7 +20,7 @@ export interface BrokerOptions {
   security: BrokerSecurity;
   rateLimit: RateLimit;
   /** Standalone hub instances that share their message bus with the others through Redis. */
-  cluster?: Omit<ClusterOptions, 'log'>;
+  cluster?: Omit<ClusterOptions, 'log' | 'refusals'>;
 }
 
 export interface RunningBroker {
@@ -46,14 +46,14 @@ const MAX_INFLIGHT_INBOUND = 32;
  * access-control.ts and never stores a retained message.
  */
 export async function startBroker({ host, port, log, security, rateLimit, cluster: clustered }: BrokerOptions): Promise<RunningBroker> {
+  const refusals = new Refusals(log.child({ component: 'broker' }));
   // Loaded only by clustered instances: agents and lone hubs never pay for the Redis client.
-  const cluster = clustered ? new (await import('./cluster.js')).ClusterBus({ ...clustered, log }) : undefined;
+  const cluster = clustered ? new (await import('./cluster.js')).ClusterBus({ ...clustered, log, refusals }) : undefined;
   const aedes = await Aedes.createBroker({
     maxTopicLevels: MAX_TOPIC_LEVELS,
     maxInflightInbound: MAX_INFLIGHT_INBOUND,
     ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}),
   });
-  const refusals = new Refusals(log.child({ component: 'broker' }));
   const limits = security.limits ?? DEFAULT_BROKER_LIMITS;
   const identityOf = installAccessControl(aedes, security, rateLimit, refusals);
   installSessionPolicy(aedes, limits, identityOf, refusals);

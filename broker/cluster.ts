@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import mqemitter, { type Message, type MQEmitter } from 'mqemitter';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { Logger } from '../src/log.js';
+import type { Refusals } from '../src/refusals.js';
 
 export interface ClusterOptions {
   /** redis://[[user]:password@]host:port[/db] or rediss://… (TLS). */
@@ -11,6 +12,8 @@ export interface ClusterOptions {
   /** PEM CA certificates for a rediss:// server signed by a private CA. */
   redisCa?: Buffer;
   log: Logger;
+  /** Where messages from Redis that are not an instance's are counted and logged. */
+  refusals: Refusals;
 }
 
 /** `up`: both Redis connections (publish, subscribe) are ready, so events cross instances. */
@@ -78,6 +81,7 @@ export class ClusterBus {
         this.update();
       });
     }
+    guardMessages(this.subscriber, (error) => options.refusals.refuse('cluster-malformed', `a message from Redis that no broker instance sent (${error.message}); dropped`));
     const remote = MQEmitterRedis({ pubConn: this.publisher, subConn: this.subscriber } as RedisOptions);
     // mqemitter-redis re-emits every connection error on `state`; unheard, that would end the process.
     (remote as unknown as { state: EventEmitter }).state.on('error', () => undefined);
@@ -110,7 +114,12 @@ export class ClusterBus {
 
   close(done: () => void): void {
     this.closing = true;
-    this.local.close(() => this.remote.close(done));
+    // Not mqemitter-redis's close(): its QUIT is refused, unhandled, while Redis is away.
+    this.local.close(() => {
+      this.publisher.disconnect();
+      this.subscriber.disconnect();
+      done();
+    });
   }
 
   status(): ClusterStatus {
@@ -119,8 +128,11 @@ export class ClusterBus {
   }
 
   private deliverRemote(message: Message, done: () => void): void {
-    // Redis is inside the fleet's trust boundary (password, TLS), but a malformed message still must not reach Aedes.
-    if (message.brokerId === this.brokerId || typeof message.topic !== 'string' || !Buffer.isBuffer(message.payload)) return done();
+    if (message.brokerId === this.brokerId) return done();
+    if (typeof message.topic !== 'string' || !Buffer.isBuffer(message.payload)) {
+      this.options.refusals.refuse('cluster-malformed', 'a message from Redis without a topic or payload; dropped');
+      return done();
+    }
     this.counts.received += 1;
     this.local.emit({ ...message, retain: false }, () => done());
   }
@@ -147,4 +159,23 @@ export function withoutPassword(url: string): string {
   const parsed = new URL(url);
   if (parsed.password) parsed.password = '***';
   return parsed.toString();
+}
+
+/**
+ * Whatever arrives on the subscribed channels comes from anyone who can publish to Redis;
+ * mqemitter-redis decodes it inside ioredis's event handler, where a throw (a message that
+ * is not msgpack, say) would end the process. Its listeners are wrapped before it adds them.
+ */
+function guardMessages(subscriber: Redis, onMalformed: (error: Error) => void): void {
+  const on = subscriber.on.bind(subscriber);
+  subscriber.on = ((event: string, listener: (...args: unknown[]) => void) => {
+    if (event !== 'messageBuffer' && event !== 'pmessageBuffer') return on(event, listener);
+    return on(event, (...args: unknown[]) => {
+      try {
+        listener(...args);
+      } catch (error) {
+        onMalformed(error as Error);
+      }
+    });
+  }) as Redis['on'];
 }

@@ -30,7 +30,7 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   subscriptionsPerClient: 8,
   connectionsPerAddress: 64,
   connectionsPerAccount: 16,
-  queueBytesPerClient: 1024 * 1024,
+  queueBytesPerClient: 8 * 1024 * 1024,
 };
 
 /** How agents and the CLI authenticate to brokers and verify them, with every file it names read at load. */

@@ -85,7 +85,7 @@ export interface Config {
   /** Unix socket where the agent answers `syncfail2ban-client status`. */
   controlSocket: string;
   /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
-  metrics?: Endpoint;
+  metrics?: MetricsEndpoint;
   opnsense: OpnsenseConfig;
   /** What the embedded (mesh) or standalone broker demands of connecting hosts. */
   broker: BrokerSecurity;
@@ -210,12 +210,22 @@ function readControlSocket(general: SectionReader): string {
   return path;
 }
 
+export interface MetricsEndpoint extends Endpoint {
+  /** When set, a scrape must present it (Authorization: Bearer <token>, or Basic with it as the password). */
+  token?: string;
+}
+
 /** metrics_port 0 (the default) turns the Prometheus endpoint off. */
-function readMetrics(general: SectionReader): Endpoint | undefined {
+function readMetrics(general: SectionReader): MetricsEndpoint | undefined {
   const port = general.integer('metrics_port', 0, 0, 65535);
   const host = general.string('metrics_host', '127.0.0.1');
   if (!isIP(host)) general.fail('metrics_host', `${JSON.stringify(host)} is not an IP address`, 'give the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0');
-  return port === 0 ? undefined : { host, port };
+  const token = general.string('metrics_token', '');
+  if (token && !/^[\x21-\x7e]{16,256}$/.test(token)) {
+    general.fail('metrics_token', 'is not 16 to 256 printable characters without spaces', 'set it to a long random string, e.g. the output of: openssl rand -hex 32');
+  }
+  if (port === 0) return undefined;
+  return token ? { host, port, token } : { host, port };
 }
 
 function readJailMap(section: SectionReader, valueName: string): Map<string, string> {

@@ -9,6 +9,12 @@ export interface SyncEvent {
   address: CanonicalAddress;
   /** node_id of the publishing agent; absent for bare-address (manual) events. */
   origin?: string;
+  /**
+   * The connection it was published on, as a syncfail2ban broker saw it: the account, or the
+   * source address of an anonymous client. Rate limits are kept per connection, which a
+   * sender cannot choose, rather than per origin, which an anonymous one can.
+   */
+  via?: string;
 }
 
 export const TOPIC_ROOT = 'f2b';
@@ -45,9 +51,12 @@ export function topicFor(jail: string, action: Action): string {
   return `${TOPIC_ROOT}/${jail}/${action}`;
 }
 
-export function encodePayload(address: CanonicalAddress, origin: string): string {
-  return JSON.stringify({ ip: address.text, origin });
+export function encodePayload(address: CanonicalAddress, origin: string | undefined, via?: string): string {
+  return JSON.stringify({ ip: address.text, origin, via });
 }
+
+/** An account name or a source address (`2001:db8:1:2::/64` for IPv6). */
+const VIA = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
 
 /** Turns one MQTT message into a validated event, or says exactly why not. */
 export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
@@ -69,10 +78,11 @@ export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
   if (!parsed.ok) return refuse('bad-address', `${printable(body.ip)}: ${parsed.reason}`);
   const event: SyncEvent = { jail, action, address: parsed.address };
   if (body.origin !== undefined) event.origin = body.origin;
+  if (body.via !== undefined) event.via = body.via;
   return { ok: true, event };
 }
 
-type Body = { ip: string; origin?: string } | { error: Extract<DecodeResult, { ok: false }> };
+type Body = { ip: string; origin?: string; via?: string } | { error: Extract<DecodeResult, { ok: false }> };
 
 function decodePayload(payload: Buffer): Body {
   let text: string;
@@ -92,13 +102,15 @@ function decodePayload(payload: Buffer): Body {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return { error: refuse('bad-payload', 'JSON payload is not an object') };
   }
-  const { ip, origin } = json as Record<string, unknown>;
+  const { ip, origin, via } = json as Record<string, unknown>;
   if (typeof ip !== 'string') return { error: refuse('bad-payload', 'JSON payload has no string "ip"') };
-  if (origin === undefined) return { ip };
-  if (typeof origin !== 'string' || !NODE_ID.test(origin)) {
+  if (origin !== undefined && (typeof origin !== 'string' || !NODE_ID.test(origin))) {
     return { error: refuse('bad-origin', `"origin" ${printable(String(origin))} is not a valid node_id`) };
   }
-  return { ip, origin };
+  if (via !== undefined && (typeof via !== 'string' || !VIA.test(via))) {
+    return { error: refuse('bad-payload', `"via" ${printable(String(via))} is not an account or an address`) };
+  }
+  return { ip, ...(origin !== undefined ? { origin } : {}), ...(via !== undefined ? { via } : {}) };
 }
 
 function refuse(reason: RefusalReason, detail: string): Extract<DecodeResult, { ok: false }> {

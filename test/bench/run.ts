@@ -8,6 +8,7 @@ const benchmarks: Array<[string, () => Promise<void>]> = [
   ['OPNsense burst', async () => (await import('./opnsense-burst.js')).run()],
   ['snapshot of 100,000 bans', async () => (await import('./snapshot.js')).run()],
   ['clustered hub', async () => (await import('./cluster-hub.js')).run()],
+  ['broker under attack', async () => (await import('./broker-attack.js')).run()],
 ];
 
 for (const [name, bench] of benchmarks) {

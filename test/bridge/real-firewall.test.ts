@@ -281,6 +281,19 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
     });
   });
 
+  describe('aliases no longer mapped', function () {
+    it('forgets what it had added to an alias deleted on the firewall, instead of staying unhealthy about it', async () => {
+      const { sync, lines } = await setUp([{ name: 'old', type: 'external' }, { name: 'bans', type: 'external' }], { mapped: ['bans'] });
+      sync.ledger.add('old', '203.0.113.70'); // added while "old" was still mapped
+      fake.removeAlias('old');
+      sync.start();
+      await waitFor(() => sync.ledger.aliases().length === 0, 'the ledger of the deleted alias forgotten');
+      expect(sync.report().aliases['old']).to.equal(undefined);
+      expect(lines.some((line) => line.level === 30 && /alias "old", no longer in \[opn_aliases\], was deleted/.test(String(line.msg)))).to.equal(true);
+      expect(lines.filter((line) => Number(line.level) >= 50 && line['alias'] === 'old')).to.deep.equal([]);
+    });
+  });
+
   describe('the first-entry duplicate (8)', function () {
     it("never stores an alias's first entry a second time, so an unban leaves nothing behind in config", async () => {
       const { sync, ban, unban } = await setUp([{ name: 'hosts', type: 'host' }], { as: EDITOR });

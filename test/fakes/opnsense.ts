@@ -2,7 +2,11 @@
  * A fake OPNsense API server for tests. It reproduces the alias API behaviour measured on
  * real firewalls, including the awkward parts (failures answered as
  * HTTP 200, the /32 suffix on network aliases, delete matching pf's rendering only, flush
- * that config undoes on the next reload), and offers switches for fault tests.
+ * that config undoes on the next reload, privileges matched on the raw URI, whole-content
+ * validation of host/network aliases, reconfigure failing on any broken alias, the cost and
+ * memory limit of a listing, configd time-outs answered as an empty list, the table-entries
+ * limit behind a "done", alias types that keep nothing, the first-entry duplicate, one config
+ * lock for every write, IPv6 stripped from kill_states), and offers switches for fault tests.
  *
  * Config (config.xml alias content) and the live pf tables are modelled separately:
  * alias_util writes both on host/network aliases, only pf on external ones; reconfigure and

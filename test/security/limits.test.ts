@@ -56,7 +56,7 @@ describe('abuse limits: per-client rate at the broker, per-origin rate at the ag
     expect((await floodAddresses(b, '10.99.')).length).to.be.at.most(25);
   });
 
-  it('an agent drops what one origin sends beyond its rate, spread over many connections', async () => {
+  it("a flood claiming another host's origin from many connections does not drain that host's rate at the agents", async () => {
     const port = Number(new URL(url).port);
     const clients = await Promise.all(
       Array.from({ length: 10 }, async (_, c) => {
@@ -66,19 +66,17 @@ describe('abuse limits: per-client rate at the broker, per-origin rate at the ag
         return client;
       }),
     );
-    // 10 senders x 10 events: each stays under the broker's burst of 20
+    // 10 senders x 10 events claiming lim-a: each stays under the broker's burst of 20, together
+    // five times lim-b's burst for one origin.
     await Promise.all(
       clients.map((client, c) =>
-        Promise.all(Array.from({ length: 10 }, (_, i) => client.publishAsync('f2b/sshd/ban', JSON.stringify({ ip: `10.98.${c}.${i + 1}`, origin: 'flood-x' }), { qos: 1 }))),
+        Promise.all(Array.from({ length: 10 }, (_, i) => client.publishAsync('f2b/sshd/ban', JSON.stringify({ ip: `10.98.${c}.${i + 1}`, origin: 'lim-a' }), { qos: 1 }))),
       ),
     );
     await Promise.all(clients.map((client) => client.endAsync()));
-    await waitFor(() => b.requireAgent().logLines().some((line) => line.reason === 'rate-limited'), 'the agent to log the per-origin limit');
 
     await a.fail2ban.ban('sshd', '203.0.113.71');
-    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.71'), "lim-a's ban on lim-b during the flood");
-    const applied = (await floodAddresses(b, '10.98.')).length;
-    expect(applied).to.be.at.least(1);
-    expect(applied).to.be.at.most(25);
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.71'), "lim-a's own ban on lim-b right after the flood");
+    expect(b.requireAgent().logLines().filter((line) => line.reason === 'rate-limited')).to.deep.equal([]);
   });
 });
