@@ -111,7 +111,8 @@ export class BrokerLink implements Part {
     const retrying = reconnectMs ? `; retrying every ${reconnectMs / 1000} s` : '';
     if (state === 'connected') log.info({ broker: this.url }, 'connected to broker');
     else if (state === 'down' && this.state === 'connected') log.warn({ broker: this.url, err: this.lastError }, `lost the broker${retrying}`);
-    else if (state === 'down' && this.state === 'connecting') log.warn({ broker: this.url, err: this.lastError }, `cannot reach the broker yet${retrying}`);
+    // Without retries of its own, the owner (a FailoverLink) tells when no instance answers.
+    else if (state === 'down' && this.state === 'connecting') log[reconnectMs ? 'warn' : 'debug']({ broker: this.url, err: this.lastError }, `cannot reach the broker yet${retrying}`);
     this.state = state;
     this.since = new Date();
   }

@@ -19,6 +19,8 @@ export class FailoverLink implements Part {
   private retry: NodeJS.Timeout | undefined;
   private failovers = 0;
   private closing = false;
+  /** Set once every instance failed in a row, until one answers. */
+  private unreachable = false;
 
   constructor(
     private readonly urls: readonly string[],
@@ -54,6 +56,7 @@ export class FailoverLink implements Part {
     let subscribed = false;
     const link = this.link(this.urls[position]!, 0, () => {
       subscribed = true;
+      this.unreachable = false;
       if (this.position !== 0) this.startReturning();
     }, () => this.moveOn(link, subscribed));
     void link.start();
@@ -67,6 +70,9 @@ export class FailoverLink implements Part {
     if (wasSubscribed) {
       this.failovers += 1;
       this.options.log.warn({ broker: link.url, next: this.urls[next] }, 'lost the hub instance; moving to the next one');
+    } else if (next === 0 && !this.unreachable) {
+      this.unreachable = true;
+      this.options.log.warn({ brokers: this.urls, err: link.status().details.last_error }, 'no hub instance answers; trying each in turn every second');
     }
     // Straight on after a loss; a pause between instances that cannot be reached at all.
     this.retry = setTimeout(() => (this.active = this.open(next)), wasSubscribed ? 0 : RETRY_MS);

@@ -88,11 +88,8 @@ describe('clustered hub: syncfail2ban-broker instances sharing one bus through R
     expect((await publish(one, 'host-a', 'f2b/sshd/ban', '203.0.113.3')).code).to.equal(0);
     for (const listener of [onOne!, onTwo!]) {
       await waitFor(() => listener.count('203.0.113.3') === 1, 'the last event on both instances');
-      expect([...listener.received].sort()).to.deep.equal([
-        'f2b/sshd/ban {"ip":"203.0.113.1","origin":"host-a"}',
-        'f2b/sshd/ban {"ip":"203.0.113.2","origin":"host-b"}',
-        'f2b/sshd/ban {"ip":"203.0.113.3","origin":"host-a"}',
-      ]);
+      const events = listener.received.map((line) => JSON.parse(line.slice(line.indexOf(' ') + 1)) as { ip: string; origin: string });
+      expect(events.map(({ ip, origin }) => `${ip} ${origin}`).sort()).to.deep.equal(['203.0.113.1 host-a', '203.0.113.2 host-b', '203.0.113.3 host-a']);
     }
     expect(await redis.cli('DBSIZE')).to.equal('0');
     expect(await redis.cli('INFO', 'keyspace')).not.to.match(/^db\d+:/m);
