@@ -65,7 +65,7 @@ export class Intake implements Part {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
     const { part } = decoded;
     if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid addresses`, { source });
-    if (!this.perOrigin.take(part.origin)) {
+    if (!this.perOrigin.take(`${source} ${part.origin}`)) {
       return this.refusals.refuse('rate-limited', `${part.origin} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
     }
     const allowed = part.ips.filter((address) => this.neverBan.reason(address) === null);

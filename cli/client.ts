@@ -5,7 +5,7 @@ import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls } from '../src/config.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
 import { reportFatal } from '../src/program.js';
-import { SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
+import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
 import { publishToFirst } from './publish-failover.js';
 
 /** The client's options; `syncfail2ban -a/-s/-f` (the original's usage) runs the client with the same. */
@@ -54,8 +54,8 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     }
     const config = loadConfig(file);
     const timeoutMs = config.connectionTimeoutS * 1000;
-    const publish = (messages: Message[], window?: number) =>
-      publishToFirst(publishUrls(config), messages, { timeoutMs, ...(window === undefined ? {} : { window }), ...config.mqtt });
+    const publish = (messages: Message[], pacing: { window?: number; spacingMs?: number } = {}) =>
+      publishToFirst(publishUrls(config), messages, { timeoutMs, ...pacing, ...config.mqtt });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);
@@ -69,7 +69,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       const { encodeSnapshot, snapshotTopic } = await import('../src/snapshot.js');
       const addresses = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => address.text);
       const parts = encodeSnapshot(config.nodeId, addresses);
-      await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), SNAPSHOT_WINDOW);
+      await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS });
       process.stdout.write(`published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker\n`);
     }
     return 0;

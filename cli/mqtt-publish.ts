@@ -17,6 +17,8 @@ export interface PublishOptions {
   tls?: ConnectionOptions;
   /** QoS 1 messages awaiting PUBACK at once (default WINDOW). */
   window?: number;
+  /** At least this long between two messages (default 0); the deadline grows by as much per message. */
+  spacingMs?: number;
 }
 
 /** The broker answered, but refused this client's connection (credentials, client id). */
@@ -40,6 +42,13 @@ const WINDOW = 500;
  * flight per subscriber by default), and each part's round trip overlaps the next ones.
  */
 export const SNAPSHOT_WINDOW = 4;
+/**
+ * And at least this long between two parts: a broker acknowledges a part as soon as it has
+ * queued it for the subscribers, not once they took it, so unpaced parts would pile up ahead
+ * of a subscriber that is busy for a moment, beyond the broker's per-client queue (1 MiB on
+ * syncfail2ban's brokers). Ten parts a second is still far faster than fail2ban takes bans in.
+ */
+export const SNAPSHOT_SPACING_MS = 100;
 
 const CONNACK_CODES: Record<number, string> = {
   1: 'the broker does not speak MQTT 3.1.1',
@@ -84,11 +93,14 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
     const reader = new PacketReader();
     let next = 0;
     let acknowledged = 0;
+    const spacingMs = options.spacingMs ?? 0;
+    let lastSent = 0;
+    let paced: NodeJS.Timeout | undefined;
     const inFlight = new Set<number>();
     let finished = false;
     const timer = setTimeout(
       () => finish(new Error(`no answer from the broker at ${url} within ${options.timeoutMs} ms (${acknowledged}/${messages.length} acknowledged)`)),
-      deadline - Date.now() + messages.length,
+      deadline - Date.now() + messages.length * (1 + spacingMs),
     );
     const connectTimer =
       connectDeadline < deadline
@@ -100,6 +112,7 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
       finished = true;
       clearTimeout(timer);
       clearTimeout(connectTimer);
+      clearTimeout(paced);
       socket.removeAllListeners();
       socket.on('error', () => undefined);
       if (error) {
@@ -112,6 +125,15 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
 
     const send = () => {
       while (next < messages.length && inFlight.size < (options.window ?? WINDOW)) {
+        const wait = lastSent + spacingMs - Date.now();
+        if (wait > 0) {
+          paced ??= setTimeout(() => {
+            paced = undefined;
+            send();
+          }, wait);
+          return;
+        }
+        lastSent = Date.now();
         const messageId = (next % 65_535) + 1;
         const { topic, payload } = messages[next++]!;
         inFlight.add(messageId);

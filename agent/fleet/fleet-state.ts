@@ -1,4 +1,5 @@
 import type { SyncEvent } from '../../src/event.js';
+import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
 import type { EventTarget, RouteResult } from '../intake.js';
@@ -45,9 +46,16 @@ export class FleetState implements EventTarget {
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
   }
 
-  /** Loads the store from state_dir; call before any event is taken. Throws when state_dir cannot be used. */
+  /** Loads the store from state_dir; call before any event is taken. Throws a ConfigError when state_dir cannot be used. */
   load(): LoadResult {
-    const result = this.file.load(this.holdings);
+    let result: LoadResult;
+    try {
+      result = this.file.load(this.holdings);
+    } catch (error) {
+      throw new ConfigError(
+        `state_dir: cannot keep the holdings store in ${this.file.dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
+      );
+    }
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
     this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
     return result;

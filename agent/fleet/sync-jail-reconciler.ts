@@ -88,7 +88,7 @@ export class SyncJailReconciler {
     if (wasReachable !== true || !this.last?.ok || Date.now() - this.lastFull >= RECONCILE_INTERVAL_MS) await this.reconcile();
   }
 
-  async reconcile(): Promise<SyncJailReconcile> {
+  private async reconcile(): Promise<SyncJailReconcile> {
     const report: SyncJailReconcile = { at: new Date().toISOString(), ok: true, added: {}, removed: {}, adopted: 0 };
     const { fleet, projection } = this;
     try {

@@ -102,7 +102,7 @@ export class SyncJailsSink implements Part {
       details: {
         socket: this.options.socket,
         sync_jails: this.jails.join(' '),
-        ...(reconcile ? { last_reconcile: { time: reconcile.at }, last_reconcile_ok: reconcile.ok, ...(reconcile.adopted ? { adopted: reconcile.adopted } : {}) } : {}),
+        ...(reconcile ? { last_reconcile: { time: reconcile.at }, last_reconcile_ok: reconcile.ok, adopted: reconcile.adopted } : {}),
       },
     };
   }

@@ -38,6 +38,7 @@ export async function run(): Promise<void> {
     await Promise.all(hosts.map((host) => host.waitSubscribed(3)));
     const [a, ...peers] = hosts as [SimHost, ...SimHost[]];
     await banIn(a, 'web', addresses);
+    const idleMb = await Promise.all(peers.map((peer) => rssOf(peer.requireAgent().child.pid!)));
     const snapshotMs = await timed(async () => {
       const result = await a.client(['-f', 'web']);
       if (result.code !== 0) throw new Error(`-f failed: ${result.stderr}`);
@@ -61,7 +62,7 @@ export async function run(): Promise<void> {
     console.log(`  raw batched banip ingest into one fail2ban jail:  ${(rawMs / 1000).toFixed(1)} s`);
     console.log(`  -f until complete on both peers:                  ${(snapshotMs / 1000).toFixed(1)} s`);
     console.log(`  ratio (raw / -f): ${(ratio * 100).toFixed(0)}% (target >= ${TARGET_RATIO * 100}%)`);
-    console.log(`  agent RSS with ${BANS} holdings: ${rssMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} (target <= ${TARGET_RSS_MB} MB)`);
+    console.log(`  agent RSS on the two peers: ${idleMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} before, ${rssMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} with ${BANS} holdings (target <= ${TARGET_RSS_MB} MB)`);
   } finally {
     await Promise.all(hosts.map((host) => host.stop()));
   }

@@ -7,6 +7,7 @@ import { FleetState } from '../../agent/fleet/fleet-state.js';
 import { Holdings, MAX_ORIGINS_PER_ADDRESS } from '../../agent/fleet/holdings.js';
 import { Projection } from '../../agent/fleet/projection.js';
 import type { Action, SyncEvent } from '../../src/event.js';
+import { ConfigError } from '../../src/config-reader.js';
 import { mustParseAddress } from '../../src/ip.js';
 import { encodeSnapshot, decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, type SnapshotPart } from '../../src/snapshot.js';
 import { captureLog } from '../support/capture-log.js';
@@ -132,6 +133,12 @@ describe('fleet state: the holdings store and its projections', () => {
     expect(fleet.status().total).to.equal(1);
     expect(loaded.skipped).to.equal(4);
     expect(lines.some((line) => /skipped 4 invalid line/.test(String(line.msg)))).to.equal(true);
+  });
+
+  it('refuses to start, naming state_dir and the fix, when the store cannot be kept there', async () => {
+    await writeFile(join(dir, 'a-file'), '');
+    const fleet = new FleetState(new Holdings(), join(dir, 'a-file', 'state'), [], captureLog().log);
+    expect(() => fleet.load()).to.throw(ConfigError, /^state_dir: cannot keep the holdings store in .*a-file\/state \(ENOTDIR.*\); fix: set state_dir to a directory this user may create and write/);
   });
 
   it('a complete snapshot replaces the origin\'s holdings; another origin\'s stay; an empty one releases all', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { encodeSnapshot } from '../../src/snapshot.js';
 import { barrier } from '../support/barrier.js';
 import { addressBlock, holdingsOf, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
-import { measured, part } from '../support/status.js';
+import { measured, measuredBy, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
@@ -80,6 +80,30 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     expect(snapshot!.released).to.be.at.least(1);
   });
 
+  it('a restart reconciles the sync jail: adds what it lacks, removes what the store released, leaves alone what the agent never put there', async () => {
+    await a.fail2ban.ban('sshd', '203.0.113.26'); // held: stays
+    await a.fail2ban.ban('sshd', '203.0.113.27'); // released below
+    await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.27'), 'both bans on B');
+    await a.fail2ban.unban('sshd', '203.0.113.27');
+    await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.27'), 'the unban on B');
+    await b.requireAgent().stop();
+    // While the agent is down, the sync jail drifts: a held ban lost, a released one back, an admin's own entry.
+    await b.fail2ban.unban('sshd-sync', '203.0.113.26');
+    await b.fail2ban.ban('sshd-sync', '203.0.113.27');
+    await b.fail2ban.ban('sshd-sync', '198.51.100.28');
+    await b.startAgent();
+    await b.waitSubscribed(3);
+    await waitFor(async () => {
+      const banned = await b.banned('sshd-sync');
+      return banned.includes('203.0.113.26') && !banned.includes('203.0.113.27');
+    }, "B's sync jail reconciled");
+    expect(await b.banned('sshd-sync'), 'never the agent\'s: left alone').to.include('198.51.100.28');
+    const sink = part(await statusOf(b), 'sink', 'fail2ban');
+    expect(sink.details).to.include({ last_reconcile_ok: true });
+    expect(measuredBy(sink, 'reconcile_added')['sshd-sync']).to.be.at.least(1);
+    expect(measuredBy(sink, 'reconcile_removed')['sshd-sync']).to.be.at.least(1);
+  });
+
   it('a snapshot with a lost part only adds, and B says so in status and the log', async () => {
     await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/ban', '-m', JSON.stringify({ ip: '203.0.113.24', origin: 'host-z' })]);
     await waitFor(async () => (await b.banned('web-sync')).includes('203.0.113.24'), "host-z's ban on B");
@@ -130,5 +154,41 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
       const banned = new Set(await c.banned('web-sync'));
       return now.every((address) => banned.has(address)) && addresses.slice(0, 1_000).every((address) => !banned.has(address));
     }, "C's sync jail equal to host-y's set", 60_000);
+  });
+});
+
+describe('upgrade: the first start with no holdings store adopts what the sync jails hold', function () {
+  this.timeout(120_000);
+  let a: SimHost;
+  let b: SimHost;
+  let port: number;
+
+  before(async () => {
+    port = await freePortOn(IPS.slice(0, 2));
+    [a, b] = await Promise.all(IPS.slice(0, 2).map((ip, index) => SimHost.start({ name: `up-${'ab'[index]}`, ip, port, peers: IPS.slice(0, 2).filter((peer) => peer !== ip) })));
+    // Bans in B's sync jail from before the upgrade, and one entry that is not an address.
+    for (const entry of ['203.0.113.30', '203.0.113.31', 'x;id']) await b.fail2ban.ban('sshd-sync', entry);
+    await Promise.all([a.startAgent(), b.startAgent()]);
+    await Promise.all([a.waitSubscribed(2), b.waitSubscribed(2)]);
+  });
+
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('lifts nothing, releases an adopted ban on any host\'s unban of it, and adopts only once', async () => {
+    await waitFor(async () => part(await statusOf(b), 'sink', 'fail2ban').details.adopted === 2, 'the adoption on B');
+    expect(measuredBy(part(await statusOf(b), 'fleet'), 'holdings_by_origin')).to.deep.equal({ '@adopted': 2 });
+    expect((await b.banned('sshd-sync')).sort()).to.deep.equal(['203.0.113.30', '203.0.113.31', 'x;id']);
+
+    const unban = await a.client(['-a', 'sshd', 'unbanip', '203.0.113.30']);
+    expect(unban.code, unban.stderr).to.equal(0);
+    await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.30'), 'the adopted ban released on B');
+
+    await b.requireAgent().stop();
+    await b.startAgent();
+    await waitFor(async () => part(await statusOf(b), 'sink', 'fail2ban').details.last_reconcile_ok !== undefined, "B's reconciliation after the restart");
+    expect(part(await statusOf(b), 'sink', 'fail2ban').details).to.include({ last_reconcile_ok: true, adopted: 0 });
+    expect((await b.banned('sshd-sync')).sort(), 'nothing else touched').to.deep.equal(['203.0.113.31', 'x;id']);
   });
 });

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
+import { startMosquitto } from '../support/mosquitto.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
+import { startStandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
 import { measuredBy, part } from '../support/status.js';
@@ -9,8 +10,12 @@ import { measuredBy, part } from '../support/status.js';
 const BANS = 100_000;
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 
-/** -f of a jail of 100,000 bans from A; both peers must end with every address, from a complete snapshot. */
-async function snapshotReachesPeers(a: SimHost, peers: SimHost[]): Promise<void> {
+/**
+ * -f of a jail of 100,000 bans from A; both peers must take in every address from a complete
+ * snapshot, and with `projected`, end with all of them in their sync jails (fail2ban's ingest
+ * of 200,000 bans is most of the time, so it is checked once, through the mesh).
+ */
+async function snapshotReachesPeers(a: SimHost, peers: SimHost[], projected: boolean): Promise<void> {
   const addresses = [...addressBlock(40, 65_536), ...addressBlock(41, BANS - 65_536)];
   await banIn(a, 'web', addresses);
   expect((await a.banned('web')).length).to.equal(BANS);
@@ -21,11 +26,15 @@ async function snapshotReachesPeers(a: SimHost, peers: SimHost[]): Promise<void>
     await waitFor(async () => (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web'), `the snapshot on ${peer.name}`, 60_000, 500);
     const snapshot = (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web')!;
     expect(snapshot, `on ${peer.name}`).to.include({ complete: true, addresses: BANS, added: BANS });
+    const status = await statusOf(peer);
+    expect(measuredBy(part(status, 'fleet'), 'holdings')).to.deep.include({ web: BANS });
+    expect(measuredBy(part(status, 'fleet'), 'holdings_by_origin')).to.deep.include({ 'host-a': BANS });
+    expect(measuredBy(part(status, 'events'), 'refused'), `nothing refused on ${peer.name}`).to.deep.equal({});
   }
+  if (!projected) return;
   for (const peer of peers) {
     await waitFor(async () => (await peer.banned('web-sync')).length === BANS, `${BANS} bans in ${peer.name}'s web-sync`, 300_000, 1_000);
     expect(new Set(await peer.banned('web-sync'))).to.deep.equal(new Set(addresses));
-    expect(measuredBy(part(await statusOf(peer), 'events'), 'refused'), `nothing refused on ${peer.name}`).to.deep.equal({});
   }
 }
 
@@ -44,27 +53,33 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
       await Promise.all(hosts.map((host) => host.stop()));
     });
 
-    it('-f exits 0 once every part is acknowledged; both peers hold all 100,000', async () => {
-      await snapshotReachesPeers(hosts[0]!, hosts.slice(1));
+    it('-f exits 0 once every part is acknowledged; both peers hold all 100,000, in their sync jails too', async () => {
+      await snapshotReachesPeers(hosts[0]!, hosts.slice(1), true);
     });
   });
 
-  describe('through a mosquitto hub with its default configuration', () => {
-    let hosts: SimHost[] = [];
-    let mosquitto: Mosquitto;
-    before(async () => {
-      mosquitto = await startMosquitto();
-      const port = await freePortOn(IPS);
-      hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: mosquitto.url })));
-      await Promise.all(hosts.map((host) => host.startAgent()));
-    });
-    after(async () => {
-      await Promise.all(hosts.map((host) => host.stop()));
-      await mosquitto?.stop();
-    });
+  const hubs: Array<[string, () => Promise<{ url: string; stop(): Promise<void> }>]> = [
+    ['a standalone syncfail2ban-broker', () => startStandaloneBroker()],
+    ['a mosquitto hub with its default configuration', () => startMosquitto()],
+  ];
+  for (const [label, startHub] of hubs) {
+    describe(`through ${label}`, () => {
+      let hosts: SimHost[] = [];
+      let hub: { url: string; stop(): Promise<void> } | undefined;
+      before(async () => {
+        hub = await startHub();
+        const port = await freePortOn(IPS);
+        hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: hub!.url })));
+        await Promise.all(hosts.map((host) => host.startAgent()));
+      });
+      after(async () => {
+        await Promise.all(hosts.map((host) => host.stop()));
+        await hub?.stop();
+      });
 
-    it('-f exits 0 once every part is acknowledged; both peers hold all 100,000', async () => {
-      await snapshotReachesPeers(hosts[0]!, hosts.slice(1));
+      it('-f exits 0 once every part is acknowledged; both peers take in all 100,000 from a complete snapshot', async () => {
+        await snapshotReachesPeers(hosts[0]!, hosts.slice(1), false);
+      });
     });
-  });
+  }
 });

@@ -1,4 +1,5 @@
 import type { SnapshotResult } from '../../agent/fleet/snapshot-receiver.js';
+import { requestStatus } from '../../cli/status.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import type { AgentStatus } from '../../src/status.js';
 import type { SimHost } from './sim-host.js';
@@ -9,8 +10,9 @@ export function addressBlock(block: number, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `10.${block}.${(i >> 8) & 255}.${i & 255}`);
 }
 
+/** The agent's status, asked over its control socket in-process (no client process per poll). */
 export async function statusOf(host: SimHost): Promise<AgentStatus> {
-  return (await host.status()).status;
+  return (await requestStatus(host.controlSocket, 10_000)).status;
 }
 
 /** A snapshot as the status shows it. */
