@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { connect, type MqttClient } from 'mqtt';
 import { barrier } from '../support/barrier.js';
 import { BIN } from '../support/paths.js';
+import { RawMqtt } from '../support/raw-mqtt.js';
 import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
@@ -166,6 +167,22 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     }
     await barrier(brokerA(), [b], 'sshd', 'sshd-sync', ['-u', 'host-a', '-P', PASSWORDS['host-a']]);
     expect(await b.banned('sshd-sync')).not.to.include('203.0.113.49');
+  });
+
+  it('refuses a persistent session, and an account beyond 16 connections, with their own CONNACK codes', async () => {
+    const offline = await RawMqtt.open({ host: '127.0.0.2', port, localAddress: '127.0.8.1' });
+    offline.connect({ clientId: 'keeps-a-session', clean: false, username: 'host-b', password: PASSWORDS['host-b'] });
+    expect(await offline.connack()).to.equal(5);
+    // host-b's agent already holds one connection to this broker.
+    const held = await Promise.all(Array.from({ length: 15 }, (_, i) => RawMqtt.open({ host: '127.0.0.2', port, localAddress: `127.0.8.${i + 2}` })));
+    held.forEach((session, i) => session.connect({ clientId: `held-${i}`, username: 'host-b', password: PASSWORDS['host-b'] }));
+    expect(await Promise.all(held.map((session) => session.connack()))).to.deep.equal(Array(15).fill(0));
+    const over = await RawMqtt.open({ host: '127.0.0.2', port, localAddress: '127.0.8.30' });
+    over.connect({ clientId: 'one-too-many', username: 'host-b', password: PASSWORDS['host-b'] });
+    expect(await over.connack()).to.equal(3);
+    await Promise.all([offline, ...held, over].map((session) => session.close()));
+    const other = await connected(`mqtt://127.0.0.2:${port}`, 'host-a', PASSWORDS['host-a']);
+    await other.endAsync();
   });
 
   it('allows subscribing only under f2b/ and publishing only f2b/<jail>/<action>', async () => {
