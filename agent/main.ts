@@ -17,7 +17,7 @@ const { values, positionals } = parseCommandLine(
       { long: 'dry-run', description: 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)' },
     ],
     maxPositionals: 2,
-    epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted.',
+    epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted; SIGHUP re-reads the config.',
   },
   argv,
 );

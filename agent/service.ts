@@ -2,22 +2,28 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { onTermination } from '../src/program.js';
 import { Agent } from './agent.js';
+import { Reloader, warnAbout } from './reload.js';
 
-/** Runs the agent until SIGTERM or SIGINT. */
+/** Runs the agent until SIGTERM or SIGINT; SIGHUP re-reads the config (--dry-run stays on). */
 export async function runService(file: string, dryRun: boolean): Promise<void> {
   const config = loadConfig(file);
-  if (dryRun) config.dryRun = true;
   const log = createLogger('syncfail2ban', config.logDebug);
-  for (const { name, suggestion } of config.unknownKeys) {
-    log.warn({ file, key: name }, `unknown config key ${name} ignored (${suggestion ? `did you mean ${suggestion}?` : 'a typo?'})`);
-  }
-  for (const warning of config.warnings) log.warn(warning);
-  const agent = new Agent(config, log);
-  const started = agent.start();
+  warnAbout(config, log);
+  const agents = new Reloader(
+    file,
+    config,
+    (next) => {
+      if (dryRun) next.dryRun = true;
+      return new Agent(next, log);
+    },
+    log,
+  );
+  const started = agents.start();
+  process.on('SIGHUP', () => void agents.reload());
   onTermination(async () => {
     // A stop during start-up waits for it, so that every part started is stopped.
     await started.catch(() => undefined);
-    await agent.stop();
+    await agents.stop();
   });
   await started;
 }

@@ -122,10 +122,10 @@ describe('syncfail2ban -a / -f: the original usage line does what syncfail2ban-c
       expect(result.code, result.stderr).to.equal(0);
     }
     await waitFor(() => received.length >= 2, 'both events at the broker');
-    expect(received).to.deep.equal([
-      { topic: 'f2b/sshd/ban', payload: '{"ip":"203.0.113.41","origin":"seed"}' },
-      { topic: 'f2b/sshd/ban', payload: '{"ip":"203.0.113.41","origin":"seed"}' },
-    ]);
+    // The broker may stamp what it adds (the connection an event came through); the rest is the client's.
+    const [viaAgent, viaClient] = received.map(({ topic, payload }) => ({ topic, ...(JSON.parse(payload) as { ip: string; origin: string }) }));
+    expect(viaAgent).to.deep.equal(viaClient);
+    expect(viaAgent).to.include({ topic: 'f2b/sshd/ban', ip: '203.0.113.41', origin: 'seed' });
   });
 
   it('syncfail2ban -f sshd publishes a snapshot of the jail as the client does', async () => {

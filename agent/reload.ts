@@ -1,0 +1,90 @@
+import { ConfigError, loadConfig, type Config } from '../src/config.js';
+import type { Logger } from '../src/log.js';
+
+/** What a reload swaps: the agent, built from a config, with its parts' lifecycle. */
+export interface Service {
+  start(): Promise<void>;
+  stop(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * Runs the agent and, on SIGHUP (`systemctl reload syncfail2ban`), moves it onto the config
+ * file as it is now, through the parts' lifecycle. The new agent is built first: a config that
+ * does not validate (or names files that cannot be read) is refused with the reason, and the
+ * running agent goes on untouched. Otherwise the running agent stops as at SIGTERM (intake
+ * first, then what it accepted is flushed; the holdings store keeps every ban for the new
+ * agent's sinks to reconcile) and the new one starts. If the new one cannot start (a port in
+ * use), the previous config is started again.
+ */
+export class Reloader<T extends Service> {
+  private running: T;
+  private queue: Promise<void> = Promise.resolve();
+  private stopping = false;
+
+  constructor(
+    private readonly file: string,
+    private config: Config,
+    private readonly build: (config: Config) => T,
+    private readonly log: Logger,
+  ) {
+    this.running = build(config);
+  }
+
+  /** The agent running now. */
+  get current(): T {
+    return this.running;
+  }
+
+  start(): Promise<void> {
+    return this.running.start();
+  }
+
+  /** One reload at a time, in the order the signals came; none after stop(). */
+  reload(): Promise<void> {
+    this.queue = this.queue.then(() => (this.stopping ? undefined : this.apply()));
+    return this.queue;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.queue;
+    await this.running.stop();
+  }
+
+  private async apply(): Promise<void> {
+    const { log } = this;
+    let config: Config;
+    let next: T;
+    try {
+      config = loadConfig(this.file);
+      next = this.build(config);
+    } catch (error) {
+      const reason = error instanceof ConfigError ? error.message : `${(error as Error).message}`;
+      log.error({ file: this.file }, `reload refused: ${reason}; the running config is kept`);
+      return;
+    }
+    warnAbout(config, log);
+    log.info({ file: this.file }, 'reloading: stopping the running parts, then starting them on the new config');
+    await this.running.stop();
+    try {
+      await next.start();
+    } catch (error) {
+      log.error(`reload failed: ${(error as Error).message}; starting again on the previous config`);
+      this.running = this.build(this.config);
+      await this.running.start();
+      return;
+    }
+    this.running = next;
+    this.config = config;
+    if (!process.env.SYNCFAIL2BAN_LOG_LEVEL) log.level = config.logDebug ? 'debug' : 'info';
+    log.info({ file: this.file, jails: Object.fromEntries(config.jails) }, 'config reloaded');
+  }
+}
+
+/** What a config says at start and at each reload: unknown keys (with the closest known one) and other warnings. */
+export function warnAbout(config: Config, log: Logger): void {
+  for (const { name, suggestion } of config.unknownKeys) {
+    log.warn({ file: config.file, key: name }, `unknown config key ${name} ignored (${suggestion ? `did you mean ${suggestion}?` : 'a typo?'})`);
+  }
+  for (const warning of config.warnings) log.warn(warning);
+}

@@ -1,0 +1,122 @@
+import { expect } from 'chai';
+import { connect, type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { startBroker, type RunningBroker } from '../../broker/broker.js';
+import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
+import { freePort } from '../support/ports.js';
+import { SimHost } from '../support/sim-host.js';
+import { measured, measuredBy, part } from '../support/status.js';
+import { waitFor } from '../support/wait.js';
+
+const COUNT = 100;
+
+async function publisher(url: string): Promise<MqttClient> {
+  const client = connect(url, { clean: true, reconnectPeriod: 0 });
+  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+  return client;
+}
+
+/** What these tests read of `syncfail2ban-client status --json`. */
+interface Seen {
+  accepted: number;
+  refused: (reason: string) => number;
+  links: string[];
+}
+
+describe('SIGHUP: the agent re-reads its config without dropping what it accepted', function () {
+  this.timeout(180_000);
+  let host: SimHost;
+  let peer: RunningBroker;
+  let source: MqttClient;
+  let local: string;
+
+  /** Publishes on this host's broker over a new connection: a reload restarts the broker, closing the old ones. */
+  async function publishLocally(messages: Array<[string, string]>): Promise<void> {
+    await source?.endAsync(true);
+    source = await publisher(local);
+    for (const [topic, payload] of messages) await source.publishAsync(topic, payload, { qos: 1 });
+  }
+
+  async function seen(): Promise<Seen> {
+    const { status } = await host.status();
+    const refused = measuredBy(part(status, 'events'), 'refused');
+    return { accepted: measured(part(status, 'events'), 'accepted'), refused: (reason) => refused[reason] ?? 0, links: status.parts.flatMap((link) => (link.kind === 'link' ? [link.name!] : [])) };
+  }
+
+  /** Sends SIGHUP; resolves with the outcome logged: "config reloaded", "reload refused: ..." or "reload failed: ...". */
+  async function reload(): Promise<string> {
+    const agent = host.requireAgent();
+    const outcomes = () => agent.logLines().map((line) => String(line.msg)).filter((msg) => msg === 'config reloaded' || /^reload (refused|failed): /.test(msg));
+    const before = outcomes().length;
+    agent.child.kill('SIGHUP');
+    await waitFor(() => outcomes().length > before, 'the agent to answer SIGHUP', 30_000);
+    return outcomes()[before]!;
+  }
+
+  before(async () => {
+    const ip = '127.0.0.12';
+    host = await SimHost.start({ name: 'reloader', ip, port: await freePort(ip) });
+    // fail2ban runs both sync jails; the config starts with sshd alone.
+    host.options.jails = { sshd: 'sshd-sync' };
+    await host.writeConfig();
+    await host.startAgent();
+    local = `mqtt://${ip}:${host.options.port}`;
+    peer = await startBroker({ host: '127.0.0.1', port: await freePort(), log: pino({ level: 'silent' }), security: { users: new Map(), admins: new Set(), limits: DEFAULT_BROKER_LIMITS }, rateLimit: { perSecond: 1_000, burst: 1_000 } });
+  });
+
+  after(async () => {
+    await source?.endAsync(true);
+    await host?.stop();
+    await peer?.close();
+  });
+
+  it('new jails, ignoreip and peers take effect; bans accepted before the reload still reach fail2ban', async () => {
+    const agent = host.requireAgent();
+    const fail2banPid = host.fail2ban.pid!;
+    const addresses = Array.from({ length: COUNT }, (_, i) => `198.51.100.${i + 1}`);
+    process.kill(fail2banPid, 'SIGSTOP');
+    try {
+      await publishLocally(addresses.map((ip) => ['f2b/sshd/ban', JSON.stringify({ ip, origin: 'peer-a' })]));
+      await waitFor(async () => (await seen()).accepted === COUNT, `the agent to accept ${COUNT} bans`);
+
+      host.options.jails = { sshd: 'sshd-sync', web: 'web-sync' };
+      host.options.peers = [`127.0.0.1:${peer.port}`];
+      await host.writeConfig(['ignoreip = 203.0.113.99']);
+      // fail2ban stays frozen through the whole reload: the stopping agent cannot flush.
+      expect(await reload()).to.equal('config reloaded');
+    } finally {
+      process.kill(fail2banPid, 'SIGCONT');
+    }
+    await waitFor(async () => (await host.banned('sshd-sync')).length === COUNT, 'every ban accepted before the reload in sshd-sync');
+    expect(new Set(await host.banned('sshd-sync'))).to.deep.equal(new Set(addresses));
+
+    // The peer added to sync_servers is subscribed to; a ban published there for the new jail lands.
+    await waitFor(() => agent.logLines().some((line) => line.msg === 'subscribed to f2b/+/+' && line.broker === `mqtt://127.0.0.1:${peer.port}`), 'a subscription on the new peer');
+    const onPeer = await publisher(`mqtt://127.0.0.1:${peer.port}`);
+    await onPeer.publishAsync('f2b/web/ban', JSON.stringify({ ip: '192.0.2.77', origin: 'peer-b' }), { qos: 1 });
+    await onPeer.endAsync(true);
+    await waitFor(async () => (await host.banned('web-sync')).includes('192.0.2.77'), 'the new jail web to be applied');
+
+    // ignoreip now protects 203.0.113.99.
+    await publishLocally([['f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.99', origin: 'peer-a' })]]);
+    await waitFor(async () => (await seen()).refused('never-ban') === 1, 'the ban of an ignoreip address to be refused');
+    expect(await host.banned('sshd-sync')).not.to.include('203.0.113.99');
+  });
+
+  it('a peer taken out of sync_servers is dropped', async () => {
+    host.options.peers = [];
+    await host.writeConfig();
+    expect(await reload()).to.equal('config reloaded');
+    await waitFor(async () => !(await seen()).links.includes(`mqtt://127.0.0.1:${peer.port}`), 'the link to the removed peer to go');
+    expect((await seen()).links).to.deep.equal([local]);
+  });
+
+  it('an invalid config is refused with the reason; the running config stays in force', async () => {
+    const agent = host.requireAgent();
+    await host.writeConfig(['mq_port = 99999']);
+    expect(await reload()).to.match(/^reload refused: .*mq_port: "99999" is not a whole number from 1 to 65535; fix: .*; the running config is kept$/);
+    expect(agent.alive).to.equal(true);
+    await publishLocally([['f2b/web/ban', JSON.stringify({ ip: '192.0.2.88', origin: 'peer-d' })]]);
+    await waitFor(async () => (await host.banned('web-sync')).includes('192.0.2.88'), 'the running config (with web) still to apply bans');
+  });
+});
