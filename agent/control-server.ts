@@ -1,10 +1,11 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from '../src/control-protocol.js';
 import type { Logger } from '../src/log.js';
+import type { AgentStatus, PartStatus, Problem } from '../src/status.js';
 import { programVersion } from '../src/version.js';
-import type { AgentStatus } from './agent.js';
-import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from './control-protocol.js';
+import type { Part } from './part.js';
 
 const IDLE_TIMEOUT_MS = 5_000;
 
@@ -12,44 +13,49 @@ const IDLE_TIMEOUT_MS = 5_000;
  * The agent's side of `syncfail2ban-client status`: a unix socket, mode 0600 in a 0700
  * directory (root only: it tells what the agent is connected to), answering one JSON request
  * line with one JSON line. It never takes down the agent: when the socket cannot be made,
- * it says why in the log and the agent runs without it.
+ * that is a problem in the status (and the log), and the agent runs without it.
  */
-export class ControlServer {
+export class ControlServer implements Part {
   private readonly sockets = new Set<Socket>();
   private readonly startedAt = new Date().toISOString();
   private readonly version = programVersion();
+  private server: Server | undefined;
+  private problem: Problem | null = null;
 
-  private constructor(
-    readonly path: string,
-    private readonly server: Server,
-    private readonly status: () => AgentStatus,
+  constructor(
+    private readonly path: string,
+    private readonly report: () => AgentStatus,
     private readonly log: Logger,
-  ) {
-    server.on('connection', (socket) => this.serve(socket));
+  ) {}
+
+  async start(): Promise<void> {
+    const { path, log } = this;
+    this.problem = await prepare(path);
+    if (!this.problem) {
+      const server = createServer();
+      try {
+        await listenPrivately(server, path);
+        server.on('connection', (socket) => this.serve(socket));
+        this.server = server;
+        log.debug({ controlSocket: path }, 'control socket ready');
+        return;
+      } catch (error) {
+        this.problem = { what: `cannot listen on ${path}: ${(error as Error).message}`, fix: 'set control_socket to a path this user may create' };
+      }
+    }
+    log.warn({ controlSocket: path }, `no control socket (syncfail2ban-client status will not work): ${this.problem.what}; fix: ${this.problem.fix}`);
   }
 
-  /** Listens on `path`; resolves with null (after logging what to do) when it cannot. */
-  static async start(path: string, status: () => AgentStatus, log: Logger): Promise<ControlServer | null> {
-    const problem = await prepare(path);
-    if (problem) {
-      log.warn({ controlSocket: path }, `no control socket (syncfail2ban-client status will not work): ${problem}`);
-      return null;
-    }
-    const server = createServer();
-    try {
-      await listenPrivately(server, path);
-    } catch (error) {
-      log.warn({ controlSocket: path }, `no control socket (syncfail2ban-client status will not work): cannot listen on ${path}: ${(error as Error).message}`);
-      return null;
-    }
-    log.debug({ controlSocket: path }, 'control socket ready');
-    return new ControlServer(path, server, status, log);
-  }
-
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
+    const { server } = this;
+    if (!server) return;
     for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     await unlink(this.path).catch(() => undefined);
+  }
+
+  status(): PartStatus {
+    return { kind: 'control', problems: this.problem ? [{ what: `no control socket: ${this.problem.what}`, fix: this.problem.fix }] : [], measures: {}, details: { socket: this.path } };
   }
 
   private serve(socket: Socket): void {
@@ -78,7 +84,7 @@ export class ControlServer {
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
     if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
     try {
-      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: this.startedAt, status: this.status() };
+      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: this.startedAt, status: this.report() };
       return { ok: true, report };
     } catch (error) {
       this.log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');
@@ -88,11 +94,11 @@ export class ControlServer {
 }
 
 /** Makes room for the socket: creates its directory, removes a stale socket. Returns a problem, or null. */
-async function prepare(path: string): Promise<string | null> {
+async function prepare(path: string): Promise<Problem | null> {
   try {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   } catch (error) {
-    return `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code}); fix: run as root, or set control_socket to a path this user may create`;
+    return { what: `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code})`, fix: 'run as root, or set control_socket to a path this user may create' };
   }
   let isSocket: boolean;
   try {
@@ -100,14 +106,14 @@ async function prepare(path: string): Promise<string | null> {
   } catch {
     return null; // nothing there
   }
-  if (!isSocket) return `${path} exists and is not a socket; fix: remove it, or set control_socket to another path`;
+  if (!isSocket) return { what: `${path} exists and is not a socket`, fix: 'remove it, or set control_socket to another path' };
   if (await answers(path)) {
-    return `another agent already answers on ${path}; fix: stop that one, or give each agent its own control_socket`;
+    return { what: `another agent already answers on ${path}`, fix: 'stop that one, or give each agent its own control_socket' };
   }
   try {
     await unlink(path); // left behind by an agent that was killed
   } catch (error) {
-    return `cannot remove the stale socket ${path} (${(error as NodeJS.ErrnoException).code})`;
+    return { what: `cannot remove the stale socket ${path} (${(error as NodeJS.ErrnoException).code})`, fix: 'remove it as root, or set control_socket to another path' };
   }
   return null;
 }

@@ -1,7 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import { shippedFile } from '../src/shipped-file.js';
-import { clientCredentials, type Credentials } from '../src/mqtt-credentials.js';
 import { checkFirewalls } from './firewall-checks.js';
 import { checkBrokers, checkListen } from './network-checks.js';
 import { checkJails, type Finding } from './jail-checks.js';
@@ -42,19 +41,12 @@ async function diagnose(file: string): Promise<Finding[]> {
     })),
     ...config.warnings.map((warning): Finding => ({ level: 'warn', subject: 'config', message: warning })),
   ];
-  let credentials: Credentials | undefined;
-  try {
-    credentials = clientCredentials(config.mqtt); // reads the password, CA and certificate files it names
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    findings.push({ level: 'fail', subject: 'config', message: error.message });
-  }
   findings.push(...emptyJails(config));
   // Everything that waits on the network at once: the whole check takes about one connection_timeout.
   const timeoutMs = config.connectionTimeoutS * 1000;
   const checks = await Promise.all([
     checkListen(config),
-    credentials ? checkBrokers(config, credentials) : [],
+    checkBrokers(config, config.mqtt),
     config.jails.size > 0 ? checkFail2ban(config) : [],
     checkFirewalls(config.opnsense, timeoutMs),
   ]);

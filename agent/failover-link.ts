@@ -1,13 +1,6 @@
-import { BrokerLink, type LinkOptions, type LinkStatus } from './broker-link.js';
-
-export interface FailoverStatus extends LinkStatus {
-  /** The instance this host uses whenever it answers: the first of `instances`. */
-  preferred: string;
-  /** The hub's instances in the order this host tries them. */
-  instances: string[];
-  /** How often the link left an instance it was subscribed on. */
-  failovers: number;
-}
+import { counter, type PartStatus } from '../src/status.js';
+import { BrokerLink, type LinkOptions } from './broker-link.js';
+import type { Part } from './part.js';
 
 /** Pause before the next attempt when an instance could not even be reached. */
 const RETRY_MS = 1_000;
@@ -19,7 +12,7 @@ const RETRY_MS = 1_000;
  * keeps trying the preferred one and takes over once it has subscribed there (the old one
  * closes only then, so nothing is missed meanwhile; events seen on both are idempotent).
  */
-export class FailoverLink {
+export class FailoverLink implements Part {
   private active: BrokerLink;
   private position = 0;
   private returning: BrokerLink | undefined;
@@ -33,17 +26,28 @@ export class FailoverLink {
     private readonly urls: readonly string[],
     private readonly options: LinkOptions,
   ) {
+    this.active = this.link(urls[0]!, 0, () => undefined, () => undefined);
+  }
+
+  async start(): Promise<void> {
     this.active = this.open(0);
   }
 
-  status(): FailoverStatus {
-    return { ...this.active.status(), preferred: this.urls[0]!, instances: [...this.urls], failovers: this.failovers };
+  /** The active instance's link, named for the whole hub, with where it is and how often it failed over; being failed over is healthy. */
+  status(): PartStatus {
+    const link = this.active.status();
+    return {
+      ...link,
+      name: this.urls.join(' '),
+      measures: { ...link.measures, failovers: counter('how often the link left a hub instance it was subscribed on', this.failovers) },
+      details: { instance: this.active.url, ...link.details, preferred: this.urls[0]!, instances: this.urls.join(' ') },
+    };
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     this.closing = true;
     clearTimeout(this.retry);
-    await Promise.all([this.active.close(), this.returning?.close()]);
+    await Promise.all([this.active.stop(), this.returning?.stop()]);
   }
 
   private open(position: number): BrokerLink {
@@ -55,19 +59,20 @@ export class FailoverLink {
       this.unreachable = false;
       if (this.position !== 0) this.startReturning();
     }, () => this.moveOn(link, subscribed));
+    void link.start();
     return link;
   }
 
   private moveOn(link: BrokerLink, wasSubscribed: boolean): void {
     if (this.closing || link !== this.active) return;
-    void link.close();
+    void link.stop();
     const next = (this.position + 1) % this.urls.length;
     if (wasSubscribed) {
       this.failovers += 1;
       this.options.log.warn({ broker: link.url, next: this.urls[next] }, 'lost the hub instance; moving to the next one');
     } else if (next === 0 && !this.unreachable) {
       this.unreachable = true;
-      this.options.log.warn({ brokers: this.urls, err: link.status().lastError }, 'no hub instance answers; trying each in turn every second');
+      this.options.log.warn({ brokers: this.urls, err: link.status().details.last_error }, 'no hub instance answers; trying each in turn every second');
     }
     // Straight on after a loss; a pause between instances that cannot be reached at all.
     this.retry = setTimeout(() => (this.active = this.open(next)), wasSubscribed ? 0 : RETRY_MS);
@@ -83,15 +88,16 @@ export class FailoverLink {
       this.active = probe;
       this.position = 0;
       this.options.log.info({ broker: url, from: old.url }, 'back on the preferred hub instance');
-      void old.close();
+      void old.stop();
     }, () => {
       if (probe === this.active) this.moveOn(probe, true);
     });
+    void probe.start();
     this.returning = probe;
   }
 
   private stopReturning(): void {
-    void this.returning?.close();
+    void this.returning?.stop();
     this.returning = undefined;
   }
 

@@ -3,7 +3,9 @@ import { isIP } from 'node:net';
 import type { Config } from '../src/config.js';
 import { mustParseAddress } from '../src/ip.js';
 import type { Logger } from '../src/log.js';
-import type { NeverBanList } from '../src/never-ban.js';
+import type { PartStatus } from '../src/status.js';
+import type { NeverBanList } from './never-ban.js';
+import type { Part } from './part.js';
 
 const REFRESH_MS = 10 * 60_000;
 const LOOKUP_TIMEOUT_MS = 5_000;
@@ -22,9 +24,10 @@ function fleetHosts(config: Config): Array<{ host: string; why: string }> {
  * opn_fw_ip firewalls) on the never-ban list: addresses at once, names as they resolve now
  * and every ten minutes (a name that does not resolve is protected once it does).
  */
-export class FleetHostProtection {
+export class FleetHostProtection implements Part {
   private timer: NodeJS.Timeout | undefined;
-  private readonly unresolved = new Set<string>();
+  /** host name -> why it is protected, while it does not resolve */
+  private readonly unresolved = new Map<string, string>();
 
   constructor(
     private readonly config: Config,
@@ -42,8 +45,21 @@ export class FleetHostProtection {
     this.timer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
+  }
+
+  /** A fleet host whose name does not resolve can be banned: a problem until it resolves. */
+  status(): PartStatus {
+    return {
+      kind: 'fleet_hosts',
+      problems: [...this.unresolved].map(([host, why]) => ({
+        what: `${host} (${why}) does not resolve, so its addresses are not protected from bans`,
+        fix: `make ${host} resolvable on this host (DNS or /etc/hosts), or write its address instead`,
+      })),
+      measures: {},
+      details: { protected: fleetHosts(this.config).map(({ host }) => host).join(' ') || 'none' },
+    };
   }
 
   private async resolveNames(): Promise<void> {
@@ -55,7 +71,7 @@ export class FleetHostProtection {
         this.unresolved.delete(host);
       } catch (error) {
         if (this.unresolved.has(host)) return;
-        this.unresolved.add(host);
+        this.unresolved.set(host, why);
         this.log.warn({ host }, `cannot resolve ${host} (${why}): ${(error as Error).message}; its addresses are not protected from bans until it resolves`);
       }
     }));

@@ -1,7 +1,9 @@
 import { decodeEvent, printable, type SyncEvent } from '../src/event.js';
-import type { NeverBanList } from '../src/never-ban.js';
+import type { NeverBanList } from './never-ban.js';
 import type { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
+import { counted, counter, type PartStatus } from '../src/status.js';
+import type { Part } from './part.js';
 import { decodeSnapshotPart, isSnapshotTopic, type SnapshotPart } from '../src/snapshot.js';
 
 const MAX_PEERS_TRACKED = 1_000;
@@ -16,26 +18,18 @@ export interface EventTarget {
   applySnapshotPart(part: SnapshotPart): RouteResult | 'busy';
 }
 
-export interface IntakeStats {
-  received: number;
-  accepted: number;
-  ownSkipped: number;
-  /** origin -> when a valid event from it last arrived (ISO time). */
-  peersSeen: Record<string, string>;
-}
-
 /**
  * The one path from transport to the fleet state: decode and validate, refuse never-ban
  * addresses, then hand the event (or snapshot part) on. Nothing reaches a sink unchecked.
  */
-export class Intake {
+export class Intake implements Part {
   private readonly counts = { received: 0, accepted: 0, ownSkipped: 0 };
   private readonly peersSeen = new Map<string, Date>();
 
   constructor(
     private readonly neverBan: NeverBanList,
     private readonly target: EventTarget,
-    readonly refusals: Refusals,
+    private readonly refusals: Refusals,
     private readonly perOrigin: RateLimiter,
   ) {}
 
@@ -97,8 +91,26 @@ export class Intake {
     if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
   }
 
-  stats(): IntakeStats {
-    const peersSeen = Object.fromEntries([...this.peersSeen].map(([origin, at]) => [origin, at.toISOString()]));
-    return { ...this.counts, peersSeen };
+  async start(): Promise<void> {}
+
+  async stop(): Promise<void> {
+    this.refusals.close();
+  }
+
+  status(): PartStatus {
+    const { received, accepted, ownSkipped } = this.counts;
+    const peersSeen = Object.fromEntries([...this.peersSeen].map(([origin, at]) => [origin, at.getTime() / 1000]));
+    return {
+      kind: 'events',
+      problems: [],
+      measures: {
+        received: counter('MQTT messages received on f2b/+/+', received),
+        accepted: counter('valid events handed to at least one sink', accepted),
+        own_skipped: counter("this host's own events, not applied again", ownSkipped),
+        refused: counted('messages refused before any sink, by reason', 'reason', this.refusals.byReason()),
+        peer_last_event: { help: 'when a valid event from this origin last arrived', type: 'gauge', unit: 'timestamp', label: 'origin', values: peersSeen },
+      },
+      details: {},
+    };
   }
 }

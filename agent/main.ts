@@ -10,10 +10,11 @@ const { values, positionals } = parseCommandLine(
   {
     name: NAME,
     summary: 'Keeps fail2ban bans in sync across servers over MQTT (the agent service). With -a, -s or -f it does what syncfail2ban-client does.',
-    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
+    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
     options: [
       ...CLIENT_OPTIONS.filter((option) => option.long !== 'json'),
       { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
+      { long: 'dry-run', description: 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)' },
     ],
     maxPositionals: 2,
     epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted; SIGHUP re-reads the config.',
@@ -38,7 +39,7 @@ if (values.check) {
 }
 try {
   const { runService } = await import('./service.js');
-  await runService(file);
+  await runService(file, values['dry-run'] === true);
 } catch (error) {
   reportFatal(NAME, error);
 }

@@ -1,5 +1,5 @@
 import { endpointUrl, meshTls, type Config } from '../src/config.js';
-import type { Credentials } from '../src/mqtt-credentials.js';
+import type { Credentials } from '../src/config-security.js';
 import { listenProblem } from '../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../cli/mqtt-publish.js';
 import { requestStatus } from '../cli/status.js';
@@ -16,7 +16,7 @@ export async function checkListen(config: Config): Promise<Finding[]> {
   const problem = await listenProblem(config.mq.host, config.mq.port);
   if (!problem) return [{ level: 'ok', subject, message: 'is free for the embedded broker' }];
   const running = await requestStatus(config.controlSocket, config.connectionTimeoutS * 1000).catch(() => undefined);
-  if (running?.status.embeddedBroker === own) return [{ level: 'ok', subject, message: `is this host's running agent (pid ${running.pid})` }];
+  if (running?.status.parts.some((part) => part.kind === 'broker' && part.details.url === own)) return [{ level: 'ok', subject, message: `is this host's running agent (pid ${running.pid})` }];
   const [message, fix] = problem.message.split('; fix: ');
   return [{ level: 'fail', subject, message: message!, ...(fix ? { fix } : {}) }];
 }

@@ -2,21 +2,28 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { onTermination } from '../src/program.js';
 import { Agent } from './agent.js';
-import { startOperatorEndpoints } from './operator-endpoints.js';
 import { Reloader, warnAbout } from './reload.js';
 
-/** Runs the agent until SIGTERM or SIGINT; SIGHUP re-reads the config. */
-export async function runService(file: string): Promise<void> {
+/** Runs the agent until SIGTERM or SIGINT; SIGHUP re-reads the config (--dry-run stays on). */
+export async function runService(file: string, dryRun: boolean): Promise<void> {
   const config = loadConfig(file);
   const log = createLogger('syncfail2ban', config.logDebug);
   warnAbout(config, log);
-  const agents = new Reloader(file, config, (next) => new Agent(next, log), log);
-  const endpoints = agents.start().then(() => startOperatorEndpoints(config, () => agents.current.status(), log));
+  const agents = new Reloader(
+    file,
+    config,
+    (next) => {
+      if (dryRun) next.dryRun = true;
+      return new Agent(next, log);
+    },
+    log,
+  );
+  const started = agents.start();
   process.on('SIGHUP', () => void agents.reload());
   onTermination(async () => {
+    // A stop during start-up waits for it, so that every part started is stopped.
+    await started.catch(() => undefined);
     await agents.stop();
-    // A stop during start-up still removes the control socket once it exists.
-    await (await endpoints.catch(() => undefined))?.close();
   });
-  await endpoints;
+  await started;
 }

@@ -22,7 +22,7 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   const identities = new WeakMap<Client, string>();
   const limiter = new RateLimiter(rateLimit);
   const authRequired = security.users.size > 0;
-  const certRequired = security.tls?.clientCaFile !== undefined;
+  const certRequired = security.tls?.clientCa !== undefined;
 
   const passwords = new PasswordChecker(security.users);
 

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
-import { ConfigError, readConfiguredFile } from '../src/config-reader.js';
+import { ConfigError } from '../src/config-reader.js';
 import { type BrokerSecurity, DEFAULT_BROKER_LIMITS, type RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
@@ -85,8 +85,8 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     refusals.close();
     throw listenFailure(error, host, port);
   }
-  const listening = { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCaFile), accounts: security.users.size };
-  if (security.users.size || security.tls?.clientCaFile) log.info(listening, 'MQTT broker listening; authentication required');
+  const listening = { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCa), accounts: security.users.size };
+  if (security.users.size || security.tls?.clientCa) log.info(listening, 'MQTT broker listening; authentication required');
   else if (isLoopback(host)) log.info(listening, 'MQTT broker listening on loopback; anonymous access');
   else {
     log.warn(listening, `MQTT broker listening with anonymous access: anyone who reaches ${host}:${port} can ban and unban; add [users] (see the README's Security section) or firewall the port`);
@@ -109,9 +109,9 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
 
 function tlsOptions(tls: NonNullable<BrokerSecurity['tls']>) {
   return {
-    cert: readConfiguredFile('mq_tls_cert', tls.certFile),
-    key: readConfiguredFile('mq_tls_key', tls.keyFile),
-    ...(tls.clientCaFile ? { ca: readConfiguredFile('mq_tls_client_ca', tls.clientCaFile), requestCert: true, rejectUnauthorized: true } : {}),
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
     minVersion: 'TLSv1.2' as const,
   };
 }

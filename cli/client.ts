@@ -4,7 +4,6 @@ import { parseCommandLine, usageError, type CommandSpec } from '../src/command-l
 import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls } from '../src/config.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
-import { clientCredentials } from '../src/mqtt-credentials.js';
 import { reportFatal } from '../src/program.js';
 import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
 import { publishToFirst } from './publish-failover.js';
@@ -56,7 +55,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     const config = loadConfig(file);
     const timeoutMs = config.connectionTimeoutS * 1000;
     const publish = (messages: Message[], pacing: { window?: number; spacingMs?: number } = {}) =>
-      publishToFirst(publishUrls(config), messages, { timeoutMs, ...pacing, ...clientCredentials(config.mqtt) });
+      publishToFirst(publishUrls(config), messages, { timeoutMs, ...pacing, ...config.mqtt });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
-import type { ControlReply, StatusReport } from '../agent/control-protocol.js';
-import { CORE_STATUS_KEYS, healthProblems } from '../agent/health.js';
+import type { ControlReply, StatusReport } from '../src/control-protocol.js';
+import { healthProblems, partLabel, type Detail, type Measure, type PartProblem, type PartStatus } from '../src/status.js';
 
 /** Thrown when the agent cannot be asked; the message says what to do. */
 export class StatusUnavailable extends Error {
@@ -61,107 +61,55 @@ export function printStatus(report: StatusReport, json: boolean, out: NodeJS.Wri
   return problems.length === 0 ? 0 : 1;
 }
 
-const MAX_PEERS_SHOWN = 50;
-/** Long values of unknown parts are cut, to keep the output readable (--json has them whole). */
-const MAX_VALUE_CHARS = 200;
+/** Labelled measures (peers seen, refusals) show this many values; --json has them all. */
+const MAX_VALUES_SHOWN = 50;
 
-export function renderStatus({ version, pid, startedAt, status }: StatusReport, problems: string[], now: number): string {
+/** Every part as reported, in the agent's order, then the verdict: the same for every kind of part. */
+export function renderStatus({ version, pid, startedAt, status }: StatusReport, problems: PartProblem[], now: number): string {
   const lines: string[] = [];
   lines.push(`syncfail2ban ${version}, pid ${pid}, up ${ago(startedAt, now)}`);
   lines.push(`node id:   ${status.nodeId}`);
-  lines.push(`topology:  ${status.topology}${status.embeddedBroker ? ` (embedded broker on ${status.embeddedBroker})` : ''}`);
-  lines.push('brokers:');
-  if (status.links.length === 0) lines.push('  (none)');
-  for (const link of status.links) {
-    const state = link.state === 'connected' ? 'connected' : link.state.toUpperCase();
-    lines.push(`  ${link.url}  ${state} for ${ago(link.since, now)}${link.state !== 'connected' && link.lastError ? `: ${link.lastError}` : ''}`);
-    if (link.instances) {
-      const others = link.instances.filter((url) => url !== link.url);
-      const where = link.url === link.preferred ? 'its preferred instance' : `failed over from ${link.preferred}, returns when it answers`;
-      lines.push(`    clustered hub: ${where}; ${link.failovers} failover(s); other instances: ${others.join(' ')}`);
-    }
-  }
-  const peers = Object.entries(status.intake.peersSeen).sort(([, a], [, b]) => b.localeCompare(a));
-  lines.push(`peers seen (last event): ${peers.length === 0 ? 'none yet' : ''}`.trimEnd());
-  for (const [origin, at] of peers.slice(0, MAX_PEERS_SHOWN)) lines.push(`  ${origin}  ${ago(at, now)} ago`);
-  if (peers.length > MAX_PEERS_SHOWN) lines.push(`  ... and ${peers.length - MAX_PEERS_SHOWN} more (--json lists all)`);
-  const refused = Object.entries(status.refused);
-  const refusedTotal = refused.reduce((sum, [, count]) => sum + count, 0);
-  const { received, accepted, ownSkipped } = status.intake;
-  lines.push(`events:    ${received} received, ${accepted} accepted, ${ownSkipped} own skipped, ${refusedTotal} refused`);
-  if (refused.length > 0) lines.push(`refused:   ${refused.map(([reason, count]) => `${reason} ${count}`).join(', ')}`);
-  lines.push('sinks:');
-  if (Object.keys(status.sinks).length === 0) lines.push('  (none)');
-  for (const [name, sink] of Object.entries(status.sinks)) {
-    lines.push(
-      `  ${name}  applied ${sink.applied} of ${sink.submitted}, backlog ${sink.backlog}, failures ${sink.failures}, dropped ${sink.dropped}` +
-        (sink.lastError ? `, FAILING: ${sink.lastError}` : ''),
-    );
-  }
-  lines.push(...renderFleet(status, now));
-  // Parts added by extensions (the OPNsense bridge): shown as they come.
-  for (const [key, value] of Object.entries(status as unknown as Record<string, unknown>)) {
-    if (CORE_STATUS_KEYS.has(key)) continue;
-    if (isScalar(value)) lines.push(`${key}: ${scalar(value)}`);
-    else lines.push(`${key}:`, ...renderValue(value, '  '));
-  }
+  lines.push(`topology:  ${status.topology}${status.dryRun ? ' (DRY RUN: nothing is applied)' : ''}`);
+  for (const part of status.parts) lines.push(...renderPart(part, now));
   if (problems.length === 0) lines.push('healthy');
-  else lines.push(`UNHEALTHY:`, ...problems.map((problem) => `  - ${problem}`));
+  else lines.push('UNHEALTHY:', ...problems.flatMap(({ part, what, fix }) => [`  - ${part}: ${what}`, `    fix: ${fix}`]));
   return `${lines.join('\n')}\n`;
 }
 
-const MAX_SNAPSHOTS_SHOWN = 20;
-
-/** Holdings per primary jail and origin, the last snapshots, the last sync jail reconciliation. */
-function renderFleet({ fleet, syncJails }: StatusReport['status'], now: number): string[] {
-  const lines = [`holdings:  ${fleet.total} in ${fleet.stateDir}, ${fleet.unbansWithoutHolding} unban(s) from origins holding nothing${fleet.refusedAtCap ? `, ${fleet.refusedAtCap} refused at the cap` : ''}`];
-  for (const [jail, origins] of Object.entries(fleet.holdings)) {
-    const byCount = Object.entries(origins).sort(([, a], [, b]) => b - a);
-    lines.push(`  ${jail}  ${byCount.slice(0, MAX_PEERS_SHOWN).map(([origin, count]) => `${origin} ${count}`).join(', ')}${byCount.length > MAX_PEERS_SHOWN ? ', ...' : ''}`);
-  }
-  const snapshots = [...fleet.snapshots].sort((a, b) => b.at.localeCompare(a.at));
-  if (snapshots.length > 0) lines.push('snapshots (last per origin and jail):');
-  for (const s of snapshots.slice(0, MAX_SNAPSHOTS_SHOWN)) {
-    lines.push(
-      `  ${s.origin} ${s.jail}  ${s.complete ? 'complete' : `INCOMPLETE (${s.partsReceived} of ${s.parts} parts)`}, ${s.addresses} address(es), ${s.added} added, ${s.released} released, ${ago(s.at, now)} ago`,
-    );
-  }
-  if (syncJails) {
-    const counts = (record: Record<string, number>) => Object.values(record).reduce((sum, n) => sum + n, 0);
-    lines.push(
-      `sync jails: reconciled ${ago(syncJails.at, now)} ago, ` +
-        (syncJails.ok ? `${counts(syncJails.added)} added, ${counts(syncJails.removed)} removed${syncJails.adopted ? `, ${syncJails.adopted} adopted` : ''}` : `FAILED: ${syncJails.error}`),
-    );
-  }
+function renderPart(part: PartStatus, now: number): string[] {
+  const lines = [partLabel(part), ...Object.entries(part.details).map(([key, value]) => `  ${words(key)}: ${detail(value, now)}`)];
+  const measures = Object.entries(part.measures);
+  const single = measures.flatMap(([key, measure]) => ('value' in measure ? [`${words(key)} ${number(measure, measure.value, now)}`] : []));
+  if (single.length > 0) lines.push(`  ${single.join(', ')}`);
+  for (const [key, measure] of measures) if ('values' in measure) lines.push(`  ${words(key)}: ${labelled(measure, now)}`);
   return lines;
 }
 
-/** YAML-like lines for a JSON value of unknown shape. */
-function renderValue(value: unknown, indent: string): string[] {
-  if (Array.isArray(value)) {
-    if (value.length === 0) return [`${indent}(none)`];
-    return value.flatMap((item) => {
-      if (isScalar(item)) return [`${indent}- ${scalar(item)}`];
-      const [first = '', ...rest] = renderValue(item, `${indent}  `);
-      return [`${indent}- ${first.slice(indent.length + 2)}`, ...rest];
-    });
-  }
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.length === 0) return [`${indent}(none)`];
-    return entries.flatMap(([key, child]) => (isScalar(child) ? [`${indent}${key}: ${scalar(child)}`] : [`${indent}${key}:`, ...renderValue(child, `${indent}  `)]));
-  }
-  return [`${indent}${scalar(value)}`];
+function labelled(measure: Measure & { values: Record<string, number> }, now: number): string {
+  const entries = Object.entries(measure.values);
+  if (entries.length === 0) return 'none';
+  // Timestamps newest first; counts largest first.
+  entries.sort(([, a], [, b]) => b - a);
+  const shown = entries.slice(0, MAX_VALUES_SHOWN).map(([label, value]) => `${label} ${number(measure, value, now)}`);
+  if (entries.length > MAX_VALUES_SHOWN) shown.push(`... and ${entries.length - MAX_VALUES_SHOWN} more (--json lists all)`);
+  return shown.join(', ');
 }
 
-function isScalar(value: unknown): boolean {
-  return typeof value !== 'object' || value === null;
+function number(measure: Measure, value: number, now: number): string {
+  return measure.unit === 'timestamp' ? `${ago(new Date(value * 1000).toISOString(), now)} ago` : String(value);
 }
 
-function scalar(value: unknown): string {
+function detail(value: Detail, now: number): string {
   if (value === null) return 'none';
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
-  return text.length > MAX_VALUE_CHARS ? `${text.slice(0, MAX_VALUE_CHARS)}...` : text;
+  if (typeof value !== 'object') return String(value);
+  if ('time' in value) return `${value.time} (${ago(value.time, now)} ago)`;
+  return Object.entries(value.fields)
+    .map(([key, field]) => `${words(key)} ${detail(field, now)}`)
+    .join(', ');
+}
+
+function words(key: string): string {
+  return key.replace(/_/g, ' ');
 }
 
 /** "3d 4h", "5m 2s", "7s" since an ISO time. */

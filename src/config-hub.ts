@@ -1,5 +1,4 @@
 import type { SectionReader } from './config-reader.js';
-import { readConfiguredFile } from './config-reader.js';
 
 /** How a standalone broker instance joins the others of a clustered hub. */
 export interface ClusterConfig {
@@ -48,7 +47,7 @@ export function readCluster(general: SectionReader): ClusterConfig | undefined {
   if (url.search || url.hash) general.fail('cluster_redis_url', 'has a query or fragment', fix);
   if (!/^(\/\d{0,2})?$/.test(url.pathname)) general.fail('cluster_redis_url', `${JSON.stringify(url.pathname)} is not a database number`, fix);
   if (caFile && url.protocol !== 'rediss:') general.fail('cluster_redis_ca_file', 'a CA needs TLS', 'use a rediss:// URL, or remove cluster_redis_ca_file');
-  return caFile ? { redisUrl: text, redisCa: readConfiguredFile('cluster_redis_ca_file', caFile) } : { redisUrl: text };
+  return caFile ? { redisUrl: text, redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : { redisUrl: text };
 }
 
 /**

@@ -5,16 +5,6 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** Reads a file a config key names (certificate, key, CA); a ConfigError naming the key when it cannot. */
-export function readConfiguredFile(key: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new ConfigError(`${key} = ${path}: cannot read it (${why}); fix: correct the path, or make it readable by this user`);
-  }
-}
-
 type Raw = Record<string, unknown>;
 
 /**
@@ -71,6 +61,18 @@ export class SectionReader {
       this.fail(key, `${JSON.stringify(text)} is not a number of seconds`, `set ${key} to a positive number of seconds (default ${fallback})`);
     }
     return value;
+  }
+
+  /** The content of the file the key names (a password, certificate, key, CA), read now; undefined when the key is not set. */
+  readNamedFile(key: string): { path: string; content: Buffer } | undefined {
+    const path = this.string(key, '');
+    if (!path) return undefined;
+    try {
+      return { path, content: readFileSync(path) };
+    } catch (error) {
+      const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      return this.fail(key, `cannot read ${path} (${why})`, 'correct the path, or make the file readable by this user');
+    }
   }
 
   list(key: string): string[] {

@@ -8,8 +8,8 @@ export interface BrokerSecurity {
   users: Map<string, string>;
   /** Accounts whose bare-address events pass unstamped: manual bans and unbans for the whole fleet. */
   admins: Set<string>;
-  /** Listen with TLS; with clientCaFile, require a client certificate whose CN is the host's identity. */
-  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
+  /** Listen with TLS (PEM, read at load); with a client CA, require a client certificate whose CN is the host's identity. */
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
   /** DEFAULT_BROKER_LIMITS when absent. */
   limits?: BrokerLimits;
 }
@@ -33,17 +33,13 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   queueBytesPerClient: 8 * 1024 * 1024,
 };
 
-/** How agents and the CLI authenticate to brokers and verify them. */
-export interface MqttClientSecurity {
+/** How agents and the CLI authenticate to brokers and verify them, with every file it names read at load. */
+export interface Credentials {
   username?: string;
+  /** mqtt_password, or the first line of mqtt_password_file. */
   password?: string;
-  /** Read when connecting (clientCredentials), so a broker that never connects out never opens it. */
-  passwordFile?: string;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  /** Verify the broker's certificate (mqtts). Off only when written explicitly. */
-  verifyTls: boolean;
+  /** Used for mqtts:// only; fits both node:tls and MQTT.js options. rejectUnauthorized: mqtt_tls_verify. */
+  tls: { rejectUnauthorized: boolean; minVersion: 'TLSv1.2'; ca?: Buffer; cert?: Buffer; key?: Buffer };
 }
 
 export interface RateLimit {
@@ -67,14 +63,14 @@ export function readBrokerSecurity(general: SectionReader, users: SectionReader)
     if (!accounts.has(admin)) general.fail('mq_admins', `${JSON.stringify(admin)} has no account in [users]`, 'add it to [users] (syncfail2ban-broker --hash-password) or remove it here');
   }
   const security: BrokerSecurity = { users: accounts, admins, limits: readBrokerLimits(general) };
-  const certFile = general.string('mq_tls_cert', '');
-  const keyFile = general.string('mq_tls_key', '');
-  const clientCaFile = general.string('mq_tls_client_ca', '');
-  if (Boolean(certFile) !== Boolean(keyFile)) {
-    general.fail(certFile ? 'mq_tls_key' : 'mq_tls_cert', 'TLS needs both a certificate and its key', 'set mq_tls_cert and mq_tls_key (PEM files), or neither');
+  const cert = general.readNamedFile('mq_tls_cert');
+  const key = general.readNamedFile('mq_tls_key');
+  const clientCa = general.readNamedFile('mq_tls_client_ca');
+  if (Boolean(cert) !== Boolean(key)) {
+    general.fail(cert ? 'mq_tls_key' : 'mq_tls_cert', 'TLS needs both a certificate and its key', 'set mq_tls_cert and mq_tls_key (PEM files), or neither');
   }
-  if (clientCaFile && !certFile) general.fail('mq_tls_client_ca', 'client certificates need TLS', 'set mq_tls_cert and mq_tls_key too');
-  if (certFile) security.tls = clientCaFile ? { certFile, keyFile, clientCaFile } : { certFile, keyFile };
+  if (clientCa && !cert) general.fail('mq_tls_client_ca', 'client certificates need TLS', 'set mq_tls_cert and mq_tls_key too');
+  if (cert && key) security.tls = { cert: cert.content, key: key.content, ...(clientCa ? { clientCa: clientCa.content } : {}) };
   return security;
 }
 
@@ -88,34 +84,37 @@ function readBrokerLimits(general: SectionReader): BrokerLimits {
   };
 }
 
-export function readClientSecurity(general: SectionReader, nodeId: string, warnings: string[]): MqttClientSecurity {
-  const security: MqttClientSecurity = { verifyTls: general.boolean('mqtt_tls_verify', true) };
+export function readClientSecurity(general: SectionReader, nodeId: string, warnings: string[]): Credentials {
+  const credentials: Credentials = { tls: { rejectUnauthorized: general.boolean('mqtt_tls_verify', true), minVersion: 'TLSv1.2' } };
   const inline = general.string('mqtt_password', '');
-  const file = general.string('mqtt_password_file', '');
-  if (inline && file) general.fail('mqtt_password_file', 'both mqtt_password and mqtt_password_file are set', 'keep one of them');
+  if (inline && general.string('mqtt_password_file', '')) general.fail('mqtt_password_file', 'both mqtt_password and mqtt_password_file are set', 'keep one of them');
+  const file = general.readNamedFile('mqtt_password_file');
   const username = general.string('mqtt_username', '');
-  if (inline) security.password = inline;
+  if (inline) credentials.password = inline;
   if (file) {
-    security.passwordFile = file;
-    if (modeOf(file) & 0o077) warnings.push(`${file} (mqtt_password_file) can be read by group or others; fix: chmod 600 ${file}`);
+    const password = file.content.toString('utf8').split('\n')[0]!.trim();
+    if (!password) general.fail('mqtt_password_file', `${file.path} is empty`, 'write the password on its first line');
+    credentials.password = password;
+    if (modeOf(file.path) & 0o077) warnings.push(`${file.path} (mqtt_password_file) can be read by group or others; fix: chmod 600 ${file.path}`);
   }
-  if (inline || file) security.username = username || nodeId;
-  else if (username) security.username = username;
-  for (const [key, field] of [['mqtt_ca_file', 'caFile'], ['mqtt_cert_file', 'certFile'], ['mqtt_key_file', 'keyFile']] as const) {
-    const value = general.string(key, '');
-    if (value) security[field] = value;
-  }
-  if (Boolean(security.certFile) !== Boolean(security.keyFile)) {
+  if (credentials.password !== undefined) credentials.username = username || nodeId;
+  else if (username) credentials.username = username;
+  const ca = general.readNamedFile('mqtt_ca_file');
+  const cert = general.readNamedFile('mqtt_cert_file');
+  const key = general.readNamedFile('mqtt_key_file');
+  if (Boolean(cert) !== Boolean(key)) {
     general.fail('mqtt_cert_file', 'a client certificate needs its key', 'set mqtt_cert_file and mqtt_key_file, or neither');
   }
-  return security;
+  if (ca) credentials.tls.ca = ca.content;
+  if (cert && key) Object.assign(credentials.tls, { cert: cert.content, key: key.content });
+  return credentials;
 }
 
 export function readRateLimit(general: SectionReader): RateLimit {
   return { perSecond: general.integer('rate_limit', 200, 1, 1_000_000), burst: general.integer('rate_burst', 20_000, 1, 10_000_000) };
 }
 
-/** The file's permission bits, or 0 when it cannot be seen (reading it later says why). */
+/** The file's permission bits, or 0 when it cannot be seen. */
 function modeOf(path: string): number {
   try {
     return statSync(path).mode;

@@ -6,7 +6,7 @@ import { closestName } from './closest-name.js';
 import { ConfigError, SectionReader } from './config-reader.js';
 import {
   type BrokerSecurity,
-  type MqttClientSecurity,
+  type Credentials,
   type RateLimit,
   readBrokerSecurity,
   readClientSecurity,
@@ -15,7 +15,6 @@ import {
 import { type ClusterConfig, hubOrder, readBrokerUrls, readCluster } from './config-hub.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
-import { DEFAULT_MIN_PREFIX, type MinPrefix } from './never-ban.js';
 import { shippedFile } from './shipped-file.js';
 
 export { ConfigError } from './config-reader.js';
@@ -23,6 +22,14 @@ export { ConfigError } from './config-reader.js';
 export const DEFAULT_CONFIG_FILE = '/etc/syncfail2ban/config.cfg';
 export const DEFAULT_MQ_PORT = 18862;
 export const DEFAULT_CONTROL_SOCKET = '/run/syncfail2ban/control.sock';
+
+/** The widest network one ban may cover unless min_prefix_ipv4 / min_prefix_ipv6 say otherwise. */
+export const DEFAULT_MIN_PREFIX: MinPrefix = { 4: 16, 6: 32 };
+
+export interface MinPrefix {
+  4: number;
+  6: number;
+}
 
 export interface Endpoint {
   host: string;
@@ -41,7 +48,8 @@ export interface OpnsenseConfig {
   enabled: boolean;
   firewalls: Firewall[];
   verifyTls: boolean;
-  caFile?: string;
+  /** opn_ca_file's PEM content, read at load; only when some firewall is reached over https. */
+  ca?: Buffer;
   /** primary jail -> alias name */
   aliases: Map<string, string>;
   reconcileIntervalS: number;
@@ -52,6 +60,8 @@ export interface Config {
   file: string;
   nodeId: string;
   logDebug: boolean;
+  /** Log what would be applied to fail2ban and OPNsense instead of applying it. */
+  dryRun: boolean;
   /** Apply received events to the local sync jails. */
   f2bSync: boolean;
   fail2banSocket: string;
@@ -80,7 +90,7 @@ export interface Config {
   /** What the embedded (mesh) or standalone broker demands of connecting hosts. */
   broker: BrokerSecurity;
   /** Credentials and TLS settings for connecting to brokers. */
-  mqtt: MqttClientSecurity;
+  mqtt: Credentials;
   rateLimit: RateLimit;
   /** Keys and sections nobody reads (usually typos), with the known name closest to each. */
   unknownKeys: UnknownName[];
@@ -146,6 +156,7 @@ export function parseConfig(text: string, file: string): Config {
     file,
     nodeId,
     logDebug: general.boolean('log_debug', false),
+    dryRun: general.boolean('dry_run', false),
     f2bSync: general.boolean('f2b_sync', true),
     fail2banSocket: general.string('fail2ban_socket', '/var/run/fail2ban/fail2ban.sock'),
     mq: { host: mqIp || primaryIpv4(), port: mqPort },
@@ -245,7 +256,6 @@ function readOpnsense(general: SectionReader, aliases: SectionReader, keys: Sect
   if (enabled && firewalls.length === 0) {
     general.fail('opn_fw_ip', 'opn_fw_sync is true but no firewall is listed', 'list the firewalls\' addresses, or set opn_fw_sync = false');
   }
-  const caFile = general.string('opn_ca_file', '');
   const config: OpnsenseConfig = {
     enabled,
     firewalls,
@@ -254,7 +264,12 @@ function readOpnsense(general: SectionReader, aliases: SectionReader, keys: Sect
     reconcileIntervalS: general.seconds('opn_reconcile_interval', 300),
     killStates: general.boolean('opn_kill_states', false),
   };
-  if (caFile) config.caFile = caFile;
+  const https = enabled && firewalls.some((firewall) => firewall.baseUrl.startsWith('https:'));
+  const ca = general.string('opn_ca_file', '') && https ? general.readNamedFile('opn_ca_file') : undefined;
+  if (ca && !ca.content.includes('-----BEGIN CERTIFICATE-----')) {
+    general.fail('opn_ca_file', `${ca.path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`, 'point opn_ca_file at the PEM certificate the firewalls present (or their CA)');
+  }
+  if (ca) config.ca = ca.content;
   return config;
 }
 

@@ -33,12 +33,6 @@ export class Refusals {
     return Object.fromEntries(this.counts);
   }
 
-  total(): number {
-    let sum = 0;
-    for (const count of this.counts.values()) sum += count;
-    return sum;
-  }
-
   close(): void {
     clearInterval(this.timer);
     this.summarise();

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError, PRIVILEGE_NAMES, type OpnsenseClient } from '../../src/opnsense/client.js';
+import { OpnsenseError, PRIVILEGE_NAMES, type OpnsenseClient } from './opnsense/client.js';
 
 /**
  * 'missing': no alias of that name in config; 'unknown': the API user may not read config

@@ -1,7 +1,7 @@
 import type { Action } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError } from '../../src/opnsense/client.js';
-import { Batcher, type BatcherOptions, type Change } from '../sinks/batcher.js';
+import { OpnsenseError } from './opnsense/client.js';
+import { Batcher, type BatcherOptions, type Change, type Rejection, type SinkStats } from '../sinks/batcher.js';
 import type { AliasVerdict } from './alias-info.js';
 
 export interface AliasStatus {
@@ -24,7 +24,7 @@ export interface AliasQueueOptions {
   firewall: string;
   alias: string;
   /** Applies one batch of this alias's changes to the firewall (refusing it while judged unusable). */
-  apply: (batch: Change[]) => Promise<void>;
+  apply: (batch: Change[]) => Promise<Rejection[]>;
   /** Failures of the whole firewall, which the firewall's own status reports. */
   firewallWide: (error: unknown) => boolean;
   log: Logger;
@@ -56,6 +56,10 @@ export class AliasQueue {
 
   retryNow(): void {
     this.batcher.retryNow();
+  }
+
+  stats(): SinkStats {
+    return this.batcher.stats();
   }
 
   stop(deadlineMs: number): Promise<boolean> {
@@ -120,20 +124,22 @@ export class AliasQueue {
       caveat: this.verdict?.caveat ?? null,
       backlog,
       applied,
-      dropped,
+      dropped: dropped.refused + dropped['queue-full'] + dropped['shutting-down'],
       notAccepted: this.unaccepted.count,
     };
   }
 
-  private async apply(batch: Change[]): Promise<void> {
+  private async apply(batch: Change[]): Promise<Rejection[]> {
+    let rejections: Rejection[];
     try {
-      await this.options.apply(batch);
+      rejections = await this.options.apply(batch);
     } catch (error) {
       // A refused alias was logged when judged; its changes wait (as backlog) until it is fixed.
       if (!this.options.firewallWide(error) && this.refusal === null) this.failed(error as Error, 'write');
       throw error;
     }
     if (this.failure !== null) this.recovered();
+    return rejections;
   }
 
   private recovered(): void {

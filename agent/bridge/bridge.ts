@@ -1,42 +1,42 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpnsenseConfig } from '../../src/config.js';
-import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
+import type { PartStatus } from '../../src/status.js';
 import type { Holdings } from '../fleet/holdings.js';
 import { Projection } from '../fleet/projection.js';
+import type { Part } from '../part.js';
 import type { BatcherOptions } from '../sinks/batcher.js';
-import { FirewallSync, type DesiredAliases, type FirewallStatus } from './firewall-sync.js';
+import { FirewallSync, type DesiredAliases } from './firewall-sync.js';
 import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, jailOfHolder, originOfHolder, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
 import { StateFile, type Journal } from './state-file.js';
 
-export interface BridgeStatus {
-  stateFile: string;
-  /** False when the state cannot be saved (see the log); the bridge then forgets on restart what it added. */
-  persistent: boolean;
-  /** alias -> addresses it should hold (its projection of the holdings) */
-  wanted: Record<string, number>;
-  firewalls: FirewallStatus[];
-}
+/** Who an address in a state file of an earlier version was held by: taken into the holdings store. */
+export type Adopt = (origin: string, jail: string, address: string) => void;
 
 /**
  * The OPNsense bridge: the projection of the holdings onto the aliases mapped in
  * [opn_aliases] (every origin's holdings count, this host's included), made so on each
- * firewall by one FirewallSync. Its own state file only records what it added on each
- * firewall (the ledger), so that it never removes an entry someone else made.
+ * firewall by one FirewallSync (each a sink of its own in the status). Its own state file
+ * only records what it added on each firewall (the ledger), so that it never removes an
+ * entry someone else made.
  */
-export class OpnsenseBridge {
+export class OpnsenseBridge implements Part {
   readonly projection: Projection;
-  private readonly firewalls: FirewallSync[];
+  readonly firewalls: FirewallSync[];
   private readonly stateFile: StateFile;
 
-  /** Throws a ConfigError when opn_ca_file cannot be read or a firewall's settings are unusable. */
   constructor(
     private readonly config: OpnsenseConfig,
     stateDir: string,
     private readonly holdings: Holdings,
     private readonly log: Logger,
-    options: { batcher?: Partial<BatcherOptions>; stateWriteDelayMs?: number } = {},
+    private readonly options: {
+      batcher?: Partial<BatcherOptions>;
+      stateWriteDelayMs?: number;
+      dryRun?: boolean;
+      /** Asked at start: the first start with a holdings store adopts the holders a state file of an earlier version kept. */
+      adopt?: () => Adopt | undefined;
+    } = {},
   ) {
     this.projection = new Projection('opnsense', config.aliases, undefined, (action, alias, address) => {
       for (const sync of this.firewalls) sync.submit(action, alias, address);
@@ -47,7 +47,6 @@ export class OpnsenseBridge {
       log,
       ...(options.stateWriteDelayMs === undefined ? [] : [options.stateWriteDelayMs]),
     );
-    const ca = readCaFile(config);
     const desired: DesiredAliases = {
       addresses: (alias) => this.projection.wanted(holdings, alias),
       holders: (alias, address) => this.projection.jailsOf(alias).flatMap((jail) => holdings.origins(jail, address).map((origin) => `${origin}/${jail}`)),
@@ -57,7 +56,7 @@ export class OpnsenseBridge {
         new FirewallSync({
           firewall,
           verifyTls: config.verifyTls,
-          ...(ca === undefined ? {} : { ca }),
+          ...(config.ca === undefined ? {} : { ca: config.ca }),
           killStates: config.killStates,
           reconcileIntervalS: config.reconcileIntervalS,
           aliases: config.aliases,
@@ -65,24 +64,29 @@ export class OpnsenseBridge {
           state: this.stateFile,
           log,
           ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
+          dryRun: options.dryRun === true,
         }),
     );
   }
 
+  get subparts(): readonly Part[] {
+    return this.firewalls;
+  }
+
   /**
    * Loads what the bridge added on each firewall, then reconciles every firewall. Call after
-   * the holdings are loaded and before events arrive. `adopt` (the first start with a
-   * holdings store): the holders a state file of an earlier version kept are taken into it.
+   * the holdings are loaded and before events arrive.
    */
-  async start(adopt?: (origin: string, jail: string, address: string) => void): Promise<void> {
+  async start(): Promise<void> {
     const { config, log } = this;
+    const adopt = this.options.adopt?.();
     this.warnAboutTransport();
     if (config.aliases.size === 0) {
       log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
     }
     const saved = await this.stateFile.load(decodeBridgeState);
     this.restore(saved ?? { wanted: [], added: [], skipped: 0 }, await this.stateFile.readJournal(), adopt);
-    for (const sync of this.firewalls) sync.start();
+    for (const sync of this.firewalls) await sync.start();
     log.info(
       { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.stateFile.path, wanted: this.wanted() },
       'OPNsense bridge started',
@@ -91,22 +95,19 @@ export class OpnsenseBridge {
 
   /** Applies what it can until the deadline (the rest is left to the next reconciliation) and saves the state. */
   async stop(deadlineMs: number): Promise<void> {
-    await Promise.all(
-      this.firewalls.map(async (sync) => {
-        if (await sync.stop(deadlineMs)) return;
-        const { backlog } = sync.status();
-        this.log.warn({ firewall: sync.url, backlog }, `stopping with ${backlog} change(s) not yet applied to OPNsense ${sync.url}; the next start's reconciliation applies them`);
-      }),
-    );
+    await Promise.all(this.firewalls.map((sync) => sync.stop(deadlineMs)));
     await this.stateFile.close();
   }
 
-  status(): BridgeStatus {
+  status(): PartStatus {
+    const persistent = this.stateFile.persistent;
     return {
-      stateFile: this.stateFile.path,
-      persistent: this.stateFile.persistent,
-      wanted: this.wanted(),
-      firewalls: this.firewalls.map((sync) => sync.status()),
+      kind: 'bridge',
+      problems: persistent
+        ? []
+        : [{ what: `the bridge state cannot be saved to ${this.stateFile.path} (see the log): it forgets what it added on restart`, fix: 'make state_dir a directory root can write, then restart the agent' }],
+      measures: { wanted: { help: 'addresses an alias should hold', type: 'gauge', label: 'alias', values: this.wanted() } },
+      details: { state_file: this.stateFile.path, persistent },
     };
   }
 
@@ -119,7 +120,7 @@ export class OpnsenseBridge {
    * earlier versions are handed to `adopt` (when given) and otherwise ignored: the holdings
    * store is where holders live.
    */
-  private restore(saved: DecodedState, journal: Journal, adopt?: (origin: string, jail: string, address: string) => void): void {
+  private restore(saved: DecodedState, journal: Journal, adopt?: Adopt): void {
     const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
     let orphaned = 0;
     let skipped = saved.skipped + journal.skipped;
@@ -184,21 +185,4 @@ export class OpnsenseBridge {
       }
     }
   }
-}
-
-/** The content of opn_ca_file, read once for all firewalls; a ConfigError (exit 78) when it cannot be used. */
-function readCaFile(config: OpnsenseConfig): Buffer | undefined {
-  const path = config.caFile;
-  if (path === undefined || !config.firewalls.some((firewall) => firewall.baseUrl.startsWith('https:'))) return undefined;
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new ConfigError(`opn_ca_file: cannot read ${path} (${reason}); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA), readable by this user, or remove it to use the system CAs`);
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new ConfigError(`opn_ca_file: ${path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA)`);
-  }
-  return pem;
 }

@@ -1,9 +1,11 @@
 import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
-import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
-import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
-import type { BatcherOptions, Change } from '../sinks/batcher.js';
+import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
+import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
+import type { Part } from '../part.js';
+import { sinkMeasures, type SinkStats, type BatcherOptions, type Change, type Rejection } from '../sinks/batcher.js';
+import { DryRunBackend } from '../sinks/dry-run.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 import { AliasQueue, type AliasStatus } from './alias-queue.js';
 import { FirewallLedger } from './ledger.js';
@@ -74,6 +76,8 @@ export interface FirewallSyncOptions {
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
+  /** dry_run: changes are logged, not sent (reconciliation still reads the aliases). */
+  dryRun?: boolean;
   /** Client settings for tests (timeouts). */
   client?: { timeoutMs?: number; listTimeoutMs?: number };
 }
@@ -91,7 +95,7 @@ function firewallWide(error: unknown): boolean {
  * others. A periodic reconciliation checks each alias's type, lists it in full and queues
  * what is missing or stale, which repairs reboots, outages and dropped changes.
  */
-export class FirewallSync {
+export class FirewallSync implements Part {
   readonly url: string;
   readonly ledger: FirewallLedger;
   private readonly client: OpnsenseClient;
@@ -108,25 +112,22 @@ export class FirewallSync {
   private lastError: string | null = null;
   private lastErrorKey = '';
   private lastReconcile: ReconcileReport | null = null;
+  private readonly reconciled = { readded: 0, removed: 0 };
+  private readonly dryRun: DryRunBackend | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
   constructor(private readonly options: FirewallSyncOptions) {
     const { firewall, log } = options;
-    try {
-      this.client = new OpnsenseClient({
-        baseUrl: firewall.baseUrl,
-        key: firewall.key,
-        secret: firewall.secret,
-        verifyTls: options.verifyTls,
-        maxSockets: CONCURRENCY,
-        ...(options.ca === undefined ? {} : { ca: options.ca }),
-        ...options.client,
-      });
-    } catch (error) {
-      // Everything the client checks comes from the config: exit 78, not a restart loop.
-      throw new ConfigError(`opn_fw_ip ${firewall.name}: ${(error as Error).message}`);
-    }
+    this.client = new OpnsenseClient({
+      baseUrl: firewall.baseUrl,
+      key: firewall.key,
+      secret: firewall.secret,
+      verifyTls: options.verifyTls,
+      maxSockets: CONCURRENCY,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...options.client,
+    });
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);
@@ -140,6 +141,7 @@ export class FirewallSync {
       onAdded: (alias, addresses) => this.added(alias, addresses),
       log,
     });
+    if (options.dryRun) this.dryRun = new DryRunBackend(`opnsense ${this.url}`, log);
   }
 
   /** Queues a change from an event; false when the queue is full (reconciliation re-applies it later). A new ban has its states killed once added. */
@@ -152,21 +154,71 @@ export class FirewallSync {
   }
 
   /** Starts with a reconciliation, which also checks every alias and brings it up to date after downtime. */
-  start(): void {
+  async start(): Promise<void> {
     this.scheduleReconcile(0);
   }
 
-  async stop(deadlineMs: number): Promise<boolean> {
+  /** Applies what it can until the deadline; the rest is left to the next start's reconciliation. */
+  async stop(deadlineMs: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     this.killer?.stop();
     const deadline = Math.min(deadlineMs, STOP_DEADLINE_MS);
     const done = await Promise.all([...this.queues.values()].map((queue) => queue.stop(deadline)));
     this.client.close();
-    return done.every(Boolean);
+    if (done.every(Boolean)) return;
+    const { backlog } = this.report();
+    this.options.log.warn({ firewall: this.url, backlog }, `stopping with ${backlog} change(s) not yet applied to OPNsense ${this.url}; the next start's reconciliation applies them`);
   }
 
-  status(): FirewallStatus {
+  /** This firewall as a sink: its own problems and each alias's, with the counters of every alias queue. */
+  status(): PartStatus {
+    const report = this.report();
+    const problems: Problem[] = [];
+    if (report.lastError) {
+      problems.push({ what: `OPNsense ${this.url}: ${report.lastError}`, fix: `check that the firewall answers at ${this.url} and that [opn_keys] hold a valid API key and secret for it` });
+    }
+    for (const [alias, state] of Object.entries(report.aliases)) {
+      if (state.lastError) problems.push({ what: state.lastError, fix: `fix alias ${alias} on the firewall (Firewall: Aliases), or map the jail to another alias in [opn_aliases]` });
+    }
+    const aliases = Object.entries(report.aliases);
+    const perAlias = (value: (state: AliasStatus) => number) => Object.fromEntries(aliases.map(([alias, state]) => [alias, value(state)]));
+    const reconcile = report.lastReconcile;
+    return {
+      kind: 'sink',
+      name: `opnsense ${this.url}`,
+      problems,
+      measures: {
+        ...sinkMeasures(this.queueStats()),
+        reachable: gauge('1 while the last request got an answer from the firewall', report.reachable ? 1 : 0),
+        alias_failing: { help: '1 while an alias fails or is refused (missing, disabled, a type that keeps nothing)', type: 'gauge', label: 'alias', values: perAlias((state) => (state.lastError ? 1 : 0)) },
+        alias_not_accepted: { help: 'addresses answered done but absent from pf at the last reconciliation (table-entries limit), by alias', type: 'gauge', label: 'alias', values: perAlias((state) => state.notAccepted) },
+        reconcile_readded: counter('wanted addresses reconciliation found missing and queued again', this.reconciled.readded),
+        reconcile_removed: counter('addresses no longer wanted that reconciliation queued for removal', this.reconciled.removed),
+      },
+      details: {
+        url: this.url,
+        reachable: report.reachable,
+        last_reconcile: reconcile ? { time: reconcile.at } : null,
+        last_reconcile_ok: reconcile?.ok ?? null,
+        ...(reconcile?.error ? { last_reconcile_error: reconcile.error } : {}),
+        ...Object.fromEntries(aliases.map(([alias, state]) => [`alias ${alias}`, { fields: { type: state.type || 'unknown', usable: state.usable, caveat: state.caveat } }])),
+      },
+    };
+  }
+
+  /** The counters of every alias queue, summed as one sink's. */
+  private queueStats(): SinkStats {
+    const stats = [...this.queues.values()].map((queue) => queue.stats());
+    const sum = (value: (s: SinkStats) => number) => stats.reduce((total, s) => total + value(s), 0);
+    const dropped = { refused: sum((s) => s.dropped.refused), 'queue-full': sum((s) => s.dropped['queue-full']), 'shutting-down': sum((s) => s.dropped['shutting-down']) };
+    const refused: Record<string, number> = {};
+    for (const s of stats) for (const [target, count] of Object.entries(s.refused)) refused[target] = (refused[target] ?? 0) + count;
+    return { submitted: sum((s) => s.submitted), applied: sum((s) => s.applied), dropped, refused, failures: sum((s) => s.failures), backlog: sum((s) => s.backlog), lastError: null, targetProblems: {} };
+  }
+
+  /** The firewall and each alias as typed data (url, reachability, per-alias health, the last reconciliation). */
+  report(): FirewallStatus {
     const aliases: Record<string, AliasStatus> = {};
     let backlog = 0;
     let applied = 0;
@@ -199,7 +251,7 @@ export class FirewallSync {
       queue = new AliasQueue({
         firewall: this.url,
         alias,
-        apply: (batch) => this.observe(this.applyJudged(alias, batch)),
+        apply: (batch) => (this.dryRun ? this.dryRun.apply(batch) : this.observe(this.applyJudged(alias, batch))),
         firewallWide,
         log: this.options.log,
         batcher: { ...OPNSENSE_BATCHER, ...this.options.batcher },
@@ -210,12 +262,12 @@ export class FirewallSync {
   }
 
   /** Nothing is written to an alias before its type was checked, nor while it is refused. */
-  private async applyJudged(alias: string, batch: Change[]): Promise<void> {
+  private async applyJudged(alias: string, batch: Change[]): Promise<Rejection[]> {
     const queue = this.queueOf(alias);
     if (!queue.judgedYet) await this.judge(alias, queue);
     const refusal = queue.refusal;
     if (refusal !== null) throw new Error(refusal);
-    await this.backend.apply(batch);
+    return this.backend.apply(batch);
   }
 
   private async judge(alias: string, queue: AliasQueue): Promise<boolean> {
@@ -260,6 +312,8 @@ export class FirewallSync {
       report.error = (error as Error).message;
     }
     this.lastReconcile = report;
+    this.reconciled.readded += report.readded;
+    this.reconciled.removed += report.removed;
     this.scheduleReconcile(report.ok ? intervalMs : Math.min(intervalMs, RECONCILE_RETRY_MS));
   }
 
@@ -354,12 +408,13 @@ export class FirewallSync {
   }
 
   /** Tracks whether the firewall answers, for status(); its failures are logged once each, and when they end. */
-  private async observe(work: Promise<void>): Promise<void> {
+  private async observe<T>(work: Promise<T>): Promise<T> {
     try {
-      await work;
+      const result = await work;
       this.reachable = true;
       if (this.lastError !== null) this.options.log.info({ firewall: this.url }, `OPNsense ${this.url} answers again`);
       this.lastError = null;
+      return result;
     } catch (error) {
       if (firewallWide(error)) {
         const message = (error as Error).message;

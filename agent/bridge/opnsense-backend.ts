@@ -1,6 +1,6 @@
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError, pfRendering, type OpnsenseClient } from '../../src/opnsense/client.js';
-import type { Backend, Change } from '../sinks/batcher.js';
+import { OpnsenseError, pfRendering, type OpnsenseClient } from './opnsense/client.js';
+import type { Backend, Change, Rejection } from '../sinks/batcher.js';
 import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';
 import { forEachLimited } from './limit.js';
@@ -44,6 +44,13 @@ interface AliasChanges {
   deletes: string[];
   /** Adds the ledger did not hold before this batch claimed them. */
   claimed: Set<string>;
+  /** What the firewall refused of them (dropped; reconciliation tries again). */
+  refused: Rejection[];
+}
+
+/** The fix for a change the firewall refused for one alias. */
+function aliasFix(alias: string): string {
+  return `fix alias ${alias} on the firewall (Firewall: Aliases: it must exist, of a type that holds the address), or map the jail to another alias in [opn_aliases]; reconciliation applies the change once it can`;
 }
 
 /**
@@ -75,12 +82,12 @@ export class OpnsenseBackend implements Backend {
     return this.options.client.firewall;
   }
 
-  async apply(batch: Change[]): Promise<void> {
+  async apply(batch: Change[]): Promise<Rejection[]> {
     const { ledger, state } = this.options;
     const byAlias = new Map<string, AliasChanges>();
     for (const { target: alias, action, address } of batch) {
       let changes = byAlias.get(alias);
-      if (!changes) byAlias.set(alias, (changes = { adds: [], deletes: [], claimed: new Set() }));
+      if (!changes) byAlias.set(alias, (changes = { adds: [], deletes: [], claimed: new Set(), refused: [] }));
       if (action === 'ban') changes.adds.push(address);
       // Only what the bridge added is ever removed.
       else if (ledger.has(alias, address)) changes.deletes.push(address);
@@ -116,6 +123,7 @@ export class OpnsenseBackend implements Backend {
     } finally {
       state.markDirty();
     }
+    return [...byAlias.values()].flatMap((changes) => changes.refused);
   }
 
   /**
@@ -202,12 +210,12 @@ export class OpnsenseBackend implements Backend {
   }
 
   /** alias_util add/delete, `limit` at a time. Returns the addresses added. */
-  private async oneByOne(alias: string, { adds, deletes, claimed }: AliasChanges, limit: number): Promise<string[]> {
+  private async oneByOne(alias: string, { adds, deletes, claimed, refused }: AliasChanges, limit: number): Promise<string[]> {
     const added: string[] = [];
     const notAdded: string[] = [];
     const work = [...deletes.map((address) => ({ add: false, address })), ...adds.map((address) => ({ add: true, address }))];
     try {
-      await this.oneByOneCalls(alias, work, limit, added, notAdded);
+      await this.oneByOneCalls(alias, work, limit, added, notAdded, refused);
     } finally {
       // Claimed by this batch and not added: not the bridge's. An address it added earlier stays its own.
       await this.takeBack(alias, notAdded, claimed, 'unclaim');
@@ -215,7 +223,7 @@ export class OpnsenseBackend implements Backend {
     return added;
   }
 
-  private async oneByOneCalls(alias: string, work: Array<{ add: boolean; address: string }>, limit: number, added: string[], notAdded: string[]): Promise<void> {
+  private async oneByOneCalls(alias: string, work: Array<{ add: boolean; address: string }>, limit: number, added: string[], notAdded: string[], refused: Rejection[]): Promise<void> {
     const { client, ledger } = this.options;
     await forEachLimited(work, limit, async ({ add, address }) => {
       try {
@@ -229,6 +237,7 @@ export class OpnsenseBackend implements Backend {
       } catch (error) {
         if (!concernsOneAddress(error, add, address)) throw error;
         if (add) notAdded.push(address);
+        refused.push({ change: { target: alias, action: add ? 'ban' : 'unban', address }, problem: { what: error.message, fix: aliasFix(alias) } });
         this.report(alias, error);
       }
     });
@@ -297,7 +306,7 @@ export class OpnsenseBackend implements Backend {
     return adds;
   }
 
-  private async refuseNetworks(alias: string, { adds, claimed }: AliasChanges): Promise<string[]> {
+  private async refuseNetworks(alias: string, { adds, claimed, refused }: AliasChanges): Promise<string[]> {
     const hosts: string[] = [];
     await this.takeBack(
       alias,
@@ -312,6 +321,7 @@ export class OpnsenseBackend implements Backend {
       }
       const message = `OPNsense ${this.firewall}: alias "${alias}" is a Host(s) alias and cannot hold the network ${address}; change the alias type to Network(s) or External (advanced) on the firewall, or map this jail to another alias`;
       this.noteAliasError(alias, message);
+      refused.push({ change: { target: alias, action: 'ban', address }, problem: { what: message, fix: aliasFix(alias) } });
       const held = this.throttle.pass(`${alias}\u0000host-network`);
       if (held === null) continue;
       this.options.log.error({ firewall: this.firewall, alias, address }, `${message}${held > 0 ? ` (${held} more network(s) refused since the last message)` : ''}`);

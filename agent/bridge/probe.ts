@@ -1,6 +1,6 @@
 import type { Firewall, OpnsenseConfig } from '../../src/config.js';
 import { pino, type Logger } from 'pino';
-import { OpnsenseClient, OpnsenseError } from '../../src/opnsense/client.js';
+import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
 import type { Finding } from '../jail-checks.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 
@@ -22,7 +22,7 @@ export async function probeFirewall(firewall: Firewall, config: OpnsenseConfig, 
       secret: firewall.secret,
       verifyTls: config.verifyTls,
       timeoutMs,
-      ...(config.caFile === undefined ? {} : { caFile: config.caFile }),
+      ...(config.ca === undefined ? {} : { ca: config.ca }),
     });
   } catch (error) {
     return [{ level: 'fail', subject: `OPNsense ${firewall.name}`, message: (error as Error).message, fix: 'correct opn_fw_ip, [opn_keys] or opn_ca_file' }];

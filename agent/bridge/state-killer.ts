@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import type { Logger } from '../../src/log.js';
-import type { OpnsenseClient } from '../../src/opnsense/client.js';
+import type { OpnsenseClient } from './opnsense/client.js';
 import { LogThrottle } from './log-throttle.js';
 
 /** Each kill makes the firewall parse its whole state table: at most this many at once. */

@@ -1,5 +1,6 @@
 import type { Action } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
+import { counted, counter, gauge, type Measure, type Problem } from '../../src/status.js';
 
 /** One wanted change to a target (a sync jail, or an alias on one firewall). */
 export interface Change {
@@ -9,10 +10,17 @@ export interface Change {
   address: string;
 }
 
-/** Where batches go: the fail2ban sync jail, an OPNsense alias. Throwing asks for a retry. */
+/** A change the target refused: dropped, not retried; its problem stands until a change to that target goes through. */
+export interface Rejection {
+  change: Change;
+  problem: Problem;
+}
+
+/** Where batches go: the fail2ban sync jails, an OPNsense firewall. Throwing asks for a retry. */
 export interface Backend {
   readonly name: string;
-  apply(batch: Change[]): Promise<void>;
+  /** Applies the batch; returns what the target refused. */
+  apply(batch: Change[]): Promise<Rejection[]>;
 }
 
 export interface BatcherOptions {
@@ -33,13 +41,19 @@ export const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   retryMaxMs: 30_000,
 };
 
+export type DropReason = 'refused' | 'queue-full' | 'shutting-down';
+
 export interface SinkStats {
   submitted: number;
   applied: number;
-  dropped: number;
+  dropped: Record<DropReason, number>;
+  /** target -> changes it refused */
+  refused: Record<string, number>;
   failures: number;
   backlog: number;
   lastError: string | null;
+  /** target -> why it refuses changes, until one goes through */
+  targetProblems: Record<string, Problem>;
 }
 
 /**
@@ -56,7 +70,10 @@ export class Batcher {
   private running: Promise<void> | undefined;
   private stopping = false;
   private abandoned = false;
-  private readonly counts = { submitted: 0, applied: 0, dropped: 0, failures: 0 };
+  private readonly counts = { submitted: 0, applied: 0, failures: 0 };
+  private readonly dropped: Record<DropReason, number> = { refused: 0, 'queue-full': 0, 'shutting-down': 0 };
+  private readonly refused = new Map<string, number>();
+  private readonly targetProblems = new Map<string, Problem>();
   private lastError: string | null = null;
   private lastDropLog = 0;
   private inFlight = 0;
@@ -73,7 +90,7 @@ export class Batcher {
   submit(change: Change): boolean {
     const key = `${change.target}\u0000${change.address}`;
     if (this.stopping || (this.pending.size >= this.options.maxPending && !this.pending.has(key))) {
-      this.counts.dropped += 1;
+      this.dropped[this.stopping ? 'shutting-down' : 'queue-full'] += 1;
       this.logDrop(change);
       return false;
     }
@@ -89,8 +106,21 @@ export class Batcher {
     this.wakeRetry?.();
   }
 
+  /** Notes a problem with a target before any change to it (a sync jail found missing at start). */
+  noteTargetProblem(target: string, problem: Problem | null): void {
+    if (problem) this.targetProblems.set(target, problem);
+    else this.targetProblems.delete(target);
+  }
+
   stats(): SinkStats {
-    return { ...this.counts, backlog: this.pending.size + this.inFlight, lastError: this.lastError };
+    return {
+      ...this.counts,
+      dropped: { ...this.dropped },
+      refused: Object.fromEntries(this.refused),
+      backlog: this.pending.size + this.inFlight,
+      lastError: this.lastError,
+      targetProblems: Object.fromEntries(this.targetProblems),
+    };
   }
 
   /** Stops taking changes and commits what was accepted, giving up at the deadline. True when all was committed. */
@@ -125,15 +155,16 @@ export class Batcher {
       const batch = this.take();
       this.inFlight = batch.length;
       let failure: Error | undefined;
+      let rejections: Rejection[] = [];
       try {
-        await this.backend.apply(batch);
+        rejections = await this.backend.apply(batch);
       } catch (error) {
         failure = error as Error;
       } finally {
         this.inFlight = 0;
       }
       if (!failure) {
-        this.counts.applied += batch.length;
+        this.count(batch, rejections);
         delay = this.options.retryInitialMs;
         if (this.lastError) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
         this.lastError = null;
@@ -156,6 +187,18 @@ export class Batcher {
       delay = Math.min(delay * 2, this.options.retryMaxMs);
     }
     this.running = undefined;
+  }
+
+  private count(batch: Change[], rejections: Rejection[]): void {
+    this.counts.applied += batch.length - rejections.length;
+    this.dropped.refused += rejections.length;
+    const refusing = new Map(rejections.map(({ change, problem }) => [change.target, problem]));
+    for (const { change } of rejections) this.refused.set(change.target, (this.refused.get(change.target) ?? 0) + 1);
+    for (const { target } of batch) {
+      const problem = refusing.get(target);
+      if (problem) this.targetProblems.set(target, problem);
+      else this.targetProblems.delete(target);
+    }
   }
 
   private take(): Change[] {
@@ -184,6 +227,24 @@ export class Batcher {
     if (now - this.lastDropLog < 10_000) return;
     this.lastDropLog = now;
     const why = this.stopping ? 'shutting down' : `queue full (${this.options.maxPending} pending; is the target down?)`;
-    this.log.error({ sink: this.backend.name, dropped: this.counts.dropped, target: change.target }, `dropping ${change.action} of ${change.address}: ${why}`);
+    this.log.error({ sink: this.backend.name, dropped: this.dropped['queue-full'] + this.dropped['shutting-down'], target: change.target }, `dropping ${change.action} of ${change.address}: ${why}`);
   }
+}
+
+/** The measures every sink reports, and its problems: the target failing, or refusing changes. */
+export function sinkMeasures(stats: SinkStats): Record<string, Measure> {
+  return {
+    changes_submitted: counter('changes queued for the sink', stats.submitted),
+    changes_applied: counter('changes the target applied', stats.applied),
+    changes_dropped: counted('changes dropped: refused by the target, queue full, or shutting down', 'reason', stats.dropped),
+    changes_refused: counted('changes the target refused, by target (sync jail or alias)', 'target', stats.refused),
+    failures: counter('failed attempts to apply a batch (each is retried)', stats.failures),
+    backlog: gauge('changes waiting for the target', stats.backlog),
+  };
+}
+
+export function sinkProblems(stats: SinkStats, failingFix: string): Problem[] {
+  const problems = Object.values(stats.targetProblems);
+  if (stats.lastError) problems.unshift({ what: `failing with ${stats.backlog} change(s) waiting: ${stats.lastError}`, fix: failingFix });
+  return problems;
 }

@@ -1,10 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AliasInfoCache } from '../../agent/bridge/alias-info.js';
 import { OPNSENSE_BATCHER } from '../../agent/bridge/firewall-sync.js';
 import { FirewallLedger } from '../../agent/bridge/ledger.js';
 import { CONCURRENCY, OpnsenseBackend } from '../../agent/bridge/opnsense-backend.js';
 import { Batcher } from '../../agent/sinks/batcher.js';
-import { OpnsenseClient } from '../../src/opnsense/client.js';
+import { OpnsenseClient } from '../../agent/bridge/opnsense/client.js';
 import { FAKE_API_KEY, startFakeOpnsense, type FakeAliasType, type FakeOpnsense } from '../fakes/opnsense.js';
 import { waitFor } from '../support/wait.js';
 import { timed } from './stats.js';
@@ -17,7 +18,7 @@ const address = (i: number, block: number) => `10.${block}.${Math.floor(i / 256)
 const silent = pino({ level: 'silent' });
 
 function client(fake: FakeOpnsense, maxSockets: number): OpnsenseClient {
-  return new OpnsenseClient({ baseUrl: fake.url, key: FAKE_API_KEY.key, secret: FAKE_API_KEY.secret, verifyTls: true, caFile: fake.caCertPath!, maxSockets, timeoutMs: 60_000 });
+  return new OpnsenseClient({ baseUrl: fake.url, key: FAKE_API_KEY.key, secret: FAKE_API_KEY.secret, verifyTls: true, ca: readFileSync(fake.caCertPath!), maxSockets, timeoutMs: 60_000 });
 }
 
 /**

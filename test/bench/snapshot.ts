@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startFail2ban } from '../support/fail2ban-server.js';
-import { addressBlock, banIn, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { measured, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
@@ -44,9 +45,9 @@ export async function run(): Promise<void> {
       await Promise.all(
         peers.map((peer) =>
           waitFor(async () => {
-            const status = await statusOf(peer);
-            return status.fleet.snapshots.some((s) => s.origin === 'host-a' && s.complete) && status.sinks.fail2ban!.backlog === 0;
-          }, `the snapshot applied on ${peer.name}`, 600_000, 100),
+            const snapshots = await snapshotsOf(peer);
+            return snapshots.some((s) => s.origin === 'host-a' && s.complete) && measured(part(await statusOf(peer), 'sink', 'fail2ban'), 'backlog') === 0;
+          }, `the snapshot applied on ${peer.name}`, 600_000, 200),
         ),
       );
     });

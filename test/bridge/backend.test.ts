@@ -1,4 +1,5 @@
 /** OpnsenseBackend against the fake OPNsense: both write paths, ownership, and every error class. */
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { FirewallLedger } from '../../agent/bridge/ledger.js';
 import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../agent/bridge/opnsense-backend.js';
 import { StateFile } from '../../agent/bridge/state-file.js';
 import type { Change } from '../../agent/sinks/batcher.js';
-import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../src/opnsense/client.js';
+import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../agent/bridge/opnsense/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { captureLog } from '../support/capture-log.js';
 
@@ -26,7 +27,7 @@ describe('OPNsense backend (one firewall)', function () {
     const as = options.as ?? ADMIN;
     const client =
       options.client ??
-      new OpnsenseClient({ baseUrl: fake.url, key: as.key, secret: as.secret, verifyTls: true, caFile: fake.caCertPath!, maxSockets: CONCURRENCY, timeoutMs: 5_000 });
+      new OpnsenseClient({ baseUrl: fake.url, key: as.key, secret: as.secret, verifyTls: true, ca: readFileSync(fake.caCertPath!), maxSockets: CONCURRENCY, timeoutMs: 5_000 });
     clients.push(client);
     const captured = captureLog();
     const ledger = new FirewallLedger(client.firewall);
@@ -152,7 +153,7 @@ describe('OPNsense backend (one firewall)', function () {
         getAliasUuid: async () => null,
         tableSizes: async () => null,
         add: async (alias: string) => {
-          throw new OpnsenseError(`OPNsense https://stub.example: add x to alias "${alias}": ${text}`, { kind, retryable: false, firewall: 'https://stub.example', endpoint: '/api', alias });
+          throw new OpnsenseError(`OPNsense https://stub.example: add x to alias "${alias}": ${text}`, { kind, firewall: 'https://stub.example', endpoint: '/api', alias });
         },
       } as unknown as OpnsenseClient;
       const { backend, lines } = setUp({ client: stub });
@@ -180,7 +181,7 @@ describe('OPNsense backend (one firewall)', function () {
   it('notices a reconfigure that OPNsense skipped (another one running) and succeeds on the retry', async () => {
     const { backend } = setUp();
     fake.setReconfigureMs(400);
-    const other = new OpnsenseClient({ baseUrl: fake.url, key: ADMIN.key, secret: ADMIN.secret, verifyTls: true, caFile: fake.caCertPath! });
+    const other = new OpnsenseClient({ baseUrl: fake.url, key: ADMIN.key, secret: ADMIN.secret, verifyTls: true, ca: readFileSync(fake.caCertPath!) });
     clients.push(other);
     const running = other.reconfigure();
     const addresses = range(40, '10.70');

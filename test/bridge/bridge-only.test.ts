@@ -1,13 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
-import { OpnsenseClient } from '../../src/opnsense/client.js';
+import { OpnsenseClient } from '../../agent/bridge/opnsense/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
 import { freePort } from '../support/ports.js';
-import { SimHost } from '../support/sim-host.js';
+import { SimHost, type StatusJson } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 import { bridgeBarrier, bridgeConfig, inAlias } from './fleet.js';
 
@@ -89,11 +90,13 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
       return result.stdout.includes('f2b_geo') && result.stdout.includes('geoip') ? result : null;
     }, 'the refused alias in status');
     expect(status.code).to.equal(1);
-    const report = JSON.parse(status.stdout) as { problems: string[] };
-    expect(report.problems.find((problem) => problem.includes('f2b_geo'))).to.match(/which does not keep what is added.*External \(advanced\)/);
+    const report = JSON.parse(status.stdout) as StatusJson;
+    const problem = report.problems.find((candidate) => candidate.what.includes('f2b_geo'));
+    expect(problem?.part).to.equal(`sink opnsense ${fw1.url}`);
+    expect(problem?.what).to.match(/which does not keep what is added.*External \(advanced\)/);
     const scrape = await (await fetch(`http://127.0.0.4:${metricsPort}/metrics`)).text();
-    expect(scrape).to.include(`syncfail2ban_opnsense_alias_failing{firewall="${fw1.url}",alias="f2b_geo"} 1`);
-    expect(scrape).to.include(`syncfail2ban_opnsense_alias_failing{firewall="${fw1.url}",alias="f2b_sshd"} 0`);
+    expect(scrape).to.include(`syncfail2ban_sink_alias_failing{sink="opnsense ${fw1.url}",alias="f2b_geo"} 1`);
+    expect(scrape).to.include(`syncfail2ban_sink_alias_failing{sink="opnsense ${fw1.url}",alias="f2b_sshd"} 0`);
     expect(fw1.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add' && request.path.endsWith('/f2b_geo'))).to.deep.equal([]);
   });
 
@@ -153,7 +156,7 @@ describe('OPNsense bridge on a host without fail2ban (hub, f2b_sync = false)', f
 
     await waitFor(() => fw1.pfTable('f2b_web').length >= 12_000, '12,000 entries in f2b_web on fw1', 60_000, 250);
     expect(new Set(fw1.pfTable('f2b_web'))).to.deep.equal(new Set(addresses));
-    const client = new OpnsenseClient({ baseUrl: fw1.url, key: KEY1.key, secret: KEY1.secret, verifyTls: true, caFile: fw1.caCertPath! });
+    const client = new OpnsenseClient({ baseUrl: fw1.url, key: KEY1.key, secret: KEY1.secret, verifyTls: true, ca: readFileSync(fw1.caCertPath!) });
     try {
       const listed = await client.list('f2b_web');
       expect(listed).to.have.length(12_000);

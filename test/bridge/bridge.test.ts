@@ -6,11 +6,13 @@ import { join } from 'node:path';
 import { OpnsenseBridge } from '../../agent/bridge/bridge.js';
 import { FleetState } from '../../agent/fleet/fleet-state.js';
 import { Holdings } from '../../agent/fleet/holdings.js';
+import type { LoadResult } from '../../agent/fleet/holdings-file.js';
 import { parseConfig } from '../../src/config.js';
 import type { Action, SyncEvent } from '../../src/event.js';
 import { mustParseAddress } from '../../src/ip.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { captureLog } from '../support/capture-log.js';
+import { measured, measuredBy } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 import { entryOf } from './fleet.js';
 
@@ -44,12 +46,14 @@ describe('OPNsense bridge (in-process)', function () {
     const captured = captureLog();
     const { stateDir: _, ...rest } = options;
     const holdings = new Holdings();
-    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captured.log, { batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 }, ...rest });
+    let loaded: LoadResult | undefined;
+    const adopt = () => (loaded?.fresh ? (origin: string, jail: string, address: string) => void fleet.addAll(origin, jail, [address]) : undefined);
+    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captured.log, { batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 }, adopt, ...rest });
     const fleet = new FleetState(holdings, config.stateDir, [bridge.projection], captured.log);
     running.push(bridge);
     fleets.set(bridge, fleet);
-    const loaded = fleet.load();
-    await bridge.start(loaded.fresh ? (origin, jail, address) => fleet.addAll(origin, jail, [address]) : undefined);
+    loaded = fleet.load();
+    await bridge.start();
     fleet.adoptionDone();
     return { bridge, fleet, offer: (e: SyncEvent) => fleet.apply(e), ...captured };
   }
@@ -101,18 +105,23 @@ describe('OPNsense bridge (in-process)', function () {
     offer(event('sshd', 'ban', '203.0.113.5', 'a'));
     await waitFor(() => fake.pfTable('bans').length === 1, 'the ban applied');
     const applied = new Date().toISOString();
-    await waitFor(() => (bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > applied, 'a reconciliation after that');
+    await waitFor(() => lastReconcile(bridge) > applied, 'a reconciliation after that');
     const status = bridge.status();
-    expect(status).to.deep.include({ stateFile: join(dir, 'opnsense-bridge.json'), persistent: true, wanted: { bans: 1 } });
-    expect(status.firewalls[0]).to.deep.include({ url: fake.url, reachable: true, lastError: null, backlog: 0, dropped: 0 });
-    expect(status.firewalls[0]!.aliases['bans']).to.include({ type: 'external', usable: true, lastError: null, caveat: null, backlog: 0, notAccepted: 0 });
-    expect(status.firewalls[0]!.applied).to.be.at.least(1);
-    expect(status.firewalls[0]!.lastReconcile).to.include({ ok: true, readded: 0, removed: 0 });
+    expect(status).to.deep.include({ kind: 'bridge', problems: [], details: { state_file: join(dir, 'opnsense-bridge.json'), persistent: true } });
+    expect(measuredBy(status, 'wanted')).to.deep.equal({ bans: 1 });
+    const firewall = bridge.firewalls[0]!.status();
+    expect(firewall).to.deep.include({ kind: 'sink', name: `opnsense ${fake.url}`, problems: [] });
+    expect(firewall.details).to.include({ url: fake.url, reachable: true, last_reconcile_ok: true });
+    expect(measured(firewall, 'backlog')).to.equal(0);
+    expect(measuredBy(firewall, 'changes_dropped')).to.deep.equal({ refused: 0, 'queue-full': 0, 'shutting-down': 0 });
+    expect(measured(firewall, 'changes_applied')).to.be.at.least(1);
+    expect(firewall.details['alias bans']).to.deep.equal({ fields: { type: 'external', usable: true, caveat: null } });
 
     await fake.setDown(true);
-    await waitFor(() => bridge.status().firewalls[0]!.lastReconcile?.ok === false, 'a failed reconciliation');
-    expect(bridge.status().firewalls[0]).to.include({ reachable: false });
-    expect(bridge.status().firewalls[0]!.lastError).to.match(/cannot reach the firewall/);
+    await waitFor(() => bridge.firewalls[0]!.status().details.last_reconcile_ok === false, 'a failed reconciliation');
+    const down = bridge.firewalls[0]!.status();
+    expect(down.details).to.include({ reachable: false });
+    expect(down.problems.map((problem) => problem.what).join('\n')).to.match(/cannot reach the firewall/);
   });
 
   it('after a restart with a changed [opn_aliases], removes what it had added for the jail no longer mapped there', async () => {
@@ -156,7 +165,7 @@ describe('OPNsense bridge (in-process)', function () {
       holdings.add('a', 'sshd', '203.0.113.60');
       bridge.projection.submit('ban', 'bans', '203.0.113.60');
       await waitFor(() => proxied.pfTable('bans').includes('203.0.113.60'), 'the ban through the path');
-      expect(bridge.status().firewalls[0]!.url).to.equal(proxied.url).and.match(/\/fw1$/);
+      expect(bridge.firewalls[0]!.status().details.url).to.equal(proxied.url).and.match(/\/fw1$/);
       expect(proxied.requests.byEndpoint['unknown'] ?? 0, 'every request under the path').to.equal(0);
       await stop(bridge);
     } finally {
@@ -171,9 +180,9 @@ describe('OPNsense bridge (in-process)', function () {
     await mkdir(journal); // the journal cannot be written (as a full disk would have it)
     offer(event('sshd', 'ban', '203.0.113.40', 'a'));
     await waitFor(() => lines.find((line) => line.level === 50 && /cannot record the addresses it is about to add/.test(String(line.msg))), 'the failed write-ahead in the log');
-    await waitFor(() => /cannot record the addresses/.test(bridge.status().firewalls[0]!.aliases['bans']?.lastError ?? ''), 'the failure in status');
+    await waitFor(() => bridge.firewalls[0]!.status().problems.some((problem) => /cannot record the addresses/.test(problem.what)), 'the failure in status');
     expect(fake.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add'), 'nothing sent without its claim on disk').to.deep.equal([]);
-    expect(bridge.status().firewalls[0]!.backlog).to.equal(1);
+    expect(measured(bridge.firewalls[0]!.status(), 'backlog')).to.equal(1);
 
     await rm(journal, { recursive: true });
     await waitFor(() => fake.pfTable('bans').includes('203.0.113.40'), 'the ban, once the journal can be written');
@@ -194,9 +203,9 @@ describe('OPNsense bridge (in-process)', function () {
       await stop(first.bridge);
 
       const second = await startBridge(['sshd = bans'], [], { stateDir: crashed });
-      expect(second.bridge.status().wanted).to.deep.equal({ bans: 2 });
+      expect(measuredBy(second.bridge.status(), 'wanted')).to.deep.equal({ bans: 2 });
       const started = new Date().toISOString();
-      await waitFor(() => (second.bridge.status().firewalls[0]!.lastReconcile?.at ?? '') > started, 'a reconciliation');
+      await waitFor(() => lastReconcile(second.bridge) > started, 'a reconciliation');
       expect(fake.pfTable('bans').sort(), 'still wanted: kept').to.deep.equal(['203.0.113.41', '203.0.113.42']);
       second.offer(event('sshd', 'unban', '203.0.113.41', 'a'));
       await waitFor(() => !fake.pfTable('bans').includes('203.0.113.41'), 'the unban applied: the address is known as its own');
@@ -214,10 +223,7 @@ describe('OPNsense bridge (in-process)', function () {
   const journalled = (alias: string, address: string, holders: string[] | null) => JSON.stringify([fake.url, alias, address, holders]);
 
   async function reconciledAfter(bridge: OpnsenseBridge, started: string) {
-    await waitFor(() => {
-      const status = bridge.status().firewalls[0]!;
-      return (status.lastReconcile?.at ?? '') > started && status.backlog === 0;
-    }, 'a reconciliation, applied');
+    await waitFor(() => lastReconcile(bridge) > started && measured(bridge.firewalls[0]!.status(), 'backlog') === 0, 'a reconciliation, applied');
   }
 
   it('on the first start with a holdings store, adopts the holders a state file of an earlier version kept, and replays a claim taken back (a foreign entry does not become its own)', async () => {
@@ -240,3 +246,9 @@ describe('OPNsense bridge (in-process)', function () {
     expect(saved, 'holders live in the holdings store now').to.not.have.property('wanted');
   });
 });
+
+/** When the first firewall was last reconciled (ISO), '' before the first time. */
+function lastReconcile(bridge: OpnsenseBridge): string {
+  const at = bridge.firewalls[0]!.status().details.last_reconcile;
+  return typeof at === 'object' && at !== null && 'time' in at ? at.time : '';
+}

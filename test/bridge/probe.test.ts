@@ -1,5 +1,6 @@
 /** The firewall probe of `syncfail2ban --check` (issue 12, item 7), against the fake. */
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +43,7 @@ describe('syncfail2ban --check: the OPNsense probe', function () {
       enabled: true,
       firewalls: [{ name: entryOf(fake), baseUrl: options.baseUrl ?? fake.url, key: key.key, secret: options.secret ?? key.secret }],
       verifyTls: true,
-      ...(caFile === null ? {} : { caFile }),
+      ...(caFile === null ? {} : { ca: readFileSync(caFile) }),
       aliases: new Map(aliases.map((alias, i) => [`jail${i}`, alias])),
       reconcileIntervalS: 300,
       killStates: options.killStates ?? false,

@@ -74,7 +74,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
     const unban = (alias: string, address: string) => {
       if (desired.release(alias, address)) sync.submit('unban', alias, address);
     };
-    const reconciledAfter = async (since: string) => waitFor(() => ((sync.status().lastReconcile?.at ?? '') > since ? sync.status() : null), 'a reconciliation');
+    const reconciledAfter = async (since: string) => waitFor(() => ((sync.report().lastReconcile?.at ?? '') > since ? sync.report() : null), 'a reconciliation');
     return { sync, desired, ban, unban, reconciledAfter, ...captured };
   }
 
@@ -126,7 +126,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       ban('bans', '203.0.113.22');
       await waitFor(() => fake.pfTable('bans').includes('203.0.113.22'), 'later bans to the other alias too');
 
-      const status = sync.status();
+      const status = sync.report();
       expect(status.lastError, 'the firewall itself is fine').to.equal(null);
       expect(status.aliases['bans']?.lastError).to.equal(null);
       expect(status.aliases['hosts']?.lastError).to.match(/validates the whole content .*fix or remove that entry/);
@@ -136,7 +136,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
 
       fake.defineAlias({ name: 'hosts', type: 'host', content: ['192.0.2.1'] }); // the admin removes the bad entry
       await waitFor(() => fake.pfTable('hosts').includes('203.0.113.20'), 'the alias catches up once fixed');
-      await waitFor(() => sync.status().aliases['hosts']?.lastError === null, 'healthy again');
+      await waitFor(() => sync.report().aliases['hosts']?.lastError === null, 'healthy again');
       expect(lines.some((line) => line.level === 30 && /alias "hosts" takes changes again/.test(String(line.msg)))).to.equal(true);
     });
 
@@ -194,7 +194,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       ban('bans', '203.0.113.31');
       await waitFor(() => fake.pfTable('bans').includes('203.0.113.31'), 'the other alias updated');
       expect(bigListing()!.status, 'while the big listing still runs').to.equal(0);
-      const status = await waitFor(() => (sync.status().lastReconcile?.ok ? sync.status() : null), 'the reconciliation done', 60_000);
+      const status = await waitFor(() => (sync.report().lastReconcile?.ok ? sync.report() : null), 'the reconciliation done', 60_000);
       expect(status.lastReconcile?.readded, 'the address missing from the big alias').to.be.at.least(1);
       await waitFor(() => fake.pfTable('big').includes('203.0.113.30'), 'the missing address added to the big alias');
       expect(fake.pfTable('big')).to.have.length(1_000_001);
@@ -209,9 +209,9 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       ban('bans', '203.0.113.32');
       ban('huge', '203.0.113.33');
       await waitFor(() => fake.pfTable('bans').includes('203.0.113.32'), 'the other alias');
-      await waitFor(() => sync.status().aliases['huge']?.lastError, 'the failing listing in status');
-      expect(sync.status().aliases['huge']?.lastError).to.match(/PHP runs out of memory near 2 million entries/);
-      expect(sync.status().lastError).to.equal(null);
+      await waitFor(() => sync.report().aliases['huge']?.lastError, 'the failing listing in status');
+      expect(sync.report().aliases['huge']?.lastError).to.match(/PHP runs out of memory near 2 million entries/);
+      expect(sync.report().lastError).to.equal(null);
     });
   });
 
@@ -237,7 +237,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       sync.start();
       const addresses = range(8, '198.51');
       for (const address of addresses) ban('bans', address);
-      const status = await waitFor(() => (sync.status().aliases['bans']?.notAccepted === 3 ? sync.status() : null), 'the refused addresses counted');
+      const status = await waitFor(() => (sync.report().aliases['bans']?.notAccepted === 3 ? sync.report() : null), 'the refused addresses counted');
       expect(fake.pfTable('bans')).to.have.length(5);
       expect(status.aliases['bans']?.lastError).to.match(/3 address\(es\) of alias "bans" were answered "done" but are not in pf \(not accepted by pf\).*table-entries limit.*limit is 5/);
       expect(lines.filter((line) => line.level === 40 && /not accepted by pf/.test(String(line.msg)))).to.have.length(1);
@@ -260,7 +260,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       sync.start();
       for (const alias of ['geo', 'ports', 'off', 'aging', 'hosts', 'bans', 'nope']) ban(alias, '203.0.113.50');
       await waitFor(() => ['aging', 'hosts', 'bans'].every((alias) => fake.pfTable(alias).includes('203.0.113.50')), 'the usable aliases updated');
-      const status = await waitFor(() => (sync.status().aliases['nope']?.usable === false ? sync.status() : null), 'the verdicts');
+      const status = await waitFor(() => (sync.report().aliases['nope']?.usable === false ? sync.report() : null), 'the verdicts');
       const written = fake.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add').map((request) => request.path.split('/').pop());
       expect(written).to.not.include.members(['geo', 'ports', 'off', 'nope']);
       expect(status.aliases['geo']).to.include({ type: 'geoip', usable: false });
@@ -277,7 +277,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
 
       fake.defineAlias({ name: 'geo', type: 'external' });
       await waitFor(() => fake.pfTable('geo').includes('203.0.113.50'), 'the fixed alias filled');
-      await waitFor(() => sync.status().aliases['geo']?.lastError === null, 'healthy');
+      await waitFor(() => sync.report().aliases['geo']?.lastError === null, 'healthy');
     });
   });
 
@@ -288,7 +288,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       fake.removeAlias('old');
       sync.start();
       await waitFor(() => sync.ledger.aliases().length === 0, 'the ledger of the deleted alias forgotten');
-      expect(sync.status().aliases['old']).to.equal(undefined);
+      expect(sync.report().aliases['old']).to.equal(undefined);
       expect(lines.some((line) => line.level === 30 && /alias "old", no longer in \[opn_aliases\], was deleted/.test(String(line.msg)))).to.equal(true);
       expect(lines.filter((line) => Number(line.level) >= 50 && line['alias'] === 'old')).to.deep.equal([]);
     });
@@ -303,8 +303,8 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       // The admin flushes the live table (config keeps the entry): reconciliation finds it missing.
       const flushedAt = new Date().toISOString();
       fake.setPfTable('hosts', []);
-      await waitFor(() => ((sync.status().lastReconcile?.at ?? '') > flushedAt ? true : null), 'a reconciliation');
-      await waitFor(() => sync.status().backlog === 0, 'its queue drained');
+      await waitFor(() => ((sync.report().lastReconcile?.at ?? '') > flushedAt ? true : null), 'a reconciliation');
+      await waitFor(() => sync.report().backlog === 0, 'its queue drained');
       expect(fake.configContent('hosts')).to.deep.equal(['203.0.113.60']);
       unban('hosts', '203.0.113.60');
       await waitFor(() => fake.configContent('hosts').length === 0, 'the unban in config');

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { Batcher, type Backend, type Change } from '../../agent/sinks/batcher.js';
+import { Batcher, type Backend, type Change, type Rejection } from '../../agent/sinks/batcher.js';
 import { waitFor } from '../support/wait.js';
 
 /** A target that records batches and can be told to fail, standing for fail2ban or a firewall. */
@@ -8,9 +8,13 @@ class RecordingTarget implements Backend {
   readonly name = 'recording';
   batches: Change[][] = [];
   failing = false;
-  async apply(batch: Change[]): Promise<void> {
+  /** Targets that refuse their changes, as fail2ban does a jail it does not have. */
+  refusing = new Set<string>();
+  async apply(batch: Change[]): Promise<Rejection[]> {
     if (this.failing) throw new Error('target down');
-    this.batches.push(batch);
+    const refused = batch.filter((change) => this.refusing.has(change.target));
+    this.batches.push(batch.filter((change) => !this.refusing.has(change.target)));
+    return refused.map((change) => ({ change, problem: { what: `${change.target} refuses`, fix: `add ${change.target}` } }));
   }
   get state(): Map<string, string> {
     const state = new Map<string, string>();
@@ -65,8 +69,30 @@ describe('sink batching', () => {
     const accepted = ['1', '2', '3', '4', '5'].map((n) => sink.submit(ban(`203.0.113.${n}`)));
     expect(accepted).to.deep.equal([true, true, true, false, false]);
     expect(sink.submit(unban('203.0.113.2')), 'a newer change for a held address still fits').to.equal(true);
-    expect(sink.stats()).to.include({ dropped: 2 });
+    expect(sink.stats().dropped).to.deep.equal({ refused: 0, 'queue-full': 2, 'shutting-down': 0 });
     await sink.stop(50);
+  });
+
+  it('counts what a target refused as dropped, per target, with its problem until a change to it goes through', async () => {
+    const target = new RecordingTarget();
+    target.refusing.add('gone-sync');
+    const sink = new Batcher(target, quiet, { windowMs: 5 });
+    sink.submit(ban('203.0.113.9'));
+    sink.submit(ban('203.0.113.10', 'gone-sync'));
+    sink.submit(ban('203.0.113.11', 'gone-sync'));
+    await waitFor(() => sink.stats().backlog === 0 && target.batches.length === 1, 'the batch');
+    const stats = sink.stats();
+    expect(stats).to.include({ submitted: 3, applied: 1 });
+    expect(stats.dropped).to.deep.equal({ refused: 2, 'queue-full': 0, 'shutting-down': 0 });
+    expect(stats.refused).to.deep.equal({ 'gone-sync': 2 });
+    expect(stats.targetProblems).to.deep.equal({ 'gone-sync': { what: 'gone-sync refuses', fix: 'add gone-sync' } });
+
+    target.refusing.clear();
+    sink.submit(ban('203.0.113.12', 'gone-sync'));
+    await waitFor(() => sink.stats().applied === 2, 'the change that goes through');
+    expect(sink.stats().targetProblems).to.deep.equal({});
+    expect(sink.stats().refused, 'the count stays').to.deep.equal({ 'gone-sync': 2 });
+    await sink.stop(100);
   });
 
   it('on stop, flushes what it accepted and refuses anything new', async () => {

@@ -63,7 +63,7 @@ describe('config: clustered hub (broker_url with several instances, cluster_redi
     ['cluster_redis_url = redis://h:6379?db=1', /cluster_redis_url: has a query or fragment/],
     ['cluster_redis_url = redis://h:6379\ncluster_redis_ca_file = /etc/ssl/ca.pem', /cluster_redis_ca_file: a CA needs TLS; fix: use a rediss:\/\/ URL/],
     ['cluster_redis_ca_file = /etc/ssl/ca.pem', /cluster_redis_ca_file: is set but cluster_redis_url is not/],
-    ['cluster_redis_url = rediss://h:6380\ncluster_redis_ca_file = /nonexistent/ca.pem', /cluster_redis_ca_file = \/nonexistent\/ca\.pem: cannot read it \(ENOENT\)/],
+    ['cluster_redis_url = rediss://h:6380\ncluster_redis_ca_file = /nonexistent/ca.pem', /cluster_redis_ca_file: cannot read \/nonexistent\/ca\.pem \(ENOENT\); fix: correct the path/],
   ];
   for (const [text, message] of bad) {
     it(`stops with one clear message on ${JSON.stringify(text)}`, () => {

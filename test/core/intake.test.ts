@@ -4,9 +4,10 @@ import { Intake, type EventTarget, type RouteResult } from '../../agent/intake.j
 import type { SyncEvent } from '../../src/event.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
 import { mustParseAddress } from '../../src/ip.js';
-import { NeverBanList } from '../../src/never-ban.js';
+import { NeverBanList } from '../../agent/never-ban.js';
 import { RateLimiter } from '../../src/rate-limit.js';
 import { Refusals } from '../../src/refusals.js';
+import { measuredBy } from '../support/status.js';
 
 class CollectingRoute implements EventTarget {
   events: SyncEvent[] = [];
@@ -53,6 +54,7 @@ describe('intake: the checks every event passes before any route', () => {
     send('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.9', origin: 'quiet' }));
     expect(route.events.map((event) => event.address.text)).to.deep.equal(['203.0.113.1', '203.0.113.2', '203.0.113.3', '203.0.113.9']);
     expect(refusals.byReason()).to.deep.equal({ 'rate-limited': 2 });
-    expect(Object.keys(intake.stats().peersSeen).sort()).to.deep.equal(['noisy', 'quiet']);
+    expect(Object.keys(measuredBy(intake.status(), 'peer_last_event')).sort()).to.deep.equal(['noisy', 'quiet']);
   });
 });
+

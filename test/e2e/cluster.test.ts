@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import type { FailoverStatus } from '../../agent/failover-link.js';
+import type { AgentStatus } from '../../src/status.js';
 import { hubOrder } from '../../src/config-hub.js';
-import { addressBlock, banIn, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { measured, measuredBy, part } from '../support/status.js';
 import { freePort } from '../support/ports.js';
 import { startRedis, type PrivateRedis } from '../support/redis.js';
 import { run } from '../support/run.js';
@@ -15,8 +16,10 @@ const SNAPSHOT_SIZE = 100_000;
 /** Six test runs share this machine's two cores: the parts of a 100,000-address snapshot get more than the default 60 s. */
 const SHARED_MACHINE = 'snapshot_timeout = 300';
 
-async function link(host: SimHost): Promise<FailoverStatus> {
-  return (await statusOf(host)).links[0] as FailoverStatus;
+/** Where the host's clustered hub link is, as its status shows it. */
+async function link(host: SimHost): Promise<{ url: unknown; state: unknown; preferred: unknown; failovers: number }> {
+  const status = part(await statusOf(host), 'link');
+  return { url: status.details.instance, state: status.details.state, preferred: status.details.preferred, failovers: measured(status, 'failovers') };
 }
 
 function sorted(list: Iterable<string>): string[] {
@@ -77,7 +80,7 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     const event = JSON.stringify({ ip: '198.51.100.60', origin: 'cl-b' });
     const pub = (broker: StandaloneBroker, action: string) =>
       run('mosquitto_pub', ['-h', broker.host, '-p', String(broker.port), '-q', '1', '-t', `f2b/sshd/${action}`, '-m', event]);
-    const received = async (host: SimHost) => (await statusOf(host)).intake.received;
+    const received = async (host: SimHost) => measured(part(await statusOf(host), 'events'), 'received');
     const before = await Promise.all([a, c].map(received));
     expect((await pub(one, 'ban')).code).to.equal(0);
     for (const host of [a, c]) await waitFor(async () => (await host.banned('sshd-sync')).includes('198.51.100.60'), `the ban on ${host.name}`);
@@ -86,8 +89,8 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     await waitFor(async () => (await Promise.all([a, c].map(received))).every((count, i) => count === before[i]! + 2), 'the second delivery on cl-a and cl-c');
     for (const [i, host] of [a, c].entries()) {
       const twice = await statusOf(host);
-      expect(twice.fleet.holdings, `${host.name}'s holdings`).to.deep.equal(once[i]!.fleet.holdings);
-      expect(twice.fleet.total).to.equal(once[i]!.fleet.total);
+      const holdings = (status: AgentStatus) => measuredBy(part(status, 'fleet'), 'holdings');
+      expect(holdings(twice), `${host.name}'s holdings`).to.deep.equal(holdings(once[i]!));
       expect((await host.banned('sshd-sync')).filter((ip) => ip === '198.51.100.60')).to.have.length(1);
     }
     // one unban from the origin releases its one holding: the second delivery was not counted
@@ -163,8 +166,8 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     expect(result.code, result.stderr).to.equal(0);
     expect(result.stdout).to.match(new RegExp(`published a snapshot of jail web: ${SNAPSHOT_SIZE} address\\(es\\) in \\d+ part\\(s\\), every part acknowledged`));
     for (const peer of [b, c]) {
-      const snapshot = async () => (await statusOf(peer)).fleet.snapshots.find((s) => s.origin === 'cl-a' && s.jail === 'web');
-      await waitFor(snapshot, `the snapshot on ${peer.name}`, 300_000, 500);
+      const snapshot = async () => (await snapshotsOf(peer)).find((s) => s.origin === 'cl-a' && s.jail === 'web');
+      await waitFor(async () => (await snapshot())?.complete, `the complete snapshot on ${peer.name}`, 300_000, 500);
       const warnings = peer.requireAgent().logLines().filter((line) => Number(line.level) >= 40).map((line) => line.msg);
       expect(await snapshot(), `on ${peer.name} (its warnings: ${JSON.stringify(warnings)})`).to.include({ complete: true, addresses: SNAPSHOT_SIZE, added: SNAPSHOT_SIZE });
     }

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { freePort } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
+import { measured, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 describe('fail2ban not running', function () {
@@ -19,15 +20,18 @@ describe('fail2ban not running', function () {
 
   it('the agent says so, keeps running, and applies what arrived once fail2ban is back', async () => {
     const agent = await host.startAgent();
-    await waitFor(() => agent.logLines().some((line) => line.level === 40 && /fail2ban is not reachable: .*Is fail2ban running\?/.test(String(line.msg))), 'the warning');
+    const sink = async () => part((await host.status()).status, 'sink', 'fail2ban');
+    const down = await waitFor(async () => (await sink()).problems.find((problem) => /^fail2ban is not reachable: .*Is fail2ban running\?/.test(problem.what)), 'the problem in status');
+    expect(down.fix).to.match(/^start fail2ban/);
 
     const published = await run('mosquitto_pub', ['-h', '127.0.0.7', '-p', String(host.options.port), '-q', '1', '-t', 'f2b/sshd/ban', '-m', '203.0.113.120']);
     expect(published.code, published.stderr).to.equal(0);
-    await waitFor(() => agent.logLines().some((line) => line.sink === 'fail2ban' && line.backlog === 1), 'the sink to report its backlog');
+    await waitFor(async () => measured(await sink(), 'backlog') === 1, 'the sink to report its backlog');
     expect(agent.alive).to.equal(true);
 
     await host.fail2ban.startProcess();
     await waitFor(async () => (await host.banned('sshd-sync')).includes('203.0.113.120'), 'the queued ban once fail2ban is back', 60_000);
-    await waitFor(() => agent.logLines().some((line) => /reachable again/.test(String(line.msg))), 'the recovery in the log');
+    await waitFor(async () => (await host.status()).healthy, 'healthy again in status', 30_000);
+    expect(measured(await sink(), 'changes_applied')).to.equal(1);
   });
 });

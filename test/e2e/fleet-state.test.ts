@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeSnapshot } from '../../src/snapshot.js';
 import { barrier } from '../support/barrier.js';
-import { addressBlock, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, holdingsOf, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { measured, measuredBy, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
@@ -37,7 +38,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
   it("A and C ban an address, A's ban expires: B keeps it until C's expires too", async () => {
     await a.fail2ban.ban('sshd', '203.0.113.21');
     await c.fail2ban.ban('sshd', '203.0.113.21');
-    await waitFor(async () => (await statusOf(b)).fleet.holdings.sshd?.['host-c'] === 1, "C's holding on B");
+    await waitFor(async () => (await holdingsOf(b, 'host-c')) === 1, "C's holding on B");
     await a.fail2ban.unban('sshd', '203.0.113.21');
     await barrier(brokerA(), hosts);
     expect(await b.banned('sshd-sync'), "still held by C").to.include('203.0.113.21');
@@ -53,7 +54,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     expect(forged.code, forged.stderr).to.equal(0);
     await barrier({ host: IPS[1]!, port }, hosts);
     expect(await b.banned('sshd-sync')).to.include('203.0.113.22');
-    expect((await statusOf(b)).fleet.unbansWithoutHolding).to.be.at.least(1);
+    expect(measured(part(await statusOf(b), 'fleet'), 'unbans_without_holding')).to.be.at.least(1);
 
     const manual = await run('mosquitto_pub', ['-h', IPS[2]!, '-p', String(port), '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.22']);
     expect(manual.code, manual.stderr).to.equal(0);
@@ -74,7 +75,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     const result = await a.client(['-f', 'sshd']);
     expect(result.code, result.stderr).to.equal(0);
     await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.23'), 'healed on B');
-    const snapshot = (await statusOf(b)).fleet.snapshots.find((s) => s.origin === 'host-a' && s.jail === 'sshd');
+    const snapshot = (await snapshotsOf(b)).find((s) => s.origin === 'host-a' && s.jail === 'sshd');
     expect(snapshot).to.include({ complete: true });
     expect(snapshot!.released).to.be.at.least(1);
   });
@@ -97,10 +98,10 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
       return banned.includes('203.0.113.26') && !banned.includes('203.0.113.27');
     }, "B's sync jail reconciled");
     expect(await b.banned('sshd-sync'), 'never the agent\'s: left alone').to.include('198.51.100.28');
-    const reconcile = (await statusOf(b)).syncJails!;
-    expect(reconcile).to.include({ ok: true });
-    expect(reconcile.added['sshd-sync']).to.be.at.least(1);
-    expect(reconcile.removed['sshd-sync']).to.be.at.least(1);
+    const sink = part(await statusOf(b), 'sink', 'fail2ban');
+    expect(sink.details).to.include({ last_reconcile_ok: true });
+    expect(measuredBy(sink, 'reconcile_added')['sshd-sync']).to.be.at.least(1);
+    expect(measuredBy(sink, 'reconcile_removed')['sshd-sync']).to.be.at.least(1);
   });
 
   it('a snapshot with a lost part only adds, and B says so in status and the log', async () => {
@@ -113,8 +114,8 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
       const sent = await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/snapshot', '-s'], 30_000, payload);
       expect(sent.code, sent.stderr).to.equal(0);
     }
-    await waitFor(async () => (await statusOf(b)).fleet.snapshots.some((s) => s.origin === 'host-z' && !s.complete), 'the incomplete snapshot on B', 20_000);
-    const [snapshot] = (await statusOf(b)).fleet.snapshots.filter((s) => s.origin === 'host-z');
+    await waitFor(async () => (await snapshotsOf(b)).some((s) => s.origin === 'host-z' && !s.complete), 'the incomplete snapshot on B', 20_000);
+    const [snapshot] = (await snapshotsOf(b)).filter((s) => s.origin === 'host-z');
     expect(snapshot).to.include({ complete: false, partsReceived: parts.length - 1, parts: parts.length, released: 0 });
     const banned = new Set(await b.banned('web-sync'));
     expect(banned.has('203.0.113.24'), 'nothing released').to.equal(true);
@@ -140,7 +141,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
       const banned = new Set(await c.banned('web-sync'));
       return addresses.slice(0, taken).every((address) => banned.has(address));
     }, "C's sync jail holding what it took in", 60_000);
-    expect((await statusOf(c)).fleet.holdings.web?.['host-y']).to.equal(taken);
+    expect(await holdingsOf(c, 'host-y')).to.equal(taken);
 
     // The origin then sends its full snapshot, whose set has changed meanwhile.
     const now = [...addresses.slice(1_000), '203.0.113.25'];
@@ -148,7 +149,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
       const sent = await run('mosquitto_pub', ['-h', IPS[0]!, '-p', String(port), '-q', '1', '-t', 'f2b/web/snapshot', '-s'], 30_000, payload);
       expect(sent.code, sent.stderr).to.equal(0);
     }
-    await waitFor(async () => (await statusOf(c)).fleet.holdings.web?.['host-y'] === now.length, 'the complete snapshot on C', 30_000);
+    await waitFor(async () => (await holdingsOf(c, 'host-y')) === now.length, 'the complete snapshot on C', 30_000);
     await waitFor(async () => {
       const banned = new Set(await c.banned('web-sync'));
       return now.every((address) => banned.has(address)) && addresses.slice(0, 1_000).every((address) => !banned.has(address));
@@ -176,8 +177,8 @@ describe('upgrade: the first start with no holdings store adopts what the sync j
   });
 
   it('lifts nothing, releases an adopted ban on any host\'s unban of it, and adopts only once', async () => {
-    await waitFor(async () => (await statusOf(b)).syncJails?.adopted === 2, 'the adoption on B');
-    expect((await statusOf(b)).fleet.holdings.sshd).to.deep.equal({ '@adopted': 2 });
+    await waitFor(async () => part(await statusOf(b), 'sink', 'fail2ban').details.adopted === 2, 'the adoption on B');
+    expect(measuredBy(part(await statusOf(b), 'fleet'), 'holdings_by_origin')).to.deep.equal({ '@adopted': 2 });
     expect((await b.banned('sshd-sync')).sort()).to.deep.equal(['203.0.113.30', '203.0.113.31', 'x;id']);
 
     const unban = await a.client(['-a', 'sshd', 'unbanip', '203.0.113.30']);
@@ -186,8 +187,8 @@ describe('upgrade: the first start with no holdings store adopts what the sync j
 
     await b.requireAgent().stop();
     await b.startAgent();
-    await waitFor(async () => (await statusOf(b)).syncJails !== null, "B's reconciliation after the restart");
-    expect((await statusOf(b)).syncJails).to.include({ ok: true, adopted: 0 });
+    await waitFor(async () => part(await statusOf(b), 'sink', 'fail2ban').details.last_reconcile_ok !== undefined, "B's reconciliation after the restart");
+    expect(part(await statusOf(b), 'sink', 'fail2ban').details).to.include({ last_reconcile_ok: true, adopted: 0 });
     expect((await b.banned('sshd-sync')).sort(), 'nothing else touched').to.deep.equal(['203.0.113.31', 'x;id']);
   });
 });

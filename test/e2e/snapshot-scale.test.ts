@@ -4,7 +4,8 @@ import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { startStandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
-import { addressBlock, banIn, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { measuredBy, part } from '../support/status.js';
 
 const BANS = 100_000;
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
@@ -22,12 +23,13 @@ async function snapshotReachesPeers(a: SimHost, peers: SimHost[], projected: boo
   expect(result.code, result.stderr).to.equal(0);
   expect(result.stdout).to.match(/published a snapshot of jail web: 100000 address\(es\) in \d+ part\(s\), every part acknowledged/);
   for (const peer of peers) {
-    await waitFor(async () => (await statusOf(peer)).fleet.snapshots.find((s) => s.origin === 'host-a' && s.jail === 'web'), `the snapshot on ${peer.name}`, 60_000, 500);
-    const snapshot = (await statusOf(peer)).fleet.snapshots.find((s) => s.origin === 'host-a' && s.jail === 'web')!;
+    await waitFor(async () => (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web'), `the snapshot on ${peer.name}`, 60_000, 500);
+    const snapshot = (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web')!;
     expect(snapshot, `on ${peer.name}`).to.include({ complete: true, addresses: BANS, added: BANS });
     const status = await statusOf(peer);
-    expect(status.fleet.holdings.web).to.deep.equal({ 'host-a': BANS });
-    expect(status.refused, `nothing refused on ${peer.name}`).to.deep.equal({});
+    expect(measuredBy(part(status, 'fleet'), 'holdings')).to.deep.include({ web: BANS });
+    expect(measuredBy(part(status, 'fleet'), 'holdings_by_origin')).to.deep.include({ 'host-a': BANS });
+    expect(measuredBy(part(status, 'events'), 'refused'), `nothing refused on ${peer.name}`).to.deep.equal({});
   }
   if (!projected) return;
   for (const peer of peers) {

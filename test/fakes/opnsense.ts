@@ -1,6 +1,6 @@
 /**
- * A fake OPNsense API server for tests. It reproduces the alias API behaviour documented in
- * /work/shared/reference/opnsense-api.md, including the awkward parts (failures answered as
+ * A fake OPNsense API server for tests. It reproduces the alias API behaviour measured on
+ * real firewalls, including the awkward parts (failures answered as
  * HTTP 200, the /32 suffix on network aliases, delete matching pf's rendering only, flush
  * that config undoes on the next reload, privileges matched on the raw URI, whole-content
  * validation of host/network aliases, reconfigure failing on any broken alias, the cost and

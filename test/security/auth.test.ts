@@ -6,6 +6,7 @@ import { RawMqtt } from '../support/raw-mqtt.js';
 import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
+import { measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b', 'host-c': 'correct horse battery c', admin: 'correct horse battery admin' };
@@ -74,6 +75,10 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     expect(wrong.code).not.to.equal(0);
     const unknown = await run('mosquitto_pub', ['-h', '127.0.0.2', '-p', String(port), '-u', 'nobody', '-P', PASSWORDS['host-a'], '-t', 'f2b/sshd/ban', '-m', '203.0.113.43']);
     expect(unknown.code).not.to.equal(0);
+    // host-a's embedded broker refused all three, and says so next to the intake's refusals.
+    const { status } = await a.status();
+    expect(measuredBy(part(status, 'broker'), 'refused')['auth-failed']).to.be.at.least(3);
+    expect(part(status, 'events').measures).to.have.property('refused');
 
     await b.writeConfig(['mqtt_password = not the password']);
     try {
@@ -197,6 +202,6 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     } finally {
       client.end(true);
     }
-    await waitFor(() => a.requireAgent().logLines().some((line) => line.component === 'broker' && line.reason === 'bad-topic'), 'the broker to log the refused topic');
+    await waitFor(async () => (measuredBy(part((await a.status()).status, 'broker'), 'refused')['bad-topic'] ?? 0) > 0, 'the broker to count the refused topic');
   });
 });

@@ -50,7 +50,7 @@ describe('clear errors instead of stack traces', function () {
     const missing = await run(process.execPath, [BIN.agent, '--config', join(dir, 'ca-missing.cfg')]);
     expect(missing.code, missing.stderr).to.equal(78);
     expect(missing.stderr.trim().split('\n')).to.deep.equal([
-      `syncfail2ban: opn_ca_file: cannot read ${join(dir, 'absent-ca.pem')} (ENOENT); fix: point opn_ca_file at the PEM certificate the firewalls present (or their CA), readable by this user, or remove it to use the system CAs`,
+      `syncfail2ban: ${join(dir, 'ca-missing.cfg')}: opn_ca_file: cannot read ${join(dir, 'absent-ca.pem')} (ENOENT); fix: correct the path, or make the file readable by this user`,
     ]);
 
     await writeFile(join(dir, 'not-a-cert.pem'), 'hello\n');
@@ -58,7 +58,7 @@ describe('clear errors instead of stack traces', function () {
     const garbage = await run(process.execPath, [BIN.agent, '--config', join(dir, 'ca-garbage.cfg')]);
     expect(garbage.code, garbage.stderr).to.equal(78);
     expect(garbage.stderr.trim().split('\n')).to.have.length(1);
-    expect(garbage.stderr).to.match(/^syncfail2ban: opn_ca_file: .*not-a-cert\.pem holds no PEM certificate .*; fix: point opn_ca_file at/);
+    expect(garbage.stderr).to.match(/^syncfail2ban: .*ca-garbage\.cfg: opn_ca_file: .*not-a-cert\.pem holds no PEM certificate .*; fix: point opn_ca_file at/);
   });
 
   it('a garbled reply on the fail2ban socket is logged clearly and the agent keeps running', async () => {

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { connect } from 'mqtt';
 import { freePort } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
+import { measured, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const COUNT = 200;
@@ -38,10 +39,9 @@ describe('graceful stop: SIGTERM flushes what the agent accepted into fail2ban, 
         await publisher.endAsync(true);
       }
       await waitFor(async () => {
-        const result = await host.client(['status', '--json']);
-        const { status } = JSON.parse(result.stdout) as { status: { intake: { accepted: number }; sinks: { fail2ban: { applied: number } } } };
-        expect(status.sinks.fail2ban.applied, 'nothing can be applied while fail2ban is frozen').to.equal(0);
-        return status.intake.accepted === COUNT;
+        const { status } = await host.status();
+        expect(measured(part(status, 'sink', 'fail2ban'), 'changes_applied'), 'nothing can be applied while fail2ban is frozen').to.equal(0);
+        return measured(part(status, 'events'), 'accepted') === COUNT;
       }, `the agent to accept all ${COUNT} bans`);
 
       agent.child.kill('SIGTERM');

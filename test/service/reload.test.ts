@@ -2,10 +2,10 @@ import { expect } from 'chai';
 import { connect, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { startBroker, type RunningBroker } from '../../broker/broker.js';
-import type { AgentStatus } from '../../agent/agent.js';
 import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
 import { freePort } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
+import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const COUNT = 100;
@@ -38,8 +38,9 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
   }
 
   async function seen(): Promise<Seen> {
-    const { status } = JSON.parse((await host.client(['status', '--json'])).stdout) as { status: AgentStatus };
-    return { accepted: status.intake.accepted, refused: (reason) => status.refused[reason] ?? 0, links: status.links.map((link) => link.url) };
+    const { status } = await host.status();
+    const refused = measuredBy(part(status, 'events'), 'refused');
+    return { accepted: measured(part(status, 'events'), 'accepted'), refused: (reason) => refused[reason] ?? 0, links: status.parts.flatMap((link) => (link.kind === 'link' ? [link.name!] : [])) };
   }
 
   /** Sends SIGHUP; resolves with the outcome logged: "config reloaded", "reload refused: ..." or "reload failed: ...". */

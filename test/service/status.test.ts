@@ -2,24 +2,9 @@ import { expect } from 'chai';
 import { stat } from 'node:fs/promises';
 import { freePort } from '../support/ports.js';
 import { run } from '../support/run.js';
-import { SimHost } from '../support/sim-host.js';
+import { SimHost, type StatusJson } from '../support/sim-host.js';
+import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
-
-interface StatusJson {
-  healthy: boolean;
-  problems: string[];
-  pid: number;
-  status: {
-    nodeId: string;
-    topology: string;
-    links: Array<{ url: string; state: string }>;
-    intake: { received: number; accepted: number; peersSeen: Record<string, string> };
-    refused: Record<string, number>;
-    sinks: Record<string, { applied: number; backlog: number; lastError: string | null }>;
-    fleet: { holdings: Record<string, Record<string, number>> };
-    syncJails: { ok: boolean } | null;
-  };
-}
 
 async function statusJson(host: SimHost): Promise<{ code: number; report: StatusJson }> {
   const result = await host.client(['status', '--json']);
@@ -55,17 +40,20 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     await host?.stop();
   });
 
-  it('status prints node id, topology, brokers, events and sinks, and exits 0 when all is well', async () => {
+  it('status prints node id, topology, and every part (broker, links, events, sinks, control, metrics), and exits 0 when all is well', async () => {
     const result = await host.client(['status']);
     expect(result.code, result.stdout + result.stderr).to.equal(0);
     expect(result.stdout).to.match(/^node id: +ops$/m);
-    expect(result.stdout).to.match(/^topology: +mesh \(embedded broker on mqtt:\/\/127\.0\.0\.7:\d+\)$/m);
-    expect(result.stdout).to.match(/^ {2}mqtt:\/\/127\.0\.0\.7:\d+ +connected for /m);
-    expect(result.stdout).to.match(/^events: +\d+ received, \d+ accepted, \d+ own skipped, \d+ refused$/m);
-    expect(result.stdout).to.match(/^ {2}fail2ban +applied \d+ of \d+, backlog 0/m);
-    expect(result.stdout).to.match(/^holdings: +\d+ in .*state, \d+ unban\(s\) from origins holding nothing$/m);
-    expect(result.stdout).to.match(/^sync jails: reconciled .* ago, \d+ added, \d+ removed/m);
-    expect(result.stdout).to.match(/^healthy$/m);
+    expect(result.stdout).to.match(/^topology: +mesh$/m);
+    expect(result.stdout).to.match(/^broker\n {2}url: mqtt:\/\/127\.0\.0\.7:\d+\n {2}clients \d+\n {2}refused: none$/m);
+    expect(result.stdout).to.match(/^link mqtt:\/\/127\.0\.0\.7:\d+\n {2}state: connected\n {2}since: \S+ \(\d+\w ago\)$/m);
+    expect(result.stdout).to.match(/^events\n {2}received \d+, accepted \d+, own skipped \d+$/m);
+    expect(result.stdout).to.match(/^sink fail2ban\n(?: {2}.*\n)* {2}changes submitted \d+, changes applied \d+, failures 0, backlog 0$/m);
+    expect(result.stdout).to.match(/^control\n {2}socket: \//m);
+    expect(result.stdout).to.match(/^metrics\n {2}url: http:\/\/127\.0\.0\.1:\d+\/metrics$/m);
+    expect(result.stdout).to.match(/^fleet\n {2}state dir: .*state$/m);
+    expect(result.stdout).to.match(/^ {2}last reconcile ok: true$/m);
+    expect(result.stdout).to.match(/\nhealthy\n$/);
   });
 
   it('the control socket is a root-only socket (mode 0600)', async () => {
@@ -76,24 +64,43 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
 
   it('status --json shows received, applied and refused events, and the peers seen', async () => {
     const before = (await statusJson(host)).report.status;
+    const refusedBefore = measuredBy(part(before, 'events'), 'refused')['bad-address'] ?? 0;
     await publish(host, 'f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.50', origin: 'peer-x' }));
     await publish(host, 'f2b/sshd/ban', 'not-an-ip');
     await waitFor(async () => (await host.banned('sshd-sync')).includes('203.0.113.50'), '203.0.113.50 in sshd-sync');
 
     const { code, report } = await waitFor(async () => {
       const answer = await statusJson(host);
-      return answer.report.status.refused['bad-address'] === (before.refused['bad-address'] ?? 0) + 1 ? answer : undefined;
-    }, 'the refusal counted');
+      const events = part(answer.report.status, 'events');
+      const sink = part(answer.report.status, 'sink', 'fail2ban');
+      const counted = measuredBy(events, 'refused')['bad-address'] === refusedBefore + 1 && measured(sink, 'changes_applied') > measured(part(before, 'sink', 'fail2ban'), 'changes_applied');
+      return counted ? answer : undefined;
+    }, 'the refusal and the ban counted');
     expect(code).to.equal(0);
     expect(report.healthy).to.equal(true);
+    expect(report.problems).to.deep.equal([]);
     expect(report.status.nodeId).to.equal('ops');
     expect(report.status.topology).to.equal('mesh');
-    expect(report.status.intake.received).to.equal(before.intake.received + 2);
-    expect(report.status.intake.accepted).to.equal(before.intake.accepted + 1);
-    expect(report.status.intake.peersSeen).to.have.property('peer-x');
-    expect(report.status.sinks.fail2ban!.applied).to.equal(before.sinks.fail2ban!.applied + 1);
-    expect(report.status.fleet.holdings.sshd).to.deep.include({ 'peer-x': 1 });
-    expect(report.status.syncJails).to.deep.include({ ok: true });
+    const events = part(report.status, 'events');
+    expect(measured(events, 'received')).to.equal(measured(part(before, 'events'), 'received') + 2);
+    expect(measured(events, 'accepted')).to.equal(measured(part(before, 'events'), 'accepted') + 1);
+    expect(measuredBy(events, 'peer_last_event')).to.have.property('peer-x');
+    expect(measured(part(report.status, 'sink', 'fail2ban'), 'changes_applied')).to.equal(measured(part(before, 'sink', 'fail2ban'), 'changes_applied') + 1);
+    expect(measuredBy(part(report.status, 'fleet'), 'holdings_by_origin')).to.deep.include({ 'peer-x': 1 });
+    expect(part(report.status, 'sink', 'fail2ban').details).to.deep.include({ last_reconcile_ok: true });
+  });
+
+  it("the embedded broker's refusals show in status and metrics next to the intake's", async () => {
+    // Refused by the broker, which closes the connection: mosquitto_pub fails.
+    await run('mosquitto_pub', ['-h', host.options.ip, '-p', String(host.options.port), '-q', '1', '-t', 'not/ours', '-m', '203.0.113.53']);
+    const { report } = await waitFor(async () => {
+      const answer = await statusJson(host);
+      return (measuredBy(part(answer.report.status, 'broker'), 'refused')['bad-topic'] ?? 0) > 0 ? answer : undefined;
+    }, 'the broker to count the refusal');
+    expect(report.healthy).to.equal(true);
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(sample(text, 'syncfail2ban_broker_refused_total{reason="bad-topic"}')).to.be.at.least(1);
+    expect(text).to.match(/^syncfail2ban_events_refused_total\{reason="bad-address"\} \d+$/m);
   });
 
   it('the metrics endpoint serves the same counters, and they move after an event', async () => {
@@ -104,7 +111,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     };
     const before = await scrape();
     expect(sample(before, 'syncfail2ban_healthy')).to.equal(1);
-    expect(before).to.match(/^syncfail2ban_broker_connected\{broker="mqtt:\/\/127\.0\.0\.7:\d+"\} 1$/m);
+    expect(before).to.match(/^syncfail2ban_link_connected\{link="mqtt:\/\/127\.0\.0\.7:\d+"\} 1$/m);
+    expect(sample(before, 'syncfail2ban_sink_problems{sink="fail2ban"}')).to.equal(0);
 
     await publish(host, 'f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.51', origin: 'peer-y' }));
     await waitFor(async () => (await host.banned('sshd-sync')).includes('203.0.113.51'), '203.0.113.51 in sshd-sync');
@@ -114,9 +122,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     }, 'the applied counter to move');
     expect(sample(after, 'syncfail2ban_events_received_total')).to.equal(sample(before, 'syncfail2ban_events_received_total') + 1);
     expect(sample(after, 'syncfail2ban_events_accepted_total')).to.equal(sample(before, 'syncfail2ban_events_accepted_total') + 1);
-    expect(after).to.match(/^syncfail2ban_peer_last_event_timestamp_seconds\{origin="peer-y"\} \d/m);
-    expect(sample(after, 'syncfail2ban_holdings{jail="sshd",origin="peer-y"}')).to.equal(1);
-    expect(sample(after, 'syncfail2ban_sync_jail_reconcile_ok')).to.equal(1);
+    expect(after).to.match(/^syncfail2ban_events_peer_last_event_timestamp_seconds\{origin="peer-y"\} \d/m);
+    expect(sample(after, 'syncfail2ban_fleet_holdings_by_origin{origin="peer-y"}')).to.equal(1);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status).to.equal(404);
   });
 
@@ -129,7 +136,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
         return result.code === 1 ? result : undefined;
       }, 'status to report the failing sink');
       expect(failing.stdout).to.match(/^UNHEALTHY:$/m);
-      expect(failing.stdout).to.match(/^ {2}- sink fail2ban is failing with \d+ change\(s\) waiting: cannot connect to fail2ban/m);
+      expect(failing.stdout).to.match(/^ {2}- sink fail2ban: failing with \d+ change\(s\) waiting: cannot connect to fail2ban/m);
+      expect(failing.stdout).to.match(/^ {4}fix: start fail2ban/m);
     } finally {
       await host.fail2ban.startProcess();
     }
@@ -147,7 +155,8 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
       expect(code).to.equal(1);
       expect(report.healthy).to.equal(false);
       expect(report.problems).to.have.length(1);
-      expect(report.problems[0]).to.match(new RegExp(`^broker mqtt://${deadPeer.replace(/\./g, '\\.')} is (connecting|down) since `));
+      expect(report.problems[0]!.part).to.equal(`link mqtt://${deadPeer}`);
+      expect(report.problems[0]!.what).to.match(/^(connecting|down) since /);
       const text = await lonely.client(['status']);
       expect(text.code).to.equal(1);
       expect(text.stdout).to.include(`mqtt://${deadPeer}`);

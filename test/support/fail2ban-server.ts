@@ -1,5 +1,5 @@
 /**
- * Private fail2ban servers for tests, following /work/shared/reference/fail2ban.md: each one
+ * Private fail2ban servers for tests, set up as fail2ban itself documents it: each one
  * gets its own temp dir with a config dir (conf/) replacing /etc/fail2ban and a run dir (run/)
  * for socket, pid, log, database and the `record` action's log. No iptables, no root paths.
  *

@@ -1,6 +1,8 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { StatusReport } from '../../src/control-protocol.js';
+import type { PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer } from './fail2ban-server.js';
 import { BIN, ROOT } from './paths.js';
 import { RunningProcess } from './process.js';
@@ -27,6 +29,12 @@ export interface HostOptions {
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
+
+/** What `syncfail2ban-client status --json` prints. */
+export interface StatusJson extends StatusReport {
+  healthy: boolean;
+  problems: PartProblem[];
+}
 
 /**
  * One simulated server: a private fail2ban (primary jail `sshd` with the real sync action
@@ -108,16 +116,22 @@ export class SimHost {
     await writeFile(this.configPath, lines.join('\n'));
   }
 
-  async startAgent(): Promise<RunningProcess> {
-    this.agent = new RunningProcess(process.execPath, [BIN.agent, '--config', this.configPath]);
-    await this.agent.waitForOutput(/"msg":"subscribed to f2b\/\+\/\+"/, `${this.name}'s agent to subscribe`);
+  /** Starts the agent and waits until it is subscribed on at least one broker (its own, or the hub). */
+  async startAgent(args: string[] = []): Promise<RunningProcess> {
+    this.agent = new RunningProcess(process.execPath, [BIN.agent, '--config', this.configPath, ...args]);
+    await this.waitSubscribed(1);
     return this.agent;
   }
 
-  /** Waits until the agent has subscribed on `count` distinct brokers. */
+  /** Waits until `status --json` shows the agent subscribed on `count` brokers. */
   async waitSubscribed(count: number): Promise<void> {
+    const agent = this.requireAgent();
     await waitFor(
-      () => new Set(this.requireAgent().logLines().filter((line) => line.msg === 'subscribed to f2b/+/+').map((line) => line.broker)).size >= count,
+      async () => {
+        if (!agent.alive) throw new Error(`${this.name}'s agent exited: ${agent.output.slice(-2000)}`);
+        const { status } = await this.status();
+        return status.parts.filter((part) => part.kind === 'link' && part.details.state === 'connected').length >= count;
+      },
       `${this.name}'s agent subscribed on ${count} broker(s)`,
     );
   }
@@ -130,6 +144,13 @@ export class SimHost {
   /** Runs this host's syncfail2ban-client (what fail2ban's action runs). */
   client(args: string[]): Promise<RunResult> {
     return run(process.execPath, [BIN.client, '--config', this.configPath, ...args]);
+  }
+
+  /** The running agent's `syncfail2ban-client status --json` (exit 1 means unhealthy, not failed). */
+  async status(): Promise<StatusJson> {
+    const result = await this.client(['status', '--json']);
+    if (result.stderr !== '' || result.code > 1) throw new Error(`${this.name}: status --json failed (${result.code}): ${result.stderr}`);
+    return JSON.parse(result.stdout) as StatusJson;
   }
 
   banned(jail: string): Promise<string[]> {

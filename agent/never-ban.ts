@@ -1,5 +1,6 @@
 import { networkInterfaces } from 'node:os';
-import { type CanonicalAddress, mustParseAddress, overlaps } from './ip.js';
+import { DEFAULT_MIN_PREFIX, type MinPrefix } from '../src/config.js';
+import { type CanonicalAddress, mustParseAddress, overlaps } from '../src/ip.js';
 
 interface Entry {
   range: CanonicalAddress;
@@ -19,14 +20,6 @@ const SPECIAL: Array<[string, string]> = [
   ['64:ff9b:1::/48', 'local-use NAT64'],
   ['100::/64', 'discard-only'],
 ];
-
-/** The widest network one ban may cover unless min_prefix_ipv4 / min_prefix_ipv6 say otherwise. */
-export const DEFAULT_MIN_PREFIX: MinPrefix = { 4: 16, 6: 32 };
-
-export interface MinPrefix {
-  4: number;
-  6: number;
-}
 
 /**
  * Addresses no event may ban, whatever arrives: special ranges (loopback, unspecified,

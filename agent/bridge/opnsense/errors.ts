@@ -1,4 +1,4 @@
-/** What went wrong talking to one OPNsense firewall, classified so callers can decide to retry. */
+/** What went wrong talking to one OPNsense firewall, classified so callers can tell the firewall's problems from one alias's. */
 export type OpnsenseErrorKind =
   | 'auth'
   | 'forbidden'
@@ -14,7 +14,6 @@ export type OpnsenseErrorKind =
 
 export interface OpnsenseErrorDetails {
   kind: OpnsenseErrorKind;
-  retryable: boolean;
   /** Base URL of the firewall (never with credentials). */
   firewall: string;
   alias?: string;
@@ -25,7 +24,6 @@ export interface OpnsenseErrorDetails {
 
 export class OpnsenseError extends Error implements OpnsenseErrorDetails {
   readonly kind: OpnsenseErrorKind;
-  readonly retryable: boolean;
   readonly firewall: string;
   readonly alias?: string;
   readonly httpStatus?: number;
@@ -35,7 +33,6 @@ export class OpnsenseError extends Error implements OpnsenseErrorDetails {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'OpnsenseError';
     this.kind = details.kind;
-    this.retryable = details.retryable;
     this.firewall = details.firewall;
     if (details.alias !== undefined) this.alias = details.alias;
     if (details.httpStatus !== undefined) this.httpStatus = details.httpStatus;

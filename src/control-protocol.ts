@@ -1,4 +1,4 @@
-import type { AgentStatus } from './agent.js';
+import type { AgentStatus } from './status.js';
 
 /**
  * The control socket's protocol: the client sends one JSON request on one line, the agent

@@ -257,7 +257,6 @@ export class OpnsenseClient {
       throw new OpnsenseError(`${this.prefixText(call)}: refusing an empty address, which would kill every state on the firewall`, {
         ...this.details(call),
         kind: 'not_an_address',
-        retryable: false,
       });
     }
     const answer = await this.request(call);
@@ -269,7 +268,6 @@ export class OpnsenseClient {
       throw new OpnsenseError(`${this.prefixText(call)}: the firewall answered result "failed"`, {
         ...this.details(call),
         kind: 'failed',
-        retryable: false,
       });
     }
     throw this.badResponse(call, `expected {"result":"ok","dropped_states":n}, got ${snippet(JSON.stringify(answer))}`);
@@ -388,7 +386,7 @@ export class OpnsenseClient {
         : '';
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall refused the content${validations === '' ? ' (result "failed"; does the alias still exist?)' : ` (${snippet(validations)})`}; fix or drop the rejected entries`,
-        { ...this.details(call), kind: 'failed', retryable: false },
+        { ...this.details(call), kind: 'failed'},
       );
     }
     throw this.badResponse(call, `expected {"result":"saved"}, got ${snippet(JSON.stringify(answer))}`);
@@ -410,8 +408,8 @@ export class OpnsenseClient {
     throw new OpnsenseError(`${this.prefixText(call)}: expected status "ok", got ${snippet(JSON.stringify(answer))}`, {
       ...this.details(call),
       ...(isRecord(answer) && answer['status'] === 'failed'
-        ? { kind: 'failed' as const, retryable: false }
-        : { kind: 'bad_response' as const, retryable: true }),
+        ? { kind: 'failed' as const}
+        : { kind: 'bad_response' as const}),
     });
   }
 
@@ -431,13 +429,13 @@ export class OpnsenseClient {
     if (status === 'not_an_address') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall does not take "${call.address ?? ''}" as an address (status "not_an_address"; only 0-9, a-f, ':', '.', '/' are allowed); drop or fix the address`,
-        { ...this.details(call), kind: 'not_an_address', retryable: false },
+        { ...this.details(call), kind: 'not_an_address'},
       );
     }
     if (status === 'failed') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall answered status "failed"${statusMsg === '' ? '' : ` (${snippet(statusMsg)})`}`,
-        { ...this.details(call), kind: 'failed', retryable: false },
+        { ...this.details(call), kind: 'failed'},
       );
     }
     throw this.badResponse(call, `expected {"status":"done"}, got ${snippet(JSON.stringify(answer))}`);
@@ -553,7 +551,7 @@ export class OpnsenseClient {
     return `OPNsense ${this.firewall}: ${call.what}`;
   }
 
-  private details(call: Call): Omit<OpnsenseErrorDetails, 'kind' | 'retryable'> {
+  private details(call: Call): Omit<OpnsenseErrorDetails, 'kind'> {
     return {
       firewall: this.firewall,
       endpoint: `${this.prefix}${call.path}`,
@@ -565,14 +563,14 @@ export class OpnsenseClient {
     const name = call.alias ?? '';
     return new OpnsenseError(
       `${this.prefixText(call)}: alias "${name}" does not exist on the firewall; create the alias ${name} on the firewall (Firewall: Aliases; type External (advanced) suits ban lists), names are case-sensitive`,
-      { ...this.details(call), kind: 'nonexistent_alias', retryable: false },
+      { ...this.details(call), kind: 'nonexistent_alias'},
     );
   }
 
   private badResponse(call: Call, what: string): OpnsenseError {
     return new OpnsenseError(
       `${this.prefixText(call)}: unexpected answer (${what}); is ${this.firewall} an OPNsense API, not a proxy or another service?`,
-      { ...this.details(call), kind: 'bad_response', retryable: true },
+      { ...this.details(call), kind: 'bad_response'},
     );
   }
 
@@ -590,41 +588,39 @@ export class OpnsenseClient {
     if (status === 401) {
       return new OpnsenseError(
         `${lead}: authentication failed (${said}); check the API key and secret configured for this firewall (System: Access: Users, API keys)`,
-        { ...details, kind: 'auth', retryable: false },
+        { ...details, kind: 'auth'},
       );
     }
     if (status === 403) {
       return new OpnsenseError(
         `${lead}: the API user lacks a privilege (${said}); grant ${PRIVILEGE_NAMES[call.privilege]} to the user owning the API key (System: Access: Users)`,
-        { ...details, kind: 'forbidden', retryable: false },
+        { ...details, kind: 'forbidden'},
       );
     }
     if (status === 400) {
       return new OpnsenseError(`${lead}: the firewall rejected the request as malformed (${said}); this is a bug in syncfail2ban, please report it`, {
         ...details,
         kind: 'bad_request',
-        retryable: false,
       });
     }
     if (status === 404) {
       return new OpnsenseError(
         `${lead}: endpoint ${endpoint} not found (${said}); check that the base URL is the firewall's address without /api, and that the OPNsense version has this API`,
-        { ...details, kind: 'not_found', retryable: false },
+        { ...details, kind: 'not_found'},
       );
     }
     if (status >= 500) {
       if (isRecord(body) && body['errorTitle'] === 'General access') {
         return new OpnsenseError(
           `${lead}: the API user is read-only (${said}); use an API key of a user allowed to make changes`,
-          { ...details, kind: 'server', retryable: false },
+          { ...details, kind: 'server'},
         );
       }
-      return new OpnsenseError(`${lead}: server error (${said}); ${serverErrorHint(call)}`, { ...details, kind: 'server', retryable: true });
+      return new OpnsenseError(`${lead}: server error (${said}); ${serverErrorHint(call)}`, { ...details, kind: 'server'});
     }
     return new OpnsenseError(`${lead}: unexpected HTTP status (${said})`, {
       ...details,
       kind: 'bad_request',
-      retryable: status === 408 || status === 429,
     });
   }
 
@@ -648,7 +644,7 @@ export class OpnsenseClient {
     } else {
       message = `cannot reach the firewall (${text}); check the address and port and that this host may connect to the web GUI, will retry`;
     }
-    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind, retryable: true }, failure);
+    return new OpnsenseError(`${this.prefixText(call)}: ${message}`, { ...this.details(call), kind}, failure);
   }
 }
 

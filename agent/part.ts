@@ -1,0 +1,29 @@
+import type { PartStatus } from '../src/status.js';
+
+/**
+ * The one lifecycle every part of the agent has (embedded broker, broker links, intake,
+ * sinks, the OPNsense bridge, the control socket, the metrics endpoint), as Zigbee2MQTT's
+ * extensions have. To add a part:
+ *
+ *  1. implement `Part`: `start()` (throw only when the agent must not run without the part;
+ *     any other failure, e.g. a port in use, is kept as a problem in `status()`),
+ *     `stop(deadlineMs)` (never throws; gives up at the deadline) and `status()`;
+ *  2. add it to `Agent`'s list of parts (or to `subparts` of the part that owns it).
+ *
+ * Nothing else: health (`problems`), `syncfail2ban-client status` (text and --json) and
+ * `/metrics` are derived from `PartStatus` (src/status.ts) alone. A measure `applied` of kind `sink` is the
+ * metric `syncfail2ban_sink_applied_total{sink="<name>"}` (no name label for a part the agent
+ * has only one of, whose `name` is absent); a labelled measure adds its label.
+ */
+export interface Part {
+  start(): Promise<void>;
+  stop(deadlineMs: number): Promise<void>;
+  status(): PartStatus;
+  /** Parts this one starts and stops itself, each reporting its own status (the bridge's firewalls). */
+  readonly subparts?: readonly Part[];
+}
+
+/** Every part and subpart, in start order (a subpart after its owner). */
+export function allParts(parts: readonly Part[]): Part[] {
+  return parts.flatMap((part) => [part, ...allParts(part.subparts ?? [])]);
+}
