@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { hashPassword } from '../../broker/password.js';
+import { passwordGuessing } from '../support/broker-attacks.js';
 import { freePortOn } from '../support/ports.js';
-import { RawMqtt } from '../support/raw-mqtt.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
 
@@ -35,20 +35,7 @@ describe('logins under a many-address password-guessing attack', function () {
   });
 
   it(`lets at least 99 of ${LOGINS} legitimate logins through, each publishing its ban`, async () => {
-    let attacking = true;
-    const answers = new Map<number | null, number>();
-    const attacker = async (address: number, slot: number) => {
-      for (let n = 0; attacking; n++) {
-        const session = await RawMqtt.open({ host: '127.0.0.3', port, localAddress: `127.0.7.${address + 1}` }).catch(() => null);
-        if (!session) continue;
-        const username = address % 2 === 0 ? 'login-a' : `guess-${address}-${slot}-${n}`;
-        session.connect({ clientId: `guess-${address}-${slot}`, username, password: `wrong ${n}` });
-        const code = await session.connack();
-        answers.set(code, (answers.get(code) ?? 0) + 1);
-        await session.close();
-      }
-    };
-    const attack = Array.from({ length: ATTACK_ADDRESSES * ATTEMPTS_AT_ONCE }, (_, i) => attacker(i % ATTACK_ADDRESSES, Math.floor(i / ATTACK_ADDRESSES)));
+    const { answers, stop } = passwordGuessing({ host: '127.0.0.3', port }, 'login-a', ATTACK_ADDRESSES, ATTEMPTS_AT_ONCE);
     try {
       await waitFor(() => (answers.get(3) ?? 0) > 100, 'the attack to fill the login queue');
       const results: Array<{ code: number; stderr: string }> = [];
@@ -61,8 +48,7 @@ describe('logins under a many-address password-guessing attack', function () {
       expect(answers.get(0) ?? 0, 'attackers let in').to.equal(0);
       expect(attempts, `attack answers: ${JSON.stringify(Object.fromEntries(answers))}`).to.be.above(1_000);
     } finally {
-      attacking = false;
-      await Promise.all(attack);
+      await stop();
     }
     await waitFor(async () => (await b.banned('sshd-sync')).filter((ip) => ip.startsWith('203.0.113.')).length >= 99, "login-a's bans in login-b's sync jail");
   });

@@ -73,3 +73,33 @@ export async function stalledSubscriber(target: RawTarget): Promise<RawMqtt> {
   session.socket.pause();
   return session;
 }
+
+/**
+ * Finding 2 of the broker review: `addresses` source addresses 127.0.7.x, each keeping
+ * `atOnce` wrong-password CONNECTs in flight (half naming the real account `account`, half
+ * names that do not exist) until `stop` resolves; `answers` counts each CONNACK code
+ * (null: closed without one).
+ */
+export function passwordGuessing(target: RawTarget, account: string, addresses: number, atOnce: number): { answers: Map<number | null, number>; stop: () => Promise<void> } {
+  let attacking = true;
+  const answers = new Map<number | null, number>();
+  const attacker = async (address: number, slot: number) => {
+    for (let n = 0; attacking; n++) {
+      const session = await RawMqtt.open({ ...target, localAddress: `127.0.7.${address + 1}` }).catch(() => null);
+      if (!session) continue;
+      const username = address % 2 === 0 ? account : `guess-${address}-${slot}-${n}`;
+      session.connect({ clientId: `guess-${address}-${slot}`, username, password: `wrong ${n}` });
+      const code = await session.connack();
+      answers.set(code, (answers.get(code) ?? 0) + 1);
+      await session.close();
+    }
+  };
+  const attack = Array.from({ length: addresses * atOnce }, (_, i) => attacker(i % addresses, Math.floor(i / addresses)));
+  return {
+    answers,
+    stop: async () => {
+      attacking = false;
+      await Promise.all(attack);
+    },
+  };
+}
