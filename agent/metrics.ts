@@ -91,11 +91,6 @@ export class MetricsServer implements Part {
         response.end('syncfail2ban: metrics need metrics_token (Authorization: Bearer <token>, or basic auth with it as the password)\n');
         return;
       }
-      if (endpoint.token !== undefined && !presentsToken(request.headers.authorization, endpoint.token)) {
-        response.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="syncfail2ban", Basic realm="syncfail2ban"' });
-        response.end('syncfail2ban: metrics need metrics_token (Authorization: Bearer <token>, or basic auth with it as the password)\n');
-        return;
-      }
       metrics.scrape().then(
         (body) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
         (error: Error) => {

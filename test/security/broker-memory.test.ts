@@ -4,6 +4,7 @@ import { freePortOn } from '../support/ports.js';
 import { residentMb } from '../support/memory.js';
 import { RawMqtt } from '../support/raw-mqtt.js';
 import { SimHost } from '../support/sim-host.js';
+import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const MEMORY_BOUND_MB = 250;
@@ -94,6 +95,18 @@ describe('the embedded broker under memory attacks', function () {
     await flooding;
     await legitimateBanArrives(c);
     await agentMemoryBounded();
+
+    // What the operator sees: the drops counted in status --json, the stalled client named.
+    const broker = part((await b.status()).status, 'broker');
+    const dropped = measured(broker, 'dropped');
+    const byClient = measuredBy(broker, 'dropped_by_client');
+    expect(byClient['127.0.4.1'], JSON.stringify(byClient)).to.be.above(0);
+    expect(Object.keys(byClient)).to.have.length.at.most(10);
+    expect(dropped).to.be.at.least(byClient['127.0.4.1']!);
+    expect(measuredBy(broker, 'refused')['queue-full']).to.equal(dropped);
+    const text = await b.client(['status']);
+    expect(text.stdout).to.match(/^ {2}clients \d+, dropped [1-9]\d*$/m);
+    expect(text.stdout).to.match(/^ {2}dropped by client: 127\.0\.4\.1 \d+/m);
     await stalled.close();
   });
 

@@ -45,7 +45,7 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(result.code, result.stdout + result.stderr).to.equal(0);
     expect(result.stdout).to.match(/^node id: +ops$/m);
     expect(result.stdout).to.match(/^topology: +mesh$/m);
-    expect(result.stdout).to.match(/^broker\n {2}url: mqtt:\/\/127\.0\.0\.7:\d+\n {2}clients \d+\n {2}refused: none$/m);
+    expect(result.stdout).to.match(/^broker\n {2}url: mqtt:\/\/127\.0\.0\.7:\d+\n {2}clients \d+, dropped 0\n {2}refused: none\n {2}dropped by client: none$/m);
     expect(result.stdout).to.match(/^link mqtt:\/\/127\.0\.0\.7:\d+\n {2}state: connected\n {2}since: \S+ \(\d+\w ago\)$/m);
     expect(result.stdout).to.match(/^events\n {2}received \d+, accepted \d+, own skipped \d+$/m);
     expect(result.stdout).to.match(/^sink fail2ban\n(?: {2}.*\n)* {2}changes submitted \d+, changes applied \d+, failures 0, backlog 0$/m);
@@ -113,6 +113,7 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(sample(before, 'syncfail2ban_healthy')).to.equal(1);
     expect(before).to.match(/^syncfail2ban_link_connected\{link="mqtt:\/\/127\.0\.0\.7:\d+"\} 1$/m);
     expect(sample(before, 'syncfail2ban_sink_problems{sink="fail2ban"}')).to.equal(0);
+    expect(sample(before, 'syncfail2ban_broker_dropped_total')).to.equal(0);
 
     await publish(host, 'f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.51', origin: 'peer-y' }));
     await waitFor(async () => (await host.banned('sshd-sync')).includes('203.0.113.51'), '203.0.113.51 in sshd-sync');
