@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'node:net';
-import { connect, MqttClient } from 'mqtt';
+import { MqttClient } from 'mqtt';
 import { BIN } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
 import { RunningProcess } from '../support/process.js';
@@ -43,7 +43,10 @@ describe('abuse limits: per-client rate at the broker, per-origin rate at the ag
   const floodAddresses = async (host: SimHost, prefix: string) => (await host.banned('sshd-sync')).filter((ip) => ip.startsWith(prefix));
 
   it('the broker cuts off a client that floods, and other hosts keep syncing', async () => {
-    const flooder = connect(url, { reconnectPeriod: 0 });
+    // Its own source address: lim-a's client publishes from 127.0.0.1, and the broker and the
+    // agents limit each sender address on its own.
+    const port = Number(new URL(url).port);
+    const flooder = new MqttClient(() => createConnection({ host: '127.0.0.1', port, localAddress: '127.0.0.19' }), { reconnectPeriod: 0 });
     await new Promise<void>((resolve, reject) => flooder.once('connect', () => resolve()).once('error', reject));
     const closed = new Promise<void>((resolve) => flooder.once('close', () => resolve()));
     for (let i = 0; i < 300; i++) flooder.publish('f2b/sshd/ban', `10.99.${Math.floor(i / 250)}.${(i % 250) + 1}`, { qos: 0 });
@@ -58,6 +61,7 @@ describe('abuse limits: per-client rate at the broker, per-origin rate at the ag
 
   it("a flood claiming another host's origin from many connections does not drain that host's rate at the agents", async () => {
     const port = Number(new URL(url).port);
+    const logged = b.requireAgent().logLines().length;
     const clients = await Promise.all(
       Array.from({ length: 10 }, async (_, c) => {
         // Ten source addresses: the broker limits each sender address (or account) on its own.
@@ -77,6 +81,6 @@ describe('abuse limits: per-client rate at the broker, per-origin rate at the ag
 
     await a.fail2ban.ban('sshd', '203.0.113.71');
     await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.71'), "lim-a's own ban on lim-b right after the flood");
-    expect(b.requireAgent().logLines().filter((line) => line.reason === 'rate-limited')).to.deep.equal([]);
+    expect(b.requireAgent().logLines().slice(logged).filter((line) => line.reason === 'rate-limited')).to.deep.equal([]);
   });
 });
