@@ -1,4 +1,4 @@
-import { endpointUrl, meshTls, type Config } from '../src/config.js';
+import { endpointUrl, meshTls, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
 import { hostAddresses, NeverBanList } from './never-ban.js';
@@ -143,11 +143,7 @@ export class Agent {
 
   private subscriptionUrls(): string[] {
     const { config } = this;
-    if (config.brokerUrls.length) return config.brokerUrls;
-    const tls = meshTls(config);
-    const own = endpointUrl(config.mq, tls);
-    const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);
-    return [own, ...new Set(peers)];
+    return config.brokerUrls.length ? config.brokerUrls : [endpointUrl(config.mq, meshTls(config)), ...peerUrls(config)];
   }
 }
 
