@@ -62,11 +62,7 @@ export class Agent {
         timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000),
         dryRun: config.dryRun,
         log,
-        reconcile: {
-          reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
-          adoptionPending: () => fleetPart?.adoptionPending() === true,
-          adoptionDone: () => fleet.adoptionDone(),
-        },
+        reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
       });
       sinks.push(sink);
     }

@@ -34,6 +34,7 @@ export class FleetState implements EventTarget {
   private readonly throttle = new LogThrottle();
   private unbansWithoutHolding = 0;
   private refusedAtCap = 0;
+  private adopting = false;
 
   constructor(
     readonly holdings: Holdings,
@@ -58,11 +59,18 @@ export class FleetState implements EventTarget {
     }
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
     this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
+    this.adopting = result.adoptionPending;
     return result;
+  }
+
+  /** Whether what the sync jails hold is still to be taken into the store (the first start with one). */
+  get adoptionPending(): boolean {
+    return this.adopting;
   }
 
   /** What the sync jails held at the first start is in the store now: never adopt again. */
   adoptionDone(): void {
+    this.adopting = false;
     this.file.adoptionDone();
   }
 
