@@ -142,7 +142,16 @@ export class Batcher {
   }
 
   private schedule(): void {
-    if (this.timer || this.running) return;
+    if (this.running) return;
+    // A full batch goes at once: waiting for the window would not make it bigger, and a burst
+    // (a snapshot's parts) keeps the event loop busy long past the window, the target idle.
+    if (this.pending.size >= this.options.maxBatch) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.running = this.drain();
+      return;
+    }
+    if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.running = this.drain();
