@@ -1,4 +1,4 @@
-import { endpointUrl, meshTls, type Config } from '../src/config.js';
+import { endpointUrl, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
 import { hostAddresses, NeverBanList } from './never-ban.js';
@@ -36,7 +36,7 @@ export class Agent {
     private readonly log: Logger,
   ) {
     if (this.topology === 'mesh') {
-      this.parts.push(new EmbeddedBroker(config.mq, meshTls(config), { log, security: config.broker, rateLimit: config.rateLimit }));
+      this.parts.push(new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit }));
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
@@ -145,7 +145,7 @@ export class Agent {
   private subscriptionUrls(): string[] {
     const { config } = this;
     if (config.brokerUrls.length) return config.brokerUrls;
-    const tls = meshTls(config);
+    const tls = config.meshTls;
     const own = endpointUrl(config.mq, tls);
     const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);
     return [own, ...new Set(peers)];

@@ -1,4 +1,4 @@
-import { endpointUrl, meshTls, type Config } from '../src/config.js';
+import { endpointUrl, type Config } from '../src/config.js';
 import type { Credentials } from '../src/config-security.js';
 import { listenProblem } from '../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../cli/mqtt-publish.js';
@@ -11,7 +11,7 @@ import type { Finding } from './jail-checks.js';
  */
 export async function checkListen(config: Config): Promise<Finding[]> {
   if (config.brokerUrls.length) return [];
-  const own = endpointUrl(config.mq, meshTls(config));
+  const own = endpointUrl(config.mq, config.meshTls);
   const subject = `mq_ip:mq_port ${own}`;
   const problem = await listenProblem(config.mq.host, config.mq.port);
   if (!problem) return [{ level: 'ok', subject, message: 'is free for the embedded broker' }];
@@ -26,10 +26,10 @@ export async function checkListen(config: Config): Promise<Finding[]> {
  * reachable, and accepting this host's credentials. All at once, each within connection_timeout.
  */
 export async function checkBrokers(config: Config, credentials: Credentials): Promise<Finding[]> {
-  const own = endpointUrl(config.mq, meshTls(config));
+  const own = endpointUrl(config.mq, config.meshTls);
   const targets = config.brokerUrls.length
     ? config.brokerUrls.map((url) => ({ key: 'broker_url', url }))
-    : [...new Set(config.syncServers.map((peer) => endpointUrl(peer, meshTls(config))))].filter((url) => url !== own).map((url) => ({ key: 'peer', url }));
+    : [...new Set(config.syncServers.map((peer) => endpointUrl(peer, config.meshTls)))].filter((url) => url !== own).map((url) => ({ key: 'peer', url }));
   const account = credentials.username === undefined ? 'anonymously' : `as ${credentials.username}`;
   return Promise.all(
     targets.map(async ({ key, url }): Promise<Finding> => {

@@ -27,8 +27,8 @@ export function readBrokerUrls(general: SectionReader): string[] {
   return urls;
 }
 
-/** `cluster_redis_url` (and its CA): absent unless this standalone broker is one instance of a clustered hub. */
-export function readCluster(general: SectionReader): ClusterConfig | undefined {
+/** `cluster_redis_url` (and its CA, read when `readFiles`): absent unless this standalone broker is one instance of a clustered hub. */
+export function readCluster(general: SectionReader, readFiles: boolean): ClusterConfig | undefined {
   const text = general.string('cluster_redis_url', '');
   const caFile = general.string('cluster_redis_ca_file', '');
   if (!text) {
@@ -47,7 +47,7 @@ export function readCluster(general: SectionReader): ClusterConfig | undefined {
   if (url.search || url.hash) general.fail('cluster_redis_url', 'has a query or fragment', fix);
   if (!/^(\/\d{0,2})?$/.test(url.pathname)) general.fail('cluster_redis_url', `${JSON.stringify(url.pathname)} is not a database number`, fix);
   if (caFile && url.protocol !== 'rediss:') general.fail('cluster_redis_ca_file', 'a CA needs TLS', 'use a rediss:// URL, or remove cluster_redis_ca_file');
-  return caFile ? { redisUrl: text, redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : { redisUrl: text };
+  return caFile && readFiles ? { redisUrl: text, redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : { redisUrl: text };
 }
 
 /**
