@@ -6,9 +6,9 @@ import { type BrokerSecurity, DEFAULT_BROKER_LIMITS, type RateLimit } from '../s
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
-import { installAccessControl } from './access-control.js';
+import { installAccessControl, senderName } from './access-control.js';
 import type { ClusterBus, ClusterOptions } from './cluster.js';
-import { limitConnectionsPerAddress, sourceKey } from './connection-limits.js';
+import { limitConnectionsPerAddress } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { installQueueBounds, type QueueStats } from './queue-bounds.js';
 import { installSessionPolicy } from './session-policy.js';
@@ -55,9 +55,12 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}),
   });
   const limits = security.limits ?? DEFAULT_BROKER_LIMITS;
-  const identityOf = installAccessControl(aedes, security, rateLimit, refusals);
-  installSessionPolicy(aedes, limits, identityOf, refusals);
-  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => identityOf(client) ?? sourceKey(remoteOf(client.conn)), refusals);
+  const senderOf = installAccessControl(aedes, security, rateLimit, refusals);
+  installSessionPolicy(aedes, limits, (client) => senderOf(client)?.identity, refusals);
+  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => {
+    const sender = senderOf(client);
+    return sender ? senderName(sender) : client.id;
+  }, refusals);
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
@@ -114,10 +117,6 @@ function tlsOptions(tls: NonNullable<BrokerSecurity['tls']>) {
     ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
     minVersion: 'TLSv1.2' as const,
   };
-}
-
-function remoteOf(conn: unknown): string | undefined {
-  return (conn as Partial<Socket>).remoteAddress;
 }
 
 function isLoopback(host: string): boolean {
