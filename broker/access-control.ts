@@ -5,7 +5,7 @@ import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TO
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
 import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, SNAPSHOT_ACTION } from '../src/snapshot.js';
-import { sourceKey } from './connection-limits.js';
+import { remoteAddress, sourceKey } from './connection-limits.js';
 import { PasswordChecker } from './password-checker.js';
 
 /**
@@ -40,10 +40,8 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
 
   const passwords = new PasswordChecker(security.users);
 
-  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void, reason = 'auth-failed') => {
-    refusals.refuse(reason, detail, { client: client.id, remote: remoteAddress(client) });
-    done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
-  };
+  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: AuthenticateDone, reason = 'auth-failed') =>
+    refuseConnection(refusals, client, reason, code, detail, done);
 
   aedes.authenticate = (client, username, password, done) => {
     const source = sourceKey(remoteAddress(client));
@@ -127,6 +125,10 @@ function peerCommonNames(client: Client): string[] {
   return (Array.isArray(cn) ? cn : [cn]).filter((name): name is string => Boolean(name));
 }
 
-function remoteAddress(client: Client): string | undefined {
-  return (client.conn as { remoteAddress?: string }).remoteAddress;
+type AuthenticateDone = (error: AuthenticateError | null, ok: boolean | null) => void;
+
+/** Refuses a CONNECT with this CONNACK return code (3 unavailable, 4 bad credentials, 5 not authorized), counted and logged. */
+export function refuseConnection(refusals: Refusals, client: Client, reason: string, code: 3 | 4 | 5, detail: string, done: AuthenticateDone): void {
+  refusals.refuse(reason, detail, { client: client.id, remote: remoteAddress(client) });
+  done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
 }

@@ -12,15 +12,7 @@ export interface ClusterConfig {
 export function readBrokerUrls(general: SectionReader): string[] {
   const urls = general.list('broker_url');
   for (const text of urls) {
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      return general.fail('broker_url', `${JSON.stringify(text)} is not a URL`, 'write mqtt://host:port or mqtts://host:port, several separated by spaces');
-    }
-    if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
-      general.fail('broker_url', `scheme ${url.protocol} is not supported`, 'write mqtt://host:port or mqtts://host:port');
-    }
+    const url = general.url('broker_url', text, ['mqtt:', 'mqtts:'], 'write mqtt://host:port or mqtts://host:port, several separated by spaces');
     if (url.username || url.password) general.fail('broker_url', 'credentials in the URL would be logged', 'remove them from the URL');
   }
   if (new Set(urls).size !== urls.length) general.fail('broker_url', 'lists the same URL twice', 'list each broker instance once');
@@ -36,13 +28,7 @@ export function readCluster(general: SectionReader, readFiles: boolean): Cluster
     return undefined;
   }
   const fix = 'write redis://host:6379 or rediss://host:6380 (TLS), with ":password@" before the host when Redis requires one';
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return general.fail('cluster_redis_url', 'is not a URL', fix);
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') general.fail('cluster_redis_url', `scheme ${url.protocol} is not supported`, fix);
+  const url = general.url('cluster_redis_url', text, ['redis:', 'rediss:'], fix, false);
   if (!url.hostname) general.fail('cluster_redis_url', 'names no host', fix);
   if (url.search || url.hash) general.fail('cluster_redis_url', 'has a query or fragment', fix);
   if (!/^(\/\d{0,2})?$/.test(url.pathname)) general.fail('cluster_redis_url', `${JSON.stringify(url.pathname)} is not a database number`, fix);
