@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import type { ControlReply, StatusReport } from '../src/control-protocol.js';
+import type { ControlReply, ControlRequest, StatusReport } from '../src/control-protocol.js';
 import { healthProblems, partLabel, type Detail, type Measure, type PartProblem, type PartStatus } from '../src/status.js';
 
 /** Thrown when the agent cannot be asked; the message says what to do. */
@@ -17,7 +17,7 @@ export function requestStatus(socketPath: string, timeoutMs: number): Promise<St
       reject(new StatusUnavailable(message));
     };
     socket.setTimeout(timeoutMs, () => fail(`the agent did not answer on ${socketPath} within ${timeoutMs} ms; is it hung? (journalctl -u syncfail2ban)`));
-    socket.on('connect', () => socket.write(`${JSON.stringify({ command: 'status' })}\n`));
+    socket.on('connect', () => socket.write(`${JSON.stringify({ command: 'status' } satisfies ControlRequest)}\n`));
     socket.on('data', (chunk: Buffer) => {
       received += chunk.toString('utf8');
       if (received.length > 64 * 1024 * 1024) fail(`the agent's answer on ${socketPath} is implausibly large`);

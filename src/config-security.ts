@@ -10,8 +10,7 @@ export interface BrokerSecurity {
   admins: Set<string>;
   /** Listen with TLS (PEM, read at load); with a client CA, require a client certificate whose CN is the host's identity. */
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
-  /** DEFAULT_BROKER_LIMITS when absent. */
-  limits?: BrokerLimits;
+  limits: BrokerLimits;
 }
 
 /** What one client may hold at the broker, so that memory stays bounded whatever clients send. */
