@@ -231,6 +231,18 @@ export class Batcher {
   }
 }
 
+/** A batch's changes per target, each target's addresses split by action. */
+export function groupByTarget(batch: readonly Change[]): Map<string, Record<Action, string[]> & { changes: Change[] }> {
+  const byTarget = new Map<string, Record<Action, string[]> & { changes: Change[] }>();
+  for (const change of batch) {
+    let group = byTarget.get(change.target);
+    if (!group) byTarget.set(change.target, (group = { ban: [], unban: [], changes: [] }));
+    group[change.action].push(change.address);
+    group.changes.push(change);
+  }
+  return byTarget;
+}
+
 /** The measures every sink reports, and its problems: the target failing, or refusing changes. */
 export function sinkMeasures(stats: SinkStats): Record<string, Measure> {
   return {
