@@ -71,7 +71,8 @@ export class Batcher {
   private stopping = false;
   private abandoned = false;
   private readonly counts = { submitted: 0, applied: 0, failures: 0 };
-  private readonly dropped: Record<DropReason, number> = { refused: 0, 'queue-full': 0, 'shutting-down': 0 };
+  /** Changes dropped before reaching the target; those it refused are counted per target in `refused`. */
+  private readonly dropped: Record<Exclude<DropReason, 'refused'>, number> = { 'queue-full': 0, 'shutting-down': 0 };
   private readonly refused = new Map<string, number>();
   private readonly targetProblems = new Map<string, Problem>();
   private lastError: string | null = null;
@@ -115,7 +116,7 @@ export class Batcher {
   stats(): SinkStats {
     return {
       ...this.counts,
-      dropped: { ...this.dropped },
+      dropped: { refused: [...this.refused.values()].reduce((sum, count) => sum + count, 0), ...this.dropped },
       refused: Object.fromEntries(this.refused),
       backlog: this.pending.size + this.inFlight,
       lastError: this.lastError,
@@ -191,7 +192,6 @@ export class Batcher {
 
   private count(batch: Change[], rejections: Rejection[]): void {
     this.counts.applied += batch.length - rejections.length;
-    this.dropped.refused += rejections.length;
     const refusing = new Map(rejections.map(({ change, problem }) => [change.target, problem]));
     for (const { change } of rejections) this.refused.set(change.target, (this.refused.get(change.target) ?? 0) + 1);
     for (const { target } of batch) {
