@@ -33,7 +33,7 @@ export interface BatcherOptions {
   retryMaxMs: number;
 }
 
-export const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
+const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   windowMs: 25,
   maxBatch: 5_000,
   maxPending: 1_000_000,
@@ -41,7 +41,7 @@ export const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   retryMaxMs: 30_000,
 };
 
-export type DropReason = 'refused' | 'queue-full' | 'shutting-down';
+type DropReason = 'refused' | 'queue-full' | 'shutting-down';
 
 export interface SinkStats {
   submitted: number;
