@@ -114,13 +114,16 @@ export class AliasQueue {
     this.unaccepted = { count, message };
   }
 
-  /** `note`: a problem the backend found with single addresses of this alias (e.g. networks refused by a Host(s) alias). */
+  /**
+   * What the firewall refused of the last batch (e.g. a network for a Host(s) alias) is the
+   * Batcher's target problem; `note`: a problem of the alias found outside the batches' changes.
+   */
   status(note: string | null): AliasStatus {
-    const { backlog, applied, dropped } = this.batcher.stats();
+    const { backlog, applied, dropped, targetProblems } = this.batcher.stats();
     return {
       type: this.type,
       usable: this.verdict?.usable ?? true,
-      lastError: this.verdict?.problem ?? this.failure?.message ?? this.unaccepted.message ?? note,
+      lastError: this.verdict?.problem ?? this.failure?.message ?? this.unaccepted.message ?? targetProblems[this.options.alias]?.what ?? note,
       caveat: this.verdict?.caveat ?? null,
       backlog,
       applied,

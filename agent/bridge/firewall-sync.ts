@@ -224,7 +224,7 @@ export class FirewallSync implements Part {
     let applied = 0;
     let dropped = 0;
     for (const [alias, queue] of this.queues) {
-      const status = queue.status(this.backend.aliasErrors.get(alias) ?? null);
+      const status = queue.status(this.aliasInfo.bulkRefusal(alias));
       aliases[alias] = status;
       backlog += status.backlog;
       applied += status.applied;

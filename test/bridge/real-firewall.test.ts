@@ -140,6 +140,31 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       expect(lines.some((line) => line.level === 30 && /alias "hosts" takes changes again/.test(String(line.msg)))).to.equal(true);
     });
 
+    it('a change an alias refused stops showing once a change to it goes through, whatever another alias refuses meanwhile', async () => {
+      const { sync, ban, unban } = await setUp(
+        [
+          { name: 'hosts', type: 'host' },
+          { name: 'others', type: 'host' },
+        ],
+        { reconcileS: 60 },
+      );
+      sync.start();
+      await waitFor(() => sync.report().lastReconcile?.ok, 'the first reconciliation');
+      ban('hosts', '10.60.0.0/16');
+      await waitFor(() => sync.report().aliases['hosts']?.lastError, 'the refused network in status');
+      expect(sync.report().aliases['hosts']?.lastError).to.match(/"hosts" is a Host\(s\) alias and cannot hold the network 10\.60\.0\.0\/16/);
+
+      unban('hosts', '10.60.0.0/16');
+      fake.setLatency(100); // the batch to hosts is still running when the other alias refuses its network
+      ban('hosts', '203.0.113.40');
+      ban('others', '10.61.0.0/16');
+      await waitFor(() => fake.pfTable('hosts').includes('203.0.113.40') && sync.report().aliases['hosts']?.backlog === 0, 'the change to hosts applied');
+      const status = await waitFor(() => (sync.report().aliases['others']?.lastError ? sync.report() : null), 'the other alias\'s refusal in status');
+      expect(status.aliases['others']?.lastError).to.match(/"others" is a Host\(s\) alias and cannot hold the network/);
+      expect(status.aliases['hosts']?.lastError, 'hosts works again').to.equal(null);
+      expect(sync.status().measures['alias_failing']).to.deep.include({ values: { hosts: 0, others: 1 } });
+    });
+
     it('a reconfigure that fails because some other alias is broken: the burst goes one address per call instead of retrying forever', async () => {
       const { sync, ban, lines } = await setUp(
         [
