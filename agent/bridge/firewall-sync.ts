@@ -1,7 +1,7 @@
 import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
 import type { Logger } from '../../src/log.js';
-import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
+import { OpnsenseClient, OpnsenseError, type TableSizes } from './opnsense/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
 import type { Part } from '../part.js';
 import { sinkMeasures, type SinkStats, type BatcherOptions, type Change, type Rejection } from '../sinks/batcher.js';
@@ -326,14 +326,17 @@ export class FirewallSync implements Part {
     this.aliasInfo.clear();
     // Aliases no longer mapped are included: what the bridge added there is no longer wanted.
     const names = [...new Set([...aliases.values(), ...this.ledger.aliases()])];
-    const results = await Promise.allSettled(names.map((alias) => this.compareAlias(alias, report)));
+    // get_table_size answers for every table at once: read at most once per reconciliation, when needed.
+    let sizes: Promise<TableSizes | null> | undefined;
+    const tableSizes = () => (sizes ??= this.client.tableSizes());
+    const results = await Promise.allSettled(names.map((alias) => this.compareAlias(alias, report, tableSizes)));
     const wide = results.find((result): result is PromiseRejectedResult => result.status === 'rejected' && firewallWide(result.reason));
     if (wide) throw wide.reason;
     const failed = results.filter((result) => result.status === 'rejected').length;
     if (failed > 0) throw new Error(`${failed} alias(es) could not be reconciled; see each alias's lastError`);
   }
 
-  private async compareAlias(alias: string, report: ReconcileReport): Promise<void> {
+  private async compareAlias(alias: string, report: ReconcileReport, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
     const { desired, aliases } = this.options;
     if (![...aliases.values()].includes(alias) && (await this.aliasInfo.get(alias)).kind === 'missing') {
       this.forgetDeletedAlias(alias);
@@ -342,7 +345,7 @@ export class FirewallSync implements Part {
     const queue = this.queueOf(alias);
     try {
       if (!(await this.judge(alias, queue))) return;
-      const present = await this.backend.listAlias(alias);
+      const present = await this.backend.listAlias(alias, tableSizes);
       if (this.stopped) return;
       const wanted = desired.addresses(alias);
       const repushed = this.repushed.get(alias) ?? new Map<string, boolean>();
@@ -359,7 +362,7 @@ export class FirewallSync implements Part {
       }
       this.repushed.set(alias, next);
       report.notAccepted += notAccepted;
-      await this.noteNotAccepted(alias, queue, notAccepted);
+      await this.noteNotAccepted(alias, queue, notAccepted, tableSizes);
       for (const address of this.ledger.addresses(alias)) {
         if (wanted.has(address)) continue;
         // Also when absent: the delete is harmless and drops the ledger entry once done.
@@ -383,14 +386,14 @@ export class FirewallSync implements Part {
   }
 
   /** Reports what pf did not take (its table-entries limit, shared by every table), instead of re-adding it silently forever. */
-  private async noteNotAccepted(alias: string, queue: AliasQueue, count: number): Promise<void> {
+  private async noteNotAccepted(alias: string, queue: AliasQueue, count: number, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
     if (count === 0) {
       queue.notAccepted(0, null);
       return;
     }
     let sizes = '';
     try {
-      const table = await this.client.tableSizes();
+      const table = await tableSizes();
       if (table !== null) sizes = ` (pf holds ${table.used} entries over all tables; its table-entries limit is ${table.limit})`;
     } catch {
       // Only for the message: without "Firewall: Aliases" it goes without the numbers.

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError, pfRendering, type OpnsenseClient } from './opnsense/client.js';
+import { OpnsenseError, pfRendering, type OpnsenseClient, type TableSizes } from './opnsense/client.js';
 import type { Backend, Change, Rejection } from '../sinks/batcher.js';
 import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';
@@ -123,14 +123,15 @@ export class OpnsenseBackend implements Backend {
 
   /**
    * Lists the alias in full and records in the ledger what others put there. One listing per
-   * alias at a time: reconciliation and a batch that needs one share it.
+   * alias at a time: reconciliation and a batch that needs one share it. `tableSizes`: how to
+   * read pf's table sizes, should an empty listing need checking (a reconciliation reads them once for all aliases).
    */
-  listAlias(alias: string): Promise<Set<string>> {
+  listAlias(alias: string, tableSizes = () => this.options.client.tableSizes()): Promise<Set<string>> {
     const running = this.listings.get(alias);
     if (running) return running;
     const { ledger } = this.options;
     ledger.listingStarted(alias);
-    const listing = this.confirmedListing(alias)
+    const listing = this.confirmedListing(alias, tableSizes)
       .then(
         (rows) => {
           const present = new Set(rows);
@@ -152,14 +153,14 @@ export class OpnsenseBackend implements Backend {
    * OPNsense answers HTTP 200 with nothing when configd timed out. get_table_size's count
    * for the table decides, else a second listing.
    */
-  private async confirmedListing(alias: string): Promise<string[]> {
+  private async confirmedListing(alias: string, tableSizes: () => Promise<TableSizes | null>): Promise<string[]> {
     const { client, ledger } = this.options;
     const rows = await client.list(alias);
     // Known to be empty: listed empty before, and the bridge added nothing since.
     if (rows.length > 0 || (ledger.listed(alias) && !ledger.sawForeign(alias) && ledger.addresses(alias).size === 0)) return rows;
     let count: number | undefined;
     try {
-      count = (await client.tableSizes())?.counts.get(alias);
+      count = (await tableSizes())?.counts.get(alias);
     } catch (error) {
       if (!(error instanceof OpnsenseError) || (error.kind !== 'forbidden' && error.kind !== 'not_found')) throw error;
     }

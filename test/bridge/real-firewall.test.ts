@@ -254,6 +254,15 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       expect(fake.pfTable('bans')).to.deep.equal(['192.0.2.50']);
       expect(sync.ledger.has('bans', '192.0.2.50')).to.equal(false);
     });
+
+    it('checks the empty listings of a reconciliation against one reading of the table sizes, not one per alias', async () => {
+      const names = ['one', 'two', 'three'];
+      const { sync } = await setUp(names.map((name) => ({ name, type: 'external' as const })), { reconcileS: 600 });
+      sync.start();
+      await waitFor(() => sync.report().lastReconcile?.ok, 'the first reconciliation');
+      expect(names.every((name) => sync.ledger.listed(name)), 'every empty alias taken as listed').to.equal(true);
+      expect(fake.requests.byEndpoint['firewall/alias/get_table_size']).to.equal(1);
+    });
   });
 
   describe('"done" is no proof (5)', function () {
