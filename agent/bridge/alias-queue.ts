@@ -14,8 +14,6 @@ export interface AliasStatus {
   /** What works with a caveat (a Host(s) alias, an external alias with expire). */
   caveat: string | null;
   backlog: number;
-  applied: number;
-  dropped: number;
   /** Answered "done" by the firewall but absent from pf at the next reconciliation. */
   notAccepted: number;
 }
@@ -119,15 +117,13 @@ export class AliasQueue {
    * Batcher's target problem; `note`: a problem of the alias found outside the batches' changes.
    */
   status(note: string | null): AliasStatus {
-    const { backlog, applied, dropped, targetProblems } = this.batcher.stats();
+    const { backlog, targetProblems } = this.batcher.stats();
     return {
       type: this.type,
       usable: this.verdict?.usable ?? true,
       lastError: this.verdict?.problem ?? this.failure?.message ?? this.unaccepted.message ?? targetProblems[this.options.alias]?.what ?? note,
       caveat: this.verdict?.caveat ?? null,
       backlog,
-      applied,
-      dropped: dropped.refused + dropped['queue-full'] + dropped['shutting-down'],
       notAccepted: this.unaccepted.count,
     };
   }

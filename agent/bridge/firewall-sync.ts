@@ -51,8 +51,6 @@ export interface FirewallStatus {
   /** Each alias the bridge writes to on this firewall, with its own health. */
   aliases: Record<string, AliasStatus>;
   backlog: number;
-  applied: number;
-  dropped: number;
   lastReconcile: ReconcileReport | null;
 }
 
@@ -221,16 +219,12 @@ export class FirewallSync implements Part {
   report(): FirewallStatus {
     const aliases: Record<string, AliasStatus> = {};
     let backlog = 0;
-    let applied = 0;
-    let dropped = 0;
     for (const [alias, queue] of this.queues) {
       const status = queue.status(this.aliasInfo.bulkRefusal(alias));
       aliases[alias] = status;
       backlog += status.backlog;
-      applied += status.applied;
-      dropped += status.dropped;
     }
-    return { url: this.url, reachable: this.reachable, lastError: this.lastError, aliases, backlog, applied, dropped, lastReconcile: this.lastReconcile };
+    return { url: this.url, reachable: this.reachable, lastError: this.lastError, aliases, backlog, lastReconcile: this.lastReconcile };
   }
 
   private queue(action: Action, alias: string, address: string): boolean {
@@ -238,7 +232,7 @@ export class FirewallSync implements Part {
     const queued = queue.submit(action, address);
     if (!queued && !this.stopped && this.throttle.pass(`overflow\u0000${alias}`) !== null) {
       this.options.log.error(
-        { firewall: this.url, alias, backlog: queue.status(null).backlog },
+        { firewall: this.url, alias, backlog: queue.stats().backlog },
         `OPNsense ${this.url}: alias ${alias} is not keeping up (its queue is full); changes stay in the desired state and reconciliation applies them once the alias takes changes again: check that the firewall is up and fast enough`,
       );
     }
