@@ -19,22 +19,17 @@ export class FleetPart implements Part {
 
   constructor(
     private readonly fleet: FleetState,
-    /** The sync jails' reconciler adopts what they hold (and then calls adoptionDone). */
+    /** The sync jails' reconciler adopts what they hold (and then calls the fleet's adoptionDone). */
     private readonly syncJailsAdopt: boolean,
   ) {}
 
   async start(): Promise<void> {
     this.loaded = this.fleet.load();
-    if (this.loaded.adoptionPending && !this.syncJailsAdopt) this.fleet.adoptionDone();
+    if (this.fleet.adoptionPending && !this.syncJailsAdopt) this.fleet.adoptionDone();
   }
 
   async stop(): Promise<void> {
-    this.fleet.close();
-  }
-
-  /** Whether what the sync jails hold is still to be taken into the store (the first start with one). */
-  adoptionPending(): boolean {
-    return this.loaded?.adoptionPending === true;
+    await this.fleet.close();
   }
 
   /** On the first start with a store, the holders a bridge state file of an earlier version kept go into it. */

@@ -34,6 +34,7 @@ export class FleetState implements EventTarget {
   private readonly throttle = new LogThrottle();
   private unbansWithoutHolding = 0;
   private refusedAtCap = 0;
+  private adopting = false;
 
   constructor(
     readonly holdings: Holdings,
@@ -58,17 +59,25 @@ export class FleetState implements EventTarget {
     }
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
     this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
+    this.adopting = result.adoptionPending;
     return result;
+  }
+
+  /** Whether what the sync jails hold is still to be taken into the store (the first start with one). */
+  get adoptionPending(): boolean {
+    return this.adopting;
   }
 
   /** What the sync jails held at the first start is in the store now: never adopt again. */
   adoptionDone(): void {
+    this.adopting = false;
     this.file.adoptionDone();
   }
 
-  close(): void {
+  /** Ends the snapshots being received and writes the store to disk. */
+  async close(): Promise<void> {
     this.snapshots.close();
-    this.file.close(this.holdings);
+    await this.file.close();
   }
 
   /**
@@ -151,7 +160,7 @@ export class FleetState implements EventTarget {
     });
     const changes = mutate();
     if (changes.length === 0) return 0;
-    this.file.append(changes, this.holdings);
+    this.file.append(changes);
     for (const { projection, target, before } of affected) {
       addresses.forEach((address, index) => {
         const after = projection.holds(this.holdings, target, address);

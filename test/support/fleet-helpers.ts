@@ -1,5 +1,5 @@
 import type { SnapshotResult } from '../../agent/fleet/snapshot-receiver.js';
-import { requestStatus } from '../../cli/status.js';
+import { requestStatus } from '../../src/control-protocol.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import type { AgentStatus } from '../../src/status.js';
 import type { SimHost } from './sim-host.js';
