@@ -44,8 +44,8 @@ export class AliasQueue {
   constructor(private readonly options: AliasQueueOptions) {
     // The Batcher would log every new message and every retry at the longest backoff: this
     // class logs the alias's failures instead, once each.
-    const quiet = options.log.child({ firewall: options.firewall, alias: options.alias }, { level: 'error' });
-    this.batcher = new Batcher({ name: `opnsense ${options.firewall} alias ${options.alias}`, apply: (batch) => this.apply(batch) }, quiet, options.batcher);
+    const log = options.log.child({ firewall: options.firewall, alias: options.alias });
+    this.batcher = new Batcher({ name: `opnsense ${options.firewall} alias ${options.alias}`, apply: (batch) => this.apply(batch) }, log, { ...options.batcher, logFailures: false });
   }
 
   submit(action: Action, address: string): boolean {

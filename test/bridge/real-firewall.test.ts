@@ -133,6 +133,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       expect(status.aliases['hosts']?.backlog).to.equal(1);
       const logged = lines.filter((line) => line.level === 50 && line['alias'] === 'hosts');
       expect(logged, 'logged once, not per retry').to.have.length(1);
+      expect(lines.filter((line) => line['sink'] !== undefined && line['alias'] === 'hosts'), 'nor by its Batcher').to.deep.equal([]);
 
       fake.defineAlias({ name: 'hosts', type: 'host', content: ['192.0.2.1'] }); // the admin removes the bad entry
       await waitFor(() => fake.pfTable('hosts').includes('203.0.113.20'), 'the alias catches up once fixed');
