@@ -1,7 +1,7 @@
 import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
 import type { Logger } from '../../src/log.js';
-import { OpnsenseClient, OpnsenseError, type TableSizes } from './opnsense/client.js';
+import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './opnsense/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
 import type { Part } from '../part.js';
 import { sinkMeasures, type SinkStats, type BatcherOptions, type Change, type Rejection } from '../sinks/batcher.js';
@@ -117,15 +117,7 @@ export class FirewallSync implements Part {
 
   constructor(private readonly options: FirewallSyncOptions) {
     const { firewall, log } = options;
-    this.client = new OpnsenseClient({
-      baseUrl: firewall.baseUrl,
-      key: firewall.key,
-      secret: firewall.secret,
-      verifyTls: options.verifyTls,
-      maxSockets: CONCURRENCY,
-      ...(options.ca === undefined ? {} : { ca: options.ca }),
-      ...options.client,
-    });
+    this.client = firewallClient(firewall, options, { maxSockets: CONCURRENCY, ...options.client });
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);
