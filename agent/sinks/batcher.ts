@@ -31,6 +31,8 @@ export interface BatcherOptions {
   maxPending: number;
   retryInitialMs: number;
   retryMaxMs: number;
+  /** False when the owner logs the target's failures and recoveries itself. */
+  logFailures: boolean;
 }
 
 const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
@@ -39,6 +41,7 @@ const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   maxPending: 1_000_000,
   retryInitialMs: 250,
   retryMaxMs: 30_000,
+  logFailures: true,
 };
 
 type DropReason = 'refused' | 'queue-full' | 'shutting-down';
@@ -167,13 +170,13 @@ export class Batcher {
       if (!failure) {
         this.count(batch, rejections);
         delay = this.options.retryInitialMs;
-        if (this.lastError) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
+        if (this.lastError && this.options.logFailures) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
         this.lastError = null;
         continue;
       }
       this.counts.failures += 1;
       this.putBack(batch);
-      if (failure.message !== this.lastError || delay >= this.options.retryMaxMs) {
+      if (this.options.logFailures && (failure.message !== this.lastError || delay >= this.options.retryMaxMs)) {
         this.log.warn({ sink: this.backend.name, backlog: this.pending.size, retryInMs: delay }, failure.message);
       }
       this.lastError = failure.message;
