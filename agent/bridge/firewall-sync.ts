@@ -40,8 +40,6 @@ export interface ReconcileReport {
   error?: string;
 }
 
-export type { AliasStatus } from './alias-queue.js';
-
 export interface FirewallStatus {
   url: string;
   /** Whether the last request got an answer from the firewall; null before the first. */

@@ -22,7 +22,7 @@ const CONFIG_WRITE_CONCURRENCY = 2;
  * save each). The bulk path rewrites the whole alias and races with edits made meanwhile
  * in the GUI, so single bans keep the per-address path, which never touches other entries.
  */
-export const BULK_MIN_CHANGES = 20;
+const BULK_MIN_CHANGES = 20;
 
 export interface OpnsenseBackendOptions {
   client: OpnsenseClient;

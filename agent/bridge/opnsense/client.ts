@@ -14,7 +14,7 @@ import type { Firewall } from '../../../src/config.js';
 import { OpnsenseError, type OpnsenseErrorDetails } from './errors.js';
 import { pfRendering } from './pf-rendering.js';
 
-export { OpnsenseError, type OpnsenseErrorDetails, type OpnsenseErrorKind } from './errors.js';
+export { OpnsenseError, type OpnsenseErrorKind } from './errors.js';
 export { pfRendering } from './pf-rendering.js';
 
 export interface OpnsenseClientOptions {
