@@ -44,9 +44,8 @@ export class Agent {
     const projections: Projection[] = [];
     const sinks: Part[] = [];
     const syncJails = config.f2bSync && config.jails.size > 0;
-    let fleetPart: FleetPart | undefined;
     if (config.opnsense.enabled) {
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleetPart?.bridgeAdopter() });
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleet.bridgeAdopter() });
       projections.push(bridge.projection);
       sinks.push(bridge);
     }
@@ -67,8 +66,7 @@ export class Agent {
       sinks.push(sink);
     }
     const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
-    fleetPart = new FleetPart(fleet, syncJails);
-    this.stages.push([fleetPart], sinks);
+    this.stages.push([new FleetPart(fleet, syncJails)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
     this.stages.push([new FleetHostProtection(config, neverBan, log)]);
