@@ -29,7 +29,7 @@ export class FleetPart implements Part {
   }
 
   async stop(): Promise<void> {
-    this.fleet.close();
+    await this.fleet.close();
   }
 
   /** On the first start with a store, the holders a bridge state file of an earlier version kept go into it. */

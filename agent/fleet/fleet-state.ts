@@ -74,9 +74,10 @@ export class FleetState implements EventTarget {
     this.file.adoptionDone();
   }
 
-  close(): void {
+  /** Ends the snapshots being received and writes the store to disk. */
+  async close(): Promise<void> {
     this.snapshots.close();
-    this.file.close(this.holdings);
+    await this.file.close();
   }
 
   /**
@@ -159,7 +160,7 @@ export class FleetState implements EventTarget {
     });
     const changes = mutate();
     if (changes.length === 0) return 0;
-    this.file.append(changes, this.holdings);
+    this.file.append(changes);
     for (const { projection, target, before } of affected) {
       addresses.forEach((address, index) => {
         const after = projection.holds(this.holdings, target, address);

@@ -62,7 +62,7 @@ describe('OPNsense bridge (in-process)', function () {
 
   async function stop(bridge: OpnsenseBridge) {
     await bridge.stop(1_000);
-    fleets.get(bridge)?.close();
+    await fleets.get(bridge)?.close();
     running = running.filter((other) => other !== bridge);
   }
 
