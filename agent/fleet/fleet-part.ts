@@ -51,7 +51,8 @@ export class FleetPart implements Part {
     const problems: Problem[] = status.lastError
       ? [{ what: `the holdings store cannot be written: ${status.lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }]
       : [];
-    const snapshots = [...status.snapshots].sort((a, b) => b.at.localeCompare(a.at)).slice(0, SNAPSHOTS_SHOWN);
+    // Kept in the order they ended.
+    const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
     const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));
     return {
       kind: 'fleet',

@@ -81,23 +81,26 @@ describe('OPNsense bridge (in-process)', function () {
   });
 
   it('ignores unmapped jails, counts holders per origin and jail, and treats a bare unban as an admin override of that jail', async () => {
-    const { offer } = await startBridge(['sshd = bans', 'web = bans']);
+    const { bridge, offer } = await startBridge(['sshd = bans', 'web = bans']);
     expect(offer(event('postfix', 'ban', '203.0.113.1', 'a'))).to.equal('unmapped');
     expect(offer(event('sshd', 'ban', '203.0.113.2', 'a'))).to.equal('queued');
     offer(event('sshd', 'ban', '203.0.113.2', 'b'));
     offer(event('web', 'ban', '203.0.113.2', 'b'));
     offer(event('sshd', 'ban', '203.0.113.3'));
     await waitFor(() => fake.pfTable('bans').length === 2, 'two addresses in the alias');
+    expect(measuredBy(bridge.status(), 'wanted'), 'an address held through both jails counts once').to.deep.equal({ bans: 2 });
 
     offer(event('sshd', 'unban', '203.0.113.2')); // drops a/sshd and b/sshd, not b/web
     offer(event('sshd', 'unban', '203.0.113.3', 'a')); // a never banned it: the manual ban stays
     offer(event('sshd', 'ban', '203.0.113.4', 'a'));
     await waitFor(() => fake.pfTable('bans').includes('203.0.113.4'), 'a later ban');
     expect(fake.pfTable('bans').sort()).to.deep.equal(['203.0.113.2', '203.0.113.3', '203.0.113.4']);
+    expect(measuredBy(bridge.status(), 'wanted'), 'held through the second jail only').to.deep.equal({ bans: 3 });
     offer(event('web', 'unban', '203.0.113.2', 'b'));
     offer(event('sshd', 'unban', '203.0.113.3'));
     await waitFor(() => fake.pfTable('bans').length === 1, 'the last holders gone');
     expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.4']);
+    expect(measuredBy(bridge.status(), 'wanted')).to.deep.equal({ bans: 1 });
   });
 
   it('reports per firewall: url, reachability, backlog, applied and the last reconciliation', async () => {
