@@ -1,4 +1,4 @@
-import { endpointUrl, type Config } from '../src/config.js';
+import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
 import { hostAddresses, NeverBanList } from './never-ban.js';
@@ -25,27 +25,27 @@ import { SyncJailsSink } from './sinks/sync-jails.js';
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
  * that one". Mesh runs an embedded broker and subscribes to it and every peer; hub
  * subscribes to broker_url alone. Every piece is a Part (agent/part.ts), started in order,
- * stopped in reverse, and reported in one list.
+ * stopped in reverse, and reported in one list. Parts come in stages: those of one stage
+ * (the sinks, the links) stop together.
  */
 export class Agent {
-  private readonly parts: Part[] = [];
-  private started: Part[] = [];
+  private readonly stages: Part[][] = [];
+  private started = new Set<Part>();
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
   ) {
     if (this.topology === 'mesh') {
-      this.parts.push(new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit }));
+      this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
     const projections: Projection[] = [];
     const sinks: Part[] = [];
     const syncJails = config.f2bSync && config.jails.size > 0;
-    let fleetPart: FleetPart | undefined;
     if (config.opnsense.enabled) {
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleetPart?.bridgeAdopter() });
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleet.bridgeAdopter() });
       projections.push(bridge.projection);
       sinks.push(bridge);
     }
@@ -61,22 +61,17 @@ export class Agent {
         timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000),
         dryRun: config.dryRun,
         log,
-        reconcile: {
-          reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
-          adoptionPending: () => fleetPart?.adoptionPending() === true,
-          adoptionDone: () => fleet.adoptionDone(),
-        },
+        reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
       });
       sinks.push(sink);
     }
     const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
-    fleetPart = new FleetPart(fleet, syncJails);
-    this.parts.push(fleetPart, ...sinks);
+    this.stages.push([new FleetPart(fleet, syncJails)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
-    this.parts.push(new FleetHostProtection(config, neverBan, log));
+    this.stages.push([new FleetHostProtection(config, neverBan, log)]);
     const intake = new Intake(neverBan, fleet, new Refusals(log), new RateLimiter(config.rateLimit));
-    this.parts.push(intake);
+    this.stages.push([intake]);
     const { tls, ...account } = config.mqtt;
     const linkOptions: LinkOptions = {
       nodeId: config.nodeId,
@@ -85,10 +80,11 @@ export class Agent {
       onMessage: (topic, payload, source, retained) => intake.handle(topic, payload, source, retained),
       mqtt: { ...account, ...tls },
     };
-    if (config.brokerUrls.length > 1) this.parts.push(new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions));
-    else this.parts.push(...this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    this.parts.push(new ControlServer(config.controlSocket, () => this.status(), log));
-    if (config.metrics) this.parts.push(new MetricsServer(config.metrics, () => this.status(), log));
+    if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
+    else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
+    const reporters: Part[] = [new ControlServer(config.controlSocket, () => this.status(), log)];
+    if (config.metrics) reporters.push(new MetricsServer(config.metrics, () => this.status(), log));
+    this.stages.push(reporters);
     if (projections.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
     }
@@ -104,8 +100,8 @@ export class Agent {
     log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails), dryRun: config.dryRun }, 'starting syncfail2ban');
     if (config.dryRun) log.warn('dry run: received bans are logged, not applied to fail2ban or OPNsense');
     if (!config.mqtt.tls.rejectUnauthorized) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
-    for (const part of this.parts) {
-      this.started.push(part);
+    for (const part of this.stages.flat()) {
+      this.started.add(part);
       try {
         await part.start();
       } catch (error) {
@@ -116,19 +112,16 @@ export class Agent {
   }
 
   /**
-   * Stops the parts in reverse order (intake first, then what was accepted is flushed),
-   * all until one deadline; consecutive parts of one kind (the links) stop together.
+   * Stops the started parts stage by stage in reverse order (the links, then intake, then
+   * every sink flushes what was accepted at once), all until one deadline.
    */
   async stop(deadlineMs = 10_000): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     const remaining = () => Math.max(0, deadline - Date.now());
-    const parts = this.started.reverse();
-    this.started = [];
-    while (parts.length > 0) {
-      const kind = parts[0]!.status().kind;
-      const end = parts.findIndex((part) => part.status().kind !== kind);
-      const group = parts.splice(0, end < 0 ? parts.length : end);
-      await Promise.all(group.map((part) => part.stop(remaining())));
+    const started = this.started;
+    this.started = new Set();
+    for (const stage of [...this.stages].reverse()) {
+      await Promise.all(stage.filter((part) => started.has(part)).map((part) => part.stop(remaining())));
     }
     this.log.info('stopped');
   }
@@ -138,17 +131,13 @@ export class Agent {
       nodeId: this.config.nodeId,
       topology: this.topology,
       dryRun: this.config.dryRun,
-      parts: allParts(this.parts).map((part) => part.status()),
+      parts: allParts(this.stages.flat()).map((part) => part.status()),
     };
   }
 
   private subscriptionUrls(): string[] {
     const { config } = this;
-    if (config.brokerUrls.length) return config.brokerUrls;
-    const tls = config.meshTls;
-    const own = endpointUrl(config.mq, tls);
-    const peers = config.syncServers.map((peer) => endpointUrl(peer, tls)).filter((url) => url !== own);
-    return [own, ...new Set(peers)];
+    return config.brokerUrls.length ? config.brokerUrls : [endpointUrl(config.mq, config.meshTls), ...peerUrls(config)];
   }
 }
 

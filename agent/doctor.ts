@@ -46,7 +46,7 @@ async function diagnose(file: string): Promise<Finding[]> {
   const timeoutMs = config.connectionTimeoutS * 1000;
   const checks = await Promise.all([
     checkListen(config),
-    checkBrokers(config, config.mqtt),
+    checkBrokers(config),
     config.jails.size > 0 ? checkFail2ban(config) : [],
     checkFirewalls(config.opnsense, timeoutMs),
   ]);

@@ -13,7 +13,7 @@ const RETRY_MS = 1_000;
  * closes only then, so nothing is missed meanwhile; events seen on both are idempotent).
  */
 export class FailoverLink implements Part {
-  private active: BrokerLink;
+  private active: BrokerLink | undefined;
   private position = 0;
   private returning: BrokerLink | undefined;
   private retry: NodeJS.Timeout | undefined;
@@ -25,9 +25,7 @@ export class FailoverLink implements Part {
   constructor(
     private readonly urls: readonly string[],
     private readonly options: LinkOptions,
-  ) {
-    this.active = this.link(urls[0]!, 0, () => undefined, () => undefined);
-  }
+  ) {}
 
   async start(): Promise<void> {
     this.active = this.open(0);
@@ -35,19 +33,20 @@ export class FailoverLink implements Part {
 
   /** The active instance's link, named for the whole hub, with where it is and how often it failed over; being failed over is healthy. */
   status(): PartStatus {
-    const link = this.active.status();
+    // Before start() there is no link yet.
+    const link: PartStatus = this.active?.status() ?? { kind: 'link', problems: [{ what: 'not started', fix: 'see the log for why the agent did not start' }], measures: {}, details: { state: 'connecting' } };
     return {
       ...link,
       name: this.urls.join(' '),
       measures: { ...link.measures, failovers: counter('how often the link left a hub instance it was subscribed on', this.failovers) },
-      details: { instance: this.active.url, ...link.details, preferred: this.urls[0]!, instances: this.urls.join(' ') },
+      details: { instance: this.active?.url ?? this.urls[0]!, ...link.details, preferred: this.urls[0]!, instances: this.urls.join(' ') },
     };
   }
 
   async stop(): Promise<void> {
     this.closing = true;
     clearTimeout(this.retry);
-    await Promise.all([this.active.stop(), this.returning?.stop()]);
+    await Promise.all([this.active?.stop(), this.returning?.stop()]);
   }
 
   private open(position: number): BrokerLink {
@@ -87,8 +86,8 @@ export class FailoverLink implements Part {
       this.returning = undefined;
       this.active = probe;
       this.position = 0;
-      this.options.log.info({ broker: url, from: old.url }, 'back on the preferred hub instance');
-      void old.stop();
+      this.options.log.info({ broker: url, from: old?.url }, 'back on the preferred hub instance');
+      void old?.stop();
     }, () => {
       if (probe === this.active) this.moveOn(probe, true);
     });

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { connect } from 'node:tls';
-import type { Firewall, OpnsenseConfig } from '../src/config.js';
+import { urlHostname, type Firewall, type OpnsenseConfig } from '../src/config.js';
 import { probeFirewall } from './bridge/probe.js';
 import type { Finding } from './jail-checks.js';
 
@@ -24,7 +24,7 @@ export async function checkFirewalls(opnsense: OpnsenseConfig, timeoutMs: number
 async function plainHttpUnderVerifyOff(firewall: Firewall, opnsense: OpnsenseConfig, timeoutMs: number): Promise<Finding | undefined> {
   const url = new URL(firewall.baseUrl);
   if (opnsense.verifyTls || url.protocol !== 'https:') return undefined;
-  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const host = urlHostname(url);
   if (await answersTls(host, Number(url.port) || 443, timeoutMs)) return undefined;
   // The original reached such a firewall at http://<address>, port 80; with a port given, on that port.
   const httpPort = Number(url.port) || 80;

@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { Config } from '../src/config.js';
+import { urlHostname, type Config } from '../src/config.js';
 import { mustParseAddress } from '../src/ip.js';
 import type { Logger } from '../src/log.js';
 import type { PartStatus } from '../src/status.js';
@@ -10,12 +10,17 @@ import type { Part } from './part.js';
 const REFRESH_MS = 10 * 60_000;
 const LOOKUP_TIMEOUT_MS = 5_000;
 
+interface FleetHost {
+  host: string;
+  why: string;
+}
+
 /** The hosts the sync network itself runs on: banning one would cut the network or the firewall off. */
-function fleetHosts(config: Config): Array<{ host: string; why: string }> {
+function fleetHosts(config: Config): FleetHost[] {
   return [
     ...config.syncServers.map(({ host }) => ({ host, why: `sync_servers ${host}` })),
-    ...config.brokerUrls.map((url) => ({ host: new URL(url).hostname.replace(/^\[|\]$/g, ''), why: 'broker_url host' })),
-    ...config.opnsense.firewalls.map((firewall) => ({ host: new URL(firewall.baseUrl).hostname.replace(/^\[|\]$/g, ''), why: `opn_fw_ip ${firewall.name}` })),
+    ...config.brokerUrls.map((url) => ({ host: urlHostname(url), why: 'broker_url host' })),
+    ...config.opnsense.firewalls.map((firewall) => ({ host: urlHostname(firewall.baseUrl), why: `opn_fw_ip ${firewall.name}` })),
   ];
 }
 
@@ -28,13 +33,15 @@ export class FleetHostProtection implements Part {
   private timer: NodeJS.Timeout | undefined;
   /** host name -> why it is protected, while it does not resolve */
   private readonly unresolved = new Map<string, string>();
+  private readonly hosts: FleetHost[];
 
   constructor(
-    private readonly config: Config,
+    config: Config,
     private readonly neverBan: NeverBanList,
     private readonly log: Logger,
   ) {
-    for (const { host, why } of fleetHosts(config)) {
+    this.hosts = fleetHosts(config);
+    for (const { host, why } of this.hosts) {
       if (isIP(host)) neverBan.protect(host, [mustParseAddress(host)], why);
     }
   }
@@ -58,12 +65,12 @@ export class FleetHostProtection implements Part {
         fix: `make ${host} resolvable on this host (DNS or /etc/hosts), or write its address instead`,
       })),
       measures: {},
-      details: { protected: fleetHosts(this.config).map(({ host }) => host).join(' ') || 'none' },
+      details: { protected: this.hosts.map(({ host }) => host).join(' ') || 'none' },
     };
   }
 
   private async resolveNames(): Promise<void> {
-    const names = fleetHosts(this.config).filter(({ host }) => !isIP(host));
+    const names = this.hosts.filter(({ host }) => !isIP(host));
     await Promise.all(names.map(async ({ host, why }) => {
       try {
         const found = await withTimeout(lookup(host, { all: true }), LOOKUP_TIMEOUT_MS);

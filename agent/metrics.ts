@@ -19,6 +19,7 @@ type Metric = Counter | Gauge;
 class AgentMetrics {
   readonly registry = new Registry();
   private readonly families = new Map<string, Metric>();
+  private readonly version = programVersion();
 
   constructor(private readonly status: () => AgentStatus) {
     collectDefaultMetrics({ register: this.registry });
@@ -28,7 +29,7 @@ class AgentMetrics {
   async scrape(): Promise<string> {
     const status = this.status();
     for (const family of this.families.values()) family.reset();
-    this.set('syncfail2ban_up', { help: '1 while the agent runs, with what it is as labels', type: 'gauge', value: 1 }, { node_id: status.nodeId, topology: status.topology, version: programVersion() });
+    this.set('syncfail2ban_up', { help: '1 while the agent runs, with what it is as labels', type: 'gauge', value: 1 }, { node_id: status.nodeId, topology: status.topology, version: this.version });
     this.set('syncfail2ban_healthy', { help: '1 when syncfail2ban-client status would exit 0', type: 'gauge', value: healthProblems(status).length === 0 ? 1 : 0 }, {});
     for (const part of status.parts) {
       const labels: Labels = part.name === undefined ? {} : { [part.kind]: part.name };

@@ -1,8 +1,7 @@
-import { endpointUrl, type Config } from '../src/config.js';
-import type { Credentials } from '../src/config-security.js';
+import { endpointUrl, peerUrls, type Config } from '../src/config.js';
+import { requestStatus } from '../src/control-protocol.js';
 import { listenProblem } from '../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../cli/mqtt-publish.js';
-import { requestStatus } from '../cli/status.js';
 import type { Finding } from './jail-checks.js';
 
 /**
@@ -25,11 +24,9 @@ export async function checkListen(config: Config): Promise<Finding[]> {
  * Every broker this host would subscribe to (each peer in sync_servers, or broker_url):
  * reachable, and accepting this host's credentials. All at once, each within connection_timeout.
  */
-export async function checkBrokers(config: Config, credentials: Credentials): Promise<Finding[]> {
-  const own = endpointUrl(config.mq, config.meshTls);
-  const targets = config.brokerUrls.length
-    ? config.brokerUrls.map((url) => ({ key: 'broker_url', url }))
-    : [...new Set(config.syncServers.map((peer) => endpointUrl(peer, config.meshTls)))].filter((url) => url !== own).map((url) => ({ key: 'peer', url }));
+export async function checkBrokers(config: Config): Promise<Finding[]> {
+  const credentials = config.mqtt;
+  const targets = config.brokerUrls.length ? config.brokerUrls.map((url) => ({ key: 'broker_url', url })) : peerUrls(config).map((url) => ({ key: 'peer', url }));
   const account = credentials.username === undefined ? 'anonymously' : `as ${credentials.username}`;
   return Promise.all(
     targets.map(async ({ key, url }): Promise<Finding> => {

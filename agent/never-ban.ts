@@ -33,7 +33,7 @@ export class NeverBanList {
 
   constructor(
     ignoreIp: readonly CanonicalAddress[],
-    ownAddresses: readonly string[] = hostAddresses(),
+    ownAddresses: readonly string[],
     private readonly minPrefix: MinPrefix = DEFAULT_MIN_PREFIX,
   ) {
     this.entries = [

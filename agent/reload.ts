@@ -14,7 +14,8 @@ export interface Service {
  * running agent goes on untouched. Otherwise the running agent stops as at SIGTERM (intake
  * first, then what it accepted is flushed; the holdings store keeps every ban for the new
  * agent's sinks to reconcile) and the new one starts. If the new one cannot start (a port in
- * use), the previous config is started again.
+ * use), the previous config is started again; if that fails too, no agent runs and reload()
+ * rejects (the service exits for systemd to restart it).
  */
 export class Reloader<T extends Service> {
   private running: T;
@@ -30,19 +31,15 @@ export class Reloader<T extends Service> {
     this.running = build(config);
   }
 
-  /** The agent running now. */
-  get current(): T {
-    return this.running;
-  }
-
   start(): Promise<void> {
     return this.running.start();
   }
 
-  /** One reload at a time, in the order the signals came; none after stop(). */
+  /** One reload at a time, in the order the signals came; none after stop(). A failed one does not hold up the next. */
   reload(): Promise<void> {
-    this.queue = this.queue.then(() => (this.stopping ? undefined : this.apply()));
-    return this.queue;
+    const applied = this.queue.then(() => (this.stopping ? undefined : this.apply()));
+    this.queue = applied.catch(() => undefined);
+    return applied;
   }
 
   async stop(): Promise<void> {
@@ -71,7 +68,11 @@ export class Reloader<T extends Service> {
     } catch (error) {
       log.error(`reload failed: ${(error as Error).message}; starting again on the previous config`);
       this.running = this.build(this.config);
-      await this.running.start();
+      try {
+        await this.running.start();
+      } catch (again) {
+        throw new Error(`reload failed (${(error as Error).message}), and the previous config did not start again either (${(again as Error).message}): no agent runs`);
+      }
       return;
     }
     this.running = next;

@@ -1,6 +1,6 @@
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import { onTermination } from '../src/program.js';
+import { EXIT_FAILURE, onTermination } from '../src/program.js';
 import { Agent } from './agent.js';
 import { Reloader, warnAbout } from './reload.js';
 
@@ -19,7 +19,13 @@ export async function runService(file: string, dryRun: boolean): Promise<void> {
     log,
   );
   const started = agents.start();
-  process.on('SIGHUP', () => void agents.reload());
+  process.on('SIGHUP', () => {
+    agents.reload().catch((error: Error) => {
+      // Nothing runs on either config: exit non-zero so that systemd restarts the service.
+      log.fatal(`${error.message}; exiting`);
+      process.exit(EXIT_FAILURE);
+    });
+  });
   onTermination(async () => {
     // A stop during start-up waits for it, so that every part started is stopped.
     await started.catch(() => undefined);

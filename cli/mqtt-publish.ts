@@ -1,5 +1,6 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
+import { urlHostname } from '../src/config.js';
 import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from './mqtt-codec.js';
 
 export interface Message {
@@ -82,7 +83,7 @@ export async function publishAll(url: string, messages: Message[], options: Publ
 async function publishOnce(url: string, messages: Message[], options: PublishOptions, deadline: number, connectDeadline: number): Promise<void> {
   const target = new URL(url);
   const port = Number(target.port) || (target.protocol === 'mqtts:' ? 8883 : 1883);
-  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const host = urlHostname(target);
   // node:tls (and the crypto it pulls in) only when needed: loading them is a good part of a plain start-up.
   const socket: Socket =
     target.protocol === 'mqtts:'

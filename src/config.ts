@@ -352,7 +352,19 @@ export function endpointUrl({ host, port }: Endpoint, tls = false): string {
   return `${tls ? 'mqtts' : 'mqtt'}://${urlHost(host)}:${port}`;
 }
 
+/** Mesh: the brokers of the peers in sync_servers, each once, without this host's own. */
+export function peerUrls(config: Config): string[] {
+  const tls = config.meshTls;
+  const own = endpointUrl(config.mq, tls);
+  return [...new Set(config.syncServers.map((peer) => endpointUrl(peer, tls)))].filter((url) => url !== own);
+}
+
 /** A host as it stands in a URL: IPv6 addresses in brackets. */
 export function urlHost(host: string): string {
   return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+/** A URL's host as an address or name: IPv6 addresses without their brackets. */
+export function urlHostname(url: string | URL): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, '');
 }

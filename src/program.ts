@@ -1,7 +1,7 @@
 import { ConfigError } from './config-reader.js';
 
 /** Exit codes, the same for every program (the README's table): 0 is success. */
-const EXIT_FAILURE = 1;
+export const EXIT_FAILURE = 1;
 /** Bad arguments, unknown options included. */
 export const EXIT_USAGE = 2;
 /** sysexits' EX_CONFIG, a port in use included: systemd units refuse to restart-loop on it. */

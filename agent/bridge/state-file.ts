@@ -2,10 +2,11 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/log.js';
+import { replaceFile, syncDir } from '../durable-file.js';
 import { LogThrottle } from './log-throttle.js';
 
 /** Changes are gathered at least this long before a snapshot is written, so a burst is a few writes, not one per ban. */
-export const STATE_WRITE_DELAY_MS = 1_000;
+const STATE_WRITE_DELAY_MS = 1_000;
 /**
  * Serialising a snapshot blocks the event loop for as long as it takes (about a second for a
  * million addresses), so snapshots are also spaced by this many times that: the agent spends
@@ -265,22 +266,14 @@ export class StateFile {
     const generation = this.generation + 1;
     const text = this.serialise(generation); // may throw (e.g. a state too big for one string): handled by the caller
     this.lastSerialiseMs = performance.now() - started;
-    const temp = `${this.path}.tmp`;
-    const file = await open(temp, 'w', 0o640);
-    try {
-      await file.writeFile(text);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temp, this.path);
+    await replaceFile(this.path, text);
     // From now on the journal's records are in the snapshot: whatever is appended next starts a
     // new segment, so records left behind (the truncation below failing, or a crash before it)
     // are told apart from later ones.
     this.generation = generation;
     this.needsHeader = true;
     // The rename itself is only durable once the directory is synced.
-    await this.syncDir();
+    await syncDir(dirname(this.path));
     // Everything the journal held is in the snapshot now.
     await this.truncateJournal();
     this.writes += 1;
@@ -300,7 +293,7 @@ export class StateFile {
       await file.close();
     }
     if (!this.journalCreated) {
-      await this.syncDir();
+      await syncDir(dirname(this.path));
       this.journalCreated = true;
     }
   }
@@ -319,15 +312,6 @@ export class StateFile {
       this.tornTail = false;
     } finally {
       await file.close();
-    }
-  }
-
-  private async syncDir(): Promise<void> {
-    const dir = await open(dirname(this.path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
     }
   }
 

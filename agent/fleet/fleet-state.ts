@@ -1,7 +1,8 @@
-import type { SyncEvent } from '../../src/event.js';
+import { NODE_ID, type SyncEvent } from '../../src/event.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
+import type { Adopt } from '../bridge/bridge.js';
 import type { EventTarget, RouteResult } from '../intake.js';
 import { LogThrottle } from '../bridge/log-throttle.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
@@ -34,6 +35,9 @@ export class FleetState implements EventTarget {
   private readonly throttle = new LogThrottle();
   private unbansWithoutHolding = 0;
   private refusedAtCap = 0;
+  private adopting = false;
+  /** The store did not exist before this start (an upgrade, or a new install). */
+  private fresh = false;
 
   constructor(
     readonly holdings: Holdings,
@@ -58,17 +62,32 @@ export class FleetState implements EventTarget {
     }
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
     this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
+    this.adopting = result.adoptionPending;
+    this.fresh = result.fresh;
     return result;
+  }
+
+  /** Whether what the sync jails hold is still to be taken into the store (the first start with one). */
+  get adoptionPending(): boolean {
+    return this.adopting;
   }
 
   /** What the sync jails held at the first start is in the store now: never adopt again. */
   adoptionDone(): void {
+    this.adopting = false;
     this.file.adoptionDone();
   }
 
-  close(): void {
+  /** On the first start with a store, the holders a bridge state file of an earlier version kept go into it. */
+  bridgeAdopter(): Adopt | undefined {
+    if (!this.fresh) return undefined;
+    return (origin, jail, address) => this.addAll(adoptedOrigin(origin), jail, [address]);
+  }
+
+  /** Ends the snapshots being received and writes the store to disk. */
+  async close(): Promise<void> {
     this.snapshots.close();
-    this.file.close(this.holdings);
+    await this.file.close();
   }
 
   /**
@@ -151,7 +170,7 @@ export class FleetState implements EventTarget {
     });
     const changes = mutate();
     if (changes.length === 0) return 0;
-    this.file.append(changes, this.holdings);
+    this.file.append(changes);
     for (const { projection, target, before } of affected) {
       addresses.forEach((address, index) => {
         const after = projection.holds(this.holdings, target, address);
@@ -172,4 +191,10 @@ export class FleetState implements EventTarget {
         : `${address} in ${jail} already has ${MAX_ORIGINS_PER_ADDRESS} holders: one more (${origin}) refused; the address stays banned through the others. Look for a client publishing under many node ids`,
     );
   }
+}
+
+/** Holders from a bridge state file of an earlier version, as holdings: "@manual" stays manual, anything not a node id is adopted. */
+function adoptedOrigin(origin: string): string {
+  if (origin === MANUAL) return MANUAL;
+  return NODE_ID.test(origin) ? origin : ADOPTED;
 }

@@ -1,17 +1,22 @@
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { JAIL_NAME, NODE_ID } from '../../src/event.js';
 import { isCanonical } from '../../src/ip.js';
+import { replaceFile, syncDir } from '../durable-file.js';
 import { ADOPTED, MANUAL, type Holdings } from './holdings.js';
 
-export const SNAPSHOT_FILE = 'holdings.snapshot';
-export const JOURNAL_FILE = 'holdings.journal';
+const SNAPSHOT_FILE = 'holdings.snapshot';
+const JOURNAL_FILE = 'holdings.journal';
+/** The journal a compaction is writing into the snapshot, until the snapshot is on disk. */
+const COMPACTING_FILE = 'holdings.journal.compacting';
 /** Present from the first start with a store until what the sync jails held then was adopted. */
-export const ADOPTION_MARKER = 'holdings.adopting';
+const ADOPTION_MARKER = 'holdings.adopting';
 /** The journal is fsynced at most this long after a change (what a power cut may lose; a kill -9 loses nothing). */
-export const SYNC_INTERVAL_MS = 1_000;
-/** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings. */
+const SYNC_INTERVAL_MS = 1_000;
+/** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings… */
 const COMPACT_MIN_LINES = 50_000;
+/** …this long after it grew past that, off the path that took the change. */
+const COMPACT_DELAY_MS = 1_000;
 
 /** One change, as a journal line: `+ origin jail address`, `- origin jail address`. */
 export type Change = ['+' | '-', origin: string, jail: string, address: string];
@@ -33,23 +38,33 @@ export interface LoadResult {
  * Durability: `append()` writes the lines with one write(2) before it returns, so once an
  * event was taken into the store it is in the kernel's page cache and survives a kill -9 of
  * the agent at any later moment. The journal is fsynced within SYNC_INTERVAL_MS (and at
- * stop), so a power cut loses at most that last second. Replaying is idempotent (each line
- * sets one holding present or absent), so a crash anywhere in a compaction (snapshot
- * written, renamed, journal not yet emptied) replays lines the snapshot already has, with
- * the same result.
+ * stop), so a power cut loses at most that last second.
+ *
+ * Compaction runs from a timer, never in append(): in one step it serialises the holdings
+ * and moves the journal aside (`holdings.journal.compacting`; appends go on in a new
+ * journal), then writes the snapshot without blocking, and removes the moved journal once
+ * the snapshot is on disk. A start replays snapshot, moved journal (if any) and journal in
+ * order. Replaying is idempotent (each line sets one holding present or absent), so a crash
+ * anywhere in a compaction (snapshot renamed, moved journal not yet removed) replays lines
+ * the snapshot already has, with the same result.
  */
 export class HoldingsFile {
-  readonly snapshotPath: string;
-  readonly journalPath: string;
+  private readonly snapshotPath: string;
+  private readonly journalPath: string;
+  private readonly compactingPath: string;
+  private holdings: Holdings | undefined;
   /** Lines in the journal now. */
   private journalLines = 0;
   private fd: number | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
+  private compactTimer: NodeJS.Timeout | undefined;
+  private compacting: Promise<void> | undefined;
   private lastError: string | null = null;
 
   constructor(readonly dir: string) {
     this.snapshotPath = join(dir, SNAPSHOT_FILE);
     this.journalPath = join(dir, JOURNAL_FILE);
+    this.compactingPath = join(dir, COMPACTING_FILE);
   }
 
   /** The last write failure, until a write succeeds again. */
@@ -57,25 +72,31 @@ export class HoldingsFile {
     return this.lastError;
   }
 
-  /** Reads snapshot then journal into `holdings` and opens the journal for appends. Throws when state_dir cannot be used. */
+  /** Reads snapshot then journal into `holdings`, which it keeps, and opens the journal for appends. Throws when state_dir cannot be used. */
   load(holdings: Holdings): LoadResult {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
-    const fresh = !existsSync(this.snapshotPath) && !existsSync(this.journalPath);
+    const files = [this.snapshotPath, this.compactingPath, this.journalPath];
+    const fresh = !files.some((path) => existsSync(path));
     let skipped = 0;
-    for (const path of [this.snapshotPath, this.journalPath]) {
+    let journal = '';
+    for (const path of files) {
       const text = readIfThere(path);
       const lines = text.split('\n');
-      if (path === this.journalPath) this.journalLines = lines.length;
+      if (path === this.journalPath) {
+        journal = text;
+        this.journalLines = lines.length;
+      }
       for (const line of lines) if (line !== '' && !replay(holdings, line)) skipped += 1;
     }
+    this.holdings = holdings;
     this.fd = openSync(this.journalPath, 'a', 0o640);
     // A crash mid-append leaves a torn last line: the next line starts on its own.
-    const journal = readIfThere(this.journalPath);
     if (journal !== '' && !journal.endsWith('\n')) writeSync(this.fd, '\n');
     const marker = join(this.dir, ADOPTION_MARKER);
     if (fresh) {
       closeSync(openSync(marker, 'w', 0o640));
-      syncDir(this.dir);
+      // Durable long before the first adoption could end.
+      syncDir(this.dir).catch((error: Error) => (this.lastError = `cannot sync state_dir ${this.dir} (${error.message})`));
     }
     return { fresh, skipped, adoptionPending: existsSync(marker) };
   }
@@ -89,8 +110,8 @@ export class HoldingsFile {
     }
   }
 
-  /** Appends changes to the journal in one write; compacts when the journal has grown past the holdings it describes. */
-  append(changes: readonly Change[], holdings: Holdings): void {
+  /** Appends changes to the journal in one write; schedules a compaction when the journal has grown past the holdings it describes. */
+  append(changes: readonly Change[]): void {
     if (changes.length === 0 || this.fd === undefined) return;
     try {
       writeSync(this.fd, changes.map((change) => `${change.join(' ')}\n`).join(''));
@@ -101,43 +122,55 @@ export class HoldingsFile {
       return;
     }
     this.scheduleSync();
-    if (this.journalLines > Math.max(COMPACT_MIN_LINES, holdings.size)) this.compact(holdings);
+    if (this.journalLines > Math.max(COMPACT_MIN_LINES, this.holdings?.size ?? 0)) this.scheduleCompaction();
   }
 
-  /**
-   * Writes every holding (and remembered release) into a new snapshot, renamed over the old
-   * one once it is on disk, then empties the journal.
-   */
-  compact(holdings: Holdings): void {
+  /** Compacts and closes; the store is on disk. */
+  async close(): Promise<void> {
     if (this.fd === undefined) return;
-    const temp = `${this.snapshotPath}.tmp`;
+    clearTimeout(this.syncTimer);
+    clearTimeout(this.compactTimer);
+    await this.compacting;
+    await this.compact();
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private scheduleCompaction(): void {
+    if (this.compactTimer || this.compacting) return;
+    this.compactTimer = setTimeout(() => {
+      this.compactTimer = undefined;
+      this.compacting = this.compact().finally(() => (this.compacting = undefined));
+    }, COMPACT_DELAY_MS);
+    this.compactTimer.unref();
+  }
+
+  /** Writes every holding (and remembered release) into a new snapshot, renamed over the old one once it is on disk; the journal it holds goes. Never throws. */
+  private async compact(): Promise<void> {
+    if (this.fd === undefined || !this.holdings) return;
     try {
-      const file = openSync(temp, 'w', 0o640);
-      try {
-        writeSync(file, serialise(holdings));
-        fsyncSync(file);
-      } finally {
-        closeSync(file);
-      }
-      renameSync(temp, this.snapshotPath);
-      syncDir(this.dir);
-      ftruncateSync(this.fd, 0);
-      fsyncSync(this.fd);
-      this.journalLines = 0;
+      const text = serialise(this.holdings);
+      // Unless an earlier compaction failed and left its moved journal (then both stay until one succeeds).
+      if (!existsSync(this.compactingPath)) this.moveJournalAside();
+      await replaceFile(this.snapshotPath, text);
+      await syncDir(this.dir);
+      unlinkSync(this.compactingPath);
       this.lastError = null;
     } catch (error) {
-      // The journal still holds every change: nothing is lost, it only grows.
+      // The journals still hold every change: nothing is lost, they only grow.
       this.lastError = `cannot write the holdings snapshot ${this.snapshotPath} (${(error as Error).message}); the journal keeps growing until it can: free space in or fix the permissions of state_dir ${this.dir}`;
     }
   }
 
-  /** Compacts and closes; the store is on disk. */
-  close(holdings: Holdings): void {
-    if (this.fd === undefined) return;
-    clearTimeout(this.syncTimer);
-    this.compact(holdings);
-    closeSync(this.fd);
-    this.fd = undefined;
+  /** In the same step as the holdings were serialised: what the journal holds now is in the snapshot being written, what follows is not. */
+  private moveJournalAside(): void {
+    const old = this.fd!;
+    fdatasyncSync(old);
+    renameSync(this.journalPath, this.compactingPath);
+    this.fd = openSync(this.journalPath, 'a', 0o640);
+    this.journalLines = 0;
+    closeSync(old);
   }
 
   private scheduleSync(): void {
@@ -187,14 +220,5 @@ function readIfThere(path: string): string {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
     throw error;
-  }
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

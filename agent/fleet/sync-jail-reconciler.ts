@@ -1,17 +1,18 @@
 import type { Fail2banClient } from '../../src/fail2ban/client.js';
+import { isCanonical } from '../../src/ip.js';
 import type { Logger } from '../../src/log.js';
+import { LogThrottle } from '../bridge/log-throttle.js';
 import type { FleetState } from './fleet-state.js';
 import { ADOPTED } from './holdings.js';
-import { isCanonical } from '../../src/ip.js';
 import type { Projection } from './projection.js';
 
-/** How often fail2ban is asked whether it answers, to reconcile as soon as it is back. */
-export const REACHABILITY_CHECK_MS = 5_000;
 /** A full reconciliation also runs this often, repairing whatever else changed a sync jail. */
-export const RECONCILE_INTERVAL_MS = 15 * 60_000;
+const RECONCILE_INTERVAL_MS = 15 * 60_000;
 
 export interface SyncJailReconcile {
+  /** When the last sync jail was reconciled (or failed to be). */
   at: string;
+  /** Every sync jail's last reconciliation went through. */
   ok: boolean;
   /** sync jail -> addresses the projection wanted and the jail lacked, queued as bans. */
   added: Record<string, number>;
@@ -19,27 +20,35 @@ export interface SyncJailReconcile {
   removed: Record<string, number>;
   /** Addresses adopted on the first start with a store (an upgrade). */
   adopted: number;
+  /** Why the sync jails that failed did, one per jail. */
+  error?: string;
+}
+
+/** The last reconciliation of one sync jail. */
+interface TargetResult {
+  at: number;
+  added: number;
+  removed: number;
   error?: string;
 }
 
 /**
- * Makes each sync jail hold its projection: at start, whenever fail2ban answers again after
- * not answering, and every RECONCILE_INTERVAL_MS. Missing addresses are queued as bans (the
- * sink sends them in batches); addresses the store released are queued as unbans; whatever
- * else is in the jail (put there by someone else) is left alone.
+ * Makes each sync jail hold its projection. Missing addresses are queued as bans (the sink
+ * sends them in batches); addresses the store released are queued as unbans; whatever else
+ * is in the jail (put there by someone else) is left alone. Each sync jail is reconciled on
+ * its own: one that fail2ban lacks or refuses is retried on the next `run()` while the others
+ * stay done.
  *
- * On the first start with a store (`adopt`), what the sync jails hold is adopted first, so an
- * upgrade lifts nothing.
+ * On the first start with a store (the fleet's adoption is pending), what each sync jail holds
+ * is adopted first, so an upgrade lifts nothing.
  */
 export class SyncJailReconciler {
-  private last: SyncJailReconcile | null = null;
-  private timer: NodeJS.Timeout | undefined;
-  private reachable: boolean | null = null;
-  private lastFull = 0;
+  private readonly results = new Map<string, TargetResult>();
+  /** Sync jails whose content was adopted this start. */
+  private readonly adoptedFrom = new Set<string>();
+  private adopted = 0;
   private stopped = false;
-  private running: Promise<void> | undefined;
-  private adopt = false;
-  private onAdopted: () => void = () => undefined;
+  private readonly throttle = new LogThrottle();
 
   constructor(
     private readonly client: Fail2banClient,
@@ -48,89 +57,83 @@ export class SyncJailReconciler {
     private readonly log: Logger,
   ) {}
 
-  /** `adopt`: the first start with a store; `onAdopted` is called once what the sync jails hold was taken in. */
-  start(adopt: boolean, onAdopted: () => void): void {
-    this.adopt = adopt;
-    this.onAdopted = onAdopted;
-    this.schedule(0);
+  /**
+   * Reconciles every sync jail when `all` (fail2ban answers again), else those whose last
+   * reconciliation failed or is older than RECONCILE_INTERVAL_MS. Never throws.
+   */
+  async run(all: boolean): Promise<void> {
+    const now = Date.now();
+    const due = this.projection.targets().filter((target) => {
+      const last = this.results.get(target);
+      return all || !last || last.error !== undefined || now - last.at >= RECONCILE_INTERVAL_MS;
+    });
+    for (const target of due) {
+      if (this.stopped) return;
+      await this.reconcile(target);
+    }
+    if (this.fleet.adoptionPending && this.projection.targets().every((target) => this.adoptedFrom.has(target))) this.fleet.adoptionDone();
   }
 
-  async stop(): Promise<void> {
+  /** Ends the current run() after the sync jail it is at. */
+  stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
   }
 
   status(): SyncJailReconcile | null {
-    return this.last;
+    if (this.results.size === 0) return null;
+    const results = [...this.results];
+    const failed = results.filter(([, result]) => result.error !== undefined);
+    const ok = results.filter(([, result]) => result.error === undefined);
+    return {
+      at: new Date(Math.max(...results.map(([, result]) => result.at))).toISOString(),
+      ok: failed.length === 0,
+      added: Object.fromEntries(ok.map(([target, result]) => [target, result.added])),
+      removed: Object.fromEntries(ok.map(([target, result]) => [target, result.removed])),
+      adopted: this.adopted,
+      ...(failed.length > 0 ? { error: failed.map(([target, result]) => `${target}: ${result.error}`).join('; ') } : {}),
+    };
   }
 
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.tick().finally(() => {
-        this.running = undefined;
-        this.schedule(REACHABILITY_CHECK_MS);
-      });
-    }, delayMs);
-    this.timer.unref();
-  }
-
-  private async tick(): Promise<void> {
-    const wasReachable = this.reachable;
+  private async reconcile(target: string): Promise<void> {
+    const { fleet, projection } = this;
+    let present: Set<string>;
     try {
-      await this.client.ping();
-      this.reachable = true;
-    } catch {
-      this.reachable = false;
+      present = new Set(await this.client.banned(target));
+    } catch (error) {
+      const message = (error as Error).message;
+      this.results.set(target, { at: Date.now(), added: 0, removed: 0, error: message });
+      const held = this.throttle.pass(target);
+      if (held !== null) this.log.warn({ jail: target, err: message, held }, `reconciling sync jail ${target} failed (${message}); retried while it fails`);
       return;
     }
-    if (wasReachable !== true || !this.last?.ok || Date.now() - this.lastFull >= RECONCILE_INTERVAL_MS) await this.reconcile();
-  }
-
-  private async reconcile(): Promise<SyncJailReconcile> {
-    const report: SyncJailReconcile = { at: new Date().toISOString(), ok: true, added: {}, removed: {}, adopted: 0 };
-    const { fleet, projection } = this;
-    try {
-      for (const target of projection.targets()) {
-        const present = new Set(await this.client.banned(target));
-        if (this.stopped) break;
-        if (this.adopt) report.adopted += this.adoptFrom(target, present);
-        const wanted = projection.wanted(fleet.holdings, target);
-        let added = 0;
-        for (const address of wanted) {
-          if (present.has(address)) continue;
-          projection.submit('ban', target, address);
-          added += 1;
-        }
-        let removed = 0;
-        for (const address of projection.released(fleet.holdings, target)) {
-          if (wanted.has(address)) continue;
-          if (present.has(address)) {
-            projection.submit('unban', target, address);
-            removed += 1;
-          } else {
-            for (const jail of projection.jailsOf(target)) fleet.holdings.forgetReleased(jail, address);
-          }
-        }
-        report.added[target] = added;
-        report.removed[target] = removed;
-      }
-      if (this.adopt && !this.stopped) {
-        this.adopt = false;
-        this.onAdopted();
-      }
-      this.lastFull = Date.now();
-    } catch (error) {
-      report.ok = false;
-      report.error = (error as Error).message;
+    if (this.stopped) return;
+    let adopted = 0;
+    if (fleet.adoptionPending && !this.adoptedFrom.has(target)) {
+      adopted = this.adoptFrom(target, present);
+      this.adoptedFrom.add(target);
+      this.adopted += adopted;
     }
-    this.last = report;
-    const added = Object.values(report.added).reduce((sum, n) => sum + n, 0);
-    const removed = Object.values(report.removed).reduce((sum, n) => sum + n, 0);
-    if (!report.ok) this.log.warn({ err: report.error }, `sync jail reconciliation failed (${report.error}); retrying in ${REACHABILITY_CHECK_MS / 1000} s`);
-    else this.log[added + removed + report.adopted > 0 ? 'info' : 'debug']({ added: report.added, removed: report.removed, adopted: report.adopted }, `reconciled the sync jails: queued ${added} missing ban(s) and ${removed} released one(s); adopted ${report.adopted}`);
-    return report;
+    const wanted = projection.wanted(fleet.holdings, target);
+    let added = 0;
+    for (const address of wanted) {
+      if (present.has(address)) continue;
+      projection.submit('ban', target, address);
+      added += 1;
+    }
+    let removed = 0;
+    for (const address of projection.released(fleet.holdings, target)) {
+      if (wanted.has(address)) continue;
+      if (present.has(address)) {
+        projection.submit('unban', target, address);
+        removed += 1;
+      } else {
+        for (const jail of projection.jailsOf(target)) fleet.holdings.forgetReleased(jail, address);
+      }
+    }
+    const before = this.results.get(target);
+    this.results.set(target, { at: Date.now(), added, removed });
+    if (before?.error !== undefined) this.log.info({ jail: target }, `sync jail ${target} reconciles again`);
+    this.log[added + removed + adopted > 0 ? 'info' : 'debug']({ jail: target, added, removed, adopted }, `reconciled sync jail ${target}: queued ${added} missing ban(s) and ${removed} released one(s); adopted ${adopted}`);
   }
 
   /** Takes what the sync jail holds into the store, as held by nobody known (see ADOPTED). */

@@ -2,13 +2,14 @@ import { Fail2banClient } from '../../src/fail2ban/client.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus, Problem } from '../../src/status.js';
 import type { SyncJailReconciler } from '../fleet/sync-jail-reconciler.js';
+import { missingSyncJailFix } from '../jail-checks.js';
 import type { Part } from '../part.js';
 import { Batcher, sinkMeasures, sinkProblems, type Change } from './batcher.js';
 import { DryRunBackend } from './dry-run.js';
-import { Fail2banBackend, missingJailFix } from './fail2ban-backend.js';
+import { Fail2banBackend } from './fail2ban-backend.js';
 
-/** While fail2ban or a sync jail is missing, it is looked for again this often. */
-const RECHECK_MS = 15_000;
+/** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
+const CHECK_MS = 5_000;
 
 export interface SyncJailsOptions {
   socket: string;
@@ -17,31 +18,32 @@ export interface SyncJailsOptions {
   timeoutMs: number;
   dryRun: boolean;
   log: Logger;
-  recheckMs?: number;
-  /** Makes the sync jails hold the fleet's projection, through this sink's fail2ban client. */
-  reconcile?: {
-    reconciler(client: Fail2banClient): SyncJailReconciler;
-    /** Asked at start: on the first start with a holdings store, what the jails hold is adopted first. */
-    adoptionPending(): boolean;
-    adoptionDone(): void;
-  };
+  /** The reconciler that makes the sync jails hold the fleet's projection, through this sink's fail2ban client. */
+  reconciler(client: Fail2banClient): SyncJailReconciler;
 }
 
 /**
  * The sink of the local fail2ban sync jails: a Batcher in front of fail2ban (or of the
  * dry-run backend), and the reconciler that makes the jails hold the fleet's projection.
- * At start, and again while something is missing, it checks that fail2ban answers and
- * every sync jail exists: what is missing is a problem in status before any change is
- * lost to it.
+ * One loop asks fail2ban every CHECK_MS whether it answers: when it answers (again), the
+ * backlog is retried at once, every sync jail is checked and reconciled; while a sync jail
+ * is missing it is looked for again. What is missing is a problem in status before any
+ * change is lost to it.
  */
 export class SyncJailsSink implements Part {
   private readonly client: Fail2banClient;
   private readonly batcher: Batcher;
+  /** Made at start: the fleet state it reconciles is built after this sink. */
   private reconciler: SyncJailReconciler | undefined;
   private readonly jails: string[];
   /** Why fail2ban did not answer the last check, and how many changes were applied then (one more means it answers). */
   private unreachable: { message: string; applied: number } | null = null;
+  /** fail2ban answered the last check. */
+  private answered = false;
+  /** Sync jails fail2ban lacked at the last look. */
+  private missing = 0;
   private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
   private stopped = false;
 
   constructor(private readonly options: SyncJailsOptions) {
@@ -56,19 +58,17 @@ export class SyncJailsSink implements Part {
   }
 
   async start(): Promise<void> {
-    const { reconcile } = this.options;
-    // Neither awaited: a hung fail2ban must not hold up start-up.
-    void this.check();
-    if (!reconcile) return;
-    this.reconciler = reconcile.reconciler(this.client);
-    this.reconciler.start(reconcile.adoptionPending(), () => reconcile.adoptionDone());
+    this.reconciler = this.options.reconciler(this.client);
+    // Not awaited: a hung fail2ban must not hold up start-up.
+    this.schedule(0);
   }
 
   async stop(deadlineMs: number): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.reconciler?.stop();
+    this.reconciler?.stop();
+    await this.running;
     if (!(await this.batcher.stop(deadlineMs))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
@@ -84,7 +84,7 @@ export class SyncJailsSink implements Part {
     }
     const reconcile = this.reconciler?.status() ?? null;
     if (reconcile && !reconcile.ok && problems.length === 0) {
-      problems.push({ what: `reconciling the sync jails failed: ${reconcile.error}`, fix: 'check that fail2ban answers "fail2ban-client get <sync jail> banned" for each sync jail (see fail2ban\'s log); it is retried every 5 s' });
+      problems.push({ what: `reconciling the sync jails failed: ${reconcile.error}`, fix: `check that fail2ban answers "fail2ban-client get <sync jail> banned" for each sync jail (see fail2ban's log); it is retried every ${CHECK_MS / 1000} s` });
     }
     return {
       kind: 'sink',
@@ -107,29 +107,47 @@ export class SyncJailsSink implements Part {
     };
   }
 
-  /** Says what is wrong on the fail2ban side; the sink keeps retrying either way. */
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.check().finally(() => {
+        this.running = undefined;
+        this.schedule(CHECK_MS);
+      });
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  /** Says what is wrong on the fail2ban side, and reconciles; the sink keeps retrying either way. */
   private async check(): Promise<void> {
     const { log } = this.options;
-    let missing = 0;
     try {
       await this.client.ping();
+      const back = !this.answered;
+      this.answered = true;
       if (this.unreachable) log.info({ socket: this.options.socket }, 'fail2ban answers again');
       this.unreachable = null;
-      for (const jail of this.jails) {
-        const exists = await this.client.jailExists(jail);
-        if (this.stopped) return;
-        const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingJailFix(jail) };
-        if (problem && !this.batcher.stats().targetProblems[jail]) log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
-        if (problem) missing += 1;
-        this.batcher.noteTargetProblem(jail, problem);
-      }
+      if (back) this.batcher.retryNow();
+      if (back || this.missing > 0) await this.findMissingJails();
+      if (!this.stopped) await this.reconciler?.run(back);
     } catch (error) {
       const message = (error as Error).message;
       if (this.unreachable === null) log.warn({ socket: this.options.socket }, `fail2ban is not reachable: ${message}; events will be queued and retried`);
       this.unreachable = { message, applied: this.batcher.stats().applied };
+      this.answered = false;
     }
-    if (this.stopped || (missing === 0 && this.unreachable === null)) return;
-    this.timer = setTimeout(() => void this.check(), this.options.recheckMs ?? RECHECK_MS);
-    this.timer.unref();
+  }
+
+  private async findMissingJails(): Promise<void> {
+    let missing = 0;
+    for (const jail of this.jails) {
+      const exists = await this.client.jailExists(jail);
+      if (this.stopped) return;
+      const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingSyncJailFix(jail) };
+      if (problem && !this.batcher.stats().targetProblems[jail]) this.options.log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
+      if (problem) missing += 1;
+      this.batcher.noteTargetProblem(jail, problem);
+    }
+    this.missing = missing;
   }
 }

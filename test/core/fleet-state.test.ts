@@ -50,7 +50,7 @@ describe('fleet state: the holdings store and its projections', () => {
     submitted = [];
   });
   afterEach(async () => {
-    for (const fleet of open) fleet.close();
+    for (const fleet of open) await fleet.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -105,7 +105,7 @@ describe('fleet state: the holdings store and its projections', () => {
     expect(second.loaded).to.include({ fresh: false, skipped: 1 });
     expect([...second.holdings.released('sshd')], 'released, so reconciliation may remove it').to.deep.equal(['203.0.113.6']);
     second.fleet.apply(event('ban', '203.0.113.7', 'host-a'));
-    second.fleet.close();
+    await second.fleet.close();
     open = [];
     const third = start();
     expect(third.fleet.status().total, 'the line after the torn one is read').to.equal(3);
@@ -116,7 +116,7 @@ describe('fleet state: the holdings store and its projections', () => {
     for (let i = 0; i < 300; i++) first.fleet.apply(event('ban', `10.0.${i >> 8}.${i & 255}`, 'host-a'));
     first.fleet.apply(event('unban', '10.0.0.0', 'host-a'));
     const journal = await readFile(join(dir, 'holdings.journal'), 'utf8');
-    first.fleet.close();
+    await first.fleet.close();
     open = [];
     expect((await readdir(dir)).sort()).to.deep.equal(['holdings.adopting', 'holdings.journal', 'holdings.snapshot']);
     expect(await readFile(join(dir, 'holdings.journal'), 'utf8')).to.equal('');
@@ -125,6 +125,36 @@ describe('fleet state: the holdings store and its projections', () => {
     const second = start();
     expect(second.fleet.status().total).to.equal(299);
     expect(second.holdings.isHeld('sshd', '10.0.0.0')).to.equal(false);
+  });
+
+  it('compacts from a timer, not while taking a change; what is taken after it survives a crash', async () => {
+    const first = start();
+    const addresses = Array.from({ length: 60_000 }, (_, i) => `10.2.${i >> 8}.${i & 255}`);
+    for (let i = 0; i < addresses.length; i += 1_000) first.fleet.addAll('host-a', 'sshd', addresses.slice(i, i + 1_000));
+    expect(await readdir(dir), 'not compacted inside addAll()').to.not.include('holdings.snapshot');
+    first.fleet.apply(event('unban', addresses[0]!, 'host-a'));
+    await waitFor(async () => (await readdir(dir)).includes('holdings.snapshot') && !(await readdir(dir)).includes('holdings.journal.compacting'), 'the compaction');
+    expect((await readFile(join(dir, 'holdings.journal'), 'utf8')).split('\n').length, 'the journal emptied').to.be.below(10);
+    first.fleet.apply(event('ban', '203.0.113.14', 'host-c'));
+    first.fleet.apply(event('unban', addresses[1]!, 'host-a'));
+    // No close(): the process died.
+    open = [];
+    const second = start();
+    expect(second.fleet.status().holdings).to.deep.equal({ sshd: { 'host-a': addresses.length - 2, 'host-c': 1 } });
+    expect(second.loaded.skipped).to.equal(0);
+  });
+
+  it('a crash in the middle of a compaction (journal moved aside, snapshot not yet written) loses nothing', async () => {
+    await writeFile(join(dir, 'holdings.snapshot'), '+ host-a sshd 203.0.113.15\n+ host-a sshd 203.0.113.16\n');
+    await writeFile(join(dir, 'holdings.journal.compacting'), '- host-a sshd 203.0.113.15\n+ host-c sshd 203.0.113.17\n');
+    await writeFile(join(dir, 'holdings.journal'), '- host-c sshd 203.0.113.17\n+ host-c sshd 203.0.113.18\n');
+    const { fleet, loaded } = start();
+    expect(loaded.fresh).to.equal(false);
+    expect([...fleet.holdings.entries('sshd')].map(([address]) => address).sort()).to.deep.equal(['203.0.113.16', '203.0.113.18']);
+    await fleet.close();
+    open = [];
+    expect((await readdir(dir)).sort(), 'the next compaction ends it').to.deep.equal(['holdings.journal', 'holdings.snapshot']);
+    expect(start().fleet.status().total).to.equal(2);
   });
 
   it('skips lines that are not valid (a hand edit) and says so', async () => {
@@ -153,6 +183,20 @@ describe('fleet state: the holdings store and its projections', () => {
     for (const part of parts('host-a', [])) fleet.applySnapshotPart(part);
     expect(fleet.status().holdings).to.deep.equal({ sshd: { 'host-c': 1 } });
     expect(fleet.status().snapshots.map((s) => [s.origin, s.complete, s.released])).to.deep.equal([['host-a', true, 1]]);
+  });
+
+  it('a late duplicate part of a finished snapshot changes nothing, even after a newer snapshot completed', () => {
+    const { fleet } = start();
+    const older = parts('host-a', ['203.0.113.30']);
+    const newer = parts('host-a', ['203.0.113.31']);
+    for (const part of [...older, ...newer]) fleet.applySnapshotPart(part);
+    expect(fleet.holdings.heldBy('host-a', 'sshd')).to.deep.equal(['203.0.113.31']);
+    const before = fleet.status().snapshots;
+    for (const part of [...older, ...newer]) expect(fleet.applySnapshotPart(part)).to.equal('queued');
+    expect(fleet.holdings.heldBy('host-a', 'sshd'), 'the older snapshot neither re-adds nor releases').to.deep.equal(['203.0.113.31']);
+    expect(fleet.status().snapshots, 'the last snapshot stays the newer, complete one').to.deep.equal(before);
+    expect(before.map((s) => [s.id, s.complete])).to.deep.equal([[newer[0]!.id, true]]);
+    expect(submitted).to.deep.equal(['ban sshd-sync 203.0.113.30', 'ban sshd-sync 203.0.113.31', 'unban sshd-sync 203.0.113.30']);
   });
 
   it('a snapshot with a part missing only adds, once its deadline passes, and says so', async () => {

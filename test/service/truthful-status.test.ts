@@ -63,6 +63,26 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     expect(measuredBy(part(healed.status, 'sink', 'fail2ban'), 'changes_refused'), 'the count stays').to.deep.equal({ 'web-sync': 1 });
   });
 
+  it('a missing sync jail does not hold back reconciling the others, and is reconciled once it exists', async () => {
+    const h = await host('halfjails', '127.0.0.27');
+    await h.fail2ban.ban('web-sync', '203.0.113.65'); // from before the upgrade: adopted at the first start
+    await h.fail2ban.cli('stop', 'sshd-sync'); // the first sync jail [jails] names
+    await h.startAgent();
+
+    const half = await statusWhere(h, 'web-sync reconciled', (report) => part(report.status, 'sink', 'fail2ban').details.adopted === 1);
+    const sink = part(half.status, 'sink', 'fail2ban');
+    expect(sink.details).to.include({ last_reconcile_ok: false });
+    expect(measuredBy(sink, 'reconcile_added')).to.deep.equal({ 'web-sync': 0 });
+    expect(measuredBy(part(half.status, 'fleet'), 'holdings_by_origin')).to.deep.equal({ '@adopted': 1 });
+    expect(half.problems.map((problem) => problem.what)).to.include('sync jail sshd-sync does not exist in fail2ban: bans from other hosts cannot be applied');
+
+    await h.fail2ban.cli('add', 'sshd-sync', 'polling');
+    await h.fail2ban.cli('start', 'sshd-sync');
+    const healed = await statusWhere(h, 'every sync jail reconciled', (report) => report.healthy);
+    expect(part(healed.status, 'sink', 'fail2ban').details).to.include({ last_reconcile_ok: true, adopted: 1 });
+    expect(measuredBy(part(healed.status, 'sink', 'fail2ban'), 'reconcile_added')).to.deep.equal({ 'sshd-sync': 0, 'web-sync': 0 });
+  });
+
   it('a metrics port in use and a control socket taken are problems in status, and the agent syncs on', async () => {
     const metricsPort = await freePort('127.0.0.1');
     const first = await host('taken', '127.0.0.22', [`metrics_port = ${metricsPort}`]);
