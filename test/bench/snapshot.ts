@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startFail2ban } from '../support/fail2ban-server.js';
-import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
 import { measured, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
@@ -46,7 +46,7 @@ export async function run(): Promise<void> {
         peers.map((peer) =>
           waitFor(async () => {
             const snapshots = await snapshotsOf(peer);
-            return snapshots.some((s) => s.origin === 'host-a' && s.complete) && measured(part(await statusOf(peer), 'sink', 'fail2ban'), 'backlog') === 0;
+            return snapshots.some((s) => s.origin === 'host-a' && s.complete) && measured(part(await peer.agentStatus(), 'sink', 'fail2ban'), 'backlog') === 0;
           }, `the snapshot applied on ${peer.name}`, 600_000, 200),
         ),
       );

@@ -214,7 +214,7 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
   });
 
   it('an agent reconnects to a peer that went away and came back', async () => {
-    const linkToB = async () => part((await a.status()).status, 'link', `mqtt://${IPS[1]}:${port}`).details.state;
+    const linkToB = async () => part(await a.agentStatus(), 'link', `mqtt://${IPS[1]}:${port}`).details.state;
     await b.requireAgent().stop();
     await waitFor(async () => (await linkToB()) === 'down', "a's link to b's broker down");
     await b.startAgent();

@@ -202,6 +202,6 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     } finally {
       client.end(true);
     }
-    await waitFor(async () => (measuredBy(part((await a.status()).status, 'broker'), 'refused')['bad-topic'] ?? 0) > 0, 'the broker to count the refused topic');
+    await waitFor(async () => (measuredBy(part(await a.agentStatus(), 'broker'), 'refused')['bad-topic'] ?? 0) > 0, 'the broker to count the refused topic');
   });
 });

@@ -39,7 +39,7 @@ describe('graceful stop: SIGTERM flushes what the agent accepted into fail2ban, 
         await publisher.endAsync(true);
       }
       await waitFor(async () => {
-        const { status } = await host.status();
+        const status = await host.agentStatus();
         expect(measured(part(status, 'sink', 'fail2ban'), 'changes_applied'), 'nothing can be applied while fail2ban is frozen').to.equal(0);
         return measured(part(status, 'events'), 'accepted') === COUNT;
       }, `the agent to accept all ${COUNT} bans`);

@@ -44,7 +44,7 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
   }
 
   async function seen(): Promise<Seen> {
-    const { status } = await host.status();
+    const status = await host.agentStatus();
     const refused = measuredBy(part(status, 'events'), 'refused');
     return { accepted: measured(part(status, 'events'), 'accepted'), refused: (reason) => refused[reason] ?? 0, links: status.parts.flatMap((link) => (link.kind === 'link' ? [link.name!] : [])) };
   }
