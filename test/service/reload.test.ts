@@ -1,20 +1,15 @@
 import { expect } from 'chai';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { startBroker, type RunningBroker } from '../../broker/broker.js';
 import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePort } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const COUNT = 100;
-
-async function publisher(url: string): Promise<MqttClient> {
-  const client = connect(url, { clean: true, reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
-  return client;
-}
 
 /** What these tests read of `syncfail2ban-client status --json`. */
 interface Seen {
@@ -33,7 +28,7 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
   /** Publishes on this host's broker over a new connection: a reload restarts the broker, closing the old ones. */
   async function publishLocally(messages: Array<[string, string]>): Promise<void> {
     await source?.endAsync(true);
-    source = await publisher(local);
+    source = await connectedClient(local);
     for (const [topic, payload] of messages) await source.publishAsync(topic, payload, { qos: 1 });
   }
 
@@ -92,7 +87,7 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
 
     // The peer added to sync_servers is subscribed to; a ban published there for the new jail lands.
     await waitFor(() => agent.logLines().some((line) => line.msg === 'subscribed to f2b/+/+' && line.broker === `mqtt://127.0.0.1:${peer.port}`), 'a subscription on the new peer');
-    const onPeer = await publisher(`mqtt://127.0.0.1:${peer.port}`);
+    const onPeer = await connectedClient(`mqtt://127.0.0.1:${peer.port}`);
     await onPeer.publishAsync('f2b/web/ban', JSON.stringify({ ip: '192.0.2.77', origin: 'peer-b' }), { qos: 1 });
     await onPeer.endAsync(true);
     await waitFor(async () => (await host.banned('web-sync')).includes('192.0.2.77'), 'the new jail web to be applied');

@@ -1,5 +1,6 @@
 import { createConnection } from 'node:net';
 import { MqttClient } from 'mqtt';
+import { whenConnected } from './mqtt-client.js';
 import { RawMqtt, type RawTarget } from './raw-mqtt.js';
 
 /** A valid event for a jail nobody maps: it loads the brokers and agents, not fail2ban. */
@@ -16,7 +17,7 @@ export function floodJunk(): string {
 export async function flood(url: string, localAddress: string, count: number, payload: (i: number) => string = floodEvent): Promise<void> {
   const { port, hostname } = new URL(url);
   const client = new MqttClient(() => createConnection({ host: hostname, port: Number(port), localAddress }), { reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+  await whenConnected(client);
   for (let sent = 0; sent < count; sent += 1_000) {
     await Promise.all(Array.from({ length: Math.min(1_000, count - sent) }, (_, i) => client.publishAsync('f2b/attack/ban', payload(sent + i), { qos: 1 })));
   }
