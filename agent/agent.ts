@@ -1,4 +1,4 @@
-import { endpointUrl, meshTls, peerUrls, type Config } from '../src/config.js';
+import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
 import { hostAddresses, NeverBanList } from './never-ban.js';
@@ -37,16 +37,15 @@ export class Agent {
     private readonly log: Logger,
   ) {
     if (this.topology === 'mesh') {
-      this.stages.push([new EmbeddedBroker(config.mq, meshTls(config), { log, security: config.broker, rateLimit: config.rateLimit })]);
+      this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
     const projections: Projection[] = [];
     const sinks: Part[] = [];
     const syncJails = config.f2bSync && config.jails.size > 0;
-    let fleetPart: FleetPart | undefined;
     if (config.opnsense.enabled) {
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleetPart?.bridgeAdopter() });
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleet.bridgeAdopter() });
       projections.push(bridge.projection);
       sinks.push(bridge);
     }
@@ -67,8 +66,7 @@ export class Agent {
       sinks.push(sink);
     }
     const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
-    fleetPart = new FleetPart(fleet, syncJails);
-    this.stages.push([fleetPart], sinks);
+    this.stages.push([new FleetPart(fleet, syncJails)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
     this.stages.push([new FleetHostProtection(config, neverBan, log)]);
@@ -139,7 +137,7 @@ export class Agent {
 
   private subscriptionUrls(): string[] {
     const { config } = this;
-    return config.brokerUrls.length ? config.brokerUrls : [endpointUrl(config.mq, meshTls(config)), ...peerUrls(config)];
+    return config.brokerUrls.length ? config.brokerUrls : [endpointUrl(config.mq, config.meshTls), ...peerUrls(config)];
   }
 }
 

@@ -56,7 +56,7 @@ export function encodePayload(address: CanonicalAddress, origin: string | undefi
 }
 
 /** An account name or a source address (`2001:db8:1:2::/64` for IPv6). */
-const VIA = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
+export const VIA = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
 
 /** Turns one MQTT message into a validated event, or says exactly why not. */
 export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
