@@ -1,4 +1,5 @@
 import { decodeEvent, printable, type SyncEvent } from '../src/event.js';
+import type { Inbox } from './inbox.js';
 import type { NeverBanList } from './never-ban.js';
 import type { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
@@ -31,6 +32,8 @@ export class Intake implements Part {
     private readonly target: EventTarget,
     private readonly refusals: Refusals,
     private readonly perOrigin: RateLimiter,
+    /** Where the links deliver: opened to this intake while it runs. */
+    private readonly inbox?: Inbox,
   ) {}
 
   /** `retained`: the broker replays a stored message (a new subscription); it is not a live event. */
@@ -98,9 +101,12 @@ export class Intake implements Part {
     if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    this.inbox?.open((topic, payload, source, retained) => this.handle(topic, payload, source, retained));
+  }
 
   async stop(): Promise<void> {
+    this.inbox?.close();
     this.refusals.close();
   }
 
