@@ -1,8 +1,8 @@
-import { hashPassword } from '../../broker/password.js';
 import { flood, floodJunk, manySubscriptions, offlineSessions, passwordGuessing, stalledSubscriber } from '../support/broker-attacks.js';
 import { residentMb } from '../support/memory.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
+import { usersSection } from '../support/users.js';
 import { waitFor } from '../support/wait.js';
 import { median } from './stats.js';
 
@@ -58,7 +58,7 @@ async function onPair(passwords: boolean, attacks: (measure: Measure, target: { 
   const rows: Row[] = [];
   const port = await freePortOn(['127.0.0.3']);
   const url = `mqtt://127.0.0.3:${port}`;
-  const users = passwords ? ['[users]', ...(await Promise.all(Object.entries(PASSWORDS).map(async ([name, password]) => `${name} = ${await hashPassword(password)}`)))] : [];
+  const users = passwords ? await usersSection(PASSWORDS) : [];
   const login = (name: keyof typeof PASSWORDS) => (passwords ? [`mqtt_password = ${PASSWORDS[name]}`] : []);
   const b = await SimHost.start({ name: 'bench-b', ip: '127.0.0.3', port, extra: login('bench-b'), sections: users });
   const a = await SimHost.start({ name: 'bench-a', ip: '127.0.0.2', port, brokerUrl: url, extra: [...login('bench-a'), 'connection_timeout = 10'] });

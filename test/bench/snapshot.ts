@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startFail2ban } from '../support/fail2ban-server.js';
 import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
+import { residentMb } from '../support/memory.js';
 import { measured, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
@@ -38,7 +38,7 @@ export async function run(): Promise<void> {
     await Promise.all(hosts.map((host) => host.waitSubscribed(3)));
     const [a, ...peers] = hosts as [SimHost, ...SimHost[]];
     await banIn(a, 'web', addresses);
-    const idleMb = await Promise.all(peers.map((peer) => rssOf(peer.requireAgent().child.pid!)));
+    const idleMb = await Promise.all(peers.map(async (peer) => (await residentMb(peer.requireAgent().child.pid!)).now));
     const snapshotMs = await timed(async () => {
       const result = await a.client(['-f', 'web']);
       if (result.code !== 0) throw new Error(`-f failed: ${result.stderr}`);
@@ -55,7 +55,7 @@ export async function run(): Promise<void> {
     for (const peer of peers) {
       const held = (await peer.banned('web-sync')).length;
       if (held !== BANS) throw new Error(`${peer.name}'s web-sync holds ${held}, not ${BANS}`);
-      rssMb.push(await rssOf(peer.requireAgent().child.pid!));
+      rssMb.push((await residentMb(peer.requireAgent().child.pid!)).now);
     }
     const ratio = rawMs / snapshotMs;
     console.log(`measured: ${BANS} addresses, -f through the mesh until both peers' sync jails hold them all, against one raw batched banip of them`);
@@ -66,10 +66,4 @@ export async function run(): Promise<void> {
   } finally {
     await Promise.all(hosts.map((host) => host.stop()));
   }
-}
-
-async function rssOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
-  return kb / 1024;
 }

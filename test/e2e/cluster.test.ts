@@ -7,7 +7,7 @@ import { freePort } from '../support/ports.js';
 import { startRedis, type PrivateRedis } from '../support/redis.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
-import { startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
+import { logCount, startBrokerPair, type StandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 
 /** connection_timeout of every host below (SimHost's config). */
@@ -36,13 +36,9 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
   let b: SimHost;
   let c: SimHost;
 
-  const connectedRedis = (broker: StandaloneBroker) =>
-    broker.process.logLines().filter((line) => /connected to Redis/.test(String(line.msg))).length;
-
   before(async () => {
     redis = await startRedis();
-    [one, two] = await Promise.all([0, 1].map(() => startStandaloneBroker([`cluster_redis_url = ${redis.url}`])));
-    for (const broker of [one!, two!]) await waitFor(() => connectedRedis(broker) === 1, 'the instance to reach Redis');
+    [one, two] = await startBrokerPair(redis.url);
     const brokerUrl = `${one!.url} ${two!.url}`;
     const port = await freePort('127.0.0.2');
     hosts = await Promise.all(
@@ -112,7 +108,7 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
 
   it('instance 1 returns: its hosts go back to it (the fleet spreads again) and bans flow', async () => {
     await one.start();
-    await waitFor(() => connectedRedis(one) === 1, 'instance 1 to reach Redis');
+    await waitFor(() => logCount(one, /connected to Redis/) === 1, 'instance 1 to reach Redis');
     for (const host of hosts) {
       await waitFor(async () => {
         const status = await link(host);
@@ -138,7 +134,7 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     await waitFor(() => round >= 7, 'traffic while Redis is down', 60_000);
     await redis.startProcess();
     await traffic;
-    for (const broker of [one, two]) await waitFor(() => connectedRedis(broker) >= 2, 'the instance to reconnect to Redis');
+    for (const broker of [one, two]) await waitFor(() => logCount(broker, /connected to Redis/) >= 2, 'the instance to reconnect to Redis');
     expect([...hosts.map((host) => host.requireAgent().alive), one.process.alive, two.process.alive]).to.deep.equal([true, true, true, true, true]);
 
     for (const host of hosts) {

@@ -2,12 +2,13 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { startBroker, type RunningBroker } from '../../broker/broker.js';
 import { DEFAULT_BROKER_LIMITS } from '../../src/config-security.js';
 import { bridgeConfig, inAlias, notInAlias } from '../bridge/fleet.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePort } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
@@ -15,12 +16,6 @@ import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const COUNT = 100;
-
-async function publisher(url: string): Promise<MqttClient> {
-  const client = connect(url, { clean: true, reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
-  return client;
-}
 
 /** What these tests read of `syncfail2ban-client status --json`. */
 interface Seen {
@@ -39,7 +34,7 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
   /** Publishes on this host's broker over a new connection each time. */
   async function publishLocally(messages: Array<[string, string]>): Promise<void> {
     await source?.endAsync(true);
-    source = await publisher(local);
+    source = await connectedClient(local);
     for (const [topic, payload] of messages) await source.publishAsync(topic, payload, { qos: 1 });
   }
 
@@ -99,7 +94,7 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
 
     // The peer added to sync_servers is subscribed to; a ban published there for the new jail lands.
     await waitFor(() => agent.logLines().some((line) => line.msg === 'subscribed to f2b/+/+' && line.broker === `mqtt://127.0.0.1:${peer.port}`), 'a subscription on the new peer');
-    const onPeer = await publisher(`mqtt://127.0.0.1:${peer.port}`);
+    const onPeer = await connectedClient(`mqtt://127.0.0.1:${peer.port}`);
     await onPeer.publishAsync('f2b/web/ban', JSON.stringify({ ip: '192.0.2.77', origin: 'peer-b' }), { qos: 1 });
     await onPeer.endAsync(true);
     await waitFor(async () => (await host.banned('web-sync')).includes('192.0.2.77'), 'the new jail web to be applied');
@@ -113,7 +108,7 @@ describe('SIGHUP: the agent re-reads its config without dropping what it accepte
   it('the broker and links keep running through a reload: bans published meanwhile all reach fail2ban', async () => {
     const agent = host.requireAgent();
     const fail2banPid = host.fail2ban.pid!;
-    const publishing = await publisher(local);
+    const publishing = await connectedClient(local);
     let closed = false;
     publishing.on('close', () => (closed = true));
     const sent: string[] = [];
