@@ -1,4 +1,4 @@
-import { endpointUrl, meshTls, peerUrls, type Config } from '../src/config.js';
+import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
 import { hostAddresses, NeverBanList } from './never-ban.js';
@@ -11,6 +11,7 @@ import { ControlServer } from './control-server.js';
 import { EmbeddedBroker } from './embedded-broker.js';
 import { FailoverLink } from './failover-link.js';
 import { FleetHostProtection } from './fleet-hosts.js';
+import type { Inbox } from './inbox.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
@@ -26,7 +27,10 @@ import { SyncJailsSink } from './sinks/sync-jails.js';
  * that one". Mesh runs an embedded broker and subscribes to it and every peer; hub
  * subscribes to broker_url alone. Every piece is a Part (agent/part.ts), started in order,
  * stopped in reverse, and reported in one list. Parts come in stages: those of one stage
- * (the sinks, the links) stop together.
+ * (the sinks, the links) stop together. At a reload, the next agent takes over the running
+ * parts it would build the same (Part.reloadKey: the embedded broker, the links), so that the
+ * broker keeps serving and no message is missed; the links deliver through one Inbox that
+ * holds what arrives while no intake runs.
  */
 export class Agent {
   private readonly stages: Part[][] = [];
@@ -35,18 +39,18 @@ export class Agent {
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
+    inbox: Inbox,
   ) {
     if (this.topology === 'mesh') {
-      this.stages.push([new EmbeddedBroker(config.mq, meshTls(config), { log, security: config.broker, rateLimit: config.rateLimit })]);
+      this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
     const projections: Projection[] = [];
     const sinks: Part[] = [];
     const syncJails = config.f2bSync && config.jails.size > 0;
-    let fleetPart: FleetPart | undefined;
     if (config.opnsense.enabled) {
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleetPart?.bridgeAdopter() });
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleet.bridgeAdopter() });
       projections.push(bridge.projection);
       sinks.push(bridge);
     }
@@ -67,19 +71,18 @@ export class Agent {
       sinks.push(sink);
     }
     const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
-    fleetPart = new FleetPart(fleet, syncJails);
-    this.stages.push([fleetPart], sinks);
+    this.stages.push([new FleetPart(fleet, syncJails)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
     this.stages.push([new FleetHostProtection(config, neverBan, log)]);
-    const intake = new Intake(neverBan, fleet, new Refusals(log), new RateLimiter(config.rateLimit));
+    const intake = new Intake(neverBan, fleet, new Refusals(log), new RateLimiter(config.rateLimit), inbox);
     this.stages.push([intake]);
     const { tls, ...account } = config.mqtt;
     const linkOptions: LinkOptions = {
       nodeId: config.nodeId,
       connectTimeoutS: config.connectionTimeoutS,
       log,
-      onMessage: (topic, payload, source, retained) => intake.handle(topic, payload, source, retained),
+      onMessage: inbox.deliver,
       mqtt: { ...account, ...tls },
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
@@ -96,13 +99,32 @@ export class Agent {
     return this.config.brokerUrls.length ? 'hub' : 'mesh';
   }
 
-  /** Starts every part in order; when one cannot start, stops those started and throws. */
+  /**
+   * Before a reload: takes over each running part of `previous` that this agent would build
+   * the same (equal reloadKey). It keeps running, now as this agent's, and `previous` no
+   * longer stops it.
+   */
+  takeOver(previous: Agent): void {
+    const running = new Map([...previous.started].flatMap((part) => (part.reloadKey === undefined ? [] : [[part.reloadKey, part] as const])));
+    for (const stage of this.stages) {
+      stage.forEach((part, index) => {
+        const same = part.reloadKey === undefined ? undefined : running.get(part.reloadKey);
+        if (!same) return;
+        stage[index] = same;
+        previous.started.delete(same);
+        this.started.add(same);
+      });
+    }
+  }
+
+  /** Starts every part in order (but those taken over, which run); when one cannot start, stops those started and throws. */
   async start(): Promise<void> {
     const { config, log } = this;
     log.info({ nodeId: config.nodeId, topology: this.topology, jails: Object.fromEntries(config.jails), dryRun: config.dryRun }, 'starting syncfail2ban');
     if (config.dryRun) log.warn('dry run: received bans are logged, not applied to fail2ban or OPNsense');
     if (!config.mqtt.tls.rejectUnauthorized) log.warn('mqtt_tls_verify = false: broker certificates are not verified; anyone on the path can read and forge events');
     for (const part of this.stages.flat()) {
+      if (this.started.has(part)) continue;
       this.started.add(part);
       try {
         await part.start();
@@ -139,7 +161,7 @@ export class Agent {
 
   private subscriptionUrls(): string[] {
     const { config } = this;
-    return config.brokerUrls.length ? config.brokerUrls : [endpointUrl(config.mq, meshTls(config)), ...peerUrls(config)];
+    return config.brokerUrls.length ? config.brokerUrls : [endpointUrl(config.mq, config.meshTls), ...peerUrls(config)];
   }
 }
 

@@ -3,7 +3,7 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { SUBSCRIPTION } from '../src/event.js';
 import type { Logger } from '../src/log.js';
 import { gauge, type PartStatus, type Problem } from '../src/status.js';
-import type { Part } from './part.js';
+import { reloadKey, type Part } from './part.js';
 
 /** `refused`: connected, but the broker refused the subscription (its ACL): nothing arrives. */
 export type LinkState = 'connecting' | 'connected' | 'refused' | 'down';
@@ -25,6 +25,11 @@ export interface LinkOptions {
 
 const RECONNECT_MS = 1_000;
 
+/** What makes two links the same link: everything but the callbacks and the logger. */
+export function linkReloadKey(kind: string, urls: readonly string[], { nodeId, connectTimeoutS, mqtt, reconnectMs }: LinkOptions): string {
+  return reloadKey(kind, { urls, nodeId, connectTimeoutS, mqtt, reconnectMs });
+}
+
 /**
  * One subscription to `f2b/+/+` on one broker. MQTT.js reconnects on its own; this
  * re-subscribes on every (clean-session) connect and logs state changes, not retries.
@@ -40,7 +45,11 @@ export class BrokerLink implements Part {
   constructor(
     readonly url: string,
     private readonly options: LinkOptions,
-  ) {}
+  ) {
+    this.reloadKey = linkReloadKey('link', [url], options);
+  }
+
+  readonly reloadKey: string;
 
   async start(): Promise<void> {
     const { url, options } = this;

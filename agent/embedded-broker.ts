@@ -3,7 +3,7 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { counted, counter, gauge, type PartStatus } from '../src/status.js';
 import { startBroker, type RunningBroker } from '../broker/broker.js';
-import type { Part } from './part.js';
+import { reloadKey, type Part } from './part.js';
 
 /** Clients shown with their drops; the total counts every client. */
 const CLIENTS_WITH_DROPS_SHOWN = 10;
@@ -19,7 +19,10 @@ export class EmbeddedBroker implements Part {
     private readonly options: { log: Logger; security: BrokerSecurity; rateLimit: RateLimit },
   ) {
     this.url = endpointUrl(endpoint, tls);
+    this.reloadKey = reloadKey('broker', { endpoint, tls, security: options.security, rateLimit: options.rateLimit });
   }
+
+  readonly reloadKey: string;
 
   async start(): Promise<void> {
     this.broker = await startBroker({ host: this.endpoint.host, port: this.endpoint.port, ...this.options });

@@ -1,5 +1,5 @@
 import { counter, type PartStatus } from '../src/status.js';
-import { BrokerLink, type LinkOptions } from './broker-link.js';
+import { BrokerLink, linkReloadKey, type LinkOptions } from './broker-link.js';
 import type { Part } from './part.js';
 
 /** Pause before the next attempt when an instance could not even be reached. */
@@ -25,7 +25,11 @@ export class FailoverLink implements Part {
   constructor(
     private readonly urls: readonly string[],
     private readonly options: LinkOptions,
-  ) {}
+  ) {
+    this.reloadKey = linkReloadKey('failover-link', urls, options);
+  }
+
+  readonly reloadKey: string;
 
   async start(): Promise<void> {
     this.active = this.open(0);

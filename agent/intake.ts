@@ -1,4 +1,5 @@
 import { decodeEvent, printable, type SyncEvent } from '../src/event.js';
+import type { Inbox } from './inbox.js';
 import type { NeverBanList } from './never-ban.js';
 import type { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
@@ -31,6 +32,8 @@ export class Intake implements Part {
     private readonly target: EventTarget,
     private readonly refusals: Refusals,
     private readonly perOrigin: RateLimiter,
+    /** Where the links deliver: opened to this intake while it runs. */
+    private readonly inbox?: Inbox,
   ) {}
 
   /** `retained`: the broker replays a stored message (a new subscription); it is not a live event. */
@@ -44,11 +47,8 @@ export class Intake implements Part {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
 
     const { event } = decoded;
-    const sender = event.via ?? event.origin ?? 'manual';
-    // Per connection: a flood claiming someone else's origin drains only its own bucket.
-    if (!this.perOrigin.take(`${source} ${sender}`)) {
-      return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
-    }
+    const sender = this.overRate(source, event);
+    if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
     // An unban of a protected address is harmless and may clear a ban from before it was protected.
     const neverBan = event.action === 'ban' ? this.neverBan.reason(event.address) : null;
     if (neverBan) {
@@ -65,9 +65,8 @@ export class Intake implements Part {
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
     const { part } = decoded;
     if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid addresses`, { source });
-    if (!this.perOrigin.take(`${source} ${part.origin}`)) {
-      return this.refusals.refuse('rate-limited', `${part.origin} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
-    }
+    const sender = this.overRate(source, part);
+    if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
     const allowed = part.ips.filter((address) => this.neverBan.reason(address) === null);
     if (allowed.length < part.ips.length) {
       this.refusals.refuse('never-ban', `${part.ips.length - allowed.length} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
@@ -76,6 +75,17 @@ export class Intake implements Part {
     const result = this.target.applySnapshotPart({ ...part, ips: allowed });
     if (result === 'busy') return this.refusals.refuse('snapshot-busy', `too many snapshots at once; part of ${part.jail} from ${part.origin} dropped`, { source });
     this.count(result, part.jail, source);
+  }
+
+  /**
+   * Takes one rate-limit token for an event or snapshot part, both under one rule: per broker
+   * and connection (`via`, which a syncfail2ban broker stamps and a sender cannot choose), else
+   * per claimed origin (mosquitto stamps nothing). So a flood claiming someone else's origin
+   * drains only its own bucket. Returns the sender when it is over its rate, else nothing.
+   */
+  private overRate(source: string, { via, origin }: { via?: string; origin?: string }): string | undefined {
+    const sender = via ?? origin ?? 'manual';
+    return this.perOrigin.take(`${source} ${sender}`) ? undefined : sender;
   }
 
   private count(result: RouteResult, jail: string, source: string): void {
@@ -91,9 +101,12 @@ export class Intake implements Part {
     if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    this.inbox?.open((topic, payload, source, retained) => this.handle(topic, payload, source, retained));
+  }
 
   async stop(): Promise<void> {
+    this.inbox?.close();
     this.refusals.close();
   }
 

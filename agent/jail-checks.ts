@@ -16,6 +16,11 @@ export interface Finding {
 const RELOAD = 'then run "fail2ban-client reload"';
 const JAIL_FILE = "fail2ban's jail config (usually /etc/fail2ban/jail.local)";
 
+/** How to fix a sync jail fail2ban does not run (or refuses changes to). */
+export function missingSyncJailFix(jail: string): string {
+  return `define [${jail}] in fail2ban's jail.local (see ${shippedFile('etc/fail2ban/jail.local')}), run "fail2ban-client reload", then re-send with syncfail2ban-client -f <jail> on the other hosts`;
+}
+
 /** An action of a jail as fail2ban holds it, with its ban command interpolated (but for <ip>). */
 interface JailAction {
   name: string;
@@ -83,7 +88,7 @@ async function checkSync(client: Fail2banClient, running: Set<string>, primary: 
         level: 'fail',
         subject,
         message: `is not running in fail2ban, so bans of ${primary} from other servers cannot be applied here`,
-        fix: `define [${sync}] in ${JAIL_FILE} with enabled = true, filter = sync-filter, logpath = /var/log/syncfail2ban-dummy.log, bantime = -1 and no sync-action (see ${shippedFile('etc/fail2ban/jail.local')}), ${RELOAD}`,
+        fix: missingSyncJailFix(sync),
       },
     ];
   }

@@ -1,4 +1,4 @@
-import { endpointUrl, meshTls, peerUrls, type Config } from '../src/config.js';
+import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { requestStatus } from '../src/control-protocol.js';
 import { listenProblem } from '../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../cli/mqtt-publish.js';
@@ -10,7 +10,7 @@ import type { Finding } from './jail-checks.js';
  */
 export async function checkListen(config: Config): Promise<Finding[]> {
   if (config.brokerUrls.length) return [];
-  const own = endpointUrl(config.mq, meshTls(config));
+  const own = endpointUrl(config.mq, config.meshTls);
   const subject = `mq_ip:mq_port ${own}`;
   const problem = await listenProblem(config.mq.host, config.mq.port);
   if (!problem) return [{ level: 'ok', subject, message: 'is free for the embedded broker' }];

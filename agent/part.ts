@@ -19,6 +19,12 @@ export interface Part {
   start(): Promise<void>;
   stop(deadlineMs: number): Promise<void>;
   status(): PartStatus;
+  /**
+   * Set by parts that should keep running across a reload while their config is the same
+   * (the embedded broker, the links): equal keys in the running and the next agent mean the
+   * next takes the running part over instead of starting its own. See reloadKey().
+   */
+  readonly reloadKey?: string;
   /** Parts this one starts and stops itself, each reporting its own status (the bridge's firewalls). */
   readonly subparts?: readonly Part[];
 }
@@ -26,4 +32,9 @@ export interface Part {
 /** Every part and subpart, in start order (a subpart after its owner). */
 export function allParts(parts: readonly Part[]): Part[] {
   return parts.flatMap((part) => [part, ...allParts(part.subparts ?? [])]);
+}
+
+/** A reloadKey: the part's kind and every setting it is built from, as text (Maps and Sets as lists). */
+export function reloadKey(kind: string, settings: unknown): string {
+  return `${kind} ${JSON.stringify(settings, (_key, value: unknown) => (value instanceof Map || value instanceof Set ? [...value] : value))}`;
 }

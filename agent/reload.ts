@@ -5,15 +5,19 @@ import type { Logger } from '../src/log.js';
 export interface Service {
   start(): Promise<void>;
   stop(deadlineMs?: number): Promise<void>;
+  /** Takes over the parts of the running service that the new config leaves as they are. */
+  takeOver?(previous: this): void;
 }
 
 /**
  * Runs the agent and, on SIGHUP (`systemctl reload syncfail2ban`), moves it onto the config
  * file as it is now, through the parts' lifecycle. The new agent is built first: a config that
  * does not validate (or names files that cannot be read) is refused with the reason, and the
- * running agent goes on untouched. Otherwise the running agent stops as at SIGTERM (intake
- * first, then what it accepted is flushed; the holdings store keeps every ban for the new
- * agent's sinks to reconcile) and the new one starts. If the new one cannot start (a port in
+ * running agent goes on untouched. Otherwise the new agent takes over the running parts that
+ * the new config leaves as they are (the embedded broker, the links: they go on receiving),
+ * the rest of the running agent stops as at SIGTERM (intake first, then what it accepted is
+ * flushed; the holdings store keeps every ban for the new agent's sinks to reconcile) and
+ * the new one starts. If the new one cannot start (a port in
  * use), the previous config is started again; if that fails too, no agent runs and reload()
  * rejects (the service exits for systemd to restart it).
  */
@@ -61,7 +65,8 @@ export class Reloader<T extends Service> {
       return;
     }
     warnAbout(config, log);
-    log.info({ file: this.file }, 'reloading: stopping the running parts, then starting them on the new config');
+    log.info({ file: this.file }, 'reloading: keeping the broker and links the new config leaves as they are, restarting the other parts on it');
+    next.takeOver?.(this.running);
     await this.running.stop();
     try {
       await next.start();

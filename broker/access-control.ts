@@ -4,9 +4,23 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
-import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, SNAPSHOT_ACTION } from '../src/snapshot.js';
-import { sourceKey } from './connection-limits.js';
+import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, MAX_STAMPED_PART_BYTES, SNAPSHOT_ACTION, stampSnapshotPart } from '../src/snapshot.js';
+import { remoteAddress, sourceKey } from './connection-limits.js';
 import { PasswordChecker } from './password-checker.js';
+
+/**
+ * Who a client is, worked out once when it connects: its account or certificate CN (absent
+ * when anonymous), and its source address (IPv6: its /64, as connection limits count it).
+ */
+export interface Sender {
+  identity?: string;
+  source: string;
+}
+
+/** How the broker names a sender in rate limits, via stamps and queue counts. */
+export function senderName(sender: Sender): string {
+  return sender.identity ?? sender.source;
+}
 
 const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbanip|${SNAPSHOT_ACTION})$`);
 
@@ -18,20 +32,19 @@ const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbani
  * (only under f2b/). With authentication on, an event without an origin is stamped with the
  * sender's identity. Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
  */
-export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): (client: Client) => string | undefined {
-  const identities = new WeakMap<Client, string>();
+export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): (client: Client) => Sender | undefined {
+  const identities = new WeakMap<Client, Sender>();
   const limiter = new RateLimiter(rateLimit);
   const authRequired = security.users.size > 0;
   const certRequired = security.tls?.clientCa !== undefined;
 
   const passwords = new PasswordChecker(security.users);
 
-  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: (error: AuthenticateError | null, ok: boolean | null) => void, reason = 'auth-failed') => {
-    refusals.refuse(reason, detail, { client: client.id, remote: remoteAddress(client) });
-    done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
-  };
+  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: AuthenticateDone, reason = 'auth-failed') =>
+    refuseConnection(refusals, client, reason, code, detail, done);
 
   aedes.authenticate = (client, username, password, done) => {
+    const source = sourceKey(remoteAddress(client));
     const commonNames = certRequired ? peerCommonNames(client) : [];
     if (commonNames.length > 1) {
       const names = commonNames.map((name) => printable(name)).join(', ');
@@ -43,15 +56,15 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       return refuseConnect(client, 5, `user name ${JSON.stringify(username)} does not match certificate CN ${JSON.stringify(commonName)}`, done);
     }
     if (!authRequired) {
-      if (commonName) identities.set(client, commonName);
+      identities.set(client, commonName ? { identity: commonName, source } : { source });
       return done(null, true);
     }
     const account = username ?? commonName;
-    passwords.check(account, password ?? Buffer.alloc(0), sourceKey(remoteAddress(client))).then(
+    passwords.check(account, password ?? Buffer.alloc(0), source).then(
       (ok) => {
         if (ok === null) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
         if (!ok) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
-        identities.set(client, account!);
+        identities.set(client, { identity: account!, source });
         done(null, true);
       },
       (error: Error) => refuseConnect(client, 4, `password check failed: ${error.message}`, done),
@@ -59,8 +72,10 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
   };
 
   aedes.authorizePublish = (client, packet, done) => {
-    const identity = client ? identities.get(client) : undefined;
-    const who = identity ?? (client ? (remoteAddress(client) ?? client.id) : 'broker');
+    const sender = client ? identities.get(client) : undefined;
+    const identity = sender?.identity;
+    // Rate bucket, via stamp and log name alike: an anonymous IPv6 sender is its /64.
+    const who = sender ? senderName(sender) : 'broker';
     const refuse = (reason: string, detail: string) => {
       refusals.refuse(reason, detail, { client: who });
       done(new Error(detail));
@@ -74,11 +89,17 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     // A snapshot part takes one token, like one event: a snapshot of 100,000 bans is a few dozen parts.
     if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
     packet.retain = false; // delivered live, never stored
-    if (identity !== undefined && snapshot) {
+    if (snapshot) {
       const decoded = decodeSnapshotPart(packet.topic, payload);
+      // Anonymous: passed on as it came, for every agent to refuse and count.
+      if (!decoded.ok && identity === undefined) return done(null);
       if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
-      if (decoded.part.origin !== identity) return refuse('bad-origin', `${identity} may not publish a snapshot for origin ${JSON.stringify(decoded.part.origin)}`);
-    } else if (!snapshot) {
+      if (identity !== undefined && decoded.part.origin !== identity) return refuse('bad-origin', `${identity} may not publish a snapshot for origin ${JSON.stringify(decoded.part.origin)}`);
+      // Stamped as events are, so that agents keep one rate bucket per connection for both.
+      const stamped = stampSnapshotPart(payload, who);
+      if (stamped.length > MAX_STAMPED_PART_BYTES) return refuse('oversized', `snapshot part of ${stamped.length} bytes once stamped exceeds ${MAX_STAMPED_PART_BYTES}`);
+      packet.payload = stamped;
+    } else {
       // Parsed exactly as every agent will parse it, so what is checked here is what they apply.
       const decoded = decodeEvent(packet.topic, payload);
       // Anonymous: passed on as it came, for every agent to refuse and count.
@@ -90,14 +111,14 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       // only an admin account (mq_admins) speaks for the whole fleet.
       const stamped = origin ?? (identity !== undefined && !security.admins.has(identity) ? identity : undefined);
       // Always rewritten: "via" is what this broker saw, never what the sender wrote.
-      packet.payload = Buffer.from(encodePayload(address, stamped, identity ?? (client ? sourceKey(remoteAddress(client)) : 'broker')));
+      packet.payload = Buffer.from(encodePayload(address, stamped, who));
     }
     done(null);
   };
 
   aedes.authorizeSubscribe = (client, subscription, done) => {
     if (subscription.topic === `${TOPIC_ROOT}/#` || subscription.topic.startsWith(`${TOPIC_ROOT}/`)) return done(null, subscription);
-    refusals.refuse('bad-subscription', `subscribing to ${printable(subscription.topic)} is not allowed`, { client: identities.get(client) ?? client.id });
+    refusals.refuse('bad-subscription', `subscribing to ${printable(subscription.topic)} is not allowed`, { client: identities.get(client)?.identity ?? client.id });
     done(null, null); // SUBACK 128: refused, connection kept
   };
   return (client) => identities.get(client);
@@ -110,6 +131,10 @@ function peerCommonNames(client: Client): string[] {
   return (Array.isArray(cn) ? cn : [cn]).filter((name): name is string => Boolean(name));
 }
 
-function remoteAddress(client: Client): string | undefined {
-  return (client.conn as { remoteAddress?: string }).remoteAddress;
+type AuthenticateDone = (error: AuthenticateError | null, ok: boolean | null) => void;
+
+/** Refuses a CONNECT with this CONNACK return code (3 unavailable, 4 bad credentials, 5 not authorized), counted and logged. */
+export function refuseConnection(refusals: Refusals, client: Client, reason: string, code: 3 | 4 | 5, detail: string, done: AuthenticateDone): void {
+  refusals.refuse(reason, detail, { client: client.id, remote: remoteAddress(client) });
+  done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
 }

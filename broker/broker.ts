@@ -2,13 +2,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import { ConfigError } from '../src/config-reader.js';
-import { type BrokerSecurity, DEFAULT_BROKER_LIMITS, type RateLimit } from '../src/config-security.js';
+import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
-import { installAccessControl } from './access-control.js';
-import type { ClusterBus, ClusterOptions } from './cluster.js';
-import { limitConnectionsPerAddress, sourceKey } from './connection-limits.js';
+import { installAccessControl, senderName } from './access-control.js';
+import type { ClusterOptions } from './cluster.js';
+import { limitConnectionsPerAddress } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { installQueueBounds, type QueueStats } from './queue-bounds.js';
 import { installSessionPolicy } from './session-policy.js';
@@ -28,7 +28,6 @@ export interface RunningBroker {
   readonly port: number;
   readonly aedes: Aedes;
   readonly refusals: Refusals;
-  readonly cluster: ClusterBus | undefined;
   /** Messages dropped for clients whose queue was full, in all and per client. */
   queues(): QueueStats;
   close(): Promise<void>;
@@ -54,10 +53,13 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     maxInflightInbound: MAX_INFLIGHT_INBOUND,
     ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}),
   });
-  const limits = security.limits ?? DEFAULT_BROKER_LIMITS;
-  const identityOf = installAccessControl(aedes, security, rateLimit, refusals);
-  installSessionPolicy(aedes, limits, identityOf, refusals);
-  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => identityOf(client) ?? sourceKey(remoteOf(client.conn)), refusals);
+  const { limits } = security;
+  const senderOf = installAccessControl(aedes, security, rateLimit, refusals);
+  installSessionPolicy(aedes, limits, (client) => senderOf(client)?.identity, refusals);
+  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => {
+    const sender = senderOf(client);
+    return sender ? senderName(sender) : client.id;
+  }, refusals);
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
@@ -97,7 +99,6 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     port,
     aedes,
     refusals,
-    cluster,
     queues,
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -114,10 +115,6 @@ function tlsOptions(tls: NonNullable<BrokerSecurity['tls']>) {
     ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
     minVersion: 'TLSv1.2' as const,
   };
-}
-
-function remoteOf(conn: unknown): string | undefined {
-  return (conn as Partial<Socket>).remoteAddress;
 }
 
 function isLoopback(host: string): boolean {

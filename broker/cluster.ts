@@ -17,21 +17,7 @@ export interface ClusterOptions {
 }
 
 /** `up`: both Redis connections (publish, subscribe) are ready, so events cross instances. */
-export type ClusterState = 'connecting' | 'up' | 'down';
-
-export interface ClusterStatus {
-  /** The Redis URL without its password. */
-  redis: string;
-  state: ClusterState;
-  since: string;
-  lastError: string | null;
-  /** Messages handed to Redis for the other instances. */
-  forwarded: number;
-  /** Messages published here that did not reach Redis (it was down): only this instance's clients got them. */
-  notForwarded: number;
-  /** Messages from other instances delivered to this instance's clients. */
-  received: number;
-}
+type ClusterState = 'connecting' | 'up' | 'down';
 
 type Listener = (message: Message, done: () => void) => void;
 
@@ -48,7 +34,7 @@ function isShared(topic: string): boolean {
  * once, and to the other instances through Redis pub/sub (mqemitter-redis) when Redis is
  * up. A message that comes back from Redis with this instance's broker id is its own echo
  * and is dropped, so every subscriber gets each message once. Redis only relays: nothing
- * is stored there, and a message published while Redis is down is counted, not queued.
+ * is stored there, and a message published while Redis is down is not queued.
  */
 export class ClusterBus {
   /** Aedes stamps this on every packet it publishes (its `id` option). */
@@ -59,9 +45,7 @@ export class ClusterBus {
   private readonly remote: MQEmitter;
   private readonly shownUrl: string;
   private state: ClusterState = 'connecting';
-  private since = new Date();
   private lastError: string | null = null;
-  private counts = { forwarded: 0, notForwarded: 0, received: 0 };
   private closing = false;
 
   constructor(private readonly options: ClusterOptions) {
@@ -102,14 +86,8 @@ export class ClusterBus {
   emit(message: Message, done?: (error?: Error) => void): void {
     this.local.emit(message, done);
     if (!isShared(message.topic)) return;
-    if (this.state !== 'up') {
-      this.counts.notForwarded += 1;
-      return;
-    }
-    this.remote.emit(message, (error) => {
-      if (error) this.counts.notForwarded += 1;
-      else this.counts.forwarded += 1;
-    });
+    // While Redis is down, only this instance's clients get it (the cluster has logged that).
+    if (this.state === 'up') this.remote.emit(message);
   }
 
   close(done: () => void): void {
@@ -122,18 +100,12 @@ export class ClusterBus {
     });
   }
 
-  status(): ClusterStatus {
-    const lastError = this.state === 'up' ? null : this.lastError;
-    return { redis: this.shownUrl, state: this.state, since: this.since.toISOString(), lastError, ...this.counts };
-  }
-
   private deliverRemote(message: Message, done: () => void): void {
     if (message.brokerId === this.brokerId) return done();
     if (typeof message.topic !== 'string' || !Buffer.isBuffer(message.payload)) {
       this.options.refusals.refuse('cluster-malformed', 'a message from Redis without a topic or payload; dropped');
       return done();
     }
-    this.counts.received += 1;
     this.local.emit({ ...message, retain: false }, () => done());
   }
 
@@ -150,12 +122,11 @@ export class ClusterBus {
       log.warn({ redis: this.shownUrl, ...(this.lastError ? { err: this.lastError } : {}) }, 'cluster: Redis is unreachable; serving this instance\'s clients only, events do not cross to the other instances until it returns (retrying)');
     }
     this.state = state;
-    this.since = new Date();
   }
 }
 
 /** A Redis URL as it may be logged and shown in status. */
-export function withoutPassword(url: string): string {
+function withoutPassword(url: string): string {
   const parsed = new URL(url);
   if (parsed.password) parsed.password = '***';
   return parsed.toString();

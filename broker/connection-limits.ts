@@ -22,6 +22,11 @@ export class ConnectionCounts {
   }
 }
 
+/** The address a client connected from, as its socket reports it. */
+export function remoteAddress(client: { conn: unknown }): string | undefined {
+  return (client.conn as Partial<Socket>).remoteAddress;
+}
+
 /** The address a connection limit or a share of the login queue is kept for. */
 export function sourceKey(remote: string | undefined): string {
   if (remote === undefined || !ipaddr.isValid(remote)) return 'unknown';

@@ -23,11 +23,37 @@ export function installQueueBounds(aedes: Aedes, maxBytes: number, nameOf: (clie
   let dropped = 0;
   const byClient = new Map<string, number>();
   // Bytes let through but not written yet: Aedes writes them a moment later (setImmediate).
-  const passing = new WeakMap<Client, number>();
+  // Forwards are counted in batches, one per event-loop turn: a batch is settled once every
+  // immediate queued while it was open has run, and a client's count then no longer holds.
+  let batch = 0;
+  let settled = -1;
+  let open = false;
+  const passing = new WeakMap<Client, { batch: number; bytes: number }>();
+  const passingFor = (client: Client) => {
+    const entry = passing.get(client);
+    return entry && entry.batch > settled ? entry.bytes : 0;
+  };
+  const pass = (client: Client, bytes: number) => {
+    const entry = passing.get(client);
+    // Bytes of an unsettled earlier batch stay until this one settles too.
+    if (entry && entry.batch > settled) Object.assign(entry, { batch, bytes: entry.bytes + bytes });
+    else passing.set(client, { batch, bytes });
+    if (open) return;
+    open = true;
+    const closing = batch;
+    setImmediate(() => {
+      batch += 1;
+      open = false;
+      // Queued after the writes of every forward of the batch (immediates run in order).
+      setImmediate(() => {
+        settled = closing;
+      });
+    });
+  };
   const forward = aedes.authorizeForward.bind(aedes);
   aedes.authorizeForward = (client, packet) => {
     const conn = client.conn as Partial<Writable>;
-    const queued = (conn.writableLength ?? 0) + (passing.get(client) ?? 0);
+    const queued = (conn.writableLength ?? 0) + passingFor(client);
     const size = packet.topic.length + packet.payload.length + 8;
     if (queued > 0 && queued + size >= Math.min(maxBytes, conn.writableHighWaterMark ?? maxBytes)) {
       const name = nameOf(client);
@@ -40,11 +66,7 @@ export function installQueueBounds(aedes: Aedes, maxBytes: number, nameOf: (clie
       return null;
     }
     const forwarded = forward(client, packet);
-    if (forwarded) {
-      passing.set(client, (passing.get(client) ?? 0) + size);
-      // Runs in the next round of immediates, after the one in which Aedes writes the packet.
-      setImmediate(() => setImmediate(() => passing.set(client, (passing.get(client) ?? size) - size)));
-    }
+    if (forwarded) pass(client, size);
     return forwarded;
   };
   return () => ({ dropped, droppedByClient: Object.fromEntries(byClient) });

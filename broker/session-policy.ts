@@ -1,8 +1,9 @@
 import type { Socket } from 'node:net';
-import type { Aedes, AuthenticateError, Client } from 'aedes';
+import type { Aedes, Client } from 'aedes';
 import type { BrokerLimits } from '../src/config-security.js';
 import { printable } from '../src/event.js';
 import type { Refusals } from '../src/refusals.js';
+import { refuseConnection } from './access-control.js';
 import { ConnectionCounts } from './connection-limits.js';
 
 /**
@@ -16,11 +17,7 @@ export function installSessionPolicy(aedes: Aedes, limits: BrokerLimits, identit
 
   const authenticate = aedes.authenticate.bind(aedes);
   aedes.authenticate = (client, username, password, done) => {
-    const remote = (client.conn as Partial<Socket>).remoteAddress;
-    const refuse = (reason: string, code: 3 | 5, detail: string) => {
-      refusals.refuse(reason, detail, { client: client.id, remote });
-      done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
-    };
+    const refuse = (reason: string, code: 3 | 5, detail: string) => refuseConnection(refusals, client, reason, code, detail, done);
     if (!client.clean) {
       return refuse('persistent-session', 5, `client ${printable(client.id)} asked for a persistent session (clean session = false); this broker keeps none: connect with a clean session`);
     }

@@ -47,17 +47,14 @@ systemd_running() {
   systemctl_here && [ -d /run/systemd/system ]
 }
 
-# used_by_jails WORD: true when fail2ban's jail config (outside comments) mentions WORD.
-used_by_jails() {
-  dir="$DESTDIR$FAIL2BAN_DIR"
-  grep -Eqs "^[^#;]*$1" "$dir/jail.conf" "$dir/jail.local" "$dir"/jail.d/*.conf "$dir"/jail.d/*.local
-}
-
-# jail_files_using WORD: those of fail2ban's jail files that mention WORD, as installed paths.
+# jail_files_using WORD: those of fail2ban's jail files that mention WORD (outside comments), as installed paths.
 jail_files_using() {
   dir="$DESTDIR$FAIL2BAN_DIR"
   grep -Els "^[^#;]*$1" "$dir/jail.conf" "$dir/jail.local" "$dir"/jail.d/*.conf "$dir"/jail.d/*.local | sed "s|^$DESTDIR||" | tr '\n' ' ' | sed 's/ $//'
 }
+
+# used_by_jails WORD: true when fail2ban's jail config mentions WORD.
+used_by_jails() { [ -n "$(jail_files_using "$1")" ]; }
 
 # The original, installed with "pip install .", put Python console scripts at the paths of our
 # commands (/usr/local/bin); a later "pip uninstall syncfail2ban" would delete whatever stands

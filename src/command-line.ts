@@ -68,7 +68,7 @@ export function usageError(program: string, message: string): never {
   process.exit(EXIT_USAGE);
 }
 
-export function helpText(spec: CommandSpec): string {
+function helpText(spec: CommandSpec): string {
   const all = [...spec.options, ...STANDARD];
   const labels = all.map((option) => `${option.short ? `-${option.short}, ` : '    '}--${option.long}${option.value ? ` <${option.value}>` : ''}`);
   const width = Math.max(...labels.map((label) => label.length)) + 2;

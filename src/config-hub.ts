@@ -12,23 +12,15 @@ export interface ClusterConfig {
 export function readBrokerUrls(general: SectionReader): string[] {
   const urls = general.list('broker_url');
   for (const text of urls) {
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      return general.fail('broker_url', `${JSON.stringify(text)} is not a URL`, 'write mqtt://host:port or mqtts://host:port, several separated by spaces');
-    }
-    if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
-      general.fail('broker_url', `scheme ${url.protocol} is not supported`, 'write mqtt://host:port or mqtts://host:port');
-    }
+    const url = general.url('broker_url', text, ['mqtt:', 'mqtts:'], 'write mqtt://host:port or mqtts://host:port, several separated by spaces');
     if (url.username || url.password) general.fail('broker_url', 'credentials in the URL would be logged', 'remove them from the URL');
   }
   if (new Set(urls).size !== urls.length) general.fail('broker_url', 'lists the same URL twice', 'list each broker instance once');
   return urls;
 }
 
-/** `cluster_redis_url` (and its CA): absent unless this standalone broker is one instance of a clustered hub. */
-export function readCluster(general: SectionReader): ClusterConfig | undefined {
+/** `cluster_redis_url` (and its CA, read when `readFiles`): absent unless this standalone broker is one instance of a clustered hub. */
+export function readCluster(general: SectionReader, readFiles: boolean): ClusterConfig | undefined {
   const text = general.string('cluster_redis_url', '');
   const caFile = general.string('cluster_redis_ca_file', '');
   if (!text) {
@@ -36,18 +28,12 @@ export function readCluster(general: SectionReader): ClusterConfig | undefined {
     return undefined;
   }
   const fix = 'write redis://host:6379 or rediss://host:6380 (TLS), with ":password@" before the host when Redis requires one';
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return general.fail('cluster_redis_url', 'is not a URL', fix);
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') general.fail('cluster_redis_url', `scheme ${url.protocol} is not supported`, fix);
+  const url = general.url('cluster_redis_url', text, ['redis:', 'rediss:'], fix, false);
   if (!url.hostname) general.fail('cluster_redis_url', 'names no host', fix);
   if (url.search || url.hash) general.fail('cluster_redis_url', 'has a query or fragment', fix);
   if (!/^(\/\d{0,2})?$/.test(url.pathname)) general.fail('cluster_redis_url', `${JSON.stringify(url.pathname)} is not a database number`, fix);
   if (caFile && url.protocol !== 'rediss:') general.fail('cluster_redis_ca_file', 'a CA needs TLS', 'use a rediss:// URL, or remove cluster_redis_ca_file');
-  return caFile ? { redisUrl: text, redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : { redisUrl: text };
+  return caFile && readFiles ? { redisUrl: text, redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : { redisUrl: text };
 }
 
 /**

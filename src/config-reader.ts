@@ -75,6 +75,21 @@ export class SectionReader {
     }
   }
 
+  /**
+   * One value of `key` as a URL whose scheme is one of `protocols` (`'mqtt:'`), else a
+   * ConfigError with `fix`; `quoted` false keeps a value that may hold a password out of it.
+   */
+  url(key: string, text: string, protocols: readonly string[], fix: string, quoted = true): URL {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      return this.fail(key, `${quoted ? `${JSON.stringify(text)} ` : ''}is not a URL`, fix);
+    }
+    if (!protocols.includes(url.protocol)) this.fail(key, `scheme ${url.protocol} is not supported`, fix);
+    return url;
+  }
+
   list(key: string): string[] {
     return this.string(key, '').split(/[\s,]+/).filter(Boolean);
   }

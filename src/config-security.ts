@@ -10,8 +10,7 @@ export interface BrokerSecurity {
   admins: Set<string>;
   /** Listen with TLS (PEM, read at load); with a client CA, require a client certificate whose CN is the host's identity. */
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
-  /** DEFAULT_BROKER_LIMITS when absent. */
-  limits?: BrokerLimits;
+  limits: BrokerLimits;
 }
 
 /** What one client may hold at the broker, so that memory stays bounded whatever clients send. */
@@ -33,7 +32,7 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   queueBytesPerClient: 8 * 1024 * 1024,
 };
 
-/** How agents and the CLI authenticate to brokers and verify them, with every file it names read at load. */
+/** How agents and the CLI authenticate to brokers and verify them, with the files it names read at load. */
 export interface Credentials {
   username?: string;
   /** mqtt_password, or the first line of mqtt_password_file. */
@@ -49,7 +48,8 @@ export interface RateLimit {
   burst: number;
 }
 
-export function readBrokerSecurity(general: SectionReader, users: SectionReader): BrokerSecurity {
+/** `readFiles` false (the client): the TLS files are checked for being named in pairs, not read, and `tls` stays absent. */
+export function readBrokerSecurity(general: SectionReader, users: SectionReader, readFiles: boolean): BrokerSecurity {
   const accounts = new Map<string, string>();
   for (const [name, hash] of users.entries()) {
     if (!NODE_ID.test(name)) users.fail(name, 'is not a valid account name', 'use the node_id of the host: letters, digits, "-", "_", "."');
@@ -63,14 +63,15 @@ export function readBrokerSecurity(general: SectionReader, users: SectionReader)
     if (!accounts.has(admin)) general.fail('mq_admins', `${JSON.stringify(admin)} has no account in [users]`, 'add it to [users] (syncfail2ban-broker --hash-password) or remove it here');
   }
   const security: BrokerSecurity = { users: accounts, admins, limits: readBrokerLimits(general) };
-  const cert = general.readNamedFile('mq_tls_cert');
-  const key = general.readNamedFile('mq_tls_key');
-  const clientCa = general.readNamedFile('mq_tls_client_ca');
+  const [cert, key, clientCa] = [general.string('mq_tls_cert', ''), general.string('mq_tls_key', ''), general.string('mq_tls_client_ca', '')];
   if (Boolean(cert) !== Boolean(key)) {
     general.fail(cert ? 'mq_tls_key' : 'mq_tls_cert', 'TLS needs both a certificate and its key', 'set mq_tls_cert and mq_tls_key (PEM files), or neither');
   }
   if (clientCa && !cert) general.fail('mq_tls_client_ca', 'client certificates need TLS', 'set mq_tls_cert and mq_tls_key too');
-  if (cert && key) security.tls = { cert: cert.content, key: key.content, ...(clientCa ? { clientCa: clientCa.content } : {}) };
+  if (cert && readFiles) {
+    const content = (name: string) => general.readNamedFile(name)!.content;
+    security.tls = { cert: content('mq_tls_cert'), key: content('mq_tls_key'), ...(clientCa ? { clientCa: content('mq_tls_client_ca') } : {}) };
+  }
   return security;
 }
 
@@ -84,7 +85,8 @@ function readBrokerLimits(general: SectionReader): BrokerLimits {
   };
 }
 
-export function readClientSecurity(general: SectionReader, nodeId: string, warnings: string[]): Credentials {
+/** `readTlsFiles` false (the client publishing over plain mqtt://): the CA, certificate and key are not read. */
+export function readClientSecurity(general: SectionReader, nodeId: string, warnings: string[], readTlsFiles: boolean): Credentials {
   const credentials: Credentials = { tls: { rejectUnauthorized: general.boolean('mqtt_tls_verify', true), minVersion: 'TLSv1.2' } };
   const inline = general.string('mqtt_password', '');
   if (inline && general.string('mqtt_password_file', '')) general.fail('mqtt_password_file', 'both mqtt_password and mqtt_password_file are set', 'keep one of them');
@@ -99,12 +101,13 @@ export function readClientSecurity(general: SectionReader, nodeId: string, warni
   }
   if (credentials.password !== undefined) credentials.username = username || nodeId;
   else if (username) credentials.username = username;
+  if (Boolean(general.string('mqtt_cert_file', '')) !== Boolean(general.string('mqtt_key_file', ''))) {
+    general.fail('mqtt_cert_file', 'a client certificate needs its key', 'set mqtt_cert_file and mqtt_key_file, or neither');
+  }
+  if (!readTlsFiles) return credentials;
   const ca = general.readNamedFile('mqtt_ca_file');
   const cert = general.readNamedFile('mqtt_cert_file');
   const key = general.readNamedFile('mqtt_key_file');
-  if (Boolean(cert) !== Boolean(key)) {
-    general.fail('mqtt_cert_file', 'a client certificate needs its key', 'set mqtt_cert_file and mqtt_key_file, or neither');
-  }
   if (ca) credentials.tls.ca = ca.content;
   if (cert && key) Object.assign(credentials.tls, { cert: cert.content, key: key.content });
   return credentials;

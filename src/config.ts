@@ -67,6 +67,8 @@ export interface Config {
   fail2banSocket: string;
   /** Mesh: where the embedded broker listens and this host's CLI publishes. */
   mq: Endpoint;
+  /** Mesh: brokers speak TLS (mq_tls_cert is set), this host's and its peers' alike: a fleet shares one setting. */
+  meshTls: boolean;
   /** Mesh: the peers' brokers to subscribe to. */
   syncServers: Endpoint[];
   /** Hub: the broker everybody publishes to and subscribes from, or the instances of a clustered hub; empty in a mesh. */
@@ -107,8 +109,16 @@ export interface UnknownName {
 
 const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys', 'users'];
 
+/**
+ * Who loads the config. A service (agent, broker, --check) reads and checks every file the
+ * config names, at load. The client runs once per ban: it reads only the files it publishes
+ * with (mqtt_password_file, and the mqtt TLS files when it publishes over mqtts://), so
+ * `broker.tls`, `cluster.redisCa` and `opnsense.ca` stay absent in its config.
+ */
+export type ConfigUse = 'service' | 'client';
+
 /** Reads and validates a config file; throws ConfigError with one actionable message. */
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string, use: ConfigUse = 'service'): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -120,7 +130,7 @@ export function loadConfig(file: string): Config {
     if (code === 'EACCES') throw new ConfigError(`${file}: permission denied; fix: run as root or make the file readable by this user`);
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
   }
-  const config = parseConfig(text, file);
+  const config = parseConfig(text, file, use);
   const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || Boolean(config.cluster && new URL(config.cluster.redisUrl).password) || config.opnsense.firewalls.some((firewall) => firewall.secret);
   if (hasSecrets && statSync(file).mode & 0o004) {
     config.warnings.push(`${file} holds secrets and can be read by every user; fix: chmod 600 ${file}`);
@@ -128,7 +138,7 @@ export function loadConfig(file: string): Config {
   return config;
 }
 
-export function parseConfig(text: string, file: string): Config {
+export function parseConfig(text: string, file: string, use: ConfigUse = 'service'): Config {
   const raw = ini.parse(text) as Record<string, unknown>;
   const top: Record<string, unknown> = {};
   const sections: Record<string, Record<string, unknown>> = {};
@@ -151,6 +161,12 @@ export function parseConfig(text: string, file: string): Config {
   const mqPort = general.integer('mq_port', DEFAULT_MQ_PORT, 1, 65535);
   const mqIp = general.string('mq_ip', '');
   if (mqIp && !isIP(mqIp)) general.fail('mq_ip', `${JSON.stringify(mqIp)} is not an IP address`, 'give this host\'s address to listen on, or leave it blank');
+  const service = use === 'service';
+  const broker = readBrokerSecurity(general, usersSection, service);
+  // Validated in pairs by readBrokerSecurity; a fleet shares one setting, so peers speak TLS when this host does.
+  const meshTls = general.string('mq_tls_cert', '') !== '';
+  const brokerUrls = readBrokerUrls(general);
+  const publishesOverTls = brokerUrls.length ? brokerUrls.some((url) => url.startsWith('mqtts:')) : meshTls;
 
   const config: Config = {
     file,
@@ -160,6 +176,7 @@ export function parseConfig(text: string, file: string): Config {
     f2bSync: general.boolean('f2b_sync', true),
     fail2banSocket: general.string('fail2ban_socket', '/var/run/fail2ban/fail2ban.sock'),
     mq: { host: mqIp || primaryIpv4(), port: mqPort },
+    meshTls,
     syncServers: general.list('sync_servers').map((entry) => parseEndpoint(general, 'sync_servers', entry, mqPort)),
     connectionTimeoutS: general.seconds('connection_timeout', 10),
     jails: readJailMap(jailsSection, 'sync jail'),
@@ -175,15 +192,15 @@ export function parseConfig(text: string, file: string): Config {
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
     controlSocket: readControlSocket(general),
-    opnsense: readOpnsense(general, aliasSection, keySection),
-    broker: readBrokerSecurity(general, usersSection),
-    mqtt: readClientSecurity(general, nodeId, warnings),
+    opnsense: readOpnsense(general, aliasSection, keySection, service),
+    broker,
+    mqtt: readClientSecurity(general, nodeId, warnings, service || publishesOverTls),
     rateLimit: readRateLimit(general),
-    brokerUrls: readBrokerUrls(general),
+    brokerUrls,
     unknownKeys: [],
     warnings,
   };
-  const cluster = readCluster(general);
+  const cluster = readCluster(general, service);
   if (cluster) config.cluster = cluster;
   const metrics = readMetrics(general);
   if (metrics) config.metrics = metrics;
@@ -242,7 +259,7 @@ function readJailMap(section: SectionReader, valueName: string): Map<string, str
   return map;
 }
 
-function readOpnsense(general: SectionReader, aliases: SectionReader, keys: SectionReader): OpnsenseConfig {
+function readOpnsense(general: SectionReader, aliases: SectionReader, keys: SectionReader, readFiles: boolean): OpnsenseConfig {
   const enabled = general.boolean('opn_fw_sync', false);
   const firewalls = general.list('opn_fw_ip').map((name): Firewall => {
     const baseUrl = firewallUrl(general, name);
@@ -265,7 +282,7 @@ function readOpnsense(general: SectionReader, aliases: SectionReader, keys: Sect
     killStates: general.boolean('opn_kill_states', false),
   };
   const https = enabled && firewalls.some((firewall) => firewall.baseUrl.startsWith('https:'));
-  const ca = general.string('opn_ca_file', '') && https ? general.readNamedFile('opn_ca_file') : undefined;
+  const ca = general.string('opn_ca_file', '') && https && readFiles ? general.readNamedFile('opn_ca_file') : undefined;
   if (ca && !ca.content.includes('-----BEGIN CERTIFICATE-----')) {
     general.fail('opn_ca_file', `${ca.path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`, 'point opn_ca_file at the PEM certificate the firewalls present (or their CA)');
   }
@@ -328,12 +345,7 @@ function primaryIpv4(): string {
 
 /** The brokers this host publishes to, first that answers: the hub's instances, or its own embedded broker. */
 export function publishUrls(config: Config): string[] {
-  return config.brokerUrls.length ? hubOrder(config.brokerUrls, config.nodeId) : [endpointUrl(config.mq, meshTls(config))];
-}
-
-/** Mesh brokers speak TLS when this host's does: a fleet shares one setting. */
-export function meshTls(config: Config): boolean {
-  return config.broker.tls !== undefined;
+  return config.brokerUrls.length ? hubOrder(config.brokerUrls, config.nodeId) : [endpointUrl(config.mq, config.meshTls)];
 }
 
 export function endpointUrl({ host, port }: Endpoint, tls = false): string {
@@ -342,7 +354,7 @@ export function endpointUrl({ host, port }: Endpoint, tls = false): string {
 
 /** Mesh: the brokers of the peers in sync_servers, each once, without this host's own. */
 export function peerUrls(config: Config): string[] {
-  const tls = meshTls(config);
+  const tls = config.meshTls;
   const own = endpointUrl(config.mq, tls);
   return [...new Set(config.syncServers.map((peer) => endpointUrl(peer, tls)))].filter((url) => url !== own);
 }

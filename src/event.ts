@@ -39,9 +39,14 @@ export type RefusalReason =
   | 'bad-address'
   | 'bad-origin';
 
-export type DecodeResult =
-  | { ok: true; event: SyncEvent }
-  | { ok: false; reason: RefusalReason; detail: string };
+/** A message refused, with the reason it is counted under and what exactly was wrong. */
+export interface Refusal {
+  ok: false;
+  reason: RefusalReason;
+  detail: string;
+}
+
+export type DecodeResult = { ok: true; event: SyncEvent } | Refusal;
 
 export function parseAction(text: string): Action | undefined {
   return Object.hasOwn(ACTIONS, text) ? ACTIONS[text] : undefined;
@@ -60,14 +65,10 @@ const VIA = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
 
 /** Turns one MQTT message into a validated event, or says exactly why not. */
 export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
-  const levels = topic.split('/');
-  if (levels.length !== 3 || levels[0] !== TOPIC_ROOT) {
-    return refuse('bad-topic', `topic ${printable(topic)} is not ${TOPIC_ROOT}/<jail>/<action>`);
-  }
-  const [, jail, actionText] = levels as [string, string, string];
-  if (!JAIL_NAME.test(jail)) return refuse('bad-jail-name', `jail name ${printable(jail)} is not valid`);
-  const action = parseAction(actionText);
-  if (!action) return refuse('unknown-action', `action ${printable(actionText)} is not ban or unban`);
+  const levels = splitTopic(topic);
+  if (!levels.ok) return levels;
+  const action = parseAction(levels.action);
+  if (!action) return refuse('unknown-action', `action ${printable(levels.action)} is not ban or unban`);
   if (payload.length > MAX_PAYLOAD_BYTES) {
     return refuse('oversized', `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
   }
@@ -76,44 +77,73 @@ export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
   if ('error' in body) return body.error;
   const parsed = parseAddress(body.ip);
   if (!parsed.ok) return refuse('bad-address', `${printable(body.ip)}: ${parsed.reason}`);
-  const event: SyncEvent = { jail, action, address: parsed.address };
+  const event: SyncEvent = { jail: levels.jail, action, address: parsed.address };
   if (body.origin !== undefined) event.origin = body.origin;
   if (body.via !== undefined) event.via = body.via;
   return { ok: true, event };
 }
 
-type Body = { ip: string; origin?: string; via?: string } | { error: Extract<DecodeResult, { ok: false }> };
-
-function decodePayload(payload: Buffer): Body {
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(payload).trim();
-  } catch {
-    return { error: refuse('bad-payload', 'payload is not UTF-8 text') };
+/** A topic `f2b/<jail>/<action>` (with `only`: that action alone) split, its jail name checked. */
+export function splitTopic(topic: string, only?: string): { ok: true; jail: string; action: string } | Refusal {
+  const levels = topic.split('/');
+  if (levels.length !== 3 || levels[0] !== TOPIC_ROOT || (only !== undefined && levels[2] !== only)) {
+    return refuse('bad-topic', `topic ${printable(topic)} is not ${TOPIC_ROOT}/<jail>/${only ?? '<action>'}`);
   }
-  if (!text.startsWith('{')) return { ip: text };
+  const [, jail, action] = levels as [string, string, string];
+  if (!JAIL_NAME.test(jail)) return refuse('bad-jail-name', `jail name ${printable(jail)} is not valid`);
+  return { ok: true, jail, action };
+}
 
+/** The payload as text; undefined when it is not UTF-8. */
+export function utf8(payload: Buffer): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(payload);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fields of the JSON object `text` holds; 'not-json' or 'not-object' when it does not hold one. */
+export function jsonObject(text: string): Record<string, unknown> | 'not-json' | 'not-object' {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    return { error: refuse('bad-payload', 'payload starts with { but is not valid JSON') };
+    return 'not-json';
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    return { error: refuse('bad-payload', 'JSON payload is not an object') };
-  }
-  const { ip, origin, via } = json as Record<string, unknown>;
-  if (typeof ip !== 'string') return { error: refuse('bad-payload', 'JSON payload has no string "ip"') };
-  if (origin !== undefined && (typeof origin !== 'string' || !NODE_ID.test(origin))) {
-    return { error: refuse('bad-origin', `"origin" ${printable(String(origin))} is not a valid node_id`) };
-  }
-  if (via !== undefined && (typeof via !== 'string' || !VIA.test(via))) {
-    return { error: refuse('bad-payload', `"via" ${printable(String(via))} is not an account or an address`) };
-  }
-  return { ip, ...(origin !== undefined ? { origin } : {}), ...(via !== undefined ? { via } : {}) };
+  return typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>) : 'not-object';
 }
 
-function refuse(reason: RefusalReason, detail: string): Extract<DecodeResult, { ok: false }> {
+/** Refuses an "origin" field that is not a node id; `prefix` names the message it is in. */
+export function originRefusal(origin: unknown, prefix = ''): Refusal | undefined {
+  if (typeof origin === 'string' && NODE_ID.test(origin)) return undefined;
+  return refuse('bad-origin', `${prefix}"origin" ${printable(String(origin))} is not a valid node_id`);
+}
+
+/** Refuses a "via" field (absent, or stamped by a broker) that is not an account or an address; `prefix` names the message it is in. */
+export function viaRefusal(via: unknown, prefix = ''): Refusal | undefined {
+  if (via === undefined || (typeof via === 'string' && VIA.test(via))) return undefined;
+  return refuse('bad-payload', `${prefix}"via" ${printable(String(via))} is not an account or an address`);
+}
+
+type Body = { ip: string; origin?: string; via?: string } | { error: Refusal };
+
+function decodePayload(payload: Buffer): Body {
+  const text = utf8(payload)?.trim();
+  if (text === undefined) return { error: refuse('bad-payload', 'payload is not UTF-8 text') };
+  if (!text.startsWith('{')) return { ip: text };
+
+  const json = jsonObject(text);
+  if (json === 'not-json') return { error: refuse('bad-payload', 'payload starts with { but is not valid JSON') };
+  if (json === 'not-object') return { error: refuse('bad-payload', 'JSON payload is not an object') };
+  const { ip, origin, via } = json;
+  if (typeof ip !== 'string') return { error: refuse('bad-payload', 'JSON payload has no string "ip"') };
+  const refusal = (origin === undefined ? undefined : originRefusal(origin)) ?? viaRefusal(via);
+  if (refusal) return { error: refusal };
+  return { ip, ...(origin !== undefined ? { origin: origin as string } : {}), ...(via !== undefined ? { via: via as string } : {}) };
+}
+
+export function refuse(reason: RefusalReason, detail: string): Refusal {
   return { ok: false, reason, detail };
 }
 

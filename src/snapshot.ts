@@ -1,16 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { JAIL_NAME, NODE_ID, printable, TOPIC_ROOT, type RefusalReason } from './event.js';
+import { jsonObject, originRefusal, printable, refuse, splitTopic, TOPIC_ROOT, utf8, viaRefusal, type Refusal } from './event.js';
 import { parseAddress, type CanonicalAddress } from './ip.js';
 
 /**
  * A snapshot (`syncfail2ban-client -f <jail>`): everything the origin's jail bans now, on
  * `f2b/<jail>/snapshot` as JSON `{"origin", "id", "part", "parts", "ips"}`, cut into parts
  * of at most MAX_SNAPSHOT_PART_BYTES. Parts count from 0; an empty jail is one part with no ips.
+ * A syncfail2ban broker adds `"via"`, as to events: the connection the part came on.
  */
 export const SNAPSHOT_ACTION = 'snapshot';
 export const MAX_SNAPSHOT_PART_BYTES = 64 * 1024;
+/** A part as a broker passes it on: room for `,"via":"…"` (at most 64 characters) on top. */
+export const MAX_STAMPED_PART_BYTES = MAX_SNAPSHOT_PART_BYTES + 128;
 /** 2,000,000 holdings of IPv6 addresses fit in far fewer; more is not a snapshot. */
-export const MAX_SNAPSHOT_PARTS = 10_000;
+const MAX_SNAPSHOT_PARTS = 10_000;
 const SNAPSHOT_ID = /^[0-9a-f]{16}$/;
 
 export interface SnapshotPart {
@@ -22,6 +25,8 @@ export interface SnapshotPart {
   /** Entries that are not valid addresses are left out and counted in `invalid`. */
   ips: CanonicalAddress[];
   invalid: number;
+  /** The connection it was published on, as a syncfail2ban broker saw it (see SyncEvent.via). */
+  via?: string;
 }
 
 export function snapshotTopic(jail: string): string {
@@ -51,29 +56,26 @@ export function encodeSnapshot(origin: string, addresses: readonly string[]): st
   return groups.map((ips, part) => JSON.stringify({ origin, id, part, parts: groups.length, ips }));
 }
 
-export type SnapshotDecodeResult = { ok: true; part: SnapshotPart } | { ok: false; reason: RefusalReason; detail: string };
+type SnapshotDecodeResult = { ok: true; part: SnapshotPart } | Refusal;
 
 /** Validates one part as strictly as a single event: every address canonicalised, anything else refused. */
 export function decodeSnapshotPart(topic: string, payload: Buffer): SnapshotDecodeResult {
-  const refuse = (reason: RefusalReason, detail: string): SnapshotDecodeResult => ({ ok: false, reason, detail });
-  const levels = topic.split('/');
-  const jail = levels[1] ?? '';
-  if (levels.length !== 3 || levels[0] !== TOPIC_ROOT || levels[2] !== SNAPSHOT_ACTION) return refuse('bad-topic', `topic ${printable(topic)} is not ${TOPIC_ROOT}/<jail>/${SNAPSHOT_ACTION}`);
-  if (!JAIL_NAME.test(jail)) return refuse('bad-jail-name', `jail name ${printable(jail)} is not valid`);
-  if (payload.length > MAX_SNAPSHOT_PART_BYTES) return refuse('oversized', `snapshot part of ${payload.length} bytes exceeds ${MAX_SNAPSHOT_PART_BYTES}`);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
-  } catch {
-    return refuse('bad-payload', 'snapshot part is not UTF-8 JSON');
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return refuse('bad-payload', 'snapshot part is not a JSON object');
-  const { origin, id, part, parts, ips } = json as Record<string, unknown>;
-  if (typeof origin !== 'string' || !NODE_ID.test(origin)) return refuse('bad-origin', `snapshot "origin" ${printable(String(origin))} is not a valid node_id`);
+  const levels = splitTopic(topic, SNAPSHOT_ACTION);
+  if (!levels.ok) return levels;
+  if (payload.length > MAX_STAMPED_PART_BYTES) return refuse('oversized', `snapshot part of ${payload.length} bytes exceeds ${MAX_STAMPED_PART_BYTES}`);
+  const text = utf8(payload);
+  const json = text === undefined ? 'not-json' : jsonObject(text);
+  if (json === 'not-json') return refuse('bad-payload', 'snapshot part is not UTF-8 JSON');
+  if (json === 'not-object') return refuse('bad-payload', 'snapshot part is not a JSON object');
+  const { origin, id, part, parts, ips, via } = json;
+  const badOrigin = originRefusal(origin, 'snapshot ');
+  if (badOrigin) return badOrigin;
   if (typeof id !== 'string' || !SNAPSHOT_ID.test(id)) return refuse('bad-payload', `snapshot "id" ${printable(String(id))} is not 16 hex digits`);
   if (!Number.isSafeInteger(parts) || (parts as number) < 1 || (parts as number) > MAX_SNAPSHOT_PARTS) return refuse('bad-payload', `snapshot "parts" must be 1 to ${MAX_SNAPSHOT_PARTS}`);
   if (!Number.isSafeInteger(part) || (part as number) < 0 || (part as number) >= (parts as number)) return refuse('bad-payload', 'snapshot "part" must be 0 to parts - 1');
   if (!Array.isArray(ips)) return refuse('bad-payload', 'snapshot "ips" is not a list');
+  const badVia = viaRefusal(via, 'snapshot ');
+  if (badVia) return badVia;
   const valid: CanonicalAddress[] = [];
   let invalid = 0;
   for (const ip of ips as unknown[]) {
@@ -81,5 +83,12 @@ export function decodeSnapshotPart(topic: string, payload: Buffer): SnapshotDeco
     if (parsed?.ok) valid.push(parsed.address);
     else invalid += 1;
   }
-  return { ok: true, part: { jail, origin, id, part: part as number, parts: parts as number, ips: valid, invalid } };
+  const decoded: SnapshotPart = { jail: levels.jail, origin: origin as string, id, part: part as number, parts: parts as number, ips: valid, invalid };
+  if (via !== undefined) decoded.via = via as string;
+  return { ok: true, part: decoded };
+}
+
+/** A valid part's payload with `via` written over whatever the sender put there (a broker's stamp). */
+export function stampSnapshotPart(payload: Buffer, via: string): Buffer {
+  return Buffer.from(JSON.stringify({ ...(JSON.parse(payload.toString('utf8')) as object), via }));
 }

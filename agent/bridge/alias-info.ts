@@ -37,6 +37,8 @@ const UNKNOWN: AliasInfo = { kind: 'unknown', type: '', enabled: true, expire: n
  */
 export class AliasInfoCache {
   private readonly cache = new Map<string, AliasInfo>();
+  /** alias -> why the bulk path was refused, until the next clear(). */
+  private readonly bulkRefusals = new Map<string, string>();
   private configApiDenied = false;
   private warned = false;
 
@@ -80,14 +82,24 @@ export class AliasInfoCache {
     return info;
   }
 
-  /** The bulk path failed for this alias: until the next clear(), it is not written in bulk. */
-  avoidBulk(alias: string): void {
+  /**
+   * The bulk path failed for this alias: until the next clear(), it is not written in bulk.
+   * `refusal`: the firewall refused it (a problem with the alias, shown in status meanwhile).
+   */
+  avoidBulk(alias: string, refusal?: string): void {
     const info = this.cache.get(alias);
     if (info) this.cache.set(alias, { ...info, bulk: false });
+    if (refusal !== undefined) this.bulkRefusals.set(alias, refusal);
+  }
+
+  /** Why the firewall refused the bulk path for this alias since the last clear(), or null. */
+  bulkRefusal(alias: string): string | null {
+    return this.bulkRefusals.get(alias) ?? null;
   }
 
   clear(): void {
     this.cache.clear();
+    this.bulkRefusals.clear();
     this.configApiDenied = false;
   }
 }

@@ -14,8 +14,6 @@ export interface AliasStatus {
   /** What works with a caveat (a Host(s) alias, an external alias with expire). */
   caveat: string | null;
   backlog: number;
-  applied: number;
-  dropped: number;
   /** Answered "done" by the firewall but absent from pf at the next reconciliation. */
   notAccepted: number;
 }
@@ -46,8 +44,8 @@ export class AliasQueue {
   constructor(private readonly options: AliasQueueOptions) {
     // The Batcher would log every new message and every retry at the longest backoff: this
     // class logs the alias's failures instead, once each.
-    const quiet = options.log.child({ firewall: options.firewall, alias: options.alias }, { level: 'error' });
-    this.batcher = new Batcher({ name: `opnsense ${options.firewall} alias ${options.alias}`, apply: (batch) => this.apply(batch) }, quiet, options.batcher);
+    const log = options.log.child({ firewall: options.firewall, alias: options.alias });
+    this.batcher = new Batcher({ name: `opnsense ${options.firewall} alias ${options.alias}`, apply: (batch) => this.apply(batch) }, log, { ...options.batcher, logFailures: false });
   }
 
   submit(action: Action, address: string): boolean {
@@ -114,17 +112,18 @@ export class AliasQueue {
     this.unaccepted = { count, message };
   }
 
-  /** `note`: a problem the backend found with single addresses of this alias (e.g. networks refused by a Host(s) alias). */
+  /**
+   * What the firewall refused of the last batch (e.g. a network for a Host(s) alias) is the
+   * Batcher's target problem; `note`: a problem of the alias found outside the batches' changes.
+   */
   status(note: string | null): AliasStatus {
-    const { backlog, applied, dropped } = this.batcher.stats();
+    const { backlog, targetProblems } = this.batcher.stats();
     return {
       type: this.type,
       usable: this.verdict?.usable ?? true,
-      lastError: this.verdict?.problem ?? this.failure?.message ?? this.unaccepted.message ?? note,
+      lastError: this.verdict?.problem ?? this.failure?.message ?? this.unaccepted.message ?? targetProblems[this.options.alias]?.what ?? note,
       caveat: this.verdict?.caveat ?? null,
       backlog,
-      applied,
-      dropped: dropped.refused + dropped['queue-full'] + dropped['shutting-down'],
       notAccepted: this.unaccepted.count,
     };
   }

@@ -112,7 +112,7 @@ export class OpnsenseBridge implements Part {
   }
 
   private wanted(): Record<string, number> {
-    return Object.fromEntries(this.projection.targets().map((alias) => [alias, this.projection.wanted(this.holdings, alias).size]));
+    return Object.fromEntries(this.projection.targets().map((alias) => [alias, this.projection.wantedCount(this.holdings, alias)]));
   }
 
   /**

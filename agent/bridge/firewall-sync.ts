@@ -1,7 +1,7 @@
 import type { Action } from '../../src/event.js';
 import type { Firewall } from '../../src/config.js';
 import type { Logger } from '../../src/log.js';
-import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
+import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './opnsense/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
 import type { Part } from '../part.js';
 import { sinkMeasures, type SinkStats, type BatcherOptions, type Change, type Rejection } from '../sinks/batcher.js';
@@ -40,8 +40,6 @@ export interface ReconcileReport {
   error?: string;
 }
 
-export type { AliasStatus } from './alias-queue.js';
-
 export interface FirewallStatus {
   url: string;
   /** Whether the last request got an answer from the firewall; null before the first. */
@@ -51,8 +49,6 @@ export interface FirewallStatus {
   /** Each alias the bridge writes to on this firewall, with its own health. */
   aliases: Record<string, AliasStatus>;
   backlog: number;
-  applied: number;
-  dropped: number;
   lastReconcile: ReconcileReport | null;
 }
 
@@ -119,15 +115,7 @@ export class FirewallSync implements Part {
 
   constructor(private readonly options: FirewallSyncOptions) {
     const { firewall, log } = options;
-    this.client = new OpnsenseClient({
-      baseUrl: firewall.baseUrl,
-      key: firewall.key,
-      secret: firewall.secret,
-      verifyTls: options.verifyTls,
-      maxSockets: CONCURRENCY,
-      ...(options.ca === undefined ? {} : { ca: options.ca }),
-      ...options.client,
-    });
+    this.client = firewallClient(firewall, options, { maxSockets: CONCURRENCY, ...options.client });
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);
@@ -221,16 +209,12 @@ export class FirewallSync implements Part {
   report(): FirewallStatus {
     const aliases: Record<string, AliasStatus> = {};
     let backlog = 0;
-    let applied = 0;
-    let dropped = 0;
     for (const [alias, queue] of this.queues) {
-      const status = queue.status(this.backend.aliasErrors.get(alias) ?? null);
+      const status = queue.status(this.aliasInfo.bulkRefusal(alias));
       aliases[alias] = status;
       backlog += status.backlog;
-      applied += status.applied;
-      dropped += status.dropped;
     }
-    return { url: this.url, reachable: this.reachable, lastError: this.lastError, aliases, backlog, applied, dropped, lastReconcile: this.lastReconcile };
+    return { url: this.url, reachable: this.reachable, lastError: this.lastError, aliases, backlog, lastReconcile: this.lastReconcile };
   }
 
   private queue(action: Action, alias: string, address: string): boolean {
@@ -238,7 +222,7 @@ export class FirewallSync implements Part {
     const queued = queue.submit(action, address);
     if (!queued && !this.stopped && this.throttle.pass(`overflow\u0000${alias}`) !== null) {
       this.options.log.error(
-        { firewall: this.url, alias, backlog: queue.status(null).backlog },
+        { firewall: this.url, alias, backlog: queue.stats().backlog },
         `OPNsense ${this.url}: alias ${alias} is not keeping up (its queue is full); changes stay in the desired state and reconciliation applies them once the alias takes changes again: check that the firewall is up and fast enough`,
       );
     }
@@ -326,14 +310,17 @@ export class FirewallSync implements Part {
     this.aliasInfo.clear();
     // Aliases no longer mapped are included: what the bridge added there is no longer wanted.
     const names = [...new Set([...aliases.values(), ...this.ledger.aliases()])];
-    const results = await Promise.allSettled(names.map((alias) => this.compareAlias(alias, report)));
+    // get_table_size answers for every table at once: read at most once per reconciliation, when needed.
+    let sizes: Promise<TableSizes | null> | undefined;
+    const tableSizes = () => (sizes ??= this.client.tableSizes());
+    const results = await Promise.allSettled(names.map((alias) => this.compareAlias(alias, report, tableSizes)));
     const wide = results.find((result): result is PromiseRejectedResult => result.status === 'rejected' && firewallWide(result.reason));
     if (wide) throw wide.reason;
     const failed = results.filter((result) => result.status === 'rejected').length;
     if (failed > 0) throw new Error(`${failed} alias(es) could not be reconciled; see each alias's lastError`);
   }
 
-  private async compareAlias(alias: string, report: ReconcileReport): Promise<void> {
+  private async compareAlias(alias: string, report: ReconcileReport, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
     const { desired, aliases } = this.options;
     if (![...aliases.values()].includes(alias) && (await this.aliasInfo.get(alias)).kind === 'missing') {
       this.forgetDeletedAlias(alias);
@@ -342,7 +329,7 @@ export class FirewallSync implements Part {
     const queue = this.queueOf(alias);
     try {
       if (!(await this.judge(alias, queue))) return;
-      const present = await this.backend.listAlias(alias);
+      const present = await this.backend.listAlias(alias, tableSizes);
       if (this.stopped) return;
       const wanted = desired.addresses(alias);
       const repushed = this.repushed.get(alias) ?? new Map<string, boolean>();
@@ -359,7 +346,7 @@ export class FirewallSync implements Part {
       }
       this.repushed.set(alias, next);
       report.notAccepted += notAccepted;
-      await this.noteNotAccepted(alias, queue, notAccepted);
+      await this.noteNotAccepted(alias, queue, notAccepted, tableSizes);
       for (const address of this.ledger.addresses(alias)) {
         if (wanted.has(address)) continue;
         // Also when absent: the delete is harmless and drops the ledger entry once done.
@@ -383,14 +370,14 @@ export class FirewallSync implements Part {
   }
 
   /** Reports what pf did not take (its table-entries limit, shared by every table), instead of re-adding it silently forever. */
-  private async noteNotAccepted(alias: string, queue: AliasQueue, count: number): Promise<void> {
+  private async noteNotAccepted(alias: string, queue: AliasQueue, count: number, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
     if (count === 0) {
       queue.notAccepted(0, null);
       return;
     }
     let sizes = '';
     try {
-      const table = await this.client.tableSizes();
+      const table = await tableSizes();
       if (table !== null) sizes = ` (pf holds ${table.used} entries over all tables; its table-entries limit is ${table.limit})`;
     } catch {
       // Only for the message: without "Firewall: Aliases" it goes without the numbers.

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import { OpnsenseError, pfRendering, type OpnsenseClient } from './opnsense/client.js';
+import { OpnsenseError, pfRendering, type OpnsenseClient, type TableSizes } from './opnsense/client.js';
 import type { Backend, Change, Rejection } from '../sinks/batcher.js';
 import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';
@@ -14,7 +14,7 @@ export const CONCURRENCY = 12;
  * alias_util writes to a Host(s)/Network(s) alias in flight at once: each takes the firewall's
  * global config lock for a config save, so more would only wait there (and time out).
  */
-export const CONFIG_WRITE_CONCURRENCY = 2;
+const CONFIG_WRITE_CONCURRENCY = 2;
 
 /**
  * From this many changes to one Host(s)/Network(s) alias in a batch, they are written with
@@ -22,7 +22,7 @@ export const CONFIG_WRITE_CONCURRENCY = 2;
  * save each). The bulk path rewrites the whole alias and races with edits made meanwhile
  * in the GUI, so single bans keep the per-address path, which never touches other entries.
  */
-export const BULK_MIN_CHANGES = 20;
+const BULK_MIN_CHANGES = 20;
 
 export interface OpnsenseBackendOptions {
   client: OpnsenseClient;
@@ -54,7 +54,7 @@ function aliasFix(alias: string): string {
 }
 
 /**
- * Applies batches to the aliases of ONE firewall (the Batcher's Backend). Errors that
+ * Applies each alias queue's batches to the aliases of ONE firewall. Errors that
  * concern the whole firewall (unreachable, 401, 403, 404, 400, 5xx) are thrown so the
  * Batcher retries with backoff; errors that concern one alias or address (nonexistent
  * alias, "failed", a network on a Host(s) alias, set_item refusing the content) are logged
@@ -63,9 +63,6 @@ function aliasFix(alias: string): string {
  */
 export class OpnsenseBackend implements Backend {
   readonly name: string;
-  /** alias -> the last problem with it, until a change to that alias goes through. */
-  readonly aliasErrors = new Map<string, string>();
-  private reported = 0;
   private readonly concurrency: number;
   private readonly bulkMin: number;
   private readonly throttle = new LogThrottle();
@@ -82,12 +79,14 @@ export class OpnsenseBackend implements Backend {
     return this.options.client.firewall;
   }
 
-  async apply(batch: Change[]): Promise<Rejection[]> {
+  /** Applies a batch of changes to ONE alias (each alias has its own queue); returns what the firewall refused. */
+  async apply(batch: readonly Change[]): Promise<Rejection[]> {
     const { ledger, state } = this.options;
-    const byAlias = new Map<string, AliasChanges>();
-    for (const { target: alias, action, address } of batch) {
-      let changes = byAlias.get(alias);
-      if (!changes) byAlias.set(alias, (changes = { adds: [], deletes: [], claimed: new Set(), refused: [] }));
+    const alias = batch[0]?.target;
+    if (alias === undefined) return [];
+    const changes: AliasChanges = { adds: [], deletes: [], claimed: new Set(), refused: [] };
+    for (const { target, action, address } of batch) {
+      if (target !== alias) throw new Error(`a batch for alias ${alias} holds a change to alias ${target}`);
       if (action === 'ban') changes.adds.push(address);
       // Only what the bridge added is ever removed.
       else if (ledger.has(alias, address)) changes.deletes.push(address);
@@ -95,47 +94,44 @@ export class OpnsenseBackend implements Backend {
     // Nothing is claimed in an alias before a listing since start has shown what others put
     // there (what was there is in memory only). Also while the firewall is down: this throws,
     // and the Batcher retries once it answers.
-    for (const [alias, changes] of byAlias) {
-      if (changes.adds.length > 0 && !ledger.listed(alias)) await this.listAlias(alias);
-    }
+    if (changes.adds.length > 0 && !ledger.listed(alias)) await this.listAlias(alias);
     const records: JournalRecord[] = [];
-    const record = (alias: string, address: string) => records.push([ledger.firewall, alias, address, this.options.holders(alias, address)]);
-    for (const [alias, changes] of byAlias) {
-      for (const address of changes.adds) {
-        if (ledger.present(alias, address)) continue;
-        ledger.add(alias, address);
-        changes.claimed.add(address);
-        record(alias, address);
-      }
-      // With its holders gone, so that a crash cannot bring back a ban released meanwhile.
-      for (const address of changes.deletes) record(alias, address);
+    const record = (address: string) => records.push([ledger.firewall, alias, address, this.options.holders(alias, address)]);
+    for (const address of changes.adds) {
+      if (ledger.present(alias, address)) continue;
+      ledger.add(alias, address);
+      changes.claimed.add(address);
+      record(address);
     }
+    // With its holders gone, so that a crash cannot bring back a ban released meanwhile.
+    for (const address of changes.deletes) record(address);
     try {
       // Write-ahead: the claims are on disk before any add is sent (O(batch), see StateFile).
       await state.writeAhead(records);
     } catch (error) {
       // Nothing was sent: the retry claims them again, and writes them ahead again.
-      for (const [alias, changes] of byAlias) for (const address of changes.claimed) ledger.unclaim(alias, address);
+      for (const address of changes.claimed) ledger.unclaim(alias, address);
       throw error;
     }
     try {
-      for (const [alias, changes] of byAlias) await this.applyToAlias(alias, changes);
+      await this.applyToAlias(alias, changes);
     } finally {
       state.markDirty();
     }
-    return [...byAlias.values()].flatMap((changes) => changes.refused);
+    return changes.refused;
   }
 
   /**
    * Lists the alias in full and records in the ledger what others put there. One listing per
-   * alias at a time: reconciliation and a batch that needs one share it.
+   * alias at a time: reconciliation and a batch that needs one share it. `tableSizes`: how to
+   * read pf's table sizes, should an empty listing need checking (a reconciliation reads them once for all aliases).
    */
-  listAlias(alias: string): Promise<Set<string>> {
+  listAlias(alias: string, tableSizes = () => this.options.client.tableSizes()): Promise<Set<string>> {
     const running = this.listings.get(alias);
     if (running) return running;
     const { ledger } = this.options;
     ledger.listingStarted(alias);
-    const listing = this.confirmedListing(alias)
+    const listing = this.confirmedListing(alias, tableSizes)
       .then(
         (rows) => {
           const present = new Set(rows);
@@ -157,14 +153,14 @@ export class OpnsenseBackend implements Backend {
    * OPNsense answers HTTP 200 with nothing when configd timed out. get_table_size's count
    * for the table decides, else a second listing.
    */
-  private async confirmedListing(alias: string): Promise<string[]> {
+  private async confirmedListing(alias: string, tableSizes: () => Promise<TableSizes | null>): Promise<string[]> {
     const { client, ledger } = this.options;
     const rows = await client.list(alias);
     // Known to be empty: listed empty before, and the bridge added nothing since.
     if (rows.length > 0 || (ledger.listed(alias) && !ledger.sawForeign(alias) && ledger.addresses(alias).size === 0)) return rows;
     let count: number | undefined;
     try {
-      count = (await client.tableSizes())?.counts.get(alias);
+      count = (await tableSizes())?.counts.get(alias);
     } catch (error) {
       if (!(error instanceof OpnsenseError) || (error.kind !== 'forbidden' && error.kind !== 'not_found')) throw error;
     }
@@ -179,19 +175,21 @@ export class OpnsenseBackend implements Backend {
   private async applyToAlias(alias: string, changes: AliasChanges): Promise<void> {
     const total = changes.adds.length + changes.deletes.length;
     if (total === 0) return;
-    const reportedBefore = this.reported;
     const info = await this.options.aliasInfo.get(alias);
     if (info.kind === 'host') changes.adds = await this.refuseNetworks(alias, changes);
     const configWrites = info.kind === 'host' || info.kind === 'network';
-    if (configWrites && info.uuid !== null && changes.adds.length > 0) changes.adds = await this.skipFirstEntry(alias, info.uuid, changes);
-
     const bulk = info.uuid !== null && info.bulk && configWrites && total >= this.bulkMin ? { kind: info.kind as 'host' | 'network', uuid: info.uuid } : null;
+    // The content, read once for both paths: the bulk path rewrites it, alias_util must not be sent its first entry.
+    let content: readonly string[] | null = null;
+    if (info.uuid !== null && configWrites && (bulk !== null || changes.adds.length > 0)) content = (await this.options.client.getAliasItem(info.uuid, alias))?.content ?? null;
+    if (content !== null && changes.adds.length > 0) changes.adds = await this.skipFirstEntry(alias, content, changes);
+
     let path: 'set_item' | 'alias_util' = bulk ? 'set_item' : 'alias_util';
     // Every write takes the firewall's config lock; only External aliases hold it briefly.
     const limit = info.kind === 'external' ? this.concurrency : CONFIG_WRITE_CONCURRENCY;
     let added: string[];
     try {
-      added = bulk ? await this.bulk(alias, bulk, changes) : await this.oneByOne(alias, changes, limit);
+      added = bulk ? await this.bulk(alias, { ...bulk, content }, changes) : await this.oneByOne(alias, changes, limit);
     } catch (error) {
       // The bulk path refused for reasons of this alias or another one (set_item "failed",
       // no "Firewall: Alias: Edit", reconfigure failing on any broken alias): retrying it
@@ -205,7 +203,6 @@ export class OpnsenseBackend implements Backend {
       { firewall: this.firewall, alias, adds: added.length, deletes: changes.deletes.length, path },
       `applied ${added.length} add(s) and ${changes.deletes.length} delete(s) to alias ${alias} on ${this.firewall}`,
     );
-    if (this.reported === reportedBefore) this.aliasErrors.delete(alias);
     if (added.length > 0) this.options.onAdded?.(alias, added);
   }
 
@@ -262,17 +259,16 @@ export class OpnsenseBackend implements Backend {
   }
 
   /**
-   * set_item + reconfigure for Host(s)/Network(s) aliases: read the content, add and remove
-   * only what this batch changes (every other entry is kept as read), write it back, apply.
+   * set_item + reconfigure for Host(s)/Network(s) aliases: add to and remove from the content
+   * as read (null: the alias is gone) only what this batch changes, write it back, apply.
    */
-  private async bulk(alias: string, { kind, uuid }: { kind: 'host' | 'network'; uuid: string }, { adds, deletes, claimed }: AliasChanges): Promise<string[]> {
+  private async bulk(alias: string, { kind, uuid, content: read }: { kind: 'host' | 'network'; uuid: string; content: readonly string[] | null }, { adds, deletes, claimed }: AliasChanges): Promise<string[]> {
     const { client, ledger, aliasInfo } = this.options;
-    const item = await client.getAliasItem(uuid, alias);
-    if (item === null) {
+    if (read === null) {
       aliasInfo.clear();
       throw new Error(`OPNsense ${this.firewall}: alias "${alias}" disappeared from config while being updated; will look it up again`);
     }
-    const content = new Map(item.content.map((entry) => [pfRendering(entry), entry]));
+    const content = new Map(read.map((entry) => [pfRendering(entry), entry]));
     // Already there, and not because of the bridge: someone else's entry, never to be removed by it.
     await this.takeBack(
       alias,
@@ -320,7 +316,6 @@ export class OpnsenseBackend implements Backend {
         continue;
       }
       const message = `OPNsense ${this.firewall}: alias "${alias}" is a Host(s) alias and cannot hold the network ${address}; change the alias type to Network(s) or External (advanced) on the firewall, or map this jail to another alias`;
-      this.noteAliasError(alias, message);
       refused.push({ change: { target: alias, action: 'ban', address }, problem: { what: message, fix: aliasFix(alias) } });
       const held = this.throttle.pass(`${alias}\u0000host-network`);
       if (held === null) continue;
@@ -333,11 +328,10 @@ export class OpnsenseBackend implements Backend {
    * An address equal to a Host(s)/Network(s) alias's first config entry is in config already,
    * and alias_util would store it a second time (OPNsense's `!array_search` bug), so that a
    * later delete leaves a copy behind: it is not sent (pf gets it back from config at the next
-   * reload). Read fresh, as the bridge's own adds change the first entry. Claimed by this
-   * batch, it is someone else's.
+   * reload). `content` is read for this batch, as the bridge's own adds change the first
+   * entry. Claimed by this batch, it is someone else's.
    */
-  private async skipFirstEntry(alias: string, uuid: string, changes: AliasChanges): Promise<string[]> {
-    const content = (await this.options.client.getAliasItem(uuid, alias))?.content ?? [];
+  private async skipFirstEntry(alias: string, content: readonly string[], changes: AliasChanges): Promise<string[]> {
     const first = content[0] === undefined ? null : pfRendering(content[0]);
     if (first === null || !changes.adds.includes(first)) return changes.adds;
     this.options.log.debug({ firewall: this.firewall, alias, address: first }, `not adding ${first} to alias ${alias}: it is the alias's first config entry already, and OPNsense would store it twice`);
@@ -347,8 +341,7 @@ export class OpnsenseBackend implements Backend {
 
   /** Logs (with the fix) why the bulk path failed; until the next reconciliation the alias goes address by address. */
   private bulkRefused(alias: string, error: OpnsenseError): void {
-    this.options.aliasInfo.avoidBulk(alias);
-    this.noteAliasError(alias, error.message);
+    this.options.aliasInfo.avoidBulk(alias, error.message);
     const held = this.throttle.pass(`${alias}\u0000bulk`);
     if (held === null) return;
     this.options.log.error(
@@ -357,13 +350,7 @@ export class OpnsenseBackend implements Backend {
     );
   }
 
-  private noteAliasError(alias: string, message: string): void {
-    this.reported += 1;
-    this.aliasErrors.set(alias, message);
-  }
-
   private report(alias: string, error: OpnsenseError): void {
-    this.noteAliasError(alias, error.message);
     const held = this.throttle.pass(`${alias}\u0000${error.kind}`);
     if (held === null) return;
     this.options.log.error(

@@ -1,6 +1,6 @@
 import type { Firewall, OpnsenseConfig } from '../../src/config.js';
 import { pino, type Logger } from 'pino';
-import { OpnsenseClient, OpnsenseError } from './opnsense/client.js';
+import { firewallClient, OpnsenseError, type OpnsenseClient } from './opnsense/client.js';
 import type { Finding } from '../jail-checks.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 
@@ -16,14 +16,7 @@ const SILENT: Logger = pino({ level: 'silent' });
 export async function probeFirewall(firewall: Firewall, config: OpnsenseConfig, timeoutMs: number): Promise<Finding[]> {
   let client: OpnsenseClient;
   try {
-    client = new OpnsenseClient({
-      baseUrl: firewall.baseUrl,
-      key: firewall.key,
-      secret: firewall.secret,
-      verifyTls: config.verifyTls,
-      timeoutMs,
-      ...(config.ca === undefined ? {} : { ca: config.ca }),
-    });
+    client = firewallClient(firewall, config, { timeoutMs });
   } catch (error) {
     return [{ level: 'fail', subject: `OPNsense ${firewall.name}`, message: (error as Error).message, fix: 'correct opn_fw_ip, [opn_keys] or opn_ca_file' }];
   }

@@ -6,7 +6,7 @@ import { replaceFile, syncDir } from '../durable-file.js';
 import { LogThrottle } from './log-throttle.js';
 
 /** Changes are gathered at least this long before a snapshot is written, so a burst is a few writes, not one per ban. */
-export const STATE_WRITE_DELAY_MS = 1_000;
+const STATE_WRITE_DELAY_MS = 1_000;
 /**
  * Serialising a snapshot blocks the event loop for as long as it takes (about a second for a
  * million addresses), so snapshots are also spaced by this many times that: the agent spends

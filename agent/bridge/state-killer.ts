@@ -4,7 +4,7 @@ import type { OpnsenseClient } from './opnsense/client.js';
 import { LogThrottle } from './log-throttle.js';
 
 /** Each kill makes the firewall parse its whole state table: at most this many at once. */
-export const KILLS_AT_ONCE = 2;
+const KILLS_AT_ONCE = 2;
 /** Addresses waiting for their states to be killed; beyond this, new ones are skipped (and counted in the log). */
 const MAX_WAITING = 10_000;
 

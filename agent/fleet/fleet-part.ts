@@ -1,22 +1,16 @@
-import { NODE_ID } from '../../src/event.js';
 import type { PartStatus, Problem } from '../../src/status.js';
-import type { Adopt } from '../bridge/bridge.js';
 import type { Part } from '../part.js';
 import type { FleetState } from './fleet-state.js';
-import { ADOPTED, MANUAL } from './holdings.js';
-import type { LoadResult } from './holdings-file.js';
 
 /** Snapshots shown in the status, the most recent first. */
 const SNAPSHOTS_SHOWN = 20;
 
 /**
  * The fleet state's lifecycle and report: loads the holdings store first (before the
- * sinks that project it and the links that feed it), closes it last, and says at start
- * who adopts what an earlier version left (the sync jails' content, the bridge's holders).
+ * sinks that project it and the links that feed it), closes it last. Without sync jails
+ * there is nothing of theirs to adopt: the adoption pending after the load ends at once.
  */
 export class FleetPart implements Part {
-  private loaded: LoadResult | undefined;
-
   constructor(
     private readonly fleet: FleetState,
     /** The sync jails' reconciler adopts what they hold (and then calls the fleet's adoptionDone). */
@@ -24,18 +18,12 @@ export class FleetPart implements Part {
   ) {}
 
   async start(): Promise<void> {
-    this.loaded = this.fleet.load();
+    this.fleet.load();
     if (this.fleet.adoptionPending && !this.syncJailsAdopt) this.fleet.adoptionDone();
   }
 
   async stop(): Promise<void> {
     await this.fleet.close();
-  }
-
-  /** On the first start with a store, the holders a bridge state file of an earlier version kept go into it. */
-  bridgeAdopter(): Adopt | undefined {
-    if (!this.loaded?.fresh) return undefined;
-    return (origin, jail, address) => this.fleet.addAll(adoptedOrigin(origin), jail, [address]);
   }
 
   status(): PartStatus {
@@ -51,7 +39,8 @@ export class FleetPart implements Part {
     const problems: Problem[] = status.lastError
       ? [{ what: `the holdings store cannot be written: ${status.lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }]
       : [];
-    const snapshots = [...status.snapshots].sort((a, b) => b.at.localeCompare(a.at)).slice(0, SNAPSHOTS_SHOWN);
+    // Kept in the order they ended.
+    const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
     const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));
     return {
       kind: 'fleet',
@@ -75,10 +64,4 @@ export class FleetPart implements Part {
       },
     };
   }
-}
-
-/** Holders from a bridge state file of an earlier version, as holdings: "@manual" stays manual, anything not a node id is adopted. */
-function adoptedOrigin(origin: string): string {
-  if (origin === MANUAL) return MANUAL;
-  return NODE_ID.test(origin) ? origin : ADOPTED;
 }

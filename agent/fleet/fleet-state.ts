@@ -1,7 +1,8 @@
-import type { SyncEvent } from '../../src/event.js';
+import { NODE_ID, type SyncEvent } from '../../src/event.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
+import type { Adopt } from '../bridge/bridge.js';
 import type { EventTarget, RouteResult } from '../intake.js';
 import { LogThrottle } from '../bridge/log-throttle.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
@@ -35,6 +36,8 @@ export class FleetState implements EventTarget {
   private unbansWithoutHolding = 0;
   private refusedAtCap = 0;
   private adopting = false;
+  /** The store did not exist before this start (an upgrade, or a new install). */
+  private fresh = false;
 
   constructor(
     readonly holdings: Holdings,
@@ -60,6 +63,7 @@ export class FleetState implements EventTarget {
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
     this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
     this.adopting = result.adoptionPending;
+    this.fresh = result.fresh;
     return result;
   }
 
@@ -72,6 +76,12 @@ export class FleetState implements EventTarget {
   adoptionDone(): void {
     this.adopting = false;
     this.file.adoptionDone();
+  }
+
+  /** On the first start with a store, the holders a bridge state file of an earlier version kept go into it. */
+  bridgeAdopter(): Adopt | undefined {
+    if (!this.fresh) return undefined;
+    return (origin, jail, address) => this.addAll(adoptedOrigin(origin), jail, [address]);
   }
 
   /** Ends the snapshots being received and writes the store to disk. */
@@ -181,4 +191,10 @@ export class FleetState implements EventTarget {
         : `${address} in ${jail} already has ${MAX_ORIGINS_PER_ADDRESS} holders: one more (${origin}) refused; the address stays banned through the others. Look for a client publishing under many node ids`,
     );
   }
+}
+
+/** Holders from a bridge state file of an earlier version, as holdings: "@manual" stays manual, anything not a node id is adopted. */
+function adoptedOrigin(origin: string): string {
+  if (origin === MANUAL) return MANUAL;
+  return NODE_ID.test(origin) ? origin : ADOPTED;
 }

@@ -12,10 +12,10 @@ export const MAX_HOLDINGS = 2_000_000;
 /** …and origins per address (a ban seen by many hosts fits; ever new node ids do not grow it). */
 export const MAX_ORIGINS_PER_ADDRESS = 64;
 /** Released addresses remembered for reconciliation (see `released`), per primary jail. */
-export const MAX_RELEASED_PER_JAIL = 200_000;
+const MAX_RELEASED_PER_JAIL = 200_000;
 
 /** 'added': a new holding; 'known': held already; 'full' / 'crowded': refused at MAX_HOLDINGS / MAX_ORIGINS_PER_ADDRESS. */
-export type AddResult = 'added' | 'known' | 'full' | 'crowded';
+type AddResult = 'added' | 'known' | 'full' | 'crowded';
 
 /**
  * Who holds which address, per primary jail: `(origin, primary jail, address)`. Compact

@@ -36,7 +36,7 @@ export class Projection {
 
   /** Whether the target should hold the address. */
   holds(holdings: Holdings, target: string, address: string): boolean {
-    return this.jailsOf(target).some((jail) => holdings.origins(jail, address).some((origin) => this.counts(origin)));
+    return this.jailsOf(target).some((jail) => this.heldThrough(holdings, jail, address));
   }
 
   /** Everything the target should hold. */
@@ -48,10 +48,28 @@ export class Projection {
     return wanted;
   }
 
+  /** How many addresses the target should hold: the size of `wanted`, without building the set (status asks on every call). */
+  wantedCount(holdings: Holdings, target: string): number {
+    const jails = this.jailsOf(target);
+    let count = 0;
+    jails.forEach((jail, index) => {
+      const earlier = jails.slice(0, index);
+      for (const [address, origins] of holdings.entries(jail)) {
+        // Counted once, through the first of the target's jails that holds it.
+        if (origins.some((origin) => this.counts(origin)) && !earlier.some((other) => this.heldThrough(holdings, other, address))) count += 1;
+      }
+    });
+    return count;
+  }
+
   /** Addresses the store held for the target and released since: the only ones a reconciliation may remove. */
   released(holdings: Holdings, target: string): Set<string> {
     const released = new Set<string>();
     for (const jail of this.jailsOf(target)) for (const address of holdings.released(jail)) released.add(address);
     return released;
+  }
+
+  private heldThrough(holdings: Holdings, jail: string, address: string): boolean {
+    return holdings.origins(jail, address).some((origin) => this.counts(origin));
   }
 }

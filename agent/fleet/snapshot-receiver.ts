@@ -3,7 +3,7 @@ import type { SnapshotPart } from '../../src/snapshot.js';
 import type { FleetState } from './fleet-state.js';
 
 /** Parts of one snapshot must all arrive within this long of its first part, or it counts as incomplete. */
-export const SNAPSHOT_DEADLINE_MS = 60_000;
+const SNAPSHOT_DEADLINE_MS = 60_000;
 /** Snapshots being received at once (one per origin and jail); more are refused until one ends. */
 const MAX_OPEN = 32;
 /** Results kept for status, most recent first out. */

@@ -31,17 +31,20 @@ export interface BatcherOptions {
   maxPending: number;
   retryInitialMs: number;
   retryMaxMs: number;
+  /** False when the owner logs the target's failures and recoveries itself. */
+  logFailures: boolean;
 }
 
-export const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
+const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   windowMs: 25,
   maxBatch: 5_000,
   maxPending: 1_000_000,
   retryInitialMs: 250,
   retryMaxMs: 30_000,
+  logFailures: true,
 };
 
-export type DropReason = 'refused' | 'queue-full' | 'shutting-down';
+type DropReason = 'refused' | 'queue-full' | 'shutting-down';
 
 export interface SinkStats {
   submitted: number;
@@ -71,7 +74,8 @@ export class Batcher {
   private stopping = false;
   private abandoned = false;
   private readonly counts = { submitted: 0, applied: 0, failures: 0 };
-  private readonly dropped: Record<DropReason, number> = { refused: 0, 'queue-full': 0, 'shutting-down': 0 };
+  /** Changes dropped before reaching the target; those it refused are counted per target in `refused`. */
+  private readonly dropped: Record<Exclude<DropReason, 'refused'>, number> = { 'queue-full': 0, 'shutting-down': 0 };
   private readonly refused = new Map<string, number>();
   private readonly targetProblems = new Map<string, Problem>();
   private lastError: string | null = null;
@@ -115,7 +119,7 @@ export class Batcher {
   stats(): SinkStats {
     return {
       ...this.counts,
-      dropped: { ...this.dropped },
+      dropped: { refused: [...this.refused.values()].reduce((sum, count) => sum + count, 0), ...this.dropped },
       refused: Object.fromEntries(this.refused),
       backlog: this.pending.size + this.inFlight,
       lastError: this.lastError,
@@ -175,13 +179,13 @@ export class Batcher {
       if (!failure) {
         this.count(batch, rejections);
         delay = this.options.retryInitialMs;
-        if (this.lastError) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
+        if (this.lastError && this.options.logFailures) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
         this.lastError = null;
         continue;
       }
       this.counts.failures += 1;
       this.putBack(batch);
-      if (failure.message !== this.lastError || delay >= this.options.retryMaxMs) {
+      if (this.options.logFailures && (failure.message !== this.lastError || delay >= this.options.retryMaxMs)) {
         this.log.warn({ sink: this.backend.name, backlog: this.pending.size, retryInMs: delay }, failure.message);
       }
       this.lastError = failure.message;
@@ -200,7 +204,6 @@ export class Batcher {
 
   private count(batch: Change[], rejections: Rejection[]): void {
     this.counts.applied += batch.length - rejections.length;
-    this.dropped.refused += rejections.length;
     const refusing = new Map(rejections.map(({ change, problem }) => [change.target, problem]));
     for (const { change } of rejections) this.refused.set(change.target, (this.refused.get(change.target) ?? 0) + 1);
     for (const { target } of batch) {
@@ -238,6 +241,18 @@ export class Batcher {
     const why = this.stopping ? 'shutting down' : `queue full (${this.options.maxPending} pending; is the target down?)`;
     this.log.error({ sink: this.backend.name, dropped: this.dropped['queue-full'] + this.dropped['shutting-down'], target: change.target }, `dropping ${change.action} of ${change.address}: ${why}`);
   }
+}
+
+/** A batch's changes per target, each target's addresses split by action. */
+export function groupByTarget(batch: readonly Change[]): Map<string, Record<Action, string[]> & { changes: Change[] }> {
+  const byTarget = new Map<string, Record<Action, string[]> & { changes: Change[] }>();
+  for (const change of batch) {
+    let group = byTarget.get(change.target);
+    if (!group) byTarget.set(change.target, (group = { ban: [], unban: [], changes: [] }));
+    group[change.action].push(change.address);
+    group.changes.push(change);
+  }
+  return byTarget;
 }
 
 /** The measures every sink reports, and its problems: the target failing, or refusing changes. */

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/log.js';
-import type { Backend, Change, Rejection } from './batcher.js';
+import { groupByTarget, type Backend, type Change, type Rejection } from './batcher.js';
 
 const ADDRESSES_SHOWN = 20;
 
@@ -11,13 +11,7 @@ export class DryRunBackend implements Backend {
   ) {}
 
   async apply(batch: Change[]): Promise<Rejection[]> {
-    const byTarget = new Map<string, { ban: string[]; unban: string[] }>();
-    for (const { target, action, address } of batch) {
-      let lists = byTarget.get(target);
-      if (!lists) byTarget.set(target, (lists = { ban: [], unban: [] }));
-      lists[action].push(address);
-    }
-    const parts = [...byTarget].map(
+    const parts = [...groupByTarget(batch)].map(
       ([target, { ban, unban }]) => `${target}: ${ban.length} ban(s)${listed(ban)}, ${unban.length} unban(s)${listed(unban)}`,
     );
     this.log.info({ sink: this.name, dryRun: true, changes: batch.length }, `dry run: would apply to ${this.name} ${parts.join('; ')}`);

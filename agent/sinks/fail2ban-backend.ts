@@ -1,13 +1,8 @@
 import { Fail2banError, type Fail2banClient } from '../../src/fail2ban/client.js';
-import { shippedFile } from '../../src/shipped-file.js';
 import type { Logger } from '../../src/log.js';
 import type { Problem } from '../../src/status.js';
-import type { Backend, Change, Rejection } from './batcher.js';
-
-/** How to fix a sync jail fail2ban does not have (or refuses). */
-export function missingJailFix(jail: string): string {
-  return `define [${jail}] in fail2ban's jail.local (see ${shippedFile('etc/fail2ban/jail.local')}), run "fail2ban-client reload", then re-send with syncfail2ban-client -f <jail> on the other hosts`;
-}
+import { missingSyncJailFix } from '../jail-checks.js';
+import { groupByTarget, type Backend, type Change, type Rejection } from './batcher.js';
 
 /** Applies batches to the local sync jails: one banip and one unbanip command per jail. */
 export class Fail2banBackend implements Backend {
@@ -19,16 +14,9 @@ export class Fail2banBackend implements Backend {
   ) {}
 
   async apply(batch: Change[]): Promise<Rejection[]> {
-    const byJail = new Map<string, { ban: string[]; unban: string[]; changes: Change[] }>();
-    for (const change of batch) {
-      let lists = byJail.get(change.target);
-      if (!lists) byJail.set(change.target, (lists = { ban: [], unban: [], changes: [] }));
-      lists[change.action].push(change.address);
-      lists.changes.push(change);
-    }
     let retryable: Error | undefined;
     const rejections: Rejection[] = [];
-    for (const [jail, { ban, unban, changes }] of byJail) {
+    for (const [jail, { ban, unban, changes }] of groupByTarget(batch)) {
       try {
         const banned = ban.length > 0 ? await this.client.banIps(jail, ban) : 0;
         const unbanned = unban.length > 0 ? await this.client.unbanIps(jail, unban) : 0;
@@ -42,7 +30,7 @@ export class Fail2banBackend implements Backend {
           retryable ??= error as Error;
           continue;
         }
-        const problem: Problem = { what: `fail2ban refuses changes to sync jail ${jail}: ${error.message}`, fix: missingJailFix(jail) };
+        const problem: Problem = { what: `fail2ban refuses changes to sync jail ${jail}: ${error.message}`, fix: missingSyncJailFix(jail) };
         this.log.error({ sink: this.name, jail, dropped: changes.length }, `${problem.what}; ${changes.length} change(s) dropped; fix: ${problem.fix}`);
         for (const change of changes) rejections.push({ change, problem });
       }

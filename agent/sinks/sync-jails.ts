@@ -2,10 +2,11 @@ import { Fail2banClient } from '../../src/fail2ban/client.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus, Problem } from '../../src/status.js';
 import type { SyncJailReconciler } from '../fleet/sync-jail-reconciler.js';
+import { missingSyncJailFix } from '../jail-checks.js';
 import type { Part } from '../part.js';
 import { Batcher, sinkMeasures, sinkProblems, type Change } from './batcher.js';
 import { DryRunBackend } from './dry-run.js';
-import { Fail2banBackend, missingJailFix } from './fail2ban-backend.js';
+import { Fail2banBackend } from './fail2ban-backend.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
 const CHECK_MS = 5_000;
@@ -142,7 +143,7 @@ export class SyncJailsSink implements Part {
     for (const jail of this.jails) {
       const exists = await this.client.jailExists(jail);
       if (this.stopped) return;
-      const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingJailFix(jail) };
+      const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingSyncJailFix(jail) };
       if (problem && !this.batcher.stats().targetProblems[jail]) this.options.log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
       if (problem) missing += 1;
       this.batcher.noteTargetProblem(jail, problem);

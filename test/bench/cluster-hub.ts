@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import { connect, type MqttClient } from 'mqtt';
+import { connectedClient } from '../support/mqtt-client.js';
 import { startRedis } from '../support/redis.js';
-import { startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
+import { startBrokerPair, startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 import { percentile } from './stats.js';
 
@@ -20,12 +20,6 @@ interface PathResult {
   p99: number;
 }
 
-async function connected(url: string): Promise<MqttClient> {
-  const client = connect(url, { clean: true, reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
-  return client;
-}
-
 /**
  * Publishes ban events to `publishTo` and measures, for each subscriber, events per second
  * (first publish to last arrival) and the latency of each event (publish to arrival).
@@ -34,7 +28,7 @@ async function measure({ events, window, intervalMs }: Run, publishTo: Standalon
   const sent = new Map<string, number>();
   const receivers = await Promise.all(
     subscribers.map(async ([path, broker]) => {
-      const client = await connected(broker.url);
+      const client = await connectedClient(broker.url);
       const latencies: number[] = [];
       let last = 0;
       client.on('message', (_topic, payload) => {
@@ -45,7 +39,7 @@ async function measure({ events, window, intervalMs }: Run, publishTo: Standalon
       return { path, client, latencies, lastArrival: () => last };
     }),
   );
-  const publisher = await connected(publishTo.url);
+  const publisher = await connectedClient(publishTo.url);
   const start = performance.now();
   let next = 0;
   await Promise.all(
@@ -83,10 +77,9 @@ export async function run(): Promise<void> {
     await lone.stop();
   }
   const redis = await startRedis();
-  const instances = await Promise.all([0, 1].map(() => startStandaloneBroker([`cluster_redis_url = ${redis.url}`, ...LIMITS])));
+  const instances = await startBrokerPair(redis.url, LIMITS);
   try {
-    for (const instance of instances) await waitFor(() => /connected to Redis/.test(instance.process.output), 'the instance to reach Redis');
-    const [one, two] = instances as [StandaloneBroker, StandaloneBroker];
+    const [one, two] = instances;
     console.log('measured: QoS 1 ban events from one publisher on instance 1; syncfail2ban-broker and redis-server processes on this machine');
     for (const mode of [LOAD, PACED]) {
       const lonely = baseline.get(mode)!;

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startFail2ban } from '../support/fail2ban-server.js';
-import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
+import { residentMb } from '../support/memory.js';
 import { measured, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
@@ -40,7 +40,7 @@ export async function run(): Promise<void> {
     await Promise.all(hosts.map((host) => host.waitSubscribed(3)));
     const [a, ...peers] = hosts as [SimHost, ...SimHost[]];
     await banIn(a, 'web', addresses);
-    const idleMb = await Promise.all(peers.map((peer) => rssOf(peer.requireAgent().child.pid!)));
+    const idleMb = await Promise.all(peers.map(async (peer) => (await residentMb(peer.requireAgent().child.pid!)).now));
     const snapshotMs = await timed(async () => {
       const result = await a.client(['-f', 'web']);
       if (result.code !== 0) throw new Error(`-f failed: ${result.stderr}`);
@@ -48,7 +48,7 @@ export async function run(): Promise<void> {
         peers.map((peer) =>
           waitFor(async () => {
             const snapshots = await snapshotsOf(peer);
-            return snapshots.some((s) => s.origin === 'host-a' && s.complete) && measured(part(await statusOf(peer), 'sink', 'fail2ban'), 'backlog') === 0;
+            return snapshots.some((s) => s.origin === 'host-a' && s.complete) && measured(part(await peer.agentStatus(), 'sink', 'fail2ban'), 'backlog') === 0;
           }, `the snapshot applied on ${peer.name}`, 600_000, 200),
         ),
       );
@@ -74,7 +74,7 @@ async function settledRss(pid: number): Promise<number> {
   const samples: number[] = [];
   await waitFor(
     async () => {
-      samples.push(await rssOf(pid));
+      samples.push((await residentMb(pid)).now);
       const last = samples.slice(-STEADY_SAMPLES);
       return last.length === STEADY_SAMPLES && Math.max(...last) - Math.min(...last) <= 1;
     },
@@ -83,10 +83,4 @@ async function settledRss(pid: number): Promise<number> {
     1_000,
   );
   return samples.at(-1)!;
-}
-
-async function rssOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
-  return kb / 1024;
 }

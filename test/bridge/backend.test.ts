@@ -106,20 +106,21 @@ describe('OPNsense backend (one firewall)', function () {
     expect(fake.requests.byEndpoint['firewall/alias_util/delete'] ?? 0).to.equal(0);
   });
 
-  it('logs a nonexistent alias (firewall, alias, fix) and still updates the other aliases of the batch', async () => {
+  it('logs a nonexistent alias (firewall, alias, fix) and still updates the other aliases', async () => {
     const { backend, ledger, lines } = setUp();
-    await backend.apply([...bans('missing', ['203.0.113.5', '203.0.113.6']), ...bans('bans', ['203.0.113.7'])]);
+    const refused = await backend.apply(bans('missing', ['203.0.113.5', '203.0.113.6']));
+    expect(await backend.apply(bans('bans', ['203.0.113.7']))).to.deep.equal([]);
     expect(fake.pfTable('bans')).to.deep.equal(['203.0.113.7']);
     const errors = lines.filter((line) => line.level === 50);
     expect(errors, 'one line for the alias, not one per address').to.have.length(1);
     expect(errors[0]!.msg).to.include(fake.url).and.match(/alias "missing" does not exist on the firewall; create the alias missing/);
     expect(errors[0]).to.include({ firewall: fake.url, alias: 'missing', kind: 'nonexistent_alias' });
     expect(ledger.has('missing', '203.0.113.5')).to.equal(false);
-    expect(backend.aliasErrors.get('missing'), 'shown in status until the alias works').to.match(/does not exist/);
-    expect(backend.aliasErrors.has('bans')).to.equal(false);
+    // What the Batcher shows in status until a change to the alias goes through.
+    expect(refused.map(({ change }) => change.address)).to.deep.equal(['203.0.113.5', '203.0.113.6']);
+    expect(refused[0]!.problem.what).to.match(/does not exist/);
     fake.defineAlias({ name: 'missing', type: 'external' });
-    await backend.apply(bans('missing', ['203.0.113.5']));
-    expect(backend.aliasErrors.has('missing')).to.equal(false);
+    expect(await backend.apply(bans('missing', ['203.0.113.5']))).to.deep.equal([]);
   });
 
   const wholeFirewall: Array<[number, RegExp]> = [
@@ -263,8 +264,9 @@ describe('OPNsense backend (one firewall)', function () {
     await backend.apply(bans('bans', ['203.0.113.30']));
     expect(ledger.has('bans', '203.0.113.30')).to.equal(true);
     fake.removeAlias('bans'); // for a while, e.g. while the admin recreates it
-    await backend.apply(bans('bans', ['203.0.113.30', '203.0.113.31'])); // what reconciliation re-queues
-    expect(backend.aliasErrors.get('bans')).to.match(/does not exist/);
+    const refused = await backend.apply(bans('bans', ['203.0.113.30', '203.0.113.31'])); // what reconciliation re-queues
+    expect(refused.map(({ change }) => change.address)).to.deep.equal(['203.0.113.30', '203.0.113.31']);
+    expect(refused[0]!.problem.what).to.match(/does not exist/);
     expect(ledger.has('bans', '203.0.113.30'), 'added earlier: still its own').to.equal(true);
     expect(ledger.has('bans', '203.0.113.31'), 'claimed by the failed batch: not its own').to.equal(false);
     fake.defineAlias({ name: 'bans', type: 'external', table: ['203.0.113.30'] });
@@ -276,13 +278,13 @@ describe('OPNsense backend (one firewall)', function () {
     expect(ledger.has('nets', '10.61.0.0/16')).to.equal(true);
     fake.defineAlias({ name: 'nets', type: 'host' });
     aliasInfo.clear(); // as every reconciliation does
-    await backend.apply(bans('nets', ['10.61.0.0/16']));
-    expect(backend.aliasErrors.get('nets')).to.match(/is a Host\(s\) alias and cannot hold the network/);
+    const refusedNetwork = await backend.apply(bans('nets', ['10.61.0.0/16']));
+    expect(refusedNetwork[0]?.problem.what).to.match(/is a Host\(s\) alias and cannot hold the network/);
     expect(ledger.has('nets', '10.61.0.0/16')).to.equal(true);
   });
 
   it('when set_item refuses the content, logs it with the fix and goes address by address instead of blocking the firewall', async () => {
-    const { backend, ledger, lines } = setUp();
+    const { backend, ledger, lines, aliasInfo } = setUp();
     fake.refuseSetItem('Entry "legacy" is not a valid hostname, IP address or range.');
     const addresses = range(25, '10.80');
     await backend.apply(bans('hosts', addresses)); // no throw: the Batcher would retry it forever
@@ -293,7 +295,7 @@ describe('OPNsense backend (one firewall)', function () {
     const error = lines.find((line) => line.level === 50);
     expect(error).to.include({ firewall: fake.url, alias: 'hosts', kind: 'failed' });
     expect(error?.msg).to.include(fake.url).and.match(/alias "hosts".*refused the content \(alias\.content: Entry "legacy".*fix or drop the rejected entries.*one address per call/);
-    expect(backend.aliasErrors.get('hosts'), 'shown in status').to.match(/refused the content/);
+    expect(aliasInfo.bulkRefusal('hosts'), 'shown in status until the next reconciliation').to.match(/refused the content/);
 
     // Until the next reconciliation the alias is not written in bulk again.
     await backend.apply(bans('hosts', addresses, 'unban'));

@@ -133,11 +133,37 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       expect(status.aliases['hosts']?.backlog).to.equal(1);
       const logged = lines.filter((line) => line.level === 50 && line['alias'] === 'hosts');
       expect(logged, 'logged once, not per retry').to.have.length(1);
+      expect(lines.filter((line) => line['sink'] !== undefined && line['alias'] === 'hosts'), 'nor by its Batcher').to.deep.equal([]);
 
       fake.defineAlias({ name: 'hosts', type: 'host', content: ['192.0.2.1'] }); // the admin removes the bad entry
       await waitFor(() => fake.pfTable('hosts').includes('203.0.113.20'), 'the alias catches up once fixed');
       await waitFor(() => sync.report().aliases['hosts']?.lastError === null, 'healthy again');
       expect(lines.some((line) => line.level === 30 && /alias "hosts" takes changes again/.test(String(line.msg)))).to.equal(true);
+    });
+
+    it('a change an alias refused stops showing once a change to it goes through, whatever another alias refuses meanwhile', async () => {
+      const { sync, ban, unban } = await setUp(
+        [
+          { name: 'hosts', type: 'host' },
+          { name: 'others', type: 'host' },
+        ],
+        { reconcileS: 60 },
+      );
+      sync.start();
+      await waitFor(() => sync.report().lastReconcile?.ok, 'the first reconciliation');
+      ban('hosts', '10.60.0.0/16');
+      await waitFor(() => sync.report().aliases['hosts']?.lastError, 'the refused network in status');
+      expect(sync.report().aliases['hosts']?.lastError).to.match(/"hosts" is a Host\(s\) alias and cannot hold the network 10\.60\.0\.0\/16/);
+
+      unban('hosts', '10.60.0.0/16');
+      fake.setLatency(100); // the batch to hosts is still running when the other alias refuses its network
+      ban('hosts', '203.0.113.40');
+      ban('others', '10.61.0.0/16');
+      await waitFor(() => fake.pfTable('hosts').includes('203.0.113.40') && sync.report().aliases['hosts']?.backlog === 0, 'the change to hosts applied');
+      const status = await waitFor(() => (sync.report().aliases['others']?.lastError ? sync.report() : null), 'the other alias\'s refusal in status');
+      expect(status.aliases['others']?.lastError).to.match(/"others" is a Host\(s\) alias and cannot hold the network/);
+      expect(status.aliases['hosts']?.lastError, 'hosts works again').to.equal(null);
+      expect(sync.status().measures['alias_failing']).to.deep.include({ values: { hosts: 0, others: 1 } });
     });
 
     it('a reconfigure that fails because some other alias is broken: the burst goes one address per call instead of retrying forever', async () => {
@@ -228,6 +254,15 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       await waitFor(() => !fake.pfTable('bans').includes('203.0.113.40'), 'the unban applied');
       expect(fake.pfTable('bans')).to.deep.equal(['192.0.2.50']);
       expect(sync.ledger.has('bans', '192.0.2.50')).to.equal(false);
+    });
+
+    it('checks the empty listings of a reconciliation against one reading of the table sizes, not one per alias', async () => {
+      const names = ['one', 'two', 'three'];
+      const { sync } = await setUp(names.map((name) => ({ name, type: 'external' as const })), { reconcileS: 600 });
+      sync.start();
+      await waitFor(() => sync.report().lastReconcile?.ok, 'the first reconciliation');
+      expect(names.every((name) => sync.ledger.listed(name)), 'every empty alias taken as listed').to.equal(true);
+      expect(fake.requests.byEndpoint['firewall/alias/get_table_size']).to.equal(1);
     });
   });
 

@@ -1,11 +1,12 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { makeTestCa } from '../support/certs.js';
-import { BIN } from '../support/paths.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { startRedis, type PrivateRedis } from '../support/redis.js';
 import { run } from '../support/run.js';
-import { startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
+import { logCount, startBrokerPair, type StandaloneBroker } from '../support/standalone-broker.js';
+import { hashWithCli, usersSection } from '../support/users.js';
 import { waitFor } from '../support/wait.js';
 
 const REDIS_PASSWORD = 'cluster secret 42';
@@ -19,8 +20,7 @@ class Listener {
   }
 
   static async on(url: string, username: string): Promise<Listener> {
-    const client = connect(url, { username, password: ACCOUNTS[username as keyof typeof ACCOUNTS], clean: true, reconnectPeriod: 0 });
-    await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+    const client = await connectedClient(url, { username, password: ACCOUNTS[username as keyof typeof ACCOUNTS] });
     await client.subscribeAsync('f2b/#', { qos: 1 });
     return new Listener(client);
   }
@@ -30,27 +30,13 @@ class Listener {
   }
 }
 
-async function hash(password: string): Promise<string> {
-  const result = await run(process.execPath, [BIN.broker, '--hash-password'], 30_000, `${password}\n`);
-  expect(result.code, result.stderr).to.equal(0);
-  return result.stdout.trim();
-}
-
 function publish(broker: StandaloneBroker, account: keyof typeof ACCOUNTS, topic: string, message: string) {
   return run('mosquitto_pub', ['-h', broker.host, '-p', String(broker.port), '-q', '1', '-u', account, '-P', ACCOUNTS[account], '-t', topic, '-m', message]);
 }
 
-function logCount(broker: StandaloneBroker, msg: RegExp): number {
-  return broker.process.logLines().filter((line) => msg.test(String(line.msg))).length;
-}
-
 /** Two syncfail2ban-broker instances over one Redis, with [users] (every instance enforces the same rules). */
 async function startCluster(redis: PrivateRedis, extra: string[] = []): Promise<[StandaloneBroker, StandaloneBroker]> {
-  const users = ['[users]', `host-a = ${await hash(ACCOUNTS['host-a'])}`, `host-b = ${await hash(ACCOUNTS['host-b'])}`];
-  const lines = [`cluster_redis_url = ${redis.url}`, ...extra, ...users];
-  const pair = await Promise.all([startStandaloneBroker(lines), startStandaloneBroker(lines)]);
-  for (const broker of pair) await waitFor(() => logCount(broker, /connected to Redis/) === 1, 'the instance to reach Redis');
-  return pair;
+  return startBrokerPair(redis.url, [...extra, ...(await usersSection(ACCOUNTS, hashWithCli))]);
 }
 
 describe('clustered hub: syncfail2ban-broker instances sharing one bus through Redis', function () {

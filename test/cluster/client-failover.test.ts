@@ -3,9 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'mqtt';
 import { hubOrder } from '../../src/config-hub.js';
 import { BIN } from '../support/paths.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePort } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
@@ -60,8 +60,7 @@ describe('syncfail2ban-client with several hub instances in broker_url', functio
 
   it('publishes through the next instance when the first refuses connections or hangs, within connection_timeout', async () => {
     const received: string[] = [];
-    const listener = connect(live.url, { reconnectPeriod: 0 });
-    await new Promise<void>((resolve, reject) => listener.once('connect', () => resolve()).once('error', reject));
+    const listener = await connectedClient(live.url);
     await listener.subscribeAsync('f2b/#', { qos: 1 });
     listener.on('message', (_topic, payload) => received.push(JSON.parse(payload.toString()).ip));
     try {

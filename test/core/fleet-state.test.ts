@@ -185,6 +185,20 @@ describe('fleet state: the holdings store and its projections', () => {
     expect(fleet.status().snapshots.map((s) => [s.origin, s.complete, s.released])).to.deep.equal([['host-a', true, 1]]);
   });
 
+  it('a late duplicate part of a finished snapshot changes nothing, even after a newer snapshot completed', () => {
+    const { fleet } = start();
+    const older = parts('host-a', ['203.0.113.30']);
+    const newer = parts('host-a', ['203.0.113.31']);
+    for (const part of [...older, ...newer]) fleet.applySnapshotPart(part);
+    expect(fleet.holdings.heldBy('host-a', 'sshd')).to.deep.equal(['203.0.113.31']);
+    const before = fleet.status().snapshots;
+    for (const part of [...older, ...newer]) expect(fleet.applySnapshotPart(part)).to.equal('queued');
+    expect(fleet.holdings.heldBy('host-a', 'sshd'), 'the older snapshot neither re-adds nor releases').to.deep.equal(['203.0.113.31']);
+    expect(fleet.status().snapshots, 'the last snapshot stays the newer, complete one').to.deep.equal(before);
+    expect(before.map((s) => [s.id, s.complete])).to.deep.equal([[newer[0]!.id, true]]);
+    expect(submitted).to.deep.equal(['ban sshd-sync 203.0.113.30', 'ban sshd-sync 203.0.113.31', 'unban sshd-sync 203.0.113.30']);
+  });
+
   it('a snapshot with a part missing only adds, once its deadline passes, and says so', async () => {
     const { fleet, lines } = start({ snapshotDeadlineMs: 50 });
     fleet.apply(event('ban', '203.0.113.20', 'host-a'));

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import type { AgentStatus } from '../../src/status.js';
 import { hubOrder } from '../../src/config-hub.js';
-import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
 import { measured, measuredBy, part } from '../support/status.js';
 import { freePort } from '../support/ports.js';
 import { startRedis, type PrivateRedis } from '../support/redis.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
-import { startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
+import { logCount, startBrokerPair, type StandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 
 /** connection_timeout of every host below (SimHost's config). */
@@ -18,7 +18,7 @@ const SHARED_MACHINE = 'snapshot_timeout = 300';
 
 /** Where the host's clustered hub link is, as its status shows it. */
 async function link(host: SimHost): Promise<{ url: unknown; state: unknown; preferred: unknown; failovers: number }> {
-  const status = part(await statusOf(host), 'link');
+  const status = part(await host.agentStatus(), 'link');
   return { url: status.details.instance, state: status.details.state, preferred: status.details.preferred, failovers: measured(status, 'failovers') };
 }
 
@@ -36,13 +36,9 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
   let b: SimHost;
   let c: SimHost;
 
-  const connectedRedis = (broker: StandaloneBroker) =>
-    broker.process.logLines().filter((line) => /connected to Redis/.test(String(line.msg))).length;
-
   before(async () => {
     redis = await startRedis();
-    [one, two] = await Promise.all([0, 1].map(() => startStandaloneBroker([`cluster_redis_url = ${redis.url}`])));
-    for (const broker of [one!, two!]) await waitFor(() => connectedRedis(broker) === 1, 'the instance to reach Redis');
+    [one, two] = await startBrokerPair(redis.url);
     const brokerUrl = `${one!.url} ${two!.url}`;
     const port = await freePort('127.0.0.2');
     hosts = await Promise.all(
@@ -80,15 +76,15 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     const event = JSON.stringify({ ip: '198.51.100.60', origin: 'cl-b' });
     const pub = (broker: StandaloneBroker, action: string) =>
       run('mosquitto_pub', ['-h', broker.host, '-p', String(broker.port), '-q', '1', '-t', `f2b/sshd/${action}`, '-m', event]);
-    const received = async (host: SimHost) => measured(part(await statusOf(host), 'events'), 'received');
+    const received = async (host: SimHost) => measured(part(await host.agentStatus(), 'events'), 'received');
     const before = await Promise.all([a, c].map(received));
     expect((await pub(one, 'ban')).code).to.equal(0);
     for (const host of [a, c]) await waitFor(async () => (await host.banned('sshd-sync')).includes('198.51.100.60'), `the ban on ${host.name}`);
-    const once = await Promise.all([a, c].map(statusOf));
+    const once = await Promise.all([a, c].map((host) => host.agentStatus()));
     expect((await pub(two, 'ban')).code).to.equal(0);
     await waitFor(async () => (await Promise.all([a, c].map(received))).every((count, i) => count === before[i]! + 2), 'the second delivery on cl-a and cl-c');
     for (const [i, host] of [a, c].entries()) {
-      const twice = await statusOf(host);
+      const twice = await host.agentStatus();
       const holdings = (status: AgentStatus) => measuredBy(part(status, 'fleet'), 'holdings');
       expect(holdings(twice), `${host.name}'s holdings`).to.deep.equal(holdings(once[i]!));
       expect((await host.banned('sshd-sync')).filter((ip) => ip === '198.51.100.60')).to.have.length(1);
@@ -112,7 +108,7 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
 
   it('instance 1 returns: its hosts go back to it (the fleet spreads again) and bans flow', async () => {
     await one.start();
-    await waitFor(() => connectedRedis(one) === 1, 'instance 1 to reach Redis');
+    await waitFor(() => logCount(one, /connected to Redis/) === 1, 'instance 1 to reach Redis');
     for (const host of hosts) {
       await waitFor(async () => {
         const status = await link(host);
@@ -138,7 +134,7 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     await waitFor(() => round >= 7, 'traffic while Redis is down', 60_000);
     await redis.startProcess();
     await traffic;
-    for (const broker of [one, two]) await waitFor(() => connectedRedis(broker) >= 2, 'the instance to reconnect to Redis');
+    for (const broker of [one, two]) await waitFor(() => logCount(broker, /connected to Redis/) >= 2, 'the instance to reconnect to Redis');
     expect([...hosts.map((host) => host.requireAgent().alive), one.process.alive, two.process.alive]).to.deep.equal([true, true, true, true, true]);
 
     for (const host of hosts) {

@@ -20,7 +20,7 @@ describe('fail2ban not running', function () {
 
   it('the agent says so, keeps running, and applies what arrived once fail2ban is back', async () => {
     const agent = await host.startAgent();
-    const sink = async () => part((await host.status()).status, 'sink', 'fail2ban');
+    const sink = async () => part(await host.agentStatus(), 'sink', 'fail2ban');
     const down = await waitFor(async () => (await sink()).problems.find((problem) => /^fail2ban is not reachable: .*Is fail2ban running\?/.test(problem.what)), 'the problem in status');
     expect(down.fix).to.match(/^start fail2ban/);
 

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeSnapshot } from '../../src/snapshot.js';
 import { barrier } from '../support/barrier.js';
-import { addressBlock, holdingsOf, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, holdingsOf, snapshotsOf } from '../support/fleet-helpers.js';
 import { measured, measuredBy, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
@@ -54,7 +54,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     expect(forged.code, forged.stderr).to.equal(0);
     await barrier({ host: IPS[1]!, port }, hosts);
     expect(await b.banned('sshd-sync')).to.include('203.0.113.22');
-    expect(measured(part(await statusOf(b), 'fleet'), 'unbans_without_holding')).to.be.at.least(1);
+    expect(measured(part(await b.agentStatus(), 'fleet'), 'unbans_without_holding')).to.be.at.least(1);
 
     const manual = await run('mosquitto_pub', ['-h', IPS[2]!, '-p', String(port), '-q', '1', '-t', 'f2b/sshd/unban', '-m', '203.0.113.22']);
     expect(manual.code, manual.stderr).to.equal(0);
@@ -98,7 +98,7 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
       return banned.includes('203.0.113.26') && !banned.includes('203.0.113.27');
     }, "B's sync jail reconciled");
     expect(await b.banned('sshd-sync'), 'never the agent\'s: left alone').to.include('198.51.100.28');
-    const sink = part(await statusOf(b), 'sink', 'fail2ban');
+    const sink = part(await b.agentStatus(), 'sink', 'fail2ban');
     expect(sink.details).to.include({ last_reconcile_ok: true });
     expect(measuredBy(sink, 'reconcile_added')['sshd-sync']).to.be.at.least(1);
     expect(measuredBy(sink, 'reconcile_removed')['sshd-sync']).to.be.at.least(1);
@@ -177,8 +177,8 @@ describe('upgrade: the first start with no holdings store adopts what the sync j
   });
 
   it('lifts nothing, releases an adopted ban on any host\'s unban of it, and adopts only once', async () => {
-    await waitFor(async () => part(await statusOf(b), 'sink', 'fail2ban').details.adopted === 2, 'the adoption on B');
-    expect(measuredBy(part(await statusOf(b), 'fleet'), 'holdings_by_origin')).to.deep.equal({ '@adopted': 2 });
+    await waitFor(async () => part(await b.agentStatus(), 'sink', 'fail2ban').details.adopted === 2, 'the adoption on B');
+    expect(measuredBy(part(await b.agentStatus(), 'fleet'), 'holdings_by_origin')).to.deep.equal({ '@adopted': 2 });
     expect((await b.banned('sshd-sync')).sort()).to.deep.equal(['203.0.113.30', '203.0.113.31', 'x;id']);
 
     const unban = await a.client(['-a', 'sshd', 'unbanip', '203.0.113.30']);
@@ -187,8 +187,8 @@ describe('upgrade: the first start with no holdings store adopts what the sync j
 
     await b.requireAgent().stop();
     await b.startAgent();
-    await waitFor(async () => part(await statusOf(b), 'sink', 'fail2ban').details.last_reconcile_ok !== undefined, "B's reconciliation after the restart");
-    expect(part(await statusOf(b), 'sink', 'fail2ban').details).to.include({ last_reconcile_ok: true, adopted: 0 });
+    await waitFor(async () => part(await b.agentStatus(), 'sink', 'fail2ban').details.last_reconcile_ok !== undefined, "B's reconciliation after the restart");
+    expect(part(await b.agentStatus(), 'sink', 'fail2ban').details).to.include({ last_reconcile_ok: true, adopted: 0 });
     expect((await b.banned('sshd-sync')).sort(), 'nothing else touched').to.deep.equal(['203.0.113.31', 'x;id']);
   });
 });

@@ -4,9 +4,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'mqtt';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { barrier } from '../support/barrier.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePort, freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
@@ -159,11 +159,10 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
 
     // A later subscriber: if anything were retained, the broker would send it right after SUBACK,
     // before the marker published afterwards through the same broker.
-    const late = connect(`mqtt://${IPS[0]}:${port}`, { clean: true, reconnectPeriod: 0 });
+    const late = await connectedClient(`mqtt://${IPS[0]}:${port}`);
     const received: Array<{ topic: string; payload: string; retain: boolean }> = [];
     late.on('message', (topic, payload, packet) => received.push({ topic, payload: payload.toString(), retain: packet.retain }));
     try {
-      await new Promise<void>((resolve, reject) => late.once('connect', () => resolve()).once('error', reject));
       await late.subscribeAsync('f2b/#', { qos: 1 });
       await late.publishAsync('f2b/marker/ban', '203.0.113.81', { qos: 1 });
       await waitFor(() => received.some((message) => message.topic === 'f2b/marker/ban'), 'the marker');
@@ -214,7 +213,7 @@ describe('mesh: three hosts, each with its own fail2ban, agent and embedded brok
   });
 
   it('an agent reconnects to a peer that went away and came back', async () => {
-    const linkToB = async () => part((await a.status()).status, 'link', `mqtt://${IPS[1]}:${port}`).details.state;
+    const linkToB = async () => part(await a.agentStatus(), 'link', `mqtt://${IPS[1]}:${port}`).details.state;
     await b.requireAgent().stop();
     await waitFor(async () => (await linkToB()) === 'down', "a's link to b's broker down");
     await b.startAgent();

@@ -4,7 +4,7 @@ import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { startStandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
-import { addressBlock, banIn, snapshotsOf, statusOf } from '../support/fleet-helpers.js';
+import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
 import { measuredBy, part } from '../support/status.js';
 
 const BANS = 100_000;
@@ -26,7 +26,7 @@ async function snapshotReachesPeers(a: SimHost, peers: SimHost[], projected: boo
     await waitFor(async () => (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web'), `the snapshot on ${peer.name}`, 60_000, 500);
     const snapshot = (await snapshotsOf(peer)).find((s) => s.origin === 'host-a' && s.jail === 'web')!;
     expect(snapshot, `on ${peer.name}`).to.include({ complete: true, addresses: BANS, added: BANS });
-    const status = await statusOf(peer);
+    const status = await peer.agentStatus();
     expect(measuredBy(part(status, 'fleet'), 'holdings')).to.deep.include({ web: BANS });
     expect(measuredBy(part(status, 'fleet'), 'holdings_by_origin')).to.deep.include({ 'host-a': BANS });
     expect(measuredBy(part(status, 'events'), 'refused'), `nothing refused on ${peer.name}`).to.deep.equal({});

@@ -1,27 +1,16 @@
 import { expect } from 'chai';
-import { connect, type MqttClient } from 'mqtt';
 import { barrier } from '../support/barrier.js';
 import { BIN } from '../support/paths.js';
 import { RawMqtt } from '../support/raw-mqtt.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
+import { hashWithCli, usersSection } from '../support/users.js';
 import { measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
 
 const PASSWORDS = { 'host-a': 'correct horse battery a', 'host-b': 'correct horse battery b', 'host-c': 'correct horse battery c', admin: 'correct horse battery admin' };
-
-async function hashWithCli(password: string): Promise<string> {
-  const result = await run(process.execPath, [BIN.broker, '--hash-password'], 30_000, `${password}\n`);
-  expect(result.code, result.stderr).to.equal(0);
-  return result.stdout.trim();
-}
-
-async function connected(url: string, username: string, password: string): Promise<MqttClient> {
-  const client = connect(url, { username, password, reconnectPeriod: 0, clean: true });
-  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
-  return client;
-}
 
 describe('authentication and authorisation at the embedded broker (mesh with [users])', function () {
   this.timeout(120_000);
@@ -32,7 +21,7 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
 
   before(async () => {
     port = await freePortOn(['127.0.0.2', '127.0.0.3']);
-    const users = ['[users]', ...(await Promise.all((['host-a', 'host-b', 'host-c', 'admin'] as const).map(async (name) => `${name} = ${await hashWithCli(PASSWORDS[name])}`)))];
+    const users = await usersSection(PASSWORDS, hashWithCli);
     [a, b] = await Promise.all(
       (['host-a', 'host-b'] as const).map((name, index) =>
         SimHost.start({
@@ -97,13 +86,13 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
   });
 
   it('a host cannot publish an event with another host as origin', async () => {
-    const spoofer = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const spoofer = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-b', password: PASSWORDS['host-b'] });
     const closed = new Promise<void>((resolve) => spoofer.once('close', () => resolve()));
     spoofer.publish('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.45', origin: 'host-a' }), { qos: 1 });
     await closed;
     spoofer.end(true);
 
-    const honest = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const honest = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-b', password: PASSWORDS['host-b'] });
     await honest.publishAsync('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.46', origin: 'host-b' }), { qos: 1 });
     await honest.endAsync();
     await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.46'), "host-b's own event on host-a");
@@ -112,14 +101,14 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
   });
 
   it("a host cannot publish a snapshot for another origin (it would release that origin's bans); its own goes through", async () => {
-    const spoofer = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const spoofer = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-b', password: PASSWORDS['host-b'] });
     const closed = new Promise<void>((resolve) => spoofer.once('close', () => resolve()));
     const forged = { origin: 'host-a', id: '0123456789abcdef', part: 0, parts: 1, ips: ['203.0.113.47'] };
     spoofer.publish('f2b/sshd/snapshot', JSON.stringify(forged), { qos: 1 });
     await closed;
     spoofer.end(true);
 
-    const honest = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const honest = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-b', password: PASSWORDS['host-b'] });
     await honest.publishAsync('f2b/sshd/snapshot', JSON.stringify({ ...forged, origin: 'host-b', id: 'fedcba9876543210', ips: ['203.0.113.49'] }), { qos: 1 });
     await honest.endAsync();
     await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.49'), "host-b's own snapshot on host-a");
@@ -159,7 +148,7 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
   it('refuses, with authentication on, what no agent would accept, whatever its first bytes', async () => {
     const spoofs = [` {"ip":"203.0.113.49","origin":"host-a"}`, `\n{"ip":"203.0.113.49","origin":"host-a"}`, `\ufeff{"ip":"203.0.113.49","origin":"host-a"}`, 'not-an-ip'];
     for (const payload of spoofs) {
-      const client = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+      const client = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-b', password: PASSWORDS['host-b'] });
       const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
       client.publish('f2b/sshd/ban', payload, { qos: 1 });
       await closed;
@@ -181,12 +170,12 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     over.connect({ clientId: 'one-too-many', username: 'host-b', password: PASSWORDS['host-b'] });
     expect(await over.connack()).to.equal(3);
     await Promise.all([offline, ...held, over].map((session) => session.close()));
-    const other = await connected(`mqtt://127.0.0.2:${port}`, 'host-a', PASSWORDS['host-a']);
+    const other = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-a', password: PASSWORDS['host-a'] });
     await other.endAsync();
   });
 
   it('allows subscribing only under f2b/ and publishing only f2b/<jail>/<action>', async () => {
-    const client = await connected(`mqtt://127.0.0.2:${port}`, 'host-b', PASSWORDS['host-b']);
+    const client = await connectedClient(`mqtt://127.0.0.2:${port}`, { username: 'host-b', password: PASSWORDS['host-b'] });
     try {
       for (const topic of ['$SYS/#', '#', 'other/+']) {
         const refused = await client.subscribeAsync(topic, { qos: 1 }).then(
@@ -202,6 +191,6 @@ describe('authentication and authorisation at the embedded broker (mesh with [us
     } finally {
       client.end(true);
     }
-    await waitFor(async () => (measuredBy(part((await a.status()).status, 'broker'), 'refused')['bad-topic'] ?? 0) > 0, 'the broker to count the refused topic');
+    await waitFor(async () => (measuredBy(part(await a.agentStatus(), 'broker'), 'refused')['bad-topic'] ?? 0) > 0, 'the broker to count the refused topic');
   });
 });

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { hashPassword } from '../../broker/password.js';
 import { passwordGuessing } from '../support/broker-attacks.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
+import { usersSection } from '../support/users.js';
 import { waitFor } from '../support/wait.js';
 
 const PASSWORDS = { 'login-a': 'correct horse battery a', 'login-b': 'correct horse battery b' };
@@ -24,7 +24,7 @@ describe('logins under a many-address password-guessing attack', function () {
 
   before(async () => {
     port = await freePortOn(['127.0.0.3']);
-    const users = ['[users]', ...(await Promise.all(Object.entries(PASSWORDS).map(async ([name, password]) => `${name} = ${await hashPassword(password)}`)))];
+    const users = await usersSection(PASSWORDS);
     b = await SimHost.start({ name: 'login-b', ip: '127.0.0.3', port, extra: [`mqtt_password = ${PASSWORDS['login-b']}`], sections: users });
     a = await SimHost.start({ name: 'login-a', ip: '127.0.0.2', port, brokerUrl: `mqtt://127.0.0.3:${port}`, fail2ban: false, extra: [`mqtt_password = ${PASSWORDS['login-a']}`, 'connection_timeout = 10'] });
     await b.startAgent();

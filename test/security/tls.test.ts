@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { readFile, rm } from 'node:fs/promises';
 import { connect } from 'mqtt';
 import { makeTestCa, type TestCa } from '../support/certs.js';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { waitFor } from '../support/wait.js';
@@ -76,13 +77,11 @@ describe('TLS: mesh brokers over mqtts with client certificates (mutual TLS)', f
   });
 
   it("the certificate's CN is the identity: a host cannot publish as another", async () => {
-    const spoofer = connect(`mqtts://127.0.0.2:${port}`, {
+    const spoofer = await connectedClient(`mqtts://127.0.0.2:${port}`, {
       ca: await readFile(ca.caFile),
       cert: await readFile(certs['host-b']!.certFile),
       key: await readFile(certs['host-b']!.keyFile),
-      reconnectPeriod: 0,
     });
-    await new Promise<void>((resolve, reject) => spoofer.once('connect', () => resolve()).once('error', reject));
     const closed = new Promise<void>((resolve) => spoofer.once('close', () => resolve()));
     spoofer.publish('f2b/sshd/ban', JSON.stringify({ ip: '203.0.113.54', origin: 'host-a' }), { qos: 1 });
     await closed;

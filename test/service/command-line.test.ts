@@ -135,8 +135,9 @@ describe('syncfail2ban -a / -f: the original usage line does what syncfail2ban-c
     expect(viaAgent.code, viaAgent.stderr).to.equal(0);
     expect(viaAgent.stdout).to.equal('published a snapshot of jail sshd: 1 address(es) in 1 part(s), every part acknowledged by the broker\n');
     await waitFor(() => received.length >= 1, 'the snapshot');
+    // The broker adds via, the connection the part came through (anonymous: its source address).
     expect(received.map(({ topic, payload }) => [topic, JSON.parse(payload)])).to.deep.equal([
-      ['f2b/sshd/snapshot', { origin: 'seed', id: (JSON.parse(received[0]!.payload) as { id: string }).id, part: 0, parts: 1, ips: ['198.51.100.9'] }],
+      ['f2b/sshd/snapshot', { origin: 'seed', id: (JSON.parse(received[0]!.payload) as { id: string }).id, part: 0, parts: 1, ips: ['198.51.100.9'], via: '127.0.0.1' }],
     ]);
   });
 });

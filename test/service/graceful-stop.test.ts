@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { connect } from 'mqtt';
+import { connectedClient } from '../support/mqtt-client.js';
 import { freePort } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
 import { measured, part } from '../support/status.js';
@@ -31,15 +31,14 @@ describe('graceful stop: SIGTERM flushes what the agent accepted into fail2ban, 
     // waiting in the agent (queued or in flight) when SIGTERM arrives.
     process.kill(fail2banPid, 'SIGSTOP');
     try {
-      const publisher = connect(`mqtt://${host.options.ip}:${host.options.port}`, { clean: true, reconnectPeriod: 0 });
+      const publisher = await connectedClient(`mqtt://${host.options.ip}:${host.options.port}`);
       try {
-        await new Promise<void>((resolve, reject) => publisher.once('connect', () => resolve()).once('error', reject));
         for (const ip of addresses) await publisher.publishAsync('f2b/sshd/ban', JSON.stringify({ ip, origin: 'peer-z' }), { qos: 1 });
       } finally {
         await publisher.endAsync(true);
       }
       await waitFor(async () => {
-        const { status } = await host.status();
+        const status = await host.agentStatus();
         expect(measured(part(status, 'sink', 'fail2ban'), 'changes_applied'), 'nothing can be applied while fail2ban is frozen').to.equal(0);
         return measured(part(status, 'events'), 'accepted') === COUNT;
       }, `the agent to accept all ${COUNT} bans`);

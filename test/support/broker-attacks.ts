@@ -1,5 +1,4 @@
-import { createConnection } from 'node:net';
-import { MqttClient } from 'mqtt';
+import { connectedFrom } from './mqtt-client.js';
 import { RawMqtt, type RawTarget } from './raw-mqtt.js';
 
 /** A valid event for a jail nobody maps: it loads the brokers and agents, not fail2ban. */
@@ -14,9 +13,7 @@ export function floodJunk(): string {
 
 /** `count` QoS 1 messages from one connection at `localAddress`, 1,000 in flight at a time. */
 export async function flood(url: string, localAddress: string, count: number, payload: (i: number) => string = floodEvent): Promise<void> {
-  const { port, hostname } = new URL(url);
-  const client = new MqttClient(() => createConnection({ host: hostname, port: Number(port), localAddress }), { reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+  const client = await connectedFrom(url, localAddress);
   for (let sent = 0; sent < count; sent += 1_000) {
     await Promise.all(Array.from({ length: Math.min(1_000, count - sent) }, (_, i) => client.publishAsync('f2b/attack/ban', payload(sent + i), { qos: 1 })));
   }

@@ -1,7 +1,5 @@
 import type { SnapshotResult } from '../../agent/fleet/snapshot-receiver.js';
-import { requestStatus } from '../../src/control-protocol.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
-import type { AgentStatus } from '../../src/status.js';
 import type { SimHost } from './sim-host.js';
 import { measuredBy, part } from './status.js';
 
@@ -10,17 +8,12 @@ export function addressBlock(block: number, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `10.${block}.${(i >> 8) & 255}.${i & 255}`);
 }
 
-/** The agent's status, asked over its control socket in-process (no client process per poll). */
-export async function statusOf(host: SimHost): Promise<AgentStatus> {
-  return (await requestStatus(host.controlSocket, 10_000)).status;
-}
-
 /** A snapshot as the status shows it. */
 export type SnapshotSeen = Pick<SnapshotResult, 'origin' | 'jail' | 'complete' | 'partsReceived' | 'parts' | 'addresses' | 'added' | 'released'>;
 
 /** The last snapshots the host's fleet state received, as its status shows them. */
 export async function snapshotsOf(host: SimHost): Promise<SnapshotSeen[]> {
-  return Object.entries(part(await statusOf(host), 'fleet').details).flatMap(([key, value]) => {
+  return Object.entries(part(await host.agentStatus(), 'fleet').details).flatMap(([key, value]) => {
     const [kind, origin, jail] = key.split(' ');
     if (kind !== 'snapshot' || typeof value !== 'object' || value === null || !('fields' in value)) return [];
     const { complete, parts_received: partsReceived, parts, addresses, added, released } = value.fields as Record<string, number | boolean>;
@@ -39,5 +32,5 @@ export async function banIn(host: SimHost, jail: string, addresses: string[]): P
 
 /** How many bans the host's fleet state holds from `origin` (over all jails). */
 export async function holdingsOf(host: SimHost, origin: string): Promise<number | undefined> {
-  return measuredBy(part(await statusOf(host), 'fleet'), 'holdings_by_origin')[origin];
+  return measuredBy(part(await host.agentStatus(), 'fleet'), 'holdings_by_origin')[origin];
 }

@@ -1,8 +1,8 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { StatusReport } from '../../src/control-protocol.js';
-import type { PartProblem } from '../../src/status.js';
+import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
+import type { AgentStatus, PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer } from './fail2ban-server.js';
 import { BIN, ROOT } from './paths.js';
 import { RunningProcess } from './process.js';
@@ -123,13 +123,13 @@ export class SimHost {
     return this.agent;
   }
 
-  /** Waits until `status --json` shows the agent subscribed on `count` brokers. */
+  /** Waits until the status shows the agent subscribed on `count` brokers. */
   async waitSubscribed(count: number): Promise<void> {
     const agent = this.requireAgent();
     await waitFor(
       async () => {
         if (!agent.alive) throw new Error(`${this.name}'s agent exited: ${agent.output.slice(-2000)}`);
-        const { status } = await this.status();
+        const status = await this.agentStatus();
         return status.parts.filter((part) => part.kind === 'link' && part.details.state === 'connected').length >= count;
       },
       `${this.name}'s agent subscribed on ${count} broker(s)`,
@@ -146,7 +146,12 @@ export class SimHost {
     return run(process.execPath, [BIN.client, '--config', this.configPath, ...args]);
   }
 
-  /** The running agent's `syncfail2ban-client status --json` (exit 1 means unhealthy, not failed). */
+  /** The running agent's status, asked over its control socket in-process: what polls read (no client process per poll). */
+  async agentStatus(): Promise<AgentStatus> {
+    return (await requestStatus(this.controlSocket, 10_000)).status;
+  }
+
+  /** The running agent's `syncfail2ban-client status --json` (exit 1 means unhealthy, not failed): for tests of what the client prints. */
   async status(): Promise<StatusJson> {
     const result = await this.client(['status', '--json']);
     if (result.stderr !== '' || result.code > 1) throw new Error(`${this.name}: status --json failed (${result.code}): ${result.stderr}`);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { BIN } from './paths.js';
 import { freePort } from './ports.js';
 import { RunningProcess } from './process.js';
+import { waitFor } from './wait.js';
 
 export interface StandaloneBroker {
   url: string;
@@ -49,4 +50,17 @@ export async function startStandaloneBroker(extra: string[] = []): Promise<Stand
   };
   await broker.start();
   return broker;
+}
+
+/** How many of the broker process's log lines have a message matching `msg`. */
+export function logCount(broker: StandaloneBroker, msg: RegExp): number {
+  return broker.process.logLines().filter((line) => msg.test(String(line.msg))).length;
+}
+
+/** Two syncfail2ban-broker instances clustered over the Redis at `redisUrl`, each once it has reached Redis; `extra` as for startStandaloneBroker. */
+export async function startBrokerPair(redisUrl: string, extra: string[] = []): Promise<[StandaloneBroker, StandaloneBroker]> {
+  const lines = [`cluster_redis_url = ${redisUrl}`, ...extra];
+  const pair = await Promise.all([startStandaloneBroker(lines), startStandaloneBroker(lines)]);
+  for (const broker of pair) await waitFor(() => logCount(broker, /connected to Redis/) === 1, 'the instance to reach Redis');
+  return pair;
 }

@@ -10,10 +10,11 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import type { Firewall } from '../../../src/config.js';
 import { OpnsenseError, type OpnsenseErrorDetails } from './errors.js';
 import { pfRendering } from './pf-rendering.js';
 
-export { OpnsenseError, type OpnsenseErrorDetails, type OpnsenseErrorKind } from './errors.js';
+export { OpnsenseError, type OpnsenseErrorKind } from './errors.js';
 export { pfRendering } from './pf-rendering.js';
 
 export interface OpnsenseClientOptions {
@@ -120,6 +121,18 @@ class TimeoutFailure extends Error {
   constructor(readonly ms: number) {
     super(`no answer within ${ms} ms`);
   }
+}
+
+/** The client for a firewall of the config (opn_fw_ip, [opn_keys]), checking its TLS as configured (opn_verify, opn_ca_file). */
+export function firewallClient(firewall: Firewall, tls: { verifyTls: boolean; ca?: Buffer }, options: Pick<OpnsenseClientOptions, 'timeoutMs' | 'listTimeoutMs' | 'maxSockets'> = {}): OpnsenseClient {
+  return new OpnsenseClient({
+    baseUrl: firewall.baseUrl,
+    key: firewall.key,
+    secret: firewall.secret,
+    verifyTls: tls.verifyTls,
+    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    ...options,
+  });
 }
 
 export class OpnsenseClient {
