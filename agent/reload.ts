@@ -36,7 +36,10 @@ export class Reloader<T extends Service> {
   }
 
   start(): Promise<void> {
-    return this.running.start();
+    const started = this.running.start();
+    // A SIGHUP during start-up is applied once the start has settled, not to half-started parts.
+    this.queue = started.catch(() => undefined);
+    return started;
   }
 
   /** One reload at a time, in the order the signals came; none after stop(). A failed one does not hold up the next. */

@@ -13,9 +13,12 @@ class FakeAgent implements Service {
   constructor(
     readonly nodeId: string,
     private readonly broken: Set<string>,
+    /** A start takes until this settles. */
+    private readonly gate?: Promise<void>,
   ) {}
 
   async start(): Promise<void> {
+    await this.gate;
     if (this.broken.has(this.nodeId)) throw new Error(`${this.nodeId} cannot start`);
     this.running = true;
   }
@@ -42,17 +45,18 @@ describe('Reloader: a reload after which nothing runs', () => {
 
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
-  async function startReloader(nodeId: string) {
+  async function startReloader(nodeId: string, gate?: Promise<void>) {
     await writeConfig(nodeId);
     const { log, lines } = captureLog();
     const build = (config: Config) => {
-      const agent = new FakeAgent(config.nodeId, broken);
+      const agent = new FakeAgent(config.nodeId, broken, gate);
       built.push(agent);
       return agent;
     };
     const reloader = new Reloader(file, loadConfig(file), build, log);
-    await reloader.start();
-    return { reloader, lines };
+    const started = reloader.start();
+    if (!gate) await started;
+    return { reloader, lines, started };
   }
 
   it('rejects with both reasons when neither the new nor the previous config starts; later reloads and stop still work', async () => {
@@ -85,5 +89,17 @@ describe('Reloader: a reload after which nothing runs', () => {
     await reloader.reload().catch(() => undefined);
     await reloader.stop();
     expect(built.map((agent) => [agent.nodeId, agent.running])).to.deep.equal([['first', false], ['second', false], ['first', false]]);
+  });
+
+  it('a reload asked for during start-up waits for the start, then replaces what started', async () => {
+    let open!: () => void;
+    const { reloader, started } = await startReloader('first', new Promise<void>((resolve) => (open = resolve)));
+    await writeConfig('second');
+    const reloaded = reloader.reload();
+    open();
+    await started;
+    await reloaded;
+    expect(built.map((agent) => [agent.nodeId, agent.running])).to.deep.equal([['first', false], ['second', true]]);
+    await reloader.stop();
   });
 });
