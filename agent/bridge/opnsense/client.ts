@@ -7,7 +7,6 @@
  * secret only ever live in a private field and the Authorization header: they never appear
  * in errors.
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { Firewall } from '../../../src/config.js';
@@ -22,11 +21,9 @@ export interface OpnsenseClientOptions {
   baseUrl: string;
   key: string;
   secret: string;
-  /** Verify the firewall's TLS certificate (against caFile when given, else the system CAs). */
+  /** Verify the firewall's TLS certificate (against `ca` when given, else the system CAs). */
   verifyTls: boolean;
-  /** PEM file with the certificate (or its CA) that the firewall presents. */
-  caFile?: string;
-  /** The same as PEM content, already read (takes precedence over caFile). */
+  /** PEM content of the certificate (or its CA) that the firewall presents (opn_ca_file, read with the config). */
   ca?: string | Buffer;
   /** Per request, from getting a connection to the end of the answer (default 15 s). */
   timeoutMs?: number;
@@ -178,16 +175,6 @@ export class OpnsenseClient {
     const maxSockets = options.maxSockets ?? 4;
 
     if (url.protocol === 'https:') {
-      let ca: string | Buffer | undefined = options.ca;
-      if (ca === undefined && options.caFile !== undefined) {
-        try {
-          ca = readFileSync(options.caFile);
-        } catch (error) {
-          throw new Error(
-            `OPNsense ${this.firewall}: cannot read CA file ${options.caFile} (${errorText(error)}); point it at the PEM certificate the firewall uses`,
-          );
-        }
-      }
       this.transport = https;
       this.agent = new https.Agent({
         keepAlive: true,
@@ -195,7 +182,7 @@ export class OpnsenseClient {
         maxFreeSockets: maxSockets,
         timeout: IDLE_SOCKET_MS,
         rejectUnauthorized: options.verifyTls,
-        ...(ca === undefined ? {} : { ca }),
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
       });
     } else {
       this.transport = http;
