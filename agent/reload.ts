@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type Config } from '../src/config.js';
+import { loadConfig, type Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 
 /** What a reload swaps: the agent, built from a config, with its parts' lifecycle. */
@@ -49,6 +49,7 @@ export class Reloader<T extends Service> {
     return applied;
   }
 
+  /** Waits for the start or reload under way, so that every part it started is stopped too. */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.queue;
@@ -63,8 +64,7 @@ export class Reloader<T extends Service> {
       config = loadConfig(this.file);
       next = this.build(config);
     } catch (error) {
-      const reason = error instanceof ConfigError ? error.message : `${(error as Error).message}`;
-      log.error({ file: this.file }, `reload refused: ${reason}; the running config is kept`);
+      log.error({ file: this.file }, `reload refused: ${(error as Error).message}; the running config is kept`);
       return;
     }
     warnAbout(config, log);
