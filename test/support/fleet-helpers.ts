@@ -20,6 +20,7 @@ export async function snapshotsOf(host: SimHost): Promise<SnapshotSeen[]> {
     return [{ origin: origin!, jail: jail!, complete, partsReceived, parts, addresses, added, released } as SnapshotSeen];
   });
 }
+
 export async function banIn(host: SimHost, jail: string, addresses: string[]): Promise<void> {
   const client = new Fail2banClient(host.fail2ban.socket, { timeoutMs: 120_000 });
   try {
@@ -28,7 +29,6 @@ export async function banIn(host: SimHost, jail: string, addresses: string[]): P
     await client.close();
   }
 }
-
 
 /** How many bans the host's fleet state holds from `origin` (over all jails). */
 export async function holdingsOf(host: SimHost, origin: string): Promise<number | undefined> {

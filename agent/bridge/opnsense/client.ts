@@ -7,7 +7,6 @@
  * secret only ever live in a private field and the Authorization header: they never appear
  * in errors.
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { Firewall } from '../../../src/config.js';
@@ -22,11 +21,9 @@ export interface OpnsenseClientOptions {
   baseUrl: string;
   key: string;
   secret: string;
-  /** Verify the firewall's TLS certificate (against caFile when given, else the system CAs). */
+  /** Verify the firewall's TLS certificate (against `ca` when given, else the system CAs). */
   verifyTls: boolean;
-  /** PEM file with the certificate (or its CA) that the firewall presents. */
-  caFile?: string;
-  /** The same as PEM content, already read (takes precedence over caFile). */
+  /** PEM content of the certificate (or its CA) that the firewall presents (opn_ca_file, read with the config). */
   ca?: string | Buffer;
   /** Per request, from getting a connection to the end of the answer (default 15 s). */
   timeoutMs?: number;
@@ -178,16 +175,6 @@ export class OpnsenseClient {
     const maxSockets = options.maxSockets ?? 4;
 
     if (url.protocol === 'https:') {
-      let ca: string | Buffer | undefined = options.ca;
-      if (ca === undefined && options.caFile !== undefined) {
-        try {
-          ca = readFileSync(options.caFile);
-        } catch (error) {
-          throw new Error(
-            `OPNsense ${this.firewall}: cannot read CA file ${options.caFile} (${errorText(error)}); point it at the PEM certificate the firewall uses`,
-          );
-        }
-      }
       this.transport = https;
       this.agent = new https.Agent({
         keepAlive: true,
@@ -195,7 +182,7 @@ export class OpnsenseClient {
         maxFreeSockets: maxSockets,
         timeout: IDLE_SOCKET_MS,
         rejectUnauthorized: options.verifyTls,
-        ...(ca === undefined ? {} : { ca }),
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
       });
     } else {
       this.transport = http;
@@ -399,7 +386,7 @@ export class OpnsenseClient {
         : '';
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall refused the content${validations === '' ? ' (result "failed"; does the alias still exist?)' : ` (${snippet(validations)})`}; fix or drop the rejected entries`,
-        { ...this.details(call), kind: 'failed'},
+        { ...this.details(call), kind: 'failed' },
       );
     }
     throw this.badResponse(call, `expected {"result":"saved"}, got ${snippet(JSON.stringify(answer))}`);
@@ -421,8 +408,8 @@ export class OpnsenseClient {
     throw new OpnsenseError(`${this.prefixText(call)}: expected status "ok", got ${snippet(JSON.stringify(answer))}`, {
       ...this.details(call),
       ...(isRecord(answer) && answer['status'] === 'failed'
-        ? { kind: 'failed' as const}
-        : { kind: 'bad_response' as const}),
+        ? { kind: 'failed' as const }
+        : { kind: 'bad_response' as const }),
     });
   }
 
@@ -442,13 +429,13 @@ export class OpnsenseClient {
     if (status === 'not_an_address') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall does not take "${call.address ?? ''}" as an address (status "not_an_address"; only 0-9, a-f, ':', '.', '/' are allowed); drop or fix the address`,
-        { ...this.details(call), kind: 'not_an_address'},
+        { ...this.details(call), kind: 'not_an_address' },
       );
     }
     if (status === 'failed') {
       throw new OpnsenseError(
         `${this.prefixText(call)}: the firewall answered status "failed"${statusMsg === '' ? '' : ` (${snippet(statusMsg)})`}`,
-        { ...this.details(call), kind: 'failed'},
+        { ...this.details(call), kind: 'failed' },
       );
     }
     throw this.badResponse(call, `expected {"status":"done"}, got ${snippet(JSON.stringify(answer))}`);
@@ -576,14 +563,14 @@ export class OpnsenseClient {
     const name = call.alias ?? '';
     return new OpnsenseError(
       `${this.prefixText(call)}: alias "${name}" does not exist on the firewall; create the alias ${name} on the firewall (Firewall: Aliases; type External (advanced) suits ban lists), names are case-sensitive`,
-      { ...this.details(call), kind: 'nonexistent_alias'},
+      { ...this.details(call), kind: 'nonexistent_alias' },
     );
   }
 
   private badResponse(call: Call, what: string): OpnsenseError {
     return new OpnsenseError(
       `${this.prefixText(call)}: unexpected answer (${what}); is ${this.firewall} an OPNsense API, not a proxy or another service?`,
-      { ...this.details(call), kind: 'bad_response'},
+      { ...this.details(call), kind: 'bad_response' },
     );
   }
 
@@ -601,13 +588,13 @@ export class OpnsenseClient {
     if (status === 401) {
       return new OpnsenseError(
         `${lead}: authentication failed (${said}); check the API key and secret configured for this firewall (System: Access: Users, API keys)`,
-        { ...details, kind: 'auth'},
+        { ...details, kind: 'auth' },
       );
     }
     if (status === 403) {
       return new OpnsenseError(
         `${lead}: the API user lacks a privilege (${said}); grant ${PRIVILEGE_NAMES[call.privilege]} to the user owning the API key (System: Access: Users)`,
-        { ...details, kind: 'forbidden'},
+        { ...details, kind: 'forbidden' },
       );
     }
     if (status === 400) {
@@ -619,17 +606,17 @@ export class OpnsenseClient {
     if (status === 404) {
       return new OpnsenseError(
         `${lead}: endpoint ${endpoint} not found (${said}); check that the base URL is the firewall's address without /api, and that the OPNsense version has this API`,
-        { ...details, kind: 'not_found'},
+        { ...details, kind: 'not_found' },
       );
     }
     if (status >= 500) {
       if (isRecord(body) && body['errorTitle'] === 'General access') {
         return new OpnsenseError(
           `${lead}: the API user is read-only (${said}); use an API key of a user allowed to make changes`,
-          { ...details, kind: 'server'},
+          { ...details, kind: 'server' },
         );
       }
-      return new OpnsenseError(`${lead}: server error (${said}); ${serverErrorHint(call)}`, { ...details, kind: 'server'});
+      return new OpnsenseError(`${lead}: server error (${said}); ${serverErrorHint(call)}`, { ...details, kind: 'server' });
     }
     return new OpnsenseError(`${lead}: unexpected HTTP status (${said})`, {
       ...details,
