@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type Config } from '../src/config.js';
+import { loadConfig, type Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 
 /** What a reload swaps: the agent, built from a config, with its parts' lifecycle. */
@@ -63,8 +63,7 @@ export class Reloader<T extends Service> {
       config = loadConfig(this.file);
       next = this.build(config);
     } catch (error) {
-      const reason = error instanceof ConfigError ? error.message : `${(error as Error).message}`;
-      log.error({ file: this.file }, `reload refused: ${reason}; the running config is kept`);
+      log.error({ file: this.file }, `reload refused: ${(error as Error).message}; the running config is kept`);
       return;
     }
     warnAbout(config, log);
