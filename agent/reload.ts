@@ -49,6 +49,7 @@ export class Reloader<T extends Service> {
     return applied;
   }
 
+  /** Waits for the start or reload under way, so that every part it started is stopped too. */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.queue;

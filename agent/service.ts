@@ -29,10 +29,6 @@ export async function runService(file: string, dryRun: boolean): Promise<void> {
       process.exit(EXIT_FAILURE);
     });
   });
-  onTermination(async () => {
-    // A stop during start-up waits for it, so that every part started is stopped.
-    await started.catch(() => undefined);
-    await agents.stop();
-  });
+  onTermination(() => agents.stop());
   await started;
 }
