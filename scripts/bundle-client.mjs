@@ -12,7 +12,7 @@ await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['./status.js', './full-sync.js', '../src/snapshot.js'],
+  external: ['./status.js', './full-sync.js', '../src/snapshot.js', '../src/control-protocol.js'],
   // package.json (for --version) is found relative to the running file, as from dist/src/.
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },

@@ -1,6 +1,6 @@
 import type { Firewall, OpnsenseConfig } from '../../src/config.js';
 import { pino, type Logger } from 'pino';
-import { firewallClient, OpnsenseError, type OpnsenseClient } from './opnsense/client.js';
+import { firewallClient, OpnsenseError } from './opnsense/client.js';
 import type { Finding } from '../jail-checks.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 
@@ -14,12 +14,7 @@ const SILENT: Logger = pino({ level: 'silent' });
  * the firewall.
  */
 export async function probeFirewall(firewall: Firewall, config: OpnsenseConfig, timeoutMs: number): Promise<Finding[]> {
-  let client: OpnsenseClient;
-  try {
-    client = firewallClient(firewall, config, { timeoutMs });
-  } catch (error) {
-    return [{ level: 'fail', subject: `OPNsense ${firewall.name}`, message: (error as Error).message, fix: 'correct opn_fw_ip, [opn_keys] or opn_ca_file' }];
-  }
+  const client = firewallClient(firewall, config, { timeoutMs });
   const subject = `OPNsense ${client.firewall}`;
   const findings: Finding[] = [];
   const fail = (error: unknown): void => {
