@@ -140,7 +140,8 @@ function decodePayload(payload: Buffer): Body {
   if (typeof ip !== 'string') return { error: refuse('bad-payload', 'JSON payload has no string "ip"') };
   const refusal = (origin === undefined ? undefined : originRefusal(origin)) ?? viaRefusal(via);
   if (refusal) return { error: refusal };
-  return { ip, ...(origin !== undefined ? { origin: origin as string } : {}), ...(via !== undefined ? { via: via as string } : {}) };
+  // Checked above; decodeEvent leaves out what is absent.
+  return { ip, origin: origin as string | undefined, via: via as string | undefined };
 }
 
 export function refuse(reason: RefusalReason, detail: string): Refusal {

@@ -46,7 +46,7 @@ export class FleetState implements EventTarget {
     private readonly log: Logger,
     snapshotDeadlineMs?: number,
   ) {
-    this.file = new HoldingsFile(stateDir);
+    this.file = new HoldingsFile(stateDir, holdings);
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
   }
 
@@ -54,7 +54,7 @@ export class FleetState implements EventTarget {
   load(): LoadResult {
     let result: LoadResult;
     try {
-      result = this.file.load(this.holdings);
+      result = this.file.load();
     } catch (error) {
       throw new ConfigError(
         `state_dir: cannot keep the holdings store in ${this.file.dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,

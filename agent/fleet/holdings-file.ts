@@ -52,7 +52,6 @@ export class HoldingsFile {
   private readonly snapshotPath: string;
   private readonly journalPath: string;
   private readonly compactingPath: string;
-  private holdings: Holdings | undefined;
   /** Lines in the journal now. */
   private journalLines = 0;
   private fd: number | undefined;
@@ -61,7 +60,11 @@ export class HoldingsFile {
   private compacting: Promise<void> | undefined;
   private lastError: string | null = null;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    /** The holdings the store loads into and describes. */
+    private readonly holdings: Holdings,
+  ) {
     this.snapshotPath = join(dir, SNAPSHOT_FILE);
     this.journalPath = join(dir, JOURNAL_FILE);
     this.compactingPath = join(dir, COMPACTING_FILE);
@@ -72,8 +75,8 @@ export class HoldingsFile {
     return this.lastError;
   }
 
-  /** Reads snapshot then journal into `holdings`, which it keeps, and opens the journal for appends. Throws when state_dir cannot be used. */
-  load(holdings: Holdings): LoadResult {
+  /** Reads snapshot then journal into the holdings and opens the journal for appends. Throws when state_dir cannot be used. */
+  load(): LoadResult {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
     const files = [this.snapshotPath, this.compactingPath, this.journalPath];
     const fresh = !files.some((path) => existsSync(path));
@@ -86,9 +89,8 @@ export class HoldingsFile {
         journal = text;
         this.journalLines = lines.length;
       }
-      for (const line of lines) if (line !== '' && !replay(holdings, line)) skipped += 1;
+      for (const line of lines) if (line !== '' && !replay(this.holdings, line)) skipped += 1;
     }
-    this.holdings = holdings;
     this.fd = openSync(this.journalPath, 'a', 0o640);
     // A crash mid-append leaves a torn last line: the next line starts on its own.
     if (journal !== '' && !journal.endsWith('\n')) writeSync(this.fd, '\n');
@@ -122,7 +124,7 @@ export class HoldingsFile {
       return;
     }
     this.scheduleSync();
-    if (this.journalLines > Math.max(COMPACT_MIN_LINES, this.holdings?.size ?? 0)) this.scheduleCompaction();
+    if (this.journalLines > Math.max(COMPACT_MIN_LINES, this.holdings.size)) this.scheduleCompaction();
   }
 
   /** Compacts and closes; the store is on disk. */
@@ -148,7 +150,7 @@ export class HoldingsFile {
 
   /** Writes every holding (and remembered release) into a new snapshot, renamed over the old one once it is on disk; the journal it holds goes. Never throws. */
   private async compact(): Promise<void> {
-    if (this.fd === undefined || !this.holdings) return;
+    if (this.fd === undefined) return;
     try {
       const text = serialise(this.holdings);
       // Unless an earlier compaction failed and left its moved journal (then both stay until one succeeds).
