@@ -46,8 +46,9 @@ export const SNAPSHOT_WINDOW = 4;
 /**
  * And at least this long between two parts: a broker acknowledges a part as soon as it has
  * queued it for the subscribers, not once they took it, so unpaced parts would pile up ahead
- * of a subscriber that is busy for a moment, beyond the broker's per-client queue (1 MiB on
- * syncfail2ban's brokers). Ten parts a second is still far faster than fail2ban takes bans in.
+ * of a subscriber that is busy for a moment, beyond the broker's per-client queue (on
+ * syncfail2ban's brokers mq_max_queued_kib, 8 MiB by default). Ten parts a second is
+ * still far faster than fail2ban takes bans in.
  */
 export const SNAPSHOT_SPACING_MS = 100;
 
