@@ -6,6 +6,14 @@ type Labels = Record<string, string>;
 type Metric = Counter | Gauge;
 
 /**
+ * Process metrics (CPU, memory, event loop lag, GC), collected once per process: their
+ * collectors (a GC observer, an event loop monitor) never stop, so a collection per agent
+ * would pile them up at every reload.
+ */
+const processMetrics = new Registry();
+collectDefaultMetrics({ register: processMetrics });
+
+/**
  * Renders Agent.status() at scrape time: the agent keeps no second set of counters. Every
  * part's measure becomes `syncfail2ban_<kind>_<measure>` (`_total` for counters,
  * `_timestamp_seconds` for times), labelled
@@ -16,9 +24,7 @@ export class AgentMetrics {
   private readonly families = new Map<string, Metric>();
   private readonly version = programVersion();
 
-  constructor(private readonly status: () => AgentStatus) {
-    collectDefaultMetrics({ register: this.registry });
-  }
+  constructor(private readonly status: () => AgentStatus) {}
 
   /** The Prometheus text format; every metric of one scrape comes from the same status. */
   async scrape(): Promise<string> {
@@ -31,7 +37,7 @@ export class AgentMetrics {
       this.set(`syncfail2ban_${part.kind}_problems`, { help: `problems of a ${part.kind} part (syncfail2ban-client status names them)`, type: 'gauge', value: part.problems.length }, labels);
       for (const [key, measure] of Object.entries(part.measures)) this.set(metricName(part, key, measure), measure, labels);
     }
-    return this.registry.metrics();
+    return Registry.merge([processMetrics, this.registry]).metrics();
   }
 
   private set(name: string, measure: Measure, labels: Labels): void {
