@@ -1,13 +1,13 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
+import type { ClusterConfig } from '../src/config-hub.js';
 import { ConfigError } from '../src/config-reader.js';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
 import { installAccessControl, senderName } from './access-control.js';
-import type { ClusterOptions } from './cluster.js';
 import { limitConnectionsPerAddress } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { installQueueBounds, type QueueStats } from './queue-bounds.js';
@@ -20,7 +20,7 @@ export interface BrokerOptions {
   security: BrokerSecurity;
   rateLimit: RateLimit;
   /** Standalone hub instances that share their message bus with the others through Redis. */
-  cluster?: Omit<ClusterOptions, 'log' | 'refusals'>;
+  cluster?: ClusterConfig;
 }
 
 export interface RunningBroker {

@@ -3,14 +3,11 @@ import type { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import mqemitter, { type Message, type MQEmitter } from 'mqemitter';
 import MQEmitterRedis from 'mqemitter-redis';
+import type { ClusterConfig } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
 import type { Refusals } from '../src/refusals.js';
 
-export interface ClusterOptions {
-  /** redis://[[user]:password@]host:port[/db] or rediss://… (TLS). */
-  redisUrl: string;
-  /** PEM CA certificates for a rediss:// server signed by a private CA. */
-  redisCa?: Buffer;
+export interface ClusterOptions extends ClusterConfig {
   log: Logger;
   /** Where messages from Redis that are not an instance's are counted and logged. */
   refusals: Refusals;
