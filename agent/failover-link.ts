@@ -13,7 +13,7 @@ const RETRY_MS = 1_000;
  * closes only then, so nothing is missed meanwhile; events seen on both are idempotent).
  */
 export class FailoverLink implements Part {
-  private active: BrokerLink | undefined;
+  private active: BrokerLink;
   private position = 0;
   private returning: BrokerLink | undefined;
   private retry: NodeJS.Timeout | undefined;
@@ -27,30 +27,30 @@ export class FailoverLink implements Part {
     private readonly options: LinkOptions,
   ) {
     this.reloadKey = linkReloadKey('failover-link', urls, options);
+    this.active = this.open(0);
   }
 
   readonly reloadKey: string;
 
   async start(): Promise<void> {
-    this.active = this.open(0);
+    void this.active.start();
   }
 
   /** The active instance's link, named for the whole hub, with where it is and how often it failed over; being failed over is healthy. */
   status(): PartStatus {
-    // Before start() there is no link yet.
-    const link: PartStatus = this.active?.status() ?? { kind: 'link', problems: [{ what: 'not started', fix: 'see the log for why the agent did not start' }], measures: {}, details: { state: 'connecting' } };
+    const link = this.active.status();
     return {
       ...link,
       name: this.urls.join(' '),
       measures: { ...link.measures, failovers: counter('how often the link left a hub instance it was subscribed on', this.failovers) },
-      details: { instance: this.active?.url ?? this.urls[0]!, ...link.details, preferred: this.urls[0]!, instances: this.urls.join(' ') },
+      details: { instance: this.active.url, ...link.details, preferred: this.urls[0]!, instances: this.urls.join(' ') },
     };
   }
 
   async stop(): Promise<void> {
     this.closing = true;
     clearTimeout(this.retry);
-    await Promise.all([this.active?.stop(), this.returning?.stop()]);
+    await Promise.all([this.active.stop(), this.returning?.stop()]);
   }
 
   private open(position: number): BrokerLink {
@@ -62,7 +62,6 @@ export class FailoverLink implements Part {
       this.unreachable = false;
       if (this.position !== 0) this.startReturning();
     }, () => this.moveOn(link, subscribed));
-    void link.start();
     return link;
   }
 
@@ -78,7 +77,10 @@ export class FailoverLink implements Part {
       this.options.log.warn({ brokers: this.urls, err: link.status().details.last_error }, 'no hub instance answers; trying each in turn every second');
     }
     // Straight on after a loss; a pause between instances that cannot be reached at all.
-    this.retry = setTimeout(() => (this.active = this.open(next)), wasSubscribed ? 0 : RETRY_MS);
+    this.retry = setTimeout(() => {
+      this.active = this.open(next);
+      void this.active.start();
+    }, wasSubscribed ? 0 : RETRY_MS);
   }
 
   private startReturning(): void {
