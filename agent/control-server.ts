@@ -8,6 +8,8 @@ import { programVersion } from '../src/version.js';
 import type { Part } from './part.js';
 
 const IDLE_TIMEOUT_MS = 5_000;
+/** When the process started: status says "pid N, up ...", and a reload (which builds a new ControlServer) does not restart the process. */
+const PROCESS_STARTED_AT = new Date(Date.now() - process.uptime() * 1000).toISOString();
 
 /**
  * The agent's side of `syncfail2ban-client status`: a unix socket, mode 0600 in a 0700
@@ -17,7 +19,6 @@ const IDLE_TIMEOUT_MS = 5_000;
  */
 export class ControlServer implements Part {
   private readonly sockets = new Set<Socket>();
-  private readonly startedAt = new Date().toISOString();
   private readonly version = programVersion();
   private server: Server | undefined;
   private problem: Problem | null = null;
@@ -84,7 +85,7 @@ export class ControlServer implements Part {
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
     if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
     try {
-      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: this.startedAt, status: this.report() };
+      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status: this.report() };
       return { ok: true, report };
     } catch (error) {
       this.log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');
