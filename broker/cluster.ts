@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import mqemitter, { type Message, type MQEmitter } from 'mqemitter';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { ClusterConfig } from '../src/config-hub.js';
+import { TOPIC_ROOT } from '../src/event.js';
 import type { Logger } from '../src/log.js';
 import type { Refusals } from '../src/refusals.js';
 
@@ -19,10 +20,10 @@ type ClusterState = 'connecting' | 'up' | 'down';
 type Listener = (message: Message, done: () => void) => void;
 
 /** What crosses instances: the fleet's events and Aedes' own broker announcements (which close a client id taken on another instance). */
-const SHARED_TOPICS = ['f2b/#', '$SYS/#'];
+const SHARED_ROOTS = [TOPIC_ROOT, '$SYS'];
 
 function isShared(topic: string): boolean {
-  return topic.startsWith('f2b/') || topic.startsWith('$SYS/');
+  return SHARED_ROOTS.some((root) => topic.startsWith(`${root}/`));
 }
 
 /**
@@ -68,7 +69,7 @@ export class ClusterBus {
     (remote as unknown as { state: EventEmitter }).state.on('error', () => undefined);
     this.remote = remote;
     const fromOtherInstances: Listener = (message, done) => this.deliverRemote(message, done);
-    for (const topic of SHARED_TOPICS) this.remote.on(topic, fromOtherInstances);
+    for (const root of SHARED_ROOTS) this.remote.on(`${root}/#`, fromOtherInstances);
   }
 
   on(topic: string, listener: Listener, done?: () => void): this {
