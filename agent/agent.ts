@@ -11,6 +11,7 @@ import { ControlServer } from './control-server.js';
 import { EmbeddedBroker } from './embedded-broker.js';
 import { FailoverLink } from './failover-link.js';
 import { FleetHostProtection } from './fleet-hosts.js';
+import { HeapTrim } from './heap-trim.js';
 import type { Inbox } from './inbox.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
@@ -87,7 +88,7 @@ export class Agent {
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
     else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    const reporters: Part[] = [new ControlServer(config.controlSocket, () => this.status(), log)];
+    const reporters: Part[] = [new ControlServer(config.controlSocket, () => this.status(), log), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, () => this.status(), log));
     this.stages.push(reporters);
     if (projections.length === 0) {

@@ -2,7 +2,7 @@ import type { PartStatus } from '../src/status.js';
 
 /**
  * The one lifecycle every part of the agent has (embedded broker, broker links, intake,
- * sinks, the OPNsense bridge, the control socket, the metrics endpoint), as Zigbee2MQTT's
+ * sinks, the OPNsense bridge, the control socket, the metrics endpoint, the heap trim), as Zigbee2MQTT's
  * extensions have. To add a part:
  *
  *  1. implement `Part`: `start()` (throw only when the agent must not run without the part;

@@ -61,6 +61,6 @@ export class AgentMetrics {
 }
 
 function metricName(part: PartStatus, key: string, measure: Measure): string {
-  const suffix = measure.unit === 'timestamp' ? '_timestamp_seconds' : measure.type === 'counter' ? '_total' : '';
+  const suffix = measure.unit === 'timestamp' ? '_timestamp_seconds' : measure.unit === 'bytes' ? '_bytes' : measure.type === 'counter' ? '_total' : '';
   return `syncfail2ban_${part.kind}_${key}${suffix}`;
 }

@@ -1,5 +1,6 @@
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
+import { dropPacketIdCache } from '../src/mqtt-memory.js';
 import { EXIT_FAILURE, onTermination } from '../src/program.js';
 import { Agent } from './agent.js';
 import { Inbox } from './inbox.js';
@@ -9,6 +10,7 @@ import { Reloader, warnAbout } from './reload.js';
 export async function runService(file: string, dryRun: boolean): Promise<void> {
   const config = loadConfig(file);
   const log = createLogger('syncfail2ban', config.logDebug);
+  dropPacketIdCache();
   warnAbout(config, log);
   // One for every agent a reload builds: the links they hand over keep delivering into it.
   const inbox = new Inbox(log);

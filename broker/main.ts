@@ -2,6 +2,7 @@
 import { parseCommandLine } from '../src/command-line.js';
 import { DEFAULT_CONFIG_FILE, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
+import { dropPacketIdCache } from '../src/mqtt-memory.js';
 import { onTermination, reportFatal } from '../src/program.js';
 import { startBroker } from './broker.js';
 
@@ -31,6 +32,7 @@ try {
     const config = loadConfig((values.config as string | undefined) ?? DEFAULT_CONFIG_FILE);
     const log = createLogger(NAME, config.logDebug);
     for (const warning of config.warnings) log.warn(warning);
+    dropPacketIdCache();
     const broker = await startBroker({
       host: config.mq.host,
       port: config.mq.port,

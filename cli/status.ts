@@ -47,7 +47,8 @@ function labelled(measure: Measure & { values: Record<string, number> }, now: nu
 }
 
 function number(measure: Measure, value: number, now: number): string {
-  return measure.unit === 'timestamp' ? `${ago(new Date(value * 1000).toISOString(), now)} ago` : String(value);
+  if (measure.unit === 'timestamp') return `${ago(new Date(value * 1000).toISOString(), now)} ago`;
+  return measure.unit === 'bytes' ? `${(value / 2 ** 20).toFixed(1)} MB` : String(value);
 }
 
 function detail(value: Detail, now: number): string {

@@ -24,10 +24,10 @@ check_paths() {
   done
 }
 
-# write_wrapper FILE SCRIPT: a small sh script running $LIBDIR/dist/SCRIPT with $NODE.
+# write_wrapper FILE SCRIPT [NODE_FLAGS]: a small sh script running $LIBDIR/dist/SCRIPT with $NODE.
 write_wrapper() {
-  printf '#!/bin/sh\n%s: runs the installed program with node.\nexec %s %s "$@"\n' \
-    "$WRAPPER_MARK" "$NODE" "$LIBDIR/dist/$2" > "$1.tmp"
+  printf '#!/bin/sh\n%s: runs the installed program with node.\nexec %s %s%s "$@"\n' \
+    "$WRAPPER_MARK" "$NODE" "${3:+$3 }" "$LIBDIR/dist/$2" > "$1.tmp"
   chmod 0755 "$1.tmp"
   mv -f "$1.tmp" "$1"
 }

@@ -10,7 +10,7 @@ export interface Problem {
 }
 
 /** A number shown in status and exported as a metric; `counter`s only ever grow; a `timestamp` is in seconds since the epoch. */
-export type Measure = { help: string; type: 'counter' | 'gauge'; unit?: 'timestamp' } & (
+export type Measure = { help: string; type: 'counter' | 'gauge'; unit?: 'timestamp' | 'bytes' } & (
   | { value: number }
   /** One number per label value, e.g. refusals by reason. */
   | { label: string; values: Record<string, number> }

@@ -12,8 +12,11 @@ const BANS = 100_000;
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 const TARGET_RATIO = 0.5;
 const TARGET_RSS_MB = 80;
-/** RSS is read once it stayed within 1 MB over this many samples a second apart (the ingest has settled). */
-const STEADY_SAMPLES = 5;
+/**
+ * RSS is read once it stayed within 1 MB over this many samples a second apart: the ingest has
+ * settled, and the agent has had time to trim its heap (agent/heap-trim.ts, within ~4 s of the work's end).
+ */
+const STEADY_SAMPLES = 10;
 
 /**
  * `-f` of 100,000 addresses through the mesh until every peer's sync jail holds them all,
@@ -58,12 +61,14 @@ export async function run(): Promise<void> {
       if (held !== BANS) throw new Error(`${peer.name}'s web-sync holds ${held}, not ${BANS}`);
     }
     const rssMb = await Promise.all(peers.map((peer) => settledRss(peer.requireAgent().child.pid!)));
+    const memory = await Promise.all(peers.map(async (peer) => part(await peer.agentStatus(), 'memory')));
     const ratio = rawMs / snapshotMs;
     console.log(`measured: ${BANS} addresses, -f through the mesh until both peers' sync jails hold them all, against one raw batched banip of them`);
     console.log(`  raw batched banip ingest into one fail2ban jail:  ${(rawMs / 1000).toFixed(1)} s`);
     console.log(`  -f until complete on both peers:                  ${(snapshotMs / 1000).toFixed(1)} s`);
     console.log(`  ratio (raw / -f): ${(ratio * 100).toFixed(0)}% (target >= ${TARGET_RATIO * 100}%)`);
     console.log(`  agent RSS on the two peers: ${idleMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} before, ${rssMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} with ${BANS} holdings, once steady for ${STEADY_SAMPLES} s (target <= ${TARGET_RSS_MB} MB)`);
+    console.log(`  their JavaScript heaps then: ${memory.map((m) => `${(measured(m, 'heap') / 1048576).toFixed(0)} MB after ${measured(m, 'trims')} trim(s)`).join(', ')}`);
   } finally {
     await Promise.all(hosts.map((host) => host.stop()));
   }

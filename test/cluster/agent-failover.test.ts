@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createServer, type Server } from 'node:net';
-import { BIN } from '../support/paths.js';
+import { AGENT_SERVICE } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
 import { RunningProcess } from '../support/process.js';
 import { SimHost } from '../support/sim-host.js';
@@ -37,7 +37,7 @@ describe('an agent whose hub instances are all down at start', function () {
   });
 
   it('says once that no instance answers, is unhealthy meanwhile, and subscribes as soon as one returns', async () => {
-    host.agent = new RunningProcess(process.execPath, [BIN.agent, '--config', host.configPath]);
+    host.agent = new RunningProcess(process.execPath, [...AGENT_SERVICE, '--config', host.configPath]);
     await waitFor(() => attempts >= 3, 'three rounds of attempts');
     const agent = host.requireAgent();
     const lines = () => agent.logLines();

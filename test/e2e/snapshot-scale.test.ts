@@ -5,7 +5,7 @@ import { SimHost } from '../support/sim-host.js';
 import { startStandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
 import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
-import { measuredBy, part } from '../support/status.js';
+import { measured, measuredBy, part } from '../support/status.js';
 
 const BANS = 100_000;
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
@@ -55,6 +55,17 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
 
     it('-f exits 0 once every part is acknowledged; both peers hold all 100,000, in their sync jails too', async () => {
       await snapshotReachesPeers(hosts[0]!, hosts.slice(1), true);
+    });
+
+    it("then each peer gives that work's memory back: status shows its heap trimmed under 40 MB", async () => {
+      for (const peer of hosts.slice(1)) {
+        await waitFor(
+          async () => measured(part(await peer.agentStatus(), 'memory'), 'heap') < 40 * 1024 * 1024,
+          `${peer.name}'s heap trimmed (agent/heap-trim.ts)`,
+          60_000,
+          1_000,
+        );
+      }
     });
   });
 

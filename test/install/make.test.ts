@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jailLocal } from '../support/jail-local.js';
-import { ROOT } from '../support/paths.js';
+import { AGENT_SERVICE, ROOT } from '../support/paths.js';
 import { run, type RunResult } from '../support/run.js';
 
 const execFileAsync = promisify(execFile);
@@ -112,7 +112,12 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     // staged tree, away from this checkout (no PATH, cwd elsewhere: only the installed packages).
     const help = await execFileAsync(node!, [join(root, script!), '--help'], { cwd: tmp, env: {} });
     expect(help.stdout).to.match(/^Usage: syncfail2ban-client /);
-    const agentHelp = await execFileAsync(node!, [join(root, LIB, 'dist/agent/main.js'), '--help'], { cwd: tmp, env: {} });
+    // The agent's wrapper passes the node flags its memory figures depend on, and node takes them.
+    const agentWrapper = await readFile(join(root, 'usr/local/bin/syncfail2ban'), 'utf8');
+    const agentLine = /\nexec (\/\S+) (.*) (\/\S+) "\$@"\n$/.exec(agentWrapper);
+    expect(agentLine, agentWrapper).not.to.equal(null);
+    expect([...agentLine![2]!.split(' '), agentLine![3]]).to.deep.equal([...AGENT_SERVICE.slice(0, -1), `${LIB}/dist/agent/main.js`]);
+    const agentHelp = await execFileAsync(node!, [...agentLine![2]!.split(' '), join(root, agentLine![3]!), '--help'], { cwd: tmp, env: {} });
     expect(agentHelp.stdout).to.match(/--check/);
   });
 

@@ -45,7 +45,8 @@ describe('status: health and the text rendering come from the parts alone', () =
 
   it('prints every part the same way: details, single measures on one line, labelled ones each on a line, and the verdict last', () => {
     const broken = link('mqtt://192.0.2.12:18862', 'down', [{ what: 'down since then', fix: 'start it' }]);
-    const report = { version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: status([broken, events]) };
+    const memory: PartStatus = { kind: 'memory', problems: [], measures: { heap: { ...gauge('heap', 20.5 * 2 ** 20), unit: 'bytes' }, trims: counter('trims', 2) }, details: { trim: 'after bulk work' } };
+    const report = { version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: status([broken, events, memory]) };
     expect(renderStatus(report, healthProblems(report.status), NOW)).to.equal(
       [
         'syncfail2ban 2.0.0, pid 42, up 1m',
@@ -59,6 +60,9 @@ describe('status: health and the text rendering come from the parts alone', () =
         '  received 3',
         '  refused: bad-address 1',
         '  peer last event: web2 1m ago',
+        'memory',
+        '  trim: after bulk work',
+        '  heap 20.5 MB, trims 2',
         'UNHEALTHY:',
         '  - link mqtt://192.0.2.12:18862: down since then',
         '    fix: start it',

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { freePort } from '../support/ports.js';
-import { BIN } from '../support/paths.js';
+import { AGENT_SERVICE } from '../support/paths.js';
 import { RunningProcess } from '../support/process.js';
 import { run } from '../support/run.js';
 import { SimHost, type StatusJson } from '../support/sim-host.js';
@@ -102,7 +102,7 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     const ownMetrics = await freePort('127.0.0.1');
     const third = await host('nosocket', '127.0.0.24');
     await third.writeConfig([`metrics_port = ${ownMetrics}`, `control_socket = ${first.controlSocket}`]);
-    third.agent = new RunningProcess(process.execPath, [BIN.agent, '--config', third.configPath]);
+    third.agent = new RunningProcess(process.execPath, [...AGENT_SERVICE, '--config', third.configPath]);
     const scrape = await waitFor(async () => {
       const text = await (await fetch(`http://127.0.0.1:${ownMetrics}/metrics`)).text();
       return /^syncfail2ban_control_problems 1$/m.test(text) ? text : undefined;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -9,3 +10,9 @@ export const BIN = {
   client: join(ROOT, 'dist/cli/client.bundle.cjs'),
   broker: join(ROOT, 'dist/broker/main.js'),
 };
+
+/** node's arguments for the agent service as its launchers give them: package.json's config.agentNodeFlags, then the script. */
+export const AGENT_SERVICE = [
+  ...(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { config: { agentNodeFlags: string } }).config.agentNodeFlags.split(' '),
+  BIN.agent,
+];

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
 import type { AgentStatus, PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer } from './fail2ban-server.js';
-import { BIN, ROOT } from './paths.js';
+import { AGENT_SERVICE, BIN, ROOT } from './paths.js';
 import { RunningProcess } from './process.js';
 import { run, type RunResult } from './run.js';
 import { waitFor } from './wait.js';
@@ -118,7 +118,7 @@ export class SimHost {
 
   /** Starts the agent and waits until it is subscribed on at least one broker (its own, or the hub). */
   async startAgent(args: string[] = []): Promise<RunningProcess> {
-    this.agent = new RunningProcess(process.execPath, [BIN.agent, '--config', this.configPath, ...args]);
+    this.agent = new RunningProcess(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]);
     await this.waitSubscribed(1);
     return this.agent;
   }
