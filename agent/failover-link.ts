@@ -92,8 +92,8 @@ export class FailoverLink implements Part {
       this.returning = undefined;
       this.active = probe;
       this.position = 0;
-      this.options.log.info({ broker: url, from: old?.url }, 'back on the preferred hub instance');
-      void old?.stop();
+      this.options.log.info({ broker: url, from: old.url }, 'back on the preferred hub instance');
+      void old.stop();
     }, () => {
       if (probe === this.active) this.moveOn(probe, true);
     });
