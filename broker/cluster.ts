@@ -51,7 +51,7 @@ export class ClusterBus {
     const tls = options.redisCa ? { tls: { ca: options.redisCa } } : {};
     // ioredis reconnects on its own (every 50 ms growing to 2 s) and re-subscribes.
     // The publisher queues nothing while Redis is away: memory stays bounded, and an
-    // event that cannot cross now is counted and healed by the origin's `-f`.
+    // event that cannot cross now is healed by the origin's `-f`.
     this.publisher = new Redis(options.redisUrl, { ...tls, enableOfflineQueue: false, connectionName: 'syncfail2ban-broker' });
     // The subscriber's only commands are the subscriptions: they wait for Redis however long it takes.
     this.subscriber = new Redis(options.redisUrl, { ...tls, maxRetriesPerRequest: null, connectionName: 'syncfail2ban-broker' });
@@ -123,7 +123,7 @@ export class ClusterBus {
   }
 }
 
-/** A Redis URL as it may be logged and shown in status. */
+/** A Redis URL as it may be logged. */
 function withoutPassword(url: string): string {
   const parsed = new URL(url);
   if (parsed.password) parsed.password = '***';

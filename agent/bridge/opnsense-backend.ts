@@ -35,8 +35,6 @@ export interface OpnsenseBackendOptions {
   /** Told which addresses were added (answered done) to an alias, e.g. to kill their states. */
   onAdded?: (alias: string, addresses: string[]) => void;
   log: Logger;
-  concurrency?: number;
-  bulkMinChanges?: number;
 }
 
 interface AliasChanges {
@@ -63,16 +61,12 @@ function aliasFix(alias: string): string {
  */
 export class OpnsenseBackend implements Backend {
   readonly name: string;
-  private readonly concurrency: number;
-  private readonly bulkMin: number;
   private readonly throttle = new LogThrottle();
   /** alias -> the listing in flight, shared by whoever needs one meanwhile. */
   private readonly listings = new Map<string, Promise<Set<string>>>();
 
   constructor(private readonly options: OpnsenseBackendOptions) {
     this.name = `opnsense ${options.client.firewall}`;
-    this.concurrency = options.concurrency ?? CONCURRENCY;
-    this.bulkMin = options.bulkMinChanges ?? BULK_MIN_CHANGES;
   }
 
   private get firewall(): string {
@@ -178,7 +172,7 @@ export class OpnsenseBackend implements Backend {
     const info = await this.options.aliasInfo.get(alias);
     if (info.kind === 'host') changes.adds = await this.refuseNetworks(alias, changes);
     const configWrites = info.kind === 'host' || info.kind === 'network';
-    const bulk = info.uuid !== null && info.bulk && configWrites && total >= this.bulkMin ? { kind: info.kind as 'host' | 'network', uuid: info.uuid } : null;
+    const bulk = info.uuid !== null && info.bulk && configWrites && total >= BULK_MIN_CHANGES ? { kind: info.kind as 'host' | 'network', uuid: info.uuid } : null;
     // The content, read once for both paths: the bulk path rewrites it, alias_util must not be sent its first entry.
     let content: readonly string[] | null = null;
     if (info.uuid !== null && configWrites && (bulk !== null || changes.adds.length > 0)) content = (await this.options.client.getAliasItem(info.uuid, alias))?.content ?? null;
@@ -186,7 +180,7 @@ export class OpnsenseBackend implements Backend {
 
     let path: 'set_item' | 'alias_util' = bulk ? 'set_item' : 'alias_util';
     // Every write takes the firewall's config lock; only External aliases hold it briefly.
-    const limit = info.kind === 'external' ? this.concurrency : CONFIG_WRITE_CONCURRENCY;
+    const limit = info.kind === 'external' ? CONCURRENCY : CONFIG_WRITE_CONCURRENCY;
     let added: string[];
     try {
       added = bulk ? await this.bulk(alias, { ...bulk, content }, changes) : await this.oneByOne(alias, changes, limit);
