@@ -1,27 +1,27 @@
 import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
-import { hostAddresses, NeverBanList } from './never-ban.js';
+import { hostAddresses, NeverBanList } from './intake/never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';
-import { OpnsenseBridge } from './bridge/bridge.js';
-import { BrokerLink, type LinkOptions } from './broker-link.js';
-import { ControlServer } from './control-server.js';
-import { EmbeddedBroker } from './embedded-broker.js';
-import { FailoverLink } from './failover-link.js';
-import { FleetHostProtection } from './fleet-hosts.js';
-import { HeapTrim } from './heap-trim.js';
-import type { Inbox } from './inbox.js';
+import { OpnsenseBridge } from './sinks/opnsense/bridge.js';
+import { BrokerLink, type LinkOptions } from './links/broker-link.js';
+import { ControlServer } from './reporting/control-server.js';
+import { EmbeddedBroker } from './links/embedded-broker.js';
+import { FailoverLink } from './links/failover-link.js';
+import { FleetHostProtection } from './intake/fleet-hosts.js';
+import { HeapTrim } from './memory/heap-trim.js';
+import type { Inbox } from './links/inbox.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
 import { Projection } from './fleet/projection.js';
-import { SyncJailReconciler } from './fleet/sync-jail-reconciler.js';
-import { Intake } from './intake.js';
-import { MetricsServer } from './metrics.js';
+import { SyncJailReconciler } from './sinks/fail2ban/sync-jail-reconciler.js';
+import { Intake } from './intake/intake.js';
+import { MetricsServer } from './reporting/metrics.js';
 import { allParts, type Part } from './part.js';
-import { SyncJailsSink } from './sinks/sync-jails.js';
+import { SyncJailsSink } from './sinks/fail2ban/sync-jails.js';
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to

@@ -31,7 +31,7 @@ if (values.announce !== undefined || values.send !== undefined || values['full-s
 if (positionals.length > 0) usageError(NAME, `unexpected argument ${JSON.stringify(positionals[0])} (without -a)`);
 if (values.check) {
   try {
-    const { runDoctor } = await import('./doctor.js');
+    const { runDoctor } = await import('./checks/doctor.js');
     process.exit(await runDoctor(file));
   } catch (error) {
     reportFatal(`${NAME} --check`, error);

@@ -3,7 +3,7 @@ import { createLogger } from '../src/log.js';
 import { dropPacketIdCache } from '../src/mqtt-memory.js';
 import { EXIT_FAILURE, onTermination } from '../src/program.js';
 import { Agent } from './agent.js';
-import { Inbox } from './inbox.js';
+import { Inbox } from './links/inbox.js';
 import { Reloader, warnAbout } from './reload.js';
 
 /** Runs the agent until SIGTERM or SIGINT; SIGHUP re-reads the config (--dry-run stays on). */

@@ -45,7 +45,7 @@ say "installed the program in $LIBDIR"
 # 2. The commands, and the client path the original's fail2ban action lines call.
 install -d -m 0755 "$DESTDIR$BINDIR" "$DESTDIR$CONFDIR"
 # The agent runs with package.json's config.agentNodeFlags: a small young generation and the
-# heap trim after bulk work (agent/heap-trim.ts) keep it near 75 MB with 100,000 bans held.
+# heap trim after bulk work (agent/memory/heap-trim.ts) keep it near 75 MB with 100,000 bans held.
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban" agent/main.js "$("$NODE" -p 'require("./package.json").config.agentNodeFlags')"
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban-broker" broker/main.js
 write_wrapper "$DESTDIR$BINDIR/syncfail2ban-client" cli/client.bundle.cjs

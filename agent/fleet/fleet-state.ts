@@ -2,13 +2,15 @@ import { NODE_ID, type SyncEvent } from '../../src/event.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
-import type { Adopt } from '../bridge/bridge.js';
-import type { EventTarget, RouteResult } from '../intake.js';
-import { LogThrottle } from '../bridge/log-throttle.js';
+import type { EventTarget, RouteResult } from '../intake/intake.js';
+import { LogThrottle } from '../../src/log-throttle.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
 import { ADOPTED, MANUAL, type Holdings, MAX_HOLDINGS, MAX_ORIGINS_PER_ADDRESS } from './holdings.js';
 import type { Projection } from './projection.js';
 import { SnapshotReceiver, type SnapshotResult } from './snapshot-receiver.js';
+
+/** Who an address in a bridge state file of an earlier version was held by: taken into the holdings store. */
+export type Adopt = (origin: string, jail: string, address: string) => void;
 
 export interface FleetStatus {
   stateDir: string;

@@ -2,7 +2,7 @@ import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync
 import { join } from 'node:path';
 import { JAIL_NAME, NODE_ID } from '../../src/event.js';
 import { isCanonical } from '../../src/ip.js';
-import { replaceFile, syncDir } from '../durable-file.js';
+import { replaceFile, syncDir } from '../state-dir/durable-file.js';
 import { ADOPTED, MANUAL, type Holdings } from './holdings.js';
 
 const SNAPSHOT_FILE = 'holdings.snapshot';

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { Batcher } from '../../agent/sinks/batcher.js';
-import { Fail2banBackend } from '../../agent/sinks/fail2ban-backend.js';
+import { Fail2banBackend } from '../../agent/sinks/fail2ban/fail2ban-backend.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startFail2ban } from '../support/fail2ban-server.js';
 import { run as runProgram } from '../support/run.js';

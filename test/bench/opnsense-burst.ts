@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { AliasInfoCache } from '../../agent/bridge/alias-info.js';
-import { OPNSENSE_BATCHER } from '../../agent/bridge/firewall-sync.js';
-import { FirewallLedger } from '../../agent/bridge/ledger.js';
-import { CONCURRENCY, OpnsenseBackend } from '../../agent/bridge/opnsense-backend.js';
+import { AliasInfoCache } from '../../agent/sinks/opnsense/alias-info.js';
+import { OPNSENSE_BATCHER } from '../../agent/sinks/opnsense/firewall-sync.js';
+import { FirewallLedger } from '../../agent/sinks/opnsense/ledger.js';
+import { CONCURRENCY, OpnsenseBackend } from '../../agent/sinks/opnsense/opnsense-backend.js';
 import { Batcher } from '../../agent/sinks/batcher.js';
-import { OpnsenseClient } from '../../agent/bridge/opnsense/client.js';
+import { OpnsenseClient } from '../../agent/sinks/opnsense/api/client.js';
 import { FAKE_API_KEY, startFakeOpnsense, type FakeAliasType, type FakeOpnsense } from '../fakes/opnsense.js';
 import { waitFor } from '../support/wait.js';
 import { timed } from './stats.js';

@@ -14,7 +14,7 @@ const TARGET_RATIO = 0.5;
 const TARGET_RSS_MB = 80;
 /**
  * RSS is read once it stayed within 1 MB over this many samples a second apart: the ingest has
- * settled, and the agent has had time to trim its heap (agent/heap-trim.ts, within ~4 s of the work's end).
+ * settled, and the agent has had time to trim its heap (agent/memory/heap-trim.ts, within ~4 s of the work's end).
  */
 const STEADY_SAMPLES = 10;
 

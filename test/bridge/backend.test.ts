@@ -4,12 +4,12 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AliasInfoCache } from '../../agent/bridge/alias-info.js';
-import { FirewallLedger } from '../../agent/bridge/ledger.js';
-import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../agent/bridge/opnsense-backend.js';
-import { StateFile } from '../../agent/bridge/state-file.js';
+import { AliasInfoCache } from '../../agent/sinks/opnsense/alias-info.js';
+import { FirewallLedger } from '../../agent/sinks/opnsense/ledger.js';
+import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../agent/sinks/opnsense/opnsense-backend.js';
+import { StateFile } from '../../agent/sinks/opnsense/state-file.js';
 import type { Change } from '../../agent/sinks/batcher.js';
-import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../agent/bridge/opnsense/client.js';
+import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../agent/sinks/opnsense/api/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { captureLog } from '../support/capture-log.js';
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
-import { OpnsenseClient } from '../../agent/bridge/opnsense/client.js';
+import { OpnsenseClient } from '../../agent/sinks/opnsense/api/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
 import { freePort } from '../support/ports.js';

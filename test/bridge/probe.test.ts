@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkFirewalls } from '../../agent/firewall-checks.js';
+import { checkFirewalls } from '../../agent/checks/firewall-checks.js';
 import type { OpnsenseConfig } from '../../src/config.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
 import { BIN } from '../support/paths.js';

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { FirewallSync, type DesiredAliases, type FirewallSyncOptions } from '../../agent/bridge/firewall-sync.js';
+import { FirewallSync, type DesiredAliases, type FirewallSyncOptions } from '../../agent/sinks/opnsense/firewall-sync.js';
 import { startFakeOpnsense, type FakeAliasSpec, type FakeApiKey, type FakeOpnsense, type FakeOpnsenseOptions } from '../fakes/opnsense.js';
 import { captureLog } from '../support/capture-log.js';
 import { waitFor } from '../support/wait.js';

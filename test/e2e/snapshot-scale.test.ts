@@ -61,7 +61,7 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
       for (const peer of hosts.slice(1)) {
         await waitFor(
           async () => measured(part(await peer.agentStatus(), 'memory'), 'heap') < 40 * 1024 * 1024,
-          `${peer.name}'s heap trimmed (agent/heap-trim.ts)`,
+          `${peer.name}'s heap trimmed (agent/memory/heap-trim.ts)`,
           60_000,
           1_000,
         );

@@ -1,0 +1,129 @@
+import { decodeEvent, printable, type SyncEvent } from '../../src/event.js';
+import type { Inbox } from '../links/inbox.js';
+import type { NeverBanList } from './never-ban.js';
+import type { RateLimiter } from '../../src/rate-limit.js';
+import type { Refusals } from '../../src/refusals.js';
+import { counted, counter, type PartStatus } from '../../src/status.js';
+import type { Part } from '../part.js';
+import { decodeSnapshotPart, isSnapshotTopic, type SnapshotPart } from '../../src/snapshot.js';
+
+const MAX_PEERS_TRACKED = 1_000;
+
+/** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
+export type RouteResult = 'queued' | 'own' | 'unmapped';
+
+/** Where valid events and snapshot parts go: the fleet state. */
+export interface EventTarget {
+  apply(event: SyncEvent): RouteResult;
+  /** 'busy': refused, too many snapshots are being received at once. */
+  applySnapshotPart(part: SnapshotPart): RouteResult | 'busy';
+}
+
+/**
+ * The one path from transport to the fleet state: decode and validate, refuse never-ban
+ * addresses, then hand the event (or snapshot part) on. Nothing reaches a sink unchecked.
+ */
+export class Intake implements Part {
+  private readonly counts = { received: 0, accepted: 0, ownSkipped: 0 };
+  private readonly peersSeen = new Map<string, Date>();
+
+  constructor(
+    private readonly neverBan: NeverBanList,
+    private readonly target: EventTarget,
+    private readonly refusals: Refusals,
+    private readonly perOrigin: RateLimiter,
+    /** Where the links deliver: opened to this intake while it runs. */
+    private readonly inbox?: Inbox,
+  ) {}
+
+  /** `retained`: the broker replays a stored message (a new subscription); it is not a live event. */
+  handle(topic: string, payload: Buffer, source: string, retained = false): void {
+    this.counts.received += 1;
+    if (retained) {
+      return this.refusals.refuse('retained', `a retained message on ${printable(topic)}: events are live only; clear it with mosquitto_pub -r -n -t ${printable(topic)}`, { source });
+    }
+    if (isSnapshotTopic(topic)) return this.handleSnapshotPart(topic, payload, source);
+    const decoded = decodeEvent(topic, payload);
+    if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
+
+    const { event } = decoded;
+    const sender = this.overRate(source, event);
+    if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; ${event.action} of ${event.address.text} dropped`, { source });
+    // An unban of a protected address is harmless and may clear a ban from before it was protected.
+    const neverBan = event.action === 'ban' ? this.neverBan.reason(event.address) : null;
+    if (neverBan) {
+      return this.refusals.refuse('never-ban', `${event.action} of ${event.address.text} (${neverBan})`, { source, jail: event.jail, origin: event.origin });
+    }
+
+    if (event.origin) this.notePeer(event.origin);
+    this.count(this.target.apply(event), event.jail, source);
+  }
+
+  /** A snapshot part: one rate-limit token for the part; never-ban addresses are left out of it. */
+  private handleSnapshotPart(topic: string, payload: Buffer, source: string): void {
+    const decoded = decodeSnapshotPart(topic, payload);
+    if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
+    const { part } = decoded;
+    if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid addresses`, { source });
+    const sender = this.overRate(source, part);
+    if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
+    const allowed = part.ips.filter((address) => this.neverBan.reason(address) === null);
+    if (allowed.length < part.ips.length) {
+      this.refusals.refuse('never-ban', `${part.ips.length - allowed.length} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
+    }
+    this.notePeer(part.origin);
+    const result = this.target.applySnapshotPart({ ...part, ips: allowed });
+    if (result === 'busy') return this.refusals.refuse('snapshot-busy', `too many snapshots at once; part of ${part.jail} from ${part.origin} dropped`, { source });
+    this.count(result, part.jail, source);
+  }
+
+  /**
+   * Takes one rate-limit token for an event or snapshot part, both under one rule: per broker
+   * and connection (`via`, which a syncfail2ban broker stamps and a sender cannot choose), else
+   * per claimed origin (mosquitto stamps nothing). So a flood claiming someone else's origin
+   * drains only its own bucket. Returns the sender when it is over its rate, else nothing.
+   */
+  private overRate(source: string, { via, origin }: { via?: string; origin?: string }): string | undefined {
+    const sender = via ?? origin ?? 'manual';
+    return this.perOrigin.take(`${source} ${sender}`) ? undefined : sender;
+  }
+
+  private count(result: RouteResult, jail: string, source: string): void {
+    if (result === 'queued') this.counts.accepted += 1;
+    else if (result === 'own') this.counts.ownSkipped += 1;
+    else this.refusals.refuse('unmapped-jail', `jail ${printable(jail)} is not mapped here`, { source });
+  }
+
+  /** Origins come from the network, so the map is bounded: the longest unseen goes first. */
+  private notePeer(origin: string): void {
+    this.peersSeen.delete(origin);
+    this.peersSeen.set(origin, new Date());
+    if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
+  }
+
+  async start(): Promise<void> {
+    this.inbox?.open((topic, payload, source, retained) => this.handle(topic, payload, source, retained));
+  }
+
+  async stop(): Promise<void> {
+    this.inbox?.close();
+    this.refusals.close();
+  }
+
+  status(): PartStatus {
+    const { received, accepted, ownSkipped } = this.counts;
+    const peersSeen = Object.fromEntries([...this.peersSeen].map(([origin, at]) => [origin, at.getTime() / 1000]));
+    return {
+      kind: 'events',
+      problems: [],
+      measures: {
+        received: counter('MQTT messages received on f2b/+/+', received),
+        accepted: counter('valid events handed to at least one sink', accepted),
+        own_skipped: counter("this host's own events, not applied again", ownSkipped),
+        refused: counted('messages refused before any sink, by reason', 'reason', this.refusals.byReason()),
+        peer_last_event: { help: 'when a valid event from this origin last arrived', type: 'gauge', unit: 'timestamp', label: 'origin', values: peersSeen },
+      },
+      details: {},
+    };
+  }
+}

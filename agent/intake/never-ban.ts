@@ -1,0 +1,66 @@
+import { networkInterfaces } from 'node:os';
+import { DEFAULT_MIN_PREFIX, type MinPrefix } from '../../src/config.js';
+import { type CanonicalAddress, mustParseAddress, overlaps } from '../../src/ip.js';
+
+interface Entry {
+  range: CanonicalAddress;
+  why: string;
+}
+
+/** Ranges that are never the source of an attack, or whose ban would cut off far more than one attacker. */
+const SPECIAL: Array<[string, string]> = [
+  ['127.0.0.0/8', 'loopback'],
+  ['::1', 'loopback'],
+  ['0.0.0.0/8', 'unspecified ("this network")'],
+  ['::', 'unspecified address'],
+  ['224.0.0.0/4', 'multicast'],
+  ['ff00::/8', 'multicast'],
+  ['240.0.0.0/4', 'reserved and broadcast (240.0.0.0/4, 255.255.255.255)'],
+  ['64:ff9b::/96', 'NAT64 (all of IPv4 for IPv6-only hosts)'],
+  ['64:ff9b:1::/48', 'local-use NAT64'],
+  ['100::/64', 'discard-only'],
+];
+
+/**
+ * Addresses no event may ban, whatever arrives: special ranges (loopback, unspecified,
+ * multicast, broadcast, NAT64...), this host's own addresses, the admin's `ignoreip`, the
+ * fleet's own hosts (set by protect()), and networks wider than the minimum prefix. A
+ * network is refused when it overlaps any of them.
+ */
+export class NeverBanList {
+  private readonly entries: Entry[];
+  private readonly groups = new Map<string, Entry[]>();
+
+  constructor(
+    ignoreIp: readonly CanonicalAddress[],
+    ownAddresses: readonly string[],
+    private readonly minPrefix: MinPrefix = DEFAULT_MIN_PREFIX,
+  ) {
+    this.entries = [
+      ...SPECIAL.map(([text, why]) => ({ range: mustParseAddress(text, { anyPrefix: true }), why })),
+      ...ownAddresses.map((text) => ({ range: mustParseAddress(text), why: "this host's own address" })),
+      ...ignoreIp.map((range) => ({ range, why: `ignoreip ${range.text}` })),
+    ];
+  }
+
+  /** Replaces the addresses protected under `group` (e.g. what a peer's name resolves to now). */
+  protect(group: string, addresses: readonly CanonicalAddress[], why: string): void {
+    this.groups.set(group, addresses.map((range) => ({ range, why })));
+  }
+
+  /** Why `address` must not be banned, or null when it may be. */
+  reason(address: CanonicalAddress): string | null {
+    const min = this.minPrefix[address.family];
+    if (address.prefix < min) return `network wider than /${min} (min_prefix_ipv${address.family})`;
+    const protectedBy = (entries: Entry[]) => entries.find((entry) => overlaps(entry.range, address))?.why;
+    return [...this.groups.values(), this.entries].map(protectedBy).find((why) => why !== undefined) ?? null;
+  }
+}
+
+/** Every address configured on this host's interfaces, without IPv6 zone ids. */
+export function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((list) => list ?? [])
+    .map((info) => info.address.split('%')[0]!)
+    .filter((address, index, all) => all.indexOf(address) === index);
+}

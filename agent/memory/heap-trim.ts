@@ -1,0 +1,86 @@
+import { getHeapStatistics } from 'node:v8';
+import { counter, gauge, type AgentStatus, type PartStatus } from '../../src/status.js';
+import type { Logger } from '../../src/log.js';
+import type { Part } from '../part.js';
+
+/** How often the heap's size is looked at. */
+const CHECK_MS = 2_000;
+/** Growth since the last trim that is worth full collections (~10 ms each at 20 MB live). */
+const GROWTH_BYTES = 8 * 1024 * 1024;
+/** A trim collects again while a collection still shrank the heap by this much… */
+const SHRINK_BYTES = 1024 * 1024;
+/** …up to this many times. */
+const MAX_COLLECTIONS = 4;
+
+/**
+ * Gives memory back after bulk work. V8 collects its old generation only when it nears a
+ * limit, so an agent that falls idle after applying a snapshot of 100,000 addresses would
+ * keep that work's garbage for good (~70 MB of it). Once the heap has grown by GROWTH_BYTES
+ * since the last trim, and the work is done (no sink has a backlog, the heap stopped
+ * growing), this runs full collections while they shrink the heap: the first frees, the
+ * next compact the pages the first left half empty (two or three in all).
+ *
+ * `gc` exists when node runs with --expose-gc, one of the flags every launcher passes
+ * (`config.agentNodeFlags` in package.json); without it the trim is off and status says so.
+ */
+export class HeapTrim implements Part {
+  /** The heap's size after the last trim, or less when V8 shrank it since. */
+  private floor: number;
+  private last: number;
+  private trims = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly report: () => AgentStatus,
+    private readonly log: Logger,
+    private readonly gc: (() => void) | undefined = globalThis.gc,
+    private readonly heapSize: () => number = () => getHeapStatistics().total_heap_size,
+  ) {
+    this.floor = this.last = heapSize();
+  }
+
+  async start(): Promise<void> {
+    if (this.gc) this.timer = setInterval(() => this.check(), CHECK_MS).unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+  }
+
+  /** True when it trimmed. */
+  check(): boolean {
+    const size = this.heapSize();
+    const settled = size === this.last;
+    this.last = size;
+    this.floor = Math.min(this.floor, size);
+    if (!this.gc || !settled || size < this.floor + GROWTH_BYTES || this.busy()) return false;
+    let heap = size;
+    for (let collections = 0; collections < MAX_COLLECTIONS; collections += 1) {
+      this.gc();
+      const previous = heap;
+      heap = this.heapSize();
+      if (previous - heap < SHRINK_BYTES) break;
+    }
+    this.floor = this.last = heap;
+    this.trims += 1;
+    this.log.debug({ heapMb: Math.round(size / 2 ** 20), trimmedMb: Math.round(heap / 2 ** 20) }, 'heap trimmed after bulk work');
+    return true;
+  }
+
+  status(): PartStatus {
+    return {
+      kind: 'memory',
+      problems: [],
+      measures: {
+        heap: { ...gauge('size of the JavaScript heap', this.heapSize()), unit: 'bytes' },
+        trims: counter('full collections run after bulk work, to give its memory back', this.trims),
+      },
+      details: { trim: this.gc ? 'after bulk work' : 'off: node runs without --expose-gc (the installed syncfail2ban passes it)' },
+    };
+  }
+
+  /** Work under way: a part (a sink, the bridge) with changes waiting. */
+  private busy(): boolean {
+    return this.report().parts.some(({ measures: { backlog } }) => backlog !== undefined && 'value' in backlog && backlog.value > 0);
+  }
+}

@@ -1,0 +1,153 @@
+import { Fail2banClient } from '../../../src/fail2ban/client.js';
+import type { Logger } from '../../../src/log.js';
+import type { PartStatus, Problem } from '../../../src/status.js';
+import type { SyncJailReconciler } from './sync-jail-reconciler.js';
+import { missingSyncJailFix } from './jail-checks.js';
+import type { Part } from '../../part.js';
+import { Batcher, sinkMeasures, sinkProblems, type Change } from '../batcher.js';
+import { DryRunBackend } from '../dry-run.js';
+import { Fail2banBackend } from './fail2ban-backend.js';
+
+/** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
+const CHECK_MS = 5_000;
+
+export interface SyncJailsOptions {
+  socket: string;
+  /** The sync jails [jails] maps to. */
+  jails: Iterable<string>;
+  timeoutMs: number;
+  dryRun: boolean;
+  log: Logger;
+  /** The reconciler that makes the sync jails hold the fleet's projection, through this sink's fail2ban client. */
+  reconciler(client: Fail2banClient): SyncJailReconciler;
+}
+
+/**
+ * The sink of the local fail2ban sync jails: a Batcher in front of fail2ban (or of the
+ * dry-run backend), and the reconciler that makes the jails hold the fleet's projection.
+ * One loop asks fail2ban every CHECK_MS whether it answers: when it answers (again), the
+ * backlog is retried at once, every sync jail is checked and reconciled; while a sync jail
+ * is missing it is looked for again. What is missing is a problem in status before any
+ * change is lost to it.
+ */
+export class SyncJailsSink implements Part {
+  private readonly client: Fail2banClient;
+  private readonly batcher: Batcher;
+  /** Made at start: the fleet state it reconciles is built after this sink. */
+  private reconciler: SyncJailReconciler | undefined;
+  private readonly jails: string[];
+  /** Why fail2ban did not answer the last check, and how many changes were applied then (one more means it answers). */
+  private unreachable: { message: string; applied: number } | null = null;
+  /** fail2ban answered the last check. */
+  private answered = false;
+  /** Sync jails fail2ban lacked at the last look. */
+  private missing = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: SyncJailsOptions) {
+    this.client = new Fail2banClient(options.socket, { timeoutMs: options.timeoutMs });
+    this.jails = [...new Set(options.jails)];
+    const backend = options.dryRun ? new DryRunBackend('fail2ban', options.log) : new Fail2banBackend(this.client, options.log);
+    this.batcher = new Batcher(backend, options.log);
+  }
+
+  submit(change: Change): void {
+    this.batcher.submit(change);
+  }
+
+  async start(): Promise<void> {
+    this.reconciler = this.options.reconciler(this.client);
+    // Not awaited: a hung fail2ban must not hold up start-up.
+    this.schedule(0);
+  }
+
+  async stop(deadlineMs: number): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.reconciler?.stop();
+    await this.running;
+    if (!(await this.batcher.stop(deadlineMs))) {
+      this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
+    }
+    await this.client.close(Math.max(0, deadline - Date.now()));
+  }
+
+  status(): PartStatus {
+    const stats = this.batcher.stats();
+    const startIt = `start fail2ban ("systemctl start fail2ban"), or set fail2ban_socket to where it listens (now ${this.options.socket})`;
+    const problems: Problem[] = sinkProblems(stats, startIt);
+    if (this.unreachable && !stats.lastError && stats.applied === this.unreachable.applied) {
+      problems.unshift({ what: `fail2ban is not reachable: ${this.unreachable.message}`, fix: startIt });
+    }
+    const reconcile = this.reconciler?.status() ?? null;
+    if (reconcile && !reconcile.ok && problems.length === 0) {
+      problems.push({ what: `reconciling the sync jails failed: ${reconcile.error}`, fix: `check that fail2ban answers "fail2ban-client get <sync jail> banned" for each sync jail (see fail2ban's log); it is retried every ${CHECK_MS / 1000} s` });
+    }
+    return {
+      kind: 'sink',
+      name: 'fail2ban',
+      problems,
+      measures: {
+        ...sinkMeasures(stats),
+        ...(reconcile
+          ? {
+              reconcile_added: { help: 'missing bans the last reconciliation queued, by sync jail', type: 'gauge', label: 'target', values: reconcile.added },
+              reconcile_removed: { help: 'released bans the last reconciliation queued for removal, by sync jail', type: 'gauge', label: 'target', values: reconcile.removed },
+            }
+          : {}),
+      },
+      details: {
+        socket: this.options.socket,
+        sync_jails: this.jails.join(' '),
+        ...(reconcile ? { last_reconcile: { time: reconcile.at }, last_reconcile_ok: reconcile.ok, adopted: reconcile.adopted } : {}),
+      },
+    };
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.check().finally(() => {
+        this.running = undefined;
+        this.schedule(CHECK_MS);
+      });
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  /** Says what is wrong on the fail2ban side, and reconciles; the sink keeps retrying either way. */
+  private async check(): Promise<void> {
+    const { log } = this.options;
+    try {
+      await this.client.ping();
+      const back = !this.answered;
+      this.answered = true;
+      if (this.unreachable) log.info({ socket: this.options.socket }, 'fail2ban answers again');
+      this.unreachable = null;
+      if (back) this.batcher.retryNow();
+      if (back || this.missing > 0) await this.findMissingJails();
+      if (!this.stopped) await this.reconciler?.run(back);
+    } catch (error) {
+      const message = (error as Error).message;
+      if (this.unreachable === null) log.warn({ socket: this.options.socket }, `fail2ban is not reachable: ${message}; events will be queued and retried`);
+      this.unreachable = { message, applied: this.batcher.stats().applied };
+      this.answered = false;
+    }
+  }
+
+  private async findMissingJails(): Promise<void> {
+    let missing = 0;
+    for (const jail of this.jails) {
+      const exists = await this.client.jailExists(jail);
+      if (this.stopped) return;
+      const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingSyncJailFix(jail) };
+      if (problem && !this.batcher.stats().targetProblems[jail]) this.options.log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
+      if (problem) missing += 1;
+      this.batcher.noteTargetProblem(jail, problem);
+    }
+    this.missing = missing;
+  }
+}
