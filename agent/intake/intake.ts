@@ -4,7 +4,7 @@ import type { NeverBanList } from './never-ban.js';
 import type { RateLimiter } from '../../src/rate-limit.js';
 import type { Refusals } from '../../src/refusals.js';
 import { counted, counter, type PartStatus } from '../../src/status.js';
-import type { Part } from '../part.js';
+import type { Part } from '../../src/part.js';
 import { decodeSnapshotPart, isSnapshotTopic, type SnapshotPart } from '../../src/snapshot.js';
 
 const MAX_PEERS_TRACKED = 1_000;

@@ -3,7 +3,7 @@ import type { Logger } from '../../../src/log.js';
 import type { PartStatus, Problem } from '../../../src/status.js';
 import type { SyncJailReconciler } from './sync-jail-reconciler.js';
 import { missingSyncJailFix } from './jail-checks.js';
-import type { Part } from '../../part.js';
+import type { Part } from '../../../src/part.js';
 import { Batcher, sinkMeasures, sinkProblems, type Change } from '../batcher.js';
 import { DryRunBackend } from '../dry-run.js';
 import { Fail2banBackend } from './fail2ban-backend.js';

@@ -5,7 +5,7 @@ import type { PartStatus } from '../../../src/status.js';
 import type { Adopt } from '../../fleet/fleet-state.js';
 import type { Holdings } from '../../fleet/holdings.js';
 import { Projection } from '../../fleet/projection.js';
-import type { Part } from '../../part.js';
+import type { Part } from '../../../src/part.js';
 import type { BatcherOptions } from '../batcher.js';
 import { FirewallSync, type DesiredAliases } from './firewall-sync.js';
 import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, jailOfHolder, originOfHolder, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';

@@ -3,7 +3,7 @@ import type { Firewall } from '../../../src/config.js';
 import type { Logger } from '../../../src/log.js';
 import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './api/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../../src/status.js';
-import type { Part } from '../../part.js';
+import type { Part } from '../../../src/part.js';
 import { sinkMeasures, type SinkStats, type BatcherOptions, type Change, type Rejection } from '../batcher.js';
 import { DryRunBackend } from '../dry-run.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
