@@ -78,12 +78,12 @@ refuse_pip_original() {
     die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then install again. Nothing was changed; docs/install.md, \"Upgrading from the original syncfail2ban\", has the details."
 }
 
-# What the installers created for the admin (config.cfg), one path a line: what a purge of
-# the package may remove, and nothing the admin had before.
+# What the package's scripts created for the admin (config.cfg), one path a line: what a
+# purge may remove, and nothing the admin had before.
 CREATED_LIST=/var/lib/syncfail2ban/package-created
 
-# install_config: $CONFDIR/config.cfg from the installed example, only when there is none,
-# and root's alone (it may hold secrets).
+# install_config [record]: $CONFDIR/config.cfg from the installed example, only when there
+# is none, and root's alone (it may hold secrets); "record" notes it in CREATED_LIST.
 install_config() {
   config="$DESTDIR$CONFDIR/config.cfg"
   if [ -e "$config" ]; then
@@ -92,13 +92,15 @@ install_config() {
   fi
   install -d -m 0755 "$DESTDIR$CONFDIR"
   install -m 0600 "$DESTDIR$LIBDIR/etc/config.cfg" "$config"
-  install -d -m 0700 "$(dirname "$DESTDIR$CREATED_LIST")"
-  echo "$CONFDIR/config.cfg" >> "$DESTDIR$CREATED_LIST"
+  if [ "${1:-}" = record ]; then
+    install -d -m 0700 "$(dirname "$DESTDIR$CREATED_LIST")"
+    echo "$CONFDIR/config.cfg" >> "$DESTDIR$CREATED_LIST"
+  fi
   say "created $CONFDIR/config.cfg: edit it (mq_ip, sync_servers or broker_url, [jails])"
 }
 
-# created_by_installer PATH: true when install_config created PATH.
-created_by_installer() {
+# created_by_package PATH: true when the package's install_config created PATH.
+created_by_package() {
   grep -qsxF "$1" "$DESTDIR$CREATED_LIST"
 }
 
