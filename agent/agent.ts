@@ -6,7 +6,7 @@ import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';
 import { BrokerLink, type LinkOptions } from './links/broker-link.js';
-import { ControlServer } from './reporting/control-server.js';
+import { ControlServer } from '../src/reporting/control-server.js';
 import { EmbeddedBroker } from './links/embedded-broker.js';
 import { FailoverLink } from './links/failover-link.js';
 import { FleetHostProtection } from './intake/fleet-hosts.js';
@@ -17,14 +17,14 @@ import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
 import { Intake } from './intake/intake.js';
-import { MetricsServer } from './reporting/metrics.js';
-import { allParts, type Part } from './part.js';
+import { MetricsServer } from '../src/reporting/metrics.js';
+import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
  * that one". Mesh runs an embedded broker and subscribes to it and every peer; hub
- * subscribes to broker_url alone. Every piece is a Part (agent/part.ts), started in order,
+ * subscribes to broker_url alone. Every piece is a Part (src/part.ts), started in order,
  * stopped in reverse, and reported in one list. Parts come in stages: those of one stage
  * (the sinks, the links) stop together. At a reload, the next agent takes over the running
  * parts it would build the same (Part.reloadKey: the embedded broker, the links), so that the

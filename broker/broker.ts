@@ -91,7 +91,7 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
   if (security.users.size || security.tls?.clientCa) log.info(listening, 'MQTT broker listening; authentication required');
   else if (isLoopback(host)) log.info(listening, 'MQTT broker listening on loopback; anonymous access');
   else {
-    log.warn(listening, `MQTT broker listening with anonymous access: anyone who reaches ${host}:${port} can ban and unban; add [users] (see the README's Security section) or firewall the port`);
+    log.warn(listening, `MQTT broker listening with anonymous access: anyone who reaches ${host}:${port} can ban and unban; add [users] (see docs/security.md) or firewall the port`);
   }
 
   return {

@@ -75,7 +75,7 @@ refuse_pip_original() {
     pip_original="python3 knows its package"
   fi
   [ -z "$pip_original" ] ||
-    die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then install again. Nothing was changed; the README's \"Upgrading from the original\" section has the details."
+    die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then install again. Nothing was changed; docs/install.md, \"Upgrading from the original syncfail2ban\", has the details."
 }
 
 # The original's client, where fail2ban's action lines call it, is kept as .orig (once).

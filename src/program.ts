@@ -1,6 +1,6 @@
 import { ConfigError } from './config-reader.js';
 
-/** Exit codes, the same for every program (the README's table): 0 is success. */
+/** Exit codes, the same for every program (docs/operations.md, "Exit codes"): 0 is success. */
 export const EXIT_FAILURE = 1;
 /** Bad arguments, unknown options included. */
 export const EXIT_USAGE = 2;

@@ -1,5 +1,5 @@
 /**
- * What the agent reports about itself, part by part (see agent/part.ts), and what is
+ * What the agent reports about itself, part by part (see src/part.ts), and what is
  * healthy. Shared by the agent (control socket, /metrics) and syncfail2ban-client status.
  */
 

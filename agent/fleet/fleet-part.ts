@@ -1,5 +1,5 @@
 import type { PartStatus, Problem } from '../../src/status.js';
-import type { Part } from '../part.js';
+import type { Part } from '../../src/part.js';
 import type { Adoption } from './adoption.js';
 import type { FleetState } from './fleet-state.js';
 

@@ -5,7 +5,7 @@ import { mustParseAddress } from '../../src/ip.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus } from '../../src/status.js';
 import type { NeverBanList } from './never-ban.js';
-import type { Part } from '../part.js';
+import type { Part } from '../../src/part.js';
 
 const REFRESH_MS = 10 * 60_000;
 const LOOKUP_TIMEOUT_MS = 5_000;

@@ -3,7 +3,7 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { SUBSCRIPTION } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import { gauge, type PartStatus, type Problem } from '../../src/status.js';
-import { reloadKey, type Part } from '../part.js';
+import { reloadKey, type Part } from '../../src/part.js';
 
 /** `refused`: connected, but the broker refused the subscription (its ACL): nothing arrives. */
 export type LinkState = 'connecting' | 'connected' | 'refused' | 'down';

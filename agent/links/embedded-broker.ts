@@ -3,7 +3,7 @@ import type { BrokerSecurity, RateLimit } from '../../src/config-security.js';
 import type { Logger } from '../../src/log.js';
 import { counted, counter, gauge, type PartStatus } from '../../src/status.js';
 import { startBroker, type RunningBroker } from '../../broker/broker.js';
-import { reloadKey, type Part } from '../part.js';
+import { reloadKey, type Part } from '../../src/part.js';
 
 /** Clients shown with their drops; the total counts every client. */
 const CLIENTS_WITH_DROPS_SHOWN = 10;

@@ -1,6 +1,6 @@
 import { counter, type PartStatus } from '../../src/status.js';
 import { BrokerLink, linkReloadKey, type LinkOptions } from './broker-link.js';
-import type { Part } from '../part.js';
+import type { Part } from '../../src/part.js';
 
 /** Pause before the next attempt when an instance could not even be reached. */
 const RETRY_MS = 1_000;

@@ -1,7 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { counter, gauge, type AgentStatus, type PartStatus } from '../../src/status.js';
 import type { Logger } from '../../src/log.js';
-import type { Part } from '../part.js';
+import type { Part } from '../../src/part.js';
 
 /** How often the heap's size is looked at. */
 const CHECK_MS = 2_000;

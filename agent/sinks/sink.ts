@@ -1,5 +1,5 @@
 import type { Change, Follower } from '../fleet/projection.js';
-import type { Part } from '../part.js';
+import type { Part } from '../../src/part.js';
 import type { Backend } from './batcher.js';
 
 /**

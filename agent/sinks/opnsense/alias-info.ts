@@ -104,7 +104,7 @@ export class AliasInfoCache {
   }
 }
 
-/** What the bridge makes of an alias's type and state (see the README, "Setting up OPNsense"). */
+/** What the bridge makes of an alias's type and state (see docs/opnsense.md, "Setting up OPNsense"). */
 export function judgeAlias(firewall: string, alias: string, info: AliasInfo): AliasVerdict {
   const where = `OPNsense ${firewall}: alias "${alias}"`;
   const fix = `in Firewall: Aliases, make ${alias} an enabled alias of type External (advanced) (or Host(s)/Network(s)), or map the jail to such an alias in [opn_aliases]`;

@@ -5,7 +5,7 @@ import type { PartStatus } from '../../../src/status.js';
 import type { Adoption } from '../../fleet/adoption.js';
 import type { Holdings } from '../../fleet/holdings.js';
 import { Projection, type Change } from '../../fleet/projection.js';
-import type { Part } from '../../part.js';
+import type { Part } from '../../../src/part.js';
 import type { BatcherOptions } from '../batcher.js';
 import type { PickBackend, Sink } from '../sink.js';
 import { FirewallSync, type DesiredAliases } from './firewall-sync.js';

@@ -3,7 +3,7 @@ import type { Firewall } from '../../../src/config.js';
 import type { Logger } from '../../../src/log.js';
 import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './api/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../../src/status.js';
-import type { Part } from '../../part.js';
+import type { Part } from '../../../src/part.js';
 import type { PickBackend } from '../sink.js';
 import type { Change } from '../../fleet/projection.js';
 import { sinkMeasures, type Backend, type SinkStats, type BatcherOptions, type Rejection } from '../batcher.js';

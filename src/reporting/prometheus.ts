@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { healthProblems, type AgentStatus, type Measure, type PartStatus } from '../../src/status.js';
-import { programVersion } from '../../src/version.js';
+import { healthProblems, type AgentStatus, type Measure, type PartStatus } from '../status.js';
+import { programVersion } from '../version.js';
 
 type Labels = Record<string, string>;
 type Metric = Counter | Gauge;

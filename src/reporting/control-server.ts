@@ -1,10 +1,10 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from '../../src/control-protocol.js';
-import type { Logger } from '../../src/log.js';
-import type { AgentStatus, PartStatus, Problem } from '../../src/status.js';
-import { programVersion } from '../../src/version.js';
+import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from '../control-protocol.js';
+import type { Logger } from '../log.js';
+import type { AgentStatus, PartStatus, Problem } from '../status.js';
+import { programVersion } from '../version.js';
 import type { Part } from '../part.js';
 
 const IDLE_TIMEOUT_MS = 5_000;

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
-import { type MetricsEndpoint, urlHost } from '../../src/config.js';
-import type { Logger } from '../../src/log.js';
-import type { AgentStatus, PartStatus, Problem } from '../../src/status.js';
+import { type MetricsEndpoint, urlHost } from '../config.js';
+import type { Logger } from '../log.js';
+import type { AgentStatus, PartStatus, Problem } from '../status.js';
 import { presentsToken } from './metrics-auth.js';
 import type { Part } from '../part.js';
 

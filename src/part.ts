@@ -1,4 +1,4 @@
-import type { PartStatus } from '../src/status.js';
+import type { PartStatus } from './status.js';
 
 /**
  * The one lifecycle every part of the agent has (embedded broker, broker links, intake,
