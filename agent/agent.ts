@@ -22,6 +22,8 @@ import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
 import { allParts, type Part } from '../src/part.js';
 import { SyncJailsSink } from './sinks/fail2ban/sync-jails.js';
+import { NftablesSink } from './sinks/nftables/nftables-sink.js';
+import { TABLE } from './sinks/nftables/nft-script.js';
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
@@ -69,6 +71,15 @@ export class Agent {
         log,
         reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
       });
+      sinks.push(sink);
+    }
+    if (config.nftables.enabled) {
+      let sink: NftablesSink | undefined = undefined;
+      // Every primary jail it takes feeds the one table; this host's own bans are in its primary jails already.
+      const mapping = new Map(config.nftables.jails.map((jail) => [jail, TABLE]));
+      const projection = new Projection('nftables', mapping, config.nodeId, (action, target, address) => sink?.submit({ target, action, address }));
+      projections.push(projection);
+      sink = new NftablesSink({ config: config.nftables, dryRun: config.dryRun, log, wanted: () => projection.wanted(holdings, TABLE), endOf: () => undefined });
       sinks.push(sink);
     }
     const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
