@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import type { Change } from '../../agent/sinks/batcher.js';
+import type { Change } from '../../agent/fleet/projection.js';
 import { KernelSets } from '../../agent/sinks/nftables/kernel-sets.js';
 import { Nft, NftError } from '../../agent/sinks/nftables/nft.js';
 import type { TableShape } from '../../agent/sinks/nftables/nft-script.js';

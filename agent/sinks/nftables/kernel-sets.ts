@@ -1,7 +1,8 @@
 import { NFT_HOOKS } from '../../../src/config-nftables.js';
 import type { Logger } from '../../../src/log.js';
 import type { Problem } from '../../../src/status.js';
-import type { Backend, Change, Rejection } from '../batcher.js';
+import type { Change } from '../../fleet/projection.js';
+import type { Backend, Rejection } from '../batcher.js';
 import { NftError, type Nft } from './nft.js';
 import { parseTableListing, type TableListing } from './nft-listing.js';
 import { ALL_SETS, ElementScript, type Family, SETS, type SetElement, setOf, TABLE, TABLE_SPEC, tableScript, type TableShape, type TimedElement, toElement } from './nft-script.js';

@@ -2,9 +2,10 @@ import type { NftablesConfig } from '../../../src/config-nftables.js';
 import type { Logger } from '../../../src/log.js';
 import { LogThrottle } from '../../../src/log-throttle.js';
 import { counted, type PartStatus, type Problem } from '../../../src/status.js';
-import type { Part } from '../../../src/part.js';
-import { Batcher, sinkMeasures, sinkProblems, type Change } from '../batcher.js';
-import { DryRunBackend } from '../dry-run.js';
+import type { Holdings } from '../../fleet/holdings.js';
+import { Projection, type Change } from '../../fleet/projection.js';
+import { Batcher, sinkMeasures, sinkProblems } from '../batcher.js';
+import type { PickBackend, Sink } from '../sink.js';
 import { KernelSets, type ReconcileResult } from './kernel-sets.js';
 import { Nft, NftError, type NftOptions } from './nft.js';
 import { TABLE } from './nft-script.js';
@@ -19,12 +20,11 @@ const MAX_BATCH = 25_000;
 
 export interface NftablesSinkOptions {
   config: NftablesConfig;
-  dryRun: boolean;
+  /** This host's node id: its own bans are in its primary jails already. */
+  nodeId: string;
+  holdings: Holdings;
+  pick: PickBackend;
   log: Logger;
-  /** Every address the sets should hold now: the sink's projection of the holdings. */
-  wanted(): Iterable<string>;
-  /** When the ban of an address ends (ms since the epoch); undefined: it does not, or no end is known. */
-  endOf(address: string): number | undefined;
   /** How nft is run (tests run it inside a network namespace). */
   nft?: NftOptions;
 }
@@ -39,10 +39,15 @@ interface LastReconcile extends Partial<ReconcileResult> {
  * syncfail2ban`), one transaction per batch. It builds the table at start, looks at it
  * every CHECK_MS (rebuilding it when someone flushed it), reconciles the sets from their own
  * listing at start, after a rebuild and every nft_reconcile_interval, and leaves the table in
- * place when it stops, so that protection outlives a restart of the agent. In a dry run it
- * only reads: nothing is written to nftables.
+ * place when it stops, so that protection outlives a restart of the agent. Every primary jail
+ * it takes maps to the one table.
+ *
+ * Under dry_run (the factory picks the dry-run backend in place of the kernel sets) it only
+ * reads: its table checks and reconciliations write too, so they are left out.
  */
-export class NftablesSink implements Part {
+export class NftablesSink implements Sink {
+  readonly projection: Projection;
+  private readonly dryRun: boolean;
   private readonly nft: Nft;
   private readonly sets: KernelSets;
   private readonly batcher: Batcher;
@@ -57,14 +62,30 @@ export class NftablesSink implements Part {
   private stopped = false;
 
   constructor(private readonly options: NftablesSinkOptions) {
+    const { config, holdings, log } = options;
+    this.projection = new Projection(new Map(config.jails.map((jail) => [jail, TABLE])), options.nodeId);
     this.nft = new Nft(options.nft);
-    this.sets = new KernelSets({ nft: this.nft, shape: options.config, wanted: options.wanted, endOf: options.endOf, log: options.log });
-    const backend = options.dryRun ? new DryRunBackend('nftables', options.log) : this.sets;
-    this.batcher = new Batcher(backend, options.log, { maxBatch: MAX_BATCH });
+    this.sets = new KernelSets({
+      nft: this.nft,
+      shape: config,
+      wanted: () => this.projection.wanted(holdings, TABLE),
+      // No holding carries an end yet: every element is permanent until its unban.
+      endOf: () => undefined,
+      log,
+    });
+    const backend = options.pick(this.sets);
+    this.dryRun = backend !== this.sets;
+    this.batcher = new Batcher(backend, log, { maxBatch: MAX_BATCH });
   }
 
-  submit(change: Change): void {
-    this.batcher.submit(change);
+  submit(changes: readonly Change[]): void {
+    for (const change of changes) this.batcher.submit(change);
+  }
+
+  /** Looks at the table (rebuilding it when needed) and reconciles the sets now. */
+  async reconcile(): Promise<void> {
+    await this.running;
+    if (await this.look()) await this.reconcileSets();
   }
 
   async start(): Promise<void> {
@@ -83,7 +104,8 @@ export class NftablesSink implements Part {
   }
 
   status(): PartStatus {
-    const { config, dryRun } = this.options;
+    const { config } = this.options;
+    const { dryRun } = this;
     const stats = this.batcher.stats();
     const fix = this.failure instanceof NftError ? this.failure.fix : 'see the message and the agent\'s log ("journalctl -u syncfail2ban")';
     const problems: Problem[] = sinkProblems(stats, fix);
@@ -133,7 +155,13 @@ export class NftablesSink implements Part {
 
   /** Looks at the table (rebuilding what is missing), then reconciles the sets when due. */
   private async tick(): Promise<void> {
-    const { log, dryRun } = this.options;
+    if ((await this.look()) && !this.stopped && this.reconcileDue()) await this.reconcileSets();
+  }
+
+  /** Looks at the table, rebuilding what is missing (but in a dry run); true when the sets may be reconciled now. */
+  private async look(): Promise<boolean> {
+    const { log } = this.options;
+    const { dryRun } = this;
     try {
       if (dryRun) {
         this.present = (await this.nft.listJson(['table', 'inet', TABLE], true)) !== undefined;
@@ -147,15 +175,15 @@ export class NftablesSink implements Part {
       const recovered = this.failure !== null;
       this.failure = null;
       if (recovered) this.batcher.retryNow();
+      return !dryRun;
     } catch (error) {
       const failure = error as Error;
       if (this.throttle.pass(failure.message) !== null) {
         log.error({ sink: 'nftables' }, `nftables cannot be used: ${failure.message}${failure instanceof NftError ? `; fix: ${failure.fix}` : ''}`);
       }
       this.failure = failure;
-      return;
+      return false;
     }
-    if (!dryRun && !this.stopped && this.reconcileDue()) await this.reconcile();
   }
 
   private reconcileDue(): boolean {
@@ -163,7 +191,7 @@ export class NftablesSink implements Part {
     return this.sets.stale || !last || last.error !== undefined || Date.now() - last.at >= this.options.config.reconcileIntervalS * 1000;
   }
 
-  private async reconcile(): Promise<void> {
+  private async reconcileSets(): Promise<void> {
     const { log } = this.options;
     try {
       const result = await this.sets.reconcile();
