@@ -16,9 +16,9 @@ const A = '127.0.0.2';
 const B = '127.0.0.3';
 
 /** Host A publishes (its fail2ban runs the sync action); host B applies, with nft_sync and `extra` config lines. */
-async function fleet(ns: NetNamespace, b: { fail2ban?: boolean; extra?: string[] } = {}): Promise<[SimHost, SimHost]> {
+async function fleet(ns: NetNamespace, b: { fail2ban?: boolean; extra?: string[] } = {}, aExtra: string[] = []): Promise<[SimHost, SimHost]> {
   const port = await freePort();
-  const a = await SimHost.start({ name: 'nft-a', ip: A, port, peers: [B], netns: ns });
+  const a = await SimHost.start({ name: 'nft-a', ip: A, port, peers: [B], netns: ns, extra: aExtra });
   const host = await SimHost.start({ name: 'nft-b', ip: B, port, peers: [A], netns: ns, fail2ban: b.fail2ban ?? true, extra: ['nft_sync = true', ...(b.extra ?? [])] });
   return [a, host];
 }
@@ -137,12 +137,14 @@ describe('the nftables sink in agents (real nft in a network namespace)', functi
 
   it('instead of the sync jails: a 100,000-address snapshot arrives complete in the set', async () => {
     const ns = await NetNamespace.create();
-    const [a, b] = await fleet(ns, { fail2ban: false });
+    // Reading 100,000 bans with their times out of fail2ban takes -f longer than the 5 s the test hosts allow by default.
+    const [a, b] = await fleet(ns, { fail2ban: false }, ['connection_timeout = 60']);
     try {
       await start([a, b]);
       const addresses = [...addressBlock(60, 65_536), ...addressBlock(61, 100_000 - 65_536)];
       await banIn(a, 'web', addresses);
-      expect((await a.client(['-f', 'web'])).code).to.equal(0);
+      const full = await a.client(['-f', 'web']);
+      expect(full.code, full.stderr).to.equal(0);
       await waitFor(
         async () => (await snapshotsOf(b)).some((s) => s.origin === 'nft-a' && s.complete) && measured(part(await b.agentStatus(), 'sink', 'nftables'), 'backlog') === 0,
         "the snapshot applied on B",
