@@ -1,5 +1,5 @@
 import type { Config } from '../../src/config.js';
-import type { Finding } from '../sinks/fail2ban/jail-checks.js';
+import type { Finding } from './finding.js';
 import { Nft, NftError } from '../sinks/nftables/nft.js';
 import { parseTableListing } from '../sinks/nftables/nft-listing.js';
 import { TABLE, TABLE_SPEC, tableScript } from '../sinks/nftables/nft-script.js';
