@@ -1,4 +1,4 @@
-import type { PartStatus, Problem } from '../../src/status.js';
+import type { PartStatus } from '../../src/status.js';
 import type { Part } from '../../src/part.js';
 import type { FleetState } from './fleet-state.js';
 
@@ -36,15 +36,12 @@ export class FleetPart implements Part {
         byOrigin[origin] = (byOrigin[origin] ?? 0) + count;
       }
     }
-    const problems: Problem[] = status.lastError
-      ? [{ what: `the holdings store cannot be written: ${status.lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }]
-      : [];
     // Kept in the order they ended.
     const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
     const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));
     return {
       kind: 'fleet',
-      problems,
+      problems: status.problems,
       measures: {
         holdings: { help: 'bans held, by primary jail', type: 'gauge', label: 'jail', values: byJail },
         holdings_by_origin: { help: 'bans held, by origin (a node id, @manual, @adopted)', type: 'gauge', label: 'origin', values: byOrigin },
