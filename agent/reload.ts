@@ -90,10 +90,11 @@ export class Reloader<T extends Service> {
   }
 }
 
-/** What a config says at start and at each reload: unknown keys (with the closest known one) and other warnings. */
+/** What a config says at start and at each reload: unknown keys (with the closest known one), other warnings, notices. */
 export function warnAbout(config: Config, log: Logger): void {
   for (const { name, suggestion } of config.unknownKeys) {
     log.warn({ file: config.file, key: name }, `unknown config key ${name} ignored (${suggestion ? `did you mean ${suggestion}?` : 'a typo?'})`);
   }
   for (const warning of config.warnings) log.warn(warning);
+  for (const notice of config.notices) log.info(notice);
 }

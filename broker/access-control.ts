@@ -105,13 +105,13 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
       // Anonymous: passed on as it came, for every agent to refuse and count.
       if (!decoded.ok && identity === undefined) return done(null);
       if (!decoded.ok) return refuse(decoded.reason, decoded.detail);
-      const { origin, address } = decoded.event;
+      const { origin, address, bantime } = decoded.event;
       if (identity !== undefined && origin !== undefined && origin !== identity) return refuse('bad-origin', `${identity} may not publish for origin ${JSON.stringify(origin)}`);
       // A bare address from an authenticated host speaks for that host, not for nobody;
       // only an admin account (mq_admins) speaks for the whole fleet.
       const stamped = origin ?? (identity !== undefined && !security.admins.has(identity) ? identity : undefined);
       // Always rewritten: "via" is what this broker saw, never what the sender wrote.
-      packet.payload = Buffer.from(encodePayload(address, stamped, who));
+      packet.payload = Buffer.from(encodePayload(address, { origin: stamped, via: who, bantime }));
     }
     done(null);
   };

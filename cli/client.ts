@@ -1,7 +1,8 @@
 // Runs once per ban as a fail2ban action: imports only what publishing needs, and the
 // build bundles it into one file (dist/cli/client.bundle.cjs) so that node starts it fast.
-import { parseCommandLine, usageError, type CommandSpec } from '../src/command-line.js';
+import { parseCommandLine, usageError, type CommandLine, type CommandSpec } from '../src/command-line.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls } from '../src/config.js';
+import { remainingBantime } from '../src/bantime.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
 import { reportFatal } from '../src/program.js';
@@ -13,6 +14,8 @@ export const CLIENT_OPTIONS: CommandSpec['options'] = [
   { long: 'config', short: 'c', value: 'file', description: `config file (default: ${DEFAULT_CONFIG_FILE})` },
   { long: 'announce', short: 'a', value: 'jail', description: 'publish one event: -a <jail> <ban|unban|banip|unbanip> <ip> (the fail2ban action)' },
   { long: 'send', short: 's', value: 'jail', description: 'same as -a (kept from the original client)' },
+  { long: 'bantime', value: 'seconds', description: "with -a ... ban: how long the ban lasts (fail2ban's <bantime>; -1: until unbanned, as without it); peers release it at its end even if they miss the unban" },
+  { long: 'ban-start', value: 'epoch', description: "with --bantime: when the ban began, in seconds since 1970 (fail2ban's <time>; default: now), so that peers get the time it has left" },
   { long: 'full-sync', short: 'f', value: 'jail', description: "publish a snapshot of every address <jail> bans now in the local fail2ban: peers add what they lack and release this host's bans it no longer has" },
   { long: 'json', description: 'with status: print the status as JSON, for scripts' },
 ];
@@ -20,7 +23,7 @@ export const CLIENT_OPTIONS: CommandSpec['options'] = [
 const spec = (name: string): CommandSpec => ({
   name,
   summary: 'Publishes fail2ban bans and unbans to the syncfail2ban network, and asks the running agent for its status.',
-  usage: ['[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>', '[-c FILE] status [--json]'],
+  usage: ['[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip> [--bantime <seconds> [--ban-start <epoch>]]', '[-c FILE] -f <jail>', '[-c FILE] status [--json]'],
   options: CLIENT_OPTIONS,
   maxPositionals: 2,
   epilogue: [
@@ -29,6 +32,7 @@ const spec = (name: string): CommandSpec => ({
     '',
     'Examples:',
     '  syncfail2ban-client -a sshd banip 203.0.113.7',
+    '  syncfail2ban-client -a sshd banip 203.0.113.7 --bantime 600',
     '  syncfail2ban-client -f sshd',
     '  syncfail2ban-client status',
   ].join('\n'),
@@ -61,14 +65,17 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);
       const parsed = parseAddress(ip ?? '');
       if (!parsed.ok) usage(`${JSON.stringify(ip ?? '')} is not a valid address: ${parsed.reason}`);
-      await publish([{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, config.nodeId) }]);
+      // An unban ends the ban whatever time it had left: its --bantime is not looked at.
+      const bantime = action === 'ban' ? banLeft(values, usage) : undefined;
+      await publish([{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, { origin: config.nodeId, bantime }) }]);
     } else {
       const jail = checkJail(fullSyncJail!);
       if (positionals.length > 0) usage('-f takes only the jail');
       const { readJailBans } = await import('./full-sync.js');
       const { encodeSnapshot, snapshotTopic } = await import('../src/snapshot.js');
-      const addresses = (await readJailBans(config.fail2banSocket, jail, timeoutMs)).map((address) => address.text);
-      const parts = encodeSnapshot(config.nodeId, addresses);
+      const bans = await readJailBans(config.fail2banSocket, jail, timeoutMs);
+      const addresses = bans.map((ban) => ban.address.text);
+      const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime));
       await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS });
       process.stdout.write(`published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker\n`);
     }
@@ -76,4 +83,17 @@ export async function runClient(argv: string[], name: string): Promise<number> {
   } catch (error) {
     return reportFatal(name, error);
   }
+}
+
+/** The seconds a ban given by --bantime and --ban-start has left now; undefined without --bantime (until unbanned). */
+function banLeft(values: CommandLine['values'], usage: (message: string) => never): number | undefined {
+  const { bantime, 'ban-start': banStart } = values as { bantime?: string; 'ban-start'?: string };
+  if (bantime === undefined) {
+    if (banStart !== undefined) usage('--ban-start goes with --bantime');
+    return undefined;
+  }
+  if (!/^(-1|\d{1,12})$/.test(bantime)) usage(`--bantime ${JSON.stringify(bantime)} is not -1 or whole seconds`);
+  const start = banStart === undefined ? Date.now() / 1000 : Number(banStart);
+  if (banStart !== undefined && !(/^\d{1,12}(\.\d+)?$/.test(banStart) && start > 0)) usage(`--ban-start ${JSON.stringify(banStart)} is not a time in seconds since 1970`);
+  return remainingBantime(Number(bantime), start, Date.now());
 }

@@ -96,6 +96,8 @@ export interface Config {
   rateLimit: RateLimit;
   /** Keys and sections nobody reads (usually typos), with the known name closest to each. */
   unknownKeys: UnknownName[];
+  /** Worth one info line at start-up: keys of the original this program has no use for. */
+  notices: string[];
   /** Other things worth a warning at start-up (loose permissions on secrets). */
   warnings: string[];
 }
@@ -139,6 +141,16 @@ export function loadConfig(file: string, use: ConfigUse = 'service'): Config {
 }
 
 export function parseConfig(text: string, file: string, use: ConfigUse = 'service'): Config {
+  return parse(text, file, use).config;
+}
+
+/** Every key the parser reads in the general part ([default] or the top), and the sections it knows. */
+export function knownConfigNames(): { keys: string[]; sections: string[] } {
+  const { general } = parse('node_id = any', '(known names)', 'service');
+  return { keys: [...general.known()].sort(), sections: [...KNOWN_SECTIONS] };
+}
+
+function parse(text: string, file: string, use: ConfigUse): { config: Config; general: SectionReader } {
   const raw = ini.parse(text) as Record<string, unknown>;
   const top: Record<string, unknown> = {};
   const sections: Record<string, Record<string, unknown>> = {};
@@ -198,6 +210,7 @@ export function parseConfig(text: string, file: string, use: ConfigUse = 'servic
     rateLimit: readRateLimit(general),
     brokerUrls,
     unknownKeys: [],
+    notices: readOriginalLogRotation(general),
     warnings,
   };
   const cluster = readCluster(general, service);
@@ -216,7 +229,15 @@ export function parseConfig(text: string, file: string, use: ConfigUse = 'servic
     ...unknown(keySection.unused(), keySection.known(), (key) => `[opn_keys] ${key}`),
     ...unknown(Object.keys(sections).filter((name) => !KNOWN_SECTIONS.includes(name)), KNOWN_SECTIONS, (name) => `[${name}]`),
   ];
-  return config;
+  return { config, general };
+}
+
+/** The original rotated its own log file; here the logs go to the journal, which journald rotates. */
+function readOriginalLogRotation(general: SectionReader): string[] {
+  const set = ['log_max_size', 'log_backup_count'].filter((key) => general.string(key, '') !== '');
+  for (const key of set) general.integer(key, 0, 0, Number.MAX_SAFE_INTEGER);
+  if (set.length === 0) return [];
+  return [`${set.join(' and ')} (the original's log file rotation) ${set.length > 1 ? 'are' : 'is'} not used: the logs go to the journal, which journald rotates (SystemMaxUse= in journald.conf)`];
 }
 
 function readControlSocket(general: SectionReader): string {

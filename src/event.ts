@@ -1,6 +1,7 @@
+import { isBantime, MAX_BANTIME_S, UNTIL_UNBANNED } from './bantime.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
 
-/** The message contract: topic `f2b/<jail>/<action>`, payload a bare address or `{"ip", "origin"}`. */
+/** The message contract: topic `f2b/<jail>/<action>`, payload a bare address or `{"ip", "origin", "bantime"}`. */
 export type Action = 'ban' | 'unban';
 
 export interface SyncEvent {
@@ -15,7 +16,15 @@ export interface SyncEvent {
    * sender cannot choose, rather than per origin, which an anonymous one can.
    */
   via?: string;
+  /**
+   * A ban's remaining seconds when it was published (src/bantime.ts); absent: until unbanned.
+   * Receivers of an earlier version ignore it and hold the ban until the unban.
+   */
+  bantime?: number;
 }
+
+/** The fields of a payload besides the address. */
+export type PayloadFields = Pick<SyncEvent, 'origin' | 'via' | 'bantime'>;
 
 export const TOPIC_ROOT = 'f2b';
 export const SUBSCRIPTION = `${TOPIC_ROOT}/+/+`;
@@ -56,8 +65,9 @@ export function topicFor(jail: string, action: Action): string {
   return `${TOPIC_ROOT}/${jail}/${action}`;
 }
 
-export function encodePayload(address: CanonicalAddress, origin: string | undefined, via?: string): string {
-  return JSON.stringify({ ip: address.text, origin, via });
+/** The JSON payload of an event; absent fields (and a bantime of -1) are left out. */
+export function encodePayload(address: CanonicalAddress, { origin, via, bantime }: PayloadFields = {}): string {
+  return JSON.stringify({ ip: address.text, origin, via, bantime: bantime === UNTIL_UNBANNED ? undefined : bantime });
 }
 
 /** An account name or a source address (`2001:db8:1:2::/64` for IPv6). */
@@ -80,6 +90,11 @@ export function decodeEvent(topic: string, payload: Buffer): DecodeResult {
   const event: SyncEvent = { jail: levels.jail, action, address: parsed.address };
   if (body.origin !== undefined) event.origin = body.origin;
   if (body.via !== undefined) event.via = body.via;
+  // An unban ends the ban whatever it says about time: its bantime is not looked at.
+  if (action === 'ban' && body.bantime !== undefined) {
+    if (!isBantime(body.bantime)) return refuse('bad-payload', `"bantime" ${printable(String(body.bantime))} is not -1 or whole seconds from 0 to ${MAX_BANTIME_S}`);
+    if (body.bantime !== UNTIL_UNBANNED) event.bantime = body.bantime;
+  }
   return { ok: true, event };
 }
 
@@ -126,7 +141,7 @@ export function viaRefusal(via: unknown, prefix = ''): Refusal | undefined {
   return refuse('bad-payload', `${prefix}"via" ${printable(String(via))} is not an account or an address`);
 }
 
-type Body = { ip: string; origin?: string; via?: string } | { error: Refusal };
+type Body = { ip: string; origin?: string; via?: string; bantime?: unknown } | { error: Refusal };
 
 function decodePayload(payload: Buffer): Body {
   const text = utf8(payload)?.trim();
@@ -136,12 +151,12 @@ function decodePayload(payload: Buffer): Body {
   const json = jsonObject(text);
   if (json === 'not-json') return { error: refuse('bad-payload', 'payload starts with { but is not valid JSON') };
   if (json === 'not-object') return { error: refuse('bad-payload', 'JSON payload is not an object') };
-  const { ip, origin, via } = json;
+  const { ip, origin, via, bantime } = json;
   if (typeof ip !== 'string') return { error: refuse('bad-payload', 'JSON payload has no string "ip"') };
   const refusal = (origin === undefined ? undefined : originRefusal(origin)) ?? viaRefusal(via);
   if (refusal) return { error: refusal };
-  // Checked above; decodeEvent leaves out what is absent.
-  return { ip, origin: origin as string | undefined, via: via as string | undefined };
+  // Checked above (bantime by decodeEvent, for bans only); decodeEvent leaves out what is absent.
+  return { ip, origin: origin as string | undefined, via: via as string | undefined, bantime: bantime ?? undefined };
 }
 
 export function refuse(reason: RefusalReason, detail: string): Refusal {

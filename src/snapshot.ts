@@ -1,11 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import { isBantime, UNTIL_UNBANNED } from './bantime.js';
 import { jsonObject, originRefusal, printable, refuse, splitTopic, TOPIC_ROOT, utf8, viaRefusal, type Refusal } from './event.js';
 import { parseAddress, type CanonicalAddress } from './ip.js';
 
 /**
  * A snapshot (`syncfail2ban-client -f <jail>`): everything the origin's jail bans now, on
- * `f2b/<jail>/snapshot` as JSON `{"origin", "id", "part", "parts", "ips"}`, cut into parts
- * of at most MAX_SNAPSHOT_PART_BYTES. Parts count from 0; an empty jail is one part with no ips.
+ * `f2b/<jail>/snapshot` as JSON `{"origin", "id", "part", "parts", "ips", "bantimes"}`, cut
+ * into parts of at most MAX_SNAPSHOT_PART_BYTES. Parts count from 0; an empty jail is one
+ * part with no ips. `"bantimes"`, when there, is as long as `"ips"`: each address's remaining
+ * seconds (src/bantime.ts, -1 until unbanned); without it every address is held until
+ * unbanned. It is a list of its own so that receivers of an earlier version, which read
+ * `"ips"` alone, take the part as before.
  * A syncfail2ban broker adds `"via"`, as to events: the connection the part came on.
  */
 export const SNAPSHOT_ACTION = 'snapshot';
@@ -22,8 +27,10 @@ export interface SnapshotPart {
   id: string;
   part: number;
   parts: number;
-  /** Entries that are not valid addresses are left out and counted in `invalid`. */
+  /** Entries whose address or bantime is not valid are left out and counted in `invalid`. */
   ips: CanonicalAddress[];
+  /** Each address's remaining seconds (-1 until unbanned), in the order of `ips`; absent when the part carried none. */
+  bantimes?: number[];
   invalid: number;
   /** The connection it was published on, as a syncfail2ban broker saw it (see SyncEvent.via). */
   via?: string;
@@ -37,23 +44,31 @@ export function isSnapshotTopic(topic: string): boolean {
   return topic.endsWith(`/${SNAPSHOT_ACTION}`);
 }
 
-/** The payloads of one snapshot of `addresses` (canonical text), each at most MAX_SNAPSHOT_PART_BYTES. */
-export function encodeSnapshot(origin: string, addresses: readonly string[]): string[] {
+/**
+ * The payloads of one snapshot of `addresses` (canonical text), each at most
+ * MAX_SNAPSHOT_PART_BYTES; `bantimes`, in the same order, is each one's remaining seconds
+ * (-1 until unbanned; none given: all until unbanned).
+ */
+export function encodeSnapshot(origin: string, addresses: readonly string[], bantimes?: readonly number[]): string[] {
   const id = randomBytes(8).toString('hex');
+  const timed = bantimes?.some((bantime) => bantime !== UNTIL_UNBANNED) ?? false;
   // Room for the envelope with the largest part numbers.
-  const envelope = JSON.stringify({ origin, id, part: MAX_SNAPSHOT_PARTS, parts: MAX_SNAPSHOT_PARTS, ips: [] }).length;
-  const groups: string[][] = [[]];
+  const envelope = JSON.stringify({ origin, id, part: MAX_SNAPSHOT_PARTS, parts: MAX_SNAPSHOT_PARTS, ips: [], ...(timed ? { bantimes: [] } : {}) }).length;
+  const groups: Array<{ ips: string[]; bantimes: number[] }> = [{ ips: [], bantimes: [] }];
   let size = envelope;
-  for (const address of addresses) {
-    const cost = address.length + 3; // quotes and comma
+  addresses.forEach((address, index) => {
+    const bantime = bantimes?.[index] ?? UNTIL_UNBANNED;
+    // Quotes and comma; the bantime and its comma.
+    const cost = address.length + 3 + (timed ? String(bantime).length + 1 : 0);
     if (size + cost > MAX_SNAPSHOT_PART_BYTES) {
-      groups.push([]);
+      groups.push({ ips: [], bantimes: [] });
       size = envelope;
     }
-    groups.at(-1)!.push(address);
+    groups.at(-1)!.ips.push(address);
+    groups.at(-1)!.bantimes.push(bantime);
     size += cost;
-  }
-  return groups.map((ips, part) => JSON.stringify({ origin, id, part, parts: groups.length, ips }));
+  });
+  return groups.map(({ ips, bantimes }, part) => JSON.stringify({ origin, id, part, parts: groups.length, ips, ...(timed ? { bantimes } : {}) }));
 }
 
 type SnapshotDecodeResult = { ok: true; part: SnapshotPart } | Refusal;
@@ -67,23 +82,31 @@ export function decodeSnapshotPart(topic: string, payload: Buffer): SnapshotDeco
   const json = text === undefined ? 'not-json' : jsonObject(text);
   if (json === 'not-json') return refuse('bad-payload', 'snapshot part is not UTF-8 JSON');
   if (json === 'not-object') return refuse('bad-payload', 'snapshot part is not a JSON object');
-  const { origin, id, part, parts, ips, via } = json;
+  const { origin, id, part, parts, ips, bantimes, via } = json;
   const badOrigin = originRefusal(origin, 'snapshot ');
   if (badOrigin) return badOrigin;
   if (typeof id !== 'string' || !SNAPSHOT_ID.test(id)) return refuse('bad-payload', `snapshot "id" ${printable(String(id))} is not 16 hex digits`);
   if (!Number.isSafeInteger(parts) || (parts as number) < 1 || (parts as number) > MAX_SNAPSHOT_PARTS) return refuse('bad-payload', `snapshot "parts" must be 1 to ${MAX_SNAPSHOT_PARTS}`);
   if (!Number.isSafeInteger(part) || (part as number) < 0 || (part as number) >= (parts as number)) return refuse('bad-payload', 'snapshot "part" must be 0 to parts - 1');
   if (!Array.isArray(ips)) return refuse('bad-payload', 'snapshot "ips" is not a list');
+  if (bantimes !== undefined && (!Array.isArray(bantimes) || bantimes.length !== ips.length)) return refuse('bad-payload', 'snapshot "bantimes" is not a list as long as "ips"');
   const badVia = viaRefusal(via, 'snapshot ');
   if (badVia) return badVia;
   const valid: CanonicalAddress[] = [];
+  const validBantimes: number[] = [];
   let invalid = 0;
-  for (const ip of ips as unknown[]) {
+  (ips as unknown[]).forEach((ip, index) => {
     const parsed = typeof ip === 'string' ? parseAddress(ip) : undefined;
-    if (parsed?.ok) valid.push(parsed.address);
-    else invalid += 1;
-  }
+    const bantime = bantimes === undefined ? UNTIL_UNBANNED : (bantimes as unknown[])[index];
+    if (parsed?.ok && isBantime(bantime)) {
+      valid.push(parsed.address);
+      validBantimes.push(bantime);
+    } else {
+      invalid += 1;
+    }
+  });
   const decoded: SnapshotPart = { jail: levels.jail, origin: origin as string, id, part: part as number, parts: parts as number, ips: valid, invalid };
+  if (bantimes !== undefined) decoded.bantimes = validBantimes;
   if (via !== undefined) decoded.via = via as string;
   return { ok: true, part: decoded };
 }

@@ -40,6 +40,7 @@ async function diagnose(file: string): Promise<Finding[]> {
       fix: suggestion ? `rename it to ${suggestion}` : `correct its spelling or remove it (${shippedFile('etc/config.cfg')} lists every key)`,
     })),
     ...config.warnings.map((warning): Finding => ({ level: 'warn', subject: 'config', message: warning })),
+    ...config.notices.map((notice): Finding => ({ level: 'ok', subject: 'config', message: notice })),
   ];
   findings.push(...emptyJails(config));
   // Everything that waits on the network at once: the whole check takes about one connection_timeout.

@@ -64,15 +64,17 @@ export class Intake implements Part {
     const decoded = decodeSnapshotPart(topic, payload);
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
     const { part } = decoded;
-    if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid addresses`, { source });
+    if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid (an address, or its bantime)`, { source });
     const sender = this.overRate(source, part);
     if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
-    const allowed = part.ips.filter((address) => this.neverBan.reason(address) === null);
-    if (allowed.length < part.ips.length) {
-      this.refusals.refuse('never-ban', `${part.ips.length - allowed.length} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
+    const allowed = part.ips.map((address) => this.neverBan.reason(address) === null);
+    const ips = part.ips.filter((_, index) => allowed[index]);
+    if (ips.length < part.ips.length) {
+      this.refusals.refuse('never-ban', `${part.ips.length - ips.length} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
     }
     this.notePeer(part.origin);
-    const result = this.target.applySnapshotPart({ ...part, ips: allowed });
+    const bantimes = part.bantimes?.filter((_, index) => allowed[index]);
+    const result = this.target.applySnapshotPart({ ...part, ips, ...(bantimes ? { bantimes } : {}) });
     if (result === 'busy') return this.refusals.refuse('snapshot-busy', `too many snapshots at once; part of ${part.jail} from ${part.origin} dropped`, { source });
     this.count(result, part.jail, source);
   }

@@ -135,9 +135,12 @@ describe('syncfail2ban -a / -f: the original usage line does what syncfail2ban-c
     expect(viaAgent.code, viaAgent.stderr).to.equal(0);
     expect(viaAgent.stdout).to.equal('published a snapshot of jail sshd: 1 address(es) in 1 part(s), every part acknowledged by the broker\n');
     await waitFor(() => received.length >= 1, 'the snapshot');
+    const part = JSON.parse(received[0]!.payload) as { id: string; bantimes: number[] };
+    // The ban (the jail's bantime, 1 h) has a little less than its hour left.
+    expect(part.bantimes[0]).to.be.within(3_500, 3_600);
     // The broker adds via, the connection the part came through (anonymous: its source address).
     expect(received.map(({ topic, payload }) => [topic, JSON.parse(payload)])).to.deep.equal([
-      ['f2b/sshd/snapshot', { origin: 'seed', id: (JSON.parse(received[0]!.payload) as { id: string }).id, part: 0, parts: 1, ips: ['198.51.100.9'], via: '127.0.0.1' }],
+      ['f2b/sshd/snapshot', { origin: 'seed', id: part.id, part: 0, parts: 1, ips: ['198.51.100.9'], bantimes: part.bantimes, via: '127.0.0.1' }],
     ]);
   });
 });

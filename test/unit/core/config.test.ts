@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config.js';
-import { ROOT } from '../support/paths.js';
+import { ConfigError, loadConfig, parseConfig } from '../../../src/config.js';
+import { ROOT } from '../../support/paths.js';
 
 describe('config', () => {
   it("reads the README's minimal config (keys at the top)", () => {
@@ -29,10 +29,10 @@ describe('config', () => {
     expect(config.unknownKeys).to.deep.equal([]);
   });
 
-  it("reads the original's shipped file ([default] section, blank values, OPNsense keys)", () => {
+  it("reads the original's shipped file: every key of it ([default] section, blank values, OPNsense keys, log rotation)", () => {
     const config = parseConfig(
       [
-        '[default]', 'log_debug = false', 'f2b_sync = true', 'mq_port = 18862', 'mq_ip =', 'sync_servers =', 'connection_timeout = 10',
+        '[default]', 'log_debug = false', 'log_max_size = 500000', 'log_backup_count = 1', 'f2b_sync = true', 'mq_port = 18862', 'mq_ip =', 'sync_servers =', 'connection_timeout = 10',
         'opn_fw_sync = false', 'opn_fw_ip = 192.169.0.1 192.0.2.1:8443', 'opn_verify = false',
         '[jails]', 'postfix-host-ban = postfix-host-ban-sync',
         '[opn_aliases]', 'postfix-host-ban = f2b_port_scanners',
@@ -50,6 +50,13 @@ describe('config', () => {
     ]);
     expect([...config.opnsense.aliases]).to.deep.equal([['postfix-host-ban', 'f2b_port_scanners']]);
     expect(config.unknownKeys).to.deep.equal([]);
+    expect(config.warnings).to.deep.equal([]);
+    expect(config.notices).to.have.length(1);
+    expect(config.notices[0]).to.match(/^log_max_size and log_backup_count .* not used: the logs go to the journal, which journald rotates/);
+  });
+
+  it("refuses an original log rotation key that is not a whole number, naming it", () => {
+    expect(() => parseConfig('log_max_size = 5MB\n', 'rotation.cfg')).to.throw(ConfigError, /rotation\.cfg: log_max_size: "5MB" is not a whole number/);
   });
 
   it('takes the new keys', () => {

@@ -2,12 +2,12 @@ import { expect } from 'chai';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FirewallLedger } from '../../agent/sinks/opnsense/ledger.js';
-import { decodeBridgeState, encodeBridgeState, legacyGeneration } from '../../agent/sinks/opnsense/persisted-state.js';
-import { OpnsenseBridge } from '../../agent/sinks/opnsense/bridge.js';
-import { Holdings } from '../../agent/fleet/holdings.js';
-import { parseConfig } from '../../src/config.js';
-import { captureLog } from '../support/capture-log.js';
+import { FirewallLedger } from '../../../agent/sinks/opnsense/ledger.js';
+import { decodeBridgeState, encodeBridgeState, legacyGeneration } from '../../../agent/sinks/opnsense/persisted-state.js';
+import { OpnsenseBridge } from '../../../agent/sinks/opnsense/bridge.js';
+import { Holdings } from '../../../agent/fleet/holdings.js';
+import { parseConfig } from '../../../src/config.js';
+import { captureLog } from '../../support/capture-log.js';
 
 describe('bridge state file', function () {
   let dir: string;

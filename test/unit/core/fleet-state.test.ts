@@ -3,15 +3,15 @@ import { expect } from 'chai';
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetState } from '../../agent/fleet/fleet-state.js';
-import { Holdings, MAX_ORIGINS_PER_ADDRESS } from '../../agent/fleet/holdings.js';
-import { Projection } from '../../agent/fleet/projection.js';
-import type { Action, SyncEvent } from '../../src/event.js';
-import { ConfigError } from '../../src/config-reader.js';
-import { mustParseAddress } from '../../src/ip.js';
-import { encodeSnapshot, decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, type SnapshotPart } from '../../src/snapshot.js';
-import { captureLog } from '../support/capture-log.js';
-import { waitFor } from '../support/wait.js';
+import { FleetState } from '../../../agent/fleet/fleet-state.js';
+import { Holdings, MAX_ORIGINS_PER_ADDRESS } from '../../../agent/fleet/holdings.js';
+import { Projection } from '../../../agent/fleet/projection.js';
+import type { Action, SyncEvent } from '../../../src/event.js';
+import { ConfigError } from '../../../src/config-reader.js';
+import { mustParseAddress } from '../../../src/ip.js';
+import { encodeSnapshot, decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, type SnapshotPart } from '../../../src/snapshot.js';
+import { captureLog } from '../../support/capture-log.js';
+import { waitFor } from '../../support/wait.js';
 
 const SELF = 'host-b';
 
