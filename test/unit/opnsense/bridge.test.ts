@@ -80,7 +80,7 @@ describe('OPNsense bridge (in-process)', function () {
 
   afterEach(async () => {
     await Promise.all(running.map((bridge) => bridge.stop(100)));
-    for (const bridge of running) fleets.get(bridge)?.close();
+    for (const bridge of running) await fleets.get(bridge)?.close();
     fleets.clear();
     running = [];
     await fake.close();
