@@ -1,17 +1,13 @@
-import { closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { JAIL_NAME, NODE_ID } from '../../src/event.js';
 import { isCanonical } from '../../src/ip.js';
 import type { Logger } from '../../src/log.js';
 import type { Problem } from '../../src/status.js';
-import { existsNoFollow, openForAppend, syncDir } from '../state-dir/durable-file.js';
 import { SnapshotJournal } from '../state-dir/snapshot-journal.js';
 import { ADOPTED, MANUAL, MAX_HOLDINGS, type Holdings } from './holdings.js';
 
 const SNAPSHOT_FILE = 'holdings.snapshot';
 const JOURNAL_FILE = 'holdings.journal';
-/** Present from the first start with a store until what the sync jails held then was adopted. */
-const ADOPTION_MARKER = 'holdings.adopting';
 /** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings. */
 const COMPACT_MIN_LINES = 50_000;
 /** The longest line: "+ ", an origin and a jail of 64 characters, a network address, "\n". */
@@ -25,8 +21,6 @@ export type Change = ['+' | '-', origin: string, jail: string, address: string];
 export interface LoadResult {
   /** Neither file existed: the first start with a store (an upgrade, or a new install). */
   fresh: boolean;
-  /** What the sync jails hold has not been adopted yet (the first start, or it was cut short). */
-  adoptionPending: boolean;
   /** Lines that were not valid (a line torn by a crash, or a hand edit), left out. */
   skipped: number;
 }
@@ -45,9 +39,9 @@ export class HoldingsFile {
     readonly dir: string,
     /** The holdings the store loads into and describes. */
     private readonly holdings: Holdings,
-    private readonly log: Logger,
+    log: Logger,
     /** Reads, writes nothing (a dry run). */
-    private readonly readOnly = false,
+    readOnly = false,
   ) {
     this.store = new SnapshotJournal({
       snapshot: join(dir, SNAPSHOT_FILE),
@@ -72,23 +66,7 @@ export class HoldingsFile {
       if (!replay(this.holdings, text)) skipped += 1;
     };
     const { fresh } = this.store.load({ snapshot: line, record: line });
-    const marker = join(this.dir, ADOPTION_MARKER);
-    if (fresh && !this.readOnly) {
-      closeSync(openForAppend(marker));
-      // Durable long before the first adoption could end.
-      syncDir(this.dir).catch((error: Error) => this.log.warn({ stateDir: this.dir }, `cannot sync state_dir ${this.dir} (${error.message}): after a power cut, the next start may not adopt what the sync jails hold`));
-    }
-    return { fresh, skipped, adoptionPending: fresh || existsNoFollow(marker) };
-  }
-
-  /** What the sync jails held at the first start is in the store now. */
-  adoptionDone(): void {
-    if (this.readOnly) return;
-    try {
-      unlinkSync(join(this.dir, ADOPTION_MARKER));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ stateDir: this.dir }, `cannot remove ${join(this.dir, ADOPTION_MARKER)} (${(error as Error).message}); the next start adopts what the sync jails hold again (harmless)`);
-    }
+    return { fresh, skipped };
   }
 
   /** Appends changes to the journal; schedules a compaction when the journal has grown past the holdings it describes. */

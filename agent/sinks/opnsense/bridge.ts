@@ -2,11 +2,12 @@ import { join } from 'node:path';
 import type { OpnsenseConfig } from '../../../src/config.js';
 import type { Logger } from '../../../src/log.js';
 import type { PartStatus } from '../../../src/status.js';
-import type { Adopt } from '../../fleet/fleet-state.js';
+import type { Adoption } from '../../fleet/adoption.js';
 import type { Holdings } from '../../fleet/holdings.js';
-import { Projection } from '../../fleet/projection.js';
+import { Projection, type Change } from '../../fleet/projection.js';
 import type { Part } from '../../../src/part.js';
 import type { BatcherOptions } from '../batcher.js';
+import type { PickBackend, Sink } from '../sink.js';
 import { FirewallSync, type DesiredAliases } from './firewall-sync.js';
 import { ConfigError } from '../../../src/config-reader.js';
 import { StateFileError } from '../../state-dir/durable-file.js';
@@ -15,13 +16,12 @@ import {
   decodeBridgeState,
   decodeJournalRecord,
   encodeBridgeState,
-  jailOfHolder,
   JOURNAL_FILE_NAME,
   legacyGeneration,
   MAX_STATE_FILE_BYTES,
-  originOfHolder,
   STATE_FILE_NAME,
   type DecodedState,
+  type JournalRecord,
   type LedgerJournal,
 } from './persisted-state.js';
 
@@ -38,7 +38,7 @@ interface Journal {
  * only records what it added on each firewall (the ledger), so that it never removes an
  * entry someone else made.
  */
-export class OpnsenseBridge implements Part {
+export class OpnsenseBridge implements Sink {
   readonly projection: Projection;
   readonly firewalls: FirewallSync[];
   private readonly stateFile: SnapshotJournal;
@@ -52,16 +52,16 @@ export class OpnsenseBridge implements Part {
     private readonly holdings: Holdings,
     private readonly log: Logger,
     private readonly options: {
+      pick: PickBackend;
+      /** Takes the holders a state file of an earlier version kept (on the first start with a holdings store). */
+      adoption?: Adoption;
       batcher?: Partial<BatcherOptions>;
       stateWriteDelayMs?: number;
-      dryRun?: boolean;
-      /** Asked at start: the first start with a holdings store adopts the holders a state file of an earlier version kept. */
-      adopt?: () => Adopt | undefined;
-    } = {},
+      /** Reads its state from state_dir, writes nothing there (a dry run). */
+      stateReadOnly?: boolean;
+    },
   ) {
-    this.projection = new Projection('opnsense', config.aliases, undefined, (action, alias, address) => {
-      for (const sync of this.firewalls) sync.submit(action, alias, address);
-    });
+    this.projection = new Projection(config.aliases);
     this.statePath = join(stateDir, STATE_FILE_NAME);
     this.stateFile = new SnapshotJournal({
       snapshot: this.statePath,
@@ -74,7 +74,7 @@ export class OpnsenseBridge implements Part {
       ifSnapshotLost:
         'Addresses the bridge added before are unknown to it now and will never be removed by it: check the aliases on the firewall, and re-send current bans with "syncfail2ban-client -f <jail>" on each host',
       ...(options.stateWriteDelayMs === undefined ? {} : { compactDelayMs: options.stateWriteDelayMs }),
-      readOnly: options.dryRun === true,
+      readOnly: options.stateReadOnly === true,
     });
     const state: LedgerJournal = {
       writeAhead: (records) => this.stateFile.writeAhead(records.map((record) => JSON.stringify(record))),
@@ -97,9 +97,17 @@ export class OpnsenseBridge implements Part {
           state,
           log,
           ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
-          dryRun: options.dryRun === true,
+          pick: options.pick,
         }),
     );
+  }
+
+  submit(changes: readonly Change[]): void {
+    for (const sync of this.firewalls) for (const { action, target, address } of changes) sync.submit(action, target, address);
+  }
+
+  async reconcile(): Promise<void> {
+    await Promise.all(this.firewalls.map((sync) => sync.reconcile()));
   }
 
   get subparts(): readonly Part[] {
@@ -112,13 +120,12 @@ export class OpnsenseBridge implements Part {
    */
   async start(): Promise<void> {
     const { config, log } = this;
-    const adopt = this.options.adopt?.();
     this.warnAboutTransport();
     if (config.aliases.size === 0) {
       log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
     }
     const { saved, journal } = this.load();
-    this.restore(saved, journal, adopt);
+    this.restore(saved, journal);
     for (const sync of this.firewalls) await sync.start();
     log.info(
       { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.statePath, wanted: this.wanted() },
@@ -183,11 +190,11 @@ export class OpnsenseBridge implements Part {
   }
 
   /**
-   * The saved ledger, then the journal of what was claimed after it. Holders in files of
-   * earlier versions are handed to `adopt` (when given) and otherwise ignored: the holdings
-   * store is where holders live.
+   * The saved ledger, then the journal of what was claimed after it. The holders the files
+   * name are handed to the adoption (which takes them on the first start with a holdings
+   * store only): the holdings store is where holders live.
    */
-  private restore(saved: DecodedState, journal: Journal, adopt?: Adopt): void {
+  private restore(saved: DecodedState, journal: Journal): void {
     const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
     let orphaned = 0;
     let skipped = saved.skipped + journal.skipped;
@@ -202,26 +209,19 @@ export class OpnsenseBridge implements Part {
       addresses.set(address, ours);
     };
     for (const [firewall, alias, address] of saved.added) claim(firewall, alias, address, true);
-    // alias + address -> the holders its last record named (files of earlier versions)
-    const holders = new Map<string, { address: string; named: string[] }>();
-    for (const [alias, address, holder] of saved.wanted) {
-      const key = `${alias}\u0000${address}`;
-      const known = holders.get(key);
-      if (known) known.named.push(holder);
-      else holders.set(key, { address, named: [holder] });
-    }
+    const records: JournalRecord[] = [];
     for (const record of journal.records) {
       const decoded = decodeJournalRecord(record);
       if (!decoded) {
         skipped += 1;
         continue;
       }
+      records.push(decoded);
       const [firewall, alias, address, named] = decoded;
       // A claim taken back: not the bridge's.
       claim(firewall, alias, address, named !== null);
-      if (named !== null) holders.set(`${alias}\u0000${address}`, { address, named });
     }
-    if (adopt) for (const { address, named } of holders.values()) for (const holder of named) adopt(originOfHolder(holder), jailOfHolder(holder), address);
+    this.options.adoption?.bridgeHolders(saved.wanted, records.map(([, alias, address, named]) => [alias, address, named]));
     for (const [firewall, aliases] of claims) {
       const sync = byUrl.get(firewall);
       for (const [alias, addresses] of aliases) {

@@ -8,7 +8,7 @@ import { AliasInfoCache } from '../../../agent/sinks/opnsense/alias-info.js';
 import { FirewallLedger } from '../../../agent/sinks/opnsense/ledger.js';
 import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../../agent/sinks/opnsense/opnsense-backend.js';
 import { SnapshotJournal } from '../../../agent/state-dir/snapshot-journal.js';
-import type { Change } from '../../../agent/sinks/batcher.js';
+import type { Change } from '../../../agent/fleet/projection.js';
 import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../../agent/sinks/opnsense/api/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../../fakes/opnsense.js';
 import { captureLog } from '../../support/capture-log.js';

@@ -63,6 +63,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       state: { markDirty() {}, async writeAhead() {} },
       log: captured.log,
       batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 200 },
+      pick: (backend) => backend,
       ...(options.client === undefined ? {} : { client: options.client }),
     });
     syncs.push(sync);

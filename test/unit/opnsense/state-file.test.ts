@@ -23,7 +23,7 @@ describe('bridge state file', function () {
   function bridgeOn(stateDir: string) {
     const config = parseConfig(['opn_fw_sync = true', 'opn_fw_ip = 192.0.2.1', `state_dir = ${stateDir}`, '[opn_aliases]', 'sshd = bans', '[opn_keys]', '192.0.2.1_key = k', '192.0.2.1_secret = s'].join('\n'), 'test.cfg');
     const captured = captureLog();
-    return { bridge: new OpnsenseBridge(config.opnsense, config.stateDir, new Holdings(), captured.log, { stateWriteDelayMs: 60_000 }), ...captured };
+    return { bridge: new OpnsenseBridge(config.opnsense, config.stateDir, new Holdings(), captured.log, { pick: (real) => real, stateWriteDelayMs: 60_000 }), ...captured };
   }
 
   it('round-trips the ledger as one line, and reads the holders of a file written before the holdings store (for adoption), skipping entries that are not canonical', async () => {
