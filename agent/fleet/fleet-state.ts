@@ -3,13 +3,15 @@ import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
 import type { Problem } from '../../src/status.js';
-import type { EventTarget, RouteResult } from '../intake/intake.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import { StateFileError } from '../state-dir/durable-file.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
 import { ADOPTED, MANUAL, type Holdings, MAX_HOLDINGS, MAX_ORIGINS_PER_ADDRESS } from './holdings.js';
 import type { Change as SinkChange, Follower } from './projection.js';
 import { SnapshotReceiver, type SnapshotResult } from './snapshot-receiver.js';
+
+/** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
+export type RouteResult = 'queued' | 'own' | 'unmapped';
 
 export interface FleetStatus {
   stateDir: string;
@@ -31,7 +33,7 @@ export interface FleetStatus {
  * holding goes through here: it is journalled first, then each sink whose target changes
  * (gains its first or loses its last holding of the address) is told.
  */
-export class FleetState implements EventTarget {
+export class FleetState {
   private readonly file: HoldingsFile;
   private readonly snapshots: SnapshotReceiver;
   private readonly throttle = new LogThrottle();
