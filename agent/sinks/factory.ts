@@ -4,6 +4,7 @@ import type { Adoption } from '../fleet/adoption.js';
 import type { Holdings } from '../fleet/holdings.js';
 import { DryRunBackend } from './dry-run.js';
 import { SyncJailsSink } from './fail2ban/sync-jails.js';
+import { NftablesSink } from './nftables/nftables-sink.js';
 import { OpnsenseBridge } from './opnsense/bridge.js';
 import type { PickBackend, Sink } from './sink.js';
 
@@ -21,7 +22,7 @@ export interface SinkContext {
 export function buildSinks(config: Config, { holdings, adoption, log }: SinkContext): Sink[] {
   const pick: PickBackend = config.dryRun ? (real) => new DryRunBackend(real.name, log) : (real) => real;
   const sinks: Sink[] = [];
-  if (config.opnsense.enabled) sinks.push(new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption }));
+  if (config.opnsense.enabled) sinks.push(new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption, stateReadOnly: config.dryRun }));
   if (config.f2bSync && config.jails.size > 0) {
     sinks.push(
       new SyncJailsSink({
@@ -37,5 +38,6 @@ export function buildSinks(config: Config, { holdings, adoption, log }: SinkCont
       }),
     );
   }
+  if (config.nftables.enabled) sinks.push(new NftablesSink({ config: config.nftables, nodeId: config.nodeId, holdings, pick, log }));
   return sinks;
 }
