@@ -1,17 +1,17 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesOptions } from 'aedes';
 import type { ClusterConfig } from '../src/config-hub.js';
 import { ConfigError } from '../src/config-reader.js';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
-import { installAccessControl, senderName } from './access-control.js';
+import { AccessControl, refuseConnection, senderName } from './access-control.js';
 import { limitConnectionsPerAddress } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
-import { installQueueBounds, type QueueStats } from './queue-bounds.js';
-import { installSessionPolicy } from './session-policy.js';
+import { QueueBounds, type QueueStats } from './queue-bounds.js';
+import { SessionPolicy } from './session-policy.js';
 
 export interface BrokerOptions {
   host: string;
@@ -42,24 +42,48 @@ const MAX_INFLIGHT_INBOUND = 32;
 
 /**
  * An Aedes broker on host:port (TLS when configured) that enforces the access rules of
- * access-control.ts and never stores a retained message.
+ * access-control.ts and session-policy.ts, bounds what waits for each client
+ * (queue-bounds.ts) and never stores a retained message.
  */
 export async function startBroker({ host, port, log, security, rateLimit, cluster: clustered }: BrokerOptions): Promise<RunningBroker> {
   const refusals = new Refusals(log.child({ component: 'broker' }));
   // Loaded only by clustered instances: agents and lone hubs never pay for the Redis client.
   const cluster = clustered ? new (await import('./cluster.js')).ClusterBus({ ...clustered, log, refusals }) : undefined;
+  const { limits } = security;
+  const access = new AccessControl(security, rateLimit, refusals);
+  const session = new SessionPolicy(limits, (client) => access.senderOf(client)?.identity, refusals);
+  const queues = new QueueBounds(limits.queueBytesPerClient, (client) => {
+    const sender = access.senderOf(client);
+    return sender ? senderName(sender) : client.id;
+  }, refusals);
+  // Every Aedes hook, in one place: each runs its checks in the order written here.
+  const hooks: AedesOptions = {
+    authenticate(client, username, password, done) {
+      const refused = session.refuseSession(client);
+      if (refused) return refuseConnection(refusals, client, refused, done);
+      access.authenticate(client, username, password, (error, ok) => {
+        const overLimit = ok ? session.admitAccount(client) : undefined;
+        if (overLimit) return refuseConnection(refusals, client, overLimit, done);
+        done(error, ok);
+      });
+    },
+    authorizePublish: access.authorizePublish,
+    authorizeSubscribe(client, subscription, done) {
+      if (!session.allowsSubscription(client, subscription)) return done(null, null); // SUBACK 128
+      access.authorizeSubscribe(client, subscription, (error, granted) => {
+        if (!error && granted) session.subscribed(client, granted.topic);
+        done(error, granted);
+      });
+    },
+    authorizeForward: queues.authorizeForward,
+  };
   const aedes = await Aedes.createBroker({
     maxTopicLevels: MAX_TOPIC_LEVELS,
     maxInflightInbound: MAX_INFLIGHT_INBOUND,
+    ...hooks,
     ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}),
   });
-  const { limits } = security;
-  const senderOf = installAccessControl(aedes, security, rateLimit, refusals);
-  installSessionPolicy(aedes, limits, (client) => senderOf(client)?.identity, refusals);
-  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => {
-    const sender = senderOf(client);
-    return sender ? senderName(sender) : client.id;
-  }, refusals);
+  aedes.on('unsubscribe', (topics, client) => session.unsubscribed(client, topics));
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
@@ -99,7 +123,7 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     port,
     aedes,
     refusals,
-    queues,
+    queues: () => queues.stats(),
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
