@@ -2,7 +2,9 @@ import type { SyncEvent } from '../../src/event.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
+import type { Problem } from '../../src/status.js';
 import { LogThrottle } from '../../src/log-throttle.js';
+import { StateFileError } from '../state-dir/durable-file.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
 import { ADOPTED, MANUAL, type Holdings, MAX_HOLDINGS, MAX_ORIGINS_PER_ADDRESS } from './holdings.js';
 import type { Change as SinkChange, Follower } from './projection.js';
@@ -22,7 +24,8 @@ export interface FleetStatus {
   refusedAtCap: number;
   /** The last snapshot per origin and primary jail, complete or not. */
   snapshots: SnapshotResult[];
-  lastError: string | null;
+  /** What of the store is not on disk as it should be. */
+  problems: Problem[];
 }
 
 /**
@@ -44,7 +47,7 @@ export class FleetState {
     private readonly log: Logger,
     snapshotDeadlineMs?: number,
   ) {
-    this.file = new HoldingsFile(stateDir, holdings);
+    this.file = new HoldingsFile(stateDir, holdings, log);
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
   }
 
@@ -54,6 +57,7 @@ export class FleetState {
     try {
       result = this.file.load();
     } catch (error) {
+      if (error instanceof StateFileError) throw new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
       throw new ConfigError(
         `state_dir: cannot keep the holdings store in ${this.file.dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
       );
@@ -127,7 +131,7 @@ export class FleetState {
       unbansWithoutHolding: this.unbansWithoutHolding,
       refusedAtCap: this.refusedAtCap,
       snapshots: this.snapshots.status(),
-      lastError: this.file.error,
+      problems: this.file.problems(),
     };
   }
 

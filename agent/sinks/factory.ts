@@ -5,6 +5,7 @@ import type { Adoption } from '../fleet/adoption.js';
 import type { Holdings } from '../fleet/holdings.js';
 import { DryRunBackend } from './dry-run.js';
 import { SyncJailsSink } from './fail2ban/sync-jails.js';
+import { NftablesSink } from './nftables/nftables-sink.js';
 import { OpnsenseBridge } from './opnsense/bridge.js';
 import type { PickBackend, Sink } from './sink.js';
 
@@ -32,7 +33,7 @@ export function buildSinks(config: Config, { holdings, adoption, log }: SinkCont
   const sinks: Sink[] = [];
   const keepers: Part[] = [];
   if (config.opnsense.enabled) {
-    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption });
+    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption, stateReadOnly: config.dryRun });
     keepers.push(bridge);
     sinks.push(...bridge.firewalls);
   }
@@ -51,5 +52,6 @@ export function buildSinks(config: Config, { holdings, adoption, log }: SinkCont
       }),
     );
   }
+  if (config.nftables.enabled) sinks.push(new NftablesSink({ config: config.nftables, nodeId: config.nodeId, holdings, pick, log }));
   return { sinks, keepers };
 }

@@ -12,8 +12,8 @@ import { AliasInfoCache, judgeAlias } from './alias-info.js';
 import { AliasWriter, CONCURRENCY } from './alias-writer.js';
 import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './api/client.js';
 import { FirewallLedger } from './ledger.js';
+import type { LedgerJournal } from './persisted-state.js';
 import { StateKiller } from './state-killer.js';
-import type { StateFile } from './state-file.js';
 
 /** Per alias on each firewall. A burst is cut into batches of this size; a failed batch is retried whole (every call is idempotent). */
 export const OPNSENSE_BATCHER: Partial<BatcherOptions> = {
@@ -64,7 +64,7 @@ export interface FirewallSinkOptions {
   projection: Projection;
   holdings: Holdings;
   /** Where the claims on what the sink adds are written ahead (the bridge's state file). */
-  state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
+  state: LedgerJournal;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
   /** The writes to the aliases, or under dry_run the backend that logs them (reconciliation still reads the aliases). */
