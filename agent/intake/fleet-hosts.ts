@@ -4,7 +4,7 @@ import { urlHostname, type Config } from '../../src/config.js';
 import { mustParseAddress } from '../../src/ip.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus } from '../../src/status.js';
-import type { NeverBanList } from './never-ban.js';
+import type { NeverBanList } from '../../src/never-ban.js';
 import type { Part } from '../../src/part.js';
 
 const REFRESH_MS = 10 * 60_000;

@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
-import { DEFAULT_MIN_PREFIX, type MinPrefix } from '../../src/config.js';
-import { type CanonicalAddress, mustParseAddress, overlaps } from '../../src/ip.js';
+import { DEFAULT_MIN_PREFIX, type MinPrefix } from './config.js';
+import { type CanonicalAddress, mustParseAddress, overlaps } from './ip.js';
 
 interface Entry {
   range: CanonicalAddress;
