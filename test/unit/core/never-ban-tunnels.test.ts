@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { NeverBanList } from '../../../agent/intake/never-ban.js';
+import { NeverBanList } from '../../../src/never-ban.js';
 import { holdsTeredoOf, mustParseAddress, sixToFourOf } from '../../../src/ip.js';
 
 const address = (text: string) => mustParseAddress(text, { anyPrefix: true });
