@@ -26,7 +26,8 @@ export class NftError extends Error {
 
 const NFT_FIXES: Record<NftFailure, string> = {
   missing: 'install nftables ("apt-get install nftables"), or set nft_sync = false',
-  'not-permitted': 'run syncfail2ban as root (it needs CAP_NET_ADMIN to change nftables)',
+  'not-permitted':
+    'nft needs CAP_NET_ADMIN: run syncfail2ban as root, and under systemd give the service that capability ("systemctl edit syncfail2ban", add the two lines "[Service]" and "CapabilityBoundingSet=CAP_NET_ADMIN", then "systemctl restart syncfail2ban")',
   unsupported: 'load the nf_tables kernel module ("modprobe nf_tables"); in a container, the host must allow nftables; or set nft_sync = false',
   timeout: 'see whether nft hangs ("nft list tables"); the system may be overloaded',
   refused: 'see the message; "syncfail2ban --remove-nft-table" and a restart rebuild the table',
