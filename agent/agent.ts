@@ -46,9 +46,9 @@ export class Agent {
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
     const adoption = new Adoption(config.stateDir);
-    const sinks = buildSinks(config, { holdings, adoption, log });
+    const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
     const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
-    this.stages.push([new FleetPart(fleet, adoption)], sinks);
+    this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
     this.stages.push([new FleetHostProtection(config, neverBan, log)]);
