@@ -1,7 +1,7 @@
 import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
-import { hostAddresses, NeverBanList } from './intake/never-ban.js';
+import { hostAddresses, NeverBanList } from '../src/never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';
