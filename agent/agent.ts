@@ -15,6 +15,7 @@ import type { Inbox } from './links/inbox.js';
 import { Adoption } from './fleet/adoption.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
+import { fleetView } from './fleet/fleet-view.js';
 import { Holdings } from './fleet/holdings.js';
 import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
@@ -65,7 +66,13 @@ export class Agent {
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
     else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), log };
+    const reporter: Reporter = {
+      program: 'syncfail2ban',
+      key: (name) => name,
+      status: () => this.status(),
+      fleet: () => fleetView(config.nodeId, holdings, intake.lastEvents()),
+      log,
+    };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);

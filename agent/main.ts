@@ -12,7 +12,7 @@ const { values, positionals } = parseCommandLine(
     summary: 'Keeps fail2ban bans in sync across servers over MQTT (the agent service). With -a, -s or -f it does what syncfail2ban-client does.',
     usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] --remove-nft-table', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
     options: [
-      ...CLIENT_OPTIONS.filter((option) => option.long !== 'json'),
+      ...CLIENT_OPTIONS.filter((option) => option.long !== 'json' && option.long !== 'fleet'),
       { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
       { long: 'dry-run', description: 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)' },
       { long: 'remove-nft-table', description: 'delete the nftables table of nft_sync (table inet syncfail2ban), ending the bans enforced in it, then exit; refused while the agent runs with nft_sync on' },
