@@ -38,6 +38,8 @@ export interface StartFail2banOptions {
   primaryAction?: string;
   /** Extra action.d/<name>.conf files (contents; '@RUN@'/'@DIR@' replaced as above). */
   actionFiles?: Record<string, string>;
+  /** Python actions: action.d/<name>.py files (contents, as they are), loaded by `action = <name>.py[...]`. */
+  pythonActions?: Record<string, string>;
   /** ':memory:' (default) loses bans on restart; 'file' keeps them in run/fail2ban.sqlite3. */
   db?: 'memory' | 'file';
   /** How long the server may take to answer `status <jail>` for every jail. Default 15 s. */
@@ -200,6 +202,10 @@ class PrivateFail2ban implements Fail2banServer {
     for (const [actionName, contents] of Object.entries(opts.actionFiles ?? {})) {
       if (!/^[\w.-]+$/.test(actionName)) throw new Error(`startFail2ban: action file name ${JSON.stringify(actionName)} must be [A-Za-z0-9_.-]+`);
       await writeFile(path.join(this.confDir, 'action.d', `${actionName}.conf`), fill(contents));
+    }
+    for (const [actionName, contents] of Object.entries(opts.pythonActions ?? {})) {
+      if (!/^[\w.-]+$/.test(actionName)) throw new Error(`startFail2ban: action file name ${JSON.stringify(actionName)} must be [A-Za-z0-9_.-]+`);
+      await writeFile(path.join(this.confDir, 'action.d', `${actionName}.py`), contents);
     }
     const sections = ['[DEFAULT]', 'backend = polling', 'usedns = no', 'ignoreself = false', 'ignoreip =', 'action =', ''];
     for (const jail of opts.jails) {

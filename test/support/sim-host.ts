@@ -30,7 +30,7 @@ export interface HostOptions {
   /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
   netns?: NetNamespace;
   /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
-  syncJailAction?: { action: string; files: Record<string, string> };
+  syncJailAction?: { action: string; files: Record<string, string>; pythonActions?: Record<string, string> };
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -78,6 +78,7 @@ export class SimHost {
       ],
       // The shipped action file, unchanged: the test exercises what admins install.
       actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
+      ...(options.syncJailAction?.pythonActions ? { pythonActions: options.syncJailAction.pythonActions } : {}),
       ...(options.syncJailAction ? { db: 'file' as const } : {}),
       primaryAction: `sync-action[client="${clientScript}"]`,
       ...(options.netns ? { launcher: options.netns.prefix() } : {}),
