@@ -20,6 +20,7 @@ import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
+import { StateDirLock } from './state-dir/lock.js';
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
@@ -40,14 +41,16 @@ export class Agent {
     private readonly log: Logger,
     inbox: Inbox,
   ) {
+    // Before anything else: one agent per state_dir. A dry run writes nothing there, so it takes no lock.
+    if (!config.dryRun) this.stages.push([new StateDirLock(config.stateDir, log)]);
     if (this.topology === 'mesh') {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
-    const adoption = new Adoption(config.stateDir);
+    const adoption = new Adoption(config.stateDir, config.dryRun);
     const sinks = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000, config.dryRun);
     this.stages.push([new FleetPart(fleet, adoption)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.

@@ -46,8 +46,10 @@ export class FleetState {
     private readonly followers: readonly Follower[],
     private readonly log: Logger,
     snapshotDeadlineMs?: number,
+    /** A dry run: the store is read from state_dir, and nothing is written there. */
+    readOnly = false,
   ) {
-    this.file = new HoldingsFile(stateDir, holdings, log);
+    this.file = new HoldingsFile(stateDir, holdings, log, readOnly);
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
   }
 

@@ -50,6 +50,8 @@ export class HoldingsFile {
       serialise: () => serialise(holdings),
       log,
       maxBytes: MAX_FILE_BYTES,
+      // Far longer than any record: a longer line (garbage) is refused without being held in memory.
+      maxLineBytes: 1024,
       readOnly,
     });
   }

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/log.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import type { Problem } from '../../src/status.js';
-import { existsNoFollow, openForAppend, openForReading, readLines, replaceFile, ShortWriteError, StateFileError, writeAll } from './durable-file.js';
+import { existsNoFollow, openForAppend, openForReading, readLines, replaceFile, ShortWriteError, StateFileError, syncDir, writeAll } from './durable-file.js';
 
 /**
  * A state kept in state_dir as a snapshot plus a journal of the changes since: the one way
@@ -73,6 +73,8 @@ export interface SnapshotJournalOptions {
   log: Logger;
   /** Most bytes a file may have: a larger one is refused at load (StateFileError), and the journal never grows past it. */
   maxBytes: number;
+  /** Longest line the store writes (default 64 KiB): a longer one is read cut to this length, for the decoder to refuse. */
+  maxLineBytes?: number;
   /** The journal is fsynced at most this long after an append (writeAhead() syncs at once). */
   syncIntervalMs?: number;
   /** compactSoon() waits this long, so that a burst of changes makes one snapshot. */
@@ -104,6 +106,7 @@ export interface LoadResult {
 }
 
 const DEFAULT_SYNC_INTERVAL_MS = 1_000;
+const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
 const DEFAULT_COMPACT_DELAY_MS = 1_000;
 /**
  * Serialising a snapshot blocks the event loop for as long as it takes (about a second for a
@@ -174,6 +177,10 @@ export class SnapshotJournal {
     this.dir = dirname(options.journal);
   }
 
+  private get maxLineBytes(): number {
+    return this.options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  }
+
   get readOnly(): boolean {
     return this.options.readOnly === true;
   }
@@ -213,7 +220,7 @@ export class SnapshotJournal {
           this.dirty = true;
           read.record(line);
         }
-      });
+      }, this.maxLineBytes);
       if (path === options.journal) {
         this.journalBytes = bytes;
         this.journalRecords = records;
@@ -227,6 +234,8 @@ export class SnapshotJournal {
       this.fd = openForAppend(options.journal);
       this.midLine = torn;
       this.needsNewline = torn;
+      // The journal's entry in state_dir (it may have just been created) survives a power cut.
+      syncDir(this.dir).catch((error: Error) => this.writeFailed(new Error(`cannot sync ${this.dir}: ${error.message}`)));
     }
     if (stale > 0) {
       options.log.info(
@@ -257,7 +266,7 @@ export class SnapshotJournal {
           generation = options.legacyGeneration?.(line) ?? 0;
         }
         read.snapshot(line);
-      });
+      }, this.maxLineBytes);
       read.snapshotEnd?.();
     } catch (error) {
       this.setAside(error as Error);
@@ -384,14 +393,19 @@ export class SnapshotJournal {
     this.flushUnwritten();
     if (this.unwrittenBytes > 0 || this.missingSince) {
       this.options.log.error(
-        { stateFile: this.options.journal, lost: this.unwrittenLines + this.missingLines },
-        `${this.options.what}: ${this.unwrittenLines + this.missingLines} change(s) could not be written to ${this.dir} before stopping, and are lost: the next start does not know them. Free space on that filesystem (df -h ${this.dir}), then send the current bans again with "syncfail2ban-client -f <jail>" on each host`,
+        { stateFile: this.options.journal, lost: this.unsaved },
+        `${this.options.what}: ${this.unsaved} change(s) could not be written to ${this.dir} before stopping, and are lost: the next start does not know them. Free space on that filesystem (df -h ${this.dir}), then send the current bans again with "syncfail2ban-client -f <jail>" on each host`,
       );
     }
     const fd = this.fd;
     this.fd = undefined;
     await this.sync(fd).catch(() => undefined);
     closeSync(fd);
+  }
+
+  /** Changes accepted that are not on disk (kept in memory, or missing from the journal until the next snapshot). */
+  get unsaved(): number {
+    return this.unwrittenLines + this.missingLines;
   }
 
   /** What is not on disk as it should be, with the fix; empty while everything is. */
@@ -401,7 +415,7 @@ export class SnapshotJournal {
     if (this.writeError !== undefined || this.unwrittenBytes > 0 || this.missingSince) {
       const since = this.missingSince ? `, since ${this.missingSince.toISOString()}` : '';
       problems.push({
-        what: `${this.options.what} cannot be written to ${this.options.journal}${this.writeError === undefined ? '' : ` (${this.writeError})`}: ${this.unwrittenLines + this.missingLines} change(s) are kept in memory only${since}`,
+        what: `${this.options.what} cannot be written to ${this.options.journal}${this.writeError === undefined ? '' : ` (${this.writeError})`}: ${this.unsaved} change(s) are kept in memory only${since}`,
         fix,
       });
     }

@@ -70,6 +70,8 @@ export class OpnsenseBridge implements Sink {
       serialise: () => encodeBridgeState(this.firewalls.map((sync) => sync.ledger)),
       log,
       maxBytes: MAX_STATE_FILE_BYTES,
+      // The snapshot is one line of JSON.
+      maxLineBytes: MAX_STATE_FILE_BYTES,
       legacyGeneration,
       ifSnapshotLost:
         'Addresses the bridge added before are unknown to it now and will never be removed by it: check the aliases on the firewall, and re-send current bans with "syncfail2ban-client -f <jail>" on each host',
