@@ -2,14 +2,17 @@ import { ConfigError, loadConfig, type Config } from '../../src/config.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { shippedFile } from '../../src/shipped-file.js';
 import { checkFirewalls } from './firewall-checks.js';
+import { checkNftables } from './nftables-checks.js';
 import { checkBrokers, checkListen } from './network-checks.js';
 import type { Finding } from './finding.js';
 import { checkJails } from './jail-checks.js';
+import { checkServiceUnit } from './unit-checks.js';
 
 /**
  * `syncfail2ban --check`: validates the config, the network (listening, peers or hub,
- * firewalls) and the fail2ban side, prints each finding
- * (a problem with its fix) and returns the exit code: 0 when nothing failed, 1 otherwise.
+ * firewalls), the fail2ban side and the systemd unit, prints each finding (a problem with its
+ * fix) and returns the exit code: 0 when nothing stops this host from working (warnings, such
+ * as peers that do not answer yet on a new fleet, are printed), 1 otherwise.
  */
 export async function runDoctor(file: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const findings = await diagnose(file);
@@ -17,9 +20,11 @@ export async function runDoctor(file: string, out: NodeJS.WritableStream = proce
   const failures = findings.filter((finding) => finding.level === 'fail').length;
   const warnings = findings.filter((finding) => finding.level === 'warn').length;
   out.write(
-    failures === 0
-      ? `all good${warnings > 0 ? ` (${warnings} warning(s))` : ''}\n`
-      : `${failures} problem(s) found${warnings > 0 ? `, ${warnings} warning(s)` : ''}; fix them and run syncfail2ban --check again\n`,
+    failures > 0
+      ? `${failures} problem(s) found${warnings > 0 ? `, ${warnings} warning(s)` : ''}; fix them and run syncfail2ban --check again\n`
+      : warnings > 0
+        ? `nothing stops this host from working; ${warnings} warning(s) above (peers that do not answer yet are expected while a fleet is being set up)\n`
+        : 'all good\n',
   );
   return failures === 0 ? 0 : 1;
 }
@@ -51,6 +56,8 @@ async function diagnose(file: string): Promise<Finding[]> {
     checkBrokers(config),
     config.jails.size > 0 ? checkFail2ban(config) : [],
     checkFirewalls(config.opnsense, timeoutMs),
+    checkNftables(config),
+    checkServiceUnit(),
   ]);
   return [...findings, ...checks.flat()];
 }
@@ -62,9 +69,10 @@ function emptyJails(config: Config): Finding[] {
       level: 'fail',
       subject: '[jails]',
       message: 'is empty while f2b_sync is on: this host would neither publish nor apply any ban',
-      fix: `add "<primary jail> = <sync jail>" lines under [jails], e.g. "sshd = sshd-sync"${config.opnsense.enabled ? ', or set f2b_sync = false on a host that only runs the OPNsense bridge' : ''}`,
+      fix: `add "<primary jail> = <sync jail>" lines under [jails], e.g. "sshd = sshd-sync"${config.opnsense.enabled || config.nftables.enabled ? `, or set f2b_sync = false on a host that only runs ${config.opnsense.enabled ? 'the OPNsense bridge' : 'the nftables sets'}` : ''}`,
     }];
   }
+  if (config.nftables.enabled) return [{ level: 'ok', subject: '[jails]', message: `is empty: received bans of ${config.nftables.jails.join(', ')} go to the nftables sets (nft_jails)` }];
   return config.opnsense.enabled
     ? [{ level: 'ok', subject: '[jails]', message: 'is empty: this host only runs the OPNsense bridge' }]
     : [{ level: 'warn', subject: '[jails]', message: 'is empty and the OPNsense bridge is off: this host does nothing', fix: 'add "<primary jail> = <sync jail>" lines under [jails], or turn on the OPNsense bridge' }];

@@ -94,6 +94,8 @@ describe('the Debian package with apt-get and dpkg, as an admin installs, remove
       expect(check.stdout).to.match(/^ok {4}config: \/etc\/syncfail2ban\/config.cfg is valid/m);
       expect(check.stdout).to.match(/^ok {4}config: log_max_size and log_backup_count .* journald rotates/m);
       expect(check.stdout).not.to.match(/unknown key/);
+      // The original's unit no longer hides the package's.
+      expect(check.stdout, check.stdout).to.include('ok    unit syncfail2ban.service: /lib/systemd/system/syncfail2ban.service runs /usr/bin/syncfail2ban\n');
     });
 
     it('dpkg -r refuses while a jail runs sync-action; then dpkg -P removes only what the package created', async () => {
