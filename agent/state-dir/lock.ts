@@ -1,10 +1,10 @@
-import { closeSync, constants, fdatasyncSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus } from '../../src/status.js';
 import { reloadKey, type Part } from '../../src/part.js';
-import { openForReading, readLines, syncDir, writeAll } from './durable-file.js';
+import { openForReading, readLines, writeAll } from './durable-file.js';
 
 export const LOCK_FILE = 'syncfail2ban.lock';
 
@@ -46,7 +46,6 @@ export class StateDirLock implements Part {
     for (let attempt = 0; attempt < 5; attempt++) {
       if (this.create(me)) {
         this.held = true;
-        await syncDir(this.dir);
         return;
       }
       const { holder, inode } = this.readHolder();
@@ -84,8 +83,8 @@ export class StateDirLock implements Part {
       throw new ConfigError(`state_dir: cannot create the lock ${this.path} (${(error as Error).message}); fix: set state_dir to a directory root may create and write (default /var/lib/syncfail2ban)`);
     }
     try {
+      // Checked, not synced: a lock only means something while its holder runs, and a power cut ends that.
       writeAll(fd, Buffer.from(`${me.pid} ${me.started ?? '-'}\n`));
-      fdatasyncSync(fd);
     } catch (error) {
       closeSync(fd);
       unlinkSync(this.path);

@@ -304,8 +304,7 @@ export class SnapshotJournal {
     this.journalRecords += records.length;
     const text = Buffer.from(this.accept(records));
     if (this.unwritten.length > 0) {
-      this.keep(text);
-      this.flushUnwritten();
+      this.keep(text); // after what waits, in order: the retry writes them
     } else {
       try {
         this.writeOut(this.fd, text);
