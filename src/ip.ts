@@ -29,21 +29,22 @@ export function parseAddress(input: string, options: { anyPrefix?: boolean } = {
   if (input.length > MAX_LENGTH) return { ok: false, reason: 'too long to be an address' };
   const slash = input.indexOf('/');
   const host = slash === -1 ? input : input.slice(0, slash);
-  const prefixText = slash === -1 ? undefined : input.slice(slash + 1);
-
-  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
   const dottedV4 = isIPv4(host);
+  if (!dottedV4 && !(isIPv6(host) && !host.includes('%'))) return { ok: false, reason: 'not an IP address' };
+  return canonical(host, dottedV4, slash === -1 ? undefined : input.slice(slash + 1), options);
+}
+
+/** The canonical form of a host part that passed validation, with its prefix text. */
+function canonical(host: string, dottedV4: boolean, prefixText: string | undefined, options: { anyPrefix?: boolean }): AddressResult {
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
   if (dottedV4) {
     parsed = ipaddr.IPv4.parse(host);
-  } else if (isIPv6(host) && !host.includes('%')) {
+  } else {
     const v6 = ipaddr.IPv6.parse(host);
     parsed = v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
-  } else {
-    return { ok: false, reason: 'not an IP address' };
   }
   const family = parsed.kind() === 'ipv4' ? 4 : 6;
   const width = family === 4 ? 32 : 128;
-  // Not isIPv6(host): its first call compiles a large regular expression, a good part of the client's start-up.
   const mappedShift = family === 4 && !dottedV4 ? 96 : 0;
 
   let prefix = width;
@@ -71,9 +72,16 @@ export function overlaps(a: CanonicalAddress, b: CanonicalAddress): boolean {
   return (a.network as ipaddr.IPv4).match(b.network as ipaddr.IPv4, shorter);
 }
 
-/** Parses an address that must be valid (never-ban entries, test fixtures); throws with the reason otherwise. */
+/**
+ * Parses an address that is valid by construction (never-ban ranges, this host's interfaces,
+ * DNS answers, test fixtures); throws otherwise. Without node's isIPv6, whose first call
+ * compiles a large regular expression: the client checks its never-ban list on every ban.
+ */
 export function mustParseAddress(input: string, options: { anyPrefix?: boolean } = {}): CanonicalAddress {
-  const result = parseAddress(input, options);
+  const slash = input.indexOf('/');
+  const host = slash === -1 ? input : input.slice(0, slash);
+  const dottedV4 = isIPv4(host);
+  const result = dottedV4 || ipaddr.IPv6.isValid(host) ? canonical(host, dottedV4, slash === -1 ? undefined : input.slice(slash + 1), options) : { ok: false as const, reason: 'not an IP address' };
   if (!result.ok) throw new Error(`${JSON.stringify(input)}: ${result.reason}`);
   return result.address;
 }
@@ -82,4 +90,28 @@ export function mustParseAddress(input: string, options: { anyPrefix?: boolean }
 export function isCanonical(text: string): boolean {
   const parsed = parseAddress(text);
   return parsed.ok && parsed.address.text === text;
+}
+
+const TEREDO = mustParseAddress('2001::/32', { anyPrefix: true });
+
+/** The 6to4 form (RFC 3056, 2002::/16) of an IPv4 address or network: 2002:cb00:7107::/48 for 203.0.113.7. */
+export function sixToFourOf(v4: CanonicalAddress): CanonicalAddress {
+  const bytes = [0x20, 0x02, ...v4.network.toByteArray(), ...new Array<number>(10).fill(0)];
+  return mustParseAddress(`${ipaddr.fromByteArray(bytes).toString()}/${16 + v4.prefix}`, { anyPrefix: true });
+}
+
+/**
+ * Whether the IPv6 range holds a Teredo address (RFC 4380, 2001::/32) of a client in the IPv4
+ * range `v4`: the client's address stands in the last 32 bits, inverted, whatever the server.
+ */
+export function holdsTeredoOf(range: CanonicalAddress, v4: CanonicalAddress): boolean {
+  if (range.family !== 6 || v4.family !== 4 || !overlaps(range, TEREDO)) return false;
+  if (range.prefix <= 96) return true; // the client bits are all free in the range
+  const bytes = range.network.toByteArray();
+  const rangeTail = ((bytes[12]! << 24) | (bytes[13]! << 16) | (bytes[14]! << 8) | bytes[15]!) >>> 0;
+  const client = v4.network.toByteArray();
+  const invertedClient = ~((client[0]! << 24) | (client[1]! << 16) | (client[2]! << 8) | client[3]!) >>> 0;
+  const fixed = Math.min(range.prefix - 96, v4.prefix);
+  const mask = fixed === 0 ? 0 : (0xffffffff << (32 - fixed)) >>> 0;
+  return ((rangeTail ^ invertedClient) & mask) >>> 0 === 0;
 }

@@ -29,6 +29,8 @@ export interface HostOptions {
   fail2ban?: boolean;
   /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
   netns?: NetNamespace;
+  /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
+  syncJailAction?: { action: string; files: Record<string, string> };
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -72,10 +74,11 @@ export class SimHost {
       jails: [
         { name: 'sshd', kind: 'primary' },
         { name: 'web', kind: 'sync' },
-        ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const })),
+        ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const, ...(options.syncJailAction ? { action: options.syncJailAction.action } : {}) })),
       ],
       // The shipped action file, unchanged: the test exercises what admins install.
-      actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8') },
+      actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
+      ...(options.syncJailAction ? { db: 'file' as const } : {}),
       primaryAction: `sync-action[client="${clientScript}"]`,
       ...(options.netns ? { launcher: options.netns.prefix() } : {}),
     });

@@ -78,11 +78,11 @@ describe('state_dir files: links, sizes, the lock', () => {
 
   it('a journal larger than the store ever writes stops the start before it is read, with a fix that fits', async () => {
     await writeFile(join(dir, 'holdings.journal'), '');
-    await truncate(join(dir, 'holdings.journal'), 1_000 * 2 ** 20); // sparse: nothing is written
+    await truncate(join(dir, 'holdings.journal'), 4_096 * 2 ** 20); // sparse: nothing is written
     const message = loadError(fleet().state);
     expect(message).to.match(
       new RegExp(
-        `^state_dir: ${join(dir, 'holdings.journal')} is 1000 MiB, more than the \\d+ MiB syncfail2ban ever writes there: it was not written by syncfail2ban, or is damaged; fix: move it out of state_dir \\(mv ${join(dir, 'holdings.journal')} /root/\\), then start again`,
+        `^state_dir: ${join(dir, 'holdings.journal')} is 4096 MiB, more than the \\d+ MiB syncfail2ban ever writes there: it was not written by syncfail2ban, or is damaged; fix: move it out of state_dir \\(mv ${join(dir, 'holdings.journal')} /root/\\), then start again`,
       ),
     );
   });
