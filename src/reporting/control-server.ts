@@ -25,7 +25,8 @@ export class ControlServer implements Part {
 
   constructor(
     private readonly path: string,
-    private readonly report: () => AgentStatus,
+    /** The status; the agent's takes a fresh look first (`Part.refresh`). */
+    private readonly report: () => AgentStatus | Promise<AgentStatus>,
     private readonly log: Logger,
   ) {}
 
@@ -70,12 +71,12 @@ export class ControlServer implements Part {
       const end = received.indexOf('\n');
       if (end < 0 && received.length <= MAX_REQUEST_BYTES) return;
       socket.removeAllListeners('data');
-      const reply = end < 0 ? { ok: false as const, error: `request longer than ${MAX_REQUEST_BYTES} bytes` } : this.answer(received.slice(0, end));
-      socket.end(`${JSON.stringify(reply)}\n`);
+      const reply = end < 0 ? Promise.resolve({ ok: false as const, error: `request longer than ${MAX_REQUEST_BYTES} bytes` }) : this.answer(received.slice(0, end));
+      void reply.then((answer) => socket.end(`${JSON.stringify(answer)}\n`));
     });
   }
 
-  private answer(line: string): ControlReply {
+  private async answer(line: string): Promise<ControlReply> {
     let request: unknown;
     try {
       request = JSON.parse(line);
@@ -85,7 +86,7 @@ export class ControlServer implements Part {
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
     if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
     try {
-      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status: this.report() };
+      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status: await this.report() };
       return { ok: true, report };
     } catch (error) {
       this.log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');

@@ -118,13 +118,15 @@ export class SyncJailsSink implements Sink {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.check().finally(() => {
-        this.running = undefined;
-        this.schedule(CHECK_MS);
-      });
-    }, delayMs);
+    this.timer = setTimeout(() => this.checkNow(), delayMs);
     this.timer.unref();
+  }
+
+  private checkNow(): void {
+    this.running = this.check().finally(() => {
+      this.running = undefined;
+      this.schedule(CHECK_MS);
+    });
   }
 
   /** Says what is wrong on the fail2ban side, and reconciles; the sink keeps retrying either way. */
@@ -137,7 +139,7 @@ export class SyncJailsSink implements Sink {
       if (this.unreachable) log.info({ socket: this.options.socket }, 'fail2ban answers again');
       this.unreachable = null;
       if (back) this.batcher.retryNow();
-      if (back || this.missing > 0) await this.findMissingJails();
+      if (back || this.hasJailProblems()) await this.findMissingJails();
       if (!this.stopped) await this.reconciler.run(back);
     } catch (error) {
       const message = (error as Error).message;
@@ -145,6 +147,21 @@ export class SyncJailsSink implements Sink {
       this.unreachable = { message, applied: this.batcher.stats().applied };
       this.answered = false;
     }
+  }
+
+  /** A status request's fresh look: the loop's check, now (whether fail2ban answers, which sync jails it lacks). */
+  async refresh(): Promise<void> {
+    if (this.stopped) return;
+    if (!this.running) {
+      clearTimeout(this.timer);
+      this.checkNow();
+    }
+    await this.running;
+  }
+
+  /** A sync jail fail2ban lacked at the last look, or refused a change to. */
+  private hasJailProblems(): boolean {
+    return this.missing > 0 || Object.keys(this.batcher.stats().targetProblems).length > 0;
   }
 
   private async findMissingJails(): Promise<void> {
