@@ -18,6 +18,7 @@ import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
 import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
+import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
 
@@ -67,8 +68,9 @@ export class Agent {
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
     else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    const reporters: Part[] = [new ControlServer(config.controlSocket, () => this.freshStatus(), log), new HeapTrim(() => this.status(), log)];
-    if (config.metrics) reporters.push(new MetricsServer(config.metrics, () => this.status(), log));
+    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
+    const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
+    if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);
     if (sinks.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false), and the OPNsense bridge and nft_sync are off');
