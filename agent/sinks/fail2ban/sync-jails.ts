@@ -11,6 +11,8 @@ import { SyncJailReconciler } from './sync-jail-reconciler.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
 const CHECK_MS = 5_000;
+/** A status request takes a fresh look unless the last one is younger than this. */
+const FRESH_MS = 1_000;
 
 export interface SyncJailsOptions {
   socket: string;
@@ -48,6 +50,8 @@ export class SyncJailsSink implements Sink {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** When the last check ended. */
+  private checkedAt = 0;
 
   constructor(private readonly options: SyncJailsOptions) {
     const { log } = options;
@@ -77,8 +81,11 @@ export class SyncJailsSink implements Sink {
     this.stopped = true;
     clearTimeout(this.timer);
     this.reconciler.stop();
-    await this.running;
-    if (!(await this.batcher.stop(deadlineMs))) {
+    // A check waits on fail2ban as long as the client's timeout (a minute): not past the deadline.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
+    clearTimeout(timer);
+    if (!(await this.batcher.stop(Math.max(0, deadline - Date.now())))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
     await this.client.close(Math.max(0, deadline - Date.now()));
@@ -125,6 +132,7 @@ export class SyncJailsSink implements Sink {
   private checkNow(): void {
     this.running = this.check().finally(() => {
       this.running = undefined;
+      this.checkedAt = Date.now();
       this.schedule(CHECK_MS);
     });
   }
@@ -149,10 +157,13 @@ export class SyncJailsSink implements Sink {
     }
   }
 
-  /** A status request's fresh look: the loop's check, now (whether fail2ban answers, which sync jails it lacks). */
+  /**
+   * A status request's fresh look: the loop's check, now (whether fail2ban answers, which sync
+   * jails it lacks), unless one is under way or ended less than FRESH_MS ago.
+   */
   async refresh(): Promise<void> {
     if (this.stopped) return;
-    if (!this.running) {
+    if (!this.running && Date.now() - this.checkedAt >= FRESH_MS) {
       clearTimeout(this.timer);
       this.checkNow();
     }
