@@ -48,7 +48,7 @@ export class Agent {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
-    const holdings = new Holdings();
+    const holdings = new Holdings(config.holdingLimits);
     const adoption = new Adoption(config.stateDir);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
     const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);

@@ -4,7 +4,7 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
-import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, MAX_STAMPED_PART_BYTES, SNAPSHOT_ACTION, stampSnapshotPart } from '../src/snapshot.js';
+import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, MAX_STAMPED_PART_BYTES, SNAPSHOT_ACTION, snapshotPartTokens, stampSnapshotPart } from '../src/snapshot.js';
 import { remoteAddress, sourceKey } from './connection-limits.js';
 import { PasswordChecker } from './password-checker.js';
 
@@ -101,8 +101,7 @@ export class AccessControl {
     const snapshot = topic[2] === SNAPSHOT_ACTION;
     const maxBytes = snapshot ? MAX_SNAPSHOT_PART_BYTES : MAX_PAYLOAD_BYTES;
     if (payload.length > maxBytes) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${maxBytes}`);
-    // A snapshot part takes one token, like one event: a snapshot of 100,000 bans is a few dozen parts.
-    if (!this.limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
+    if (!this.limiter.take(who, snapshot ? snapshotPartTokens(payload) : 1)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
     packet.retain = false; // delivered live, never stored
     if (snapshot) {
       const decoded = decodeSnapshotPart(packet.topic, payload);

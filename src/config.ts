@@ -86,6 +86,8 @@ export interface Config {
   stateDir: string;
   /** All parts of a snapshot must arrive within this long of its first, or it only adds. */
   snapshotTimeoutS: number;
+  /** Bounds of the holdings store: over all origins and jails, and per origin and primary jail. */
+  holdingLimits: { total: number; perOrigin: number };
   /** Unix socket where the agent answers `syncfail2ban-client status`. */
   controlSocket: string;
   /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
@@ -211,6 +213,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
     },
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
+    holdingLimits: readHoldingLimits(general),
     controlSocket: readControlSocket(general, DEFAULT_CONTROL_SOCKET),
     brokerReporting: readReporting(brokerSection, DEFAULT_BROKER_CONTROL_SOCKET),
     opnsense: readOpnsense(general, aliasSection, keySection, service),
@@ -249,6 +252,13 @@ function readOriginalLogRotation(general: SectionReader): string[] {
   for (const key of set) general.integer(key, 0, 0, Number.MAX_SAFE_INTEGER);
   if (set.length === 0) return [];
   return [`${set.join(' and ')} (the original's log file rotation) ${set.length > 1 ? 'are' : 'is'} not used: the logs go to the journal, which journald rotates (SystemMaxUse= in journald.conf)`];
+}
+
+function readHoldingLimits(general: SectionReader): Config['holdingLimits'] {
+  const total = general.integer('max_holdings', 2_000_000, 1_000, 100_000_000);
+  const perOrigin = general.integer('max_holdings_per_origin', 100_000, 1, 100_000_000);
+  if (perOrigin > total) general.fail('max_holdings_per_origin', `${perOrigin} is more than max_holdings (${total})`, 'keep it at most max_holdings: one origin may not fill the store');
+  return { total, perOrigin };
 }
 
 function readControlSocket(section: SectionReader, fallback: string): string {

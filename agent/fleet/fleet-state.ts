@@ -5,50 +5,89 @@ import type { SnapshotPart } from '../../src/snapshot.js';
 import type { Problem } from '../../src/status.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import { StateFileError } from '../state-dir/durable-file.js';
-import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
-import { ADOPTED, MANUAL, type Holdings, MAX_HOLDINGS, MAX_ORIGINS_PER_ADDRESS } from './holdings.js';
+import { HoldingsFile, type LoadResult } from './holdings-file.js';
+import { ADOPTED, MANUAL, type Holding, type HoldingLimits, type Holdings, MAX_ORIGINS_PER_ADDRESS, type Watch } from './holdings.js';
 import type { Change as SinkChange, Follower } from './projection.js';
+import { SlicedReleases, type ReleaseTask } from './sliced-releases.js';
 import { SnapshotReceiver, type SnapshotResult } from './snapshot-receiver.js';
+import type { Line } from './store-lines.js';
 
 /** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
 export type RouteResult = 'queued' | 'own' | 'unmapped';
+
+/** Why a ban was not taken: the origin's quota in the jail, the store full with the origin at its share, or too many holders of the address. */
+export type Refusal = 'quota' | 'full' | 'crowded';
 
 export interface FleetStatus {
   stateDir: string;
   /** Primary jail -> origin -> holdings. */
   holdings: Record<string, Record<string, number>>;
   total: number;
+  limits: HoldingLimits;
+  /** The origins holding the most, the largest first (named when the store is full). */
+  largest: Array<[origin: string, holdings: number]>;
   /** Unbans from an origin that held nothing for the address: counted, nothing changed. */
   unbansWithoutHolding: number;
-  /** Bans refused at MAX_HOLDINGS or MAX_ORIGINS_PER_ADDRESS. */
-  refusedAtCap: number;
+  /** Bans refused, by why. */
+  refused: Record<Refusal, number>;
+  /** Holdings of origins over their share dropped to make room for others' while the store was full. */
+  evicted: number;
+  /** Holdings complete snapshots release that are still to go (released in slices). */
+  releasing: number;
   /** The last snapshot per origin and primary jail, complete or not. */
   snapshots: SnapshotResult[];
   /** What of the store is not on disk as it should be. */
   problems: Problem[];
 }
 
+/** A snapshot's release: the origin's holdings in the jail that its parts did not confirm (mark below the snapshot's). */
+interface SnapshotRelease extends ReleaseTask {
+  id: string;
+  /** What the snapshot confirmed (its mark, and how many of the origin's holdings have it). */
+  kept: Watch;
+}
+
 /**
  * The fleet state: the holdings store and the sinks that follow it. Every change of a
- * holding goes through here: it is journalled first, then each sink whose target changes
- * (gains its first or loses its last holding of the address) is told.
+ * holding goes through here, in steps: a step's changes are journalled in one write, then
+ * each sink whose target changed (gained its first or lost its last holding of the address)
+ * is handed those changes.
+ *
+ * A snapshot's parts mark what they confirm with the snapshot's number (Holdings.mark, one
+ * number per snapshot, growing); once it is complete, the origin's holdings in the jail with
+ * a lower mark are released. The journal says so in one line (`C`); the release itself runs
+ * in slices (SlicedReleases), so 300,000 of them never stall the agent. Until a holding's
+ * turn comes it is still held, as the sinks still have it; a ban of it meanwhile lifts its
+ * mark to the snapshot's (and is journalled again, since the journal has released it).
  */
 export class FleetState {
   private readonly file: HoldingsFile;
   private readonly snapshots: SnapshotReceiver;
+  private readonly releases: SlicedReleases;
   private readonly throttle = new LogThrottle();
+  /** The current step's journal lines and, per sink, the changes it is handed after them. */
+  private lines: Line[] = [];
+  private readonly effects = new Map<Follower, SinkChange[]>();
+  /** jail -> the sinks mapping it, with their target. */
+  private readonly targets = new Map<string, Array<[Follower, string]>>();
+  private marks = 0;
   private unbansWithoutHolding = 0;
-  private refusedAtCap = 0;
+  private readonly refused: Record<Refusal, number> = { quota: 0, full: 0, crowded: 0 };
+  private evicted = 0;
 
   constructor(
     readonly holdings: Holdings,
     stateDir: string,
-    private readonly followers: readonly Follower[],
+    followers: readonly Follower[],
     private readonly log: Logger,
     snapshotDeadlineMs?: number,
   ) {
-    this.file = new HoldingsFile(stateDir, holdings, log);
+    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress());
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
+    this.releases = new SlicedReleases((slice) => this.step(slice));
+    for (const follower of followers) {
+      for (const [jail, target] of follower.projection.mapping) this.targets.set(jail, [...(this.targets.get(jail) ?? []), [follower, target]]);
+    }
   }
 
   /** Loads the store from state_dir; call before any event is taken. Throws a ConfigError when state_dir cannot be used. */
@@ -67,8 +106,14 @@ export class FleetState {
     return result;
   }
 
-  /** Ends the snapshots being received and writes the store to disk. */
+  /**
+   * Ends the snapshots being received and writes the store to disk. Releases still under
+   * way stop where they are: the journal has them whole (`C`), and so has the snapshot file
+   * the store is compacted into, so the next start replays them; the sinks catch up at its
+   * reconciliation.
+   */
   async close(): Promise<void> {
+    this.releases.stop();
     this.snapshots.close();
     await this.file.close();
   }
@@ -85,13 +130,11 @@ export class FleetState {
     if (taken !== 'queued') return taken;
     const address = event.address.text;
     if (action === 'ban') {
-      this.change(jail, [address], () => this.add(origin, jail, address));
+      this.step(() => this.hold(origin, jail, address, 0, true));
       return 'queued';
     }
-    const removed = this.change(jail, [address], () => {
-      const holders = event.origin === undefined ? this.holdings.origins(jail, address) : [origin, ADOPTED];
-      return holders.filter((holder) => this.holdings.remove(holder, jail, address)).map((holder): Change => ['-', holder, jail, address]);
-    });
+    const holders = event.origin === undefined ? [...this.holdings.origins(jail, address)] : [origin, ADOPTED];
+    const removed = this.step(() => holders.filter((holder) => this.drop(holder, jail, address, true)).length);
     if (removed === 0) {
       this.unbansWithoutHolding += 1;
       this.log.debug({ jail, address, origin }, `unban of ${address} from ${origin}, which holds no ban of it in ${jail}: nothing changed`);
@@ -99,82 +142,210 @@ export class FleetState {
     return 'queued';
   }
 
-  /** Adds holdings of one origin in one jail (a snapshot part, or adoption); returns how many were new. */
+  /** Adds holdings of one origin in one jail (adoption); returns how many were new. */
   addAll(origin: string, jail: string, addresses: readonly string[]): number {
-    return this.change(jail, addresses, () => addresses.flatMap((address) => this.add(origin, jail, address)));
+    return this.step(() => addresses.filter((address) => this.hold(origin, jail, address, 0, true) === 'added').length);
   }
 
-  /** Releases the origin's holdings in the jail that are not in `keep` (a complete snapshot); returns how many. */
-  releaseAllBut(origin: string, jail: string, keep: ReadonlySet<string>): number {
-    const gone = this.holdings.heldBy(origin, jail).filter((address) => !keep.has(address));
-    return this.change(jail, gone, () => gone.filter((address) => this.holdings.remove(origin, jail, address)).map((address): Change => ['-', origin, jail, address]));
-  }
-
-  applySnapshotPart(part: SnapshotPart): RouteResult | 'busy' {
+  applySnapshotPart(part: SnapshotPart): RouteResult {
     const taken = this.taken(part.origin, part.jail);
-    if (taken !== 'queued') return taken;
-    return this.snapshots.take(part) ? 'queued' : 'busy';
+    if (taken === 'queued') this.snapshots.take(part);
+    return taken;
   }
 
-  /** Whether some sink takes holdings of this origin in this jail. */
+  /** A new snapshot from the origin in the jail: its mark, higher than every holding's until then, and the count of what it confirms. */
+  beginSnapshot(origin: string, jail: string): Watch {
+    return this.holdings.watch(origin, jail, ++this.marks);
+  }
+
+  /** The snapshot ended incomplete: it only added. */
+  abandonSnapshot(confirmed: Watch): void {
+    this.holdings.unwatch(confirmed);
+  }
+
+  /** One part of snapshot `id`: each address held (added when new) and marked confirmed; returns how many were new and how many were refused. */
+  takeSnapshotPart(id: string, { origin, jail, mark }: Watch, addresses: readonly string[]): { added: number; refused: number } {
+    return this.step(() => {
+      const taken: string[] = [];
+      let added = 0;
+      for (const address of addresses) {
+        const result = this.hold(origin, jail, address, mark, false);
+        if (result === 'added') added += 1;
+        if (result === 'added' || result === 'known') taken.push(address);
+      }
+      this.lines.push(['P', origin, jail, id, ...taken]);
+      return { added, refused: addresses.length - taken.length };
+    });
+  }
+
+  /**
+   * Snapshot `id` arrived whole: the origin's holdings in the jail that it did not confirm
+   * are released, in slices; `released` is told of each slice's count, `done` at the end.
+   * An origin that holds nothing in the jail costs nothing.
+   */
+  completeSnapshot(id: string, kept: Watch, released: (count: number) => void, done: () => void): void {
+    const { origin, jail, mark } = kept;
+    this.step(() => this.lines.push(['C', origin, jail, id]));
+    const key = `${origin} ${jail}`;
+    // A newer snapshot's release covers an older one's (every mark below the older's is below its own).
+    const older = this.releases.get(key) as SnapshotRelease | undefined;
+    if (older) this.holdings.unwatch(older.kept);
+    const held = this.holdings.heldBy(origin, jail);
+    if (held.size === kept.count) {
+      this.releases.delete(key);
+      this.holdings.unwatch(kept);
+      return done();
+    }
+    kept.releasing = true;
+    const candidates = held.entries();
+    const task: SnapshotRelease = {
+      id,
+      kept,
+      step: () => {
+        const next = candidates.next();
+        if (next.done) {
+          this.holdings.unwatch(kept);
+          done();
+          return false;
+        }
+        const [address, confirmed] = next.value;
+        if (confirmed < mark && this.drop(origin, jail, address, false)) released(1);
+        return true;
+      },
+    };
+    this.releases.set(key, task);
+  }
+
+  /** Whether some projection takes holdings of this origin in this jail. */
   private taken(origin: string, jail: string): RouteResult {
-    const mapped = this.followers.filter(({ projection }) => projection.mapping.has(jail));
-    if (mapped.length === 0) return 'unmapped';
-    return mapped.some(({ projection }) => projection.counts(origin)) ? 'queued' : 'own';
+    const mapped = this.targets.get(jail);
+    if (!mapped) return 'unmapped';
+    return mapped.some(([follower]) => follower.projection.counts(origin)) ? 'queued' : 'own';
   }
 
   status(): FleetStatus {
+    let releasing = 0;
+    for (const [, task] of this.releases.entries()) {
+      const { origin, jail, count } = (task as SnapshotRelease).kept;
+      releasing += this.holdings.heldBy(origin, jail).size - count;
+    }
     return {
       stateDir: this.file.dir,
       holdings: this.holdings.counts(),
       total: this.holdings.size,
+      limits: this.holdings.limits,
+      largest: this.holdings.largest(5),
       unbansWithoutHolding: this.unbansWithoutHolding,
-      refusedAtCap: this.refusedAtCap,
+      refused: { ...this.refused },
+      evicted: this.evicted,
+      releasing,
       snapshots: this.snapshots.status(),
       problems: this.file.problems(),
     };
   }
 
-  private add(origin: string, jail: string, address: string): Change[] {
-    const result = this.holdings.add(origin, jail, address);
-    if (result === 'added') return [['+', origin, jail, address]];
-    if (result === 'full' || result === 'crowded') this.refuseAtCap(result, origin, jail, address);
-    return [];
+  /**
+   * Runs `work` as one step: the changes it makes are journalled in one write, then each
+   * sink whose target gained or lost an address is handed those changes.
+   */
+  private step<T>(work: () => T): T {
+    const result = work();
+    const { lines } = this;
+    this.lines = [];
+    this.file.append(lines);
+    for (const [follower, changes] of this.effects) follower.submit(changes);
+    this.effects.clear();
+    return result;
   }
 
   /**
-   * Runs `mutate` on the holdings of `addresses` in `jail`, journals its changes, then hands
-   * each sink every target that gained or lost an address. Returns the number of changes.
+   * Adds the origin's holding, or confirms it with `mark` (a snapshot's; 0 for an event).
+   * `journal`: write its `+` line (a snapshot part's `P` line says it for all its addresses).
    */
-  private change(jail: string, addresses: readonly string[], mutate: () => Change[]): number {
-    const affected = this.followers.flatMap((follower) => {
-      const { projection } = follower;
-      const target = projection.mapping.get(jail);
-      return target === undefined ? [] : [{ follower, target, before: addresses.map((address) => projection.holds(this.holdings, target, address)) }];
-    });
-    const changes = mutate();
-    if (changes.length === 0) return 0;
-    this.file.append(changes);
-    for (const { follower, target, before } of affected) {
-      const submitted: SinkChange[] = [];
-      addresses.forEach((address, index) => {
-        const after = follower.projection.holds(this.holdings, target, address);
-        if (after !== before[index]) submitted.push({ target, action: after ? 'ban' : 'unban', address });
-      });
-      if (submitted.length > 0) follower.submit(submitted);
+  private hold(origin: string, jail: string, address: string, mark: number, journal: boolean): 'added' | 'known' | Refusal {
+    // While a complete snapshot's release is under way, what is held again must outlive it.
+    const releasing = (this.releases.get(`${origin} ${jail}`) as SnapshotRelease | undefined)?.kept.mark ?? 0;
+    const floor = Math.max(mark, releasing);
+    const admission = this.holdings.admission(origin, jail, address);
+    if (admission === 'known') {
+      const current = this.holdings.mark(origin, jail, address)!;
+      if (current < floor) {
+        this.holdings.setMark(origin, jail, address, floor);
+        // The journal released it already (`C`): it is held again.
+        if (journal && current < releasing) this.lines.push(['+', origin, jail, address]);
+      }
+      return 'known';
     }
-    return changes.length;
+    if (admission === 'quota' || admission === 'full' || admission === 'crowded') {
+      this.refuse(admission, origin, jail, address);
+      return admission;
+    }
+    if (admission !== 'ok') this.evict(admission);
+    this.change(jail, address, () => this.holdings.add(origin, jail, address, floor) === 'added');
+    if (journal) this.lines.push(['+', origin, jail, address]);
+    return 'added';
   }
 
-  private refuseAtCap(result: 'full' | 'crowded', origin: string, jail: string, address: string): void {
-    this.refusedAtCap += 1;
-    const skipped = this.throttle.pass(result);
+  /** Removes the origin's holding; `journal`: write its `-` line (a release a `C` line stands for needs none). */
+  private drop(origin: string, jail: string, address: string, journal: boolean): boolean {
+    if (!this.change(jail, address, () => this.holdings.remove(origin, jail, address))) return false;
+    if (journal) this.lines.push(['-', origin, jail, address]);
+    return true;
+  }
+
+  /** Runs a change of one holding; each sink whose target gains or loses the address by it is handed that, at the end of the step. */
+  private change(jail: string, address: string, mutate: () => boolean): boolean {
+    const targets = this.targets.get(jail) ?? [];
+    const before = targets.map(([{ projection }, target]) => projection.holds(this.holdings, target, address));
+    if (!mutate()) return false;
+    targets.forEach(([follower, target], index) => {
+      const after = follower.projection.holds(this.holdings, target, address);
+      if (after === before[index]) return;
+      let changes = this.effects.get(follower);
+      if (!changes) this.effects.set(follower, (changes = []));
+      changes.push({ target, action: after ? 'ban' : 'unban', address });
+    });
+    return true;
+  }
+
+  /** The store is full: the oldest holding of the origin most over its share goes, for an origin under its share. */
+  private evict(victim: Holding): void {
+    this.drop(victim.origin, victim.jail, victim.address, true);
+    this.evicted += 1;
+    const skipped = this.throttle.pass('evicted');
     if (skipped === null) return;
-    this.log.error(
-      { origin, jail, address, refusedAtCap: this.refusedAtCap },
-      result === 'full'
-        ? `the holdings store is full (${MAX_HOLDINGS} holdings): ban of ${address} in ${jail} by ${origin} refused. Something bans far more than a firewall should hold: look for a flood of bans (see the peers in syncfail2ban-client status), or shorten bantime`
-        : `${address} in ${jail} already has ${MAX_ORIGINS_PER_ADDRESS} holders: one more (${origin}) refused; the address stays banned through the others. Look for a client publishing under many node ids`,
+    this.log.warn(
+      { origin: victim.origin, jail: victim.jail, address: victim.address, evicted: this.evicted },
+      `the holdings store is full (${this.holdings.limits.total}, max_holdings): the oldest holdings of ${victim.origin}, the origin most over its share, make room for other origins' bans (${victim.address} in ${victim.jail} released)`,
     );
+  }
+
+  private refuse(why: Refusal, origin: string, jail: string, address: string): void {
+    this.refused[why] += 1;
+    const skipped = this.throttle.pass(`${why} ${origin}`);
+    if (skipped === null) return;
+    const { limits } = this.holdings;
+    const messages: Record<Refusal, string> = {
+      quota: `${origin} holds ${limits.perOrigin} bans in ${jail}, its quota (max_holdings_per_origin): its ban of ${address} is refused, other origins' bans are not. A real host banning this many needs a larger max_holdings_per_origin on every agent; otherwise someone publishes as ${origin}`,
+      full: `the holdings store is full (${limits.total}, max_holdings) and ${origin} holds its share or more: its ban of ${address} in ${jail} is refused, other origins' bans are not. Look for a flood of bans (see holdings by origin in syncfail2ban-client status), or raise max_holdings`,
+      crowded: `${address} in ${jail} already has ${MAX_ORIGINS_PER_ADDRESS} holders: one more (${origin}) refused; the address stays banned through the others. Look for a client publishing under many node ids`,
+    };
+    this.log.error({ origin, jail, address, refused: this.refused[why], skipped }, messages[why]);
+  }
+
+  /** What the store file must say beyond the holdings for a restart to end up here: releases under way, then snapshots being received. */
+  private *inProgress(): Iterable<Line> {
+    for (const [, task] of this.releases.entries()) {
+      const { id, kept } = task as SnapshotRelease;
+      yield ['P', kept.origin, kept.jail, id, ...this.confirmed(kept)];
+      yield ['C', kept.origin, kept.jail, id];
+    }
+    for (const { id, confirmed } of this.snapshots.receiving()) yield ['P', confirmed.origin, confirmed.jail, id, ...this.confirmed(confirmed)];
+  }
+
+  private confirmed({ origin, jail, mark }: Watch): string[] {
+    const confirmed: string[] = [];
+    for (const [address, held] of this.holdings.heldBy(origin, jail)) if (held >= mark) confirmed.push(address);
+    return confirmed;
   }
 }
