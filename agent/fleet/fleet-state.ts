@@ -84,9 +84,10 @@ export class FleetState {
     stateDir: string,
     followers: readonly Follower[],
     private readonly log: Logger,
-    options: { snapshotDeadlineMs?: number; nodeId?: string } = {},
+    /** `readOnly`: a dry run; the store is read from state_dir, and nothing is written there. */
+    options: { snapshotDeadlineMs?: number; nodeId?: string; readOnly?: boolean } = {},
   ) {
-    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress());
+    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress(), options.readOnly);
     this.nodeId = options.nodeId;
     this.snapshots = new SnapshotReceiver(this, log, options.snapshotDeadlineMs, options.nodeId);
     this.releases = new SlicedReleases((slice) => this.step(slice));
