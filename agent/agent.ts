@@ -21,6 +21,10 @@ import { MetricsServer } from '../src/reporting/metrics.js';
 import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
+import { StateDirLock } from './state-dir/lock.js';
+
+/** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
+const FRESH_LOOK_MS = 2_000;
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
@@ -41,14 +45,16 @@ export class Agent {
     private readonly log: Logger,
     inbox: Inbox,
   ) {
+    // Before anything else: one agent per state_dir. A dry run writes nothing there, so it takes no lock.
+    if (!config.dryRun) this.stages.push([new StateDirLock(config.stateDir, log)]);
     if (this.topology === 'mesh') {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings(config.holdingLimits);
-    const adoption = new Adoption(config.stateDir);
+    const adoption = new Adoption(config.stateDir, config.dryRun);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, { snapshotDeadlineMs: config.snapshotTimeoutS * 1000, nodeId: config.nodeId, readOnly: config.dryRun });
     this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
@@ -65,7 +71,7 @@ export class Agent {
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
     else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), log };
+    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);
@@ -127,6 +133,15 @@ export class Agent {
       await Promise.all(stage.filter((part) => started.has(part)).map((part) => part.stop(remaining())));
     }
     this.log.info('stopped');
+  }
+
+  /** The status after every part that can took a fresh look (waiting at most FRESH_LOOK_MS): what `syncfail2ban-client status` shows. */
+  async freshStatus(): Promise<AgentStatus> {
+    const looks = allParts(this.stages.flat()).map((part) => part.refresh?.());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(looks), new Promise((resolve) => (timer = setTimeout(resolve, FRESH_LOOK_MS)))]);
+    clearTimeout(timer);
+    return this.status();
   }
 
   status(): AgentStatus {
