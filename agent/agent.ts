@@ -77,7 +77,7 @@ export class Agent {
     this.stages.push(links);
     // This host's one publisher: on the link to its embedded broker (mesh, the first link) or to
     // the hub. Read at each use: a reload may put the running agent's link in its place.
-    const outbox = new Outbox(config.stateDir, log);
+    const outbox = new Outbox(config.stateDir, log, { readOnly: config.dryRun });
     const publisher = new Publisher(outbox, () => links[0]!, { nodeId: config.nodeId, log, rateLimit: config.rateLimit, timeoutMs: config.connectionTimeoutS * 1000 });
     this.stages.push([publisher], [new ActionSocket(config.actionSocket, new Set(config.jails.values()), neverBan, outbox, publisher.kick, log)]);
     const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };

@@ -24,6 +24,13 @@ export interface OutboxEntry {
 /** Events kept at most while they cannot be published; beyond, new ones are dropped and counted. */
 export const OUTBOX_LIMIT = 100_000;
 
+export interface OutboxOptions {
+  /** Default OUTBOX_LIMIT. */
+  limit?: number;
+  /** A dry run writes nothing in state_dir: the outbox then lives in memory only. */
+  readOnly?: boolean;
+}
+
 const SNAPSHOT_FILE = 'outbox.snapshot';
 const JOURNAL_FILE = 'outbox.journal';
 /** The journal is compacted once it has this many records and more than twice the entries it describes. */
@@ -62,8 +69,9 @@ export class Outbox {
   constructor(
     readonly dir: string,
     private readonly log: Logger,
-    readonly limit = OUTBOX_LIMIT,
+    options: OutboxOptions = {},
   ) {
+    this.limit = options.limit ?? OUTBOX_LIMIT;
     this.store = new SnapshotJournal({
       snapshot: join(dir, SNAPSHOT_FILE),
       journal: join(dir, JOURNAL_FILE),
@@ -71,8 +79,11 @@ export class Outbox {
       serialise: () => this.serialise(),
       log,
       maxBytes: MAX_FILE_BYTES,
+      readOnly: options.readOnly === true,
     });
   }
+
+  readonly limit: number;
 
   get size(): number {
     return this.entries.length - this.head;

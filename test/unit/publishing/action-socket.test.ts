@@ -42,7 +42,7 @@ describe('the action socket: fail2ban hands this host its bans, one line each, e
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sf2b-action-socket-'));
-    outbox = new Outbox(join(dir, 'state'), log, 3);
+    outbox = new Outbox(join(dir, 'state'), log, { limit: 3 });
     outbox.load();
     socket = new ActionSocket(join(dir, 'run', 'action.sock'), new Set(['sshd-sync']), new NeverBanList([], []), outbox, () => (added += 1), log);
     await socket.start();

@@ -68,7 +68,7 @@ describe("the publisher: this host's events, in order, from the outbox to the br
     link = new BrokerLink(broker.url, { nodeId: 'web1', connectTimeoutS: 2, log, onMessage: () => undefined });
     await link.start();
     await waitFor(() => link.connected, 'the link subscribed');
-    outbox = new Outbox(dir, log, 5);
+    outbox = new Outbox(dir, log, { limit: 5 });
     publisher = new Publisher(outbox, () => link, { nodeId: 'web1', log, rateLimit: { perSecond: 1_000, burst: 1_000 }, timeoutMs: 2_000 });
     await publisher.start();
   });
@@ -133,16 +133,16 @@ describe("the publisher: this host's events, in order, from the outbox to the br
     outbox.add([event('ban', '203.0.113.20'), event('unban', '203.0.113.20')]);
     await publisher.stop(100);
     // A kill -9: a new outbox on the same state_dir, the old one never closed.
-    const crashed = new Outbox(dir, log, 5);
+    const crashed = new Outbox(dir, log, { limit: 5 });
     crashed.load();
     crashed.add([event('ban', '203.0.113.21')]);
-    const restarted = new Outbox(dir, log, 5);
+    const restarted = new Outbox(dir, log, { limit: 5 });
     restarted.load();
     expect([0, 1, 2].map((i) => `${restarted.at(i)!.action} ${restarted.at(i)!.address}`)).to.deep.equal(['ban 203.0.113.20', 'unban 203.0.113.20', 'ban 203.0.113.21']);
     expect(restarted.size).to.equal(3);
     restarted.remove(2);
     await restarted.close();
-    const again = new Outbox(dir, log, 5);
+    const again = new Outbox(dir, log, { limit: 5 });
     again.load();
     expect(again.size).to.equal(1);
     expect(again.at(0)).to.deep.include({ action: 'ban', address: '203.0.113.21', jail: 'sshd', bantime: 600, bancount: 1 });
