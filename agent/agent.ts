@@ -21,6 +21,7 @@ import { MetricsServer } from '../src/reporting/metrics.js';
 import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
+import { StateDirLock } from './state-dir/lock.js';
 
 /** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
 const FRESH_LOOK_MS = 2_000;
@@ -44,14 +45,16 @@ export class Agent {
     private readonly log: Logger,
     inbox: Inbox,
   ) {
+    // Before anything else: one agent per state_dir. A dry run writes nothing there, so it takes no lock.
+    if (!config.dryRun) this.stages.push([new StateDirLock(config.stateDir, log)]);
     if (this.topology === 'mesh') {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings(config.holdingLimits);
-    const adoption = new Adoption(config.stateDir);
+    const adoption = new Adoption(config.stateDir, config.dryRun);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000, config.dryRun);
     this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.

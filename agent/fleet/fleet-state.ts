@@ -81,8 +81,10 @@ export class FleetState {
     followers: readonly Follower[],
     private readonly log: Logger,
     snapshotDeadlineMs?: number,
+    /** A dry run: the store is read from state_dir, and nothing is written there. */
+    readOnly = false,
   ) {
-    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress());
+    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress(), readOnly);
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
     this.releases = new SlicedReleases((slice) => this.step(slice));
     for (const follower of followers) {

@@ -88,7 +88,7 @@ describe('every program: --version, --help and the same exit codes', function ()
     await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port }, resolve));
     try {
       const config = join(dir, 'busy.cfg');
-      await writeFile(config, `node_id = busy\nmq_ip = 127.0.0.1\nmq_port = ${port}\ncontrol_socket = ${join(dir, 'busy.sock')}\nf2b_sync = false\n`);
+      await writeFile(config, `node_id = busy\nmq_ip = 127.0.0.1\nmq_port = ${port}\ncontrol_socket = ${join(dir, 'busy.sock')}\nstate_dir = ${join(dir, 'busy-state')}\nf2b_sync = false\n`);
       for (const [program, bin] of [PROGRAMS[0], PROGRAMS[2]]) {
         const result = await run(process.execPath, [bin, '--config', config]);
         expect(result.code, program).to.equal(78);
