@@ -54,7 +54,7 @@ export class Agent {
     const holdings = new Holdings(config.holdingLimits);
     const adoption = new Adoption(config.stateDir, config.dryRun);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000, config.dryRun);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, { snapshotDeadlineMs: config.snapshotTimeoutS * 1000, nodeId: config.nodeId, readOnly: config.dryRun });
     this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.

@@ -75,13 +75,8 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     } else {
       const jail = checkJail(fullSyncJail!);
       if (positionals.length > 0) usage('-f takes only the jail');
-      const { readJailBans } = await import('./full-sync.js');
-      const { encodeSnapshot, snapshotTopic } = await import('../src/snapshot.js');
-      const bans = await readJailBans(config.fail2banSocket, jail, timeoutMs);
-      const addresses = bans.map((ban) => ban.address.text);
-      const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime));
-      await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS });
-      process.stdout.write(`published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker\n`);
+      const { fullSync } = await import('./full-sync.js');
+      return await fullSync(config, jail, (messages) => publish(messages, { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS }));
     }
     return 0;
   } catch (error) {
