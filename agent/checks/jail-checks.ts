@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import { closestName } from '../../src/closest-name.js';
 import type { Config } from '../../src/config.js';
 import type { Fail2banClient } from '../../src/fail2ban/client.js';
 import { missingSyncJailFix } from '../sinks/fail2ban/fail2ban-backend.js';
@@ -45,11 +46,14 @@ export async function checkJails(config: Config, client: Fail2banClient): Promis
 async function checkPrimary(config: Config, client: Fail2banClient, running: Set<string>, primary: string, sync: string): Promise<Finding[]> {
   const subject = `primary jail ${primary}`;
   if (!running.has(primary)) {
+    const meant = closestName(primary, running);
     return [{
       level: 'fail',
       subject,
-      message: 'is not running in fail2ban, so nothing of it is published',
-      fix: `enable [${primary}] (enabled = true) in ${JAIL_FILE}, ${RELOAD}; or remove "${primary} = ${sync}" from [jails]`,
+      message: `is not running in fail2ban, so nothing of it is published${meant ? `: did you mean ${meant}?` : ''}`,
+      fix: meant
+        ? `correct "${primary} = ${sync}" in [jails] to "${meant} = ${sync}"; or enable [${primary}] in ${JAIL_FILE}, ${RELOAD}`
+        : `enable [${primary}] (enabled = true) in ${JAIL_FILE}, ${RELOAD}; or remove "${primary} = ${sync}" from [jails]`,
     }];
   }
   const actions = await jailActions(client, primary);
@@ -116,12 +120,13 @@ function checkPythonAction(config: Config, primary: string, action: Extract<Jail
 async function checkSync(client: Fail2banClient, running: Set<string>, primary: string, sync: string): Promise<Finding[]> {
   const subject = `sync jail ${sync}`;
   if (!running.has(sync)) {
+    const meant = closestName(sync, running);
     return [
       {
         level: 'fail',
         subject,
-        message: `is not running in fail2ban, so bans of ${primary} from other servers cannot be applied here`,
-        fix: missingSyncJailFix(sync),
+        message: `is not running in fail2ban, so bans of ${primary} from other servers cannot be applied here${meant ? `: did you mean ${meant}?` : ''}`,
+        fix: meant ? `correct "${primary} = ${sync}" in [jails] to "${primary} = ${meant}"; or ${missingSyncJailFix(sync)}` : missingSyncJailFix(sync),
       },
     ];
   }

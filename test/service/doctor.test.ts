@@ -98,6 +98,21 @@ describe('syncfail2ban --check against real fail2ban servers', function () {
     expect(out).to.match(/4 problem\(s\) found; fix them and run syncfail2ban --check again\n$/);
   });
 
+  it('a misspelt jail name in [jails] names the running jail meant ("did you mean")', async () => {
+    const server = await fail2ban({
+      name: 'typo',
+      jails: [
+        { name: 'sshd', kind: 'primary' },
+        { name: 'sshd-sync', kind: 'sync' },
+      ],
+      primaryAction: `record\n         sync-action[client="${client}"]`,
+    });
+    const result = await check(dir, 'typo', configFor(server, { sshdd: 'sshd-snyc' }, port));
+    expect(result.code).to.equal(1);
+    expect(result.stdout).to.include('FAIL  primary jail sshdd: is not running in fail2ban, so nothing of it is published: did you mean sshd?\n      fix: correct "sshdd = sshd-snyc" in [jails] to "sshd = sshd-snyc"');
+    expect(result.stdout).to.include('FAIL  sync jail sshd-snyc: is not running in fail2ban, so bans of sshdd from other servers cannot be applied here: did you mean sshd-sync?\n      fix: correct "sshdd = sshd-snyc" in [jails] to "sshdd = sshd-sync"');
+  });
+
   it('a sync jail that runs the sync action (a loop) and a sync action whose client is missing: exit 1', async () => {
     const server = await fail2ban({
       name: 'broken2',
