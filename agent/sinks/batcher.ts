@@ -262,6 +262,15 @@ class PendingChanges {
   }
 }
 
+const ADDRESSES_SHOWN = 20;
+
+/** ` (a b c)` for a log line: the addresses when there are few, the first ADDRESSES_SHOWN and a count otherwise; '' for none. */
+export function addressList(addresses: readonly string[]): string {
+  if (addresses.length === 0) return '';
+  const more = addresses.length > ADDRESSES_SHOWN ? ` and ${addresses.length - ADDRESSES_SHOWN} more` : '';
+  return ` (${addresses.slice(0, ADDRESSES_SHOWN).join(' ')}${more})`;
+}
+
 /** A batch's changes per target, each target's addresses split by action. */
 export function groupByTarget(batch: readonly Change[]): Map<string, Record<Action, string[]> & { changes: Change[] }> {
   const byTarget = new Map<string, Record<Action, string[]> & { changes: Change[] }>();
