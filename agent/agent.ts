@@ -21,6 +21,9 @@ import { MetricsServer } from '../src/reporting/metrics.js';
 import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
+import { ActionSocket } from './publishing/action-socket.js';
+import { Outbox } from './publishing/outbox.js';
+import { Publisher } from './publishing/publisher.js';
 import { StateDirLock } from './state-dir/lock.js';
 
 /** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
@@ -69,8 +72,14 @@ export class Agent {
       onMessage: inbox.deliver,
       mqtt: { ...account, ...tls },
     };
-    if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
-    else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
+    const links: Array<BrokerLink | FailoverLink> =
+      config.brokerUrls.length > 1 ? [new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)] : this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions));
+    this.stages.push(links);
+    // This host's one publisher: on the link to its embedded broker (mesh, the first link) or to
+    // the hub. Read at each use: a reload may put the running agent's link in its place.
+    const outbox = new Outbox(config.stateDir, log, { readOnly: config.dryRun });
+    const publisher = new Publisher(outbox, () => links[0]!, { nodeId: config.nodeId, log, rateLimit: config.rateLimit, timeoutMs: config.connectionTimeoutS * 1000 });
+    this.stages.push([publisher], [new ActionSocket(config.actionSocket, new Set(config.jails.values()), neverBan, outbox, publisher.kick, log)]);
     const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
