@@ -56,7 +56,7 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     expect(jailProblem?.fix).to.equal(problem?.fix);
     expect(await h.banned('sshd-sync')).to.include('203.0.113.61');
     // The log line of an applied batch names its addresses when there are few.
-    expect(h.requireAgent().logLines().map((line) => line.msg)).to.include('applied 1 ban(s) (203.0.113.61) and 0 unban(s) to sync jail sshd-sync');
+    await waitFor(() => h.requireAgent().logLines().some((line) => line.msg === 'applied 1 ban(s) (203.0.113.61) and 0 unban(s) to sync jail sshd-sync'), 'the applied line naming the address');
 
     await h.fail2ban.cli('add', 'web-sync', 'polling');
     await h.fail2ban.cli('start', 'web-sync');
