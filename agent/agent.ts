@@ -22,6 +22,13 @@ import { MetricsServer } from '../src/reporting/metrics.js';
 import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
+import { ActionSocket } from './publishing/action-socket.js';
+import { Outbox } from './publishing/outbox.js';
+import { Publisher } from './publishing/publisher.js';
+import { StateDirLock } from './state-dir/lock.js';
+
+/** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
+const FRESH_LOOK_MS = 2_000;
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
@@ -42,14 +49,16 @@ export class Agent {
     private readonly log: Logger,
     inbox: Inbox,
   ) {
+    // Before anything else: one agent per state_dir. A dry run writes nothing there, so it takes no lock.
+    if (!config.dryRun) this.stages.push([new StateDirLock(config.stateDir, log)]);
     if (this.topology === 'mesh') {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings(config.holdingLimits);
-    const adoption = new Adoption(config.stateDir);
+    const adoption = new Adoption(config.stateDir, config.dryRun);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, { snapshotDeadlineMs: config.snapshotTimeoutS * 1000, nodeId: config.nodeId, readOnly: config.dryRun });
     this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
@@ -64,12 +73,19 @@ export class Agent {
       onMessage: inbox.deliver,
       mqtt: { ...account, ...tls },
     };
-    if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
-    else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
+    const links: Array<BrokerLink | FailoverLink> =
+      config.brokerUrls.length > 1 ? [new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)] : this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions));
+    this.stages.push(links);
+    // This host's one publisher: on the link to its embedded broker (mesh, the first link) or to
+    // the hub. Read at each use: a reload may put the running agent's link in its place.
+    const outbox = new Outbox(config.stateDir, log, { readOnly: config.dryRun });
+    const publisher = new Publisher(outbox, () => links[0]!, { nodeId: config.nodeId, log, rateLimit: config.rateLimit, timeoutMs: config.connectionTimeoutS * 1000 });
+    this.stages.push([publisher], [new ActionSocket(config.actionSocket, new Set(config.jails.values()), neverBan, outbox, publisher.kick, log)]);
     const reporter: Reporter = {
       program: 'syncfail2ban',
       key: (name) => name,
       status: () => this.status(),
+      freshStatus: () => this.freshStatus(),
       fleet: () => fleetView(config.nodeId, holdings, intake.lastEvents()),
       log,
     };
@@ -134,6 +150,15 @@ export class Agent {
       await Promise.all(stage.filter((part) => started.has(part)).map((part) => part.stop(remaining())));
     }
     this.log.info('stopped');
+  }
+
+  /** The status after every part that can took a fresh look (waiting at most FRESH_LOOK_MS): what `syncfail2ban-client status` shows. */
+  async freshStatus(): Promise<AgentStatus> {
+    const looks = allParts(this.stages.flat()).map((part) => part.refresh?.());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(looks), new Promise((resolve) => (timer = setTimeout(resolve, FRESH_LOOK_MS)))]);
+    clearTimeout(timer);
+    return this.status();
   }
 
   status(): AgentStatus {

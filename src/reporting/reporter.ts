@@ -13,6 +13,8 @@ export interface Reporter {
   status(): AgentStatus;
   /** The agent's view of the fleet (the control socket's `fleet`); absent for the broker. */
   fleet?(): FleetView;
+  /** The status after a fresh look (`Part.refresh`), for a status request; `status()` where absent. */
+  freshStatus?(): Promise<AgentStatus>;
   log: Logger;
 }
 

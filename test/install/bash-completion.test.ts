@@ -52,7 +52,8 @@ describe('bash completion (etc/bash-completion/syncfail2ban)', function () {
   it('completes the commands and the action of -a', async () => {
     expect(await complete('syncfail2ban-client', 'st')).to.deep.equal(['status']);
     expect(await complete('syncfail2ban-broker', '')).to.deep.equal(['status']);
-    expect(await complete('syncfail2ban', '')).to.deep.equal([]);
+    expect(await complete('syncfail2ban', '')).to.deep.equal(['status']);
+    expect(await complete('syncfail2ban-client', 'status', '')).to.deep.equal([]);
     expect(await complete('syncfail2ban-client', '-a', 'sshd', 'ba')).to.deep.equal(['ban', 'banip']);
     expect(await complete('syncfail2ban', '-c', '/etc/x.cfg', '--announce', 'sshd', '')).to.deep.equal(['ban', 'banip', 'unban', 'unbanip']);
     expect(await complete('syncfail2ban-client', '-a', 'sshd', 'ban', '')).to.deep.equal([]);

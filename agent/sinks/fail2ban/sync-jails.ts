@@ -1,3 +1,4 @@
+import { closestName } from '../../../src/closest-name.js';
 import { Fail2banClient } from '../../../src/fail2ban/client.js';
 import type { Logger } from '../../../src/log.js';
 import type { PartStatus, Problem } from '../../../src/status.js';
@@ -11,6 +12,8 @@ import { SyncJailReconciler } from './sync-jail-reconciler.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
 const CHECK_MS = 5_000;
+/** A status request takes a fresh look unless the last one is younger than this. */
+const FRESH_MS = 1_000;
 
 export interface SyncJailsOptions {
   socket: string;
@@ -48,6 +51,8 @@ export class SyncJailsSink implements Sink {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** When the last check ended. */
+  private checkedAt = 0;
 
   constructor(private readonly options: SyncJailsOptions) {
     const { log } = options;
@@ -77,8 +82,11 @@ export class SyncJailsSink implements Sink {
     this.stopped = true;
     clearTimeout(this.timer);
     this.reconciler.stop();
-    await this.running;
-    if (!(await this.batcher.stop(deadlineMs))) {
+    // A check waits on fail2ban as long as the client's timeout (a minute): not past the deadline.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
+    clearTimeout(timer);
+    if (!(await this.batcher.stop(Math.max(0, deadline - Date.now())))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
     await this.client.close(Math.max(0, deadline - Date.now()));
@@ -118,13 +126,16 @@ export class SyncJailsSink implements Sink {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.check().finally(() => {
-        this.running = undefined;
-        this.schedule(CHECK_MS);
-      });
-    }, delayMs);
+    this.timer = setTimeout(() => this.checkNow(), delayMs);
     this.timer.unref();
+  }
+
+  private checkNow(): void {
+    this.running = this.check().finally(() => {
+      this.running = undefined;
+      this.checkedAt = Date.now();
+      this.schedule(CHECK_MS);
+    });
   }
 
   /** Says what is wrong on the fail2ban side, and reconciles; the sink keeps retrying either way. */
@@ -137,7 +148,7 @@ export class SyncJailsSink implements Sink {
       if (this.unreachable) log.info({ socket: this.options.socket }, 'fail2ban answers again');
       this.unreachable = null;
       if (back) this.batcher.retryNow();
-      if (back || this.missing > 0) await this.findMissingJails();
+      if (back || this.hasJailProblems()) await this.findMissingJails();
       if (!this.stopped) await this.reconciler.run(back);
     } catch (error) {
       const message = (error as Error).message;
@@ -147,16 +158,48 @@ export class SyncJailsSink implements Sink {
     }
   }
 
+  /**
+   * A status request's fresh look: the loop's check, now (whether fail2ban answers, which sync
+   * jails it lacks), unless one is under way or ended less than FRESH_MS ago.
+   */
+  async refresh(): Promise<void> {
+    if (this.stopped) return;
+    if (!this.running && Date.now() - this.checkedAt >= FRESH_MS) {
+      clearTimeout(this.timer);
+      this.checkNow();
+    }
+    await this.running;
+  }
+
+  /** A sync jail fail2ban lacked at the last look, or refused a change to. */
+  private hasJailProblems(): boolean {
+    return this.missing > 0 || Object.keys(this.batcher.stats().targetProblems).length > 0;
+  }
+
   private async findMissingJails(): Promise<void> {
     let missing = 0;
+    let running: string[] | undefined;
     for (const jail of this.jails) {
       const exists = await this.client.jailExists(jail);
       if (this.stopped) return;
-      const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingSyncJailFix(jail) };
+      running ??= exists ? undefined : await this.client.jails().catch(() => []);
+      const problem = exists ? null : this.missingJail(jail, running ?? []);
       if (problem && !this.batcher.stats().targetProblems[jail]) this.options.log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
       if (problem) missing += 1;
       this.batcher.noteTargetProblem(jail, problem);
     }
     this.missing = missing;
+  }
+
+  /** A sync jail fail2ban lacks; a running jail whose name is close is the likely meaning of [jails] (`sshd = sshd-snyc`). */
+  private missingJail(jail: string, running: readonly string[]): Problem {
+    const what = `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`;
+    const meant = closestName(jail, running);
+    if (meant === undefined) return { what, fix: missingSyncJailFix(jail) };
+    const primaries = [...this.options.jails].filter(([, sync]) => sync === jail).map(([primary]) => primary);
+    return {
+      what: `${what}; did you mean ${meant}?`,
+      fix: `correct [jails] in the config to ${primaries.map((primary) => `"${primary} = ${meant}"`).join(', ')}, then "systemctl reload syncfail2ban"; or ${missingSyncJailFix(jail)}`,
+    };
   }
 }
