@@ -242,7 +242,8 @@ function printWarnings(programs: ReadonlyArray<readonly [string, RunningProcess]
 /**
  * `npm run bench -- fleet`: a clustered hub of three syncfail2ban-broker processes over one
  * redis-server, with 1,000 simulated hosts (sim-worker.ts) and three real agents with real
- * fail2ban servers (the shipped action: syncfail2ban-client per ban). Every process runs on
+ * fail2ban servers (the shipped Python action, which hands each ban to the agent, the host's
+ * publisher; their sync jails' banaction stamps when fail2ban applied each ban). Every process runs on
  * this machine, so what it measures is an upper bound on a real fleet's latencies.
  */
 export async function run(): Promise<void> {
@@ -263,6 +264,7 @@ export async function run(): Promise<void> {
         port: await freePort(),
         brokerUrl: urls,
         jails: { [JAIL]: `${JAIL}-sync` },
+        action: 'python',
         syncJailAction: { action: 'stamp.py[path=@RUN@/stamps]', files: {}, pythonActions: { stamp: STAMP_ACTION } },
       });
       agents.push(agent);
@@ -296,7 +298,7 @@ export async function run(): Promise<void> {
         if (i % REAL_EVERY === 0) {
           const agent = (i / REAL_EVERY) % REAL_AGENTS;
           realBans.set(key, { agent, at: now(), wallAt: Date.now() });
-          // fail2ban answers once its actions ran: the shell action's client process can take seconds on a loaded machine.
+          // fail2ban answers once its actions ran (the Python action only queues the ban for the agent).
           await clients[agent]!.command(['set', JAIL, 'banip', banAddress(key)]).catch((error: Error) => failedBans.push(error.message));
         } else {
           const host = (key * 7919) % HOSTS;
