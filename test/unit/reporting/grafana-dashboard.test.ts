@@ -67,7 +67,7 @@ describe('the Grafana dashboard (etc/grafana/syncfail2ban.json)', function () {
     expect(wrong).to.deep.equal([]);
   });
 
-  it('shows what an operator of a fleet watches: events in, per sink applied and dropped, refusals, links, the outbox, holdings, broker clients, messages and drops', () => {
+  it('shows what an operator of a fleet watches: events in, per sink applied and dropped, refusals, links, the outbox, holdings, leases, broker clients, messages and drops', () => {
     const read = new Set(expressions(dashboard).flatMap(([, expr]) => selections(expr, families).flatMap((selection) => selection.names)));
     const watched = [
       'syncfail2ban_events_received_total',
@@ -78,6 +78,7 @@ describe('the Grafana dashboard (etc/grafana/syncfail2ban.json)', function () {
       'syncfail2ban_link_connected',
       'syncfail2ban_publisher_backlog',
       'syncfail2ban_fleet_holdings',
+      'syncfail2ban_fleet_leases',
       'syncfail2ban_broker_clients',
       'syncfail2ban_broker_messages_in_total',
       'syncfail2ban_broker_dropped_total',
