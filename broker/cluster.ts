@@ -140,24 +140,14 @@ export class ClusterBus implements Part {
     this.local.removeListener(topic, listener, done);
   }
 
-  /**
-   * Delivers to this instance's subscribers and, for the fleet's events, sends to the other
-   * instances; `done` (after which Aedes acknowledges a QoS 1 publish) waits for Redis to have
-   * taken the message too, so that a publish acknowledged just before this instance dies still
-   * reaches the hosts on the others.
-   */
   emit(message: Message, done?: (error?: Error) => void): void {
-    if (typeof message.topic !== 'string' || !message.topic.startsWith(`${TOPIC_ROOT}/`)) return this.local.emit(message, done);
+    this.local.emit(message, done);
+    if (typeof message.topic !== 'string' || !message.topic.startsWith(`${TOPIC_ROOT}/`)) return;
     // While Redis is down, only this instance's clients get it (the cluster has logged that).
     if (this.state !== 'up' || !this.publisher) {
       this.counts.notSent += 1;
-      return this.local.emit(message, done);
+      return;
     }
-    let waiting = 2;
-    const settled = () => {
-      if (--waiting === 0) done?.();
-    };
-    this.local.emit(message, settled);
     const frame = sealFrame(this.options.key, {
       sender: this.brokerId,
       seq: ++this.seq,
@@ -168,10 +158,9 @@ export class ClusterBus implements Part {
       counter: typeof message.brokerCounter === 'number' ? message.brokerCounter : 0,
     });
     this.counts.sent += 1;
-    this.publisher.publish(BUS_CHANNEL, frame).then(settled, () => {
+    this.publisher.publish(BUS_CHANNEL, frame).catch(() => {
       this.counts.sent -= 1;
       this.counts.notSent += 1;
-      settled();
     });
   }
 
