@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TEST_CLOCK_OFFSET_VARIABLE } from '../../agent/fleet/clock.js';
 import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
 import type { AgentStatus, PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer, type JailSpec } from './fail2ban-server.js';
@@ -40,6 +41,8 @@ export interface HostOptions {
   db?: 'memory' | 'file';
   /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
   netns?: NetNamespace;
+  /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
+  clockOffsetS?: number;
   /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
   syncJailAction?: { action: string; files: Record<string, string>; pythonActions?: Record<string, string> };
 }
@@ -154,7 +157,8 @@ export class SimHost {
    * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).
    */
   async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed'): Promise<RunningProcess> {
-    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]));
+    const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
+    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]), clock);
     this.agent = agent;
     if (until === 'subscribed') await this.waitSubscribed(1);
     else {
