@@ -28,10 +28,13 @@ const REAL_EVERY = 10;
 const SATURATION_RATES = [20, 35, 50, 75, 100, 150, 200, 300];
 const SATURATION_SECONDS = 10;
 const SATURATION_P99_MS = 1_000;
+/** Every host runs -f at once (few addresses each: the number of snapshots is the load), then 50 hosts with 1,000 addresses each. */
 const STORMS = [
-  { hosts: 50, addresses: 1_000 },
   { hosts: HOSTS, addresses: 20 },
+  { hosts: 50, addresses: 1_000 },
 ];
+/** How long the real agents may take to hold every snapshot of a storm. */
+const STORM_AGENTS_WAIT_S = 120;
 const FAILOVER = { rate: 10, seconds: 30, killAtS: 10 };
 /** FLEET_BENCH_PHASES=saturation,... runs only those (steady, saturation, storms, failover), e.g. to profile one. */
 const PHASES = new Set((process.env.FLEET_BENCH_PHASES ?? 'steady,saturation,storms,failover').split(','));
@@ -224,13 +227,26 @@ function agentCounts(status: AgentStatus): string {
   return `events received ${value('events', 'received')}, accepted ${value('events', 'accepted')}; sync jail changes applied ${value('sink', 'changes_applied')}, backlog ${value('sink', 'backlog')}`;
 }
 
+/** How many of a storm's snapshots an agent holds whole, and what its intake and fleet state refused. */
+function stormHeld(status: AgentStatus, origins: number[], addresses: number): string {
+  const measure = (kind: string, key: string) => status.parts.find((part) => part.kind === kind)?.measures[key];
+  const values = (kind: string, key: string) => {
+    const found = measure(kind, key);
+    return found && 'values' in found ? found.values : {};
+  };
+  const held = values('fleet', 'holdings_by_origin');
+  const whole = origins.filter((host) => (held[simOrigin(host)] ?? 0) >= addresses).length;
+  const json = (record: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(record).filter(([, n]) => n > 0)));
+  return `${whole} of ${origins.length} snapshots held whole; intake refused ${json(values('events', 'refused'))}, fleet refused ${json(values('fleet', 'refused'))}`;
+}
+
 /** What the programs warned about during the run, each message once with how often: a drop, a refusal or a lost link shows here. */
 function printWarnings(programs: ReadonlyArray<readonly [string, RunningProcess]>): void {
   for (const [name, program] of programs) {
     const counts = new Map<string, number>();
     for (const line of program.logLines()) {
       if (Number(line.level) < 40) continue;
-      const msg = String(line.msg).slice(0, 160);
+      const msg = `${String(line.msg)}${line.err ? ` (${String(line.err)})` : ''}`.slice(0, 200);
       counts.set(msg, (counts.get(msg) ?? 0) + 1);
     }
     if (counts.size === 0) continue;
@@ -295,7 +311,7 @@ export async function run(): Promise<void> {
     const steady = await phases.during(`${STEADY.rate} bans/s for ${STEADY.seconds} s`, async () => {
       await paced(STEADY.rate, STEADY.seconds, async (i) => {
         const key = nextKey++;
-        if (i % REAL_EVERY === 0) {
+        if (i % REAL_EVERY === 0 && REAL_AGENTS > 0) {
           const agent = (i / REAL_EVERY) % REAL_AGENTS;
           realBans.set(key, { agent, at: now(), wallAt: Date.now() });
           // fail2ban answers once its actions ran (the Python action only queues the ban for the agent).
@@ -386,14 +402,17 @@ export async function run(): Promise<void> {
             const held = measure && 'values' in measure ? measure.values : {};
             return origins.every((host) => (held[simOrigin(host)] ?? 0) >= storm.addresses);
           });
-        }, 'the real agents to hold every snapshot of the storm', 300_000).then(() => (agentsMs = now() - start), () => undefined);
+        }, 'the real agents to hold every snapshot of the storm', STORM_AGENTS_WAIT_S * 1000).then(() => (agentsMs = now() - start), () => undefined);
         return { start, complete, simsMs: simsAt - start, agentsMs, collected };
       });
       const perHost = result.collected.flatMap(({ snapshots }) => [...snapshots.values()].flatMap((done) => [...done].map((at) => (at === 0 ? Infinity : at - result.start))));
       const whole = perHost.filter(Number.isFinite).length;
       console.log(`\n  snapshot storm: ${storm.hosts} hosts run -f with ${thousands(storm.addresses)} addresses each, at once`);
       console.log(`    ${result.complete ? 'all complete' : 'NOT all complete'}: ${thousands(whole)} of ${thousands(storm.hosts * HOSTS)} (snapshot, simulated host) pairs whole; each host had a snapshot whole after p50 ${fmt(percentile(perHost, 50))} ms, p99 ${fmt(percentile(perHost, 99))} ms; the last after ${(result.simsMs / 1000).toFixed(1)} s`);
-      console.log(`    the ${REAL_AGENTS} real agents held every address of every snapshot after ${Number.isFinite(result.agentsMs) ? `${(result.agentsMs / 1000).toFixed(1)} s` : 'more than 5 minutes (NOT complete)'}`);
+      console.log(`    the ${REAL_AGENTS} real agents held every address of every snapshot after ${Number.isFinite(result.agentsMs) ? `${(result.agentsMs / 1000).toFixed(1)} s` : `more than ${STORM_AGENTS_WAIT_S} s (NOT complete)`}`);
+      if (!Number.isFinite(result.agentsMs)) {
+        for (const agent of agents) console.log(`      ${agent.name}: ${stormHeld(await agent.agentStatus(), origins, storm.addresses)}`);
+      }
     }
 
 
@@ -433,7 +452,9 @@ export async function run(): Promise<void> {
       await fleet.settle(() => false, 5_000);
       return fleet.collect();
     });
-    const failovers = new Map(failover.flatMap(({ failovers }) => failovers.map((f) => [f.host, f] as const)));
+    // The hosts that lost their instance at the kill (a host that moves twice counts with its first move).
+    const failovers = new Map<number, Collected['failovers'][number]>();
+    for (const f of failover.flatMap((collected) => collected.failovers)) if (f.down >= killedAt && !failovers.has(f.host)) failovers.set(f.host, f);
     const sent = sends(failover);
     let acked = 0;
     let lost = 0;

@@ -14,6 +14,9 @@ const SUBSCRIPTION = 'f2b/+/+';
 /** Connections opened at once while the fleet comes up. */
 const CONNECTING_AT_ONCE = 50;
 const RETRY_MS = 100;
+/** MQTT keepalive: the broker closes a connection silent for 1.5 times it, so each host pings at half of it (as MQTT.js does). */
+const KEEPALIVE_S = 60;
+const PINGREQ = Buffer.from([0xc0, 0x00]);
 const IP_FIELD = Buffer.from('"ip":"11.');
 const ORIGIN_FIELD = '{"origin":"';
 
@@ -45,7 +48,7 @@ class SimHost {
     const socket = connectTcp({ host: '127.0.0.1', port, localAddress: this.spec.localAddress });
     this.socket = socket;
     socket.setNoDelay(true);
-    socket.on('connect', () => socket.write(encodeConnect({ clientId: this.clientId, keepaliveS: 60 })));
+    socket.on('connect', () => socket.write(encodeConnect({ clientId: this.clientId, keepaliveS: KEEPALIVE_S })));
     socket.on('data', (chunk: Buffer) => this.read(chunk, onSubscribed));
     socket.on('error', () => undefined);
     socket.on('close', () => {
@@ -77,6 +80,11 @@ class SimHost {
     this.nextId = (this.nextId % 65_535) + 1;
     this.unacked.set(id, outgoing);
     this.socket.write(outgoing.packetFor(id));
+  }
+
+  /** A PINGREQ on a connection that is up (the worker calls it every half keepalive). */
+  ping(): void {
+    if (this.subscribed) this.socket?.write(PINGREQ);
   }
 
   close(): void {
@@ -136,10 +144,14 @@ class Worker {
   failovers: Collected['failovers'] = [];
   delivered = 0;
   snapshotsDone = 0;
+  private pinging: NodeJS.Timeout | undefined;
 
   start(specs: SimHostSpec[]): void {
     this.hosts = specs.map((spec, slot) => new SimHost(spec, slot, this));
     this.bySpec = new Map(this.hosts.map((host) => [host.spec.index, host]));
+    this.pinging = setInterval(() => {
+      for (const host of this.hosts) host.ping();
+    }, (KEEPALIVE_S * 1000) / 2);
     const failed: string[] = [];
     let next = 0;
     let done = 0;
@@ -226,6 +238,7 @@ class Worker {
   }
 
   stop(): void {
+    clearInterval(this.pinging);
     for (const host of this.hosts) host.close();
   }
 
