@@ -133,7 +133,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     expect(agentHelp.stdout).to.match(/--check/);
   });
 
-  it('the installed (bundled) programs work together: a ban published by the client reaches the agent, and the client reads its status', async () => {
+  it('the installed (bundled) programs work together: a ban published by the client reaches the agent, and the client reads its status and its view of the fleet', async () => {
     const port = await freePort();
     const run_ = join(tmp, 'bundled-run');
     await mkdir(run_, { recursive: true });
@@ -152,6 +152,10 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
         return measured(part(current, 'events'), 'accepted') === 1 ? current : undefined;
       }, 'the installed client to report the accepted ban');
       expect(status.nodeId).to.equal('agent');
+      const fleet = await run(process.execPath, [client, '--config', join(run_, 'agent.cfg'), 'status', '--fleet']);
+      expect(fleet.code, fleet.stderr).to.equal(0);
+      expect(fleet.stdout).to.match(/^jail sshd: 1 address\(es\) held by 1 origin\(s\)$/m);
+      expect(fleet.stdout).to.match(/^ {2}other +1 {2}\d+s ago$/m);
     } finally {
       await agent.stop();
     }
