@@ -5,7 +5,6 @@ import { hostAddresses, NeverBanList } from './intake/never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';
-import { OpnsenseBridge } from './sinks/opnsense/bridge.js';
 import { BrokerLink, type LinkOptions } from './links/broker-link.js';
 import { ControlServer } from '../src/reporting/control-server.js';
 import { EmbeddedBroker } from './links/embedded-broker.js';
@@ -13,15 +12,14 @@ import { FailoverLink } from './links/failover-link.js';
 import { FleetHostProtection } from './intake/fleet-hosts.js';
 import { HeapTrim } from './memory/heap-trim.js';
 import type { Inbox } from './links/inbox.js';
+import { Adoption } from './fleet/adoption.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
-import { Projection } from './fleet/projection.js';
-import { SyncJailReconciler } from './sinks/fail2ban/sync-jail-reconciler.js';
 import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
 import { allParts, type Part } from '../src/part.js';
-import { SyncJailsSink } from './sinks/fail2ban/sync-jails.js';
+import { buildSinks } from './sinks/factory.js';
 
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
@@ -47,32 +45,10 @@ export class Agent {
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
-    const projections: Projection[] = [];
-    const sinks: Part[] = [];
-    const syncJails = config.f2bSync && config.jails.size > 0;
-    if (config.opnsense.enabled) {
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { dryRun: config.dryRun, adopt: () => fleet.bridgeAdopter() });
-      projections.push(bridge.projection);
-      sinks.push(bridge);
-    }
-    if (syncJails) {
-      let sink: SyncJailsSink | undefined = undefined;
-      // This host's own bans are in its primary jails already.
-      const projection = new Projection('sync-jails', config.jails, config.nodeId, (action, target, address) => sink?.submit({ target, action, address }));
-      projections.push(projection);
-      sink = new SyncJailsSink({
-        socket: config.fail2banSocket,
-        jails: config.jails.values(),
-        // A batch of 1,000 into a jail with a shell action takes fail2ban seconds (about 140 bans/s).
-        timeoutMs: Math.max(config.connectionTimeoutS * 1000, 60_000),
-        dryRun: config.dryRun,
-        log,
-        reconciler: (client) => new SyncJailReconciler(client, fleet, projection, log),
-      });
-      sinks.push(sink);
-    }
-    const fleet = new FleetState(holdings, config.stateDir, projections, log, config.snapshotTimeoutS * 1000);
-    this.stages.push([new FleetPart(fleet, syncJails)], sinks);
+    const adoption = new Adoption(config.stateDir);
+    const sinks = buildSinks(config, { holdings, adoption, log });
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
+    this.stages.push([new FleetPart(fleet, adoption)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
     this.stages.push([new FleetHostProtection(config, neverBan, log)]);
@@ -91,7 +67,7 @@ export class Agent {
     const reporters: Part[] = [new ControlServer(config.controlSocket, () => this.status(), log), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, () => this.status(), log));
     this.stages.push(reporters);
-    if (projections.length === 0) {
+    if (sinks.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
     }
   }

@@ -1,5 +1,6 @@
 import type { PartStatus, Problem } from '../../src/status.js';
 import type { Part } from '../../src/part.js';
+import type { Adoption } from './adoption.js';
 import type { FleetState } from './fleet-state.js';
 
 /** Snapshots shown in the status, the most recent first. */
@@ -7,19 +8,18 @@ const SNAPSHOTS_SHOWN = 20;
 
 /**
  * The fleet state's lifecycle and report: loads the holdings store first (before the
- * sinks that project it and the links that feed it), closes it last. Without sync jails
- * there is nothing of theirs to adopt: the adoption pending after the load ends at once.
+ * sinks that project it and the links that feed it), and begins the upgrade adoption;
+ * closes the store last.
  */
 export class FleetPart implements Part {
   constructor(
     private readonly fleet: FleetState,
-    /** The sync jails' reconciler adopts what they hold (and then calls the fleet's adoptionDone). */
-    private readonly syncJailsAdopt: boolean,
+    private readonly adoption: Adoption,
   ) {}
 
   async start(): Promise<void> {
-    this.fleet.load();
-    if (this.fleet.adoptionPending && !this.syncJailsAdopt) this.fleet.adoptionDone();
+    const { fresh } = this.fleet.load();
+    this.adoption.begin(this.fleet, fresh);
   }
 
   async stop(): Promise<void> {
@@ -36,9 +36,8 @@ export class FleetPart implements Part {
         byOrigin[origin] = (byOrigin[origin] ?? 0) + count;
       }
     }
-    const problems: Problem[] = status.lastError
-      ? [{ what: `the holdings store cannot be written: ${status.lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }]
-      : [];
+    const lastError = status.lastError ?? this.adoption.error;
+    const problems: Problem[] = lastError ? [{ what: `the holdings store cannot be written: ${lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }] : [];
     // Kept in the order they ended.
     const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
     const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));

@@ -1,4 +1,4 @@
-import { NODE_ID, type SyncEvent } from '../../src/event.js';
+import type { SyncEvent } from '../../src/event.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
@@ -6,11 +6,8 @@ import type { EventTarget, RouteResult } from '../intake/intake.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
 import { ADOPTED, MANUAL, type Holdings, MAX_HOLDINGS, MAX_ORIGINS_PER_ADDRESS } from './holdings.js';
-import type { Projection } from './projection.js';
+import type { Change as SinkChange, Follower } from './projection.js';
 import { SnapshotReceiver, type SnapshotResult } from './snapshot-receiver.js';
-
-/** Who an address in a bridge state file of an earlier version was held by: taken into the holdings store. */
-export type Adopt = (origin: string, jail: string, address: string) => void;
 
 export interface FleetStatus {
   stateDir: string;
@@ -27,9 +24,9 @@ export interface FleetStatus {
 }
 
 /**
- * The fleet state: the holdings store and the projections that follow it. Every change of
- * a holding goes through here: it is journalled first, then each projection whose target
- * changes (gains its first or loses its last holding of the address) is told.
+ * The fleet state: the holdings store and the sinks that follow it. Every change of a
+ * holding goes through here: it is journalled first, then each sink whose target changes
+ * (gains its first or loses its last holding of the address) is told.
  */
 export class FleetState implements EventTarget {
   private readonly file: HoldingsFile;
@@ -37,14 +34,11 @@ export class FleetState implements EventTarget {
   private readonly throttle = new LogThrottle();
   private unbansWithoutHolding = 0;
   private refusedAtCap = 0;
-  private adopting = false;
-  /** The store did not exist before this start (an upgrade, or a new install). */
-  private fresh = false;
 
   constructor(
     readonly holdings: Holdings,
     stateDir: string,
-    private readonly projections: readonly Projection[],
+    private readonly followers: readonly Follower[],
     private readonly log: Logger,
     snapshotDeadlineMs?: number,
   ) {
@@ -64,26 +58,7 @@ export class FleetState implements EventTarget {
     }
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
     this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
-    this.adopting = result.adoptionPending;
-    this.fresh = result.fresh;
     return result;
-  }
-
-  /** Whether what the sync jails hold is still to be taken into the store (the first start with one). */
-  get adoptionPending(): boolean {
-    return this.adopting;
-  }
-
-  /** What the sync jails held at the first start is in the store now: never adopt again. */
-  adoptionDone(): void {
-    this.adopting = false;
-    this.file.adoptionDone();
-  }
-
-  /** On the first start with a store, the holders a bridge state file of an earlier version kept go into it. */
-  bridgeAdopter(): Adopt | undefined {
-    if (!this.fresh) return undefined;
-    return (origin, jail, address) => this.addAll(adoptedOrigin(origin), jail, [address]);
   }
 
   /** Ends the snapshots being received and writes the store to disk. */
@@ -135,11 +110,11 @@ export class FleetState implements EventTarget {
     return this.snapshots.take(part) ? 'queued' : 'busy';
   }
 
-  /** Whether some projection takes holdings of this origin in this jail. */
+  /** Whether some sink takes holdings of this origin in this jail. */
   private taken(origin: string, jail: string): RouteResult {
-    const mapped = this.projections.filter((projection) => projection.mapping.has(jail));
+    const mapped = this.followers.filter(({ projection }) => projection.mapping.has(jail));
     if (mapped.length === 0) return 'unmapped';
-    return mapped.some((projection) => projection.counts(origin)) ? 'queued' : 'own';
+    return mapped.some(({ projection }) => projection.counts(origin)) ? 'queued' : 'own';
   }
 
   status(): FleetStatus {
@@ -162,22 +137,25 @@ export class FleetState implements EventTarget {
   }
 
   /**
-   * Runs `mutate` on the holdings of `addresses` in `jail`, journals its changes, then tells
-   * each projection about every target that gained or lost an address. Returns the number of changes.
+   * Runs `mutate` on the holdings of `addresses` in `jail`, journals its changes, then hands
+   * each sink every target that gained or lost an address. Returns the number of changes.
    */
   private change(jail: string, addresses: readonly string[], mutate: () => Change[]): number {
-    const affected = this.projections.flatMap((projection) => {
+    const affected = this.followers.flatMap((follower) => {
+      const { projection } = follower;
       const target = projection.mapping.get(jail);
-      return target === undefined ? [] : [{ projection, target, before: addresses.map((address) => projection.holds(this.holdings, target, address)) }];
+      return target === undefined ? [] : [{ follower, target, before: addresses.map((address) => projection.holds(this.holdings, target, address)) }];
     });
     const changes = mutate();
     if (changes.length === 0) return 0;
     this.file.append(changes);
-    for (const { projection, target, before } of affected) {
+    for (const { follower, target, before } of affected) {
+      const submitted: SinkChange[] = [];
       addresses.forEach((address, index) => {
-        const after = projection.holds(this.holdings, target, address);
-        if (after !== before[index]) projection.submit(after ? 'ban' : 'unban', target, address);
+        const after = follower.projection.holds(this.holdings, target, address);
+        if (after !== before[index]) submitted.push({ target, action: after ? 'ban' : 'unban', address });
       });
+      if (submitted.length > 0) follower.submit(submitted);
     }
     return changes.length;
   }
@@ -193,10 +171,4 @@ export class FleetState implements EventTarget {
         : `${address} in ${jail} already has ${MAX_ORIGINS_PER_ADDRESS} holders: one more (${origin}) refused; the address stays banned through the others. Look for a client publishing under many node ids`,
     );
   }
-}
-
-/** Holders from a bridge state file of an earlier version, as holdings: "@manual" stays manual, anything not a node id is adopted. */
-function adoptedOrigin(origin: string): string {
-  if (origin === MANUAL) return MANUAL;
-  return NODE_ID.test(origin) ? origin : ADOPTED;
 }

@@ -9,8 +9,6 @@ const SNAPSHOT_FILE = 'holdings.snapshot';
 const JOURNAL_FILE = 'holdings.journal';
 /** The journal a compaction is writing into the snapshot, until the snapshot is on disk. */
 const COMPACTING_FILE = 'holdings.journal.compacting';
-/** Present from the first start with a store until what the sync jails held then was adopted. */
-const ADOPTION_MARKER = 'holdings.adopting';
 /** The journal is fsynced at most this long after a change (what a power cut may lose; a kill -9 loses nothing). */
 const SYNC_INTERVAL_MS = 1_000;
 /** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings… */
@@ -24,8 +22,6 @@ export type Change = ['+' | '-', origin: string, jail: string, address: string];
 export interface LoadResult {
   /** Neither file existed: the first start with a store (an upgrade, or a new install). */
   fresh: boolean;
-  /** What the sync jails hold has not been adopted yet (the first start, or it was cut short). */
-  adoptionPending: boolean;
   /** Lines that were not valid (a line torn by a crash, or a hand edit), left out. */
   skipped: number;
 }
@@ -94,22 +90,7 @@ export class HoldingsFile {
     this.fd = openSync(this.journalPath, 'a', 0o640);
     // A crash mid-append leaves a torn last line: the next line starts on its own.
     if (journal !== '' && !journal.endsWith('\n')) writeSync(this.fd, '\n');
-    const marker = join(this.dir, ADOPTION_MARKER);
-    if (fresh) {
-      closeSync(openSync(marker, 'w', 0o640));
-      // Durable long before the first adoption could end.
-      syncDir(this.dir).catch((error: Error) => (this.lastError = `cannot sync state_dir ${this.dir} (${error.message})`));
-    }
-    return { fresh, skipped, adoptionPending: existsSync(marker) };
-  }
-
-  /** What the sync jails held at the first start is in the store now. */
-  adoptionDone(): void {
-    try {
-      unlinkSync(join(this.dir, ADOPTION_MARKER));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.lastError = `cannot remove ${join(this.dir, ADOPTION_MARKER)} (${(error as Error).message}); the next start adopts again (harmless)`;
-    }
+    return { fresh, skipped };
   }
 
   /** Appends changes to the journal in one write; schedules a compaction when the journal has grown past the holdings it describes. */

@@ -1,6 +1,25 @@
 import type { Action } from '../../src/event.js';
 import type { Holdings } from './holdings.js';
 
+/** One wanted change to a sink's target (a sync jail, an alias, a kernel set). */
+export interface Change {
+  target: string;
+  action: Action;
+  /** Canonical address text, already validated. */
+  address: string;
+}
+
+/**
+ * What the fleet state feeds: a sink, seen through its projection. After every change of
+ * the holdings, each follower whose target gains its first or loses its last holding of an
+ * address is handed that change (agent/sinks/sink.ts: the sinks are the followers).
+ */
+export interface Follower {
+  readonly projection: Projection;
+  /** Queues the changes; never blocks, never throws. */
+  submit(changes: readonly Change[]): void;
+}
+
 /**
  * One sink's view of the holdings: target T (a sync jail, an alias) holds address X while
  * some holding (O, J, X) has `mapping[J] = T` and O counts for this sink (the sync jails
@@ -11,13 +30,10 @@ export class Projection {
   private readonly jailsByTarget = new Map<string, string[]>();
 
   constructor(
-    readonly name: string,
     /** primary jail -> target */
     readonly mapping: ReadonlyMap<string, string>,
     /** Holdings of this origin do not count (this host's own, for the sync jails). */
-    private readonly excluded: string | undefined,
-    /** Called when a target must gain (ban) or lose (unban) an address. */
-    readonly submit: (action: Action, target: string, address: string) => void,
+    private readonly excluded?: string,
   ) {
     for (const [jail, target] of mapping) this.jailsByTarget.set(target, [...(this.jailsByTarget.get(target) ?? []), jail]);
   }

@@ -1,14 +1,7 @@
 import type { Action } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import { counted, counter, gauge, type Measure, type Problem } from '../../src/status.js';
-
-/** One wanted change to a target (a sync jail, or an alias on one firewall). */
-export interface Change {
-  target: string;
-  action: Action;
-  /** Canonical address text, already validated. */
-  address: string;
-}
+import type { Change } from '../fleet/projection.js';
 
 /** A change the target refused: dropped, not retried; its problem stands until a change to that target goes through. */
 export interface Rejection {

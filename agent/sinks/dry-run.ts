@@ -1,5 +1,6 @@
 import type { Logger } from '../../src/log.js';
-import { groupByTarget, type Backend, type Change, type Rejection } from './batcher.js';
+import type { Change } from '../fleet/projection.js';
+import { groupByTarget, type Backend, type Rejection } from './batcher.js';
 
 const ADDRESSES_SHOWN = 20;
 

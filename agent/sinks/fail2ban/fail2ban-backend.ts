@@ -2,7 +2,8 @@ import { Fail2banError, type Fail2banClient } from '../../../src/fail2ban/client
 import type { Logger } from '../../../src/log.js';
 import type { Problem } from '../../../src/status.js';
 import { missingSyncJailFix } from './jail-checks.js';
-import { groupByTarget, type Backend, type Change, type Rejection } from '../batcher.js';
+import type { Change } from '../../fleet/projection.js';
+import { groupByTarget, type Backend, type Rejection } from '../batcher.js';
 
 /** Applies batches to the local sync jails: one banip and one unbanip command per jail. */
 export class Fail2banBackend implements Backend {

@@ -1,10 +1,10 @@
 import type { Fail2banClient } from '../../../src/fail2ban/client.js';
-import { isCanonical } from '../../../src/ip.js';
 import type { Logger } from '../../../src/log.js';
 import { LogThrottle } from '../../../src/log-throttle.js';
-import type { FleetState } from '../../fleet/fleet-state.js';
-import { ADOPTED } from '../../fleet/holdings.js';
+import type { Adoption } from '../../fleet/adoption.js';
+import type { Holdings } from '../../fleet/holdings.js';
 import type { Projection } from '../../fleet/projection.js';
+import type { Batcher } from '../batcher.js';
 
 /** A full reconciliation also runs this often, repairing whatever else changed a sync jail. */
 const RECONCILE_INTERVAL_MS = 15 * 60_000;
@@ -33,27 +33,27 @@ interface TargetResult {
 }
 
 /**
- * Makes each sync jail hold its projection. Missing addresses are queued as bans (the sink
- * sends them in batches); addresses the store released are queued as unbans; whatever else
- * is in the jail (put there by someone else) is left alone. Each sync jail is reconciled on
- * its own: one that fail2ban lacks or refuses is retried on the next `run()` while the others
+ * Makes each sync jail hold its projection. Missing addresses are queued as bans (into the
+ * sink's batcher); addresses the store released are queued as unbans; whatever else is in
+ * the jail (put there by someone else) is left alone. Each sync jail is reconciled on its
+ * own: one that fail2ban lacks or refuses is retried on the next `run()` while the others
  * stay done.
  *
- * On the first start with a store (the fleet's adoption is pending), what each sync jail holds
- * is adopted first, so an upgrade lifts nothing.
+ * On the first start with a store (an upgrade), what each sync jail holds is adopted first
+ * (see Adoption), so an upgrade lifts nothing.
  */
 export class SyncJailReconciler {
   private readonly results = new Map<string, TargetResult>();
-  /** Sync jails whose content was adopted this start. */
-  private readonly adoptedFrom = new Set<string>();
   private adopted = 0;
   private stopped = false;
   private readonly throttle = new LogThrottle();
 
   constructor(
     private readonly client: Fail2banClient,
-    private readonly fleet: FleetState,
+    private readonly holdings: Holdings,
     private readonly projection: Projection,
+    private readonly adoption: Adoption,
+    private readonly batcher: Batcher,
     private readonly log: Logger,
   ) {}
 
@@ -71,7 +71,6 @@ export class SyncJailReconciler {
       if (this.stopped) return;
       await this.reconcile(target);
     }
-    if (this.fleet.adoptionPending && this.projection.targets().every((target) => this.adoptedFrom.has(target))) this.fleet.adoptionDone();
   }
 
   /** Ends the current run() after the sync jail it is at. */
@@ -95,7 +94,7 @@ export class SyncJailReconciler {
   }
 
   private async reconcile(target: string): Promise<void> {
-    const { fleet, projection } = this;
+    const { holdings, projection, batcher } = this;
     let present: Set<string>;
     try {
       present = new Set(await this.client.banned(target));
@@ -107,40 +106,28 @@ export class SyncJailReconciler {
       return;
     }
     if (this.stopped) return;
-    let adopted = 0;
-    if (fleet.adoptionPending && !this.adoptedFrom.has(target)) {
-      adopted = this.adoptFrom(target, present);
-      this.adoptedFrom.add(target);
-      this.adopted += adopted;
-    }
-    const wanted = projection.wanted(fleet.holdings, target);
+    const adopted = this.adoption.pendingFor(target) ? this.adoption.syncJail(projection, target, present) : 0;
+    this.adopted += adopted;
+    const wanted = projection.wanted(holdings, target);
     let added = 0;
     for (const address of wanted) {
       if (present.has(address)) continue;
-      projection.submit('ban', target, address);
+      batcher.submit({ target, action: 'ban', address });
       added += 1;
     }
     let removed = 0;
-    for (const address of projection.released(fleet.holdings, target)) {
+    for (const address of projection.released(holdings, target)) {
       if (wanted.has(address)) continue;
       if (present.has(address)) {
-        projection.submit('unban', target, address);
+        batcher.submit({ target, action: 'unban', address });
         removed += 1;
       } else {
-        for (const jail of projection.jailsOf(target)) fleet.holdings.forgetReleased(jail, address);
+        for (const jail of projection.jailsOf(target)) holdings.forgetReleased(jail, address);
       }
     }
     const before = this.results.get(target);
     this.results.set(target, { at: Date.now(), added, removed });
     if (before?.error !== undefined) this.log.info({ jail: target }, `sync jail ${target} reconciles again`);
     this.log[added + removed + adopted > 0 ? 'info' : 'debug']({ jail: target, added, removed, adopted }, `reconciled sync jail ${target}: queued ${added} missing ban(s) and ${removed} released one(s); adopted ${adopted}`);
-  }
-
-  /** Takes what the sync jail holds into the store, as held by nobody known (see ADOPTED). */
-  private adoptFrom(target: string, present: ReadonlySet<string>): number {
-    const jail = this.projection.jailsOf(target)[0]!;
-    // fail2ban stores any string as a ban: only canonical addresses are adopted.
-    const adopted = [...present].filter((address) => isCanonical(address) && !this.projection.holds(this.fleet.holdings, target, address));
-    return this.fleet.addAll(ADOPTED, jail, adopted);
   }
 }

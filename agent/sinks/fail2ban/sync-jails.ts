@@ -1,25 +1,29 @@
 import { Fail2banClient } from '../../../src/fail2ban/client.js';
 import type { Logger } from '../../../src/log.js';
 import type { PartStatus, Problem } from '../../../src/status.js';
-import type { SyncJailReconciler } from './sync-jail-reconciler.js';
-import { missingSyncJailFix } from './jail-checks.js';
-import type { Part } from '../../../src/part.js';
-import { Batcher, sinkMeasures, sinkProblems, type Change } from '../batcher.js';
-import { DryRunBackend } from '../dry-run.js';
+import type { Adoption } from '../../fleet/adoption.js';
+import type { Holdings } from '../../fleet/holdings.js';
+import { Projection, type Change } from '../../fleet/projection.js';
+import { Batcher, sinkMeasures, sinkProblems } from '../batcher.js';
+import type { PickBackend, Sink } from '../sink.js';
 import { Fail2banBackend } from './fail2ban-backend.js';
+import { missingSyncJailFix } from './jail-checks.js';
+import { SyncJailReconciler } from './sync-jail-reconciler.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
 const CHECK_MS = 5_000;
 
 export interface SyncJailsOptions {
   socket: string;
-  /** The sync jails [jails] maps to. */
-  jails: Iterable<string>;
+  /** [jails]: primary jail -> sync jail. */
+  jails: ReadonlyMap<string, string>;
+  /** This host's node id: its own bans are in its primary jails already. */
+  nodeId: string;
   timeoutMs: number;
-  dryRun: boolean;
+  holdings: Holdings;
+  adoption: Adoption;
+  pick: PickBackend;
   log: Logger;
-  /** The reconciler that makes the sync jails hold the fleet's projection, through this sink's fail2ban client. */
-  reconciler(client: Fail2banClient): SyncJailReconciler;
 }
 
 /**
@@ -30,11 +34,11 @@ export interface SyncJailsOptions {
  * is missing it is looked for again. What is missing is a problem in status before any
  * change is lost to it.
  */
-export class SyncJailsSink implements Part {
+export class SyncJailsSink implements Sink {
+  readonly projection: Projection;
   private readonly client: Fail2banClient;
   private readonly batcher: Batcher;
-  /** Made at start: the fleet state it reconciles is built after this sink. */
-  private reconciler: SyncJailReconciler | undefined;
+  private readonly reconciler: SyncJailReconciler;
   private readonly jails: string[];
   /** Why fail2ban did not answer the last check, and how many changes were applied then (one more means it answers). */
   private unreachable: { message: string; applied: number } | null = null;
@@ -47,18 +51,24 @@ export class SyncJailsSink implements Part {
   private stopped = false;
 
   constructor(private readonly options: SyncJailsOptions) {
+    const { log } = options;
     this.client = new Fail2banClient(options.socket, { timeoutMs: options.timeoutMs });
-    this.jails = [...new Set(options.jails)];
-    const backend = options.dryRun ? new DryRunBackend('fail2ban', options.log) : new Fail2banBackend(this.client, options.log);
-    this.batcher = new Batcher(backend, options.log);
+    this.projection = new Projection(options.jails, options.nodeId);
+    this.jails = this.projection.targets();
+    this.batcher = new Batcher(options.pick(new Fail2banBackend(this.client, log)), log);
+    this.reconciler = new SyncJailReconciler(this.client, options.holdings, this.projection, options.adoption, this.batcher, log);
+    options.adoption.expectSyncJails(this.jails);
   }
 
-  submit(change: Change): void {
-    this.batcher.submit(change);
+  submit(changes: readonly Change[]): void {
+    for (const change of changes) this.batcher.submit(change);
+  }
+
+  reconcile(): Promise<void> {
+    return this.reconciler.run(true);
   }
 
   async start(): Promise<void> {
-    this.reconciler = this.options.reconciler(this.client);
     // Not awaited: a hung fail2ban must not hold up start-up.
     this.schedule(0);
   }
@@ -67,7 +77,7 @@ export class SyncJailsSink implements Part {
     const deadline = Date.now() + deadlineMs;
     this.stopped = true;
     clearTimeout(this.timer);
-    this.reconciler?.stop();
+    this.reconciler.stop();
     await this.running;
     if (!(await this.batcher.stop(deadlineMs))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
@@ -82,7 +92,7 @@ export class SyncJailsSink implements Part {
     if (this.unreachable && !stats.lastError && stats.applied === this.unreachable.applied) {
       problems.unshift({ what: `fail2ban is not reachable: ${this.unreachable.message}`, fix: startIt });
     }
-    const reconcile = this.reconciler?.status() ?? null;
+    const reconcile = this.reconciler.status();
     if (reconcile && !reconcile.ok && problems.length === 0) {
       problems.push({ what: `reconciling the sync jails failed: ${reconcile.error}`, fix: `check that fail2ban answers "fail2ban-client get <sync jail> banned" for each sync jail (see fail2ban's log); it is retried every ${CHECK_MS / 1000} s` });
     }
@@ -129,7 +139,7 @@ export class SyncJailsSink implements Part {
       this.unreachable = null;
       if (back) this.batcher.retryNow();
       if (back || this.missing > 0) await this.findMissingJails();
-      if (!this.stopped) await this.reconciler?.run(back);
+      if (!this.stopped) await this.reconciler.run(back);
     } catch (error) {
       const message = (error as Error).message;
       if (this.unreachable === null) log.warn({ socket: this.options.socket }, `fail2ban is not reachable: ${message}; events will be queued and retried`);

@@ -1,7 +1,8 @@
 import type { Action } from '../../../src/event.js';
 import type { Logger } from '../../../src/log.js';
 import { OpnsenseError } from './api/client.js';
-import { Batcher, type BatcherOptions, type Change, type Rejection, type SinkStats } from '../batcher.js';
+import type { Change } from '../../fleet/projection.js';
+import { Batcher, type BatcherOptions, type Rejection, type SinkStats } from '../batcher.js';
 import type { AliasVerdict } from './alias-info.js';
 
 export interface AliasStatus {

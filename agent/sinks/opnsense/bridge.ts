@@ -2,13 +2,14 @@ import { join } from 'node:path';
 import type { OpnsenseConfig } from '../../../src/config.js';
 import type { Logger } from '../../../src/log.js';
 import type { PartStatus } from '../../../src/status.js';
-import type { Adopt } from '../../fleet/fleet-state.js';
+import type { Adoption } from '../../fleet/adoption.js';
 import type { Holdings } from '../../fleet/holdings.js';
-import { Projection } from '../../fleet/projection.js';
+import { Projection, type Change } from '../../fleet/projection.js';
 import type { Part } from '../../../src/part.js';
 import type { BatcherOptions } from '../batcher.js';
+import type { PickBackend, Sink } from '../sink.js';
 import { FirewallSync, type DesiredAliases } from './firewall-sync.js';
-import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, jailOfHolder, originOfHolder, STATE_FILE_NAME, type DecodedState } from './persisted-state.js';
+import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, STATE_FILE_NAME, type DecodedState, type JournalRecord } from './persisted-state.js';
 import { StateFile, type Journal } from './state-file.js';
 
 /**
@@ -18,7 +19,7 @@ import { StateFile, type Journal } from './state-file.js';
  * only records what it added on each firewall (the ledger), so that it never removes an
  * entry someone else made.
  */
-export class OpnsenseBridge implements Part {
+export class OpnsenseBridge implements Sink {
   readonly projection: Projection;
   readonly firewalls: FirewallSync[];
   private readonly stateFile: StateFile;
@@ -29,16 +30,14 @@ export class OpnsenseBridge implements Part {
     private readonly holdings: Holdings,
     private readonly log: Logger,
     private readonly options: {
+      pick: PickBackend;
+      /** Takes the holders a state file of an earlier version kept (on the first start with a holdings store). */
+      adoption?: Adoption;
       batcher?: Partial<BatcherOptions>;
       stateWriteDelayMs?: number;
-      dryRun?: boolean;
-      /** Asked at start: the first start with a holdings store adopts the holders a state file of an earlier version kept. */
-      adopt?: () => Adopt | undefined;
-    } = {},
+    },
   ) {
-    this.projection = new Projection('opnsense', config.aliases, undefined, (action, alias, address) => {
-      for (const sync of this.firewalls) sync.submit(action, alias, address);
-    });
+    this.projection = new Projection(config.aliases);
     this.stateFile = new StateFile(
       join(stateDir, STATE_FILE_NAME),
       (generation) => encodeBridgeState(this.firewalls.map((sync) => sync.ledger), generation),
@@ -62,9 +61,17 @@ export class OpnsenseBridge implements Part {
           state: this.stateFile,
           log,
           ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
-          dryRun: options.dryRun === true,
+          pick: options.pick,
         }),
     );
+  }
+
+  submit(changes: readonly Change[]): void {
+    for (const sync of this.firewalls) for (const { action, target, address } of changes) sync.submit(action, target, address);
+  }
+
+  async reconcile(): Promise<void> {
+    await Promise.all(this.firewalls.map((sync) => sync.reconcile()));
   }
 
   get subparts(): readonly Part[] {
@@ -77,13 +84,12 @@ export class OpnsenseBridge implements Part {
    */
   async start(): Promise<void> {
     const { config, log } = this;
-    const adopt = this.options.adopt?.();
     this.warnAboutTransport();
     if (config.aliases.size === 0) {
       log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
     }
     const saved = await this.stateFile.load(decodeBridgeState);
-    this.restore(saved ?? { wanted: [], added: [], skipped: 0 }, await this.stateFile.readJournal(), adopt);
+    this.restore(saved ?? { wanted: [], added: [], skipped: 0 }, await this.stateFile.readJournal());
     for (const sync of this.firewalls) await sync.start();
     log.info(
       { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.stateFile.path, wanted: this.wanted() },
@@ -114,11 +120,11 @@ export class OpnsenseBridge implements Part {
   }
 
   /**
-   * The saved ledger, then the journal of what was claimed after it. Holders in files of
-   * earlier versions are handed to `adopt` (when given) and otherwise ignored: the holdings
-   * store is where holders live.
+   * The saved ledger, then the journal of what was claimed after it. The holders the files
+   * name are handed to the adoption (which takes them on the first start with a holdings
+   * store only): the holdings store is where holders live.
    */
-  private restore(saved: DecodedState, journal: Journal, adopt?: Adopt): void {
+  private restore(saved: DecodedState, journal: Journal): void {
     const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
     let orphaned = 0;
     let skipped = saved.skipped + journal.skipped;
@@ -133,26 +139,19 @@ export class OpnsenseBridge implements Part {
       addresses.set(address, ours);
     };
     for (const [firewall, alias, address] of saved.added) claim(firewall, alias, address, true);
-    // alias + address -> the holders its last record named (files of earlier versions)
-    const holders = new Map<string, { address: string; named: string[] }>();
-    for (const [alias, address, holder] of saved.wanted) {
-      const key = `${alias}\u0000${address}`;
-      const known = holders.get(key);
-      if (known) known.named.push(holder);
-      else holders.set(key, { address, named: [holder] });
-    }
+    const records: JournalRecord[] = [];
     for (const record of journal.records) {
       const decoded = decodeJournalRecord(record);
       if (!decoded) {
         skipped += 1;
         continue;
       }
+      records.push(decoded);
       const [firewall, alias, address, named] = decoded;
       // A claim taken back: not the bridge's.
       claim(firewall, alias, address, named !== null);
-      if (named !== null) holders.set(`${alias}\u0000${address}`, { address, named });
     }
-    if (adopt) for (const { address, named } of holders.values()) for (const holder of named) adopt(originOfHolder(holder), jailOfHolder(holder), address);
+    this.options.adoption?.bridgeHolders(saved.wanted, records.map(([, alias, address, named]) => [alias, address, named]));
     for (const [firewall, aliases] of claims) {
       const sync = byUrl.get(firewall);
       for (const [alias, addresses] of aliases) {

@@ -4,8 +4,9 @@ import type { Logger } from '../../../src/log.js';
 import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './api/client.js';
 import { counter, gauge, type PartStatus, type Problem } from '../../../src/status.js';
 import type { Part } from '../../../src/part.js';
-import { sinkMeasures, type SinkStats, type BatcherOptions, type Change, type Rejection } from '../batcher.js';
-import { DryRunBackend } from '../dry-run.js';
+import type { PickBackend } from '../sink.js';
+import type { Change } from '../../fleet/projection.js';
+import { sinkMeasures, type Backend, type SinkStats, type BatcherOptions, type Rejection } from '../batcher.js';
 import { AliasInfoCache, judgeAlias } from './alias-info.js';
 import { AliasQueue, type AliasStatus } from './alias-queue.js';
 import { FirewallLedger } from './ledger.js';
@@ -72,8 +73,8 @@ export interface FirewallSyncOptions {
   state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
-  /** dry_run: changes are logged, not sent (reconciliation still reads the aliases). */
-  dryRun?: boolean;
+  /** The writes to the aliases, or under dry_run the backend that logs them (reconciliation still reads the aliases). */
+  pick: PickBackend;
   /** Client settings for tests (timeouts). */
   client?: { timeoutMs?: number; listTimeoutMs?: number };
 }
@@ -109,7 +110,8 @@ export class FirewallSync implements Part {
   private lastErrorKey = '';
   private lastReconcile: ReconcileReport | null = null;
   private readonly reconciled = { readded: 0, removed: 0 };
-  private readonly dryRun: DryRunBackend | undefined;
+  /** What each alias queue's batches go through: the backend, once the alias's type was checked. */
+  private readonly writer: Backend;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -129,7 +131,7 @@ export class FirewallSync implements Part {
       onAdded: (alias, addresses) => this.added(alias, addresses),
       log,
     });
-    if (options.dryRun) this.dryRun = new DryRunBackend(`opnsense ${this.url}`, log);
+    this.writer = options.pick({ name: this.backend.name, apply: (batch) => this.observe(this.applyJudged(batch[0]!.target, batch)) });
   }
 
   /** Queues a change from an event; false when the queue is full (reconciliation re-applies it later). A new ban has its states killed once added. */
@@ -235,7 +237,7 @@ export class FirewallSync implements Part {
       queue = new AliasQueue({
         firewall: this.url,
         alias,
-        apply: (batch) => (this.dryRun ? this.dryRun.apply(batch) : this.observe(this.applyJudged(alias, batch))),
+        apply: (batch) => this.writer.apply(batch),
         firewallWide,
         log: this.options.log,
         batcher: { ...OPNSENSE_BATCHER, ...this.options.batcher },
@@ -279,7 +281,8 @@ export class FirewallSync implements Part {
     this.timer.unref();
   }
 
-  private async reconcile(): Promise<void> {
+  /** Reconciles every alias now (see compare); the next one is scheduled after it. Never throws. */
+  async reconcile(): Promise<void> {
     const { log, reconcileIntervalS } = this.options;
     const intervalMs = reconcileIntervalS * 1000;
     const report: ReconcileReport = { at: new Date().toISOString(), ok: true, readded: 0, removed: 0, notAccepted: 0 };

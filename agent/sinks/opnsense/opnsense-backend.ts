@@ -1,6 +1,7 @@
 import type { Logger } from '../../../src/log.js';
 import { OpnsenseError, pfRendering, type OpnsenseClient, type TableSizes } from './api/client.js';
-import type { Backend, Change, Rejection } from '../batcher.js';
+import type { Change } from '../../fleet/projection.js';
+import type { Backend, Rejection } from '../batcher.js';
 import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';
 import { forEachLimited } from './limit.js';

@@ -63,15 +63,6 @@ export function decodeJournalRecord(record: unknown): JournalRecord | null {
 
 const HOLDER = /^[^/\s]{1,70}\/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-/** A holder written as "origin/jail" (journal records, files of earlier versions). */
-export function originOfHolder(holder: string): string {
-  return holder.slice(0, holder.indexOf('/'));
-}
-
-export function jailOfHolder(holder: string): string {
-  return holder.slice(holder.indexOf('/') + 1);
-}
-
 /** Checks the shape strictly (throws saying what is wrong) and skips single entries that are not valid. */
 export function decodeBridgeState(json: unknown): DecodedState {
   const root = record(json, 'the file');

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, type ConfigUse, loadConfig } from '../../src/config.js';
+import { ConfigError, type ConfigUse, loadConfig } from '../../../src/config.js';
 
 describe('MQTT credentials from the config', () => {
   let dir: string;

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { HeapTrim } from '../../agent/memory/heap-trim.js';
-import type { AgentStatus, PartStatus } from '../../src/status.js';
-import { gauge } from '../../src/status.js';
-import { measured } from '../support/status.js';
+import { HeapTrim } from '../../../agent/memory/heap-trim.js';
+import type { AgentStatus, PartStatus } from '../../../src/status.js';
+import { gauge } from '../../../src/status.js';
+import { measured } from '../../support/status.js';
 
 const MB = 1024 * 1024;
 

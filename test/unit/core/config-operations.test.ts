@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, DEFAULT_CONFIG_FILE, parseConfig } from '../../src/config.js';
+import { ConfigError, DEFAULT_CONFIG_FILE, parseConfig } from '../../../src/config.js';
 
 describe('config: the keys for operating the agent (control_socket, metrics_port, metrics_host)', () => {
   it('defaults: the control socket under /run/syncfail2ban, metrics off', () => {

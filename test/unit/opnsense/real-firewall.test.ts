@@ -5,10 +5,10 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { FirewallSync, type DesiredAliases, type FirewallSyncOptions } from '../../agent/sinks/opnsense/firewall-sync.js';
-import { startFakeOpnsense, type FakeAliasSpec, type FakeApiKey, type FakeOpnsense, type FakeOpnsenseOptions } from '../fakes/opnsense.js';
-import { captureLog } from '../support/capture-log.js';
-import { waitFor } from '../support/wait.js';
+import { FirewallSync, type DesiredAliases, type FirewallSyncOptions } from '../../../agent/sinks/opnsense/firewall-sync.js';
+import { startFakeOpnsense, type FakeAliasSpec, type FakeApiKey, type FakeOpnsense, type FakeOpnsenseOptions } from '../../fakes/opnsense.js';
+import { captureLog } from '../../support/capture-log.js';
+import { waitFor } from '../../support/wait.js';
 
 /** What the README asks for: alias_util, reading alias config, states; no "All pages", no alias edit. */
 const USER: FakeApiKey = { key: 'sync-key', secret: 'sync-secret', privileges: ['alias_util', 'aliases', 'diagnostics'] };
@@ -63,6 +63,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
       state: { markDirty() {}, async writeAhead() {} },
       log: captured.log,
       batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 200 },
+      pick: (backend) => backend,
       ...(options.client === undefined ? {} : { client: options.client }),
     });
     syncs.push(sync);

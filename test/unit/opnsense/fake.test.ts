@@ -6,8 +6,8 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { waitFor } from '../support/wait.js';
-import { FAKE_API_KEY, startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
+import { waitFor } from '../../support/wait.js';
+import { FAKE_API_KEY, startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../../fakes/opnsense.js';
 
 interface RawResult {
   status: number;

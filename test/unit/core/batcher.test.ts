@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { Batcher, type Backend, type Change, type Rejection } from '../../agent/sinks/batcher.js';
-import { waitFor } from '../support/wait.js';
+import type { Change } from '../../../agent/fleet/projection.js';
+import { Batcher, type Backend, type Rejection } from '../../../agent/sinks/batcher.js';
+import { waitFor } from '../../support/wait.js';
 
 /** A target that records batches and can be told to fail, standing for fail2ban or a firewall. */
 class RecordingTarget implements Backend {

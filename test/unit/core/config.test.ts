@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config.js';
-import { ROOT } from '../support/paths.js';
+import { ConfigError, loadConfig, parseConfig } from '../../../src/config.js';
+import { ROOT } from '../../support/paths.js';
 
 describe('config', () => {
   it("reads the README's minimal config (keys at the top)", () => {

@@ -2,11 +2,11 @@ import { expect } from 'chai';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FirewallLedger } from '../../agent/sinks/opnsense/ledger.js';
-import { decodeBridgeState, encodeBridgeState } from '../../agent/sinks/opnsense/persisted-state.js';
-import { StateFile } from '../../agent/sinks/opnsense/state-file.js';
-import { captureLog } from '../support/capture-log.js';
-import { waitFor } from '../support/wait.js';
+import { FirewallLedger } from '../../../agent/sinks/opnsense/ledger.js';
+import { decodeBridgeState, encodeBridgeState } from '../../../agent/sinks/opnsense/persisted-state.js';
+import { StateFile } from '../../../agent/sinks/opnsense/state-file.js';
+import { captureLog } from '../../support/capture-log.js';
+import { waitFor } from '../../support/wait.js';
 
 describe('bridge state file', function () {
   let dir: string;

@@ -3,15 +3,15 @@ import { expect } from 'chai';
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetState } from '../../agent/fleet/fleet-state.js';
-import { Holdings, MAX_ORIGINS_PER_ADDRESS } from '../../agent/fleet/holdings.js';
-import { Projection } from '../../agent/fleet/projection.js';
-import type { Action, SyncEvent } from '../../src/event.js';
-import { ConfigError } from '../../src/config-reader.js';
-import { mustParseAddress } from '../../src/ip.js';
-import { encodeSnapshot, decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, type SnapshotPart } from '../../src/snapshot.js';
-import { captureLog } from '../support/capture-log.js';
-import { waitFor } from '../support/wait.js';
+import { FleetState } from '../../../agent/fleet/fleet-state.js';
+import { Holdings, MAX_ORIGINS_PER_ADDRESS } from '../../../agent/fleet/holdings.js';
+import { Projection, type Follower } from '../../../agent/fleet/projection.js';
+import type { Action, SyncEvent } from '../../../src/event.js';
+import { ConfigError } from '../../../src/config-reader.js';
+import { mustParseAddress } from '../../../src/ip.js';
+import { encodeSnapshot, decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, type SnapshotPart } from '../../../src/snapshot.js';
+import { captureLog } from '../../support/capture-log.js';
+import { waitFor } from '../../support/wait.js';
 
 const SELF = 'host-b';
 
@@ -37,7 +37,10 @@ describe('fleet state: the holdings store and its projections', () => {
   function start(options: { snapshotDeadlineMs?: number } = {}) {
     const captured = captureLog();
     const holdings = new Holdings();
-    const syncJails = new Projection('sync-jails', new Map([['sshd', 'sshd-sync']]), SELF, (action, target, address) => submitted.push(`${action} ${target} ${address}`));
+    const syncJails: Follower = {
+      projection: new Projection(new Map([['sshd', 'sshd-sync']]), SELF),
+      submit: (changes) => submitted.push(...changes.map(({ action, target, address }) => `${action} ${target} ${address}`)),
+    };
     const fleet = new FleetState(holdings, dir, [syncJails], captured.log, options.snapshotDeadlineMs);
     const loaded = fleet.load();
     open.push(fleet);
@@ -118,7 +121,7 @@ describe('fleet state: the holdings store and its projections', () => {
     const journal = await readFile(join(dir, 'holdings.journal'), 'utf8');
     await first.fleet.close();
     open = [];
-    expect((await readdir(dir)).sort()).to.deep.equal(['holdings.adopting', 'holdings.journal', 'holdings.snapshot']);
+    expect((await readdir(dir)).sort()).to.deep.equal(['holdings.journal', 'holdings.snapshot']);
     expect(await readFile(join(dir, 'holdings.journal'), 'utf8')).to.equal('');
     // A crash between renaming the snapshot and emptying the journal.
     await writeFile(join(dir, 'holdings.journal'), journal);

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { renderStatus } from '../../cli/status.js';
-import { counted, counter, gauge, healthProblems, type AgentStatus, type PartStatus } from '../../src/status.js';
+import { renderStatus } from '../../../cli/status.js';
+import { counted, counter, gauge, healthProblems, type AgentStatus, type PartStatus } from '../../../src/status.js';
 
 const NOW = Date.parse('2025-03-02T12:00:00.000Z');
 const MINUTE_AGO = '2025-03-02T11:59:00.000Z';

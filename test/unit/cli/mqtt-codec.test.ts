@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import mqttPacket from 'mqtt-packet';
-import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from '../../cli/mqtt-codec.js';
+import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from '../../../cli/mqtt-codec.js';
 
 /** The client's hand-written packets, decoded by mqtt-packet (the codec MQTT.js and Aedes use). */
 function decode(bytes: Buffer): mqttPacket.Packet[] {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { decodeEvent, MAX_PAYLOAD_BYTES } from '../../src/event.js';
+import { decodeEvent, MAX_PAYLOAD_BYTES } from '../../../src/event.js';
 
 const decode = (topic: string, payload: string | Buffer) => decodeEvent(topic, Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
 

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { Intake, type EventTarget, type RouteResult } from '../../agent/intake/intake.js';
-import type { SyncEvent } from '../../src/event.js';
-import type { SnapshotPart } from '../../src/snapshot.js';
-import { mustParseAddress } from '../../src/ip.js';
-import { NeverBanList } from '../../agent/intake/never-ban.js';
-import { RateLimiter } from '../../src/rate-limit.js';
-import { Refusals } from '../../src/refusals.js';
-import { measuredBy } from '../support/status.js';
+import { Intake, type EventTarget, type RouteResult } from '../../../agent/intake/intake.js';
+import type { SyncEvent } from '../../../src/event.js';
+import type { SnapshotPart } from '../../../src/snapshot.js';
+import { mustParseAddress } from '../../../src/ip.js';
+import { NeverBanList } from '../../../agent/intake/never-ban.js';
+import { RateLimiter } from '../../../src/rate-limit.js';
+import { Refusals } from '../../../src/refusals.js';
+import { measuredBy } from '../../support/status.js';
 
 class CollectingRoute implements EventTarget {
   events: SyncEvent[] = [];

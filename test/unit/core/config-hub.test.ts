@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseConfig, publishUrls } from '../../src/config.js';
-import { hubOrder } from '../../src/config-hub.js';
+import { ConfigError, loadConfig, parseConfig, publishUrls } from '../../../src/config.js';
+import { hubOrder } from '../../../src/config-hub.js';
 
 describe('config: clustered hub (broker_url with several instances, cluster_redis_url)', () => {
   it('takes several broker URLs, and a host publishes to them in its own order', () => {

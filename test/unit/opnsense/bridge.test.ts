@@ -3,20 +3,23 @@ import { expect } from 'chai';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OpnsenseBridge } from '../../agent/sinks/opnsense/bridge.js';
-import type { Adopt } from '../../agent/fleet/fleet-state.js';
-import { FleetState } from '../../agent/fleet/fleet-state.js';
-import { Holdings } from '../../agent/fleet/holdings.js';
-import { parseConfig } from '../../src/config.js';
-import type { Action, SyncEvent } from '../../src/event.js';
-import { mustParseAddress } from '../../src/ip.js';
-import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
-import { captureLog } from '../support/capture-log.js';
-import { measured, measuredBy } from '../support/status.js';
-import { waitFor } from '../support/wait.js';
-import { entryOf } from './fleet.js';
+import { OpnsenseBridge } from '../../../agent/sinks/opnsense/bridge.js';
+import type { PickBackend } from '../../../agent/sinks/sink.js';
+import { Adoption } from '../../../agent/fleet/adoption.js';
+import { FleetState } from '../../../agent/fleet/fleet-state.js';
+import { Holdings } from '../../../agent/fleet/holdings.js';
+import { parseConfig } from '../../../src/config.js';
+import type { Action, SyncEvent } from '../../../src/event.js';
+import { mustParseAddress } from '../../../src/ip.js';
+import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../../fakes/opnsense.js';
+import { captureLog } from '../../support/capture-log.js';
+import { measured, measuredBy } from '../../support/status.js';
+import { waitFor } from '../../support/wait.js';
+import { entryOf } from '../../bridge/fleet.js';
 
 const KEY: FakeApiKey = { key: 'bridge-key', secret: 'bridge-secret', privileges: ['alias_util', 'alias', 'diagnostics'] };
+/** Not a dry run: the backends as they are. */
+const real: PickBackend = (backend) => backend;
 
 function event(jail: string, action: Action, ip: string, origin?: string): SyncEvent {
   return { jail, action, address: mustParseAddress(ip), ...(origin === undefined ? {} : { origin }) };
@@ -46,14 +49,13 @@ describe('OPNsense bridge (in-process)', function () {
     const captured = captureLog();
     const { stateDir: _, ...rest } = options;
     const holdings = new Holdings();
-    const adopt = (): Adopt | undefined => fleet.bridgeAdopter();
-    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captured.log, { batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 }, adopt, ...rest });
-    const fleet = new FleetState(holdings, config.stateDir, [bridge.projection], captured.log);
+    const adoption = new Adoption(config.stateDir);
+    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captured.log, { pick: real, adoption, batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 }, ...rest });
+    const fleet = new FleetState(holdings, config.stateDir, [bridge], captured.log);
     running.push(bridge);
     fleets.set(bridge, fleet);
-    fleet.load();
+    adoption.begin(fleet, fleet.load().fresh);
     await bridge.start();
-    fleet.adoptionDone();
     return { bridge, fleet, offer: (e: SyncEvent) => fleet.apply(e), ...captured };
   }
 
@@ -72,7 +74,7 @@ describe('OPNsense bridge (in-process)', function () {
 
   afterEach(async () => {
     await Promise.all(running.map((bridge) => bridge.stop(100)));
-    for (const bridge of running) fleets.get(bridge)?.close();
+    for (const bridge of running) await fleets.get(bridge)?.close();
     fleets.clear();
     running = [];
     await fake.close();
@@ -145,7 +147,7 @@ describe('OPNsense bridge (in-process)', function () {
     expect(text()).to.match(/TLS certificate of OPNsense https:\/\/127\.0\.0\.1:\d+ is not verified \(opn_verify = false\).*set opn_ca_file/);
     const config = parseConfig(['opn_fw_sync = true', 'opn_fw_ip = http://192.0.2.1', '[opn_keys]', 'http://192.0.2.1_key = k', 'http://192.0.2.1_secret = s'].join('\n'), 'test.cfg');
     const captured = captureLog();
-    const plain = new OpnsenseBridge(config.opnsense, dir, new Holdings(), captured.log);
+    const plain = new OpnsenseBridge(config.opnsense, dir, new Holdings(), captured.log, { pick: real });
     running.push(plain);
     await plain.start();
     expect(captured.text()).to.match(/OPNsense http:\/\/192\.0\.2\.1 is reached over plain http/);
@@ -161,11 +163,11 @@ describe('OPNsense bridge (in-process)', function () {
         'test.cfg',
       );
       const holdings = new Holdings();
-      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captureLog().log, { batcher: { windowMs: 5 } });
+      const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captureLog().log, { pick: real, batcher: { windowMs: 5 } });
       running.push(bridge);
       await bridge.start();
       holdings.add('a', 'sshd', '203.0.113.60');
-      bridge.projection.submit('ban', 'bans', '203.0.113.60');
+      bridge.submit([{ target: 'bans', action: 'ban', address: '203.0.113.60' }]);
       await waitFor(() => proxied.pfTable('bans').includes('203.0.113.60'), 'the ban through the path');
       expect(bridge.firewalls[0]!.status().details.url).to.equal(proxied.url).and.match(/\/fw1$/);
       expect(proxied.requests.byEndpoint['unknown'] ?? 0, 'every request under the path').to.equal(0);

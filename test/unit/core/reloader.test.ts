@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Reloader, type Service } from '../../agent/reload.js';
-import { loadConfig, type Config } from '../../src/config.js';
-import { captureLog } from '../support/capture-log.js';
+import { Reloader, type Service } from '../../../agent/reload.js';
+import { loadConfig, type Config } from '../../../src/config.js';
+import { captureLog } from '../../support/capture-log.js';
 
 /** Stands for an agent built from a config: records its lifecycle; its start fails while its node id is in `broken`. */
 class FakeAgent implements Service {

@@ -4,8 +4,8 @@ import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
-import { OpnsenseClient, OpnsenseError, pfRendering, type OpnsenseClientOptions, type OpnsenseErrorKind } from '../../agent/sinks/opnsense/api/client.js';
-import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../fakes/opnsense.js';
+import { OpnsenseClient, OpnsenseError, pfRendering, type OpnsenseClientOptions, type OpnsenseErrorKind } from '../../../agent/sinks/opnsense/api/client.js';
+import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../../fakes/opnsense.js';
 
 const ADMIN: FakeApiKey = { key: 'KEY-c0ffee-must-not-leak', secret: 'SECRET-d00d-must-not-leak', privileges: ['alias_util', 'alias', 'diagnostics'] };
 const UTIL_ONLY: FakeApiKey = { key: 'KEY-util-only', secret: 'SECRET-util-only', privileges: ['alias_util'] };
