@@ -13,6 +13,7 @@ import { FleetHostProtection } from './intake/fleet-hosts.js';
 import { HeapTrim } from './memory/heap-trim.js';
 import type { Inbox } from './links/inbox.js';
 import { Adoption } from './fleet/adoption.js';
+import { agentClock, TEST_CLOCK_OFFSET_VARIABLE } from './fleet/clock.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
@@ -47,7 +48,9 @@ export class Agent {
     const holdings = new Holdings();
     const adoption = new Adoption(config.stateDir);
     const sinks = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000);
+    const { clock, offsetS } = agentClock();
+    if (offsetS !== 0) log.warn({ offsetS }, `${TEST_CLOCK_OFFSET_VARIABLE} shifts this agent's clock by ${offsetS} s: for tests only`);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000, clock);
     this.stages.push([new FleetPart(fleet, adoption)], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.

@@ -1,4 +1,4 @@
-import type { PartStatus, Problem } from '../../src/status.js';
+import { counted, gauge, type PartStatus, type Problem } from '../../src/status.js';
 import type { Part } from '../../src/part.js';
 import type { Adoption } from './adoption.js';
 import type { FleetState } from './fleet-state.js';
@@ -49,6 +49,9 @@ export class FleetPart implements Part {
         holdings_by_origin: { help: 'bans held, by origin (a node id, @manual, @adopted)', type: 'gauge', label: 'origin', values: byOrigin },
         unbans_without_holding: { help: 'unbans from an origin that held nothing for the address: nothing changed', type: 'counter', value: status.unbansWithoutHolding },
         refused_at_cap: { help: 'bans refused because the holdings store is at its limits', type: 'counter', value: status.refusedAtCap },
+        leases: gauge("bans held until an end (the origin's bantime); the others are held until unbanned", status.leases),
+        ...(status.nextLeaseEnd === undefined ? {} : { lease_next_end: { help: 'when the next lease ends, by this host\'s clock', type: 'gauge', unit: 'timestamp', value: status.nextLeaseEnd / 1000 } as const }),
+        released: counted("holdings released, by cause: the origin's unban, a complete snapshot without them, the end of their bantime (expiry)", 'cause', status.released),
         snapshot_complete: { help: '1 when the last snapshot from this origin for this jail arrived complete, 0 when it only added', type: 'gauge', label: 'snapshot', values: perSnapshot((s) => (s.complete ? 1 : 0)) },
         snapshot: { help: 'when the last snapshot from this origin for this jail ended', type: 'gauge', unit: 'timestamp', label: 'snapshot', values: perSnapshot((s) => Date.parse(s.at) / 1000) },
       },

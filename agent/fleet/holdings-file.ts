@@ -16,8 +16,14 @@ const COMPACT_MIN_LINES = 50_000;
 /** …this long after it grew past that, off the path that took the change. */
 const COMPACT_DELAY_MS = 1_000;
 
-/** One change, as a journal line: `+ origin jail address`, `- origin jail address`. */
-export type Change = ['+' | '-', origin: string, jail: string, address: string];
+/**
+ * One change, as a journal line: `+ origin jail address`, `- origin jail address`, and
+ * `E origin jail end address`: the holding's end (ms since the epoch; -1 until unbanned).
+ * The end has a line of its own, after the holding's `+`, so that an agent of an earlier
+ * version, which skips the lines it does not know, still reads the holding (as held until
+ * unbanned) and so never loses it.
+ */
+export type Change = ['+' | '-', origin: string, jail: string, address: string] | ['E', origin: string, jail: string, end: string, address: string];
 
 export interface LoadResult {
   /** Neither file existed: the first start with a store (an upgrade, or a new install). */
@@ -177,6 +183,7 @@ function serialise(holdings: Holdings): string {
     for (const [address, origins] of holdings.entries(jail)) for (const origin of origins) lines.push(`+ ${origin} ${jail} ${address}\n`);
   }
   for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) lines.push(`~ ${jail} ${address}\n`);
+  for (const { origin, jail, address, end } of holdings.leases.entries()) lines.push(`E ${origin} ${jail} ${end} ${address}\n`);
   return lines.join('');
 }
 
@@ -187,6 +194,12 @@ function replay(holdings: Holdings, line: string): boolean {
     const [, jail, address] = fields as [string, string, string];
     if (!JAIL_NAME.test(jail) || !isCanonical(address)) return false;
     if (!holdings.isHeld(jail, address)) holdings.noteReleased(jail, address);
+    return true;
+  }
+  if (fields[0] === 'E' && fields.length === 5) {
+    const [, origin, jail, end, address] = fields as [string, string, string, string, string];
+    if (!/^(-1|\d{1,15})$/.test(end) || !isCanonical(address)) return false;
+    if (holdings.origins(jail, address).includes(origin)) holdings.leases.set(origin, jail, address, end === '-1' ? undefined : Number(end));
     return true;
   }
   if ((fields[0] !== '+' && fields[0] !== '-') || fields.length !== 4) return false;

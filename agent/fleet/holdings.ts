@@ -1,3 +1,5 @@
+import { Leases } from './leases.js';
+
 /**
  * Origin of what the sync jails and aliases held when the store was first created (an
  * upgrade): nobody knows who banned it, so any origin's unban of the address releases it,
@@ -33,6 +35,8 @@ export class Holdings {
   private readonly releasedByJail = new Map<string, Set<string>>();
   private readonly names = new Map<string, string>();
   private total = 0;
+  /** The holdings' ends: a holding without one is held until unbanned. */
+  readonly leases = new Leases();
 
   get size(): number {
     return this.total;
@@ -69,6 +73,7 @@ export class Holdings {
     } else {
       return false;
     }
+    this.leases.delete(origin, jail, address);
     this.count(jail, origin, -1);
     return true;
   }

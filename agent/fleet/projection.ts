@@ -55,6 +55,26 @@ export class Projection {
     return this.jailsOf(target).some((jail) => this.heldThrough(holdings, jail, address));
   }
 
+  /**
+   * When the target's hold of the address ends, in ms by this host's clock: the latest end of
+   * the holdings it is held through; undefined while one of them lasts until unbanned (or
+   * none holds it). The agent releases it then; a sink that keeps a timeout of its own (a
+   * kernel set element's) sets it from this, as a backstop. It moves later with a later
+   * ban, and earlier when the holding that had the latest end goes.
+   */
+  end(holdings: Holdings, target: string, address: string): number | undefined {
+    let latest: number | undefined;
+    for (const jail of this.jailsOf(target)) {
+      for (const origin of holdings.origins(jail, address)) {
+        if (!this.counts(origin)) continue;
+        const end = holdings.leases.end(origin, jail, address);
+        if (end === undefined) return undefined;
+        latest = Math.max(latest ?? end, end);
+      }
+    }
+    return latest;
+  }
+
   /** Everything the target should hold. */
   wanted(holdings: Holdings, target: string): Set<string> {
     const wanted = new Set<string>();

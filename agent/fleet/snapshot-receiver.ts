@@ -67,7 +67,7 @@ export class SnapshotReceiver {
     const ips = part.ips.map((address) => address.text);
     assembly.result.addresses += ips.length;
     for (const ip of ips) assembly.seen.add(ip);
-    assembly.result.added += this.fleet.addAll(part.origin, part.jail, ips);
+    assembly.result.added += this.fleet.addAll(part.origin, part.jail, ips, part.bantimes);
     if (assembly.result.partsReceived === part.parts) this.finish(key, assembly);
     return true;
   }

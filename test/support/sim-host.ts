@@ -1,9 +1,10 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TEST_CLOCK_OFFSET_VARIABLE } from '../../agent/fleet/clock.js';
 import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
 import type { AgentStatus, PartProblem } from '../../src/status.js';
-import { startFail2ban, type Fail2banServer } from './fail2ban-server.js';
+import { startFail2ban, type Fail2banServer, type JailSpec } from './fail2ban-server.js';
 import { AGENT_SERVICE, BIN, ROOT } from './paths.js';
 import { RunningProcess } from './process.js';
 import { run, type RunResult } from './run.js';
@@ -26,6 +27,10 @@ export interface HostOptions {
   sections?: string[];
   /** false: no fail2ban on this host (f2b_sync = false), e.g. one that only runs the OPNsense bridge. */
   fail2ban?: boolean;
+  /** More of the primary jail sshd's settings. */
+  sshd?: Pick<JailSpec, 'bantime'>;
+  /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
+  clockOffsetS?: number;
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -67,7 +72,7 @@ export class SimHost {
     const fail2ban = options.fail2ban === false ? undefined : await startFail2ban({
       name: options.name,
       jails: [
-        { name: 'sshd', kind: 'primary' },
+        { name: 'sshd', kind: 'primary', ...options.sshd },
         { name: 'web', kind: 'sync' },
         ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const })),
       ],
@@ -118,7 +123,8 @@ export class SimHost {
 
   /** Starts the agent and waits until it is subscribed on at least one broker (its own, or the hub). */
   async startAgent(args: string[] = []): Promise<RunningProcess> {
-    this.agent = new RunningProcess(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]);
+    const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
+    this.agent = new RunningProcess(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args], clock);
     await this.waitSubscribed(1);
     return this.agent;
   }
