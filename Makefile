@@ -15,10 +15,9 @@
 #   FAIL2BAN_DIR  /etc/fail2ban (sync-action.conf, sync-filter.conf go into its action.d, filter.d)
 #   UNITDIR       /etc/systemd/system
 #   MANDIR        $(PREFIX)/share/man (the man pages go into its man5 and man8)
+#   DOCDIR        $(PREFIX)/share/doc/syncfail2ban (README.md and docs/)
 #   NODE          the node the programs run with (default: the one in PATH, made absolute)
 #   SYSTEMCTL     systemctl; empty: never call it
-#   MODULES_FROM  copy the production packages from this node_modules (e.g. the checkout's)
-#                 instead of running "npm ci --omit=dev": fast, offline. The tests use it.
 #   NO_BUILD=1    install dist/ as it is, without running the build first. The tests use it.
 #   DEB_DIR       where make deb puts the package (default: this directory)
 
@@ -30,15 +29,15 @@ CONFDIR = /etc/syncfail2ban
 FAIL2BAN_DIR = /etc/fail2ban
 UNITDIR = /etc/systemd/system
 MANDIR = $(PREFIX)/share/man
+DOCDIR = $(PREFIX)/share/doc/syncfail2ban
 DUMMY_LOG = /var/log/syncfail2ban-dummy.log
 NODE = $(shell command -v node)
 NPM = npm
 SYSTEMCTL = systemctl
-MODULES_FROM =
 NO_BUILD =
 DEB_DIR = .
 
-export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DUMMY_LOG NODE NPM SYSTEMCTL MODULES_FROM DEB_DIR
+export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DOCDIR DUMMY_LOG NODE SYSTEMCTL DEB_DIR
 
 SOURCES := $(shell find src agent broker cli test -name '*.ts' 2>/dev/null) tsconfig.json package.json
 

@@ -65,9 +65,7 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
 
   const accept = (socket: Socket) => {
     if (socket.destroyed) return; // refused by the per-address limit
-    // What queue-bounds.ts lets wait for this client must fit below the mark at which a write
-    // says "wait for drain" (Node's default is 16 KiB; a TLS server offers no option for it).
-    (socket as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = limits.queueBytesPerClient;
+    if (tls) raiseWriteMark(socket, limits.queueBytesPerClient);
     guardPacketSize(socket, MAX_PACKET_BYTES, (announced) =>
       refusals.refuse('oversized', `packet of ${announced} bytes exceeds ${MAX_PACKET_BYTES}; connection closed`, { remote: socket.remoteAddress }),
     );
@@ -76,7 +74,9 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
   const tls = security.tls ? tlsOptions(security.tls) : undefined;
   let server: Server;
   try {
-    server = tls ? createTlsServer(tls, accept) : createServer(accept);
+    // What queue-bounds.ts lets wait for a client must fit below the mark at which a write
+    // says "wait for drain" (Node's default is 16 KiB), or it would hold up everyone's delivery.
+    server = tls ? createTlsServer(tls, accept) : createServer({ highWaterMark: limits.queueBytesPerClient }, accept);
     limitConnectionsPerAddress(server, limits.connectionsPerAddress, (remote) =>
       refusals.refuse('too-many-connections', `${remote} already holds ${limits.connectionsPerAddress} connections (mq_max_connections_per_address); connection closed`, { remote }),
     );
@@ -131,15 +131,31 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-/** Whether mq_ip:mq_port can be listened on (for --check): undefined when it can, else the error start-up would stop with. */
-export async function listenProblem(host: string, port: number): Promise<Error | undefined> {
+/**
+ * The write mark of a TLS socket (see the plain server's highWaterMark option above):
+ * tls.createServer builds its sockets itself and passes no such option on, so the mark is
+ * set in Node's internal writable state (checked on Node 20.20). If Node moves it, this stops
+ * taking effect: test/security/write-mark.test.ts fails then.
+ */
+function raiseWriteMark(socket: Socket, bytes: number): void {
+  (socket as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = bytes;
+}
+
+/** Why the broker cannot listen: what, and the fix when the config can fix it. */
+export interface ListenProblem {
+  what: string;
+  fix?: string;
+}
+
+/** Whether mq_ip:mq_port can be listened on (for --check): undefined when it can, else why start-up would stop. */
+export async function listenProblem(host: string, port: number): Promise<ListenProblem | undefined> {
   const server = createServer();
   try {
     await listen(server, host, port);
     await new Promise<void>((resolve) => server.close(() => resolve()));
     return undefined;
   } catch (error) {
-    return listenFailure(error, host, port);
+    return listenCause(error, host, port);
   }
 }
 
@@ -149,16 +165,21 @@ export async function listenProblem(host: string, port: number): Promise<Error |
  */
 function listenFailure(error: unknown, host: string, port: number): Error {
   if (error instanceof ConfigError) return error;
+  const { what, fix } = listenCause(error, host, port);
+  return fix === undefined ? new Error(what) : new ConfigError(`${what}; fix: ${fix}`);
+}
+
+function listenCause(error: unknown, host: string, port: number): ListenProblem {
   const code = (error as NodeJS.ErrnoException).code;
-  const message = `broker cannot listen on ${host}:${port}: `;
+  const what = `broker cannot listen on ${host}:${port}: `;
   switch (code) {
     case 'EADDRINUSE':
-      return new ConfigError(`${message}the port is already in use (another syncfail2ban agent or broker?); fix: stop that program, or change mq_port (or mq_ip)`);
+      return { what: `${what}the port is already in use (another syncfail2ban agent or broker?)`, fix: 'stop that program, or change mq_port (or mq_ip)' };
     case 'EADDRNOTAVAIL':
-      return new ConfigError(`${message}no interface on this host has that address; fix: set mq_ip to one of this host's addresses`);
+      return { what: `${what}no interface on this host has that address`, fix: "set mq_ip to one of this host's addresses" };
     case 'EACCES':
-      return new ConfigError(`${message}permission denied; fix: use an mq_port above 1023, or give the service CAP_NET_BIND_SERVICE`);
+      return { what: `${what}permission denied`, fix: 'use an mq_port above 1023, or give the service CAP_NET_BIND_SERVICE' };
     default:
-      return new Error(`${message}${(error as Error).message}`);
+      return { what: `${what}${(error as Error).message}` };
   }
 }

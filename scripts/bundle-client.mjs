@@ -4,8 +4,9 @@
 // installed program needs node alone. `status` and `-f` load their modules from dist/
 // when used, so the common path (-a) parses only what it runs.
 import { build } from 'esbuild';
+import { writeFileSync } from 'node:fs';
 
-await build({
+const { metafile } = await build({
   entryPoints: ['dist/cli/main.js'],
   outfile: 'dist/cli/client.bundle.cjs',
   bundle: true,
@@ -19,4 +20,7 @@ await build({
   minifyWhitespace: true,
   minifySyntax: true,
   logLevel: 'warning',
+  metafile: true,
 });
+// What went in, for the licences an install lists (scripts/bundle-programs.mjs).
+writeFileSync('dist/cli/client.bundle.inputs.json', JSON.stringify(Object.keys(metafile.inputs)));

@@ -11,12 +11,12 @@ die() { printf 'syncfail2ban: %s\n' "$*" >&2; exit 1; }
 
 # Paths are written into wrappers and units (and sed expressions): keep them plain.
 check_paths() {
-  for path in "$DESTDIR" "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DUMMY_LOG" "$NODE"; do
+  for path in "$DESTDIR" "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DOCDIR" "$DUMMY_LOG" "$NODE"; do
     case "$path" in
       *[\'\"\|\\\$\`[:space:]]*) die "path \"$path\" has a quote, space, |, \\, \$ or backquote; choose a plain one" ;;
     esac
   done
-  for path in "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DUMMY_LOG"; do
+  for path in "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DOCDIR" "$DUMMY_LOG"; do
     case "$path" in
       /*) ;;
       *) die "\"$path\" is not an absolute path" ;;
@@ -78,6 +78,32 @@ refuse_pip_original() {
     die "the original syncfail2ban is installed with pip ($pip_original). Remove it first, in this order: systemctl disable --now syncfail2ban; pip uninstall syncfail2ban (as root, with the pip that installed it: pip3 or python3 -m pip); then install again. Nothing was changed; docs/install.md, \"Upgrading from the original syncfail2ban\", has the details."
 }
 
+# What the package's scripts created for the admin (config.cfg), one path a line: what a
+# purge may remove, and nothing the admin had before.
+CREATED_LIST=/var/lib/syncfail2ban/package-created
+
+# install_config [record]: $CONFDIR/config.cfg from the installed example, only when there
+# is none, and root's alone (it may hold secrets); "record" notes it in CREATED_LIST.
+install_config() {
+  config="$DESTDIR$CONFDIR/config.cfg"
+  if [ -e "$config" ]; then
+    say "kept your $CONFDIR/config.cfg (every key is documented in $LIBDIR/etc/config.cfg)"
+    return 0
+  fi
+  install -d -m 0755 "$DESTDIR$CONFDIR"
+  install -m 0600 "$DESTDIR$LIBDIR/etc/config.cfg" "$config"
+  if [ "${1:-}" = record ]; then
+    install -d -m 0700 "$(dirname "$DESTDIR$CREATED_LIST")"
+    echo "$CONFDIR/config.cfg" >> "$DESTDIR$CREATED_LIST"
+  fi
+  say "created $CONFDIR/config.cfg: edit it (mq_ip, sync_servers or broker_url, [jails])"
+}
+
+# created_by_package PATH: true when the package's install_config created PATH.
+created_by_package() {
+  grep -qsxF "$1" "$DESTDIR$CREATED_LIST"
+}
+
 # The original's client, where fail2ban's action lines call it, is kept as .orig (once).
 move_original_client() {
   client="$DESTDIR$CONFDIR/syncfail2ban-client"
@@ -88,6 +114,23 @@ move_original_client() {
   if [ -e "$DESTDIR$CONFDIR/syncfail2ban" ]; then
     say "$CONFDIR/syncfail2ban is the original's program, no longer used: delete it once you will not go back"
   fi
+}
+
+# The original's unit runs its program, /etc/syncfail2ban/syncfail2ban, which no longer works
+# once its Python package is gone; and in /etc/systemd/system it overrides a unit in
+# /lib/systemd/system. Stopped, disabled and moved aside as .orig, so that systemd uses ours.
+ORIGINAL_UNIT=/etc/systemd/system/syncfail2ban.service
+move_original_unit() {
+  unit="$DESTDIR$ORIGINAL_UNIT"
+  grep -Eqs '^ExecStart=[-@:+!]*/etc/syncfail2ban/syncfail2ban([[:space:]]|$)' "$unit" || return 0
+  if systemd_running; then "$SYSTEMCTL" stop syncfail2ban.service 2> /dev/null || true; fi
+  # What "systemctl disable" would remove: the links that enable it.
+  for link in "$DESTDIR"/etc/systemd/system/*.wants/syncfail2ban.service; do
+    if [ -L "$link" ] && [ "$(readlink "$link")" = "$ORIGINAL_UNIT" ]; then rm -f "$link"; fi
+  done
+  mv -f "$unit" "$unit.orig"
+  if systemd_running; then "$SYSTEMCTL" daemon-reload; fi
+  say "moved the original's unit $ORIGINAL_UNIT (it runs /etc/syncfail2ban/syncfail2ban, the original's program) to syncfail2ban.service.orig, stopped and disabled, so that systemd uses syncfail2ban's own unit"
 }
 
 # install_fail2ban_side SHIPPED_DIR: the action and filter (an admin's changed copy is kept,

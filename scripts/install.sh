@@ -14,29 +14,22 @@ check_paths
 
 refuse_pip_original
 
-# 1. The program: compiled JavaScript and its production packages, put together beside
-# the old one and swapped in whole, so that a failed or half-done upgrade changes nothing.
+# 1. The program: our code bundled with the packages it runs (scripts/bundle-programs.mjs),
+# put together beside the old one and swapped in whole, so that a failed or half-done
+# upgrade changes nothing.
 lib="$DESTDIR$LIBDIR"
 say "putting the program together in $LIBDIR.new"
 mkdir -p "$(dirname "$lib")"
 rm -rf "$lib.new" "$lib.old"
-mkdir -p "$lib.new/dist"
-cp package.json package-lock.json README.md "$lib.new/"
-for part in dist/*/; do
-  [ "$part" = dist/test/ ] || cp -R "$part" "$lib.new/dist/"
-done
-find "$lib.new/dist" -name '*.map' -exec rm -f {} +
-cp -R etc "$lib.new/etc"
-if [ -n "$MODULES_FROM" ]; then
-  [ -d "$MODULES_FROM" ] || die "MODULES_FROM=$MODULES_FROM is not a directory"
-  "$NODE" scripts/copy-production-modules.mjs package-lock.json "$MODULES_FROM" "$lib.new/node_modules" > /dev/null
-else
-  (cd "$lib.new" && "$NPM" ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error) || {
-    rm -rf "$lib.new"
-    die "npm ci --omit=dev failed (see above; is the npm registry reachable?); nothing was changed"
-  }
-fi
+mkdir -p "$lib.new/etc"
+cp package.json "$lib.new/"
+cp -R etc/config.cfg etc/fail2ban "$lib.new/etc/"
+"$NODE" scripts/bundle-programs.mjs "$lib.new" || {
+  rm -rf "$lib.new"
+  die "bundling the programs failed (see above; run \"make\" first); nothing was changed"
+}
 chmod -R u=rwX,go=rX "$lib.new"
+chmod 0755 "$lib.new/dist/cli/client.bundle.cjs"
 [ ! -e "$lib" ] || mv "$lib" "$lib.old"
 mv "$lib.new" "$lib"
 rm -rf "$lib.old"
@@ -58,22 +51,22 @@ for page in $MAN_PAGES; do
   install -D -m 0644 "man/$(basename "$page")" "$DESTDIR$MANDIR/$page"
 done
 say "installed the man pages in $MANDIR"
+install -d -m 0755 "$DESTDIR$DOCDIR/docs"
+install -m 0644 README.md LICENSE "$DESTDIR$DOCDIR/"
+install -m 0644 docs/*.md "$DESTDIR$DOCDIR/docs/"
+say "installed the documentation in $DOCDIR"
 
-# 3. The config: created once, never overwritten. It may hold secrets, so it is root's alone.
-if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then
-  say "kept your $CONFDIR/config.cfg (new keys are documented in $LIBDIR/etc/config.cfg)"
-else
-  install -m 0600 etc/config.cfg "$DESTDIR$CONFDIR/config.cfg"
-  say "created $CONFDIR/config.cfg: edit it (mq_ip, sync_servers or broker_url, [jails])"
-fi
+# 3. The config: created once, never overwritten.
+install_config
 
 # 4. fail2ban's side: the action and filter, and the dummy log of the sync jails.
 install_fail2ban_side etc/fail2ban
 
-# 5. systemd units.
+# 5. systemd units; the original's unit, which would run its removed program, is moved aside.
+move_original_unit
 install -d -m 0755 "$DESTDIR$UNITDIR"
 for unit in $UNITS; do
-  sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@CONFDIR@|$CONFDIR|g" -e "s|@LIBDIR@|$LIBDIR|g" "etc/systemd/$unit.in" > "$DESTDIR$UNITDIR/$unit.tmp"
+  sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@CONFDIR@|$CONFDIR|g" "etc/systemd/$unit.in" > "$DESTDIR$UNITDIR/$unit.tmp"
   chmod 0644 "$DESTDIR$UNITDIR/$unit.tmp"
   mv -f "$DESTDIR$UNITDIR/$unit.tmp" "$DESTDIR$UNITDIR/$unit"
 done

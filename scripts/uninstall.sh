@@ -34,11 +34,12 @@ remove "$DESTDIR$LIBDIR" "the program ($LIBDIR)"
 for page in $MAN_PAGES; do
   remove "$DESTDIR$MANDIR/$page" "$MANDIR/$page"
 done
+remove "$DESTDIR$DOCDIR" "the documentation ($DOCDIR)"
 
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then
   say "kept $CONFDIR/config.cfg; delete $CONFDIR yourself if you will not reinstall"
 else
   rmdir "$DESTDIR$CONFDIR" 2> /dev/null || true
 fi
-[ ! -d "$DESTDIR/var/lib/syncfail2ban" ] || say "kept /var/lib/syncfail2ban (the OPNsense bridge's state); delete it yourself if unwanted"
+[ ! -d "$DESTDIR/var/lib/syncfail2ban" ] || say "kept /var/lib/syncfail2ban (the agent's state: the holdings store, the OPNsense bridge's ledger); delete it yourself if unwanted"
 [ "$removed" -gt 0 ] || say "nothing to remove: syncfail2ban is not installed here"

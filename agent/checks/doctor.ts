@@ -3,7 +3,8 @@ import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { shippedFile } from '../../src/shipped-file.js';
 import { checkFirewalls } from './firewall-checks.js';
 import { checkBrokers, checkListen } from './network-checks.js';
-import { checkJails, type Finding } from '../sinks/fail2ban/jail-checks.js';
+import type { Finding } from './finding.js';
+import { checkJails } from './jail-checks.js';
 
 /**
  * `syncfail2ban --check`: validates the config, the network (listening, peers or hub,

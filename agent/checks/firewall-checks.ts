@@ -1,8 +1,8 @@
 import { request } from 'node:http';
 import { connect } from 'node:tls';
 import { urlHostname, type Firewall, type OpnsenseConfig } from '../../src/config.js';
-import { probeFirewall } from '../sinks/opnsense/probe.js';
-import type { Finding } from '../sinks/fail2ban/jail-checks.js';
+import type { Finding } from './finding.js';
+import { probeFirewall } from './opnsense-probe.js';
 
 /** One check of one firewall; undefined when it has nothing to say. */
 type FirewallCheck = (firewall: Firewall, opnsense: OpnsenseConfig, timeoutMs: number) => Promise<Finding | Finding[] | undefined>;

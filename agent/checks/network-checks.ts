@@ -2,7 +2,7 @@ import { endpointUrl, peerUrls, type Config } from '../../src/config.js';
 import { requestStatus } from '../../src/control-protocol.js';
 import { listenProblem } from '../../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../../cli/mqtt-publish.js';
-import type { Finding } from '../sinks/fail2ban/jail-checks.js';
+import type { Finding } from './finding.js';
 
 /**
  * Mesh: can the embedded broker listen on mq_ip:mq_port? In use is fine when this host's
@@ -16,8 +16,7 @@ export async function checkListen(config: Config): Promise<Finding[]> {
   if (!problem) return [{ level: 'ok', subject, message: 'is free for the embedded broker' }];
   const running = await requestStatus(config.controlSocket, config.connectionTimeoutS * 1000).catch(() => undefined);
   if (running?.status.parts.some((part) => part.kind === 'broker' && part.details.url === own)) return [{ level: 'ok', subject, message: `is this host's running agent (pid ${running.pid})` }];
-  const [message, fix] = problem.message.split('; fix: ');
-  return [{ level: 'fail', subject, message: message!, ...(fix ? { fix } : {}) }];
+  return [{ level: 'fail', subject, message: problem.what, ...(problem.fix === undefined ? {} : { fix: problem.fix }) }];
 }
 
 /**

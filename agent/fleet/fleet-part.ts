@@ -36,8 +36,11 @@ export class FleetPart implements Part {
         byOrigin[origin] = (byOrigin[origin] ?? 0) + count;
       }
     }
-    const lastError = status.lastError ?? this.adoption.error;
-    const problems: Problem[] = lastError ? [{ what: `the holdings store cannot be written: ${lastError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }] : [];
+    const adoptionError = this.adoption.error;
+    const problems: Problem[] = [
+      ...status.problems,
+      ...(adoptionError ? [{ what: `the holdings store cannot be written: ${adoptionError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }] : []),
+    ];
     // Kept in the order they ended.
     const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
     const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));

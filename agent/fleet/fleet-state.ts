@@ -2,8 +2,9 @@ import type { SyncEvent } from '../../src/event.js';
 import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
-import type { EventTarget, RouteResult } from '../intake/intake.js';
+import type { Problem } from '../../src/status.js';
 import { LogThrottle } from '../../src/log-throttle.js';
+import { StateFileError } from '../state-dir/durable-file.js';
 import { HoldingsFile, type Change, type LoadResult } from './holdings-file.js';
 import { ADOPTED, MANUAL, type Holdings, MAX_HOLDINGS, MAX_ORIGINS_PER_ADDRESS } from './holdings.js';
 import { UNTIL_UNBANNED } from '../../src/bantime.js';
@@ -18,6 +19,9 @@ const LEASE_TIMER_MAX_MS = 60_000;
 /** The longest leases are released at a stretch before the event loop takes its turn. */
 const EXPIRY_SLICE_MS = 10;
 
+/** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
+export type RouteResult = 'queued' | 'own' | 'unmapped';
+
 export interface FleetStatus {
   stateDir: string;
   /** Primary jail -> origin -> holdings. */
@@ -29,7 +33,8 @@ export interface FleetStatus {
   refusedAtCap: number;
   /** The last snapshot per origin and primary jail, complete or not. */
   snapshots: SnapshotResult[];
-  lastError: string | null;
+  /** What of the store is not on disk as it should be. */
+  problems: Problem[];
   /** Holdings with an end (leases), and the earliest end (ms since the epoch, this host's clock). */
   leases: number;
   nextLeaseEnd: number | undefined;
@@ -42,7 +47,7 @@ export interface FleetStatus {
  * holding goes through here: it is journalled first, then each sink whose target changes
  * (gains its first or loses its last holding of the address) is told.
  */
-export class FleetState implements EventTarget {
+export class FleetState {
   private readonly file: HoldingsFile;
   private readonly snapshots: SnapshotReceiver;
   private readonly throttle = new LogThrottle();
@@ -63,7 +68,7 @@ export class FleetState implements EventTarget {
     snapshotDeadlineMs?: number,
     private readonly clock: Clock = Date.now,
   ) {
-    this.file = new HoldingsFile(stateDir, holdings);
+    this.file = new HoldingsFile(stateDir, holdings, log);
     this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
   }
 
@@ -73,6 +78,7 @@ export class FleetState implements EventTarget {
     try {
       result = this.file.load();
     } catch (error) {
+      if (error instanceof StateFileError) throw new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
       throw new ConfigError(
         `state_dir: cannot keep the holdings store in ${this.file.dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
       );
@@ -171,7 +177,7 @@ export class FleetState implements EventTarget {
       unbansWithoutHolding: this.unbansWithoutHolding,
       refusedAtCap: this.refusedAtCap,
       snapshots: this.snapshots.status(),
-      lastError: this.file.error,
+      problems: this.file.problems(),
       leases: this.holdings.leases.size,
       nextLeaseEnd: this.holdings.leases.next(),
       released: { ...this.released },

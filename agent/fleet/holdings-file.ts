@@ -1,20 +1,19 @@
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { JAIL_NAME, NODE_ID } from '../../src/event.js';
 import { isCanonical } from '../../src/ip.js';
-import { replaceFile, syncDir } from '../state-dir/durable-file.js';
-import { ADOPTED, MANUAL, type Holdings } from './holdings.js';
+import type { Logger } from '../../src/log.js';
+import type { Problem } from '../../src/status.js';
+import { SnapshotJournal } from '../state-dir/snapshot-journal.js';
+import { ADOPTED, MANUAL, MAX_HOLDINGS, type Holdings } from './holdings.js';
 
 const SNAPSHOT_FILE = 'holdings.snapshot';
 const JOURNAL_FILE = 'holdings.journal';
-/** The journal a compaction is writing into the snapshot, until the snapshot is on disk. */
-const COMPACTING_FILE = 'holdings.journal.compacting';
-/** The journal is fsynced at most this long after a change (what a power cut may lose; a kill -9 loses nothing). */
-const SYNC_INTERVAL_MS = 1_000;
-/** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings… */
+/** The journal is compacted into the snapshot once it has this many lines, or more lines than there are holdings. */
 const COMPACT_MIN_LINES = 50_000;
-/** …this long after it grew past that, off the path that took the change. */
-const COMPACT_DELAY_MS = 1_000;
+/** The longest lines of a holding: "+ ", an origin and a jail of 64 characters, a network address, "\n"; and its end ("E ", the same with an end in ms). */
+const MAX_HOLDING_BYTES = 2 + 65 + 65 + 44 + (2 + 65 + 65 + 16 + 44);
+/** A snapshot of a full store is at most MAX_HOLDINGS holdings (and released addresses); a journal compacts at as many again. */
+const MAX_FILE_BYTES = 2 * MAX_HOLDINGS * MAX_HOLDING_BYTES;
 
 /**
  * One change, as a journal line: `+ origin jail address`, `- origin jail address`, and
@@ -33,147 +32,59 @@ export interface LoadResult {
 }
 
 /**
- * The holdings store on disk, in state_dir: a compacted snapshot (`holdings.snapshot`) and
- * an append-only journal of every change since (`holdings.journal`), both text, one change
- * per line, replayed in order at start.
- *
- * Durability: `append()` writes the lines with one write(2) before it returns, so once an
- * event was taken into the store it is in the kernel's page cache and survives a kill -9 of
- * the agent at any later moment. The journal is fsynced within SYNC_INTERVAL_MS (and at
- * stop), so a power cut loses at most that last second.
- *
- * Compaction runs from a timer, never in append(): in one step it serialises the holdings
- * and moves the journal aside (`holdings.journal.compacting`; appends go on in a new
- * journal), then writes the snapshot without blocking, and removes the moved journal once
- * the snapshot is on disk. A start replays snapshot, moved journal (if any) and journal in
- * order. Replaying is idempotent (each line sets one holding present or absent), so a crash
- * anywhere in a compaction (snapshot renamed, moved journal not yet removed) replays lines
- * the snapshot already has, with the same result.
+ * The holdings store on disk, in state_dir: a snapshot (`holdings.snapshot`) and a journal
+ * of every change since (`holdings.journal`), kept by a SnapshotJournal (durability,
+ * compaction, full disks: see there). This file is the record encoding: text, one change per
+ * line, replayed in order at start; replaying is idempotent (each line sets one holding
+ * present or absent).
  */
 export class HoldingsFile {
-  private readonly snapshotPath: string;
-  private readonly journalPath: string;
-  private readonly compactingPath: string;
-  /** Lines in the journal now. */
-  private journalLines = 0;
-  private fd: number | undefined;
-  private syncTimer: NodeJS.Timeout | undefined;
-  private compactTimer: NodeJS.Timeout | undefined;
-  private compacting: Promise<void> | undefined;
-  private lastError: string | null = null;
+  private readonly store: SnapshotJournal;
 
   constructor(
     readonly dir: string,
     /** The holdings the store loads into and describes. */
     private readonly holdings: Holdings,
+    log: Logger,
+    /** Reads, writes nothing (a dry run). */
+    readOnly = false,
   ) {
-    this.snapshotPath = join(dir, SNAPSHOT_FILE);
-    this.journalPath = join(dir, JOURNAL_FILE);
-    this.compactingPath = join(dir, COMPACTING_FILE);
+    this.store = new SnapshotJournal({
+      snapshot: join(dir, SNAPSHOT_FILE),
+      journal: join(dir, JOURNAL_FILE),
+      what: 'the holdings store',
+      serialise: () => serialise(holdings),
+      log,
+      maxBytes: MAX_FILE_BYTES,
+      readOnly,
+    });
   }
 
-  /** The last write failure, until a write succeeds again. */
-  get error(): string | null {
-    return this.lastError;
+  /** What is not on disk as it should be, with the fix. */
+  problems(): Problem[] {
+    return this.store.problems();
   }
 
   /** Reads snapshot then journal into the holdings and opens the journal for appends. Throws when state_dir cannot be used. */
   load(): LoadResult {
-    mkdirSync(this.dir, { recursive: true, mode: 0o750 });
-    const files = [this.snapshotPath, this.compactingPath, this.journalPath];
-    const fresh = !files.some((path) => existsSync(path));
     let skipped = 0;
-    let journal = '';
-    for (const path of files) {
-      const text = readIfThere(path);
-      const lines = text.split('\n');
-      if (path === this.journalPath) {
-        journal = text;
-        this.journalLines = lines.length;
-      }
-      for (const line of lines) if (line !== '' && !replay(this.holdings, line)) skipped += 1;
-    }
-    this.fd = openSync(this.journalPath, 'a', 0o640);
-    // A crash mid-append leaves a torn last line: the next line starts on its own.
-    if (journal !== '' && !journal.endsWith('\n')) writeSync(this.fd, '\n');
+    const line = (text: string) => {
+      if (!replay(this.holdings, text)) skipped += 1;
+    };
+    const { fresh } = this.store.load({ snapshot: line, record: line });
     return { fresh, skipped };
   }
 
-  /** Appends changes to the journal in one write; schedules a compaction when the journal has grown past the holdings it describes. */
+  /** Appends changes to the journal; schedules a compaction when the journal has grown past the holdings it describes. */
   append(changes: readonly Change[]): void {
-    if (changes.length === 0 || this.fd === undefined) return;
-    try {
-      writeSync(this.fd, changes.map((change) => `${change.join(' ')}\n`).join(''));
-      this.journalLines += changes.length;
-      this.lastError = null;
-    } catch (error) {
-      this.lastError = `cannot write the holdings journal ${this.journalPath} (${(error as Error).message}): changes are kept in memory only, a restart loses them; free space in or fix the permissions of state_dir ${this.dir}`;
-      return;
-    }
-    this.scheduleSync();
-    if (this.journalLines > Math.max(COMPACT_MIN_LINES, this.holdings.size)) this.scheduleCompaction();
+    if (changes.length === 0) return;
+    this.store.append(changes.map((change) => change.join(' ')));
+    if (this.store.journalRecords > Math.max(COMPACT_MIN_LINES, this.holdings.size)) this.store.compactSoon();
   }
 
   /** Compacts and closes; the store is on disk. */
   async close(): Promise<void> {
-    if (this.fd === undefined) return;
-    clearTimeout(this.syncTimer);
-    clearTimeout(this.compactTimer);
-    await this.compacting;
-    await this.compact();
-    if (this.fd === undefined) return;
-    closeSync(this.fd);
-    this.fd = undefined;
-  }
-
-  private scheduleCompaction(): void {
-    if (this.compactTimer || this.compacting) return;
-    this.compactTimer = setTimeout(() => {
-      this.compactTimer = undefined;
-      this.compacting = this.compact().finally(() => (this.compacting = undefined));
-    }, COMPACT_DELAY_MS);
-    this.compactTimer.unref();
-  }
-
-  /** Writes every holding (and remembered release) into a new snapshot, renamed over the old one once it is on disk; the journal it holds goes. Never throws. */
-  private async compact(): Promise<void> {
-    if (this.fd === undefined) return;
-    try {
-      const text = serialise(this.holdings);
-      // Unless an earlier compaction failed and left its moved journal (then both stay until one succeeds).
-      if (!existsSync(this.compactingPath)) this.moveJournalAside();
-      await replaceFile(this.snapshotPath, text);
-      await syncDir(this.dir);
-      unlinkSync(this.compactingPath);
-      this.lastError = null;
-    } catch (error) {
-      // The journals still hold every change: nothing is lost, they only grow.
-      this.lastError = `cannot write the holdings snapshot ${this.snapshotPath} (${(error as Error).message}); the journal keeps growing until it can: free space in or fix the permissions of state_dir ${this.dir}`;
-    }
-  }
-
-  /** In the same step as the holdings were serialised: what the journal holds now is in the snapshot being written, what follows is not. */
-  private moveJournalAside(): void {
-    const old = this.fd!;
-    fdatasyncSync(old);
-    renameSync(this.journalPath, this.compactingPath);
-    this.fd = openSync(this.journalPath, 'a', 0o640);
-    this.journalLines = 0;
-    closeSync(old);
-  }
-
-  private scheduleSync(): void {
-    if (this.syncTimer) return;
-    this.syncTimer = setTimeout(() => {
-      this.syncTimer = undefined;
-      if (this.fd === undefined) return;
-      try {
-        fdatasyncSync(this.fd);
-      } catch (error) {
-        this.lastError = `cannot sync the holdings journal ${this.journalPath} (${(error as Error).message})`;
-      }
-    }, SYNC_INTERVAL_MS);
-    this.syncTimer.unref();
+    await this.store.close();
   }
 }
 
@@ -208,13 +119,4 @@ function replay(holdings: Holdings, line: string): boolean {
   if (op === '+') holdings.add(origin, jail, address);
   else holdings.remove(origin, jail, address);
   return true;
-}
-
-function readIfThere(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw error;
-  }
 }

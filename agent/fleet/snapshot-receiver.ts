@@ -1,6 +1,5 @@
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
-import type { FleetState } from './fleet-state.js';
 
 /** Parts of one snapshot must all arrive within this long of its first part, or it counts as incomplete. */
 const SNAPSHOT_DEADLINE_MS = 60_000;
@@ -31,6 +30,14 @@ interface Assembly {
   timer: NodeJS.Timeout;
 }
 
+/** Where a snapshot's holdings go: the fleet state. */
+export interface SnapshotStore {
+  /** Adds holdings of one origin in one jail; returns how many were new. */
+  addAll(origin: string, jail: string, addresses: readonly string[], bantimes?: readonly number[]): number;
+  /** Releases the origin's holdings in the jail that are not in `keep`; returns how many. */
+  releaseAllBut(origin: string, jail: string, keep: ReadonlySet<string>): number;
+}
+
 /**
  * Assembles snapshot parts. Each part's addresses are added as it arrives (adding is always
  * right); once every part of a snapshot is in, the origin's other holdings in that jail are
@@ -43,7 +50,7 @@ export class SnapshotReceiver {
   private readonly finished = new Set<string>();
 
   constructor(
-    private readonly fleet: FleetState,
+    private readonly fleet: SnapshotStore,
     private readonly log: Logger,
     private readonly deadlineMs = SNAPSHOT_DEADLINE_MS,
   ) {}

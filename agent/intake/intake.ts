@@ -1,4 +1,5 @@
 import { decodeEvent, printable, type SyncEvent } from '../../src/event.js';
+import type { RouteResult } from '../fleet/fleet-state.js';
 import type { Inbox } from '../links/inbox.js';
 import type { NeverBanList } from './never-ban.js';
 import type { RateLimiter } from '../../src/rate-limit.js';
@@ -8,9 +9,6 @@ import type { Part } from '../../src/part.js';
 import { decodeSnapshotPart, isSnapshotTopic, type SnapshotPart } from '../../src/snapshot.js';
 
 const MAX_PEERS_TRACKED = 1_000;
-
-/** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
-export type RouteResult = 'queued' | 'own' | 'unmapped';
 
 /** Where valid events and snapshot parts go: the fleet state. */
 export interface EventTarget {

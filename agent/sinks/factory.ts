@@ -21,7 +21,7 @@ export interface SinkContext {
 export function buildSinks(config: Config, { holdings, adoption, log }: SinkContext): Sink[] {
   const pick: PickBackend = config.dryRun ? (real) => new DryRunBackend(real.name, log) : (real) => real;
   const sinks: Sink[] = [];
-  if (config.opnsense.enabled) sinks.push(new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption }));
+  if (config.opnsense.enabled) sinks.push(new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption, stateReadOnly: config.dryRun }));
   if (config.f2bSync && config.jails.size > 0) {
     sinks.push(
       new SyncJailsSink({

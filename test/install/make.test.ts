@@ -1,23 +1,25 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jailLocal } from '../support/jail-local.js';
+import { ORIGINAL_UNIT } from '../support/original-install.js';
 import { AGENT_SERVICE, ROOT } from '../support/paths.js';
+import { freePort } from '../support/ports.js';
+import { RunningProcess } from '../support/process.js';
 import { run, type RunResult } from '../support/run.js';
+import { measured, part } from '../support/status.js';
+import { waitFor } from '../support/wait.js';
+import type { AgentStatus } from '../../src/status.js';
 
 const execFileAsync = promisify(execFile);
 const LIB = '/usr/local/lib/syncfail2ban';
 
-/**
- * `make install DESTDIR=...` into temp dirs. It reuses this checkout's dist/ and node_modules
- * (NO_BUILD, MODULES_FROM) so that it takes seconds and needs no registry; a real install
- * runs "npm ci --omit=dev" instead.
- */
+/** `make install DESTDIR=...` into temp dirs, from this checkout's dist/ as built (NO_BUILD). */
 function make(target: 'install' | 'uninstall', destdir: string): Promise<RunResult> {
-  return run('make', ['-s', '-C', ROOT, target, `DESTDIR=${destdir}`, 'NO_BUILD=1', `MODULES_FROM=${join(ROOT, 'node_modules')}`], 120_000);
+  return run('make', ['-s', '-C', ROOT, target, `DESTDIR=${destdir}`, 'NO_BUILD=1'], 120_000);
 }
 
 async function mode(path: string): Promise<string> {
@@ -52,12 +54,15 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
 
   it('installs the program, commands, config, fail2ban files, dummy log and units, with their modes', async () => {
     const expected: Record<string, string> = {
-      [`${LIB}/dist/agent/main.js`]: '644',
-      [`${LIB}/dist/cli/main.js`]: '644',
+      [`${LIB}/dist/agent/main.js`]: '755',
       [`${LIB}/dist/cli/client.bundle.cjs`]: '755',
-      [`${LIB}/dist/broker/main.js`]: '644',
-      [`${LIB}/node_modules/mqtt/package.json`]: '644',
+      [`${LIB}/dist/cli/status.js`]: '644',
+      [`${LIB}/dist/broker/main.js`]: '755',
       [`${LIB}/etc/fail2ban/jail.local`]: '644',
+      [`${LIB}/THIRD-PARTY-LICENSES`]: '644',
+      '/usr/local/share/doc/syncfail2ban/README.md': '644',
+      '/usr/local/share/doc/syncfail2ban/LICENSE': '644',
+      '/usr/local/share/doc/syncfail2ban/docs/install.md': '644',
       '/usr/local/bin/syncfail2ban': '755',
       '/usr/local/bin/syncfail2ban-client': '755',
       '/usr/local/bin/syncfail2ban-broker': '755',
@@ -80,8 +85,10 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     for (const file of ['action.d/sync-action.conf', 'filter.d/sync-filter.conf']) {
       expect(await readFile(join(root, 'etc/fail2ban', file), 'utf8'), file).to.equal(await readFile(join(ROOT, 'etc/fail2ban', file), 'utf8'));
     }
-    const installed = await filesUnder(join(root, LIB, 'dist'));
-    expect(installed.filter((file) => file.startsWith('test/') || file.endsWith('.map') || file.endsWith('.ts'))).to.deep.equal([]);
+    // The programs are bundled (scripts/bundle-programs.mjs): no package tree, no sources, maps or tests.
+    const installed = await filesUnder(join(root, LIB));
+    expect(installed.filter((file) => file.includes('node_modules') || file.includes('test/') || /\.(ts|map)$/.test(file))).to.deep.equal([]);
+    expect(installed.length).to.be.below(60);
 
     const unit = await readFile(join(root, 'etc/systemd/system/syncfail2ban.service'), 'utf8');
     for (const line of [
@@ -121,6 +128,30 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     expect(agentHelp.stdout).to.match(/--check/);
   });
 
+  it('the installed (bundled) programs work together: a ban published by the client reaches the agent, and the client reads its status', async () => {
+    const port = await freePort();
+    const run_ = join(tmp, 'bundled-run');
+    await mkdir(run_, { recursive: true });
+    const common = `mq_ip = 127.0.0.1\nmq_port = ${port}\ncontrol_socket = ${run_}/control.sock\nstate_dir = ${run_}/state\nfail2ban_socket = ${run_}/no-fail2ban.sock\n[jails]\nsshd = sshd-sync\n`;
+    await writeFile(join(run_, 'agent.cfg'), `node_id = agent\n${common}`);
+    await writeFile(join(run_, 'other.cfg'), `node_id = other\n${common}`);
+    const agent = new RunningProcess(process.execPath, [join(root, LIB, 'dist/agent/main.js'), '--config', join(run_, 'agent.cfg')], { SYNCFAIL2BAN_LOG_FORMAT: 'json' });
+    try {
+      const client = join(root, LIB, 'dist/cli/client.bundle.cjs');
+      const statusOf = async () => (JSON.parse((await run(process.execPath, [client, '--config', join(run_, 'agent.cfg'), 'status', '--json'])).stdout) as { status: AgentStatus }).status;
+      await waitFor(() => statusOf().then(() => agent.alive), 'the installed agent to answer status');
+      const published = await run(process.execPath, [client, '--config', join(run_, 'other.cfg'), '-a', 'sshd', 'banip', '203.0.113.9']);
+      expect(published.code, published.stdout + published.stderr).to.equal(0);
+      const status = await waitFor(async () => {
+        const current = await statusOf();
+        return measured(part(current, 'events'), 'accepted') === 1 ? current : undefined;
+      }, 'the installed client to report the accepted ban');
+      expect(status.nodeId).to.equal('agent');
+    } finally {
+      await agent.stop();
+    }
+  });
+
   it('a second install keeps a changed config.cfg, and a changed sync-action.conf (ours goes beside it as .dist)', async () => {
     const config = join(root, 'etc/syncfail2ban/config.cfg');
     const action = join(root, 'etc/fail2ban/action.d/sync-action.conf');
@@ -149,6 +180,9 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     await mkdir(join(other, 'etc/syncfail2ban'), { recursive: true });
     await writeFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), '#!/usr/bin/python3\n# the original client\n');
     await writeFile(join(other, 'etc/syncfail2ban/syncfail2ban'), '#!/usr/bin/python3\n# the original program\n');
+    await mkdir(join(other, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
+    await writeFile(join(other, 'etc/systemd/system/syncfail2ban.service'), ORIGINAL_UNIT);
+    await symlink('/etc/systemd/system/syncfail2ban.service', join(other, 'etc/systemd/system/multi-user.target.wants/syncfail2ban.service'));
     await mkdir(join(other, 'etc/fail2ban'), { recursive: true });
     await writeFile(join(other, 'etc/fail2ban/jail.local'), jailLocal({ syncAction: true }));
 
@@ -157,6 +191,11 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client.orig'), 'utf8')).to.include('the original client');
     expect(await readFile(join(other, 'etc/syncfail2ban/syncfail2ban-client'), 'utf8')).to.include(`${LIB}/dist/cli/client.bundle.cjs`);
     expect(install.stdout).to.include("/etc/syncfail2ban/syncfail2ban is the original's program, no longer used");
+    // Its unit (which runs that program) is kept aside, no longer enabled; ours takes its place.
+    expect(install.stdout).to.include("moved the original's unit /etc/systemd/system/syncfail2ban.service");
+    expect(await readFile(join(other, 'etc/systemd/system/syncfail2ban.service.orig'), 'utf8')).to.equal(ORIGINAL_UNIT);
+    expect(await readFile(join(other, 'etc/systemd/system/syncfail2ban.service'), 'utf8')).to.include('ExecStart=/usr/local/bin/syncfail2ban --config');
+    expect(await filesUnder(join(other, 'etc/systemd/system/multi-user.target.wants'))).to.deep.equal([]);
   });
 
   it('uninstall refuses while a jail runs sync-action; then removes what no jail uses; a second run removes nothing', async () => {
@@ -177,6 +216,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       'etc/syncfail2ban/config.cfg',
       'etc/syncfail2ban/syncfail2ban',
       'etc/syncfail2ban/syncfail2ban-client.orig',
+      'etc/systemd/system/syncfail2ban.service.orig',
       'var/log/syncfail2ban-dummy.log',
     ]);
     expect(uninstall.stdout).to.include('removed /etc/fail2ban/action.d/sync-action.conf');

@@ -1,9 +1,14 @@
 import { Fail2banError, type Fail2banClient } from '../../../src/fail2ban/client.js';
 import type { Logger } from '../../../src/log.js';
+import { shippedFile } from '../../../src/shipped-file.js';
 import type { Problem } from '../../../src/status.js';
-import { missingSyncJailFix } from './jail-checks.js';
 import type { Change } from '../../fleet/projection.js';
 import { groupByTarget, type Backend, type Rejection } from '../batcher.js';
+
+/** How to fix a sync jail fail2ban does not run (or refuses changes to). */
+export function missingSyncJailFix(jail: string): string {
+  return `define [${jail}] in fail2ban's jail.local (see ${shippedFile('etc/fail2ban/jail.local')}), run "fail2ban-client reload", then re-send with syncfail2ban-client -f <jail> on the other hosts`;
+}
 
 /** Applies batches to the local sync jails: one banip and one unbanip command per jail. */
 export class Fail2banBackend implements Backend {

@@ -6,8 +6,7 @@ import type { Holdings } from '../../fleet/holdings.js';
 import { Projection, type Change } from '../../fleet/projection.js';
 import { Batcher, sinkMeasures, sinkProblems } from '../batcher.js';
 import type { PickBackend, Sink } from '../sink.js';
-import { Fail2banBackend } from './fail2ban-backend.js';
-import { missingSyncJailFix } from './jail-checks.js';
+import { Fail2banBackend, missingSyncJailFix } from './fail2ban-backend.js';
 import { SyncJailReconciler } from './sync-jail-reconciler.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */

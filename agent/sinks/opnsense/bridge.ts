@@ -9,8 +9,27 @@ import type { Part } from '../../../src/part.js';
 import type { BatcherOptions } from '../batcher.js';
 import type { PickBackend, Sink } from '../sink.js';
 import { FirewallSync, type DesiredAliases } from './firewall-sync.js';
-import { decodeBridgeState, decodeJournalRecord, encodeBridgeState, STATE_FILE_NAME, type DecodedState, type JournalRecord } from './persisted-state.js';
-import { StateFile, type Journal } from './state-file.js';
+import { ConfigError } from '../../../src/config-reader.js';
+import { StateFileError } from '../../state-dir/durable-file.js';
+import { SnapshotJournal } from '../../state-dir/snapshot-journal.js';
+import {
+  decodeBridgeState,
+  decodeJournalRecord,
+  encodeBridgeState,
+  JOURNAL_FILE_NAME,
+  legacyGeneration,
+  MAX_STATE_FILE_BYTES,
+  STATE_FILE_NAME,
+  type DecodedState,
+  type JournalRecord,
+  type LedgerJournal,
+} from './persisted-state.js';
+
+/** The journal records that follow the snapshot, and those that were not records (a line torn by a crash). */
+interface Journal {
+  records: unknown[];
+  skipped: number;
+}
 
 /**
  * The OPNsense bridge: the projection of the holdings onto the aliases mapped in
@@ -22,7 +41,10 @@ import { StateFile, type Journal } from './state-file.js';
 export class OpnsenseBridge implements Sink {
   readonly projection: Projection;
   readonly firewalls: FirewallSync[];
-  private readonly stateFile: StateFile;
+  private readonly stateFile: SnapshotJournal;
+  private readonly statePath: string;
+  /** The state is saved (false: state_dir could not be used at start; logged then). */
+  private persistent = true;
 
   constructor(
     private readonly config: OpnsenseConfig,
@@ -35,15 +57,29 @@ export class OpnsenseBridge implements Sink {
       adoption?: Adoption;
       batcher?: Partial<BatcherOptions>;
       stateWriteDelayMs?: number;
+      /** Reads its state from state_dir, writes nothing there (a dry run). */
+      stateReadOnly?: boolean;
     },
   ) {
     this.projection = new Projection(config.aliases);
-    this.stateFile = new StateFile(
-      join(stateDir, STATE_FILE_NAME),
-      (generation) => encodeBridgeState(this.firewalls.map((sync) => sync.ledger), generation),
+    this.statePath = join(stateDir, STATE_FILE_NAME);
+    this.stateFile = new SnapshotJournal({
+      snapshot: this.statePath,
+      journal: join(stateDir, JOURNAL_FILE_NAME),
+      what: 'the OPNsense bridge state',
+      serialise: () => encodeBridgeState(this.firewalls.map((sync) => sync.ledger)),
       log,
-      ...(options.stateWriteDelayMs === undefined ? [] : [options.stateWriteDelayMs]),
-    );
+      maxBytes: MAX_STATE_FILE_BYTES,
+      legacyGeneration,
+      ifSnapshotLost:
+        'Addresses the bridge added before are unknown to it now and will never be removed by it: check the aliases on the firewall, and re-send current bans with "syncfail2ban-client -f <jail>" on each host',
+      ...(options.stateWriteDelayMs === undefined ? {} : { compactDelayMs: options.stateWriteDelayMs }),
+      readOnly: options.stateReadOnly === true,
+    });
+    const state: LedgerJournal = {
+      writeAhead: (records) => this.stateFile.writeAhead(records.map((record) => JSON.stringify(record))),
+      markDirty: () => this.stateFile.markDirty(),
+    };
     const desired: DesiredAliases = {
       addresses: (alias) => this.projection.wanted(holdings, alias),
       holders: (alias, address) => this.projection.jailsOf(alias).flatMap((jail) => holdings.origins(jail, address).map((origin) => `${origin}/${jail}`)),
@@ -58,7 +94,7 @@ export class OpnsenseBridge implements Sink {
           reconcileIntervalS: config.reconcileIntervalS,
           aliases: config.aliases,
           desired,
-          state: this.stateFile,
+          state,
           log,
           ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
           pick: options.pick,
@@ -88,11 +124,11 @@ export class OpnsenseBridge implements Sink {
     if (config.aliases.size === 0) {
       log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
     }
-    const saved = await this.stateFile.load(decodeBridgeState);
-    this.restore(saved ?? { wanted: [], added: [], skipped: 0 }, await this.stateFile.readJournal());
+    const { saved, journal } = this.load();
+    this.restore(saved, journal);
     for (const sync of this.firewalls) await sync.start();
     log.info(
-      { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.stateFile.path, wanted: this.wanted() },
+      { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.statePath, wanted: this.wanted() },
       'OPNsense bridge started',
     );
   }
@@ -104,15 +140,49 @@ export class OpnsenseBridge implements Sink {
   }
 
   status(): PartStatus {
-    const persistent = this.stateFile.persistent;
+    const { persistent } = this;
     return {
       kind: 'bridge',
       problems: persistent
-        ? []
-        : [{ what: `the bridge state cannot be saved to ${this.stateFile.path} (see the log): it forgets what it added on restart`, fix: 'make state_dir a directory root can write, then restart the agent' }],
+        ? this.stateFile.problems()
+        : [{ what: `the bridge state cannot be saved to ${this.statePath} (see the log): it forgets what it added on restart`, fix: 'make state_dir a directory root can write, then restart the agent' }],
       measures: { wanted: { help: 'addresses an alias should hold', type: 'gauge', label: 'alias', values: this.wanted() } },
-      details: { state_file: this.stateFile.path, persistent },
+      details: { state_file: this.statePath, persistent },
     };
+  }
+
+  /**
+   * The saved ledger and the journal records after it. A file that is not one the agent
+   * wrote stops the start; a state_dir that cannot be written leaves the bridge running
+   * without saving (loudly).
+   */
+  private load(): { saved: DecodedState; journal: Journal } {
+    let saved: DecodedState = { wanted: [], added: [], skipped: 0 };
+    const journal: Journal = { records: [], skipped: 0 };
+    const lines: string[] = [];
+    try {
+      this.stateFile.load({
+        snapshot: (line) => lines.push(line),
+        snapshotEnd: () => {
+          saved = decodeBridgeState(JSON.parse(lines.join('\n')) as unknown);
+        },
+        record: (line) => {
+          try {
+            journal.records.push(JSON.parse(line) as unknown);
+          } catch {
+            journal.skipped += 1; // a record torn by a crash: its batch was never sent
+          }
+        },
+      });
+    } catch (error) {
+      if (error instanceof StateFileError) throw new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
+      this.persistent = false;
+      this.log.error(
+        { stateFile: this.statePath },
+        `cannot keep the OPNsense bridge state in ${this.statePath} (${(error as Error).message}); the OPNsense bridge runs without saving its state, so a restart forgets what it added: set state_dir to a directory this user may write (default /var/lib/syncfail2ban)`,
+      );
+    }
+    return { saved, journal };
   }
 
   private wanted(): Record<string, number> {
@@ -165,7 +235,7 @@ export class OpnsenseBridge implements Sink {
     if (orphaned > 0) {
       this.log.warn({ dropped: orphaned }, `forgot ${orphaned} address(es) the bridge had added on firewalls no longer in opn_fw_ip; remove them there by hand if they should go`);
     }
-    if (skipped > 0) this.log.warn({ skipped }, `skipped ${skipped} invalid entries of the state file ${this.stateFile.path} and its journal`);
+    if (skipped > 0) this.log.warn({ skipped }, `skipped ${skipped} invalid entries of the state file ${this.statePath} and its journal`);
     if (saved.wanted.length + orphaned + skipped > 0) this.stateFile.markDirty();
   }
 

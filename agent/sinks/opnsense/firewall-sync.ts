@@ -12,8 +12,8 @@ import { AliasQueue, type AliasStatus } from './alias-queue.js';
 import { FirewallLedger } from './ledger.js';
 import { LogThrottle } from '../../../src/log-throttle.js';
 import { CONCURRENCY, OpnsenseBackend } from './opnsense-backend.js';
+import type { LedgerJournal } from './persisted-state.js';
 import { StateKiller } from './state-killer.js';
-import type { StateFile } from './state-file.js';
 
 /** Per alias on each firewall. A burst is cut into batches of this size; a failed batch is retried whole (every call is idempotent). */
 export const OPNSENSE_BATCHER: Partial<BatcherOptions> = {
@@ -70,7 +70,7 @@ export interface FirewallSyncOptions {
   /** primary jail -> alias */
   aliases: ReadonlyMap<string, string>;
   desired: DesiredAliases;
-  state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
+  state: LedgerJournal;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
   /** The writes to the aliases, or under dry_run the backend that logs them (reconciliation still reads the aliases). */

@@ -6,8 +6,7 @@ import type { AliasInfoCache } from './alias-info.js';
 import type { FirewallLedger } from './ledger.js';
 import { forEachLimited } from './limit.js';
 import { LogThrottle } from '../../../src/log-throttle.js';
-import type { JournalRecord } from './persisted-state.js';
-import type { StateFile } from './state-file.js';
+import type { JournalRecord, LedgerJournal } from './persisted-state.js';
 
 /** Requests in flight to one firewall at once (and its keep-alive socket pool). */
 export const CONCURRENCY = 12;
@@ -32,7 +31,7 @@ export interface OpnsenseBackendOptions {
   /** Who holds an address now (journalled with each change). */
   holders: (alias: string, address: string) => string[];
   /** Each batch's changes are journalled ahead of its calls, so the ledger on disk covers every add in flight. */
-  state: Pick<StateFile, 'markDirty' | 'writeAhead'>;
+  state: LedgerJournal;
   /** Told which addresses were added (answered done) to an alias, e.g. to kill their states. */
   onAdded?: (alias: string, addresses: string[]) => void;
   log: Logger;
@@ -101,7 +100,7 @@ export class OpnsenseBackend implements Backend {
     // With its holders gone, so that a crash cannot bring back a ban released meanwhile.
     for (const address of changes.deletes) record(address);
     try {
-      // Write-ahead: the claims are on disk before any add is sent (O(batch), see StateFile).
+      // Write-ahead: the claims are on disk before any add is sent (O(batch), see SnapshotJournal).
       await state.writeAhead(records);
     } catch (error) {
       // Nothing was sent: the retry claims them again, and writes them ahead again.

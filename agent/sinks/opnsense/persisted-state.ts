@@ -2,21 +2,39 @@ import { parseAddress } from '../../../src/ip.js';
 import type { FirewallLedger } from './ledger.js';
 
 export const STATE_FILE_NAME = 'opnsense-bridge.json';
+export const JOURNAL_FILE_NAME = `${STATE_FILE_NAME}.journal`;
+/** The ledger holds at most what the projection wants on each firewall: far less than this. */
+export const MAX_STATE_FILE_BYTES = 256 * 2 ** 20;
 
 /**
- * The bridge's state file, version 1:
+ * The bridge's state, kept by a SnapshotJournal (agent/state-dir): its snapshot is one line
+ * of JSON, version 1:
  *   added:  firewall base URL -> alias -> addresses the bridge added there
- *   generation: the snapshot's number (see StateFile), absent in files written before it
  *   wanted: alias -> address -> holders ("origin/jail"), only in files written before the
  *           holdings store; read once, on its first start, to adopt them
- * and its journal (STATE_FILE_NAME + ".journal"): one JournalRecord per line for every address
- * added or removed since that snapshot was written.
+ *   generation: in files written before SnapshotJournal, which keeps it in a header line
+ * and its journal: one JournalRecord per line (JSON) for every address added or removed
+ * since that snapshot was written.
  */
 interface StateV1 {
   version: 1;
   wanted?: Record<string, Record<string, string[]>>;
   added: Record<string, Record<string, string[]>>;
   generation?: number;
+}
+
+/** Where the firewalls' ledger changes go. */
+export interface LedgerJournal {
+  /** On disk (fsynced) when it resolves; throws when the records are not, so the caller does not act on them. */
+  writeAhead(records: readonly JournalRecord[]): Promise<void>;
+  /** The ledger changed: a snapshot is written soon. */
+  markDirty(): void;
+}
+
+/** The generation a snapshot written before SnapshotJournal kept in its JSON (always its second field). */
+export function legacyGeneration(line: string): number {
+  const match = /^\{"version":1,"generation":(\d{1,15}),/.exec(line);
+  return match ? Number(match[1]) : 0;
 }
 
 export interface DecodedState {
@@ -28,13 +46,13 @@ export interface DecodedState {
   skipped: number;
 }
 
-export function encodeBridgeState(ledgers: readonly FirewallLedger[], generation = 0): string {
+/** The snapshot: one line. */
+export function encodeBridgeState(ledgers: readonly FirewallLedger[]): string {
   const state: StateV1 = {
     version: 1,
-    generation,
     added: Object.fromEntries(ledgers.map((ledger) => [ledger.firewall, ledger.toJSON()])),
   };
-  return JSON.stringify(state);
+  return `${JSON.stringify(state)}\n`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { Intake, type EventTarget, type RouteResult } from '../../../agent/intake/intake.js';
+import type { RouteResult } from '../../../agent/fleet/fleet-state.js';
+import { Intake, type EventTarget } from '../../../agent/intake/intake.js';
 import type { SyncEvent } from '../../../src/event.js';
 import type { SnapshotPart } from '../../../src/snapshot.js';
 import { mustParseAddress } from '../../../src/ip.js';

@@ -155,7 +155,7 @@ describe('leases: every holding ends at its end', () => {
 
     fleet.apply(event('ban', '203.0.113.14', 'host-a', 60));
     const journal = await readFile(join(dir, 'holdings.journal'), 'utf8');
-    expect(journal).to.match(/^\+ host-a sshd 203\.0\.113\.14\nE host-a sshd \d+ 203\.0\.113\.14\n$/);
+    expect(journal).to.match(/\n\+ host-a sshd 203\.0\.113\.14\nE host-a sshd \d+ 203\.0\.113\.14\n$/);
     await fleet.close();
     open.length = 0;
     const snapshot = await readFile(join(dir, 'holdings.snapshot'), 'utf8');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { AliasInfoCache } from '../../../agent/sinks/opnsense/alias-info.js';
 import { FirewallLedger } from '../../../agent/sinks/opnsense/ledger.js';
 import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../../agent/sinks/opnsense/opnsense-backend.js';
-import { StateFile } from '../../../agent/sinks/opnsense/state-file.js';
+import { SnapshotJournal } from '../../../agent/state-dir/snapshot-journal.js';
 import type { Change } from '../../../agent/fleet/projection.js';
 import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../../agent/sinks/opnsense/api/client.js';
 import { startFakeOpnsense, type FakeApiKey, type FakeOpnsense } from '../../fakes/opnsense.js';
@@ -242,18 +242,44 @@ describe('OPNsense backend (one firewall)', function () {
     try {
       let snapshots = 0;
       const { log } = captureLog();
-      const file = new StateFile(join(dir, 'state.json'), () => `{"snapshot":${(snapshots += 1)}}`, log, 60_000);
-      await file.load(() => null);
-      const { backend } = setUp({ state: file });
+      const file = new SnapshotJournal({
+        snapshot: join(dir, 'state.json'),
+        journal: join(dir, 'state.json.journal'),
+        what: 'the state',
+        serialise: () => `{"snapshot":${(snapshots += 1)}}\n`,
+        log,
+        maxBytes: 2 ** 20,
+        compactDelayMs: 60_000,
+      });
+      const journalled = () => {
+        const records: string[][] = [];
+        new SnapshotJournal({ snapshot: join(dir, 'state.json'), journal: join(dir, 'state.json.journal'), what: 'a reader', serialise: () => '', log, maxBytes: 2 ** 20, readOnly: true }).load({
+          snapshot: () => undefined,
+          record: (line) => records.push(JSON.parse(line) as string[]),
+        });
+        return records;
+      };
+      file.load({ snapshot: () => undefined, record: () => undefined });
+      let writes = 0;
+      const { backend } = setUp({
+        state: {
+          writeAhead: (records) => {
+            writes += 1;
+            return file.writeAhead(records.map((record) => JSON.stringify(record)));
+          },
+          markDirty: () => file.markDirty(),
+        },
+      });
       const addresses = range(1_000, '10.40');
       for (let i = 0; i < addresses.length; i += 50) await backend.apply(bans('bans', addresses.slice(i, i + 50)));
       expect(fake.pfTable('bans')).to.have.length(1_000);
       expect(snapshots, 'no snapshot per batch').to.equal(0);
-      expect(file.journalWrites).to.equal(20);
-      expect((await file.readJournal()).records.map((record) => (record as string[])[2])).to.deep.equal(addresses);
-      await file.flush();
+      expect(writes).to.equal(20);
+      expect(journalled().map((record) => record[2])).to.deep.equal(addresses);
+      await file.compact();
       expect(snapshots).to.equal(1);
-      expect((await file.readJournal()).records, 'the snapshot took the journal in').to.deep.equal([]);
+      expect(journalled(), 'the snapshot took the journal in').to.deep.equal([]);
+      await file.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

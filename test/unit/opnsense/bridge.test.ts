@@ -61,6 +61,14 @@ describe('OPNsense bridge (in-process)', function () {
 
   const fleets = new Map<OpnsenseBridge, FleetState>();
 
+  /** The saved snapshot: its header line (the generation), then the state as one line of JSON. */
+  async function savedState() {
+    const [header, json, ...rest] = (await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')).split('\n');
+    expect(header).to.match(/^\{"generation":\d+\}$/);
+    expect(rest).to.deep.equal(['']);
+    return JSON.parse(json!) as { added: Record<string, Record<string, string[]>> };
+  }
+
   async function stop(bridge: OpnsenseBridge) {
     await bridge.stop(1_000);
     await fleets.get(bridge)?.close();
@@ -134,7 +142,7 @@ describe('OPNsense bridge (in-process)', function () {
     first.offer(event('web', 'ban', '203.0.113.7', 'a'));
     await waitFor(() => fake.pfTable('bans').length === 1 && fake.pfTable('other').length === 1, 'both aliases filled');
     await stop(first.bridge);
-    const saved = JSON.parse(await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')) as { added: Record<string, Record<string, string[]>> };
+    const saved = await savedState();
     expect(saved.added[fake.url]).to.deep.equal({ bans: ['203.0.113.6'], other: ['203.0.113.7'] });
 
     await startBridge(['sshd = bans']);
@@ -183,15 +191,15 @@ describe('OPNsense bridge (in-process)', function () {
     await rm(journal);
     await mkdir(journal); // the journal cannot be written (as a full disk would have it)
     offer(event('sshd', 'ban', '203.0.113.40', 'a'));
-    await waitFor(() => lines.find((line) => line.level === 50 && /cannot record the addresses it is about to add/.test(String(line.msg))), 'the failed write-ahead in the log');
-    await waitFor(() => bridge.firewalls[0]!.status().problems.some((problem) => /cannot record the addresses/.test(problem.what)), 'the failure in status');
+    await waitFor(() => lines.find((line) => line.level === 50 && /the OPNsense bridge state: cannot write .*opnsense-bridge\.json\.journal \(EISDIR/.test(String(line.msg))), 'the failed write-ahead in the log');
+    await waitFor(() => bridge.firewalls[0]!.status().problems.some((problem) => /the OPNsense bridge state: cannot write .*opnsense-bridge\.json\.journal/.test(problem.what)), 'the failure in status');
     expect(fake.requests.log.filter((request) => request.endpoint === 'firewall/alias_util/add'), 'nothing sent without its claim on disk').to.deep.equal([]);
     expect(measured(bridge.firewalls[0]!.status(), 'backlog')).to.equal(1);
 
     await rm(journal, { recursive: true });
     await waitFor(() => fake.pfTable('bans').includes('203.0.113.40'), 'the ban, once the journal can be written');
     await stop(bridge);
-    const saved = JSON.parse(await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')) as { added: Record<string, Record<string, string[]>> };
+    const saved = await savedState();
     expect(saved.added[fake.url]).to.deep.equal({ bans: ['203.0.113.40'] });
   });
 
@@ -245,7 +253,7 @@ describe('OPNsense bridge (in-process)', function () {
     await reconciledAfter(bridge, new Date().toISOString());
     expect(fake.pfTable('bans').sort(), "the admin's entry is not the bridge's to remove").to.deep.equal(['203.0.113.70', '203.0.113.71']);
     await stop(bridge);
-    const saved = JSON.parse(await readFile(join(dir, 'opnsense-bridge.json'), 'utf8')) as { added: Record<string, Record<string, string[]>> };
+    const saved = await savedState();
     expect(saved.added[fake.url] ?? {}).to.deep.equal({ bans: ['203.0.113.71'] });
     expect(saved, 'holders live in the holdings store now').to.not.have.property('wanted');
   });

@@ -1,25 +1,13 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Config } from '../../../src/config.js';
-import { shippedFile } from '../../../src/shipped-file.js';
-import type { Fail2banClient } from '../../../src/fail2ban/client.js';
-
-/** One result of `syncfail2ban --check`: what was checked, and for a problem, how to fix it. */
-export interface Finding {
-  level: 'ok' | 'warn' | 'fail';
-  subject: string;
-  message: string;
-  fix?: string;
-}
+import type { Config } from '../../src/config.js';
+import type { Fail2banClient } from '../../src/fail2ban/client.js';
+import { missingSyncJailFix } from '../sinks/fail2ban/fail2ban-backend.js';
+import type { Finding } from './finding.js';
 
 const RELOAD = 'then run "fail2ban-client reload"';
 const JAIL_FILE = "fail2ban's jail config (usually /etc/fail2ban/jail.local)";
-
-/** How to fix a sync jail fail2ban does not run (or refuses changes to). */
-export function missingSyncJailFix(jail: string): string {
-  return `define [${jail}] in fail2ban's jail.local (see ${shippedFile('etc/fail2ban/jail.local')}), run "fail2ban-client reload", then re-send with syncfail2ban-client -f <jail> on the other hosts`;
-}
 
 /** An action of a jail as fail2ban holds it, with its ban command interpolated (but for <ip>). */
 interface JailAction {

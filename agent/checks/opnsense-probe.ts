@@ -1,8 +1,8 @@
-import type { Firewall, OpnsenseConfig } from '../../../src/config.js';
+import type { Firewall, OpnsenseConfig } from '../../src/config.js';
 import { pino, type Logger } from 'pino';
-import { firewallClient, OpnsenseError } from './api/client.js';
-import type { Finding } from '../fail2ban/jail-checks.js';
-import { AliasInfoCache, judgeAlias } from './alias-info.js';
+import { firewallClient, OpnsenseError } from '../sinks/opnsense/api/client.js';
+import { AliasInfoCache, judgeAlias } from '../sinks/opnsense/alias-info.js';
+import type { Finding } from './finding.js';
 
 /** What the alias-info cache would log is a finding here. */
 const SILENT: Logger = pino({ level: 'silent' });
