@@ -10,6 +10,7 @@ const benchmarks: Array<[name: string, title: string, run: () => Promise<void>]>
   ['snapshot', 'snapshot of 100,000 bans', async () => (await import('./snapshot.js')).run()],
   ['cluster-hub', 'clustered hub', async () => (await import('./cluster-hub.js')).run()],
   ['broker-attack', 'broker under attack', async () => (await import('./broker-attack.js')).run()],
+  ['leases', '100,000 leases', async () => (await import('./leases.js')).run()],
 ];
 
 const wanted = process.argv.slice(2);

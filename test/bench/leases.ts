@@ -1,0 +1,72 @@
+import { readFile } from 'node:fs/promises';
+import { publishAll, SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW } from '../../cli/mqtt-publish.js';
+import { encodeSnapshot, snapshotTopic } from '../../src/snapshot.js';
+import { addressBlock, snapshotsOf } from '../support/fleet-helpers.js';
+import { settledRss } from '../support/memory.js';
+import { freePortOn } from '../support/ports.js';
+import { SimHost } from '../support/sim-host.js';
+import { measured, part } from '../support/status.js';
+import { waitFor } from '../support/wait.js';
+
+const LEASES = 100_000;
+/** The ends are spread evenly from an hour to a day and an hour ahead. */
+const FIRST_END_S = 3_600;
+const SPREAD_S = 86_400;
+const IDLE_S = 30;
+
+/**
+ * An agent holding 100,000 bans with ends spread over a day (one ordered queue and one
+ * timer for all of them), against the same agent holding the same 100,000 until unbanned:
+ * its RSS once steady, and the CPU it uses while idle for IDLE_S seconds.
+ */
+export async function run(): Promise<void> {
+  const addresses = [...addressBlock(50, 65_536), ...addressBlock(51, LEASES - 65_536)];
+  const bantimes = addresses.map((_, index) => FIRST_END_S + Math.floor((index * SPREAD_S) / LEASES));
+  const baseline = await holding(addresses, undefined);
+  const leases = await holding(addresses, bantimes);
+  console.log(`measured: one agent (sync jail in a real fail2ban) holding ${LEASES} bans from one snapshot, then idle for ${IDLE_S} s`);
+  console.log(`  until unbanned (no ends):                      RSS ${baseline.rssMb.toFixed(0)} MB, idle CPU ${baseline.cpuPercent.toFixed(2)}%`);
+  console.log(`  ${LEASES} leases, ends spread over 24 h:        RSS ${leases.rssMb.toFixed(0)} MB, idle CPU ${leases.cpuPercent.toFixed(2)}% (leases held: ${leases.leases})`);
+  console.log(`  ratio (leases / no ends): RSS ${(leases.rssMb / baseline.rssMb).toFixed(2)}x, +${(leases.rssMb - baseline.rssMb).toFixed(1)} MB`);
+}
+
+interface Held {
+  rssMb: number;
+  cpuPercent: number;
+  leases: number;
+}
+
+/** A fresh host whose agent takes one snapshot of `addresses` (with `bantimes`, or none) from another origin; its steady RSS and idle CPU. */
+async function holding(addresses: string[], bantimes: number[] | undefined): Promise<Held> {
+  const ip = '127.0.0.2';
+  const port = await freePortOn([ip]);
+  const host = await SimHost.start({ name: 'bench-leases', ip, port });
+  try {
+    await host.startAgent();
+    const parts = encodeSnapshot('bench-origin', addresses, bantimes);
+    await publishAll(`mqtt://${ip}:${port}`, parts.map((payload) => ({ topic: snapshotTopic('web'), payload })), { timeoutMs: 120_000, window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS });
+    await waitFor(
+      async () => (await snapshotsOf(host)).some((s) => s.complete) && measured(part(await host.agentStatus(), 'sink', 'fail2ban'), 'backlog') === 0,
+      'the snapshot applied',
+      600_000,
+      200,
+    );
+    const pid = host.requireAgent().child.pid!;
+    const rssMb = await settledRss(pid);
+    const cpuStart = await cpuSeconds(pid);
+    const wallStart = Date.now();
+    await waitFor(() => Date.now() - wallStart >= IDLE_S * 1000, `${IDLE_S} s of idle`, IDLE_S * 1000 + 5_000, 1_000);
+    const cpuPercent = ((await cpuSeconds(pid)) - cpuStart) / ((Date.now() - wallStart) / 1000) * 100;
+    return { rssMb, cpuPercent, leases: measured(part(await host.agentStatus(), 'fleet'), 'leases') };
+  } finally {
+    await host.stop();
+  }
+}
+
+/** User and system CPU time of a process so far, from /proc (clock ticks of 1/100 s). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  // utime and stime: fields 14 and 15 of stat, 12 and 13 after "pid (comm) ".
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
