@@ -71,7 +71,7 @@ export class Agent {
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, () => this.status(), log));
     this.stages.push(reporters);
     if (sinks.length === 0) {
-      log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false) and the OPNsense bridge is off');
+      log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false), and the OPNsense bridge and nft_sync are off');
     }
   }
 

@@ -10,11 +10,12 @@ const { values, positionals } = parseCommandLine(
   {
     name: NAME,
     summary: 'Keeps fail2ban bans in sync across servers over MQTT (the agent service). With -a, -s or -f it does what syncfail2ban-client does.',
-    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
+    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] --remove-nft-table', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
     options: [
       ...CLIENT_OPTIONS.filter((option) => option.long !== 'json'),
       { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
       { long: 'dry-run', description: 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)' },
+      { long: 'remove-nft-table', description: 'delete the nftables table of nft_sync (table inet syncfail2ban), ending the bans enforced in it, then exit; refused while the agent runs with nft_sync on' },
     ],
     maxPositionals: 2,
     epilogue: 'Exit codes: 0 ok, 1 failure, 2 bad arguments, 78 configuration error (a port in use included).\nSIGTERM stops it after applying what it accepted; SIGHUP re-reads the config.',
@@ -35,6 +36,14 @@ if (values.check) {
     process.exit(await runDoctor(file));
   } catch (error) {
     reportFatal(`${NAME} --check`, error);
+  }
+}
+if (values['remove-nft-table']) {
+  try {
+    const { removeNftTable } = await import('./sinks/nftables/remove-table.js');
+    process.exit(await removeNftTable(file));
+  } catch (error) {
+    reportFatal(`${NAME} --remove-nft-table`, error);
   }
 }
 try {

@@ -14,6 +14,7 @@ import {
 } from './config-security.js';
 import { type ClusterConfig, hubOrder, readBrokerUrls, readCluster } from './config-hub.js';
 import { JAIL_NAME, NODE_ID } from './event.js';
+import { type NftablesConfig, readNftables } from './config-nftables.js';
 import { type CanonicalAddress, parseAddress } from './ip.js';
 import { shippedFile } from './shipped-file.js';
 
@@ -89,6 +90,8 @@ export interface Config {
   /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
   metrics?: MetricsEndpoint;
   opnsense: OpnsenseConfig;
+  /** The kernel-sets sink (nft_sync). */
+  nftables: NftablesConfig;
   /** What the embedded (mesh) or standalone broker demands of connecting hosts. */
   broker: BrokerSecurity;
   /** Credentials and TLS settings for connecting to brokers. */
@@ -180,6 +183,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
   const brokerUrls = readBrokerUrls(general);
   const publishesOverTls = brokerUrls.length ? brokerUrls.some((url) => url.startsWith('mqtts:')) : meshTls;
 
+  const jails = readJailMap(jailsSection, 'sync jail');
   const config: Config = {
     file,
     nodeId,
@@ -191,7 +195,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
     meshTls,
     syncServers: general.list('sync_servers').map((entry) => parseEndpoint(general, 'sync_servers', entry, mqPort)),
     connectionTimeoutS: general.seconds('connection_timeout', 10),
-    jails: readJailMap(jailsSection, 'sync jail'),
+    jails,
     ignoreIp: general.list('ignoreip').map((entry) => {
       const parsed = parseAddress(entry, { anyPrefix: true });
       if (!parsed.ok) return general.fail('ignoreip', `${JSON.stringify(entry)}: ${parsed.reason}`, 'list IP addresses or CIDR networks separated by spaces');
@@ -205,6 +209,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
     controlSocket: readControlSocket(general),
     opnsense: readOpnsense(general, aliasSection, keySection, service),
+    nftables: readNftables(general, jails),
     broker,
     mqtt: readClientSecurity(general, nodeId, warnings, service || publishesOverTls),
     rateLimit: readRateLimit(general),

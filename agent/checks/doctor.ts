@@ -2,6 +2,7 @@ import { ConfigError, loadConfig, type Config } from '../../src/config.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { shippedFile } from '../../src/shipped-file.js';
 import { checkFirewalls } from './firewall-checks.js';
+import { checkNftables } from './nftables-checks.js';
 import { checkBrokers, checkListen } from './network-checks.js';
 import type { Finding } from './finding.js';
 import { checkJails } from './jail-checks.js';
@@ -51,6 +52,7 @@ async function diagnose(file: string): Promise<Finding[]> {
     checkBrokers(config),
     config.jails.size > 0 ? checkFail2ban(config) : [],
     checkFirewalls(config.opnsense, timeoutMs),
+    checkNftables(config),
   ]);
   return [...findings, ...checks.flat()];
 }
@@ -62,9 +64,10 @@ function emptyJails(config: Config): Finding[] {
       level: 'fail',
       subject: '[jails]',
       message: 'is empty while f2b_sync is on: this host would neither publish nor apply any ban',
-      fix: `add "<primary jail> = <sync jail>" lines under [jails], e.g. "sshd = sshd-sync"${config.opnsense.enabled ? ', or set f2b_sync = false on a host that only runs the OPNsense bridge' : ''}`,
+      fix: `add "<primary jail> = <sync jail>" lines under [jails], e.g. "sshd = sshd-sync"${config.opnsense.enabled || config.nftables.enabled ? `, or set f2b_sync = false on a host that only runs ${config.opnsense.enabled ? 'the OPNsense bridge' : 'the nftables sets'}` : ''}`,
     }];
   }
+  if (config.nftables.enabled) return [{ level: 'ok', subject: '[jails]', message: `is empty: received bans of ${config.nftables.jails.join(', ')} go to the nftables sets (nft_jails)` }];
   return config.opnsense.enabled
     ? [{ level: 'ok', subject: '[jails]', message: 'is empty: this host only runs the OPNsense bridge' }]
     : [{ level: 'warn', subject: '[jails]', message: 'is empty and the OPNsense bridge is off: this host does nothing', fix: 'add "<primary jail> = <sync jail>" lines under [jails], or turn on the OPNsense bridge' }];

@@ -249,16 +249,20 @@ export class FleetState {
     const affected = this.followers.flatMap((follower) => {
       const { projection } = follower;
       const target = projection.mapping.get(jail);
-      return target === undefined ? [] : [{ follower, target, before: addresses.map((address) => projection.holds(this.holdings, target, address)) }];
+      if (target === undefined) return [];
+      const before = addresses.map((address) => projection.holds(this.holdings, target, address));
+      const endsBefore = follower.followsEnds ? addresses.map((address) => projection.end(this.holdings, target, address)) : undefined;
+      return [{ follower, target, before, endsBefore }];
     });
     const changes = mutate();
     if (changes.length === 0) return 0;
     this.file.append(changes);
-    for (const { follower, target, before } of affected) {
+    for (const { follower, target, before, endsBefore } of affected) {
       const submitted: SinkChange[] = [];
       addresses.forEach((address, index) => {
         const after = follower.projection.holds(this.holdings, target, address);
         if (after !== before[index]) submitted.push({ target, action: after ? 'ban' : 'unban', address });
+        else if (after && endsBefore && later(endsBefore[index], follower.projection.end(this.holdings, target, address))) submitted.push({ target, action: 'ban', address });
       });
       if (submitted.length > 0) follower.submit(submitted);
     }
@@ -276,4 +280,9 @@ export class FleetState {
         : `${address} in ${jail} already has ${MAX_ORIGINS_PER_ADDRESS} holders: one more (${origin}) refused; the address stays banned through the others. Look for a client publishing under many node ids`,
     );
   }
+}
+
+/** Whether an end moved later (undefined: until unbanned, later than any end). */
+function later(before: number | undefined, after: number | undefined): boolean {
+  return before !== undefined && (after === undefined || after > before);
 }

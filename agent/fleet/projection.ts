@@ -18,6 +18,8 @@ export interface Follower {
   readonly projection: Projection;
   /** Queues the changes; never blocks, never throws. */
   submit(changes: readonly Change[]): void;
+  /** Also handed a ban of an address its target holds already when the address's end (Projection.end) moves later: a sink that keeps the end itself. */
+  readonly followsEnds?: boolean;
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Adoption } from '../fleet/adoption.js';
 import type { Holdings } from '../fleet/holdings.js';
 import { DryRunBackend } from './dry-run.js';
 import { SyncJailsSink } from './fail2ban/sync-jails.js';
+import { NftablesSink } from './nftables/nftables-sink.js';
 import { OpnsenseBridge } from './opnsense/bridge.js';
 import type { PickBackend, Sink } from './sink.js';
 
@@ -37,5 +38,6 @@ export function buildSinks(config: Config, { holdings, adoption, log }: SinkCont
       }),
     );
   }
+  if (config.nftables.enabled) sinks.push(new NftablesSink({ config: config.nftables, nodeId: config.nodeId, holdings, pick, log }));
   return sinks;
 }

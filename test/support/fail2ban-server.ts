@@ -40,6 +40,8 @@ export interface StartFail2banOptions {
   db?: 'memory' | 'file';
   /** How long the server may take to answer `status <jail>` for every jail. Default 15 s. */
   readyTimeoutMs?: number;
+  /** Runs the server through this command, e.g. nsenter into a network namespace (test/support/netns.ts), where its actions then act. */
+  launcher?: readonly string[];
 }
 
 export interface Fail2banServer {
@@ -131,6 +133,7 @@ class PrivateFail2ban implements Fail2banServer {
   private readonly pidFile: string;
   private readonly jails: string[];
   private readonly readyTimeoutMs: number;
+  private readonly launcher: readonly string[];
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private outputTail = '';
@@ -150,6 +153,7 @@ class PrivateFail2ban implements Fail2banServer {
     this.dbFile = opts.db === 'file' ? path.join(this.runDir, 'fail2ban.sqlite3') : null;
     this.jails = opts.jails.map((jail) => jail.name);
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
+    this.launcher = opts.launcher ?? [];
     // sun_path holds 108 bytes; a long TMPDIR would otherwise fail obscurely inside fail2ban.
     if (Buffer.byteLength(this.socket) > 100) {
       throw new Error(`startFail2ban: socket path ${this.socket} is too long for a unix socket; use a shorter TMPDIR`);
@@ -216,7 +220,8 @@ class PrivateFail2ban implements Fail2banServer {
     if (this.pid !== undefined) throw new Error(`fail2ban test server "${this.name}" is already running (pid ${this.pid})`);
     this.outputTail = '';
     // -x removes a stale socket left by a killed server.
-    const child = spawn('fail2ban-server', ['-f', '-x', '-c', this.confDir, '-s', this.socket, '-p', this.pidFile], {
+    const [program = 'fail2ban-server', ...args] = [...this.launcher, 'fail2ban-server', '-f', '-x', '-c', this.confDir, '-s', this.socket, '-p', this.pidFile];
+    const child = spawn(program, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

@@ -5,6 +5,7 @@ import { TEST_CLOCK_OFFSET_VARIABLE } from '../../agent/fleet/clock.js';
 import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
 import type { AgentStatus, PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer, type JailSpec } from './fail2ban-server.js';
+import type { NetNamespace } from './netns.js';
 import { AGENT_SERVICE, BIN, ROOT } from './paths.js';
 import { RunningProcess } from './process.js';
 import { run, type RunResult } from './run.js';
@@ -27,6 +28,8 @@ export interface HostOptions {
   sections?: string[];
   /** false: no fail2ban on this host (f2b_sync = false), e.g. one that only runs the OPNsense bridge. */
   fail2ban?: boolean;
+  /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
+  netns?: NetNamespace;
   /** More of the primary jail sshd's settings. */
   sshd?: Pick<JailSpec, 'bantime'>;
   /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
@@ -79,6 +82,7 @@ export class SimHost {
       // The shipped action file, unchanged: the test exercises what admins install.
       actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8') },
       primaryAction: `sync-action[client="${clientScript}"]`,
+      ...(options.netns ? { launcher: options.netns.prefix() } : {}),
     });
     const host = new SimHost(options, dir, configPath, fail2ban);
     await host.writeConfig();
@@ -124,7 +128,7 @@ export class SimHost {
   /** Starts the agent and waits until it is subscribed on at least one broker (its own, or the hub). */
   async startAgent(args: string[] = []): Promise<RunningProcess> {
     const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
-    this.agent = new RunningProcess(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args], clock);
+    this.agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]), clock);
     await this.waitSubscribed(1);
     return this.agent;
   }
@@ -149,7 +153,12 @@ export class SimHost {
 
   /** Runs this host's syncfail2ban-client (what fail2ban's action runs). */
   client(args: string[]): Promise<RunResult> {
-    return run(process.execPath, [BIN.client, '--config', this.configPath, ...args]);
+    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]));
+  }
+
+  /** [command, args] that run the program on this host: inside its network namespace, if it has one. */
+  inside(program: string, args: string[]): [string, string[]] {
+    return this.options.netns ? this.options.netns.wrap(program, args) : [program, args];
   }
 
   /** The running agent's status, asked over its control socket in-process: what polls read (no client process per poll). */

@@ -102,6 +102,27 @@ describe('leases: every holding ends at its end', () => {
     expect(projection.end(holdings, 'sshd-sync', '203.0.113.4'), "this host's own ban does not count for its sync jail").to.be.within(now + 600_000, clock() + 600_000);
   });
 
+  it('a sink that keeps ends itself (followsEnds) is handed a ban again when the end moves later, not when it does not', () => {
+    const handed: string[] = [];
+    const kernelSets: Follower = {
+      projection: new Projection(new Map([['sshd', 'table']]), SELF),
+      submit: (changes) => handed.push(...changes.map(({ action, address }) => `${action} ${address}`)),
+      followsEnds: true,
+    };
+    const fleet = new FleetState(new Holdings(), dir, [kernelSets], captureLog().log, undefined, clock);
+    fleet.load();
+    open.push(fleet);
+    fleet.apply(event('ban', '203.0.113.9', 'host-a', 60));
+    fleet.apply(event('ban', '203.0.113.9', 'host-a', 30));
+    fleet.apply(event('ban', '203.0.113.9', 'host-c', 50));
+    expect(handed).to.deep.equal(['ban 203.0.113.9']);
+    fleet.apply(event('ban', '203.0.113.9', 'host-a', 600));
+    fleet.apply(event('ban', '203.0.113.9', 'host-c'));
+    fleet.apply(event('ban', '203.0.113.9', 'host-a', 6_000));
+    expect(handed, 'later, then until unbanned; then nothing moves').to.deep.equal(['ban 203.0.113.9', 'ban 203.0.113.9', 'ban 203.0.113.9']);
+    expect(submitted, 'the sync jails do not follow ends').to.deep.equal([]);
+  });
+
   it('a ban whose time is up already holds nothing', () => {
     const { fleet } = start();
     fleet.apply(event('ban', '203.0.113.5', 'host-a', 0));

@@ -1,0 +1,124 @@
+import { spawn } from 'node:child_process';
+
+/**
+ * Why nft failed: not installed, not allowed (not root, no CAP_NET_ADMIN), a kernel without
+ * nf_tables, no answer in time, or it refused what it was given (`lines`: where in the script).
+ */
+export type NftFailure = 'missing' | 'not-permitted' | 'unsupported' | 'timeout' | 'refused';
+
+export class NftError extends Error {
+  override readonly name = 'NftError';
+
+  constructor(
+    readonly kind: NftFailure,
+    message: string,
+    /** Lines of the script (1-based) nft's error messages point at. */
+    readonly lines: readonly number[] = [],
+  ) {
+    super(message);
+  }
+
+  /** What the operator does about it. */
+  get fix(): string {
+    return NFT_FIXES[this.kind];
+  }
+}
+
+const NFT_FIXES: Record<NftFailure, string> = {
+  missing: 'install nftables ("apt-get install nftables"), or set nft_sync = false',
+  'not-permitted': 'run syncfail2ban as root (it needs CAP_NET_ADMIN to change nftables)',
+  unsupported: 'load the nf_tables kernel module ("modprobe nf_tables"); in a container, the host must allow nftables; or set nft_sync = false',
+  timeout: 'see whether nft hangs ("nft list tables"); the system may be overloaded',
+  refused: 'see the message; "syncfail2ban --remove-nft-table" and a restart rebuild the table',
+};
+
+export interface NftOptions {
+  /** The program and leading arguments: ['nft'] (found in PATH), or a wrapper in tests. */
+  command?: readonly string[];
+  /** An nft run that takes longer is killed. */
+  timeoutMs?: number;
+}
+
+const MAX_MESSAGE = 600;
+
+/**
+ * Runs the nft program with an argument array (never a shell); a script goes on its stdin
+ * (`nft -f -`), so that one batch is one transaction: all of it applies, or none.
+ */
+export class Nft {
+  private readonly command: readonly string[];
+  private readonly timeoutMs: number;
+
+  constructor(options: NftOptions = {}) {
+    this.command = options.command ?? ['nft'];
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  /** Applies a script as one transaction. */
+  async apply(script: string): Promise<void> {
+    await this.run(['-f', '-'], script);
+  }
+
+  /** `nft -j [-t] list <what...>`, parsed; undefined when the object does not exist. */
+  async listJson(what: readonly string[], terse = false): Promise<unknown> {
+    try {
+      return JSON.parse(await this.run(['-j', ...(terse ? ['-t'] : []), 'list', ...what]));
+    } catch (error) {
+      if (error instanceof NftError && error.kind === 'refused' && /No such file or directory/.test(error.message)) return undefined;
+      throw error;
+    }
+  }
+
+  run(args: readonly string[], input = ''): Promise<string> {
+    const [program, ...leading] = this.command as [string, ...string[]];
+    return new Promise((resolve, reject) => {
+      const child = spawn(program, [...leading, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+      const stdout: Buffer[] = [];
+      let stderr = '';
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, this.timeoutMs);
+      child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-64 * 1024)));
+      // nft exits without reading stdin when it cannot start its work (no permission): not our failure.
+      child.stdin.on('error', () => undefined);
+      child.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(
+          error.code === 'ENOENT'
+            ? new NftError('missing', `${program} is not installed (not found in PATH)`)
+            : new NftError('not-permitted', `cannot run ${program}: ${error.message}`),
+        );
+      });
+      child.once('close', (code) => {
+        clearTimeout(timer);
+        if (timedOut) return reject(new NftError('timeout', `nft did not finish within ${this.timeoutMs / 1000} s`));
+        if (code === 0) return resolve(Buffer.concat(stdout).toString());
+        reject(classify(stderr, code));
+      });
+      child.stdin.end(input);
+    });
+  }
+}
+
+function classify(stderr: string, code: number | null): NftError {
+  const message = summary(stderr) || `nft exited with code ${code}`;
+  if (/Operation not permitted|you must be root/i.test(stderr)) return new NftError('not-permitted', `nft is not permitted to change nftables: ${message}`);
+  if (/Protocol not supported|Address family not supported|cannot open socket|Could not receive/i.test(stderr)) {
+    return new NftError('unsupported', `the kernel does not provide nf_tables: ${message}`);
+  }
+  const lines = [...stderr.matchAll(/^\/dev\/stdin:(\d+):/gm)].map((match) => Number(match[1]));
+  return new NftError('refused', `nft refused it: ${message}`, lines);
+}
+
+/** nft's error lines without the script excerpts and carets it prints under each. */
+function summary(stderr: string): string {
+  const errors = stderr
+    .split('\n')
+    .filter((line) => /Error:|^netlink:|^Operation/i.test(line))
+    .map((line) => line.replace(/^\/dev\/stdin:[\d:-]+\s*/, '').trim());
+  const text = [...new Set(errors)].join('; ') || stderr.trim().split('\n')[0] || '';
+  return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE)}...` : text;
+}
