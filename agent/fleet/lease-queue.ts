@@ -1,33 +1,25 @@
-/** A holding whose end has come. */
-export interface Lease {
-  end: number;
-  origin: string;
-  jail: string;
-  address: string;
-}
-
 /** Stale entries are swept once the queue holds this many more than twice what it held after the last sweep (or the live ones). */
 const SWEEP_SLACK = 1_024;
 
 /**
  * The holdings' ends in one ordered queue, a binary min-heap keyed by end: the next end is
- * known at once, and 100,000 leases cost one timer, not 100,000. A holding whose end moves
- * (a later ban, a prolong) is pushed again and its old entry stays behind: an entry that is
- * no longer its holding's end (`isCurrent`) is skipped when it comes up, and swept once
- * the queue has doubled since the last sweep, so it stays within about twice the leases
- * held (`live`) at linear cost. Kept in four parallel arrays, not one object per entry: 100,000 entries
- * take about 3 MB.
+ * known at once, and 100,000 leases cost one timer, not 100,000. An entry is an end, the
+ * holder (an origin in a jail, `H`) and the address. A holding whose end moves (a later ban,
+ * a prolong) is pushed again and its old entry stays behind: an entry that is no longer its
+ * holding's end (`isCurrent`) is skipped when it comes up, and swept once the queue has
+ * doubled since the last sweep, so it stays within about twice the leases held (`live`) at
+ * linear cost. Kept in three parallel arrays, not one object per entry: 100,000 entries take
+ * about 2.6 MB.
  */
-export class LeaseQueue {
+export class LeaseQueue<H> {
   private ends: number[] = [];
-  private origins: string[] = [];
-  private jails: string[] = [];
+  private holders: H[] = [];
   private addresses: string[] = [];
   private sweepAbove = SWEEP_SLACK;
 
   constructor(
     /** Whether `end` is still the holding's end (it may have moved, or the holding gone). */
-    private readonly isCurrent: (end: number, origin: string, jail: string, address: string) => boolean,
+    private readonly isCurrent: (end: number, holder: H, address: string) => boolean,
     /** How many holdings have an end now. */
     private readonly live: () => number,
   ) {}
@@ -37,39 +29,37 @@ export class LeaseQueue {
     return this.ends.length;
   }
 
-  push(end: number, origin: string, jail: string, address: string): void {
+  push(end: number, holder: H, address: string): void {
     if (this.ends.length > this.sweepAbove) {
       this.sweep();
       this.sweepAbove = 2 * Math.max(this.ends.length, this.live()) + SWEEP_SLACK;
     }
     this.ends.push(end);
-    this.origins.push(origin);
-    this.jails.push(jail);
+    this.holders.push(holder);
     this.addresses.push(address);
     this.up(this.ends.length - 1);
   }
 
   /** The earliest end of a holding that has one; stale entries on top are dropped on the way. */
   next(): number | undefined {
-    while (this.ends.length > 0 && !this.isCurrent(this.ends[0]!, this.origins[0]!, this.jails[0]!, this.addresses[0]!)) this.removeTop();
+    while (this.ends.length > 0 && !this.isCurrent(this.ends[0]!, this.holders[0]!, this.addresses[0]!)) this.removeTop();
     return this.ends[0];
   }
 
-  /** Takes the lease with the earliest end, if that end is at or before `now`. */
-  popDue(now: number): Lease | undefined {
+  /** Takes the entry with the earliest end, if that end is at or before `now`. */
+  popDue(now: number): { end: number; holder: H; address: string } | undefined {
     const end = this.next();
     if (end === undefined || end > now) return undefined;
-    const lease = { end, origin: this.origins[0]!, jail: this.jails[0]!, address: this.addresses[0]! };
+    const due = { end, holder: this.holders[0]!, address: this.addresses[0]! };
     this.removeTop();
-    return lease;
+    return due;
   }
 
   /** Keeps only the current entries, in a heap built anew (linear time). */
   private sweep(): void {
-    const keep = this.ends.flatMap((end, index) => (this.isCurrent(end, this.origins[index]!, this.jails[index]!, this.addresses[index]!) ? [index] : []));
+    const keep = this.ends.flatMap((end, index) => (this.isCurrent(end, this.holders[index]!, this.addresses[index]!) ? [index] : []));
     this.ends = keep.map((index) => this.ends[index]!);
-    this.origins = keep.map((index) => this.origins[index]!);
-    this.jails = keep.map((index) => this.jails[index]!);
+    this.holders = keep.map((index) => this.holders[index]!);
     this.addresses = keep.map((index) => this.addresses[index]!);
     for (let index = (this.ends.length >> 1) - 1; index >= 0; index--) this.down(index);
   }
@@ -78,8 +68,7 @@ export class LeaseQueue {
     const last = this.ends.length - 1;
     this.swap(0, last);
     this.ends.pop();
-    this.origins.pop();
-    this.jails.pop();
+    this.holders.pop();
     this.addresses.pop();
     this.down(0);
   }
@@ -108,8 +97,7 @@ export class LeaseQueue {
 
   private swap(a: number, b: number): void {
     [this.ends[a], this.ends[b]] = [this.ends[b]!, this.ends[a]!];
-    [this.origins[a], this.origins[b]] = [this.origins[b]!, this.origins[a]!];
-    [this.jails[a], this.jails[b]] = [this.jails[b]!, this.jails[a]!];
+    [this.holders[a], this.holders[b]] = [this.holders[b]!, this.holders[a]!];
     [this.addresses[a], this.addresses[b]] = [this.addresses[b]!, this.addresses[a]!];
   }
 }

@@ -12,7 +12,7 @@ const LEASES = 100_000;
 /** The ends are spread evenly from an hour to a day and an hour ahead. */
 const FIRST_END_S = 3_600;
 const SPREAD_S = 86_400;
-const IDLE_S = 30;
+const IDLE_S = 60;
 
 /**
  * An agent holding 100,000 bans with ends spread over a day (one ordered queue and one
@@ -25,13 +25,15 @@ export async function run(): Promise<void> {
   const baseline = await holding(addresses, undefined);
   const leases = await holding(addresses, bantimes);
   console.log(`measured: one agent (sync jail in a real fail2ban) holding ${LEASES} bans from one snapshot, then idle for ${IDLE_S} s`);
-  console.log(`  until unbanned (no ends):                      RSS ${baseline.rssMb.toFixed(0)} MB, idle CPU ${baseline.cpuPercent.toFixed(2)}%`);
-  console.log(`  ${LEASES} leases, ends spread over 24 h:        RSS ${leases.rssMb.toFixed(0)} MB, idle CPU ${leases.cpuPercent.toFixed(2)}% (leases held: ${leases.leases})`);
+  for (const [what, held] of [['until unbanned (no ends)', baseline], [`${LEASES} leases, ends spread over 24 h`, leases]] as const) {
+    console.log(`  ${what.padEnd(40)} RSS ${held.rssMb.toFixed(0)} MB (JavaScript heap ${held.heapMb.toFixed(0)} MB), idle CPU ${held.cpuPercent.toFixed(2)}%, leases held: ${held.leases}`);
+  }
   console.log(`  ratio (leases / no ends): RSS ${(leases.rssMb / baseline.rssMb).toFixed(2)}x, +${(leases.rssMb - baseline.rssMb).toFixed(1)} MB`);
 }
 
 interface Held {
   rssMb: number;
+  heapMb: number;
   cpuPercent: number;
   leases: number;
 }
@@ -57,7 +59,8 @@ async function holding(addresses: string[], bantimes: number[] | undefined): Pro
     const wallStart = Date.now();
     await waitFor(() => Date.now() - wallStart >= IDLE_S * 1000, `${IDLE_S} s of idle`, IDLE_S * 1000 + 5_000, 1_000);
     const cpuPercent = ((await cpuSeconds(pid)) - cpuStart) / ((Date.now() - wallStart) / 1000) * 100;
-    return { rssMb, cpuPercent, leases: measured(part(await host.agentStatus(), 'fleet'), 'leases') };
+    const status = await host.agentStatus();
+    return { rssMb, cpuPercent, leases: measured(part(status, 'fleet'), 'leases'), heapMb: measured(part(status, 'memory'), 'heap') / 2 ** 20 };
   } finally {
     await host.stop();
   }

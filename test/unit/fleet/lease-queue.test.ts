@@ -1,20 +1,33 @@
 import { expect } from 'chai';
-import { LeaseQueue, type Lease } from '../../../agent/fleet/lease-queue.js';
+import { LeaseQueue } from '../../../agent/fleet/lease-queue.js';
 
-/** The queue over a plain map of ends, as Holdings keeps them: "origin jail address" -> end. */
-function queueOver(ends: Map<string, number>): LeaseQueue {
-  return new LeaseQueue(
-    (end, origin, jail, address) => ends.get(`${origin} ${jail} ${address}`) === end,
+/** A lease as the tests see it: its end, holder ("origin jail") and address. */
+interface Lease {
+  end: number;
+  holder: string;
+  address: string;
+}
+
+/** The queue over a plain map of ends, as Leases keeps them: "origin jail address" -> end. */
+function queueOver(ends: Map<string, number>): LeaseQueue<string> {
+  return new LeaseQueue<string>(
+    (end, holder, address) => ends.get(`${holder} ${address}`) === end,
     () => ends.size,
   );
 }
 
+/** Pushes the end of "origin jail address". */
+function push(queue: LeaseQueue<string>, key: string, end: number): void {
+  const [origin, jail, address] = key.split(' ') as [string, string, string];
+  queue.push(end, `${origin} ${jail}`, address);
+}
+
 /** Takes every lease due at `now` and releases its holding, as the fleet state does. */
-function drain(queue: LeaseQueue, ends: Map<string, number>, now: number): Lease[] {
+function drain(queue: LeaseQueue<string>, ends: Map<string, number>, now: number): Lease[] {
   const due: Lease[] = [];
   for (let lease = queue.popDue(now); lease; lease = queue.popDue(now)) {
     due.push(lease);
-    ends.delete(`${lease.origin} ${lease.jail} ${lease.address}`);
+    ends.delete(`${lease.holder} ${lease.address}`);
   }
   return due;
 }
@@ -23,7 +36,7 @@ describe('lease queue: the holdings\' ends in order', () => {
   it('gives the leases whose end has come, earliest first, and nothing before its end', () => {
     const ends = new Map([['a sshd 203.0.113.1', 300], ['a sshd 203.0.113.2', 100], ['b web 203.0.113.3', 200]]);
     const queue = queueOver(ends);
-    for (const [key, end] of ends) queue.push(end, ...(key.split(' ') as [string, string, string]));
+    for (const [key, end] of ends) push(queue, key, end);
     expect(queue.next()).to.equal(100);
     expect(queue.popDue(99)).to.equal(undefined);
     expect(drain(queue, ends, 200).map((lease) => [lease.end, lease.address])).to.deep.equal([[100, '203.0.113.2'], [200, '203.0.113.3']]);
@@ -33,10 +46,10 @@ describe('lease queue: the holdings\' ends in order', () => {
   it('skips an entry that is no longer its holding\'s end: moved later, or the holding gone', () => {
     const ends = new Map([['a sshd 203.0.113.1', 100], ['a sshd 203.0.113.2', 150]]);
     const queue = queueOver(ends);
-    queue.push(100, 'a', 'sshd', '203.0.113.1');
-    queue.push(150, 'a', 'sshd', '203.0.113.2');
+    push(queue, 'a sshd 203.0.113.1', 100);
+    push(queue, 'a sshd 203.0.113.2', 150);
     ends.set('a sshd 203.0.113.1', 500); // a later ban moved its end
-    queue.push(500, 'a', 'sshd', '203.0.113.1');
+    push(queue, 'a sshd 203.0.113.1', 500);
     ends.delete('a sshd 203.0.113.2'); // unbanned
     expect(queue.next()).to.equal(500);
     expect(drain(queue, ends, 1_000).map((lease) => lease.end)).to.deep.equal([500]);
@@ -49,7 +62,7 @@ describe('lease queue: the holdings\' ends in order', () => {
       for (let i = 0; i < 1_000; i++) {
         const key = `a sshd 10.0.${i >> 8}.${i & 255}`;
         ends.set(key, 1_000 * round + i);
-        queue.push(1_000 * round + i, ...(key.split(' ') as [string, string, string]));
+        push(queue, key, 1_000 * round + i);
       }
     }
     expect(queue.length).to.be.at.most(4 * ends.size + 2_048);
@@ -74,13 +87,13 @@ describe('lease queue: the holdings\' ends in order', () => {
       else {
         const end = Math.floor(random() * 1_000_000);
         ends.set(key, end);
-        queue.push(end, ...(key.split(' ') as [string, string, string]));
+        push(queue, key, end);
       }
     }
     const expected = [...ends].map(([key, end]) => `${end} ${key}`).sort();
     const due = drain(queue, ends, Infinity);
     // Each holding comes up once, at its end, in order.
     expect(due.map((lease) => lease.end)).to.deep.equal(due.map((lease) => lease.end).sort((a, b) => a - b));
-    expect(due.map((lease) => `${lease.end} ${lease.origin} ${lease.jail} ${lease.address}`).sort()).to.deep.equal(expected);
+    expect(due.map((lease) => `${lease.end} ${lease.holder} ${lease.address}`).sort()).to.deep.equal(expected);
   });
 });
