@@ -47,7 +47,10 @@ function labelled(measure: Measure & { values: Record<string, number> }, now: nu
 }
 
 function number(measure: Measure, value: number, now: number): string {
-  if (measure.unit === 'timestamp') return `${ago(new Date(value * 1000).toISOString(), now)} ago`;
+  if (measure.unit === 'timestamp') {
+    // A time to come (the next lease end) reads as such.
+    return value * 1000 > now ? `in ${ago(new Date(now).toISOString(), value * 1000)}` : `${ago(new Date(value * 1000).toISOString(), now)} ago`;
+  }
   return measure.unit === 'bytes' ? `${(value / 2 ** 20).toFixed(1)} MB` : String(value);
 }
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { holdingsOf } from '../support/fleet-helpers.js';
-import { freePortOn } from '../support/ports.js';
+import { freePort, freePortOn } from '../support/ports.js';
 import { run } from '../support/run.js';
 import { SimHost } from '../support/sim-host.js';
 import { measured, measuredBy, part } from '../support/status.js';
@@ -24,6 +24,8 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
   let a: SimHost;
   let b: SimHost;
   let c: SimHost;
+  /** B's /metrics. */
+  let metricsPort: number;
 
   /** Publishes a ban (or unban) from an origin that is not a host here, on A's broker, as a script would; resolves once the broker took it. */
   async function publish(action: 'ban' | 'unban', payload: Record<string, unknown>): Promise<void> {
@@ -60,6 +62,7 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
 
   before(async () => {
     port = await freePortOn(IPS);
+    metricsPort = await freePort();
     hosts = await Promise.all(
       IPS.map((ip, index) =>
         SimHost.start({
@@ -69,6 +72,7 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
           peers: IPS.filter((peer) => peer !== ip),
           // A's own bans last 5 s; B's clock is ahead of A's, C's behind.
           ...(index === 0 ? { sshd: { bantime: 5 } } : { clockOffsetS: index === 1 ? SKEW_S : -SKEW_S }),
+          ...(index === 1 ? { extra: [`metrics_port = ${metricsPort}`] } : {}),
         }),
       ),
     );
@@ -100,6 +104,10 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
       expect(released, `${host.name} released it within 2 s of its end`).to.be.at.most(taken + 3_000 + 2_000);
     });
     for (const host of [b, c]) expect(measuredBy(await fleetOf(host), 'released')).to.include({ expiry: 1 });
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).to.match(/^syncfail2ban_fleet_released_total\{cause="expiry"\} 1$/m);
+    expect(metrics).to.match(/^syncfail2ban_fleet_leases 0$/m);
+    expect(metrics, 'no next end while no lease is held').to.not.include('syncfail2ban_fleet_lease_next_end');
   });
 
   it('a longer re-ban moves the end later, a shorter one leaves it; an unban still releases at once', async () => {
@@ -115,6 +123,10 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
       expect(await host.banned('sshd-sync'), `${host.name} holds it past its first end`).to.include('203.0.113.62');
       expect(await nextEnd(host), `${host.name}'s end is the latest`).to.be.within(sent + 60_000, Date.now() + 60_000);
     }
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).to.match(/^syncfail2ban_fleet_leases 1$/m);
+    const nextEndMetric = Number(/^syncfail2ban_fleet_lease_next_end_timestamp_seconds (\S+)$/m.exec(metrics)?.[1]);
+    expect(nextEndMetric * 1000 - SKEW_S * 1000, "B's next end in /metrics, by its clock").to.be.within(sent + 60_000, Date.now() + 60_000);
     const unbanned = Date.now();
     await publish('unban', { ip: '203.0.113.62', origin: 'host-z' });
     for (const { released } of await Promise.all([b, c].map((host) => watchRelease(host, '203.0.113.62', 10_000)))) expect(released - unbanned).to.be.below(2_000);
