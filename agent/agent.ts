@@ -1,7 +1,7 @@
 import { endpointUrl, peerUrls, type Config } from '../src/config.js';
 import { hubOrder } from '../src/config-hub.js';
 import type { Logger } from '../src/log.js';
-import { hostAddresses, NeverBanList } from './intake/never-ban.js';
+import { hostAddresses, NeverBanList } from '../src/never-ban.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import { Refusals } from '../src/refusals.js';
 import type { AgentStatus } from '../src/status.js';
@@ -47,11 +47,11 @@ export class Agent {
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings();
     const adoption = new Adoption(config.stateDir);
-    const sinks = buildSinks(config, { holdings, adoption, log });
+    const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
     const { clock, offsetS } = agentClock();
     if (offsetS !== 0) log.warn({ offsetS }, `${TEST_CLOCK_OFFSET_VARIABLE} shifts this agent's clock by ${offsetS} s: for tests only`);
     const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000, clock);
-    this.stages.push([new FleetPart(fleet, adoption)], sinks);
+    this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
     this.stages.push([new FleetHostProtection(config, neverBan, log)]);

@@ -1,10 +1,11 @@
 // Runs once per ban as a fail2ban action: imports only what publishing needs, and the
 // build bundles it into one file (dist/cli/client.bundle.cjs) so that node starts it fast.
 import { parseCommandLine, usageError, type CommandLine, type CommandSpec } from '../src/command-line.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls } from '../src/config.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls, type Config } from '../src/config.js';
 import { remainingBantime } from '../src/bantime.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
 import { parseAddress } from '../src/ip.js';
+import { fleetHosts, hostAddresses, NeverBanList, protectFleetAddresses } from '../src/never-ban.js';
 import { reportFatal } from '../src/program.js';
 import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
 import { publishToFirst } from './publish-failover.js';
@@ -65,6 +66,9 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       const action = parseAction(actionText ?? '') ?? usage(`action must be ban, unban, banip or unbanip, not ${JSON.stringify(actionText ?? '')}`);
       const parsed = parseAddress(ip ?? '');
       if (!parsed.ok) usage(`${JSON.stringify(ip ?? '')} is not a valid address: ${parsed.reason}`);
+      // What every agent would refuse, as far as this host knows without the network; unbans pass (they only clear).
+      const refusal = action === 'ban' ? neverBanHere(config).reason(parsed.address) : null;
+      if (refusal !== null) throw new Error(`refusing to publish the ban of ${parsed.address.text} (${refusal}): agents never ban it; see docs/security.md, "Never-ban list"`);
       // An unban ends the ban whatever time it had left: its --bantime is not looked at.
       const bantime = action === 'ban' ? banLeft(values, usage) : undefined;
       await publish([{ topic: topicFor(jail, action), payload: encodePayload(parsed.address, { origin: config.nodeId, bantime }) }]);
@@ -83,6 +87,13 @@ export async function runClient(argv: string[], name: string): Promise<number> {
   } catch (error) {
     return reportFatal(name, error);
   }
+}
+
+/** The never-ban list of the agents, as this host knows it: special ranges, its own addresses, ignoreip, the fleet hosts written as addresses, min_prefix. */
+function neverBanHere(config: Config): NeverBanList {
+  const list = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
+  protectFleetAddresses(list, fleetHosts(config));
+  return list;
 }
 
 /** The seconds a ban given by --bantime and --ban-start has left now; undefined without --bantime (until unbanned). */

@@ -163,7 +163,7 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
         }
       }
     });
-    socket.on('error', (error: NodeJS.ErrnoException) => finish(new Error(`cannot publish to the broker at ${url}: ${describe(error)}`)));
+    socket.on('error', (error: NodeJS.ErrnoException) => finish(new Error(`cannot publish to the broker at ${url}: ${describe(error)}`, { cause: error })));
     socket.on('close', () => finish(new Error(`the broker at ${url} closed the connection (${acknowledged}/${messages.length} acknowledged)`)));
     socket.once(target.protocol === 'mqtts:' ? 'secureConnect' : 'connect', () => {
       socket.write(

@@ -182,6 +182,19 @@ remove() {
   say "removed $2"
 }
 
+# The agent's nftables table (nft_sync = true): with the agent gone, the bans in it would stay
+# enforced and nothing would end them. Only on this machine (no DESTDIR), after the agent stopped.
+remove_nft_table() {
+  [ -z "$DESTDIR" ] && command -v nft > /dev/null 2>&1 || return 0
+  nft list table inet syncfail2ban > /dev/null 2>&1 || return 0
+  if nft delete table inet syncfail2ban; then
+    removed=$((removed + 1))
+    say "removed the nftables table inet syncfail2ban (the fleet's bans nft_sync enforced)"
+  else
+    say "could not remove the nftables table inet syncfail2ban; remove it with: nft delete table inet syncfail2ban"
+  fi
+}
+
 # remove_fail2ban_side SHIPPED_DIR: the action, filter and dummy log, unless changed or in use.
 remove_fail2ban_side() {
   for file in $FAIL2BAN_FILES; do

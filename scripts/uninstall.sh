@@ -12,6 +12,7 @@ check_paths
 refuse_while_sync_action_used
 
 disable_units
+remove_nft_table
 for unit in $UNITS; do
   remove "$DESTDIR$UNITDIR/$unit" "$UNITDIR/$unit"
 done

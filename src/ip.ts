@@ -29,21 +29,22 @@ export function parseAddress(input: string, options: { anyPrefix?: boolean } = {
   if (input.length > MAX_LENGTH) return { ok: false, reason: 'too long to be an address' };
   const slash = input.indexOf('/');
   const host = slash === -1 ? input : input.slice(0, slash);
-  const prefixText = slash === -1 ? undefined : input.slice(slash + 1);
-
-  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
   const dottedV4 = isIPv4(host);
+  if (!dottedV4 && !(isIPv6(host) && !host.includes('%'))) return { ok: false, reason: 'not an IP address' };
+  return canonical(host, dottedV4, slash === -1 ? undefined : input.slice(slash + 1), options);
+}
+
+/** The canonical form of a host part that passed validation, with its prefix text. */
+function canonical(host: string, dottedV4: boolean, prefixText: string | undefined, options: { anyPrefix?: boolean }): AddressResult {
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
   if (dottedV4) {
     parsed = ipaddr.IPv4.parse(host);
-  } else if (isIPv6(host) && !host.includes('%')) {
+  } else {
     const v6 = ipaddr.IPv6.parse(host);
     parsed = v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
-  } else {
-    return { ok: false, reason: 'not an IP address' };
   }
   const family = parsed.kind() === 'ipv4' ? 4 : 6;
   const width = family === 4 ? 32 : 128;
-  // Not isIPv6(host): its first call compiles a large regular expression, a good part of the client's start-up.
   const mappedShift = family === 4 && !dottedV4 ? 96 : 0;
 
   let prefix = width;
@@ -71,9 +72,16 @@ export function overlaps(a: CanonicalAddress, b: CanonicalAddress): boolean {
   return (a.network as ipaddr.IPv4).match(b.network as ipaddr.IPv4, shorter);
 }
 
-/** Parses an address that must be valid (never-ban entries, test fixtures); throws with the reason otherwise. */
+/**
+ * Parses an address that is valid by construction (never-ban ranges, this host's interfaces,
+ * DNS answers, test fixtures); throws otherwise. Without node's isIPv6, whose first call
+ * compiles a large regular expression: the client checks its never-ban list on every ban.
+ */
 export function mustParseAddress(input: string, options: { anyPrefix?: boolean } = {}): CanonicalAddress {
-  const result = parseAddress(input, options);
+  const slash = input.indexOf('/');
+  const host = slash === -1 ? input : input.slice(0, slash);
+  const dottedV4 = isIPv4(host);
+  const result = dottedV4 || ipaddr.IPv6.isValid(host) ? canonical(host, dottedV4, slash === -1 ? undefined : input.slice(slash + 1), options) : { ok: false as const, reason: 'not an IP address' };
   if (!result.ok) throw new Error(`${JSON.stringify(input)}: ${result.reason}`);
   return result.address;
 }

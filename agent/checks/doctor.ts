@@ -6,11 +6,13 @@ import { checkNftables } from './nftables-checks.js';
 import { checkBrokers, checkListen } from './network-checks.js';
 import type { Finding } from './finding.js';
 import { checkJails } from './jail-checks.js';
+import { checkServiceUnit } from './unit-checks.js';
 
 /**
  * `syncfail2ban --check`: validates the config, the network (listening, peers or hub,
- * firewalls) and the fail2ban side, prints each finding
- * (a problem with its fix) and returns the exit code: 0 when nothing failed, 1 otherwise.
+ * firewalls), the fail2ban side and the systemd unit, prints each finding (a problem with its
+ * fix) and returns the exit code: 0 when nothing stops this host from working (warnings, such
+ * as peers that do not answer yet on a new fleet, are printed), 1 otherwise.
  */
 export async function runDoctor(file: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const findings = await diagnose(file);
@@ -18,9 +20,11 @@ export async function runDoctor(file: string, out: NodeJS.WritableStream = proce
   const failures = findings.filter((finding) => finding.level === 'fail').length;
   const warnings = findings.filter((finding) => finding.level === 'warn').length;
   out.write(
-    failures === 0
-      ? `all good${warnings > 0 ? ` (${warnings} warning(s))` : ''}\n`
-      : `${failures} problem(s) found${warnings > 0 ? `, ${warnings} warning(s)` : ''}; fix them and run syncfail2ban --check again\n`,
+    failures > 0
+      ? `${failures} problem(s) found${warnings > 0 ? `, ${warnings} warning(s)` : ''}; fix them and run syncfail2ban --check again\n`
+      : warnings > 0
+        ? `nothing stops this host from working; ${warnings} warning(s) above (peers that do not answer yet are expected while a fleet is being set up)\n`
+        : 'all good\n',
   );
   return failures === 0 ? 0 : 1;
 }
@@ -53,6 +57,7 @@ async function diagnose(file: string): Promise<Finding[]> {
     config.jails.size > 0 ? checkFail2ban(config) : [],
     checkFirewalls(config.opnsense, timeoutMs),
     checkNftables(config),
+    checkServiceUnit(),
   ]);
   return [...findings, ...checks.flat()];
 }

@@ -3,6 +3,7 @@ import { requestStatus } from '../../src/control-protocol.js';
 import { listenProblem } from '../../broker/broker.js';
 import { ConnectionRefused, publishAll } from '../../cli/mqtt-publish.js';
 import type { Finding } from './finding.js';
+import { onlyUnreachable } from './unreachable.js';
 
 /**
  * Mesh: can the embedded broker listen on mq_ip:mq_port? In use is fine when this host's
@@ -22,6 +23,7 @@ export async function checkListen(config: Config): Promise<Finding[]> {
 /**
  * Every broker this host would subscribe to (each peer in sync_servers, or broker_url):
  * reachable, and accepting this host's credentials. All at once, each within connection_timeout.
+ * One that does not answer is a warning (the agent keeps trying); one that refuses fails.
  */
 export async function checkBrokers(config: Config): Promise<Finding[]> {
   const credentials = config.mqtt;
@@ -36,8 +38,10 @@ export async function checkBrokers(config: Config): Promise<Finding[]> {
         return { level: 'ok', subject, message: `reachable; it accepts this host's connection (${account})` };
       } catch (error) {
         const refused = error instanceof ConnectionRefused;
+        // A peer not started yet does not stop this host from working; credentials it refuses do.
+        const unreachable = refused ? error.returnCode === 3 : onlyUnreachable(error);
         return {
-          level: 'fail',
+          level: unreachable ? 'warn' : 'fail',
           subject,
           message: `${(error as Error).message}${refused ? ` (connecting ${account})` : ''}`,
           fix: refused

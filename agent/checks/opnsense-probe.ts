@@ -3,6 +3,7 @@ import { pino, type Logger } from 'pino';
 import { firewallClient, OpnsenseError } from '../sinks/opnsense/api/client.js';
 import { AliasInfoCache, judgeAlias } from '../sinks/opnsense/alias-info.js';
 import type { Finding } from './finding.js';
+import { onlyUnreachable } from './unreachable.js';
 
 /** What the alias-info cache would log is a finding here. */
 const SILENT: Logger = pino({ level: 'silent' });
@@ -19,7 +20,9 @@ export async function probeFirewall(firewall: Firewall, config: OpnsenseConfig, 
   const findings: Finding[] = [];
   const fail = (error: unknown): void => {
     if (!(error instanceof OpnsenseError)) throw error;
-    findings.push({ level: 'fail', subject, message: error.message });
+    // A firewall that does not answer yet does not stop this host; the bridge keeps trying.
+    const unreachable = error.kind === 'unreachable' && onlyUnreachable(error);
+    findings.push({ level: unreachable ? 'warn' : 'fail', subject, message: error.message });
   };
   try {
     let tables: string[];

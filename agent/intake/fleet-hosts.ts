@@ -1,28 +1,14 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { urlHostname, type Config } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import { mustParseAddress } from '../../src/ip.js';
 import type { Logger } from '../../src/log.js';
 import type { PartStatus } from '../../src/status.js';
-import type { NeverBanList } from './never-ban.js';
+import { fleetHosts, protectFleetAddresses, type FleetHost, type NeverBanList } from '../../src/never-ban.js';
 import type { Part } from '../../src/part.js';
 
 const REFRESH_MS = 10 * 60_000;
 const LOOKUP_TIMEOUT_MS = 5_000;
-
-interface FleetHost {
-  host: string;
-  why: string;
-}
-
-/** The hosts the sync network itself runs on: banning one would cut the network or the firewall off. */
-function fleetHosts(config: Config): FleetHost[] {
-  return [
-    ...config.syncServers.map(({ host }) => ({ host, why: `sync_servers ${host}` })),
-    ...config.brokerUrls.map((url) => ({ host: urlHostname(url), why: 'broker_url host' })),
-    ...config.opnsense.firewalls.map((firewall) => ({ host: urlHostname(firewall.baseUrl), why: `opn_fw_ip ${firewall.name}` })),
-  ];
-}
 
 /**
  * Keeps every address of the fleet's own hosts (sync_servers, the broker_url host, the
@@ -41,9 +27,7 @@ export class FleetHostProtection implements Part {
     private readonly log: Logger,
   ) {
     this.hosts = fleetHosts(config);
-    for (const { host, why } of this.hosts) {
-      if (isIP(host)) neverBan.protect(host, [mustParseAddress(host)], why);
-    }
+    protectFleetAddresses(neverBan, this.hosts);
   }
 
   async start(): Promise<void> {

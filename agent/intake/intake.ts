@@ -1,7 +1,7 @@
 import { decodeEvent, printable, type SyncEvent } from '../../src/event.js';
 import type { RouteResult } from '../fleet/fleet-state.js';
 import type { Inbox } from '../links/inbox.js';
-import type { NeverBanList } from './never-ban.js';
+import type { NeverBanList } from '../../src/never-ban.js';
 import type { RateLimiter } from '../../src/rate-limit.js';
 import type { Refusals } from '../../src/refusals.js';
 import { counted, counter, type PartStatus } from '../../src/status.js';

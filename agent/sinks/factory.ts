@@ -1,5 +1,6 @@
 import type { Config } from '../../src/config.js';
 import type { Logger } from '../../src/log.js';
+import type { Part } from '../../src/part.js';
 import type { Adoption } from '../fleet/adoption.js';
 import type { Holdings } from '../fleet/holdings.js';
 import { DryRunBackend } from './dry-run.js';
@@ -15,14 +16,27 @@ export interface SinkContext {
   log: Logger;
 }
 
+export interface Sinks {
+  /** Every sink the config turns on, fed by the fleet state. */
+  sinks: Sink[];
+  /** What keeps the sinks' own state in state_dir (the OPNsense bridge's): started before the sinks, stopped after them. */
+  keepers: Part[];
+}
+
 /**
- * Every sink the config turns on. Under dry_run (or --dry-run) every sink writes through
- * the dry-run backend, which logs what it would apply: chosen here, once, for all of them.
+ * Every sink the config turns on: the OPNsense aliases, one sink per firewall, and the
+ * fail2ban sync jails. Under dry_run (or --dry-run) every sink writes through the dry-run
+ * backend, which logs what it would apply: chosen here, once, for all of them.
  */
-export function buildSinks(config: Config, { holdings, adoption, log }: SinkContext): Sink[] {
+export function buildSinks(config: Config, { holdings, adoption, log }: SinkContext): Sinks {
   const pick: PickBackend = config.dryRun ? (real) => new DryRunBackend(real.name, log) : (real) => real;
   const sinks: Sink[] = [];
-  if (config.opnsense.enabled) sinks.push(new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption, stateReadOnly: config.dryRun }));
+  const keepers: Part[] = [];
+  if (config.opnsense.enabled) {
+    const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, log, { pick, adoption, stateReadOnly: config.dryRun });
+    keepers.push(bridge);
+    sinks.push(...bridge.firewalls);
+  }
   if (config.f2bSync && config.jails.size > 0) {
     sinks.push(
       new SyncJailsSink({
@@ -39,5 +53,5 @@ export function buildSinks(config: Config, { holdings, adoption, log }: SinkCont
     );
   }
   if (config.nftables.enabled) sinks.push(new NftablesSink({ config: config.nftables, nodeId: config.nodeId, holdings, pick, log }));
-  return sinks;
+  return { sinks, keepers };
 }

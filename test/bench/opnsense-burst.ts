@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AliasInfoCache } from '../../agent/sinks/opnsense/alias-info.js';
-import { OPNSENSE_BATCHER } from '../../agent/sinks/opnsense/firewall-sync.js';
+import { OPNSENSE_BATCHER } from '../../agent/sinks/opnsense/firewall-sink.js';
 import { FirewallLedger } from '../../agent/sinks/opnsense/ledger.js';
-import { CONCURRENCY, OpnsenseBackend } from '../../agent/sinks/opnsense/opnsense-backend.js';
+import { AliasWriter, CONCURRENCY } from '../../agent/sinks/opnsense/alias-writer.js';
 import { Batcher } from '../../agent/sinks/batcher.js';
 import { OpnsenseClient } from '../../agent/sinks/opnsense/api/client.js';
 import { FAKE_API_KEY, startFakeOpnsense, type FakeAliasType, type FakeOpnsense } from '../fakes/opnsense.js';
@@ -24,7 +24,7 @@ function client(fake: FakeOpnsense, maxSockets: number): OpnsenseClient {
 /**
  * A burst of bans (a `syncfail2ban-client -f` resync) into one alias of the fake OPNsense
  * over HTTPS: the naive way (one alias_util/add after the other, as the original and the
- * popular action scripts do) against the bridge's Batcher + OpnsenseBackend.
+ * popular action scripts do) against the bridge's Batcher + AliasWriter.
  */
 async function scenario(type: FakeAliasType, baselineBans: number, bridgeBans: number): Promise<void> {
   const fake = await startFakeOpnsense({ aliases: [{ name: 'bench', type }] });
@@ -39,7 +39,7 @@ async function scenario(type: FakeAliasType, baselineBans: number, bridgeBans: n
 
     fake.resetCounters();
     const ledger = new FirewallLedger(bridgeClient.firewall);
-    const backend = new OpnsenseBackend({
+    const backend = new AliasWriter({
       client: bridgeClient,
       holders: () => [],
       ledger,
@@ -61,7 +61,7 @@ async function scenario(type: FakeAliasType, baselineBans: number, bridgeBans: n
     const requests = Object.entries(fake.requests.byEndpoint).map(([endpoint, count]) => `${endpoint.split('/').pop()} ${count}`).join(', ');
     console.log(`measured: bans per second into ${type === 'external' ? 'an' : 'a'} ${type} alias (fake: ${LATENCY_MS} ms per request${type === 'external' ? '' : `, ${CONFIG_SAVE_MS} ms per config save`}; pf holds ${held} at the end)`);
     console.log(`  baseline, one alias_util/add after the other: ${baselineRate.toFixed(0).padStart(7)}/s over ${baselineBans} bans`);
-    console.log(`  bridge (Batcher + OpnsenseBackend):            ${bridgeRate.toFixed(0).padStart(7)}/s over ${bridgeBans} bans, ${(bridgeMs / 1000).toFixed(2)} s (requests: ${requests})`);
+    console.log(`  bridge (Batcher + AliasWriter):               ${bridgeRate.toFixed(0).padStart(7)}/s over ${bridgeBans} bans, ${(bridgeMs / 1000).toFixed(2)} s (requests: ${requests})`);
     console.log(`  ratio: ${(bridgeRate / baselineRate).toFixed(1)}x`);
   } finally {
     sequential.close();

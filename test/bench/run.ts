@@ -11,6 +11,7 @@ const benchmarks: Array<[name: string, title: string, run: () => Promise<void>]>
   ['cluster-hub', 'clustered hub', async () => (await import('./cluster-hub.js')).run()],
   ['broker-attack', 'broker under attack', async () => (await import('./broker-attack.js')).run()],
   ['leases', '100,000 leases', async () => (await import('./leases.js')).run()],
+  ['kernel-sets', 'the fleet\'s bans on a peer: kernel sets against sync jails with a banaction', async () => (await import('./kernel-sets.js')).run()],
 ];
 
 const wanted = process.argv.slice(2);

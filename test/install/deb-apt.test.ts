@@ -94,6 +94,8 @@ describe('the Debian package with apt-get and dpkg, as an admin installs, remove
       expect(check.stdout).to.match(/^ok {4}config: \/etc\/syncfail2ban\/config.cfg is valid/m);
       expect(check.stdout).to.match(/^ok {4}config: log_max_size and log_backup_count .* journald rotates/m);
       expect(check.stdout).not.to.match(/unknown key/);
+      // The original's unit no longer hides the package's.
+      expect(check.stdout, check.stdout).to.include('ok    unit syncfail2ban.service: /lib/systemd/system/syncfail2ban.service runs /usr/bin/syncfail2ban\n');
     });
 
     it('dpkg -r refuses while a jail runs sync-action; then dpkg -P removes only what the package created', async () => {
@@ -105,8 +107,11 @@ describe('the Debian package with apt-get and dpkg, as an admin installs, remove
       expect((await host.sh('syncfail2ban-client --version')).code).to.equal(0);
 
       await writeFile(host.hostPath('/etc/fail2ban/jail.local'), jailLocal({ syncAction: false }));
-      const remove = await host.sh('dpkg -r syncfail2ban');
+      // The table nft_sync leaves in place goes with the package, and no other table.
+      const remove = await host.sh('nft add table inet syncfail2ban && nft add table inet admins && dpkg -r syncfail2ban && nft list tables');
       expect(remove.code, remove.stdout + remove.stderr).to.equal(0);
+      expect(remove.stdout).to.include('removed the nftables table inet syncfail2ban');
+      expect(remove.stdout.trim().split('\n').at(-1)).to.equal('table inet admins');
       const purge = await host.sh('dpkg -P syncfail2ban');
       expect(purge.code, purge.stdout + purge.stderr).to.equal(0);
       expect(purge.stdout).to.include('kept /etc/syncfail2ban/config.cfg: it was there before the package was installed');

@@ -51,4 +51,27 @@ describe('bans that would cut off more than an attacker', function () {
     expect(banned).to.include('10.1.0.0/16');
     expect(banned).not.to.include('127.0.0.2');
   });
+
+  it("the client refuses, before publishing, a ban any agent would refuse (exit 1, with the reason); its unbans pass", async () => {
+    const before = measuredBy(part((await b.status()).status, 'events'), 'refused')['never-ban'];
+    const cases: Array<[string, string]> = [
+      ['127.0.0.5', 'loopback'],
+      ['10.0.0.0/8', 'network wider than /16 (min_prefix_ipv4)'],
+      ['255.255.255.255', 'reserved and broadcast (240.0.0.0/4, 255.255.255.255)'],
+      ['127.0.0.3', 'sync_servers 127.0.0.3'],
+    ];
+    for (const [ip, reason] of cases) {
+      const result = await a.client(['-a', 'sshd', 'banip', ip]);
+      expect(result.code, ip).to.equal(1);
+      expect(result.stderr).to.equal(`syncfail2ban-client: refusing to publish the ban of ${ip} (${reason}): agents never ban it; see docs/security.md, "Never-ban list"\n`);
+    }
+    const unban = await a.client(['-a', 'sshd', 'unbanip', '10.0.0.0/8']);
+    expect(unban.code, unban.stderr).to.equal(0);
+    const good = await a.client(['-a', 'sshd', 'banip', '203.0.113.77']);
+    expect(good.code, good.stderr).to.equal(0);
+    await barrier({ host: '127.0.0.3', port }, [b]);
+    expect(await b.banned('sshd-sync')).to.include('203.0.113.77');
+    // Nothing refused reached the agents.
+    expect(measuredBy(part((await b.status()).status, 'events'), 'refused')['never-ban']).to.equal(before);
+  });
 });

@@ -18,8 +18,10 @@ const run = promisify(execFile);
 
 export interface JailSpec {
   name: string;
-  /** sync: never-matching filter, bantime -1, no action. primary: runs `primaryAction`. */
+  /** sync: never-matching filter, bantime -1, no action (but `action`). primary: runs `primaryAction`. */
   kind: 'sync' | 'primary';
+  /** A sync jail's banaction, to measure what one costs (e.g. 'iptables-multiport[name=web]', its files in actionFiles). */
+  action?: string;
   /** Overrides the jail's bantime (seconds, or fail2ban syntax like '1h'). */
   bantime?: number | string;
 }
@@ -209,7 +211,7 @@ class PrivateFail2ban implements Fail2banServer {
         'filter = never-matches',
         `logpath = ${logpath}`,
         `bantime = ${jail.bantime ?? (jail.kind === 'sync' ? -1 : '1h')}`,
-        `action = ${jail.kind === 'sync' ? '' : fill(opts.primaryAction ?? 'record')}`,
+        `action = ${jail.kind === 'sync' ? fill(jail.action ?? '') : fill(opts.primaryAction ?? 'record')}`,
         '',
       );
     }

@@ -34,6 +34,8 @@ export interface HostOptions {
   sshd?: Pick<JailSpec, 'bantime'>;
   /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
   clockOffsetS?: number;
+  /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
+  syncJailAction?: { action: string; files: Record<string, string> };
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -77,10 +79,11 @@ export class SimHost {
       jails: [
         { name: 'sshd', kind: 'primary', ...options.sshd },
         { name: 'web', kind: 'sync' },
-        ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const })),
+        ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const, ...(options.syncJailAction ? { action: options.syncJailAction.action } : {}) })),
       ],
       // The shipped action file, unchanged: the test exercises what admins install.
-      actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8') },
+      actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
+      ...(options.syncJailAction ? { db: 'file' as const } : {}),
       primaryAction: `sync-action[client="${clientScript}"]`,
       ...(options.netns ? { launcher: options.netns.prefix() } : {}),
     });

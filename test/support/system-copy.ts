@@ -6,8 +6,9 @@ import type { RunResult } from './run.js';
 
 /**
  * A throwaway copy of this machine: an overlay on its root file system whose changes land in
- * a temp dir, entered with chroot in a mount namespace of its own. Real dpkg, apt and
- * systemctl (offline: no systemd runs there) work in it; the machine itself is not touched.
+ * a temp dir, entered with chroot in a mount namespace of its own, and a network namespace of
+ * its own (nft in the package's scripts sees its tables only). Real dpkg, apt and systemctl
+ * (offline: no systemd runs there) work in it; the machine itself is not touched.
  * Needs root. Each `sh` call mounts it anew, so that changes carry from one call to the next.
  */
 export class SystemCopy {
@@ -36,7 +37,7 @@ export class SystemCopy {
     return new Promise((resolve) => {
       const child = execFile(
         'unshare',
-        ['--mount', '--propagation', 'private', 'sh', '-c', enter, script],
+        ['--mount', '--net', '--propagation', 'private', 'sh', '-c', enter, script],
         { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } },
         (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
       );

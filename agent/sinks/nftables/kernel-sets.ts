@@ -5,7 +5,7 @@ import type { Change } from '../../fleet/projection.js';
 import type { Backend, Rejection } from '../batcher.js';
 import { NftError, type Nft } from './nft.js';
 import { parseTableListing, type TableListing } from './nft-listing.js';
-import { ALL_SETS, ElementScript, type Family, SETS, type SetElement, setOf, TABLE, TABLE_SPEC, tableScript, type TableShape, type TimedElement, toElement } from './nft-script.js';
+import { ALL_SETS, ElementScript, type Family, SETS, type SetElement, setOf, TABLE, TABLE_SPEC, tableScript, type ScriptElement, type TableShape, toElement } from './nft-script.js';
 import { networkCover } from './network-cover.js';
 
 /** An element's kernel timeout may differ this much from its ban's end before it is rewritten. */
@@ -64,34 +64,51 @@ export class KernelSets implements Backend {
 
   constructor(private readonly options: KernelSetsOptions) {}
 
+  /** Whether the sets need a reconciliation: the table was built (or rebuilt) since the last one. */
+  get stale(): boolean {
+    return this.built;
+  }
+
   async apply(batch: Change[]): Promise<Rejection[]> {
     return this.exclusive(async () => {
       await this.ensureTable();
       const rejections: Rejection[] = [];
-      let changes: Array<Change & { element: SetElement }> = [];
+      const changes: Change[] = [];
+      const elements: SetElement[] = [];
       for (const change of batch) {
         const element = toElement(change.address);
-        if (element) changes.push({ ...change, element });
-        else rejections.push({ change, problem: { what: `${JSON.stringify(change.address)} is not a canonical address; not written to nftables`, fix: 'report this as a bug: received addresses are validated before they reach a sink' } });
+        if (element) {
+          changes.push(change);
+          elements.push(element);
+        } else {
+          rejections.push({ change, problem: { what: `${JSON.stringify(change.address)} is not a canonical address; not written to nftables`, fix: 'report this as a bug: received addresses are validated before they reach a sink' } });
+        }
       }
+      const dropped = new Set<number>();
       for (;;) {
-        const { script, ends } = this.render(changes);
+        const { script, ends, bans, unbans } = this.render(changes, elements, dropped);
         if (script.empty) return rejections;
         try {
           await this.options.nft.apply(script.text());
-          this.remember(ends);
-          return rejections;
         } catch (error) {
           if (error instanceof NftError && error.kind === 'refused' && /No such file or directory/.test(error.message)) this.ready = false;
           const refused = error instanceof NftError ? script.ownersOf(error.lines) : undefined;
           if (!refused) throw error;
           // nft named the elements it refused: those are dropped, the rest goes again at once.
           const problem: Problem = { what: `nft refused element(s) of the fleet's bans: ${(error as Error).message}`, fix: (error as NftError).fix };
-          this.options.log.error({ sink: this.name, addresses: refused.map((change) => change.address) }, `${problem.what}; dropped`);
-          const dropped = new Set(refused);
-          for (const { element: _element, ...change } of dropped) rejections.push({ change, problem });
-          changes = changes.filter((change) => !dropped.has(change));
+          this.options.log.error({ sink: this.name, addresses: refused.map((index) => changes[index]!.address) }, `${problem.what}; dropped`);
+          for (const index of refused) {
+            if (!dropped.has(index)) rejections.push({ change: changes[index]!, problem });
+            dropped.add(index);
+          }
+          continue;
         }
+        for (const [address, end] of ends) {
+          if (end === undefined) this.ends.delete(address);
+          else this.ends.set(address, end);
+        }
+        this.options.log.info({ sink: this.name, bans, unbans }, `applied ${bans} ban(s) and ${unbans} unban(s) to table inet ${TABLE}`);
+        return rejections;
       }
     });
   }
@@ -106,30 +123,30 @@ export class KernelSets implements Backend {
       this.built = false;
       const listing = await this.list(false);
       const result: ReconcileResult = { added: 0, removed: 0, retimed: 0, elements: {} };
-      const script = new ElementScript<never>();
+      const script = new ElementScript();
       const wanted = split(this.options.wanted());
       const now = Date.now();
       const ends = new Map<string, number>();
       for (const family of [4, 6] as const) {
         const present = new Map<string, number | undefined>();
         for (const element of listing?.sets.get(SETS.hosts[family])?.elements ?? []) if (element.address) present.set(element.address, element.expiresS);
-        const add: TimedElement[] = [];
-        const remove: TimedElement[] = [];
-        for (const element of wanted.hosts[family]) {
-          const end = this.options.endOf(element.text);
-          const entry = timed(element, end, now);
-          if (end !== undefined) ends.set(element.text, end);
-          if (!present.has(element.text)) {
+        const add: ScriptElement[] = [];
+        const remove: ScriptElement[] = [];
+        for (const { text } of wanted.hosts[family]) {
+          const end = this.options.endOf(text);
+          const entry = timed(text, end, now);
+          if (end !== undefined) ends.set(text, end);
+          if (!present.has(text)) {
             add.push(entry);
             result.added += 1;
-          } else if (timeoutOff(present.get(element.text), entry.timeoutS)) {
-            remove.push({ element });
+          } else if (timeoutOff(present.get(text), entry.timeoutS)) {
+            remove.push({ text });
             add.push(entry);
             result.retimed += 1;
           }
-          present.delete(element.text);
+          present.delete(text);
         }
-        for (const address of present.keys()) remove.push({ element: toElement(address)! });
+        for (const address of present.keys()) remove.push({ text: address });
         result.removed += present.size;
         removeElements(script, SETS.hosts[family], remove);
         script.elements('add', SETS.hosts[family], add);
@@ -137,10 +154,10 @@ export class KernelSets implements Backend {
 
         const cover = this.cover(wanted.nets[family], now);
         const listed = listing?.sets.get(SETS.nets[family])?.elements ?? [];
-        const listedTexts = new Map(listed.flatMap((element) => (element.address ? [[element.address, element.expiresS] as const] : [])));
-        const missing = cover.filter(({ element }) => !listedTexts.has(element.text)).length;
+        const listedExpiry = new Map(listed.flatMap((element) => (element.address ? [[element.address, element.expiresS] as const] : [])));
+        const missing = cover.filter(({ text }) => !listedExpiry.has(text)).length;
         const extra = listed.length - (cover.length - missing);
-        const retimed = cover.filter(({ element, timeoutS }) => listedTexts.has(element.text) && timeoutOff(listedTexts.get(element.text), timeoutS)).length;
+        const retimed = cover.filter(({ text, timeoutS }) => listedExpiry.has(text) && timeoutOff(listedExpiry.get(text), timeoutS)).length;
         if (missing + extra + retimed > 0) {
           rewriteNets(script, family, cover);
           result.added += missing;
@@ -154,11 +171,6 @@ export class KernelSets implements Backend {
       for (const [address, end] of ends) this.ends.set(address, end);
       return result;
     });
-  }
-
-  /** Whether the sets need a reconciliation: the table was built (or rebuilt) since the last one. */
-  get stale(): boolean {
-    return this.built;
   }
 
   /**
@@ -203,55 +215,53 @@ export class KernelSets implements Backend {
     return json === undefined ? undefined : parseTableListing(json);
   }
 
-  /** The script for a batch, and each written address's end (undefined: none, or removed) to remember once it went through. */
-  private render<C extends Change & { element: SetElement }>(changes: readonly C[]): { script: ElementScript<C>; ends: Map<string, number | undefined> } {
+  /**
+   * The script for a batch (but the changes `dropped`), and the addresses whose end to
+   * remember (undefined: none, or removed) once it went through. Elements own their change's index.
+   */
+  private render(changes: readonly Change[], elements: readonly SetElement[], dropped: ReadonlySet<number>) {
     const now = Date.now();
-    const script = new ElementScript<C>();
+    const script = new ElementScript();
     const ends = new Map<string, number | undefined>();
-    const remove = new Map<string, Array<TimedElement & { owner: C }>>();
-    const add = new Map<string, Array<TimedElement & { owner: C }>>();
-    const netChanges = new Map<Family, C[]>();
-    for (const change of changes) {
-      const { element } = change;
+    const remove = new Map<string, ScriptElement[]>();
+    const add = new Map<string, ScriptElement[]>();
+    const netOwners = new Map<Family, Map<string, number>>();
+    let bans = 0;
+    for (let index = 0; index < changes.length; index++) {
+      if (dropped.has(index)) continue;
+      const element = elements[index]!;
+      const { text } = element;
       if (element.kind === 'nets') {
-        listIn(netChanges, element.family).push(change);
-        continue;
+        let owners = netOwners.get(element.family);
+        if (!owners) netOwners.set(element.family, (owners = new Map()));
+        owners.set(text, index);
+      } else if (changes[index]!.action === 'unban') {
+        listIn(remove, setOf(element)).push({ text, owner: index });
+        if (this.ends.has(text)) ends.set(text, undefined);
+      } else {
+        const end = this.options.endOf(text);
+        const known = this.ends.get(text);
+        // Re-adding an element does not change its timeout on every kernel: a changed end is written as remove and add.
+        if (known !== undefined && (end === undefined || Math.abs(end - known) > RETIME_SLACK_MS)) listIn(remove, setOf(element)).push({ text, owner: index });
+        listIn(add, setOf(element)).push(timed(text, end, now, index));
+        if (end !== undefined || known !== undefined) ends.set(text, end);
       }
-      const set = setOf(element);
-      if (change.action === 'unban') {
-        listIn(remove, set).push({ element, owner: change });
-        ends.set(element.text, undefined);
-        continue;
-      }
-      const end = this.options.endOf(element.text);
-      const known = this.ends.get(element.text);
-      // Re-adding an element does not change its timeout on every kernel: a changed end is written as remove and add.
-      if (known !== undefined && (end === undefined || Math.abs(end - known) > RETIME_SLACK_MS)) listIn(remove, set).push({ element, owner: change });
-      listIn(add, set).push({ ...timed(element, end, now), owner: change });
-      ends.set(element.text, end);
+      if (changes[index]!.action === 'ban') bans += 1;
     }
     for (const [set, entries] of remove) removeElements(script, set, entries);
     for (const [set, entries] of add) script.elements('add', set, entries);
-    if (netChanges.size > 0) {
+    if (netOwners.size > 0) {
       const wanted = split(this.options.wanted());
-      for (const [family, owners] of netChanges) {
-        const byAddress = new Map(owners.map((change) => [change.address, change]));
-        rewriteNets(script, family, this.cover(wanted.nets[family], now).map((entry) => ({ ...entry, owner: byAddress.get(entry.element.text) })));
+      for (const [family, owners] of netOwners) {
+        rewriteNets(script, family, this.cover(wanted.nets[family], now).map((entry) => ({ ...entry, owner: owners.get(entry.text) })));
       }
     }
-    return { script, ends };
-  }
-
-  private remember(ends: ReadonlyMap<string, number | undefined>): void {
-    for (const [address, end] of ends) {
-      if (end === undefined) this.ends.delete(address);
-      else this.ends.set(address, end);
-    }
+    return { script, ends, bans, unbans: changes.length - dropped.size - bans };
   }
 
   /** The networks no wider wanted one covers, each with its timeout. */
-  private cover(networks: readonly SetElement[], now: number): TimedElement[] {
-    return networkCover(networks.map((element) => element.text)).map((text) => timed(toElement(text)!, this.options.endOf(text), now));
+  private cover(networks: readonly SetElement[], now: number): ScriptElement[] {
+    return networkCover(networks.map((element) => element.text)).map((text) => timed(text, this.options.endOf(text), now));
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
@@ -261,8 +271,10 @@ export class KernelSets implements Backend {
   }
 }
 
-function timed(element: SetElement, end: number | undefined, now: number): TimedElement {
-  return end === undefined ? { element } : { element, timeoutS: Math.max(1, (end - now) / 1000) };
+function timed(text: string, end: number | undefined, now: number, owner?: number): ScriptElement {
+  const entry: ScriptElement = end === undefined ? { text } : { text, timeoutS: Math.max(1, (end - now) / 1000) };
+  if (owner !== undefined) entry.owner = owner;
+  return entry;
 }
 
 function listIn<K, V>(map: Map<K, V[]>, key: K): V[] {
@@ -281,13 +293,13 @@ function split(addresses: Iterable<string>): Record<'hosts' | 'nets', Record<Fam
 }
 
 /** Removal that cannot fail on an element already gone: add it (a no-op when present), then delete it. */
-function removeElements<Owner>(script: ElementScript<Owner>, set: string, entries: ReadonlyArray<TimedElement & { owner?: Owner }>): void {
-  const untimed = entries.map(({ element, owner }) => ({ element, ...(owner === undefined ? {} : { owner }) }));
+function removeElements(script: ElementScript, set: string, entries: readonly ScriptElement[]): void {
+  const untimed = entries.map(({ text, owner }) => (owner === undefined ? { text } : { text, owner }));
   script.elements('add', set, untimed);
   script.elements('delete', set, untimed);
 }
 
-function rewriteNets<Owner>(script: ElementScript<Owner>, family: Family, cover: ReadonlyArray<TimedElement & { owner?: Owner }>): void {
+function rewriteNets(script: ElementScript, family: Family, cover: readonly ScriptElement[]): void {
   script.flushSet(SETS.nets[family]);
   script.elements('add', SETS.nets[family], cover);
 }

@@ -81,27 +81,28 @@ function chainLines(hook: NftHook, shape: TableShape): string[] {
   return lines;
 }
 
-/** One element to write, with its timeout (seconds left of its ban) when the ban ends. */
-export interface TimedElement {
-  element: SetElement;
+/** One element to write: its text (of a SetElement), its timeout (seconds left of its ban) when the ban ends, and which change it came from. */
+export interface ScriptElement {
+  text: string;
   timeoutS?: number;
+  /** The index of the change it came from, if any. */
+  owner?: number;
 }
 
 /**
  * An nft script of element commands, one element per line, that knows which line came from
- * which owner (a change): nft names the line of an element it refuses.
+ * which change: nft names the line of an element it refuses.
  */
-export class ElementScript<Owner> {
+export class ElementScript {
   private readonly lines: string[] = [];
-  private readonly owners: Array<Owner | undefined> = [];
+  /** Per line, the index of the change it came from, or -1. */
+  private readonly owners: number[] = [];
 
   /** `add` or `delete` of elements of one set. */
-  elements(verb: 'add' | 'delete', set: string, entries: ReadonlyArray<TimedElement & { owner?: Owner }>): void {
+  elements(verb: 'add' | 'delete', set: string, entries: readonly ScriptElement[]): void {
     if (entries.length === 0) return;
     this.line(`${verb} element inet ${TABLE} ${set} {`);
-    for (const { element, timeoutS, owner } of entries) {
-      this.line(`${element.text}${timeoutS === undefined ? '' : ` timeout ${Math.max(1, Math.ceil(timeoutS))}s`},`, owner);
-    }
+    for (const { text, timeoutS, owner } of entries) this.line(timeoutS === undefined ? `${text},` : `${text} timeout ${Math.max(1, Math.ceil(timeoutS))}s,`, owner);
     this.line('}');
   }
 
@@ -117,13 +118,13 @@ export class ElementScript<Owner> {
     return `${this.lines.join('\n')}\n`;
   }
 
-  /** The owners of the given script lines (1-based), when every line has one. */
-  ownersOf(lines: readonly number[]): Owner[] | undefined {
-    const owners = lines.map((line) => this.owners[line - 1]);
-    return lines.length > 0 && owners.every((owner) => owner !== undefined) ? (owners as Owner[]) : undefined;
+  /** The changes (indices) the given script lines (1-based) came from, when every line came from one. */
+  ownersOf(lines: readonly number[]): number[] | undefined {
+    const owners = lines.map((line) => this.owners[line - 1] ?? -1);
+    return lines.length > 0 && owners.every((owner) => owner >= 0) ? owners : undefined;
   }
 
-  private line(text: string, owner?: Owner): void {
+  private line(text: string, owner = -1): void {
     this.lines.push(text);
     this.owners.push(owner);
   }

@@ -4,11 +4,11 @@ import type { Logger } from '../../../src/log.js';
 import type { PartStatus } from '../../../src/status.js';
 import type { Adoption } from '../../fleet/adoption.js';
 import type { Holdings } from '../../fleet/holdings.js';
-import { Projection, type Change } from '../../fleet/projection.js';
+import { Projection } from '../../fleet/projection.js';
 import type { Part } from '../../../src/part.js';
 import type { BatcherOptions } from '../batcher.js';
-import type { PickBackend, Sink } from '../sink.js';
-import { FirewallSync, type DesiredAliases } from './firewall-sync.js';
+import type { PickBackend } from '../sink.js';
+import { FirewallSink } from './firewall-sink.js';
 import { ConfigError } from '../../../src/config-reader.js';
 import { StateFileError } from '../../state-dir/durable-file.js';
 import { SnapshotJournal } from '../../state-dir/snapshot-journal.js';
@@ -32,15 +32,16 @@ interface Journal {
 }
 
 /**
- * The OPNsense bridge: the projection of the holdings onto the aliases mapped in
- * [opn_aliases] (every origin's holdings count, this host's included), made so on each
- * firewall by one FirewallSync (each a sink of its own in the status). Its own state file
- * only records what it added on each firewall (the ledger), so that it never removes an
- * entry someone else made.
+ * The OPNsense bridge: one sink per firewall of opn_fw_ip (FirewallSink), each keeping the
+ * aliases mapped in [opn_aliases] equal to the projection of the holdings (every origin's
+ * holdings count, this host's included), and the state they share: what each added on its
+ * firewall (its ledger), so that none ever removes an entry someone else made. This part
+ * keeps that state in state_dir: it starts before the sinks (loading what they added) and
+ * stops after them (saving it).
  */
-export class OpnsenseBridge implements Sink {
+export class OpnsenseBridge implements Part {
   readonly projection: Projection;
-  readonly firewalls: FirewallSync[];
+  readonly firewalls: FirewallSink[];
   private readonly stateFile: SnapshotJournal;
   private readonly statePath: string;
   /** The state is saved (false: state_dir could not be used at start; logged then). */
@@ -67,7 +68,7 @@ export class OpnsenseBridge implements Sink {
       snapshot: this.statePath,
       journal: join(stateDir, JOURNAL_FILE_NAME),
       what: 'the OPNsense bridge state',
-      serialise: () => encodeBridgeState(this.firewalls.map((sync) => sync.ledger)),
+      serialise: () => encodeBridgeState(this.firewalls.map((sink) => sink.ledger)),
       log,
       maxBytes: MAX_STATE_FILE_BYTES,
       legacyGeneration,
@@ -80,20 +81,16 @@ export class OpnsenseBridge implements Sink {
       writeAhead: (records) => this.stateFile.writeAhead(records.map((record) => JSON.stringify(record))),
       markDirty: () => this.stateFile.markDirty(),
     };
-    const desired: DesiredAliases = {
-      addresses: (alias) => this.projection.wanted(holdings, alias),
-      holders: (alias, address) => this.projection.jailsOf(alias).flatMap((jail) => holdings.origins(jail, address).map((origin) => `${origin}/${jail}`)),
-    };
     this.firewalls = config.firewalls.map(
       (firewall) =>
-        new FirewallSync({
+        new FirewallSink({
           firewall,
           verifyTls: config.verifyTls,
           ...(config.ca === undefined ? {} : { ca: config.ca }),
           killStates: config.killStates,
           reconcileIntervalS: config.reconcileIntervalS,
-          aliases: config.aliases,
-          desired,
+          projection: this.projection,
+          holdings,
           state,
           log,
           ...(options.batcher === undefined ? {} : { batcher: options.batcher }),
@@ -102,40 +99,25 @@ export class OpnsenseBridge implements Sink {
     );
   }
 
-  submit(changes: readonly Change[]): void {
-    for (const sync of this.firewalls) for (const { action, target, address } of changes) sync.submit(action, target, address);
-  }
-
-  async reconcile(): Promise<void> {
-    await Promise.all(this.firewalls.map((sync) => sync.reconcile()));
-  }
-
-  get subparts(): readonly Part[] {
-    return this.firewalls;
-  }
-
   /**
-   * Loads what the bridge added on each firewall, then reconciles every firewall. Call after
-   * the holdings are loaded and before events arrive.
+   * Loads what the sinks added on each firewall. Call after the holdings are loaded and
+   * before the sinks start.
    */
   async start(): Promise<void> {
     const { config, log } = this;
-    this.warnAboutTransport();
     if (config.aliases.size === 0) {
       log.warn('opn_fw_sync is true but [opn_aliases] maps no jail, so nothing is mirrored; add "<jail> = <alias>" lines under [opn_aliases]');
     }
     const { saved, journal } = this.load();
     this.restore(saved, journal);
-    for (const sync of this.firewalls) await sync.start();
     log.info(
-      { firewalls: this.firewalls.map((sync) => sync.url), aliases: Object.fromEntries(config.aliases), stateFile: this.statePath, wanted: this.wanted() },
+      { firewalls: this.firewalls.map((sink) => sink.url), aliases: Object.fromEntries(config.aliases), stateFile: this.statePath, wanted: this.wanted() },
       'OPNsense bridge started',
     );
   }
 
-  /** Applies what it can until the deadline (the rest is left to the next reconciliation) and saves the state. */
-  async stop(deadlineMs: number): Promise<void> {
-    await Promise.all(this.firewalls.map((sync) => sync.stop(deadlineMs)));
+  /** Saves the state; call after the sinks stopped. */
+  async stop(): Promise<void> {
     await this.stateFile.close();
   }
 
@@ -195,7 +177,7 @@ export class OpnsenseBridge implements Sink {
    * store only): the holdings store is where holders live.
    */
   private restore(saved: DecodedState, journal: Journal): void {
-    const byUrl = new Map(this.firewalls.map((sync) => [sync.url, sync]));
+    const byUrl = new Map(this.firewalls.map((sink) => [sink.url, sink]));
     let orphaned = 0;
     let skipped = saved.skipped + journal.skipped;
     // firewall -> alias -> address -> whether it is the bridge's; in order, so a later record wins.
@@ -223,11 +205,11 @@ export class OpnsenseBridge implements Sink {
     }
     this.options.adoption?.bridgeHolders(saved.wanted, records.map(([, alias, address, named]) => [alias, address, named]));
     for (const [firewall, aliases] of claims) {
-      const sync = byUrl.get(firewall);
+      const sink = byUrl.get(firewall);
       for (const [alias, addresses] of aliases) {
         for (const [address, ours] of addresses) {
           if (!ours) continue;
-          if (sync) sync.ledger.add(alias, address);
+          if (sink) sink.ledger.add(alias, address);
           else orphaned += 1;
         }
       }
@@ -237,19 +219,5 @@ export class OpnsenseBridge implements Sink {
     }
     if (skipped > 0) this.log.warn({ skipped }, `skipped ${skipped} invalid entries of the state file ${this.statePath} and its journal`);
     if (saved.wanted.length + orphaned + skipped > 0) this.stateFile.markDirty();
-  }
-
-  private warnAboutTransport(): void {
-    const { config, log } = this;
-    for (const sync of this.firewalls) {
-      if (sync.url.startsWith('http:')) {
-        log.warn({ firewall: sync.url }, `OPNsense ${sync.url} is reached over plain http: its API key and secret cross the network unencrypted; write the firewall without http:// in opn_fw_ip to use https`);
-      } else if (!config.verifyTls) {
-        log.warn(
-          { firewall: sync.url },
-          `TLS certificate of OPNsense ${sync.url} is not verified (opn_verify = false): anyone on the network path can pose as the firewall and read its API key; set opn_ca_file to the firewall's certificate and opn_verify = true`,
-        );
-      }
-    }
   }
 }

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { FleetHostProtection } from '../../../agent/intake/fleet-hosts.js';
 import { parseConfig } from '../../../src/config.js';
 import { mustParseAddress } from '../../../src/ip.js';
-import { NeverBanList } from '../../../agent/intake/never-ban.js';
+import { NeverBanList } from '../../../src/never-ban.js';
 
 describe('the fleet\'s own hosts are on the never-ban list', () => {
   it('sync_servers (names resolved), the broker_url host and the opn_fw_ip firewalls', async () => {

@@ -5,7 +5,7 @@ import { Intake, type EventTarget } from '../../../agent/intake/intake.js';
 import type { SyncEvent } from '../../../src/event.js';
 import type { SnapshotPart } from '../../../src/snapshot.js';
 import { mustParseAddress } from '../../../src/ip.js';
-import { NeverBanList } from '../../../agent/intake/never-ban.js';
+import { NeverBanList } from '../../../src/never-ban.js';
 import { RateLimiter } from '../../../src/rate-limit.js';
 import { Refusals } from '../../../src/refusals.js';
 import { measuredBy } from '../../support/status.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { mustParseAddress, parseAddress } from '../../../src/ip.js';
-import { NeverBanList } from '../../../agent/intake/never-ban.js';
+import { NeverBanList } from '../../../src/never-ban.js';
 
 describe('address validation', () => {
   const canonical: Array<[string, string]> = [

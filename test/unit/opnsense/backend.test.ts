@@ -1,4 +1,4 @@
-/** OpnsenseBackend against the fake OPNsense: both write paths, ownership, and every error class. */
+/** AliasWriter (the OPNsense sinks' backend) against the fake OPNsense: both write paths, ownership, and every error class. */
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AliasInfoCache } from '../../../agent/sinks/opnsense/alias-info.js';
 import { FirewallLedger } from '../../../agent/sinks/opnsense/ledger.js';
-import { CONCURRENCY, OpnsenseBackend, type OpnsenseBackendOptions } from '../../../agent/sinks/opnsense/opnsense-backend.js';
+import { AliasWriter, CONCURRENCY, type AliasWriterOptions } from '../../../agent/sinks/opnsense/alias-writer.js';
 import { SnapshotJournal } from '../../../agent/state-dir/snapshot-journal.js';
 import type { Change } from '../../../agent/fleet/projection.js';
 import { OpnsenseClient, OpnsenseError, type OpnsenseErrorKind } from '../../../agent/sinks/opnsense/api/client.js';
@@ -23,7 +23,7 @@ describe('OPNsense backend (one firewall)', function () {
   let fake: FakeOpnsense;
   let clients: OpnsenseClient[] = [];
 
-  function setUp(options: { as?: FakeApiKey; client?: OpnsenseClient; state?: OpnsenseBackendOptions['state'] } = {}) {
+  function setUp(options: { as?: FakeApiKey; client?: OpnsenseClient; state?: AliasWriterOptions['state'] } = {}) {
     const as = options.as ?? ADMIN;
     const client =
       options.client ??
@@ -33,7 +33,7 @@ describe('OPNsense backend (one firewall)', function () {
     const ledger = new FirewallLedger(client.firewall);
     const state = { flushes: 0, records: [] as unknown[], markDirty() {}, async writeAhead(records: readonly unknown[]) { state.flushes += 1; state.records.push(...records); } };
     const aliasInfo = new AliasInfoCache(client, captured.log);
-    const backend = new OpnsenseBackend({ client, ledger, aliasInfo, holders: () => [], state: options.state ?? state, log: captured.log });
+    const backend = new AliasWriter({ client, ledger, aliasInfo, holders: () => [], state: options.state ?? state, log: captured.log });
     return { backend, ledger, state, aliasInfo, ...captured };
   }
 

@@ -51,15 +51,27 @@ describe('OPNsense bridge (in-process)', function () {
     const holdings = new Holdings();
     const adoption = new Adoption(config.stateDir);
     const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captured.log, { pick: real, adoption, batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 100 }, ...rest });
-    const fleet = new FleetState(holdings, config.stateDir, [bridge], captured.log);
+    const fleet = new FleetState(holdings, config.stateDir, bridge.firewalls, captured.log);
     running.push(bridge);
     fleets.set(bridge, fleet);
     adoption.begin(fleet, fleet.load().fresh);
-    await bridge.start();
+    await startAll(bridge);
     return { bridge, fleet, offer: (e: SyncEvent) => fleet.apply(e), ...captured };
   }
 
   const fleets = new Map<OpnsenseBridge, FleetState>();
+
+  /** As the agent starts them: the bridge's state, then its sinks (one per firewall). */
+  async function startAll(bridge: OpnsenseBridge) {
+    await bridge.start();
+    for (const sink of bridge.firewalls) await sink.start();
+  }
+
+  /** As the agent stops them: the sinks, then the bridge's state. */
+  async function stopAll(bridge: OpnsenseBridge, deadlineMs: number) {
+    await Promise.all(bridge.firewalls.map((sink) => sink.stop(deadlineMs)));
+    await bridge.stop();
+  }
 
   /** The saved snapshot: its header line (the generation), then the state as one line of JSON. */
   async function savedState() {
@@ -70,7 +82,7 @@ describe('OPNsense bridge (in-process)', function () {
   }
 
   async function stop(bridge: OpnsenseBridge) {
-    await bridge.stop(1_000);
+    await stopAll(bridge, 1_000);
     await fleets.get(bridge)?.close();
     running = running.filter((other) => other !== bridge);
   }
@@ -81,7 +93,7 @@ describe('OPNsense bridge (in-process)', function () {
   });
 
   afterEach(async () => {
-    await Promise.all(running.map((bridge) => bridge.stop(100)));
+    await Promise.all(running.map((bridge) => stopAll(bridge, 100)));
     for (const bridge of running) await fleets.get(bridge)?.close();
     fleets.clear();
     running = [];
@@ -169,7 +181,7 @@ describe('OPNsense bridge (in-process)', function () {
     const captured = captureLog();
     const plain = new OpnsenseBridge(config.opnsense, dir, new Holdings(), captured.log, { pick: real });
     running.push(plain);
-    await plain.start();
+    await startAll(plain);
     expect(captured.text()).to.match(/OPNsense http:\/\/192\.0\.2\.1 is reached over plain http/);
     expect(captured.text()).to.match(/\[opn_aliases\] maps no jail/);
   });
@@ -185,9 +197,9 @@ describe('OPNsense bridge (in-process)', function () {
       const holdings = new Holdings();
       const bridge = new OpnsenseBridge(config.opnsense, config.stateDir, holdings, captureLog().log, { pick: real, batcher: { windowMs: 5 } });
       running.push(bridge);
-      await bridge.start();
+      await startAll(bridge);
       holdings.add('a', 'sshd', '203.0.113.60');
-      bridge.submit([{ target: 'bans', action: 'ban', address: '203.0.113.60' }]);
+      bridge.firewalls[0]!.submit([{ target: 'bans', action: 'ban', address: '203.0.113.60' }]);
       await waitFor(() => proxied.pfTable('bans').includes('203.0.113.60'), 'the ban through the path');
       expect(bridge.firewalls[0]!.status().details.url).to.equal(proxied.url).and.match(/\/fw1$/);
       expect(proxied.requests.byEndpoint['unknown'] ?? 0, 'every request under the path').to.equal(0);

@@ -1,11 +1,13 @@
 /**
- * FirewallSync against the fake as awkward as a real OPNsense (issue 12): privileges on the raw
+ * FirewallSink against the fake as awkward as a real OPNsense (issue 12): privileges on the raw
  * URI, whole-content validation, reconfigure failing on any alias, big and lost listings,
  * the table-entries limit, alias types, the first-entry duplicate, the config lock.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { FirewallSync, type DesiredAliases, type FirewallSyncOptions } from '../../../agent/sinks/opnsense/firewall-sync.js';
+import { Holdings } from '../../../agent/fleet/holdings.js';
+import { Projection } from '../../../agent/fleet/projection.js';
+import { FirewallSink, type FirewallSinkOptions } from '../../../agent/sinks/opnsense/firewall-sink.js';
 import { startFakeOpnsense, type FakeAliasSpec, type FakeApiKey, type FakeOpnsense, type FakeOpnsenseOptions } from '../../fakes/opnsense.js';
 import { captureLog } from '../../support/capture-log.js';
 import { waitFor } from '../../support/wait.js';
@@ -16,22 +18,14 @@ const EDITOR: FakeApiKey = { key: 'edit-key', secret: 'edit-secret', privileges:
 const UTIL_ONLY: FakeApiKey = { key: 'util-key', secret: 'util-secret', privileges: ['alias_util'] };
 
 /** n distinct IPv4 addresses in the /16 `prefix` (up to 62,500), or in 10/8 for larger n. */
-/** What the aliases should hold, as the holdings store projects it for the bridge (one holder here). */
-class Wanted implements DesiredAliases {
-  private readonly byAlias = new Map<string, Set<string>>();
+/** What the aliases should hold: the holdings of one origin, through jail-<alias> for each alias. */
+class Wanted {
+  readonly holdings = new Holdings();
   hold(alias: string, address: string): void {
-    let set = this.byAlias.get(alias);
-    if (!set) this.byAlias.set(alias, (set = new Set()));
-    set.add(address);
+    this.holdings.add('host-a', `jail-${alias}`, address);
   }
   release(alias: string, address: string): boolean {
-    return this.byAlias.get(alias)?.delete(address) ?? false;
-  }
-  addresses(alias: string): Set<string> {
-    return new Set(this.byAlias.get(alias));
-  }
-  holders(alias: string, address: string): string[] {
-    return this.byAlias.get(alias)?.has(address) ? ['host-a/jail'] : [];
+    return this.holdings.remove('host-a', `jail-${alias}`, address);
   }
 }
 
@@ -41,25 +35,25 @@ const range = (n: number, prefix: string) =>
 describe('OPNsense bridge against the real firewall\'s behaviour', function () {
   this.timeout(120_000);
   let fake: FakeOpnsense;
-  let syncs: FirewallSync[] = [];
+  let syncs: FirewallSink[] = [];
 
   async function setUp(
     aliases: FakeAliasSpec[],
-    options: { fake?: Partial<FakeOpnsenseOptions>; as?: FakeApiKey; mapped?: string[]; killStates?: boolean; client?: FirewallSyncOptions['client']; reconcileS?: number } = {},
+    options: { fake?: Partial<FakeOpnsenseOptions>; as?: FakeApiKey; mapped?: string[]; killStates?: boolean; client?: FirewallSinkOptions['client']; reconcileS?: number } = {},
   ) {
     const as = options.as ?? USER;
     fake = await startFakeOpnsense({ keys: [as], aliases, ...options.fake });
     const captured = captureLog();
     const desired = new Wanted();
     const mapped = options.mapped ?? aliases.map((alias) => alias.name);
-    const sync = new FirewallSync({
+    const sync = new FirewallSink({
       firewall: { name: fake.url, baseUrl: fake.url, key: as.key, secret: as.secret },
       verifyTls: true,
       ca: readFileSync(fake.caCertPath!),
       killStates: options.killStates ?? false,
       reconcileIntervalS: options.reconcileS ?? 0.2,
-      aliases: new Map(mapped.map((alias) => [`jail-${alias}`, alias])),
-      desired,
+      projection: new Projection(new Map(mapped.map((alias) => [`jail-${alias}`, alias]))),
+      holdings: desired.holdings,
       state: { markDirty() {}, async writeAhead() {} },
       log: captured.log,
       batcher: { windowMs: 5, retryInitialMs: 20, retryMaxMs: 200 },
@@ -70,10 +64,10 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
     /** A ban as the bridge gets it from an event. */
     const ban = (alias: string, address: string) => {
       desired.hold(alias, address);
-      sync.submit('ban', alias, address);
+      sync.submit([{ target: alias, action: 'ban', address }]);
     };
     const unban = (alias: string, address: string) => {
-      if (desired.release(alias, address)) sync.submit('unban', alias, address);
+      if (desired.release(alias, address)) sync.submit([{ target: alias, action: 'unban', address }]);
     };
     const reconciledAfter = async (since: string) => waitFor(() => ((sync.report().lastReconcile?.at ?? '') > since ? sync.report() : null), 'a reconciliation');
     return { sync, desired, ban, unban, reconciledAfter, ...captured };

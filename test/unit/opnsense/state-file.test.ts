@@ -52,7 +52,7 @@ describe('bridge state file', function () {
     await writeFile(join(dir, 'opnsense-bridge.json'), '{"version":1,"wanted":{"bans":');
     const { bridge, lines } = bridgeOn(dir);
     await bridge.start();
-    await bridge.stop(0);
+    await bridge.stop();
     const error = lines.find((line) => line.level === 50 && /corrupt/.test(String(line.msg)));
     expect(error?.msg).to.match(/opnsense-bridge\.json is not a valid snapshot of the OPNsense bridge state .*moved it to .*opnsense-bridge\.json\.corrupt-.*started without it.*syncfail2ban-client -f/);
     const names = await readdir(dir);
@@ -67,7 +67,7 @@ describe('bridge state file', function () {
     expect(lines.find((line) => line.level === 50)?.msg).to.match(/cannot keep the OPNsense bridge state in .*runs without saving its state.*set state_dir to a directory this user may write/);
     expect(bridge.status().details).to.include({ persistent: false });
     expect(bridge.status().problems[0]?.what).to.match(/the bridge state cannot be saved/);
-    await bridge.stop(0);
+    await bridge.stop();
   });
 
   it('refuses to start, naming the file and the fix, when its journal is not a file', async () => {
@@ -79,6 +79,6 @@ describe('bridge state file', function () {
     expect(caught?.message).to.equal(
       `state_dir: ${join(dir, 'opnsense-bridge.json.journal')} is a directory, where syncfail2ban keeps a file of its own: it was not made by syncfail2ban; fix: remove it (rm -r ${join(dir, 'opnsense-bridge.json.journal')}; look first at what made it), then start again`,
     );
-    await bridge.stop(0);
+    await bridge.stop();
   });
 });

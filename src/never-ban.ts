@@ -1,6 +1,7 @@
+import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { DEFAULT_MIN_PREFIX, type MinPrefix } from '../../src/config.js';
-import { type CanonicalAddress, mustParseAddress, overlaps } from '../../src/ip.js';
+import { DEFAULT_MIN_PREFIX, urlHostname, type Config, type MinPrefix } from './config.js';
+import { type CanonicalAddress, mustParseAddress, overlaps } from './ip.js';
 
 interface Entry {
   range: CanonicalAddress;
@@ -63,4 +64,25 @@ export function hostAddresses(): string[] {
     .flatMap((list) => list ?? [])
     .map((info) => info.address.split('%')[0]!)
     .filter((address, index, all) => all.indexOf(address) === index);
+}
+
+export interface FleetHost {
+  host: string;
+  why: string;
+}
+
+/** The hosts the sync network itself runs on: banning one would cut the network or the firewall off. */
+export function fleetHosts(config: Config): FleetHost[] {
+  return [
+    ...config.syncServers.map(({ host }) => ({ host, why: `sync_servers ${host}` })),
+    ...config.brokerUrls.map((url) => ({ host: urlHostname(url), why: 'broker_url host' })),
+    ...config.opnsense.firewalls.map((firewall) => ({ host: urlHostname(firewall.baseUrl), why: `opn_fw_ip ${firewall.name}` })),
+  ];
+}
+
+/** Protects the fleet hosts written as addresses, at once; names are the agent's to resolve (agent/intake/fleet-hosts.ts). */
+export function protectFleetAddresses(list: NeverBanList, hosts: readonly FleetHost[]): void {
+  for (const { host, why } of hosts) {
+    if (isIP(host)) list.protect(host, [mustParseAddress(host)], why);
+  }
 }

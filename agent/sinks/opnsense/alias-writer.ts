@@ -24,7 +24,7 @@ const CONFIG_WRITE_CONCURRENCY = 2;
  */
 const BULK_MIN_CHANGES = 20;
 
-export interface OpnsenseBackendOptions {
+export interface AliasWriterOptions {
   client: OpnsenseClient;
   ledger: FirewallLedger;
   aliasInfo: AliasInfoCache;
@@ -52,20 +52,20 @@ function aliasFix(alias: string): string {
 }
 
 /**
- * Applies each alias queue's batches to the aliases of ONE firewall. Errors that
- * concern the whole firewall (unreachable, 401, 403, 404, 400, 5xx) are thrown so the
- * Batcher retries with backoff; errors that concern one alias or address (nonexistent
- * alias, "failed", a network on a Host(s) alias, set_item refusing the content) are logged
- * and the change dropped (or, for set_item, sent address by address): the address stays in
- * the desired state and reconciliation tries again.
+ * The backend of ONE firewall's sink: applies a batch of changes to one alias (each alias
+ * has its own queue). Errors that concern the whole firewall (unreachable, 401, 403, 404,
+ * 400, 5xx) are thrown so the Batcher retries with backoff; errors that concern one alias
+ * or address (nonexistent alias, "failed", a network on a Host(s) alias, set_item refusing
+ * the content) are logged and the change dropped (or, for set_item, sent address by
+ * address): the address stays in the desired state and reconciliation tries again.
  */
-export class OpnsenseBackend implements Backend {
+export class AliasWriter implements Backend {
   readonly name: string;
   private readonly throttle = new LogThrottle();
   /** alias -> the listing in flight, shared by whoever needs one meanwhile. */
   private readonly listings = new Map<string, Promise<Set<string>>>();
 
-  constructor(private readonly options: OpnsenseBackendOptions) {
+  constructor(private readonly options: AliasWriterOptions) {
     this.name = `opnsense ${options.client.firewall}`;
   }
 

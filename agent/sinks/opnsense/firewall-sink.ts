@@ -1,17 +1,17 @@
 import type { Action } from '../../../src/event.js';
 import type { Firewall } from '../../../src/config.js';
 import type { Logger } from '../../../src/log.js';
-import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './api/client.js';
-import { counter, gauge, type PartStatus, type Problem } from '../../../src/status.js';
-import type { Part } from '../../../src/part.js';
-import type { PickBackend } from '../sink.js';
-import type { Change } from '../../fleet/projection.js';
-import { sinkMeasures, type Backend, type SinkStats, type BatcherOptions, type Rejection } from '../batcher.js';
-import { AliasInfoCache, judgeAlias } from './alias-info.js';
-import { AliasQueue, type AliasStatus } from './alias-queue.js';
-import { FirewallLedger } from './ledger.js';
 import { LogThrottle } from '../../../src/log-throttle.js';
-import { CONCURRENCY, OpnsenseBackend } from './opnsense-backend.js';
+import { counter, gauge, type PartStatus, type Problem } from '../../../src/status.js';
+import type { Holdings } from '../../fleet/holdings.js';
+import type { Change, Projection } from '../../fleet/projection.js';
+import { Batcher, sinkMeasures, type Backend, type BatcherOptions, type Rejection, type SinkStats } from '../batcher.js';
+import type { PickBackend, Sink } from '../sink.js';
+import { AliasHealth, type AliasStatus } from './alias-health.js';
+import { AliasInfoCache, judgeAlias } from './alias-info.js';
+import { AliasWriter, CONCURRENCY } from './alias-writer.js';
+import { firewallClient, OpnsenseError, type OpnsenseClient, type TableSizes } from './api/client.js';
+import { FirewallLedger } from './ledger.js';
 import type { LedgerJournal } from './persisted-state.js';
 import { StateKiller } from './state-killer.js';
 
@@ -53,23 +53,17 @@ export interface FirewallStatus {
   lastReconcile: ReconcileReport | null;
 }
 
-/** What the aliases should hold: the bridge's projection of the holdings. */
-export interface DesiredAliases {
-  addresses(alias: string): Set<string>;
-  /** Who holds the address through a jail mapped to the alias, as "origin/jail". */
-  holders(alias: string, address: string): string[];
-}
-
-export interface FirewallSyncOptions {
+export interface FirewallSinkOptions {
   firewall: Firewall;
   verifyTls: boolean;
   /** Content of opn_ca_file (PEM). */
   ca?: Buffer;
   killStates: boolean;
   reconcileIntervalS: number;
-  /** primary jail -> alias */
-  aliases: ReadonlyMap<string, string>;
-  desired: DesiredAliases;
+  /** [opn_aliases] (primary jail -> alias); every origin's holdings count, this host's included. */
+  projection: Projection;
+  holdings: Holdings;
+  /** Where the claims on what the sink adds are written ahead (the bridge's state file). */
   state: LedgerJournal;
   log: Logger;
   batcher?: Partial<BatcherOptions>;
@@ -85,19 +79,29 @@ function firewallWide(error: unknown): boolean {
   return error.kind === 'unreachable' || error.kind === 'auth' || error.kind === 'not_found' || error.kind === 'bad_request' || error.kind === 'bad_response' || (error.kind === 'forbidden' && error.endpoint.includes('/alias_util/'));
 }
 
+/** One alias's queue of changes (retried on its own schedule) and its health. */
+interface AliasQueue {
+  batcher: Batcher;
+  health: AliasHealth;
+}
+
 /**
- * Keeps the aliases of ONE firewall equal to the desired state. Each alias has its own queue
- * (an AliasQueue) that applies changes as they come and retries on its own schedule, so that
- * an alias that fails (a broken entry, a slow listing of a huge table) never holds back the
- * others. A periodic reconciliation checks each alias's type, lists it in full and queues
- * what is missing or stale, which repairs reboots, outages and dropped changes.
+ * The sink of the aliases of ONE firewall (each firewall of opn_fw_ip is a sink of its own):
+ * keeps them equal to the projection of the holdings. Each alias has its own queue (a
+ * Batcher) that applies changes as they come and retries on its own schedule, so that an
+ * alias that fails (a broken entry, a slow listing of a huge table) never holds back the
+ * others; the AliasWriter writes them, once the alias's type was checked. A periodic
+ * reconciliation checks each alias's type, lists it in full and queues what is missing or
+ * stale, which repairs reboots, outages and dropped changes. What the sink added is in its
+ * ledger, kept with the bridge's state (OpnsenseBridge), so that it never removes another's entry.
  */
-export class FirewallSync implements Part {
+export class FirewallSink implements Sink {
   readonly url: string;
   readonly ledger: FirewallLedger;
+  readonly projection: Projection;
   private readonly client: OpnsenseClient;
   private readonly aliasInfo: AliasInfoCache;
-  private readonly backend: OpnsenseBackend;
+  private readonly aliasWriter: AliasWriter;
   private readonly queues = new Map<string, AliasQueue>();
   private readonly killer: StateKiller | undefined;
   /** alias -> addresses banned by an event (not re-pushed by reconciliation) and not added yet: their states get killed. */
@@ -115,36 +119,40 @@ export class FirewallSync implements Part {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(private readonly options: FirewallSyncOptions) {
-    const { firewall, log } = options;
+  constructor(private readonly options: FirewallSinkOptions) {
+    const { firewall, projection, holdings, log } = options;
+    this.projection = projection;
     this.client = firewallClient(firewall, options, { maxSockets: CONCURRENCY, ...options.client });
     this.url = this.client.firewall;
     this.ledger = new FirewallLedger(this.url);
     this.aliasInfo = new AliasInfoCache(this.client, log);
     if (options.killStates) this.killer = new StateKiller(this.client, log);
-    this.backend = new OpnsenseBackend({
+    this.aliasWriter = new AliasWriter({
       client: this.client,
       ledger: this.ledger,
       aliasInfo: this.aliasInfo,
-      holders: (alias, address) => options.desired.holders(alias, address),
+      holders: (alias, address) => projection.jailsOf(alias).flatMap((jail) => holdings.origins(jail, address).map((origin) => `${origin}/${jail}`)),
       state: options.state,
       onAdded: (alias, addresses) => this.added(alias, addresses),
       log,
     });
-    this.writer = options.pick({ name: this.backend.name, apply: (batch) => this.observe(this.applyJudged(batch[0]!.target, batch)) });
+    this.writer = options.pick({ name: this.aliasWriter.name, apply: (batch) => this.observe(this.applyJudged(batch[0]!.target, batch)) });
   }
 
-  /** Queues a change from an event; false when the queue is full (reconciliation re-applies it later). A new ban has its states killed once added. */
-  submit(action: Action, alias: string, address: string): boolean {
-    if (this.killer !== undefined) {
-      if (action === 'ban') this.setOf(this.fresh, alias).add(address);
-      else this.fresh.get(alias)?.delete(address);
+  /** Queues changes from events (what a full queue drops, reconciliation applies later). A new ban has its states killed once added. */
+  submit(changes: readonly Change[]): void {
+    for (const { action, target, address } of changes) {
+      if (this.killer !== undefined) {
+        if (action === 'ban') this.setOf(this.fresh, target).add(address);
+        else this.fresh.get(target)?.delete(address);
+      }
+      this.queue(action, target, address);
     }
-    return this.queue(action, alias, address);
   }
 
   /** Starts with a reconciliation, which also checks every alias and brings it up to date after downtime. */
   async start(): Promise<void> {
+    this.warnAboutTransport();
     this.scheduleReconcile(0);
   }
 
@@ -154,7 +162,7 @@ export class FirewallSync implements Part {
     clearTimeout(this.timer);
     this.killer?.stop();
     const deadline = Math.min(deadlineMs, STOP_DEADLINE_MS);
-    const done = await Promise.all([...this.queues.values()].map((queue) => queue.stop(deadline)));
+    const done = await Promise.all([...this.queues.values()].map(({ batcher }) => batcher.stop(deadline)));
     this.client.close();
     if (done.every(Boolean)) return;
     const { backlog } = this.report();
@@ -199,7 +207,7 @@ export class FirewallSync implements Part {
 
   /** The counters of every alias queue, summed as one sink's. */
   private queueStats(): SinkStats {
-    const stats = [...this.queues.values()].map((queue) => queue.stats());
+    const stats = [...this.queues.values()].map(({ batcher }) => batcher.stats());
     const sum = (value: (s: SinkStats) => number) => stats.reduce((total, s) => total + value(s), 0);
     const dropped = { refused: sum((s) => s.dropped.refused), 'queue-full': sum((s) => s.dropped['queue-full']), 'shutting-down': sum((s) => s.dropped['shutting-down']) };
     const refused: Record<string, number> = {};
@@ -211,20 +219,21 @@ export class FirewallSync implements Part {
   report(): FirewallStatus {
     const aliases: Record<string, AliasStatus> = {};
     let backlog = 0;
-    for (const [alias, queue] of this.queues) {
-      const status = queue.status(this.aliasInfo.bulkRefusal(alias));
+    for (const [alias, { batcher, health }] of this.queues) {
+      const status = health.status(batcher.stats(), this.aliasInfo.bulkRefusal(alias));
       aliases[alias] = status;
       backlog += status.backlog;
     }
     return { url: this.url, reachable: this.reachable, lastError: this.lastError, aliases, backlog, lastReconcile: this.lastReconcile };
   }
 
+  /** Queues one change; false when the alias's queue is full (reconciliation re-applies it later). */
   private queue(action: Action, alias: string, address: string): boolean {
-    const queue = this.queueOf(alias);
-    const queued = queue.submit(action, address);
+    const { batcher } = this.queueOf(alias);
+    const queued = batcher.submit({ target: alias, action, address });
     if (!queued && !this.stopped && this.throttle.pass(`overflow\u0000${alias}`) !== null) {
       this.options.log.error(
-        { firewall: this.url, alias, backlog: queue.stats().backlog },
+        { firewall: this.url, alias, backlog: batcher.stats().backlog },
         `OPNsense ${this.url}: alias ${alias} is not keeping up (its queue is full); changes stay in the desired state and reconciliation applies them once the alias takes changes again: check that the firewall is up and fast enough`,
       );
     }
@@ -234,15 +243,16 @@ export class FirewallSync implements Part {
   private queueOf(alias: string): AliasQueue {
     let queue = this.queues.get(alias);
     if (!queue) {
-      queue = new AliasQueue({
-        firewall: this.url,
-        alias,
-        apply: (batch) => this.writer.apply(batch),
-        firewallWide,
-        log: this.options.log,
-        batcher: { ...OPNSENSE_BATCHER, ...this.options.batcher },
+      const { log } = this.options;
+      const health = new AliasHealth(this.url, alias, log, firewallWide);
+      // The Batcher would log every new message and every retry at the longest backoff: the
+      // alias's health logs its failures instead, once each.
+      const batcher = new Batcher({ name: `opnsense ${this.url} alias ${alias}`, apply: (batch) => health.track(this.writer.apply(batch)) }, log.child({ firewall: this.url, alias }), {
+        ...OPNSENSE_BATCHER,
+        ...this.options.batcher,
+        logFailures: false,
       });
-      this.queues.set(alias, queue);
+      this.queues.set(alias, (queue = { batcher, health }));
     }
     return queue;
   }
@@ -250,16 +260,16 @@ export class FirewallSync implements Part {
   /** Nothing is written to an alias before its type was checked, nor while it is refused. */
   private async applyJudged(alias: string, batch: Change[]): Promise<Rejection[]> {
     const queue = this.queueOf(alias);
-    if (!queue.judgedYet) await this.judge(alias, queue);
-    const refusal = queue.refusal;
+    if (!queue.health.judgedYet) await this.judge(alias, queue);
+    const refusal = queue.health.refusal;
     if (refusal !== null) throw new Error(refusal);
-    return this.backend.apply(batch);
+    return this.aliasWriter.apply(batch);
   }
 
-  private async judge(alias: string, queue: AliasQueue): Promise<boolean> {
+  private async judge(alias: string, { batcher, health }: AliasQueue): Promise<boolean> {
     const info = await this.aliasInfo.get(alias);
     const verdict = judgeAlias(this.url, alias, info);
-    queue.judged(info.type, verdict);
+    if (health.judged(info.type, verdict)) batcher.retryNow();
     return verdict.usable;
   }
 
@@ -288,7 +298,7 @@ export class FirewallSync implements Part {
     const report: ReconcileReport = { at: new Date().toISOString(), ok: true, readded: 0, removed: 0, notAccepted: 0 };
     try {
       await this.observe(this.compare(report));
-      for (const queue of this.queues.values()) queue.retryNow(); // the firewall answers: do not wait out a long backoff
+      for (const { batcher } of this.queues.values()) batcher.retryNow(); // the firewall answers: do not wait out a long backoff
       log[report.readded + report.removed > 0 ? 'info' : 'debug'](
         { firewall: this.url, readded: report.readded, removed: report.removed, notAccepted: report.notAccepted },
         `reconciled OPNsense ${this.url}: queued ${report.readded} missing address(es) and ${report.removed} no longer wanted`,
@@ -309,10 +319,9 @@ export class FirewallSync implements Part {
    * the others are reconciled all the same. Throws when the firewall as a whole failed.
    */
   private async compare(report: ReconcileReport): Promise<void> {
-    const { aliases } = this.options;
     this.aliasInfo.clear();
     // Aliases no longer mapped are included: what the bridge added there is no longer wanted.
-    const names = [...new Set([...aliases.values(), ...this.ledger.aliases()])];
+    const names = [...new Set([...this.projection.targets(), ...this.ledger.aliases()])];
     // get_table_size answers for every table at once: read at most once per reconciliation, when needed.
     let sizes: Promise<TableSizes | null> | undefined;
     const tableSizes = () => (sizes ??= this.client.tableSizes());
@@ -324,17 +333,17 @@ export class FirewallSync implements Part {
   }
 
   private async compareAlias(alias: string, report: ReconcileReport, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
-    const { desired, aliases } = this.options;
-    if (![...aliases.values()].includes(alias) && (await this.aliasInfo.get(alias)).kind === 'missing') {
+    const { projection, holdings } = this.options;
+    if (!projection.targets().includes(alias) && (await this.aliasInfo.get(alias)).kind === 'missing') {
       this.forgetDeletedAlias(alias);
       return;
     }
     const queue = this.queueOf(alias);
     try {
       if (!(await this.judge(alias, queue))) return;
-      const present = await this.backend.listAlias(alias, tableSizes);
+      const present = await this.aliasWriter.listAlias(alias, tableSizes);
       if (this.stopped) return;
-      const wanted = desired.addresses(alias);
+      const wanted = projection.wanted(holdings, alias);
       const repushed = this.repushed.get(alias) ?? new Map<string, boolean>();
       const next = new Map<string, boolean>();
       let notAccepted = 0;
@@ -349,15 +358,15 @@ export class FirewallSync implements Part {
       }
       this.repushed.set(alias, next);
       report.notAccepted += notAccepted;
-      await this.noteNotAccepted(alias, queue, notAccepted, tableSizes);
+      await this.noteNotAccepted(alias, queue.health, notAccepted, tableSizes);
       for (const address of this.ledger.addresses(alias)) {
         if (wanted.has(address)) continue;
         // Also when absent: the delete is harmless and drops the ledger entry once done.
         if (this.queue('unban', alias, address) && present.has(address)) report.removed += 1;
       }
-      queue.reconciled();
+      queue.health.reconciled();
     } catch (error) {
-      if (!firewallWide(error)) queue.failed(error as Error);
+      if (!firewallWide(error)) queue.health.failed(error as Error);
       throw error;
     }
   }
@@ -366,16 +375,16 @@ export class FirewallSync implements Part {
   private forgetDeletedAlias(alias: string): void {
     const addresses = this.ledger.addresses(alias);
     for (const address of addresses) this.ledger.unclaim(alias, address);
-    void this.queues.get(alias)?.stop(0);
+    void this.queues.get(alias)?.batcher.stop(0);
     this.queues.delete(alias);
     this.options.state.markDirty();
     this.options.log.info({ firewall: this.url, alias, forgotten: addresses.size }, `OPNsense ${this.url}: alias "${alias}", no longer in [opn_aliases], was deleted on the firewall; forgot the ${addresses.size} address(es) the bridge had added there`);
   }
 
   /** Reports what pf did not take (its table-entries limit, shared by every table), instead of re-adding it silently forever. */
-  private async noteNotAccepted(alias: string, queue: AliasQueue, count: number, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
+  private async noteNotAccepted(alias: string, health: AliasHealth, count: number, tableSizes: () => Promise<TableSizes | null>): Promise<void> {
     if (count === 0) {
-      queue.notAccepted(0, null);
+      health.notAccepted(0, null);
       return;
     }
     let sizes = '';
@@ -385,10 +394,22 @@ export class FirewallSync implements Part {
     } catch {
       // Only for the message: without "Firewall: Aliases" it goes without the numbers.
     }
-    queue.notAccepted(
+    health.notAccepted(
       count,
       `OPNsense ${this.url}: ${count} address(es) of alias "${alias}" were answered "done" but are not in pf (not accepted by pf): pf's table-entries limit, shared by all tables (GeoIP, bogons, every alias), is probably reached${sizes}. Raise "Firewall Maximum Table Entries" in Firewall: Settings: Advanced, or make the tables smaller; they are tried again at each reconciliation`,
     );
+  }
+
+  private warnAboutTransport(): void {
+    const { log } = this.options;
+    if (this.url.startsWith('http:')) {
+      log.warn({ firewall: this.url }, `OPNsense ${this.url} is reached over plain http: its API key and secret cross the network unencrypted; write the firewall without http:// in opn_fw_ip to use https`);
+    } else if (!this.options.verifyTls) {
+      log.warn(
+        { firewall: this.url },
+        `TLS certificate of OPNsense ${this.url} is not verified (opn_verify = false): anyone on the network path can pose as the firewall and read its API key; set opn_ca_file to the firewall's certificate and opn_verify = true`,
+      );
+    }
   }
 
   private setOf(map: Map<string, Set<string>>, alias: string): Set<string> {

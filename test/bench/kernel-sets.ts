@@ -1,0 +1,117 @@
+import { readFile } from 'node:fs/promises';
+import { addressBlock, banIn } from '../support/fleet-helpers.js';
+import { NetNamespace } from '../support/netns.js';
+import { setNames } from '../support/nft-sets.js';
+import { freePort } from '../support/ports.js';
+import { SimHost, type HostOptions } from '../support/sim-host.js';
+import { measured, part } from '../support/status.js';
+import { waitFor } from '../support/wait.js';
+import { timed } from './stats.js';
+
+const BANS = 100_000;
+/** Through a sync jail with a real banaction, 100,000 would take about an hour: this many, and the rate. */
+const ACTION_BANS = 1_000;
+/** Through a sync jail without action (what the snapshot benchmark measures), for the same comparison. */
+const NO_ACTION_BANS = 10_000;
+const TARGET_S = 3;
+const A = '127.0.0.2';
+const PEER = '127.0.0.3';
+
+/**
+ * The fleet's bans on a peer, in one run: a 100,000-address -f from A to B, whose nftables
+ * sink puts them into a kernel set; the same path into C's sync jail whose banaction is
+ * fail2ban's own iptables-multiport (ACTION_BANS of them, and the rate), and what fail2ban
+ * then does at its restart (it replays the sync jail: the banaction again for every ban);
+ * and into a sync jail without action (NO_ACTION_BANS), the figure admins must not expect
+ * with an action. Each fleet runs inside a network namespace of its own.
+ */
+export async function run(): Promise<void> {
+  const addresses = [...addressBlock(70, 65_536), ...addressBlock(71, BANS - 65_536)];
+  const iptablesAction = {
+    action: 'iptables-multiport[name=sync]',
+    files: Object.fromEntries(await Promise.all(['iptables-multiport', 'iptables'].map(async (name) => [name, await readFile(`/etc/fail2ban/action.d/${name}.conf`, 'utf8')] as const))),
+  };
+  const applied = (sink: string, count: number) => async (peer: SimHost) => measured(part(await peer.agentStatus(), 'sink', sink), 'changes_applied') >= count;
+
+  const nft = await throughFleet(addresses, { fail2ban: false, extra: ['nft_sync = true', 'nft_jails = web'] }, applied('nftables', BANS), async (_peer, ns) => {
+    const held = (await setNames(ns, 'hosts_v4')).length;
+    if (held !== BANS) throw new Error(`B's set holds ${held}, not ${BANS}`);
+  });
+
+  const iptables = await throughFleet(addresses.slice(0, ACTION_BANS), { jails: { web: 'web-sync' }, syncJailAction: iptablesAction }, applied('fail2ban', ACTION_BANS), async (peer, ns) => {
+    const rules = await iptablesRules(ns);
+    if (rules !== ACTION_BANS) throw new Error(`C's iptables chain holds ${rules} rules, not ${ACTION_BANS}`);
+    // At its start fail2ban restores the sync jail's bans from its database and runs the banaction for each again.
+    await peer.fail2ban.stopProcess();
+    return timed(async () => {
+      await peer.fail2ban.startProcess();
+      await waitFor(async () => (await iptablesRules(ns)) === ACTION_BANS, 'the restored bans back in iptables', 600_000, 100);
+    });
+  });
+
+  const plain = await throughFleet(addresses.slice(0, NO_ACTION_BANS), { jails: { web: 'web-sync' } }, applied('fail2ban', NO_ACTION_BANS), async () => undefined);
+
+  const rate = (count: number, ms: number) => (count / ms) * 1000;
+  const nftRate = rate(BANS, nft.completeMs);
+  const iptablesRate = rate(ACTION_BANS, iptables.completeMs);
+  const replayMs = iptables.after;
+  console.log('measured: -f of a jail from host A until the peer applied every address (each fleet in a network namespace of its own)');
+  console.log(`  B, nftables sink, ${BANS} addresses:`);
+  console.log(`    A's -f (fail2ban's list with times, then published):   ${(nft.clientMs / 1000).toFixed(1)} s`);
+  console.log(`    complete in B's kernel set, after -f started:          ${(nft.completeMs / 1000).toFixed(1)} s (target <= ${TARGET_S} s), ${nftRate.toFixed(0)} bans/s`);
+  console.log(`    of that, after A's -f had published everything:        ${(Math.max(0, nft.completeMs - nft.clientMs) / 1000).toFixed(1)} s`);
+  console.log(`  C, sync jail with iptables-multiport, ${ACTION_BANS} addresses:   ${(iptables.completeMs / 1000).toFixed(1)} s, ${iptablesRate.toFixed(0)} bans/s: ${BANS} would take ${(BANS / iptablesRate / 60).toFixed(0)} min`);
+  console.log(`    fail2ban's restart, replaying them through the banaction: ${(replayMs / 1000).toFixed(1)} s: for ${BANS}, ${((replayMs / ACTION_BANS) * BANS / 60_000).toFixed(0)} min`);
+  console.log(`  C', sync jail without action, ${NO_ACTION_BANS} addresses:       ${(plain.completeMs / 1000).toFixed(1)} s, ${rate(NO_ACTION_BANS, plain.completeMs).toFixed(0)} bans/s`);
+  console.log(`  ratio, bans per second into B's kernel set / into C's sync jail with iptables-multiport: ${(nftRate / iptablesRate).toFixed(0)}x`);
+}
+
+interface FleetRun<T> {
+  /** A's -f: reading the jail from fail2ban and publishing the snapshot. */
+  clientMs: number;
+  /** From -f's start until the peer applied every address. */
+  completeMs: number;
+  after: T;
+}
+
+/**
+ * A fleet of A and a peer (`peerOptions`) in a namespace of their own: bans `addresses` in A's
+ * jail `web`, times A's `-f web` until `applied` says the peer has them all, then runs `afterwards`.
+ */
+async function throughFleet<T>(
+  addresses: string[],
+  peerOptions: Partial<HostOptions>,
+  applied: (peer: SimHost) => Promise<boolean>,
+  afterwards: (peer: SimHost, ns: NetNamespace) => Promise<T>,
+): Promise<FleetRun<T>> {
+  const ns = await NetNamespace.create();
+  const port = await freePort();
+  const a = await SimHost.start({ name: 'bench-a', ip: A, port, peers: [PEER], netns: ns, extra: ['connection_timeout = 120'] });
+  const peer = await SimHost.start({ name: 'bench-peer', ip: PEER, port, peers: [A], netns: ns, ...peerOptions });
+  try {
+    await Promise.all([a.startAgent(), peer.startAgent()]);
+    await Promise.all([a.waitSubscribed(2), peer.waitSubscribed(2)]);
+    await banIn(a, 'web', addresses);
+    let clientMs = 0;
+    const completeMs = await timed(async () => {
+      const started = Date.now();
+      const client = a.client(['-f', 'web']).then((result) => {
+        clientMs = Date.now() - started;
+        if (result.code !== 0) throw new Error(`-f failed: ${result.stderr}`);
+      });
+      // A failing -f ends the wait at once.
+      await Promise.race([waitFor(() => applied(peer), `${addresses.length} addresses applied on the peer`, 3_600_000, 20), client.then(() => new Promise(() => undefined))]);
+      await client;
+    });
+    return { clientMs, completeMs, after: await afterwards(peer, ns) };
+  } finally {
+    await Promise.all([a.stop(), peer.stop()]);
+    await ns.close();
+  }
+}
+
+/** The ban rules fail2ban's iptables-multiport holds in its chain (f2b-sync). */
+async function iptablesRules(ns: NetNamespace): Promise<number> {
+  const result = await ns.run('iptables', ['-w', '-S', 'f2b-sync']);
+  return result.code === 0 ? result.stdout.split('\n').filter((line) => / -s \S+ -j REJECT/.test(line)).length : 0;
+}
