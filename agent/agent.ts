@@ -19,6 +19,7 @@ import { FleetState } from './fleet/fleet-state.js';
 import { Holdings } from './fleet/holdings.js';
 import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
+import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
 
@@ -45,7 +46,7 @@ export class Agent {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
-    const holdings = new Holdings();
+    const holdings = new Holdings(config.holdingLimits);
     const adoption = new Adoption(config.stateDir);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
     const { clock, offsetS } = agentClock();
@@ -67,8 +68,9 @@ export class Agent {
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
     else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    const reporters: Part[] = [new ControlServer(config.controlSocket, () => this.status(), log), new HeapTrim(() => this.status(), log)];
-    if (config.metrics) reporters.push(new MetricsServer(config.metrics, () => this.status(), log));
+    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), log };
+    const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
+    if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);
     if (sinks.length === 0) {
       log.warn('nothing to apply events to: [jails] is empty (or f2b_sync = false), and the OPNsense bridge and nft_sync are off');

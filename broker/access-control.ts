@@ -4,7 +4,7 @@ import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import { decodeEvent, encodePayload, JAIL_NAME, MAX_PAYLOAD_BYTES, printable, TOPIC_ROOT } from '../src/event.js';
 import { RateLimiter } from '../src/rate-limit.js';
 import type { Refusals } from '../src/refusals.js';
-import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, MAX_STAMPED_PART_BYTES, SNAPSHOT_ACTION, stampSnapshotPart } from '../src/snapshot.js';
+import { decodeSnapshotPart, MAX_SNAPSHOT_PART_BYTES, MAX_STAMPED_PART_BYTES, SNAPSHOT_ACTION, snapshotPartTokens, stampSnapshotPart } from '../src/snapshot.js';
 import { remoteAddress, sourceKey } from './connection-limits.js';
 import { PasswordChecker } from './password-checker.js';
 
@@ -31,48 +31,63 @@ const PUBLISH_TOPIC = new RegExp(`^${TOPIC_ROOT}/([^/]+)/(ban|unban|banip|unbani
  * origin is their own identity) and subscribe to
  * (only under f2b/). With authentication on, an event without an origin is stamped with the
  * sender's identity. Breaking a publish rule closes the connection, as MQTT 3.1.1 allows.
+ * Its methods are Aedes hooks; broker.ts composes them with the other rules.
  */
-export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rateLimit: RateLimit, refusals: Refusals): (client: Client) => Sender | undefined {
-  const identities = new WeakMap<Client, Sender>();
-  const limiter = new RateLimiter(rateLimit);
-  const authRequired = security.users.size > 0;
-  const certRequired = security.tls?.clientCa !== undefined;
+export class AccessControl {
+  private readonly identities = new WeakMap<Client, Sender>();
+  private readonly limiter: RateLimiter;
+  private readonly authRequired: boolean;
+  private readonly certRequired: boolean;
+  private readonly passwords: PasswordChecker;
 
-  const passwords = new PasswordChecker(security.users);
+  constructor(
+    private readonly security: BrokerSecurity,
+    private readonly rateLimit: RateLimit,
+    private readonly refusals: Refusals,
+  ) {
+    this.limiter = new RateLimiter(rateLimit);
+    this.authRequired = security.users.size > 0;
+    this.certRequired = security.tls?.clientCa !== undefined;
+    this.passwords = new PasswordChecker(security.users);
+  }
 
-  const refuseConnect = (client: Client, code: 3 | 4 | 5, detail: string, done: AuthenticateDone, reason = 'auth-failed') =>
-    refuseConnection(refusals, client, reason, code, detail, done);
+  /** Who the client is, once authenticate() let it in. */
+  senderOf(client: Client): Sender | undefined {
+    return this.identities.get(client);
+  }
 
-  aedes.authenticate = (client, username, password, done) => {
+  readonly authenticate: AuthenticateHook = (client, username, password, done) => {
+    const refuseConnect = (code: 3 | 4 | 5, detail: string, reason = 'auth-failed') => refuseConnection(this.refusals, client, { reason, code, detail }, done);
     const source = sourceKey(remoteAddress(client));
-    const commonNames = certRequired ? peerCommonNames(client) : [];
+    const commonNames = this.certRequired ? peerCommonNames(client) : [];
     if (commonNames.length > 1) {
       const names = commonNames.map((name) => printable(name)).join(', ');
-      return refuseConnect(client, 5, `client certificate names ${commonNames.length} hosts (CN ${names}); a certificate must have exactly one CN`, done, 'bad-certificate');
+      return refuseConnect(5, `client certificate names ${commonNames.length} hosts (CN ${names}); a certificate must have exactly one CN`, 'bad-certificate');
     }
     const commonName = commonNames[0];
-    if (certRequired && !commonName) return refuseConnect(client, 5, 'client certificate without a common name', done);
+    if (this.certRequired && !commonName) return refuseConnect(5, 'client certificate without a common name');
     if (commonName && username !== undefined && username !== commonName) {
-      return refuseConnect(client, 5, `user name ${JSON.stringify(username)} does not match certificate CN ${JSON.stringify(commonName)}`, done);
+      return refuseConnect(5, `user name ${JSON.stringify(username)} does not match certificate CN ${JSON.stringify(commonName)}`);
     }
-    if (!authRequired) {
-      identities.set(client, commonName ? { identity: commonName, source } : { source });
+    if (!this.authRequired) {
+      this.identities.set(client, commonName ? { identity: commonName, source } : { source });
       return done(null, true);
     }
     const account = username ?? commonName;
-    passwords.check(account, password ?? Buffer.alloc(0), source).then(
+    this.passwords.check(account, password ?? Buffer.alloc(0), source).then(
       (ok) => {
-        if (ok === null) return refuseConnect(client, 3, 'too many connection attempts at once; try again shortly', done);
-        if (!ok) return refuseConnect(client, 4, `bad user name or password for ${JSON.stringify(account ?? '')}`, done);
-        identities.set(client, { identity: account!, source });
+        if (ok === null) return refuseConnect(3, 'too many connection attempts at once; try again shortly');
+        if (!ok) return refuseConnect(4, `bad user name or password for ${JSON.stringify(account ?? '')}`);
+        this.identities.set(client, { identity: account!, source });
         done(null, true);
       },
-      (error: Error) => refuseConnect(client, 4, `password check failed: ${error.message}`, done),
+      (error: Error) => refuseConnect(4, `password check failed: ${error.message}`),
     );
   };
 
-  aedes.authorizePublish = (client, packet, done) => {
-    const sender = client ? identities.get(client) : undefined;
+  readonly authorizePublish: AuthorizePublishHook = (client, packet, done) => {
+    const { refusals, rateLimit, security } = this;
+    const sender = client ? this.identities.get(client) : undefined;
     const identity = sender?.identity;
     // Rate bucket, via stamp and log name alike: an anonymous IPv6 sender is its /64.
     const who = sender ? senderName(sender) : 'broker';
@@ -86,8 +101,7 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     const snapshot = topic[2] === SNAPSHOT_ACTION;
     const maxBytes = snapshot ? MAX_SNAPSHOT_PART_BYTES : MAX_PAYLOAD_BYTES;
     if (payload.length > maxBytes) return refuse('oversized', `payload of ${payload.length} bytes exceeds ${maxBytes}`);
-    // A snapshot part takes one token, like one event: a snapshot of 100,000 bans is a few dozen parts.
-    if (!limiter.take(who)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
+    if (!this.limiter.take(who, snapshot ? snapshotPartTokens(payload) : 1)) return refuse('rate-limited', `${who} publishes faster than rate_limit ${rateLimit.perSecond}/s (burst ${rateLimit.burst})`);
     packet.retain = false; // delivered live, never stored
     if (snapshot) {
       const decoded = decodeSnapshotPart(packet.topic, payload);
@@ -116,12 +130,11 @@ export function installAccessControl(aedes: Aedes, security: BrokerSecurity, rat
     done(null);
   };
 
-  aedes.authorizeSubscribe = (client, subscription, done) => {
+  readonly authorizeSubscribe: AuthorizeSubscribeHook = (client, subscription, done) => {
     if (subscription.topic === `${TOPIC_ROOT}/#` || subscription.topic.startsWith(`${TOPIC_ROOT}/`)) return done(null, subscription);
-    refusals.refuse('bad-subscription', `subscribing to ${printable(subscription.topic)} is not allowed`, { client: identities.get(client)?.identity ?? client.id });
+    this.refusals.refuse('bad-subscription', `subscribing to ${printable(subscription.topic)} is not allowed`, { client: this.identities.get(client)?.identity ?? client.id });
     done(null, null); // SUBACK 128: refused, connection kept
   };
-  return (client) => identities.get(client);
 }
 
 /** Every CN of the client certificate's subject (Node gives an array when there are several). */
@@ -131,10 +144,20 @@ function peerCommonNames(client: Client): string[] {
   return (Array.isArray(cn) ? cn : [cn]).filter((name): name is string => Boolean(name));
 }
 
-type AuthenticateDone = (error: AuthenticateError | null, ok: boolean | null) => void;
+type AuthenticateHook = Aedes['authenticate'];
+type AuthorizePublishHook = Aedes['authorizePublish'];
+type AuthorizeSubscribeHook = Aedes['authorizeSubscribe'];
+type AuthenticateDone = Parameters<AuthenticateHook>[3];
 
-/** Refuses a CONNECT with this CONNACK return code (3 unavailable, 4 bad credentials, 5 not authorized), counted and logged. */
-export function refuseConnection(refusals: Refusals, client: Client, reason: string, code: 3 | 4 | 5, detail: string, done: AuthenticateDone): void {
+/** A CONNECT refused with this CONNACK return code (3 unavailable, 4 bad credentials, 5 not authorized). */
+export interface ConnectRefusal {
+  reason: string;
+  code: 3 | 4 | 5;
+  detail: string;
+}
+
+/** Refuses a CONNECT, counted and logged. */
+export function refuseConnection(refusals: Refusals, client: Client, { reason, code, detail }: ConnectRefusal, done: AuthenticateDone): void {
   refusals.refuse(reason, detail, { client: client.id, remote: remoteAddress(client) });
   done(Object.assign(new Error(detail), { returnCode: code }) as AuthenticateError, null);
 }

@@ -1,17 +1,17 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { Aedes } from 'aedes';
-import type { ClusterConfig } from '../src/config-hub.js';
+import { Aedes, type AedesOptions } from 'aedes';
 import { ConfigError } from '../src/config-reader.js';
 import type { BrokerSecurity, RateLimit } from '../src/config-security.js';
 import type { Logger } from '../src/log.js';
 import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
-import { installAccessControl, senderName } from './access-control.js';
+import { AccessControl, refuseConnection, senderName } from './access-control.js';
+import type { ClusterBus } from './cluster.js';
 import { limitConnectionsPerAddress } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
-import { installQueueBounds, type QueueStats } from './queue-bounds.js';
-import { installSessionPolicy } from './session-policy.js';
+import { QueueBounds, type QueueStats } from './queue-bounds.js';
+import { SessionPolicy } from './session-policy.js';
 
 export interface BrokerOptions {
   host: string;
@@ -19,8 +19,16 @@ export interface BrokerOptions {
   log: Logger;
   security: BrokerSecurity;
   rateLimit: RateLimit;
-  /** Standalone hub instances that share their message bus with the others through Redis. */
-  cluster?: ClusterConfig;
+  /** A standalone hub instance's bus to the other instances (cluster.ts), started; absent: this broker alone. */
+  bus?: ClusterBus;
+}
+
+/** Messages through the broker since it started. */
+export interface Traffic {
+  /** Publishes from this broker's clients that the rules let through. */
+  in: number;
+  /** Messages written to this broker's subscribers. */
+  out: number;
 }
 
 export interface RunningBroker {
@@ -30,6 +38,7 @@ export interface RunningBroker {
   readonly refusals: Refusals;
   /** Messages dropped for clients whose queue was full, in all and per client. */
   queues(): QueueStats;
+  traffic(): Traffic;
   close(): Promise<void>;
 }
 
@@ -42,24 +51,54 @@ const MAX_INFLIGHT_INBOUND = 32;
 
 /**
  * An Aedes broker on host:port (TLS when configured) that enforces the access rules of
- * access-control.ts and never stores a retained message.
+ * access-control.ts and session-policy.ts, bounds what waits for each client
+ * (queue-bounds.ts) and never stores a retained message.
  */
-export async function startBroker({ host, port, log, security, rateLimit, cluster: clustered }: BrokerOptions): Promise<RunningBroker> {
+export async function startBroker({ host, port, log, security, rateLimit, bus }: BrokerOptions): Promise<RunningBroker> {
   const refusals = new Refusals(log.child({ component: 'broker' }));
-  // Loaded only by clustered instances: agents and lone hubs never pay for the Redis client.
-  const cluster = clustered ? new (await import('./cluster.js')).ClusterBus({ ...clustered, log, refusals }) : undefined;
+  const { limits } = security;
+  const access = new AccessControl(security, rateLimit, refusals);
+  const session = new SessionPolicy(limits, (client) => access.senderOf(client)?.identity, refusals);
+  const queues = new QueueBounds(limits.queueBytesPerClient, (client) => {
+    const sender = access.senderOf(client);
+    return sender ? senderName(sender) : client.id;
+  }, refusals);
+  const traffic: Traffic = { in: 0, out: 0 };
+  // Every Aedes hook, in one place: each runs its checks in the order written here.
+  const hooks: AedesOptions = {
+    authenticate(client, username, password, done) {
+      const refused = session.refuseSession(client);
+      if (refused) return refuseConnection(refusals, client, refused, done);
+      access.authenticate(client, username, password, (error, ok) => {
+        const overLimit = ok ? session.admitAccount(client) : undefined;
+        if (overLimit) return refuseConnection(refusals, client, overLimit, done);
+        done(error, ok);
+      });
+    },
+    authorizePublish: access.authorizePublish,
+    authorizeSubscribe(client, subscription, done) {
+      if (!session.allowsSubscription(client, subscription)) return done(null, null); // SUBACK 128
+      access.authorizeSubscribe(client, subscription, (error, granted) => {
+        if (!error && granted) session.subscribed(client, granted.topic);
+        done(error, granted);
+      });
+    },
+    authorizeForward(client, packet) {
+      const forwarded = queues.authorizeForward(client, packet);
+      if (forwarded) traffic.out += 1;
+      return forwarded;
+    },
+  };
   const aedes = await Aedes.createBroker({
     maxTopicLevels: MAX_TOPIC_LEVELS,
     maxInflightInbound: MAX_INFLIGHT_INBOUND,
-    ...(cluster ? { mq: cluster, id: cluster.brokerId } : {}),
+    ...hooks,
+    ...(bus ? { mq: bus, id: bus.brokerId } : {}),
   });
-  const { limits } = security;
-  const senderOf = installAccessControl(aedes, security, rateLimit, refusals);
-  installSessionPolicy(aedes, limits, (client) => senderOf(client)?.identity, refusals);
-  const queues = installQueueBounds(aedes, limits.queueBytesPerClient, (client) => {
-    const sender = senderOf(client);
-    return sender ? senderName(sender) : client.id;
-  }, refusals);
+  aedes.on('unsubscribe', (topics, client) => session.unsubscribed(client, topics));
+  aedes.on('publish', (_packet, client) => {
+    if (client) traffic.in += 1;
+  });
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
@@ -77,6 +116,11 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     // What queue-bounds.ts lets wait for a client must fit below the mark at which a write
     // says "wait for drain" (Node's default is 16 KiB), or it would hold up everyone's delivery.
     server = tls ? createTlsServer(tls, accept) : createServer({ highWaterMark: limits.queueBytesPerClient }, accept);
+    // Beyond this Node closes a connection as it comes: the file descriptors the program's own work needs stay free.
+    server.maxConnections = limits.connections;
+    server.on('drop', (dropped) =>
+      refusals.refuse('too-many-connections', `${limits.connections} connections are open (mq_max_connections); a new one was closed`, { remote: dropped?.remoteAddress }),
+    );
     limitConnectionsPerAddress(server, limits.connectionsPerAddress, (remote) =>
       refusals.refuse('too-many-connections', `${remote} already holds ${limits.connectionsPerAddress} connections (mq_max_connections_per_address); connection closed`, { remote }),
     );
@@ -87,6 +131,8 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     refusals.close();
     throw listenFailure(error, host, port);
   }
+  // After listening, an error (e.g. EMFILE while accepting) must not end the program.
+  server.on('error', (error: Error) => log.warn({ err: error.message }, 'MQTT listener: a connection failed'));
   const listening = { host, port, tls: Boolean(security.tls), clientCertificates: Boolean(security.tls?.clientCa), accounts: security.users.size };
   if (security.users.size || security.tls?.clientCa) log.info(listening, 'MQTT broker listening; authentication required');
   else if (isLoopback(host)) log.info(listening, 'MQTT broker listening on loopback; anonymous access');
@@ -99,7 +145,8 @@ export async function startBroker({ host, port, log, security, rateLimit, cluste
     port,
     aedes,
     refusals,
-    queues,
+    queues: () => queues.stats(),
+    traffic: () => ({ ...traffic }),
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,17 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
 import mqemitter, { type Message, type MQEmitter } from 'mqemitter';
-import MQEmitterRedis from 'mqemitter-redis';
 import type { ClusterConfig } from '../src/config-hub.js';
 import { TOPIC_ROOT } from '../src/event.js';
 import type { Logger } from '../src/log.js';
-import type { Refusals } from '../src/refusals.js';
+import type { Part } from '../src/part.js';
+import { Refusals } from '../src/refusals.js';
+import { counted, counter, gauge, type PartStatus, type Problem } from '../src/status.js';
+import { openFrame, sealFrame } from './bus-frame.js';
 
 export interface ClusterOptions extends ClusterConfig {
+  key: string;
   log: Logger;
-  /** Where messages from Redis that are not an instance's are counted and logged. */
-  refusals: Refusals;
 }
 
 /** `up`: both Redis connections (publish, subscribe) are ready, so events cross instances. */
@@ -19,43 +19,65 @@ type ClusterState = 'connecting' | 'up' | 'down';
 
 type Listener = (message: Message, done: () => void) => void;
 
-/** What crosses instances: the fleet's events and Aedes' own broker announcements (which close a client id taken on another instance). */
-const SHARED_ROOTS = [TOPIC_ROOT, '$SYS'];
-
-function isShared(topic: string): boolean {
-  return SHARED_ROOTS.some((root) => topic.startsWith(`${root}/`));
-}
+/** The one Redis channel the instances share. */
+export const BUS_CHANNEL = 'syncfail2ban-bus';
+/**
+ * How far a message's time may be from this instance's clock: the instances' clocks must
+ * agree this well (NTP does far better). A replay of a message this instance never saw, e.g.
+ * one sent just before it started, passes only within this window.
+ */
+export const MAX_CLOCK_SKEW_MS = 30_000;
+/** How long a refusal that means "events do not cross" (clock, key) keeps the part unhealthy. */
+const PROBLEM_SHOWN_MS = 10 * 60_000;
 
 /**
  * The message bus of one clustered broker instance, given to Aedes as its `mq`. Local
  * delivery never depends on Redis: every message goes to this instance's subscribers at
- * once, and to the other instances through Redis pub/sub (mqemitter-redis) when Redis is
- * up. A message that comes back from Redis with this instance's broker id is its own echo
- * and is dropped, so every subscriber gets each message once. Redis only relays: nothing
- * is stored there, and a message published while Redis is down is not queued.
+ * once, and the fleet's events (f2b/...) go to the other instances through one Redis
+ * pub/sub channel when Redis is up. What crosses is signed with cluster_key (bus-frame.ts)
+ * and checked before delivery: a message not signed with it, one this instance has seen
+ * (replayed) and one too old for the clocks are refused and counted, so access to Redis
+ * alone forges nothing. Aedes' own $SYS announcements stay on their instance: client ids
+ * never show in Redis, and nothing from Redis can close a client. A message that comes back
+ * with this instance's id is its own echo and is dropped, so every subscriber gets each
+ * message once. Redis only relays: nothing is stored there, and a message published while
+ * Redis is down is not queued (counted as not sent; the origin's `-f` heals the gap).
  */
-export class ClusterBus {
+export class ClusterBus implements Part {
   /** Aedes stamps this on every packet it publishes (its `id` option). */
   readonly brokerId = randomUUID();
   private readonly local: MQEmitter = mqemitter({ concurrency: 100, matchEmptyLevels: true });
-  private readonly publisher: Redis;
-  private readonly subscriber: Redis;
-  private readonly remote: MQEmitter;
+  private readonly refusals: Refusals;
   private readonly shownUrl: string;
+  private publisher: Redis | undefined;
+  private subscriber: Redis | undefined;
   private state: ClusterState = 'connecting';
+  private since = new Date();
   private lastError: string | null = null;
-  private closing = false;
+  private closed: Promise<void> | undefined;
+  private seq = 0;
+  /** Per sender: the last sequence number taken and when (this clock). */
+  private readonly seen = new Map<string, { seq: number; at: number }>();
+  private readonly counts = { sent: 0, notSent: 0, received: 0 };
+  private lastUnsigned: number | undefined;
+  private lastStale: { at: number; skewMs: number } | undefined;
 
   constructor(private readonly options: ClusterOptions) {
     this.shownUrl = withoutPassword(options.redisUrl);
+    this.refusals = new Refusals(options.log.child({ component: 'cluster' }));
+  }
+
+  /** Opens the two Redis connections and resolves at once: the broker serves its own clients whether Redis is there or not. */
+  async start(): Promise<void> {
+    const { options } = this;
     const tls = options.redisCa ? { tls: { ca: options.redisCa } } : {};
     // ioredis reconnects on its own (every 50 ms growing to 2 s) and re-subscribes.
-    // The publisher queues nothing while Redis is away: memory stays bounded, and an
-    // event that cannot cross now is healed by the origin's `-f`.
-    this.publisher = new Redis(options.redisUrl, { ...tls, enableOfflineQueue: false, connectionName: 'syncfail2ban-broker' });
-    // The subscriber's only commands are the subscriptions: they wait for Redis however long it takes.
-    this.subscriber = new Redis(options.redisUrl, { ...tls, maxRetriesPerRequest: null, connectionName: 'syncfail2ban-broker' });
-    for (const connection of [this.publisher, this.subscriber]) {
+    // The publisher queues nothing while Redis is away: memory stays bounded. It sends what
+    // one event-loop turn publishes in one write (auto-pipelining), as mqemitter-redis did.
+    const publisher = new Redis(options.redisUrl, { ...tls, enableOfflineQueue: false, enableAutoPipelining: true, connectionName: 'syncfail2ban-broker' });
+    // The subscriber's only command is the subscription: it waits for Redis however long it takes.
+    const subscriber = new Redis(options.redisUrl, { ...tls, maxRetriesPerRequest: null, connectionName: 'syncfail2ban-broker' });
+    for (const connection of [publisher, subscriber]) {
       connection.on('ready', () => this.update());
       connection.on('close', () => this.update());
       connection.on('error', (error: Error) => {
@@ -63,13 +85,50 @@ export class ClusterBus {
         this.update();
       });
     }
-    guardMessages(this.subscriber, (error) => options.refusals.refuse('cluster-malformed', `a message from Redis that no broker instance sent (${error.message}); dropped`));
-    const remote = MQEmitterRedis({ pubConn: this.publisher, subConn: this.subscriber } as RedisOptions);
-    // mqemitter-redis re-emits every connection error on `state`; unheard, that would end the process.
-    (remote as unknown as { state: EventEmitter }).state.on('error', () => undefined);
-    this.remote = remote;
-    const fromOtherInstances: Listener = (message, done) => this.deliverRemote(message, done);
-    for (const root of SHARED_ROOTS) this.remote.on(`${root}/#`, fromOtherInstances);
+    subscriber.on('messageBuffer', (_channel: Buffer, frame: Buffer) => this.receive(frame));
+    subscriber.subscribe(BUS_CHANNEL).catch(() => undefined); // rejected only when closing
+    this.publisher = publisher;
+    this.subscriber = subscriber;
+  }
+
+  /** Aedes closes the bus when it closes; this is for a broker that never got that far. */
+  stop(): Promise<void> {
+    return new Promise((resolve) => this.close(resolve));
+  }
+
+  status(): PartStatus {
+    const problems: Problem[] = [];
+    const now = Date.now();
+    if (this.state !== 'up') {
+      problems.push({
+        what: `Redis at ${this.shownUrl} is ${this.state === 'connecting' ? 'not connected yet' : `unreachable${this.lastError ? ` (${this.lastError})` : ''}`}: events do not cross to the other instances`,
+        fix: 'start Redis, or correct cluster_redis_url (host, port, password, rediss:// and cluster_redis_ca_file for TLS)',
+      });
+    }
+    if (this.lastUnsigned !== undefined && now - this.lastUnsigned < PROBLEM_SHOWN_MS) {
+      problems.push({
+        what: `messages on the bus not signed with this instance's cluster_key were refused, the last at ${new Date(this.lastUnsigned).toISOString()}: an instance with another cluster_key, or someone who can publish into Redis`,
+        fix: 'give every instance of the hub the same cluster_key, and let only the instances reach Redis (requirepass or an ACL user, a firewall)',
+      });
+    }
+    if (this.lastStale !== undefined && now - this.lastStale.at < PROBLEM_SHOWN_MS) {
+      problems.push({
+        what: `messages from another instance were refused as ${Math.round(this.lastStale.skewMs / 1000)} s away from this clock (more than ${MAX_CLOCK_SKEW_MS / 1000} s), the last at ${new Date(this.lastStale.at).toISOString()}`,
+        fix: "synchronise the instances' clocks (timedatectl status; an NTP client such as chrony or systemd-timesyncd)",
+      });
+    }
+    return {
+      kind: 'cluster',
+      problems,
+      measures: {
+        up: gauge('1 while both connections to Redis are ready, so events cross to the other instances', this.state === 'up' ? 1 : 0),
+        sent: counter('messages sent to the other instances through Redis', this.counts.sent),
+        not_sent: counter('messages that did not go to the other instances because Redis was unreachable', this.counts.notSent),
+        received: counter('messages from the other instances delivered to this instance\'s clients', this.counts.received),
+        refused: counted('messages from Redis refused (not signed with cluster_key, replayed, too old, malformed), by reason', 'reason', this.refusals.byReason()),
+      },
+      details: { redis: this.shownUrl, state: this.state, since: { time: this.since.toISOString() } },
+    };
   }
 
   on(topic: string, listener: Listener, done?: () => void): this {
@@ -83,32 +142,81 @@ export class ClusterBus {
 
   emit(message: Message, done?: (error?: Error) => void): void {
     this.local.emit(message, done);
-    if (!isShared(message.topic)) return;
+    if (typeof message.topic !== 'string' || !message.topic.startsWith(`${TOPIC_ROOT}/`)) return;
     // While Redis is down, only this instance's clients get it (the cluster has logged that).
-    if (this.state === 'up') this.remote.emit(message);
-  }
-
-  close(done: () => void): void {
-    this.closing = true;
-    // Not mqemitter-redis's close(): its QUIT is refused, unhandled, while Redis is away.
-    this.local.close(() => {
-      this.publisher.disconnect();
-      this.subscriber.disconnect();
-      done();
+    if (this.state !== 'up' || !this.publisher) {
+      this.counts.notSent += 1;
+      return;
+    }
+    const frame = sealFrame(this.options.key, {
+      sender: this.brokerId,
+      seq: ++this.seq,
+      time: Date.now(),
+      topic: message.topic,
+      payload: Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? '')),
+      qos: message.qos === 1 || message.qos === 2 ? message.qos : 0,
+      counter: typeof message.brokerCounter === 'number' ? message.brokerCounter : 0,
+    });
+    this.counts.sent += 1;
+    this.publisher.publish(BUS_CHANNEL, frame).catch(() => {
+      this.counts.sent -= 1;
+      this.counts.notSent += 1;
     });
   }
 
-  private deliverRemote(message: Message, done: () => void): void {
-    if (message.brokerId === this.brokerId) return done();
-    if (typeof message.topic !== 'string' || !Buffer.isBuffer(message.payload)) {
-      this.options.refusals.refuse('cluster-malformed', 'a message from Redis without a topic or payload; dropped');
-      return done();
+  close(done: () => void): void {
+    // Not QUIT: it is refused, unhandled, while Redis is away.
+    this.closed ??= new Promise<void>((resolve) => {
+      this.local.close(() => {
+        this.publisher?.disconnect();
+        this.subscriber?.disconnect();
+        this.refusals.close();
+        resolve();
+      });
+    });
+    void this.closed.then(done);
+  }
+
+  /** Checks a frame from Redis and delivers it to this instance's subscribers. */
+  private receive(frame: Buffer): void {
+    const opened = openFrame(this.options.key, frame);
+    if (!opened.ok) {
+      if (opened.reason === 'cluster-unsigned') this.lastUnsigned = Date.now();
+      this.refusals.refuse(opened.reason, opened.detail);
+      return;
     }
-    this.local.emit({ ...message, retain: false }, () => done());
+    const { message } = opened;
+    if (message.sender === this.brokerId) return; // this instance's own echo
+    const now = Date.now();
+    const last = this.seen.get(message.sender);
+    if (last && message.seq <= last.seq) {
+      this.refusals.refuse('cluster-replayed', `a message from instance ${message.sender} with sequence number ${message.seq}, at or below ${last.seq} already taken: someone who can read and publish into Redis replays messages`);
+      return;
+    }
+    const skewMs = Math.abs(now - message.time);
+    if (skewMs > MAX_CLOCK_SKEW_MS) {
+      this.lastStale = { at: now, skewMs };
+      this.refusals.refuse('cluster-stale', `a message from instance ${message.sender} stamped ${Math.round(skewMs / 1000)} s away from this clock (at most ${MAX_CLOCK_SKEW_MS / 1000} s)`);
+      return;
+    }
+    if (!last) this.forgetQuietSenders(now);
+    this.seen.set(message.sender, { seq: message.seq, at: now });
+    if (!message.topic.startsWith(`${TOPIC_ROOT}/`)) {
+      this.refusals.refuse('cluster-malformed', `a signed message on the cluster bus for ${JSON.stringify(message.topic.slice(0, 80))}, outside ${TOPIC_ROOT}/`);
+      return;
+    }
+    this.counts.received += 1;
+    const packet = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: false, dup: false, brokerId: message.sender, brokerCounter: message.counter };
+    this.local.emit(packet as Message);
+  }
+
+  /** Senders quiet for longer than any message of theirs stays fresh: a replay of theirs is refused as too old. */
+  private forgetQuietSenders(now: number): void {
+    for (const [sender, { at }] of this.seen) if (now - at > 3 * MAX_CLOCK_SKEW_MS) this.seen.delete(sender);
   }
 
   private update(): void {
-    if (this.closing) return;
+    if (this.closed || !this.publisher || !this.subscriber) return;
     const ready = this.publisher.status === 'ready' && this.subscriber.status === 'ready';
     const state: ClusterState = ready ? 'up' : this.state === 'connecting' && this.lastError === null ? 'connecting' : 'down';
     if (state === this.state) return;
@@ -120,6 +228,7 @@ export class ClusterBus {
       log.warn({ redis: this.shownUrl, ...(this.lastError ? { err: this.lastError } : {}) }, 'cluster: Redis is unreachable; serving this instance\'s clients only, events do not cross to the other instances until it returns (retrying)');
     }
     this.state = state;
+    this.since = new Date();
   }
 }
 
@@ -128,23 +237,4 @@ function withoutPassword(url: string): string {
   const parsed = new URL(url);
   if (parsed.password) parsed.password = '***';
   return parsed.toString();
-}
-
-/**
- * Whatever arrives on the subscribed channels comes from anyone who can publish to Redis;
- * mqemitter-redis decodes it inside ioredis's event handler, where a throw (a message that
- * is not msgpack, say) would end the process. Its listeners are wrapped before it adds them.
- */
-function guardMessages(subscriber: Redis, onMalformed: (error: Error) => void): void {
-  const on = subscriber.on.bind(subscriber);
-  subscriber.on = ((event: string, listener: (...args: unknown[]) => void) => {
-    if (event !== 'messageBuffer' && event !== 'pmessageBuffer') return on(event, listener);
-    return on(event, (...args: unknown[]) => {
-      try {
-        listener(...args);
-      } catch (error) {
-        onMalformed(error as Error);
-      }
-    });
-  }) as Redis['on'];
 }

@@ -1,50 +1,61 @@
 import type { Socket } from 'node:net';
-import type { Aedes, Client } from 'aedes';
+import type { Client, Subscription } from 'aedes';
 import type { BrokerLimits } from '../src/config-security.js';
 import { printable } from '../src/event.js';
 import type { Refusals } from '../src/refusals.js';
-import { refuseConnection } from './access-control.js';
+import type { ConnectRefusal } from './access-control.js';
 import { ConnectionCounts } from './connection-limits.js';
 
 /**
  * What a session may hold, on top of access-control.ts: no persistent session (Aedes would
  * keep a copy of every QoS 1 message for it while it is away, forever), a few subscriptions
- * per client, and a few connections per account. Wraps the hooks access-control installed.
+ * per client, and a few connections per account. broker.ts runs these checks around the
+ * access rules' hooks.
  */
-export function installSessionPolicy(aedes: Aedes, limits: BrokerLimits, identityOf: (client: Client) => string | undefined, refusals: Refusals): void {
-  const perAccount = new ConnectionCounts();
-  const subscriptions = new WeakMap<Client, Set<string>>();
+export class SessionPolicy {
+  private readonly perAccount = new ConnectionCounts();
+  private readonly subscriptions = new WeakMap<Client, Set<string>>();
 
-  const authenticate = aedes.authenticate.bind(aedes);
-  aedes.authenticate = (client, username, password, done) => {
-    const refuse = (reason: string, code: 3 | 5, detail: string) => refuseConnection(refusals, client, reason, code, detail, done);
-    if (!client.clean) {
-      return refuse('persistent-session', 5, `client ${printable(client.id)} asked for a persistent session (clean session = false); this broker keeps none: connect with a clean session`);
-    }
-    authenticate(client, username, password, (error, ok) => {
-      const account = ok ? identityOf(client) : undefined;
-      if (account !== undefined && !perAccount.admit(account, limits.connectionsPerAccount, client.conn as Socket)) {
-        return refuse('too-many-connections', 3, `account ${JSON.stringify(account)} already holds ${limits.connectionsPerAccount} connections (mq_max_connections_per_account)`);
-      }
-      done(error, ok);
-    });
-  };
+  constructor(
+    private readonly limits: BrokerLimits,
+    private readonly identityOf: (client: Client) => string | undefined,
+    private readonly refusals: Refusals,
+  ) {}
 
-  const authorizeSubscribe = aedes.authorizeSubscribe.bind(aedes);
-  aedes.authorizeSubscribe = (client, subscription, done) => {
-    const held = subscriptions.get(client) ?? new Set<string>();
-    subscriptions.set(client, held);
-    if (!held.has(subscription.topic) && held.size >= limits.subscriptionsPerClient) {
-      refusals.refuse('too-many-subscriptions', `client ${printable(client.id)} already holds ${held.size} subscriptions (mq_max_subscriptions)`, { client: identityOf(client) ?? client.id });
-      return done(null, null); // SUBACK 128
-    }
-    authorizeSubscribe(client, subscription, (error, granted) => {
-      if (!error && granted) held.add(subscription.topic);
-      done(error, granted);
-    });
-  };
-  aedes.on('unsubscribe', (topics, client) => {
-    const held = subscriptions.get(client);
+  /** Before authentication: why this session is refused, if it is. */
+  refuseSession(client: Client): ConnectRefusal | undefined {
+    if (client.clean) return undefined;
+    return { reason: 'persistent-session', code: 5, detail: `client ${printable(client.id)} asked for a persistent session (clean session = false); this broker keeps none: connect with a clean session` };
+  }
+
+  /** Once authenticated: takes a place for the client's account, or says why there is none. */
+  admitAccount(client: Client): ConnectRefusal | undefined {
+    const account = this.identityOf(client);
+    const { connectionsPerAccount } = this.limits;
+    if (account === undefined || this.perAccount.admit(account, connectionsPerAccount, client.conn as Socket)) return undefined;
+    return { reason: 'too-many-connections', code: 3, detail: `account ${JSON.stringify(account)} already holds ${connectionsPerAccount} connections (mq_max_connections_per_account)` };
+  }
+
+  /** Before the access rules: false (and counted) when the client holds as many subscriptions as it may. */
+  allowsSubscription(client: Client, subscription: Subscription): boolean {
+    const held = this.held(client);
+    if (held.has(subscription.topic) || held.size < this.limits.subscriptionsPerClient) return true;
+    this.refusals.refuse('too-many-subscriptions', `client ${printable(client.id)} already holds ${held.size} subscriptions (mq_max_subscriptions)`, { client: this.identityOf(client) ?? client.id });
+    return false;
+  }
+
+  subscribed(client: Client, topic: string): void {
+    this.held(client).add(topic);
+  }
+
+  unsubscribed(client: Client, topics: readonly string[]): void {
+    const held = this.subscriptions.get(client);
     for (const topic of topics) held?.delete(topic);
-  });
+  }
+
+  private held(client: Client): Set<string> {
+    let held = this.subscriptions.get(client);
+    if (!held) this.subscriptions.set(client, (held = new Set()));
+    return held;
+  }
 }

@@ -54,7 +54,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       if (actionText !== 'status') usage(actionText === undefined ? 'nothing to do: give -a, -f or status' : `unknown command ${JSON.stringify(actionText)}`);
       if (ip !== undefined) usage('status takes no argument');
       const config = loadConfig(file, 'client');
-      const [{ printStatus }, { requestStatus }] = await Promise.all([import('./status.js'), import('../src/control-protocol.js')]);
+      const [{ printStatus }, { requestStatus }] = await Promise.all([import('../src/reporting/status-text.js'), import('../src/control-protocol.js')]);
       return printStatus(await requestStatus(config.controlSocket, config.connectionTimeoutS * 1000), values.json === true);
     }
     const config = loadConfig(file, 'client');

@@ -35,7 +35,7 @@ const bundlePrettyPrinter = {
 const APACHE_2 = "The Apache License, Version 2.0: the text is syncfail2ban's own LICENSE file (on Debian, /usr/share/common-licenses/Apache-2.0).";
 
 const result = await build({
-  entryPoints: ['dist/agent/main.js', 'dist/broker/main.js', 'dist/cli/status.js', 'dist/cli/full-sync.js', 'dist/src/snapshot.js', 'dist/src/control-protocol.js'],
+  entryPoints: ['dist/agent/main.js', 'dist/broker/main.js', 'dist/src/reporting/status-text.js', 'dist/cli/full-sync.js', 'dist/src/snapshot.js', 'dist/src/control-protocol.js'],
   outbase: 'dist',
   outdir,
   entryNames: '[dir]/[name]',

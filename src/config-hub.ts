@@ -1,4 +1,4 @@
-import type { SectionReader } from './config-reader.js';
+import { ConfigError, type SectionReader } from './config-reader.js';
 
 /** How a standalone broker instance joins the others of a clustered hub. */
 export interface ClusterConfig {
@@ -6,7 +6,15 @@ export interface ClusterConfig {
   redisUrl: string;
   /** PEM CA for a rediss:// server with a private CA (cluster_redis_ca_file). */
   redisCa?: Buffer;
+  /**
+   * cluster_key: the secret every instance signs what it puts on the bus with, and checks what
+   * it takes off it against. Only syncfail2ban-broker needs it (clusterOf), so an agent or a
+   * client reading the same file on a hub host starts without it.
+   */
+  key?: string;
 }
+
+const CLUSTER_KEY_FIX = 'set cluster_key to the same long random string on every instance of the hub, e.g. the output of: openssl rand -hex 32';
 
 /** `broker_url`: one hub URL, or several instances of one clustered hub (separated by spaces). */
 export function readBrokerUrls(general: SectionReader): string[] {
@@ -23,8 +31,11 @@ export function readBrokerUrls(general: SectionReader): string[] {
 export function readCluster(general: SectionReader, readFiles: boolean): ClusterConfig | undefined {
   const text = general.string('cluster_redis_url', '');
   const caFile = general.string('cluster_redis_ca_file', '');
+  const key = general.string('cluster_key', '');
+  if (key && !/^[\x21-\x7e]{32,256}$/.test(key)) general.fail('cluster_key', 'is not 32 to 256 printable characters without spaces', CLUSTER_KEY_FIX);
   if (!text) {
     if (caFile) general.fail('cluster_redis_ca_file', 'is set but cluster_redis_url is not', 'set cluster_redis_url = rediss://host:6379, or remove it');
+    if (key) general.fail('cluster_key', 'is set but cluster_redis_url is not', 'set cluster_redis_url too, or remove cluster_key');
     return undefined;
   }
   const fix = 'write redis://host:6379 or rediss://host:6380 (TLS), with ":password@" before the host when Redis requires one';
@@ -33,7 +44,17 @@ export function readCluster(general: SectionReader, readFiles: boolean): Cluster
   if (url.search || url.hash) general.fail('cluster_redis_url', 'has a query or fragment', fix);
   if (!/^(\/\d{0,2})?$/.test(url.pathname)) general.fail('cluster_redis_url', `${JSON.stringify(url.pathname)} is not a database number`, fix);
   if (caFile && url.protocol !== 'rediss:') general.fail('cluster_redis_ca_file', 'a CA needs TLS', 'use a rediss:// URL, or remove cluster_redis_ca_file');
-  return caFile && readFiles ? { redisUrl: text, redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : { redisUrl: text };
+  return {
+    redisUrl: text,
+    ...(caFile && readFiles ? { redisCa: general.readNamedFile('cluster_redis_ca_file')!.content } : {}),
+    ...(key ? { key } : {}),
+  };
+}
+
+/** A clustered hub instance's cluster, with its key: without one, whoever can publish into Redis could forge events. */
+export function clusterOf(file: string, cluster: ClusterConfig): ClusterConfig & { key: string } {
+  if (cluster.key === undefined) throw new ConfigError(`${file}: cluster_key: is required with cluster_redis_url (instances sign what they put into Redis with it); fix: ${CLUSTER_KEY_FIX}`);
+  return { ...cluster, key: cluster.key };
 }
 
 /**

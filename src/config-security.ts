@@ -17,6 +17,8 @@ export interface BrokerSecurity {
 export interface BrokerLimits {
   /** Subscriptions per connection; the fleet needs one (f2b/+/+). */
   subscriptionsPerClient: number;
+  /** Open connections in all: the file descriptors beyond them stay for the program's own work. */
+  connections: number;
   /** Open connections per source address (IPv6: per /64). */
   connectionsPerAddress: number;
   /** Open connections per authenticated account or certificate CN. */
@@ -27,6 +29,7 @@ export interface BrokerLimits {
 
 export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   subscriptionsPerClient: 8,
+  connections: 10_000,
   connectionsPerAddress: 64,
   connectionsPerAccount: 16,
   queueBytesPerClient: 8 * 1024 * 1024,
@@ -79,6 +82,7 @@ function readBrokerLimits(general: SectionReader): BrokerLimits {
   const defaults = DEFAULT_BROKER_LIMITS;
   return {
     subscriptionsPerClient: general.integer('mq_max_subscriptions', defaults.subscriptionsPerClient, 1, 1_000),
+    connections: general.integer('mq_max_connections', defaults.connections, 1, 1_000_000),
     connectionsPerAddress: general.integer('mq_max_connections_per_address', defaults.connectionsPerAddress, 1, 100_000),
     connectionsPerAccount: general.integer('mq_max_connections_per_account', defaults.connectionsPerAccount, 1, 100_000),
     queueBytesPerClient: general.integer('mq_max_queued_kib', defaults.queueBytesPerClient / 1024, 64, 1024 * 1024) * 1024,

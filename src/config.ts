@@ -23,6 +23,7 @@ export { ConfigError } from './config-reader.js';
 export const DEFAULT_CONFIG_FILE = '/etc/syncfail2ban/config.cfg';
 export const DEFAULT_MQ_PORT = 18862;
 export const DEFAULT_CONTROL_SOCKET = '/run/syncfail2ban/control.sock';
+export const DEFAULT_BROKER_CONTROL_SOCKET = '/run/syncfail2ban-broker/control.sock';
 
 /** The widest network one ban may cover unless min_prefix_ipv4 / min_prefix_ipv6 say otherwise. */
 export const DEFAULT_MIN_PREFIX: MinPrefix = { 4: 16, 6: 32 };
@@ -85,10 +86,14 @@ export interface Config {
   stateDir: string;
   /** All parts of a snapshot must arrive within this long of its first, or it only adds. */
   snapshotTimeoutS: number;
+  /** Bounds of the holdings store: over all origins and jails, and per origin and primary jail. */
+  holdingLimits: { total: number; perOrigin: number };
   /** Unix socket where the agent answers `syncfail2ban-client status`. */
   controlSocket: string;
   /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
   metrics?: MetricsEndpoint;
+  /** syncfail2ban-broker's own control socket and metrics ([broker]), apart from the agent's: one host may run both. */
+  brokerReporting: Reporting;
   opnsense: OpnsenseConfig;
   /** The kernel-sets sink (nft_sync). */
   nftables: NftablesConfig;
@@ -112,7 +117,7 @@ export interface UnknownName {
   suggestion?: string;
 }
 
-const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys', 'users'];
+const KNOWN_SECTIONS = ['default', 'jails', 'opn_aliases', 'opn_keys', 'users', 'broker'];
 
 /**
  * Who loads the config. A service (agent, broker, --check) reads and checks every file the
@@ -136,7 +141,7 @@ export function loadConfig(file: string, use: ConfigUse = 'service'): Config {
     throw new ConfigError(`${file}: cannot read it (${(error as Error).message})`);
   }
   const config = parseConfig(text, file, use);
-  const hasSecrets = /^\s*mqtt_password\s*=\s*\S/m.test(text) || Boolean(config.cluster && new URL(config.cluster.redisUrl).password) || config.opnsense.firewalls.some((firewall) => firewall.secret);
+  const hasSecrets = /^\s*(mqtt_password|metrics_token|cluster_key)\s*=\s*\S/m.test(text) || Boolean(config.cluster && new URL(config.cluster.redisUrl).password) || config.opnsense.firewalls.some((firewall) => firewall.secret);
   if (hasSecrets && statSync(file).mode & 0o004) {
     config.warnings.push(`${file} holds secrets and can be read by every user; fix: chmod 600 ${file}`);
   }
@@ -167,6 +172,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
   const aliasSection = new SectionReader(file, 'opn_aliases', sections.opn_aliases ?? {});
   const keySection = new SectionReader(file, 'opn_keys', sections.opn_keys ?? {});
   const usersSection = new SectionReader(file, 'users', sections.users ?? {});
+  const brokerSection = new SectionReader(file, 'broker', sections.broker ?? {});
   const warnings: string[] = [];
 
   const nodeId = general.string('node_id', hostname());
@@ -207,7 +213,9 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
     },
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
-    controlSocket: readControlSocket(general),
+    holdingLimits: readHoldingLimits(general),
+    controlSocket: readControlSocket(general, DEFAULT_CONTROL_SOCKET),
+    brokerReporting: readReporting(brokerSection, DEFAULT_BROKER_CONTROL_SOCKET),
     opnsense: readOpnsense(general, aliasSection, keySection, service),
     nftables: readNftables(general, jails),
     broker,
@@ -232,6 +240,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
   config.unknownKeys = [
     ...unknown(general.unused(), general.known(), (key) => key),
     ...unknown(keySection.unused(), keySection.known(), (key) => `[opn_keys] ${key}`),
+    ...unknown(brokerSection.unused(), brokerSection.known(), (key) => `[broker] ${key}`),
     ...unknown(Object.keys(sections).filter((name) => !KNOWN_SECTIONS.includes(name)), KNOWN_SECTIONS, (name) => `[${name}]`),
   ];
   return { config, general };
@@ -245,12 +254,31 @@ function readOriginalLogRotation(general: SectionReader): string[] {
   return [`${set.join(' and ')} (the original's log file rotation) ${set.length > 1 ? 'are' : 'is'} not used: the logs go to the journal, which journald rotates (SystemMaxUse= in journald.conf)`];
 }
 
-function readControlSocket(general: SectionReader): string {
-  const path = general.string('control_socket', DEFAULT_CONTROL_SOCKET);
-  if (!path.startsWith('/')) general.fail('control_socket', `${JSON.stringify(path)} is not an absolute path`, `write a path such as ${DEFAULT_CONTROL_SOCKET}`);
+function readHoldingLimits(general: SectionReader): Config['holdingLimits'] {
+  const total = general.integer('max_holdings', 2_000_000, 1_000, 100_000_000);
+  const perOrigin = general.integer('max_holdings_per_origin', 100_000, 1, 100_000_000);
+  if (perOrigin > total) general.fail('max_holdings_per_origin', `${perOrigin} is more than max_holdings (${total})`, 'keep it at most max_holdings: one origin may not fill the store');
+  return { total, perOrigin };
+}
+
+function readControlSocket(section: SectionReader, fallback: string): string {
+  const path = section.string('control_socket', fallback);
+  if (!path.startsWith('/')) section.fail('control_socket', `${JSON.stringify(path)} is not an absolute path`, `write a path such as ${fallback}`);
   // sun_path holds 108 bytes including the terminating NUL.
-  if (Buffer.byteLength(path) > 107) general.fail('control_socket', 'is longer than a unix socket path may be (107 bytes)', 'choose a shorter path');
+  if (Buffer.byteLength(path) > 107) section.fail('control_socket', 'is longer than a unix socket path may be (107 bytes)', 'choose a shorter path');
   return path;
+}
+
+/** Where a program answers `status`, and its Prometheus endpoint (absent: off). */
+export interface Reporting {
+  controlSocket: string;
+  metrics?: MetricsEndpoint;
+}
+
+/** [broker]: control_socket, metrics_port, metrics_host and metrics_token, as the agent's at the top, for syncfail2ban-broker. */
+function readReporting(section: SectionReader, defaultSocket: string): Reporting {
+  const metrics = readMetrics(section);
+  return { controlSocket: readControlSocket(section, defaultSocket), ...(metrics ? { metrics } : {}) };
 }
 
 export interface MetricsEndpoint extends Endpoint {
@@ -259,13 +287,13 @@ export interface MetricsEndpoint extends Endpoint {
 }
 
 /** metrics_port 0 (the default) turns the Prometheus endpoint off. */
-function readMetrics(general: SectionReader): MetricsEndpoint | undefined {
-  const port = general.integer('metrics_port', 0, 0, 65535);
-  const host = general.string('metrics_host', '127.0.0.1');
-  if (!isIP(host)) general.fail('metrics_host', `${JSON.stringify(host)} is not an IP address`, 'give the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0');
-  const token = general.string('metrics_token', '');
+function readMetrics(section: SectionReader): MetricsEndpoint | undefined {
+  const port = section.integer('metrics_port', 0, 0, 65535);
+  const host = section.string('metrics_host', '127.0.0.1');
+  if (!isIP(host)) section.fail('metrics_host', `${JSON.stringify(host)} is not an IP address`, 'give the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0');
+  const token = section.string('metrics_token', '');
   if (token && !/^[\x21-\x7e]{16,256}$/.test(token)) {
-    general.fail('metrics_token', 'is not 16 to 256 printable characters without spaces', 'set it to a long random string, e.g. the output of: openssl rand -hex 32');
+    section.fail('metrics_token', 'is not 16 to 256 printable characters without spaces', 'set it to a long random string, e.g. the output of: openssl rand -hex 32');
   }
   if (port === 0) return undefined;
   return token ? { host, port, token } : { host, port };

@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import type { Program } from './reporting/reporter.js';
 import type { AgentStatus } from './status.js';
 
 /**
@@ -9,8 +10,9 @@ export interface ControlRequest {
   command: 'status';
 }
 
-/** What `status` answers: the agent's own status plus who is answering. */
+/** What `status` answers: the program's own status plus who is answering. */
 export interface StatusReport {
+  program: Program;
   version: string;
   pid: number;
   startedAt: string;
@@ -22,13 +24,13 @@ export type ControlReply = { ok: true; report: StatusReport } | { ok: false; err
 /** A request is a few dozen bytes; anything longer is refused unread. */
 export const MAX_REQUEST_BYTES = 4096;
 
-/** Thrown when the agent cannot be asked; the message says what to do. */
+/** Thrown when the program cannot be asked; the message says what to do. */
 export class StatusUnavailable extends Error {
   override readonly name = 'StatusUnavailable';
 }
 
-/** Asks the running agent for its status over its control socket. */
-export function requestStatus(socketPath: string, timeoutMs: number): Promise<StatusReport> {
+/** Asks the running agent (or syncfail2ban-broker) for its status over its control socket. */
+export function requestStatus(socketPath: string, timeoutMs: number, program: Program = 'syncfail2ban'): Promise<StatusReport> {
   return new Promise((resolve, reject) => {
     const socket = connect({ path: socketPath });
     let received = '';
@@ -36,36 +38,41 @@ export function requestStatus(socketPath: string, timeoutMs: number): Promise<St
       socket.destroy();
       reject(new StatusUnavailable(message));
     };
-    socket.setTimeout(timeoutMs, () => fail(`the agent did not answer on ${socketPath} within ${timeoutMs} ms; is it hung? (journalctl -u syncfail2ban)`));
+    socket.setTimeout(timeoutMs, () => fail(`${who(program)} did not answer on ${socketPath} within ${timeoutMs} ms; is it hung? (journalctl -u ${program})`));
     socket.on('connect', () => socket.write(`${JSON.stringify({ command: 'status' } satisfies ControlRequest)}\n`));
     socket.on('data', (chunk: Buffer) => {
       received += chunk.toString('utf8');
-      if (received.length > 64 * 1024 * 1024) fail(`the agent's answer on ${socketPath} is implausibly large`);
+      if (received.length > 64 * 1024 * 1024) fail(`the answer on ${socketPath} is implausibly large`);
     });
-    socket.on('error', (error: NodeJS.ErrnoException) => fail(connectProblem(socketPath, error)));
+    socket.on('error', (error: NodeJS.ErrnoException) => fail(connectProblem(socketPath, program, error)));
     socket.on('end', () => {
       let reply: ControlReply;
       try {
         reply = JSON.parse(received) as ControlReply;
       } catch {
-        return fail(`the answer on ${socketPath} is not the agent's JSON (${JSON.stringify(received.slice(0, 80))}); is control_socket right?`);
+        return fail(`the answer on ${socketPath} is not ${who(program)}'s JSON (${JSON.stringify(received.slice(0, 80))}); is control_socket right?`);
       }
-      if (!reply.ok) return fail(`the agent answered with an error: ${reply.error}`);
+      if (!reply.ok) return fail(`${who(program)} answered with an error: ${reply.error}`);
       resolve(reply.report);
     });
   });
 }
 
-function connectProblem(path: string, error: NodeJS.ErrnoException): string {
+function connectProblem(path: string, program: Program, error: NodeJS.ErrnoException): string {
   switch (error.code) {
     case 'ENOENT':
-      return `no control socket at ${path}: the agent is not running (systemctl status syncfail2ban), or control_socket differs from the agent's config`;
+      return `no control socket at ${path}: ${who(program)} is not running (systemctl status ${program}), or control_socket differs from ${who(program)}'s config`;
     case 'ECONNREFUSED':
-      return `nothing answers on ${path}: the agent is not running (systemctl status syncfail2ban)`;
+      return `nothing answers on ${path}: ${who(program)} is not running (systemctl status ${program})`;
     case 'EACCES':
     case 'EPERM':
-      return `permission denied on ${path}: run syncfail2ban-client status as root`;
+      return `permission denied on ${path}: ask for the status as root`;
     default:
-      return `cannot reach the agent on ${path} (${error.code ?? error.message})`;
+      return `cannot reach ${who(program)} on ${path} (${error.code ?? error.message})`;
   }
+}
+
+/** How messages name the program: the agent, or syncfail2ban-broker. */
+function who(program: Program): string {
+  return program === 'syncfail2ban' ? 'the agent' : program;
 }

@@ -46,7 +46,8 @@ export type RefusalReason =
   | 'oversized'
   | 'bad-payload'
   | 'bad-address'
-  | 'bad-origin';
+  | 'bad-origin'
+  | 'rate-limited';
 
 /** A message refused, with the reason it is counted under and what exactly was wrong. */
 export interface Refusal {

@@ -91,3 +91,27 @@ export function isCanonical(text: string): boolean {
   const parsed = parseAddress(text);
   return parsed.ok && parsed.address.text === text;
 }
+
+const TEREDO = mustParseAddress('2001::/32', { anyPrefix: true });
+
+/** The 6to4 form (RFC 3056, 2002::/16) of an IPv4 address or network: 2002:cb00:7107::/48 for 203.0.113.7. */
+export function sixToFourOf(v4: CanonicalAddress): CanonicalAddress {
+  const bytes = [0x20, 0x02, ...v4.network.toByteArray(), ...new Array<number>(10).fill(0)];
+  return mustParseAddress(`${ipaddr.fromByteArray(bytes).toString()}/${16 + v4.prefix}`, { anyPrefix: true });
+}
+
+/**
+ * Whether the IPv6 range holds a Teredo address (RFC 4380, 2001::/32) of a client in the IPv4
+ * range `v4`: the client's address stands in the last 32 bits, inverted, whatever the server.
+ */
+export function holdsTeredoOf(range: CanonicalAddress, v4: CanonicalAddress): boolean {
+  if (range.family !== 6 || v4.family !== 4 || !overlaps(range, TEREDO)) return false;
+  if (range.prefix <= 96) return true; // the client bits are all free in the range
+  const bytes = range.network.toByteArray();
+  const rangeTail = ((bytes[12]! << 24) | (bytes[13]! << 16) | (bytes[14]! << 8) | bytes[15]!) >>> 0;
+  const client = v4.network.toByteArray();
+  const invertedClient = ~((client[0]! << 24) | (client[1]! << 16) | (client[2]! << 8) | client[3]!) >>> 0;
+  const fixed = Math.min(range.prefix - 96, v4.prefix);
+  const mask = fixed === 0 ? 0 : (0xffffffff << (32 - fixed)) >>> 0;
+  return ((rangeTail ^ invertedClient) & mask) >>> 0 === 0;
+}

@@ -1,11 +1,13 @@
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DEFAULT_MIN_PREFIX, urlHostname, type Config, type MinPrefix } from './config.js';
-import { type CanonicalAddress, mustParseAddress, overlaps } from './ip.js';
+import { type CanonicalAddress, holdsTeredoOf, mustParseAddress, overlaps, sixToFourOf } from './ip.js';
 
 interface Entry {
   range: CanonicalAddress;
   why: string;
+  /** An IPv4 host's or network's 6to4 range, protected with it, as is its Teredo form. */
+  sixToFour?: CanonicalAddress;
 }
 
 /** Ranges that are never the source of an attack, or whose ban would cut off far more than one attacker. */
@@ -20,13 +22,17 @@ const SPECIAL: Array<[string, string]> = [
   ['64:ff9b::/96', 'NAT64 (all of IPv4 for IPv6-only hosts)'],
   ['64:ff9b:1::/48', 'local-use NAT64'],
   ['100::/64', 'discard-only'],
+  ['fe80::/10', "link-local (a host's neighbours, the IPv6 default router)"],
+  ['169.254.0.0/16', "link-local (a host's neighbours, cloud metadata services)"],
 ];
 
 /**
  * Addresses no event may ban, whatever arrives: special ranges (loopback, unspecified,
- * multicast, broadcast, NAT64...), this host's own addresses, the admin's `ignoreip`, the
- * fleet's own hosts (set by protect()), and networks wider than the minimum prefix. A
- * network is refused when it overlaps any of them.
+ * multicast, broadcast, link-local, NAT64...), this host's own addresses, the admin's
+ * `ignoreip`, the fleet's own hosts (set by protect()), and networks wider than the minimum
+ * prefix. A network is refused when it overlaps any of them. An IPv4 address of the last
+ * three also protects the IPv6 forms that tunnel to it: its 6to4 network (2002::/16) and its
+ * Teredo addresses (2001::/32).
  */
 export class NeverBanList {
   private readonly entries: Entry[];
@@ -39,23 +45,41 @@ export class NeverBanList {
   ) {
     this.entries = [
       ...SPECIAL.map(([text, why]) => ({ range: mustParseAddress(text, { anyPrefix: true }), why })),
-      ...ownAddresses.map((text) => ({ range: mustParseAddress(text), why: "this host's own address" })),
-      ...ignoreIp.map((range) => ({ range, why: `ignoreip ${range.text}` })),
+      ...ownAddresses.map((text) => withTunnels(mustParseAddress(text), "this host's own address")),
+      ...ignoreIp.map((range) => withTunnels(range, `ignoreip ${range.text}`)),
     ];
   }
 
   /** Replaces the addresses protected under `group` (e.g. what a peer's name resolves to now). */
   protect(group: string, addresses: readonly CanonicalAddress[], why: string): void {
-    this.groups.set(group, addresses.map((range) => ({ range, why })));
+    this.groups.set(group, addresses.map((range) => withTunnels(range, why)));
   }
 
   /** Why `address` must not be banned, or null when it may be. */
   reason(address: CanonicalAddress): string | null {
     const min = this.minPrefix[address.family];
     if (address.prefix < min) return `network wider than /${min} (min_prefix_ipv${address.family})`;
-    const protectedBy = (entries: Entry[]) => entries.find((entry) => overlaps(entry.range, address))?.why;
-    return [...this.groups.values(), this.entries].map(protectedBy).find((why) => why !== undefined) ?? null;
+    for (const entries of [...this.groups.values(), this.entries]) {
+      for (const entry of entries) {
+        const why = protects(entry, address);
+        if (why !== undefined) return why;
+      }
+    }
+    return null;
   }
+}
+
+function withTunnels(range: CanonicalAddress, why: string): Entry {
+  return range.family === 4 ? { range, why, sixToFour: sixToFourOf(range) } : { range, why };
+}
+
+/** Why `entry` protects `address`, or undefined. */
+function protects(entry: Entry, address: CanonicalAddress): string | undefined {
+  if (overlaps(entry.range, address)) return entry.why;
+  if (!entry.sixToFour || address.family !== 6) return undefined;
+  if (overlaps(entry.sixToFour, address)) return `${entry.why}, in its 6to4 form ${entry.sixToFour.text}`;
+  if (holdsTeredoOf(address, entry.range)) return `${entry.why}, in its Teredo form`;
+  return undefined;
 }
 
 /** Every address configured on this host's interfaces, without IPv6 zone ids. */

@@ -17,8 +17,8 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Takes one token for `key`; false when the key is over its limit. */
-  take(key: string): boolean {
+  /** Takes `tokens` for `key` (never more than the burst, or it could never pass); false when the key is over its limit. */
+  take(key: string, tokens = 1): boolean {
     const now = this.now();
     let bucket = this.buckets.get(key);
     if (bucket) {
@@ -29,8 +29,9 @@ export class RateLimiter {
       bucket = { tokens: this.limit.burst, at: now };
       this.buckets.set(key, bucket);
     }
-    if (bucket.tokens < 1) return false;
-    bucket.tokens -= 1;
+    const cost = Math.min(tokens, this.limit.burst);
+    if (bucket.tokens < cost) return false;
+    bucket.tokens -= cost;
     return true;
   }
 

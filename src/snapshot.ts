@@ -17,9 +17,18 @@ export const SNAPSHOT_ACTION = 'snapshot';
 export const MAX_SNAPSHOT_PART_BYTES = 64 * 1024;
 /** A part as a broker passes it on: room for `,"via":"…"` (at most 64 characters) on top. */
 export const MAX_STAMPED_PART_BYTES = MAX_SNAPSHOT_PART_BYTES + 128;
+/**
+ * What a part costs a rate limit (the broker's per client, the agent's per connection): one
+ * token per KiB, as if each KiB were an event (at most 1 KiB), so a part of 64 KiB takes 64.
+ * A snapshot of 100,000 bans (about 30 parts) fits in the default burst; a flood of parts
+ * drains a bucket as fast as the same bytes of events.
+ */
+export function snapshotPartTokens(payload: Buffer): number {
+  return Math.ceil(payload.length / 1024);
+}
 /** 2,000,000 holdings of IPv6 addresses fit in far fewer; more is not a snapshot. */
 const MAX_SNAPSHOT_PARTS = 10_000;
-const SNAPSHOT_ID = /^[0-9a-f]{16}$/;
+export const SNAPSHOT_ID = /^[0-9a-f]{16}$/;
 
 export interface SnapshotPart {
   jail: string;
@@ -73,8 +82,15 @@ export function encodeSnapshot(origin: string, addresses: readonly string[], ban
 
 type SnapshotDecodeResult = { ok: true; part: SnapshotPart } | Refusal;
 
-/** Validates one part as strictly as a single event: every address canonicalised, anything else refused. */
-export function decodeSnapshotPart(topic: string, payload: Buffer): SnapshotDecodeResult {
+/** Who sent a part, and which part it is. */
+export type SnapshotHeader = Pick<SnapshotPart, 'jail' | 'origin' | 'id' | 'part' | 'parts' | 'via'>;
+
+/**
+ * Validates one part as strictly as a single event: every address canonicalised, anything
+ * else refused. `admit` may refuse the part on its header, before its entries are read (a
+ * receiver's rate limit: a part over it costs no more than its JSON).
+ */
+export function decodeSnapshotPart(topic: string, payload: Buffer, admit: (header: SnapshotHeader) => Refusal | undefined = () => undefined): SnapshotDecodeResult {
   const levels = splitTopic(topic, SNAPSHOT_ACTION);
   if (!levels.ok) return levels;
   if (payload.length > MAX_STAMPED_PART_BYTES) return refuse('oversized', `snapshot part of ${payload.length} bytes exceeds ${MAX_STAMPED_PART_BYTES}`);
@@ -92,6 +108,9 @@ export function decodeSnapshotPart(topic: string, payload: Buffer): SnapshotDeco
   if (bantimes !== undefined && (!Array.isArray(bantimes) || bantimes.length !== ips.length)) return refuse('bad-payload', 'snapshot "bantimes" is not a list as long as "ips"');
   const badVia = viaRefusal(via, 'snapshot ');
   if (badVia) return badVia;
+  const header: SnapshotHeader = { jail: levels.jail, origin: origin as string, id, part: part as number, parts: parts as number, ...(via === undefined ? {} : { via: via as string }) };
+  const refused = admit(header);
+  if (refused) return refused;
   const valid: CanonicalAddress[] = [];
   const validBantimes: number[] = [];
   let invalid = 0;
@@ -105,9 +124,8 @@ export function decodeSnapshotPart(topic: string, payload: Buffer): SnapshotDeco
       invalid += 1;
     }
   });
-  const decoded: SnapshotPart = { jail: levels.jail, origin: origin as string, id, part: part as number, parts: parts as number, ips: valid, invalid };
+  const decoded: SnapshotPart = { ...header, ips: valid, invalid };
   if (bantimes !== undefined) decoded.bantimes = validBantimes;
-  if (via !== undefined) decoded.via = via as string;
   return { ok: true, part: decoded };
 }
 

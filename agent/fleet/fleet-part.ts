@@ -1,7 +1,8 @@
-import { counted, gauge, type PartStatus, type Problem } from '../../src/status.js';
+import { counted, counter, gauge, type PartStatus, type Problem } from '../../src/status.js';
 import type { Part } from '../../src/part.js';
 import type { Adoption } from './adoption.js';
-import type { FleetState } from './fleet-state.js';
+import type { FleetState, FleetStatus } from './fleet-state.js';
+import { ADOPTED } from './holdings.js';
 
 /** Snapshots shown in the status, the most recent first. */
 const SNAPSHOTS_SHOWN = 20;
@@ -40,6 +41,7 @@ export class FleetPart implements Part {
     const problems: Problem[] = [
       ...status.problems,
       ...(adoptionError ? [{ what: `the holdings store cannot be written: ${adoptionError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }] : []),
+      ...limitProblems(status),
     ];
     // Kept in the order they ended.
     const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
@@ -51,15 +53,18 @@ export class FleetPart implements Part {
         holdings: { help: 'bans held, by primary jail', type: 'gauge', label: 'jail', values: byJail },
         holdings_by_origin: { help: 'bans held, by origin (a node id, @manual, @adopted)', type: 'gauge', label: 'origin', values: byOrigin },
         unbans_without_holding: { help: 'unbans from an origin that held nothing for the address: nothing changed', type: 'counter', value: status.unbansWithoutHolding },
-        refused_at_cap: { help: 'bans refused because the holdings store is at its limits', type: 'counter', value: status.refusedAtCap },
+        refused: counted("bans refused: the origin at its quota in the jail, the store full with the origin at its share, or 64 holders of the address already", 'reason', status.refused),
+        evicted: counter("holdings dropped, the oldest of the origin most over its share, to make room for other origins' bans while the store was full", status.evicted),
+        releasing: gauge('holdings complete snapshots release that are still to go (released in slices)', status.releasing),
         leases: gauge("bans held until an end (the origin's bantime); the others are held until unbanned", status.leases),
-        ...(status.nextLeaseEnd === undefined ? {} : { lease_next_end: { help: 'when the next lease ends, by this host\'s clock', type: 'gauge', unit: 'timestamp', value: status.nextLeaseEnd / 1000 } as const }),
+        ...(status.nextLeaseEnd === undefined ? {} : { lease_next_end: { help: "when the next lease ends, by this host's clock", type: 'gauge', unit: 'timestamp', value: status.nextLeaseEnd / 1000 } as const }),
         released: counted("holdings released, by cause: the origin's unban, a complete snapshot without them, the end of their bantime (expiry)", 'cause', status.released),
         snapshot_complete: { help: '1 when the last snapshot from this origin for this jail arrived complete, 0 when it only added', type: 'gauge', label: 'snapshot', values: perSnapshot((s) => (s.complete ? 1 : 0)) },
         snapshot: { help: 'when the last snapshot from this origin for this jail ended', type: 'gauge', unit: 'timestamp', label: 'snapshot', values: perSnapshot((s) => Date.parse(s.at) / 1000) },
       },
       details: {
         state_dir: status.stateDir,
+        limits: { fields: { max_holdings: status.limits.total, max_holdings_per_origin: status.limits.perOrigin } },
         ...Object.fromEntries(
           snapshots.map((s) => [
             `snapshot ${s.origin} ${s.jail}`,
@@ -69,4 +74,27 @@ export class FleetPart implements Part {
       },
     };
   }
+}
+
+/** An origin at its quota in a jail, and a full store, are problems that name the origins. */
+function limitProblems(status: FleetStatus): Problem[] {
+  const { limits } = status;
+  const problems: Problem[] = [];
+  for (const [jail, origins] of Object.entries(status.holdings)) {
+    for (const [origin, count] of Object.entries(origins)) {
+      if (count < limits.perOrigin || origin === ADOPTED) continue;
+      problems.push({
+        what: `origin ${origin} holds ${count} bans in ${jail}, its quota: its further bans there are refused (other origins' are not)`,
+        fix: `if ${origin} is a host that really bans this many, raise max_holdings_per_origin (now ${limits.perOrigin}) on every agent; otherwise find who publishes as ${origin} (an account to withdraw from [users], or a host to firewall off)`,
+      });
+    }
+  }
+  if (status.total >= limits.total) {
+    const largest = status.largest.map(([origin, count]) => `${origin} (${count})`).join(', ');
+    problems.push({
+      what: `the holdings store is full (${status.total} of max_holdings ${limits.total}): bans from origins at their share are refused, and the oldest holdings of the largest make room for the others'; the largest: ${largest}`,
+      fix: 'if these are real hosts, raise max_holdings (about 150 bytes of memory each); otherwise find who publishes as the largest origins, and lower max_holdings_per_origin',
+    });
+  }
+  return problems;
 }

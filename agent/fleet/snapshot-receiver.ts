@@ -1,12 +1,17 @@
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
+import type { Watch } from './holdings.js';
 
 /** Parts of one snapshot must all arrive within this long of its first part, or it counts as incomplete. */
 const SNAPSHOT_DEADLINE_MS = 60_000;
-/** Snapshots being received at once (one per origin and jail); more are refused until one ends. */
-const MAX_OPEN = 32;
-/** Results kept for status, most recent first out. */
-const MAX_RESULTS = 1_000;
+/**
+ * Snapshots being received at once: one per origin and jail, so one origin's snapshots never
+ * take another's place. Beyond this many (origins come from the network), the one whose last
+ * part is the oldest ends as incomplete: a live snapshot sends a part every fraction of a second.
+ */
+const MAX_OPEN = 4_096;
+/** Results kept for status (the last per origin and jail), and finished snapshots whose late parts are ignored. */
+const MAX_RESULTS = 4_096;
 
 export interface SnapshotResult {
   origin: string;
@@ -19,32 +24,41 @@ export interface SnapshotResult {
   addresses: number;
   /** Holdings the snapshot added. */
   added: number;
-  /** Holdings it released (complete snapshots only). */
+  /** Addresses not taken: the origin's quota or the store's cap. */
+  refused: number;
+  /** Holdings it released (complete snapshots only; counted as the release goes). */
   released: number;
 }
 
 interface Assembly {
   result: SnapshotResult;
+  /** What its parts confirm: the snapshot's mark, and how many of the origin's holdings have it. */
+  confirmed: Watch;
+  /** One bit per part received. */
   received: Uint8Array;
-  seen: Set<string>;
   timer: NodeJS.Timeout;
 }
 
-/** Where a snapshot's holdings go: the fleet state. */
+/** Where a snapshot's holdings go: the fleet state (see there). */
 export interface SnapshotStore {
-  /** Adds holdings of one origin in one jail; returns how many were new. */
-  addAll(origin: string, jail: string, addresses: readonly string[], bantimes?: readonly number[]): number;
-  /** Releases the origin's holdings in the jail that are not in `keep`; returns how many. */
-  releaseAllBut(origin: string, jail: string, keep: ReadonlySet<string>): number;
+  /** A new snapshot from the origin in the jail: what its parts confirm. */
+  beginSnapshot(origin: string, jail: string): Watch;
+  /** Holds (or confirms) a part's addresses, each for `bantimes[i]` seconds from now (-1 or none: until unbanned); how many were new, and how many refused. */
+  takeSnapshotPart(id: string, confirmed: Watch, addresses: readonly string[], bantimes?: readonly number[]): { added: number; refused: number };
+  /** Every part arrived: the origin's holdings in the jail that no part confirmed are released; `released` counts them as they go, `done` at the end. */
+  completeSnapshot(id: string, confirmed: Watch, released: (count: number) => void, done: () => void): void;
+  /** It ended incomplete: it only added. */
+  abandonSnapshot(confirmed: Watch): void;
 }
 
 /**
- * Assembles snapshot parts. Each part's addresses are added as it arrives (adding is always
+ * Assembles snapshot parts. Each part's addresses are held as it arrives (adding is always
  * right); once every part of a snapshot is in, the origin's other holdings in that jail are
  * released, so a missed unban heals. A snapshot that misses its deadline, or is overtaken by
  * a newer one from the same origin and jail, only added.
  */
 export class SnapshotReceiver {
+  /** "origin/jail" -> the snapshot being received, the least recently active first. */
   private readonly open = new Map<string, Assembly>();
   private readonly results = new Map<string, SnapshotResult>();
   private readonly finished = new Set<string>();
@@ -55,28 +69,34 @@ export class SnapshotReceiver {
     private readonly deadlineMs = SNAPSHOT_DEADLINE_MS,
   ) {}
 
-  /** False when refused: too many snapshots at once. */
-  take(part: SnapshotPart): boolean {
+  take(part: SnapshotPart): void {
     const key = `${part.origin}/${part.jail}`;
-    if (this.finished.has(`${key}/${part.id}`)) return true; // a duplicate of a finished snapshot's part
+    if (this.finished.has(`${key}/${part.id}`)) return; // a duplicate of a finished snapshot's part
     let assembly = this.open.get(key);
     if (assembly && assembly.result.id !== part.id) {
       this.finish(key, assembly, 'a newer snapshot from the same origin started');
       assembly = undefined;
     }
-    if (!assembly) {
-      if (this.open.size >= MAX_OPEN) return false;
+    if (assembly) {
+      this.open.delete(key);
+      this.open.set(key, assembly);
+    } else {
+      if (this.open.size >= MAX_OPEN) {
+        const [stalest, oldest] = this.open.entries().next().value!;
+        this.finish(stalest, oldest, `${MAX_OPEN} snapshots were being received at once, and its last part was the oldest`);
+      }
       assembly = this.begin(key, part);
     }
-    if (assembly.received[part.part] === 1) return true;
-    assembly.received[part.part] = 1;
-    assembly.result.partsReceived += 1;
-    const ips = part.ips.map((address) => address.text);
-    assembly.result.addresses += ips.length;
-    for (const ip of ips) assembly.seen.add(ip);
-    assembly.result.added += this.fleet.addAll(part.origin, part.jail, ips, part.bantimes);
-    if (assembly.result.partsReceived === part.parts) this.finish(key, assembly);
-    return true;
+    const { result } = assembly;
+    const bit = 1 << (part.part & 7);
+    if (assembly.received[part.part >> 3]! & bit) return;
+    assembly.received[part.part >> 3]! |= bit;
+    result.partsReceived += 1;
+    result.addresses += part.ips.length;
+    const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips.map((address) => address.text), part.bantimes);
+    result.added += taken.added;
+    result.refused += taken.refused;
+    if (result.partsReceived === part.parts) this.finish(key, assembly);
   }
 
   /** The last snapshot per origin and jail, complete or not. */
@@ -84,16 +104,24 @@ export class SnapshotReceiver {
     return [...this.results.values()];
   }
 
+  /** The snapshots being received, with what their parts confirmed. */
+  *receiving(): Iterable<{ id: string; confirmed: Watch }> {
+    for (const { result, confirmed } of this.open.values()) yield { id: result.id, confirmed };
+  }
+
   close(): void {
-    for (const assembly of this.open.values()) clearTimeout(assembly.timer);
+    for (const assembly of this.open.values()) {
+      clearTimeout(assembly.timer);
+      this.fleet.abandonSnapshot(assembly.confirmed);
+    }
     this.open.clear();
   }
 
   private begin(key: string, part: SnapshotPart): Assembly {
     const assembly: Assembly = {
-      result: { origin: part.origin, jail: part.jail, id: part.id, at: new Date().toISOString(), complete: false, partsReceived: 0, parts: part.parts, addresses: 0, added: 0, released: 0 },
-      received: new Uint8Array(part.parts),
-      seen: new Set(),
+      result: { origin: part.origin, jail: part.jail, id: part.id, at: new Date().toISOString(), complete: false, partsReceived: 0, parts: part.parts, addresses: 0, added: 0, refused: 0, released: 0 },
+      confirmed: this.fleet.beginSnapshot(part.origin, part.jail),
+      received: new Uint8Array(Math.ceil(part.parts / 8)),
       timer: setTimeout(() => this.finish(key, assembly, `not every part arrived within ${this.deadlineMs / 1000} s`), this.deadlineMs),
     };
     assembly.timer.unref();
@@ -108,23 +136,40 @@ export class SnapshotReceiver {
     const { result } = assembly;
     result.at = new Date().toISOString();
     this.finished.add(`${key}/${result.id}`);
-    if (this.finished.size > MAX_RESULTS) this.finished.delete(this.finished.values().next().value!);
+    trimOldest(this.finished);
     this.results.delete(key);
     this.results.set(key, result);
-    if (this.results.size > MAX_RESULTS) this.results.delete(this.results.keys().next().value!);
+    trimOldest(this.results);
     const { origin, jail, parts, partsReceived } = result;
+    const refused = result.refused > 0 ? `; ${result.refused} address(es) refused (the origin's quota or the store's cap: see syncfail2ban-client status)` : '';
     if (incomplete) {
+      this.fleet.abandonSnapshot(assembly.confirmed);
       this.log.warn(
-        { origin, jail, snapshot: result.id, parts, partsReceived, added: result.added },
-        `incomplete snapshot of ${jail} from ${origin} (${partsReceived} of ${parts} parts: ${incomplete}): its ${result.added} new ban(s) were added, nothing was released; run syncfail2ban-client -f ${jail} on ${origin} again`,
+        { origin, jail, snapshot: result.id, parts, partsReceived, added: result.added, refused: result.refused },
+        `incomplete snapshot of ${jail} from ${origin} (${partsReceived} of ${parts} parts: ${incomplete}): its ${result.added} new ban(s) were added, nothing was released${refused}; run syncfail2ban-client -f ${jail} on ${origin} again`,
       );
       return;
     }
     result.complete = true;
-    result.released = this.fleet.releaseAllBut(origin, jail, assembly.seen);
-    this.log.info(
-      { origin, jail, snapshot: result.id, parts, addresses: result.addresses, added: result.added, released: result.released },
-      `snapshot of ${jail} from ${origin} complete: ${result.addresses} address(es), ${result.added} new holding(s), ${result.released} released`,
+    this.fleet.completeSnapshot(
+      result.id,
+      assembly.confirmed,
+      (count) => (result.released += count),
+      () =>
+        this.log.info(
+          { origin, jail, snapshot: result.id, parts, addresses: result.addresses, added: result.added, released: result.released, refused: result.refused },
+          `snapshot of ${jail} from ${origin} complete: ${result.addresses} address(es), ${result.added} new holding(s), ${result.released} released${refused}`,
+        ),
     );
+  }
+}
+
+/** Forgets the oldest entries beyond MAX_RESULTS, many at once: deleting the first entry one at a time walks past every entry deleted before it. */
+function trimOldest(entries: Set<string> | Map<string, unknown>): void {
+  if (entries.size <= MAX_RESULTS) return;
+  let forget = entries.size - MAX_RESULTS + MAX_RESULTS / 8;
+  for (const key of entries.keys()) {
+    entries.delete(key);
+    if (--forget === 0) return;
   }
 }

@@ -1,4 +1,4 @@
-import { decodeEvent, printable, type SyncEvent } from '../../src/event.js';
+import { decodeEvent, printable, refuse, type SyncEvent } from '../../src/event.js';
 import type { RouteResult } from '../fleet/fleet-state.js';
 import type { Inbox } from '../links/inbox.js';
 import type { NeverBanList } from '../../src/never-ban.js';
@@ -6,15 +6,14 @@ import type { RateLimiter } from '../../src/rate-limit.js';
 import type { Refusals } from '../../src/refusals.js';
 import { counted, counter, type PartStatus } from '../../src/status.js';
 import type { Part } from '../../src/part.js';
-import { decodeSnapshotPart, isSnapshotTopic, type SnapshotPart } from '../../src/snapshot.js';
+import { decodeSnapshotPart, isSnapshotTopic, snapshotPartTokens, type SnapshotPart } from '../../src/snapshot.js';
 
 const MAX_PEERS_TRACKED = 1_000;
 
 /** Where valid events and snapshot parts go: the fleet state. */
 export interface EventTarget {
   apply(event: SyncEvent): RouteResult;
-  /** 'busy': refused, too many snapshots are being received at once. */
-  applySnapshotPart(part: SnapshotPart): RouteResult | 'busy';
+  applySnapshotPart(part: SnapshotPart): RouteResult;
 }
 
 /**
@@ -57,14 +56,16 @@ export class Intake implements Part {
     this.count(this.target.apply(event), event.jail, source);
   }
 
-  /** A snapshot part: one rate-limit token for the part; never-ban addresses are left out of it. */
+  /** A snapshot part: rate-limit tokens by its size (snapshotPartTokens), taken before its entries are read; never-ban addresses are left out of it. */
   private handleSnapshotPart(topic: string, payload: Buffer, source: string): void {
-    const decoded = decodeSnapshotPart(topic, payload);
+    const tokens = snapshotPartTokens(payload);
+    const decoded = decodeSnapshotPart(topic, payload, (header) => {
+      const sender = this.overRate(source, header, tokens);
+      return sender ? refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${header.part + 1}/${header.parts} of ${header.jail} dropped`) : undefined;
+    });
     if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
     const { part } = decoded;
     if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid (an address, or its bantime)`, { source });
-    const sender = this.overRate(source, part);
-    if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${part.part + 1}/${part.parts} of ${part.jail} dropped`, { source });
     const allowed = part.ips.map((address) => this.neverBan.reason(address) === null);
     const ips = part.ips.filter((_, index) => allowed[index]);
     if (ips.length < part.ips.length) {
@@ -72,20 +73,18 @@ export class Intake implements Part {
     }
     this.notePeer(part.origin);
     const bantimes = part.bantimes?.filter((_, index) => allowed[index]);
-    const result = this.target.applySnapshotPart({ ...part, ips, ...(bantimes ? { bantimes } : {}) });
-    if (result === 'busy') return this.refusals.refuse('snapshot-busy', `too many snapshots at once; part of ${part.jail} from ${part.origin} dropped`, { source });
-    this.count(result, part.jail, source);
+    this.count(this.target.applySnapshotPart({ ...part, ips, ...(bantimes ? { bantimes } : {}) }), part.jail, source);
   }
 
   /**
-   * Takes one rate-limit token for an event or snapshot part, both under one rule: per broker
+   * Takes rate-limit tokens for an event (one) or a snapshot part, both under one rule: per broker
    * and connection (`via`, which a syncfail2ban broker stamps and a sender cannot choose), else
    * per claimed origin (mosquitto stamps nothing). So a flood claiming someone else's origin
    * drains only its own bucket. Returns the sender when it is over its rate, else nothing.
    */
-  private overRate(source: string, { via, origin }: { via?: string; origin?: string }): string | undefined {
+  private overRate(source: string, { via, origin }: { via?: string; origin?: string }, tokens = 1): string | undefined {
     const sender = via ?? origin ?? 'manual';
-    return this.perOrigin.take(`${source} ${sender}`) ? undefined : sender;
+    return this.perOrigin.take(`${source} ${sender}`, tokens) ? undefined : sender;
   }
 
   private count(result: RouteResult, jail: string, source: string): void {

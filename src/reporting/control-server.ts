@@ -2,20 +2,24 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from '../control-protocol.js';
-import type { Logger } from '../log.js';
-import type { AgentStatus, PartStatus, Problem } from '../status.js';
-import { programVersion } from '../version.js';
 import type { Part } from '../part.js';
+import type { PartStatus, Problem } from '../status.js';
+import { programVersion } from '../version.js';
+import type { Reporter } from './reporter.js';
 
 const IDLE_TIMEOUT_MS = 5_000;
 /** When the process started: status says "pid N, up ...", and a reload (which builds a new ControlServer) does not restart the process. */
 const PROCESS_STARTED_AT = new Date(Date.now() - process.uptime() * 1000).toISOString();
 
+/** Connections open at once; Node closes any beyond at once. A request takes well under a millisecond. */
+export const MAX_CONTROL_CONNECTIONS = 16;
+
 /**
- * The agent's side of `syncfail2ban-client status`: a unix socket, mode 0600 in a 0700
- * directory (root only: it tells what the agent is connected to), answering one JSON request
- * line with one JSON line. It never takes down the agent: when the socket cannot be made,
- * that is a problem in the status (and the log), and the agent runs without it.
+ * The program's side of `syncfail2ban-client status` (and `syncfail2ban-broker status`): a
+ * unix socket, mode 0600 in a 0700 directory (root only: it tells what the program is
+ * connected to), answering one JSON request line with one JSON line. It never takes down the
+ * program: when the socket cannot be made, that is a problem in the status (and the log), and
+ * the program runs without it.
  */
 export class ControlServer implements Part {
   private readonly sockets = new Set<Socket>();
@@ -25,15 +29,16 @@ export class ControlServer implements Part {
 
   constructor(
     private readonly path: string,
-    private readonly report: () => AgentStatus,
-    private readonly log: Logger,
+    private readonly reporter: Reporter,
   ) {}
 
   async start(): Promise<void> {
-    const { path, log } = this;
-    this.problem = await prepare(path);
+    const { path, reporter } = this;
+    const { log } = reporter;
+    this.problem = await prepare(path, reporter);
     if (!this.problem) {
       const server = createServer();
+      server.maxConnections = MAX_CONTROL_CONNECTIONS;
       try {
         await listenPrivately(server, path);
         server.on('connection', (socket) => this.serve(socket));
@@ -41,10 +46,10 @@ export class ControlServer implements Part {
         log.debug({ controlSocket: path }, 'control socket ready');
         return;
       } catch (error) {
-        this.problem = { what: `cannot listen on ${path}: ${(error as Error).message}`, fix: 'set control_socket to a path this user may create' };
+        this.problem = { what: `cannot listen on ${path}: ${(error as Error).message}`, fix: `set ${reporter.key('control_socket')} to a path this user may create` };
       }
     }
-    log.warn({ controlSocket: path }, `no control socket (syncfail2ban-client status will not work): ${this.problem.what}; fix: ${this.problem.fix}`);
+    log.warn({ controlSocket: path }, `no control socket (status will not work): ${this.problem.what}; fix: ${this.problem.fix}`);
   }
 
   async stop(): Promise<void> {
@@ -84,22 +89,24 @@ export class ControlServer implements Part {
     }
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
     if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
+    const { program, log } = this.reporter;
     try {
-      const report: StatusReport = { version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status: this.report() };
+      const report: StatusReport = { program, version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status: this.reporter.status() };
       return { ok: true, report };
     } catch (error) {
-      this.log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');
-      return { ok: false, error: `the agent could not collect its status: ${(error as Error).message}` };
+      log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');
+      return { ok: false, error: `${program} could not collect its status: ${(error as Error).message}` };
     }
   }
 }
 
 /** Makes room for the socket: creates its directory, removes a stale socket. Returns a problem, or null. */
-async function prepare(path: string): Promise<Problem | null> {
+async function prepare(path: string, { program, key }: Reporter): Promise<Problem | null> {
+  const keyName = key('control_socket');
   try {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   } catch (error) {
-    return { what: `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code})`, fix: 'run as root, or set control_socket to a path this user may create' };
+    return { what: `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code})`, fix: `run as root, or set ${keyName} to a path this user may create` };
   }
   let isSocket: boolean;
   try {
@@ -107,14 +114,14 @@ async function prepare(path: string): Promise<Problem | null> {
   } catch {
     return null; // nothing there
   }
-  if (!isSocket) return { what: `${path} exists and is not a socket`, fix: 'remove it, or set control_socket to another path' };
+  if (!isSocket) return { what: `${path} exists and is not a socket`, fix: `remove it, or set ${keyName} to another path` };
   if (await answers(path)) {
-    return { what: `another agent already answers on ${path}`, fix: 'stop that one, or give each agent its own control_socket' };
+    return { what: `another process already answers on ${path}`, fix: `stop that one, or give each ${program} its own ${keyName}` };
   }
   try {
-    await unlink(path); // left behind by an agent that was killed
+    await unlink(path); // left behind by a process that was killed
   } catch (error) {
-    return { what: `cannot remove the stale socket ${path} (${(error as NodeJS.ErrnoException).code})`, fix: 'remove it as root, or set control_socket to another path' };
+    return { what: `cannot remove the stale socket ${path} (${(error as NodeJS.ErrnoException).code})`, fix: `remove it as root, or set ${keyName} to another path` };
   }
   return null;
 }

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { healthProblems, type AgentStatus, type Measure, type PartStatus } from '../status.js';
 import { programVersion } from '../version.js';
+import { statusCommand, type Program } from './reporter.js';
 
 type Labels = Record<string, string>;
 type Metric = Counter | Gauge;
@@ -14,7 +15,8 @@ const processMetrics = new Registry();
 collectDefaultMetrics({ register: processMetrics });
 
 /**
- * Renders Agent.status() at scrape time: the agent keeps no second set of counters. Every
+ * Renders the status (the agent's, or syncfail2ban-broker's) at scrape time: neither keeps a
+ * second set of counters. Every
  * part's measure becomes `syncfail2ban_<kind>_<measure>` (`_total` for counters,
  * `_timestamp_seconds` for times), labelled
  * with the part's name under its kind (`sink="fail2ban"`) and the measure's own label.
@@ -24,17 +26,21 @@ export class AgentMetrics {
   private readonly families = new Map<string, Metric>();
   private readonly version = programVersion();
 
-  constructor(private readonly status: () => AgentStatus) {}
+  constructor(
+    private readonly status: () => AgentStatus,
+    private readonly program: Program,
+  ) {}
 
   /** The Prometheus text format; every metric of one scrape comes from the same status. */
   async scrape(): Promise<string> {
     const status = this.status();
     for (const family of this.families.values()) family.reset();
-    this.set('syncfail2ban_up', { help: '1 while the agent runs, with what it is as labels', type: 'gauge', value: 1 }, { node_id: status.nodeId, topology: status.topology, version: this.version });
-    this.set('syncfail2ban_healthy', { help: '1 when syncfail2ban-client status would exit 0', type: 'gauge', value: healthProblems(status).length === 0 ? 1 : 0 }, {});
+    const { program } = this;
+    this.set('syncfail2ban_up', { help: '1 while the program runs, with what it is as labels', type: 'gauge', value: 1 }, { program, node_id: status.nodeId, topology: status.topology, version: this.version });
+    this.set('syncfail2ban_healthy', { help: `1 when ${statusCommand(program)} would exit 0`, type: 'gauge', value: healthProblems(status).length === 0 ? 1 : 0 }, {});
     for (const part of status.parts) {
       const labels: Labels = part.name === undefined ? {} : { [part.kind]: part.name };
-      this.set(`syncfail2ban_${part.kind}_problems`, { help: `problems of a ${part.kind} part (syncfail2ban-client status names them)`, type: 'gauge', value: part.problems.length }, labels);
+      this.set(`syncfail2ban_${part.kind}_problems`, { help: `problems of a ${part.kind} part (${statusCommand(program)} names them)`, type: 'gauge', value: part.problems.length }, labels);
       for (const [key, measure] of Object.entries(part.measures)) this.set(metricName(part, key, measure), measure, labels);
     }
     return Registry.merge([processMetrics, this.registry]).metrics();

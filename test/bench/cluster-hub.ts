@@ -1,9 +1,12 @@
+import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { openFrame, sealFrame } from '../../broker/bus-frame.js';
+import { MAX_SNAPSHOT_PART_BYTES } from '../../src/snapshot.js';
 import { connectedClient } from '../support/mqtt-client.js';
 import { startRedis } from '../support/redis.js';
 import { startBrokerPair, startStandaloneBroker, type StandaloneBroker } from '../support/standalone-broker.js';
 import { waitFor } from '../support/wait.js';
-import { percentile } from './stats.js';
+import { median, percentile } from './stats.js';
 
 /** Flat out: QoS 1 publishes from one publisher with `window` in flight. */
 const LOAD = { name: 'under load', events: 20_000, window: 100, intervalMs: 0 };
@@ -63,6 +66,27 @@ async function measure({ events, window, intervalMs }: Run, publishTo: Standalon
   }));
 }
 
+/** Microseconds to sign one message of `bytes` and to check it, as the sending and the receiving instance do: median of five runs after a warm-up. */
+function signingCost(bytes: number): { sealUs: number; openUs: number } {
+  const key = randomBytes(32).toString('hex');
+  const message = { sender: randomUUID(), seq: 1, time: Date.now(), topic: 'f2b/bench/ban', payload: randomBytes(bytes), qos: 1 as const, counter: 1 };
+  const rounds = bytes > 4096 ? 1_000 : 20_000;
+  let frame = sealFrame(key, message);
+  const perMessageUs = (work: () => void) => {
+    const start = performance.now();
+    for (let i = 0; i < rounds; i++) work();
+    return ((performance.now() - start) / rounds) * 1000;
+  };
+  const seal = () => (frame = sealFrame(key, message));
+  const open = () => {
+    if (!openFrame(key, frame).ok) throw new Error('a frame did not open');
+  };
+  perMessageUs(seal);
+  perMessageUs(open);
+  const runs = Array.from({ length: 5 }, () => [perMessageUs(seal), perMessageUs(open)] as const);
+  return { sealUs: median(runs.map(([sealUs]) => sealUs)), openUs: median(runs.map(([, openUs]) => openUs)) };
+}
+
 /**
  * A clustered hub: events from a publisher on instance 1 to a subscriber on instance 1
  * (local delivery) and on instance 2 (through Redis), in the same run, against a lone
@@ -78,6 +102,7 @@ export async function run(): Promise<void> {
   }
   const redis = await startRedis();
   const instances = await startBrokerPair(redis.url, LIMITS);
+  let acrossP50 = 0;
   try {
     const [one, two] = instances;
     console.log('measured: QoS 1 ban events from one publisher on instance 1; syncfail2ban-broker and redis-server processes on this machine');
@@ -90,9 +115,15 @@ export async function run(): Promise<void> {
       }
       console.log(`    ratio across / within instance: events/s ${(across.eventsPerSecond / within.eventsPerSecond).toFixed(2)}x, p50 ${(across.p50 / within.p50).toFixed(2)}x, p99 ${(across.p99 / within.p99).toFixed(2)}x`);
       console.log(`    ratio within a clustered instance / lone broker: events/s ${(within.eventsPerSecond / lonely.eventsPerSecond).toFixed(2)}x, p50 ${(within.p50 / lonely.p50).toFixed(2)}x`);
+      if (mode === PACED) acrossP50 = across.p50;
     }
   } finally {
     await Promise.all(instances.map((instance) => instance.stop()));
     await redis.stop();
+  }
+  console.log('  the bus signature (HMAC-SHA256 with cluster_key), in this process: signing on the sending instance, checking on each receiving one');
+  for (const [what, bytes] of [['an event (60 bytes)', 60], [`a snapshot part (${MAX_SNAPSHOT_PART_BYTES / 1024} KiB)`, MAX_SNAPSHOT_PART_BYTES]] as const) {
+    const { sealUs, openUs } = signingCost(bytes);
+    console.log(`    ${what.padEnd(28)} sign ${sealUs.toFixed(1).padStart(6)} µs   check ${openUs.toFixed(1).padStart(6)} µs   together ${(((sealUs + openUs) / 1000 / acrossP50) * 100).toFixed(2)}% of the paced p50 across instances`);
   }
 }

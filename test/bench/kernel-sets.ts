@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { addressBlock, banIn } from '../support/fleet-helpers.js';
 import { NetNamespace } from '../support/netns.js';
+import { BIN } from '../support/paths.js';
+import { run as runProgram } from '../support/run.js';
 import { setNames } from '../support/nft-sets.js';
 import { freePort } from '../support/ports.js';
 import { SimHost, type HostOptions } from '../support/sim-host.js';
@@ -95,9 +97,9 @@ async function throughFleet<T>(
     let clientMs = 0;
     const completeMs = await timed(async () => {
       const started = Date.now();
-      const client = a.client(['-f', 'web']).then((result) => {
+      const client = runProgram(...a.inside(process.execPath, [BIN.client, '--config', a.configPath, '-f', 'web']), 600_000).then((result) => {
         clientMs = Date.now() - started;
-        if (result.code !== 0) throw new Error(`-f failed: ${result.stderr}`);
+        if (result.code !== 0) throw new Error(`-f failed (exit ${result.code}): ${result.stderr}`);
       });
       // A failing -f ends the wait at once.
       await Promise.race([waitFor(() => applied(peer), `${addresses.length} addresses applied on the peer`, 3_600_000, 20), client.then(() => new Promise(() => undefined))]);

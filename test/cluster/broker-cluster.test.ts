@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import type { MqttClient } from 'mqtt';
 import { makeTestCa } from '../support/certs.js';
 import { connectedClient } from '../support/mqtt-client.js';
@@ -105,27 +104,6 @@ describe('clustered hub: syncfail2ban-broker instances sharing one bus through R
     expect(onTwo!.count('198.51.100.1')).to.equal(0);
     expect([one.process.alive, two.process.alive]).to.deep.equal([true, true]);
     expect(one.process.output).not.to.include(REDIS_PASSWORD);
-  });
-
-  it('a message put into Redis by something that is no instance is dropped and counted; the instances live on', async () => {
-    const [onOne, onTwo] = await listen([one, 'host-a'], [two, 'host-b']);
-    const intruder = new Redis(redis.url);
-    try {
-      await intruder.publish('f2b/sshd/ban', '203.0.113.9'); // not msgpack
-      // msgpack {id: 'x', msg: {topic: 'f2b/'}}: an instance's framing, without a payload
-      const noPayload = Buffer.concat([Buffer.from([0x82, 0xa2]), Buffer.from('id'), Buffer.from([0xa1]), Buffer.from('x'), Buffer.from([0xa3]), Buffer.from('msg'),
-        Buffer.from([0x81, 0xa5]), Buffer.from('topic'), Buffer.from([0xa4]), Buffer.from('f2b/')]);
-      await intruder.publish('f2b/sshd/ban', noPayload);
-    } finally {
-      await intruder.quit();
-    }
-    for (const broker of [one, two]) {
-      await waitFor(() => broker.process.logLines().filter((line) => line.reason === 'cluster-malformed').length >= 1, 'the instance to refuse the intruder');
-    }
-    await publish(two, 'host-b', 'f2b/sshd/ban', '198.51.100.4');
-    await waitFor(() => onOne!.count('198.51.100.4') === 1 && onTwo!.count('198.51.100.4') === 1, 'a legitimate event afterwards');
-    for (const listener of [onOne!, onTwo!]) expect(listener.received.join('\n')).not.to.include('203.0.113.9');
-    expect([one.process.alive, two.process.alive]).to.deep.equal([true, true]);
   });
 
   it('an instance stops cleanly and starts again while Redis is down, and joins when it returns', async () => {

@@ -133,7 +133,9 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     }
     const journal = join(c.dir, 'state', 'holdings.journal');
     const taken = addresses.length - JSON.parse(parts.at(-1)!).ips.length;
-    await waitFor(async () => (await readFile(journal, 'utf8')).split('\n').filter((line) => line.startsWith('+ host-y web ')).length === taken, 'the parts in C\'s journal');
+    // Each part taken is one line: P host-y web <snapshot id> <address>...
+    const inJournal = async () => (await readFile(journal, 'utf8')).split('\n').filter((line) => line.startsWith('P host-y web ')).reduce((sum, line) => sum + line.split(' ').length - 4, 0);
+    await waitFor(async () => (await inJournal()) === taken, 'the parts in C\'s journal');
     await c.requireAgent().stop('SIGKILL');
     await c.startAgent();
     await c.waitSubscribed(3);

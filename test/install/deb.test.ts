@@ -73,7 +73,7 @@ describe('make deb: the Debian package', function () {
       [`${LIB}/dist/agent/main.js`]: '-rwxr-xr-x',
       [`${LIB}/dist/broker/main.js`]: '-rwxr-xr-x',
       [`${LIB}/dist/cli/client.bundle.cjs`]: '-rwxr-xr-x',
-      [`${LIB}/dist/cli/status.js`]: '-rw-r--r--',
+      [`${LIB}/dist/src/reporting/status-text.js`]: '-rw-r--r--',
       [`${LIB}/etc/config.cfg`]: '-rw-r--r--',
       [`${LIB}/etc/fail2ban/action.d/sync-action.conf`]: '-rw-r--r--',
       [`${LIB}/package.json`]: '-rw-r--r--',

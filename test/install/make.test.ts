@@ -56,7 +56,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     const expected: Record<string, string> = {
       [`${LIB}/dist/agent/main.js`]: '755',
       [`${LIB}/dist/cli/client.bundle.cjs`]: '755',
-      [`${LIB}/dist/cli/status.js`]: '644',
+      [`${LIB}/dist/src/reporting/status-text.js`]: '644',
       [`${LIB}/dist/broker/main.js`]: '755',
       [`${LIB}/etc/fail2ban/jail.local`]: '644',
       [`${LIB}/THIRD-PARTY-LICENSES`]: '644',

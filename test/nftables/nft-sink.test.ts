@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
@@ -219,6 +219,16 @@ describe('the nftables sink in agents (real nft in a network namespace)', functi
       expect(problem.what).to.include('nft is not installed');
       expect(problem.fix).to.include('apt-get install nftables');
       expect((await b.status()).healthy).to.equal(false);
+    });
+
+    it('a kernel without nf_tables (a stand-in nft that answers as nft does on such a kernel)', async () => {
+      await writeFile(join(dir, 'nft'), "#!/bin/sh\necho 'netlink: Error: cache initialization failed: Protocol not supported' >&2\nexit 1\n");
+      await chmod(join(dir, 'nft'), 0o755);
+      b.agent = new RunningProcess(...ns.wrap(process.execPath, [...AGENT_SERVICE, '--config', b.configPath]), { PATH: dir });
+      await b.waitSubscribed(1);
+      const problem = await firstProblem();
+      expect(problem.what).to.include('the kernel does not provide nf_tables');
+      expect(problem.fix).to.include('modprobe nf_tables');
     });
 
     it('not permitted (no CAP_NET_ADMIN, as in a container without it)', async () => {

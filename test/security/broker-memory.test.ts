@@ -105,7 +105,7 @@ describe('the embedded broker under memory attacks', function () {
     expect(dropped).to.be.at.least(byClient['127.0.4.1']!);
     expect(measuredBy(broker, 'refused')['queue-full']).to.equal(dropped);
     const text = await b.client(['status']);
-    expect(text.stdout).to.match(/^ {2}clients \d+, dropped [1-9]\d*$/m);
+    expect(text.stdout).to.match(/^ {2}clients \d+, messages in \d+, messages out \d+, dropped [1-9]\d*$/m);
     expect(text.stdout).to.match(/^ {2}dropped by client: 127\.0\.4\.1 \d+/m);
     await stalled.close();
   });

@@ -45,7 +45,7 @@ describe('operating a running agent: syncfail2ban-client status and the metrics 
     expect(result.code, result.stdout + result.stderr).to.equal(0);
     expect(result.stdout).to.match(/^node id: +ops$/m);
     expect(result.stdout).to.match(/^topology: +mesh$/m);
-    expect(result.stdout).to.match(/^broker\n {2}url: mqtt:\/\/127\.0\.0\.7:\d+\n {2}clients \d+, dropped 0\n {2}refused: none\n {2}dropped by client: none$/m);
+    expect(result.stdout).to.match(/^broker\n {2}url: mqtt:\/\/127\.0\.0\.7:\d+\n {2}clients \d+, messages in \d+, messages out \d+, dropped 0\n {2}refused: none\n {2}dropped by client: none$/m);
     expect(result.stdout).to.match(/^link mqtt:\/\/127\.0\.0\.7:\d+\n {2}state: connected\n {2}since: \S+ \(\d+\w ago\)$/m);
     expect(result.stdout).to.match(/^events\n {2}received \d+, accepted \d+, own skipped \d+$/m);
     expect(result.stdout).to.match(/^sink fail2ban\n(?: {2}.*\n)* {2}changes submitted \d+, changes applied \d+, failures 0, backlog 0$/m);

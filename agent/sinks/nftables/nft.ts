@@ -26,8 +26,9 @@ export class NftError extends Error {
 
 const NFT_FIXES: Record<NftFailure, string> = {
   missing: 'install nftables ("apt-get install nftables"), or set nft_sync = false',
-  'not-permitted': 'run syncfail2ban as root (it needs CAP_NET_ADMIN to change nftables)',
-  unsupported: 'load the nf_tables kernel module ("modprobe nf_tables"); in a container, the host must allow nftables; or set nft_sync = false',
+  'not-permitted':
+    'nft needs CAP_NET_ADMIN: run syncfail2ban as root, and under systemd give the service that capability ("systemctl edit syncfail2ban", add the two lines "[Service]" and "CapabilityBoundingSet=CAP_NET_ADMIN", then "systemctl restart syncfail2ban")',
+  unsupported: 'load the nf_tables kernel modules ("modprobe nf_tables"; a kernel without CONFIG_NF_TABLES cannot); in a container, its host must provide nftables; or set nft_sync = false',
   timeout: 'see whether nft hangs ("nft list tables"); the system may be overloaded',
   refused: 'see the message; "syncfail2ban --remove-nft-table" and a restart rebuild the table',
 };
@@ -106,7 +107,8 @@ export class Nft {
 function classify(stderr: string, code: number | null): NftError {
   const message = summary(stderr) || `nft exited with code ${code}`;
   if (/Operation not permitted|you must be root/i.test(stderr)) return new NftError('not-permitted', `nft is not permitted to change nftables: ${message}`);
-  if (/Protocol not supported|Address family not supported|cannot open socket|Could not receive/i.test(stderr)) {
+  // No nfnetlink ("Unable to initialize Netlink socket: Protocol not supported"), no nf_tables, or a module it needs missing.
+  if (/Protocol not supported|Address family not supported|Operation not supported|Netlink socket|Could not receive/i.test(stderr)) {
     return new NftError('unsupported', `the kernel does not provide nf_tables: ${message}`);
   }
   const lines = [...stderr.matchAll(/^\/dev\/stdin:(\d+):/gm)].map((match) => Number(match[1]));

@@ -28,6 +28,15 @@ function parts(origin: string, addresses: string[], jail = 'sshd'): SnapshotPart
   });
 }
 
+/** Waits until no complete snapshot's release is under way. */
+async function released(fleet: FleetState): Promise<void> {
+  await waitFor(() => fleet.status().releasing === 0, 'the releases under way', 5_000, 1);
+}
+
+function heldBy(fleet: FleetState, origin: string, jail = 'sshd'): string[] {
+  return [...fleet.holdings.heldBy(origin, jail).keys()];
+}
+
 describe('fleet state: the holdings store and its projections', () => {
   let dir: string;
   let open: FleetState[];
@@ -89,7 +98,7 @@ describe('fleet state: the holdings store and its projections', () => {
   it('refuses more origins per address than the cap, and the address stays held through the others', () => {
     const { fleet, lines } = start();
     for (let i = 0; i <= MAX_ORIGINS_PER_ADDRESS; i++) fleet.apply(event('ban', '203.0.113.4', `h${i}`));
-    expect(fleet.status()).to.deep.include({ total: MAX_ORIGINS_PER_ADDRESS, refusedAtCap: 1 });
+    expect(fleet.status()).to.deep.include({ total: MAX_ORIGINS_PER_ADDRESS, refused: { quota: 0, full: 0, crowded: 1 } });
     expect(lines.some((line) => line.level === 50 && /already has 64 holders: one more \(h64\) refused/.test(String(line.msg)))).to.equal(true);
   });
 
@@ -174,29 +183,33 @@ describe('fleet state: the holdings store and its projections', () => {
     expect(() => fleet.load()).to.throw(ConfigError, /^state_dir: cannot keep the holdings store in .*a-file\/state \(ENOTDIR.*\); fix: set state_dir to a directory this user may create and write/);
   });
 
-  it('a complete snapshot replaces the origin\'s holdings; another origin\'s stay; an empty one releases all', () => {
+  it('a complete snapshot replaces the origin\'s holdings; another origin\'s stay; an empty one releases all', async () => {
     const { fleet } = start();
     fleet.apply(event('ban', '203.0.113.10', 'host-a'));
     fleet.apply(event('ban', '203.0.113.11', 'host-a'));
     fleet.apply(event('ban', '203.0.113.11', 'host-c'));
     for (const part of parts('host-a', ['203.0.113.12'])) fleet.applySnapshotPart(part);
-    expect(fleet.holdings.heldBy('host-a', 'sshd')).to.deep.equal(['203.0.113.12']);
+    await released(fleet);
+    expect(heldBy(fleet, 'host-a')).to.deep.equal(['203.0.113.12']);
     expect(fleet.holdings.origins('sshd', '203.0.113.11')).to.deep.equal(['host-c']);
     expect(submitted).to.deep.equal(['ban sshd-sync 203.0.113.10', 'ban sshd-sync 203.0.113.11', 'ban sshd-sync 203.0.113.12', 'unban sshd-sync 203.0.113.10']);
     for (const part of parts('host-a', [])) fleet.applySnapshotPart(part);
+    await released(fleet);
     expect(fleet.status().holdings).to.deep.equal({ sshd: { 'host-c': 1 } });
     expect(fleet.status().snapshots.map((s) => [s.origin, s.complete, s.released])).to.deep.equal([['host-a', true, 1]]);
   });
 
-  it('a late duplicate part of a finished snapshot changes nothing, even after a newer snapshot completed', () => {
+  it('a late duplicate part of a finished snapshot changes nothing, even after a newer snapshot completed', async () => {
     const { fleet } = start();
     const older = parts('host-a', ['203.0.113.30']);
     const newer = parts('host-a', ['203.0.113.31']);
     for (const part of [...older, ...newer]) fleet.applySnapshotPart(part);
-    expect(fleet.holdings.heldBy('host-a', 'sshd')).to.deep.equal(['203.0.113.31']);
+    await released(fleet);
+    expect(heldBy(fleet, 'host-a')).to.deep.equal(['203.0.113.31']);
     const before = fleet.status().snapshots;
     for (const part of [...older, ...newer]) expect(fleet.applySnapshotPart(part)).to.equal('queued');
-    expect(fleet.holdings.heldBy('host-a', 'sshd'), 'the older snapshot neither re-adds nor releases').to.deep.equal(['203.0.113.31']);
+    await released(fleet);
+    expect(heldBy(fleet, 'host-a'), 'the older snapshot neither re-adds nor releases').to.deep.equal(['203.0.113.31']);
     expect(fleet.status().snapshots, 'the last snapshot stays the newer, complete one').to.deep.equal(before);
     expect(before.map((s) => [s.id, s.complete])).to.deep.equal([[newer[0]!.id, true]]);
     expect(submitted).to.deep.equal(['ban sshd-sync 203.0.113.30', 'ban sshd-sync 203.0.113.31', 'unban sshd-sync 203.0.113.30']);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { renderStatus } from '../../../cli/status.js';
+import { renderStatus } from '../../../src/reporting/status-text.js';
 import { counted, counter, gauge, healthProblems, type AgentStatus, type PartStatus } from '../../../src/status.js';
 
 const NOW = Date.parse('2025-03-02T12:00:00.000Z');
@@ -47,7 +47,7 @@ describe('status: health and the text rendering come from the parts alone', () =
     const broken = link('mqtt://192.0.2.12:18862', 'down', [{ what: 'down since then', fix: 'start it' }]);
     const memory: PartStatus = { kind: 'memory', problems: [], measures: { heap: { ...gauge('heap', 20.5 * 2 ** 20), unit: 'bytes' }, trims: counter('trims', 2) }, details: { trim: 'after bulk work' } };
     const fleet: PartStatus = { kind: 'fleet', problems: [], measures: { leases: gauge('leases', 3), lease_next_end: { ...gauge('next end', NOW / 1000 + 3_720), unit: 'timestamp' } }, details: {} };
-    const report = { version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: status([broken, events, memory, fleet]) };
+    const report = { program: 'syncfail2ban' as const, version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: status([broken, events, memory, fleet]) };
     expect(renderStatus(report, healthProblems(report.status), NOW)).to.equal(
       [
         'syncfail2ban 2.0.0, pid 42, up 1m',

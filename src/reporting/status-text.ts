@@ -1,5 +1,5 @@
-import type { StatusReport } from '../src/control-protocol.js';
-import { healthProblems, partLabel, type Detail, type Measure, type PartProblem, type PartStatus } from '../src/status.js';
+import type { StatusReport } from '../control-protocol.js';
+import { healthProblems, partLabel, type Detail, type Measure, type PartProblem, type PartStatus } from '../status.js';
 
 /** Prints the report for people (or as JSON) and returns the exit code: 0 healthy, 1 not. */
 export function printStatus(report: StatusReport, json: boolean, out: NodeJS.WritableStream = process.stdout): number {
@@ -16,9 +16,9 @@ export function printStatus(report: StatusReport, json: boolean, out: NodeJS.Wri
 const MAX_VALUES_SHOWN = 50;
 
 /** Every part as reported, in the agent's order, then the verdict: the same for every kind of part. */
-export function renderStatus({ version, pid, startedAt, status }: StatusReport, problems: PartProblem[], now: number): string {
+export function renderStatus({ program, version, pid, startedAt, status }: StatusReport, problems: PartProblem[], now: number): string {
   const lines: string[] = [];
-  lines.push(`syncfail2ban ${version}, pid ${pid}, up ${ago(startedAt, now)}`);
+  lines.push(`${program} ${version}, pid ${pid}, up ${ago(startedAt, now)}`);
   lines.push(`node id:   ${status.nodeId}`);
   lines.push(`topology:  ${status.topology}${status.dryRun ? ' (DRY RUN: nothing is applied)' : ''}`);
   for (const part of status.parts) lines.push(...renderPart(part, now));

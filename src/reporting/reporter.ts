@@ -1,0 +1,19 @@
+import type { Logger } from '../log.js';
+import type { AgentStatus } from '../status.js';
+
+/** The programs that report over a control socket and /metrics; each one's systemd unit has its name. */
+export type Program = 'syncfail2ban' | 'syncfail2ban-broker';
+
+/** What the control socket and the metrics endpoint serve, and for whom. */
+export interface Reporter {
+  program: Program;
+  /** A reporting key as written in config.cfg, for fixes: `metrics_port`, or `[broker] metrics_port` for the broker. */
+  key(name: string): string;
+  status(): AgentStatus;
+  log: Logger;
+}
+
+/** The command that prints a program's status. */
+export function statusCommand(program: Program): string {
+  return program === 'syncfail2ban' ? 'syncfail2ban-client status' : `${program} status`;
+}
