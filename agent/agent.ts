@@ -23,6 +23,9 @@ import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
 
+/** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
+const FRESH_LOOK_MS = 2_000;
+
 /**
  * The service: one code path for both topologies, "subscribe to these brokers, publish to
  * that one". Mesh runs an embedded broker and subscribes to it and every peer; hub
@@ -68,7 +71,7 @@ export class Agent {
     };
     if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
     else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
-    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), log };
+    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);
@@ -130,6 +133,15 @@ export class Agent {
       await Promise.all(stage.filter((part) => started.has(part)).map((part) => part.stop(remaining())));
     }
     this.log.info('stopped');
+  }
+
+  /** The status after every part that can took a fresh look (waiting at most FRESH_LOOK_MS): what `syncfail2ban-client status` shows. */
+  async freshStatus(): Promise<AgentStatus> {
+    const looks = allParts(this.stages.flat()).map((part) => part.refresh?.());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(looks), new Promise((resolve) => (timer = setTimeout(resolve, FRESH_LOOK_MS)))]);
+    clearTimeout(timer);
+    return this.status();
   }
 
   status(): AgentStatus {

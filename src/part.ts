@@ -20,6 +20,12 @@ export interface Part {
   stop(deadlineMs: number): Promise<void>;
   status(): PartStatus;
   /**
+   * Looks again at what its status reports, for a status request that wants it fresh (a sync
+   * jail just created, fail2ban just started): set by parts whose problems are otherwise
+   * re-checked only every few seconds. Never throws.
+   */
+  refresh?(): Promise<void>;
+  /**
    * Set by parts that should keep running across a reload while their config is the same
    * (the embedded broker, the links): equal keys in the running and the next agent mean the
    * next takes the running part over instead of starting its own. See reloadKey().

@@ -75,12 +75,12 @@ export class ControlServer implements Part {
       const end = received.indexOf('\n');
       if (end < 0 && received.length <= MAX_REQUEST_BYTES) return;
       socket.removeAllListeners('data');
-      const reply = end < 0 ? { ok: false as const, error: `request longer than ${MAX_REQUEST_BYTES} bytes` } : this.answer(received.slice(0, end));
-      socket.end(`${JSON.stringify(reply)}\n`);
+      const reply = end < 0 ? Promise.resolve({ ok: false as const, error: `request longer than ${MAX_REQUEST_BYTES} bytes` }) : this.answer(received.slice(0, end));
+      void reply.then((answer) => socket.end(`${JSON.stringify(answer)}\n`));
     });
   }
 
-  private answer(line: string): ControlReply {
+  private async answer(line: string): Promise<ControlReply> {
     let request: unknown;
     try {
       request = JSON.parse(line);
@@ -91,7 +91,8 @@ export class ControlServer implements Part {
     if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
     const { program, log } = this.reporter;
     try {
-      const report: StatusReport = { program, version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status: this.reporter.status() };
+      const status = this.reporter.freshStatus ? await this.reporter.freshStatus() : this.reporter.status();
+      const report: StatusReport = { program, version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status };
       return { ok: true, report };
     } catch (error) {
       log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');

@@ -10,6 +10,8 @@ export interface Reporter {
   /** A reporting key as written in config.cfg, for fixes: `metrics_port`, or `[broker] metrics_port` for the broker. */
   key(name: string): string;
   status(): AgentStatus;
+  /** The status after a fresh look (`Part.refresh`), for a status request; `status()` where absent. */
+  freshStatus?(): Promise<AgentStatus>;
   log: Logger;
 }
 

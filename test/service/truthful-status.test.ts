@@ -51,11 +51,17 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     const sink = part(refused.status, 'sink', 'fail2ban');
     expect(measuredBy(sink, 'changes_refused')).to.deep.equal({ 'web-sync': 1 });
     expect(refused.healthy).to.equal(false);
-    expect(refused.problems.map((problem) => problem.what)).to.satisfy((whats: string[]) => whats.some((what) => /^fail2ban refuses changes to sync jail web-sync: /.test(what)));
+    // fail2ban's refusal, or (after the next look) the jail found missing: either names the jail, with the same fix.
+    const jailProblem = refused.problems.find((candidate) => /^(fail2ban refuses changes to sync jail web-sync: |sync jail web-sync does not exist in fail2ban)/.test(candidate.what));
+    expect(jailProblem?.fix).to.equal(problem?.fix);
     expect(await h.banned('sshd-sync')).to.include('203.0.113.61');
 
     await h.fail2ban.cli('add', 'web-sync', 'polling');
     await h.fail2ban.cli('start', 'web-sync');
+    // status takes a fresh look: healthy at once, before any ban passes and before the next periodic check.
+    const fresh = await h.status();
+    expect(fresh.problems, 'at the first status after the jail exists').to.deep.equal([]);
+    expect((await h.client(['status'])).code).to.equal(0);
     await publish(h, 'f2b/web/ban', JSON.stringify({ ip: '203.0.113.62', origin: 'peer' }));
     await waitFor(async () => (await h.banned('web-sync')).includes('203.0.113.62'), 'the ban in the new jail');
     const healed = await statusWhere(h, 'healthy again', (report) => report.healthy);
@@ -64,7 +70,9 @@ describe('status tells the truth: refused changes, missing jails, parts that can
   });
 
   it('a missing sync jail does not hold back reconciling the others, and is reconciled once it exists', async () => {
-    const h = await host('halfjails', '127.0.0.27');
+    const metricsPort = await freePort('127.0.0.1');
+    const h = await host('halfjails', '127.0.0.27', [`metrics_port = ${metricsPort}`]);
+    const healthyMetric = async () => /^syncfail2ban_healthy 1$/m.test(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
     await h.fail2ban.ban('web-sync', '203.0.113.65'); // from before the upgrade: adopted at the first start
     await h.fail2ban.cli('stop', 'sshd-sync'); // the first sync jail [jails] names
     await h.startAgent();
@@ -76,8 +84,11 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     expect(measuredBy(part(half.status, 'fleet'), 'holdings_by_origin')).to.deep.equal({ '@adopted': 1 });
     expect(half.problems.map((problem) => problem.what)).to.include('sync jail sshd-sync does not exist in fail2ban: bans from other hosts cannot be applied');
 
+    expect(await healthyMetric()).to.equal(false);
     await h.fail2ban.cli('add', 'sshd-sync', 'polling');
     await h.fail2ban.cli('start', 'sshd-sync');
+    // Seen on its own, without a status request or a ban (a scrape does not ask for a fresh look): within 30 s.
+    await waitFor(healthyMetric, 'the metrics to say healthy once the jail exists', 30_000, 500);
     const healed = await statusWhere(h, 'every sync jail reconciled', (report) => report.healthy);
     expect(part(healed.status, 'sink', 'fail2ban').details).to.include({ last_reconcile_ok: true, adopted: 1 });
     expect(measuredBy(part(healed.status, 'sink', 'fail2ban'), 'reconcile_added')).to.deep.equal({ 'sshd-sync': 0, 'web-sync': 0 });

@@ -11,6 +11,8 @@ import { SyncJailReconciler } from './sync-jail-reconciler.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
 const CHECK_MS = 5_000;
+/** A status request takes a fresh look unless the last one is younger than this. */
+const FRESH_MS = 1_000;
 
 export interface SyncJailsOptions {
   socket: string;
@@ -48,6 +50,8 @@ export class SyncJailsSink implements Sink {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** When the last check ended. */
+  private checkedAt = 0;
 
   constructor(private readonly options: SyncJailsOptions) {
     const { log } = options;
@@ -77,8 +81,11 @@ export class SyncJailsSink implements Sink {
     this.stopped = true;
     clearTimeout(this.timer);
     this.reconciler.stop();
-    await this.running;
-    if (!(await this.batcher.stop(deadlineMs))) {
+    // A check waits on fail2ban as long as the client's timeout (a minute): not past the deadline.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
+    clearTimeout(timer);
+    if (!(await this.batcher.stop(Math.max(0, deadline - Date.now())))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
     await this.client.close(Math.max(0, deadline - Date.now()));
@@ -118,13 +125,16 @@ export class SyncJailsSink implements Sink {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.check().finally(() => {
-        this.running = undefined;
-        this.schedule(CHECK_MS);
-      });
-    }, delayMs);
+    this.timer = setTimeout(() => this.checkNow(), delayMs);
     this.timer.unref();
+  }
+
+  private checkNow(): void {
+    this.running = this.check().finally(() => {
+      this.running = undefined;
+      this.checkedAt = Date.now();
+      this.schedule(CHECK_MS);
+    });
   }
 
   /** Says what is wrong on the fail2ban side, and reconciles; the sink keeps retrying either way. */
@@ -137,7 +147,7 @@ export class SyncJailsSink implements Sink {
       if (this.unreachable) log.info({ socket: this.options.socket }, 'fail2ban answers again');
       this.unreachable = null;
       if (back) this.batcher.retryNow();
-      if (back || this.missing > 0) await this.findMissingJails();
+      if (back || this.hasJailProblems()) await this.findMissingJails();
       if (!this.stopped) await this.reconciler.run(back);
     } catch (error) {
       const message = (error as Error).message;
@@ -145,6 +155,24 @@ export class SyncJailsSink implements Sink {
       this.unreachable = { message, applied: this.batcher.stats().applied };
       this.answered = false;
     }
+  }
+
+  /**
+   * A status request's fresh look: the loop's check, now (whether fail2ban answers, which sync
+   * jails it lacks), unless one is under way or ended less than FRESH_MS ago.
+   */
+  async refresh(): Promise<void> {
+    if (this.stopped) return;
+    if (!this.running && Date.now() - this.checkedAt >= FRESH_MS) {
+      clearTimeout(this.timer);
+      this.checkNow();
+    }
+    await this.running;
+  }
+
+  /** A sync jail fail2ban lacked at the last look, or refused a change to. */
+  private hasJailProblems(): boolean {
+    return this.missing > 0 || Object.keys(this.batcher.stats().targetProblems).length > 0;
   }
 
   private async findMissingJails(): Promise<void> {
