@@ -328,8 +328,12 @@ export class FleetState {
       const current = this.holdings.mark(origin, jail, address)!;
       if (current < floor) {
         this.holdings.setMark(origin, jail, address, floor);
-        // The journal released it already (`C`): it is held again.
-        if (journal && current < releasing) this.lines.push(['+', origin, jail, address]);
+        // The journal released it already (`C`): it is held again, until its end.
+        if (journal && current < releasing) {
+          this.lines.push(['+', origin, jail, address]);
+          const held = this.holdings.leases.end(origin, jail, address);
+          if (held !== undefined) this.lines.push(['E', origin, jail, String(held), address]);
+        }
       }
       let moved = false;
       this.change(jail, address, () => (moved = this.holdings.leases.extend(origin, jail, address, end, false)));

@@ -11,6 +11,7 @@ import { mustParseAddress } from '../../../src/ip.js';
 import { decodeSnapshotPart, encodeSnapshot } from '../../../src/snapshot.js';
 import { captureLog } from '../../support/capture-log.js';
 import { waitFor } from '../../support/wait.js';
+import { FleetHarness, parts } from './fleet-harness.js';
 
 const SELF = 'host-b';
 
@@ -181,6 +182,27 @@ describe('leases: every holding ends at its end', () => {
     open.length = 0;
     const snapshot = await readFile(join(dir, 'holdings.snapshot'), 'utf8');
     expect(snapshot.split('\n').filter((line) => line.startsWith('E ')).length, 'compacted: one line per lease').to.equal(2);
+  });
+
+  it("a ban of an address whose snapshot release is under way keeps it until its end, after a kill -9 too", async () => {
+    const harness = await FleetHarness.create();
+    try {
+      const { fleet, holdings } = harness.start();
+      fleet.apply(event('ban', '203.0.113.30', 'host-x', 3_600));
+      fleet.apply(event('ban', '203.0.113.31', 'host-x', 3_600));
+      const end = holdings.leases.end('host-x', 'sshd', '203.0.113.30')!;
+      // An empty snapshot: both go, in slices; one is banned again (a shorter ban: its end stays) before its turn.
+      for (const part of parts('host-x', [])) fleet.applySnapshotPart(part);
+      fleet.apply(event('ban', '203.0.113.30', 'host-x', 60));
+      const crashed = await harness.crashed();
+      await waitFor(() => fleet.status().releasing === 0, 'the release');
+      expect(holdings.leases.end('host-x', 'sshd', '203.0.113.30')).to.equal(end);
+      const restarted = crashed.start();
+      expect(restarted.holdings.origins('sshd', '203.0.113.31')).to.deep.equal([]);
+      expect(restarted.holdings.leases.end('host-x', 'sshd', '203.0.113.30'), 'after a kill -9').to.equal(end);
+    } finally {
+      await harness.cleanUp();
+    }
   });
 
   it("a snapshot's entries carry their ends", () => {
