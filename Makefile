@@ -12,7 +12,7 @@
 #   DESTDIR       staged install into this directory (for packaging); no systemctl calls then
 #   PREFIX        /usr/local; programs go to $(PREFIX)/bin, the code to $(PREFIX)/lib/syncfail2ban
 #   CONFDIR       /etc/syncfail2ban (config.cfg and the syncfail2ban-client fail2ban calls)
-#   FAIL2BAN_DIR  /etc/fail2ban (sync-action.conf, sync-filter.conf go into its action.d, filter.d)
+#   FAIL2BAN_DIR  /etc/fail2ban (syncfail2ban.py, sync-action.conf, sync-filter.conf go into its action.d, filter.d)
 #   UNITDIR       /etc/systemd/system
 #   MANDIR        $(PREFIX)/share/man (the man pages go into its man5 and man8)
 #   DOCDIR        $(PREFIX)/share/doc/syncfail2ban (README.md and docs/)

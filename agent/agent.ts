@@ -22,6 +22,10 @@ import { MetricsServer } from '../src/reporting/metrics.js';
 import type { Reporter } from '../src/reporting/reporter.js';
 import { allParts, type Part } from '../src/part.js';
 import { buildSinks } from './sinks/factory.js';
+import { ActionSocket } from './publishing/action-socket.js';
+import { Outbox } from './publishing/outbox.js';
+import { Publisher } from './publishing/publisher.js';
+import { StateDirLock } from './state-dir/lock.js';
 
 /** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
 const FRESH_LOOK_MS = 2_000;
@@ -45,16 +49,18 @@ export class Agent {
     private readonly log: Logger,
     inbox: Inbox,
   ) {
+    // Before anything else: one agent per state_dir. A dry run writes nothing there, so it takes no lock.
+    if (!config.dryRun) this.stages.push([new StateDirLock(config.stateDir, log)]);
     if (this.topology === 'mesh') {
       this.stages.push([new EmbeddedBroker(config.mq, config.meshTls, { log, security: config.broker, rateLimit: config.rateLimit })]);
     }
     // The holdings store first: the sinks project it, and it is loaded before events arrive.
     const holdings = new Holdings(config.holdingLimits);
-    const adoption = new Adoption(config.stateDir);
+    const adoption = new Adoption(config.stateDir, config.dryRun);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
     const { clock, offsetS } = agentClock();
     if (offsetS !== 0) log.warn({ offsetS }, `${TEST_CLOCK_OFFSET_VARIABLE} shifts this agent's clock by ${offsetS} s: for tests only`);
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, config.snapshotTimeoutS * 1000, clock);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, { snapshotDeadlineMs: config.snapshotTimeoutS * 1000, nodeId: config.nodeId, readOnly: config.dryRun, clock });
     this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
@@ -69,8 +75,14 @@ export class Agent {
       onMessage: inbox.deliver,
       mqtt: { ...account, ...tls },
     };
-    if (config.brokerUrls.length > 1) this.stages.push([new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)]);
-    else this.stages.push(this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions)));
+    const links: Array<BrokerLink | FailoverLink> =
+      config.brokerUrls.length > 1 ? [new FailoverLink(hubOrder(config.brokerUrls, config.nodeId), linkOptions)] : this.subscriptionUrls().map((url) => new BrokerLink(url, linkOptions));
+    this.stages.push(links);
+    // This host's one publisher: on the link to its embedded broker (mesh, the first link) or to
+    // the hub. Read at each use: a reload may put the running agent's link in its place.
+    const outbox = new Outbox(config.stateDir, log, { readOnly: config.dryRun });
+    const publisher = new Publisher(outbox, () => links[0]!, { nodeId: config.nodeId, log, rateLimit: config.rateLimit, timeoutMs: config.connectionTimeoutS * 1000 });
+    this.stages.push([publisher], [new ActionSocket(config.actionSocket, new Set(config.jails.values()), neverBan, outbox, publisher.kick, log)]);
     const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { CLIENT_OPTIONS } from '../cli/client.js';
-import { parseCommandLine, usageError } from '../src/command-line.js';
+import { parseCommandLine, unknownWord, usageError } from '../src/command-line.js';
 import { DEFAULT_CONFIG_FILE } from '../src/config.js';
 import { reportFatal } from '../src/program.js';
 
@@ -10,9 +10,9 @@ const { values, positionals } = parseCommandLine(
   {
     name: NAME,
     summary: 'Keeps fail2ban bans in sync across servers over MQTT (the agent service). With -a, -s or -f it does what syncfail2ban-client does.',
-    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] --remove-nft-table', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>'],
+    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] --remove-nft-table', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>', '[-c FILE] status [--json]'],
     options: [
-      ...CLIENT_OPTIONS.filter((option) => option.long !== 'json'),
+      ...CLIENT_OPTIONS,
       { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
       { long: 'dry-run', description: 'run everything, but only log what would be applied to fail2ban and OPNsense (as dry_run = true)' },
       { long: 'remove-nft-table', description: 'delete the nftables table of nft_sync (table inet syncfail2ban), ending the bans enforced in it, then exit; refused while the agent runs with nft_sync on' },
@@ -29,7 +29,12 @@ if (values.announce !== undefined || values.send !== undefined || values['full-s
   const { runClient } = await import('../cli/client.js');
   process.exit(await runClient(argv, NAME));
 }
-if (positionals.length > 0) usageError(NAME, `unexpected argument ${JSON.stringify(positionals[0])} (without -a)`);
+if (positionals[0] === 'status') {
+  // The agent's status is the client's to ask for; answered here too, as an admin tries it first.
+  const { runClient } = await import('../cli/client.js');
+  process.exit(await runClient(argv, NAME));
+}
+if (positionals.length > 0) usageError(NAME, unknownWord('unexpected argument', positionals[0]!, ['status']));
 if (values.check) {
   try {
     const { runDoctor } = await import('./checks/doctor.js');

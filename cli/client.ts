@@ -1,6 +1,6 @@
 // Runs once per ban as a fail2ban action: imports only what publishing needs, and the
 // build bundles it into one file (dist/cli/client.bundle.cjs) so that node starts it fast.
-import { parseCommandLine, usageError, type CommandLine, type CommandSpec } from '../src/command-line.js';
+import { parseCommandLine, unknownWord, usageError, type CommandLine, type CommandSpec } from '../src/command-line.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, publishUrls, type Config } from '../src/config.js';
 import { remainingBantime } from '../src/bantime.js';
 import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js';
@@ -51,7 +51,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
   try {
     if (announceJail !== undefined && fullSyncJail !== undefined) usage('give either -a or -f, not both');
     if (announceJail === undefined && fullSyncJail === undefined) {
-      if (actionText !== 'status') usage(actionText === undefined ? 'nothing to do: give -a, -f or status' : `unknown command ${JSON.stringify(actionText)}`);
+      if (actionText !== 'status') usage(actionText === undefined ? 'nothing to do: give -a, -f or status' : unknownWord('unknown command', actionText, ['status']));
       if (ip !== undefined) usage('status takes no argument');
       const config = loadConfig(file, 'client');
       const [{ printStatus }, { requestStatus }] = await Promise.all([import('../src/reporting/status-text.js'), import('../src/control-protocol.js')]);
@@ -75,13 +75,8 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     } else {
       const jail = checkJail(fullSyncJail!);
       if (positionals.length > 0) usage('-f takes only the jail');
-      const { readJailBans } = await import('./full-sync.js');
-      const { encodeSnapshot, snapshotTopic } = await import('../src/snapshot.js');
-      const bans = await readJailBans(config.fail2banSocket, jail, timeoutMs);
-      const addresses = bans.map((ban) => ban.address.text);
-      const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime));
-      await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })), { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS });
-      process.stdout.write(`published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker\n`);
+      const { fullSync } = await import('./full-sync.js');
+      return await fullSync(config, jail, (messages) => publish(messages, { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS }));
     }
     return 0;
   } catch (error) {

@@ -1,6 +1,75 @@
 import { remainingBantime, UNTIL_UNBANNED } from '../src/bantime.js';
+import type { Config } from '../src/config.js';
+import { requestStatus } from '../src/control-protocol.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import { type CanonicalAddress, parseAddress } from '../src/ip.js';
+import { encodeSnapshot, snapshotTopic } from '../src/snapshot.js';
+import type { Message } from './mqtt-publish.js';
+
+/** How often -f asks the agent whether its snapshot came back. */
+const ASK_EVERY_MS = 200;
+
+/**
+ * `-f <jail>`: publishes a snapshot of what the jail bans now, then says whether it was taken
+ * whole, as far as this host can know: the broker acknowledged every part (or publishing
+ * failed), and this host's agent, which subscribes to the same broker, received every part
+ * back through it (its intake checks them as every peer's does: rate limits, validation).
+ * Each peer's own copy shows in its status ("snapshot <node> <jail>"). Returns the exit code:
+ * 1 when the snapshot was not taken whole.
+ */
+export async function fullSync(config: Config, jail: string, publish: (messages: Message[]) => Promise<void>): Promise<number> {
+  const timeoutMs = config.connectionTimeoutS * 1000;
+  const bans = await readJailBans(config.fail2banSocket, jail, timeoutMs);
+  const addresses = bans.map((ban) => ban.address.text);
+  const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime));
+  const { id } = JSON.parse(parts[0]!) as { id: string };
+  await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })));
+  const published = `published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker`;
+  const back = await cameBack(config, jail, id, parts.length, timeoutMs);
+  const quota = config.holdingLimits.perOrigin;
+  if (back.whole === undefined) {
+    process.stdout.write(`${published}\n`);
+    process.stderr.write(`syncfail2ban-client: could not ask this host's agent whether the snapshot came back whole (${back.why}); each peer's status shows what it took ("snapshot ${config.nodeId} ${jail}")\n`);
+  } else if (!back.whole) {
+    process.stdout.write(`${published}\n`);
+    process.stderr.write(
+      `syncfail2ban-client: the snapshot was not taken whole: this host's agent received ${back.partsReceived} of its ${parts.length} part(s) back through the broker within ${timeoutMs / 1000} s, so peers likely missed parts too, and a peer that misses a part releases nothing; see the agent's log (refused: rate-limited?) and run syncfail2ban-client -f ${jail} again\n`,
+    );
+    return 1;
+  } else {
+    process.stdout.write(`${published}, and received back whole by this host's agent\n`);
+  }
+  if (addresses.length > quota) {
+    process.stderr.write(
+      `syncfail2ban-client: the snapshot was not taken whole: it holds ${addresses.length} addresses, more than max_holdings_per_origin (${quota}); peers with that quota keep ${quota} of them and refuse the rest. Raise max_holdings_per_origin on every agent if this host really bans that many\n`,
+    );
+    return 1;
+  }
+  return 0;
+}
+
+/** Whether this host's agent received snapshot `id` of the jail whole, asked until `timeoutMs`; `whole` undefined when it cannot be asked. */
+async function cameBack(config: Config, jail: string, id: string, parts: number, timeoutMs: number): Promise<{ whole: true } | { whole: false; partsReceived: number } | { whole: undefined; why: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let partsReceived = 0;
+  for (;;) {
+    let details: Record<string, unknown>;
+    try {
+      const report = await requestStatus(config.controlSocket, Math.max(1_000, deadline - Date.now()));
+      details = report.status.parts.find((part) => part.kind === 'fleet')?.details ?? {};
+    } catch (error) {
+      return { whole: undefined, why: (error as Error).message };
+    }
+    const detail = details[`snapshot ${config.nodeId} ${jail}`];
+    const fields = typeof detail === 'object' && detail !== null && 'fields' in detail ? (detail.fields as Record<string, unknown>) : undefined;
+    if (fields?.id === id) {
+      if (fields.complete === true) return { whole: true };
+      partsReceived = Number(fields.parts_received);
+    }
+    if (Date.now() >= deadline) return { whole: false, partsReceived: Math.min(partsReceived, parts) };
+    await new Promise((resolve) => setTimeout(resolve, ASK_EVERY_MS));
+  }
+}
 
 export interface JailBan {
   address: CanonicalAddress;

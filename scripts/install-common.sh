@@ -1,6 +1,6 @@
 # Shared by install.sh and uninstall.sh (sourced, not run).
 
-FAIL2BAN_FILES="action.d/sync-action.conf filter.d/sync-filter.conf"
+FAIL2BAN_FILES="action.d/syncfail2ban.py action.d/sync-action.conf filter.d/sync-filter.conf"
 UNITS="syncfail2ban.service syncfail2ban-broker.service"
 COMMANDS="syncfail2ban syncfail2ban-client syncfail2ban-broker"
 WRAPPER_MARK="# syncfail2ban wrapper, written by make install"

@@ -87,7 +87,7 @@ cat <<EOF
 
 Next:
   1. edit $CONFDIR/config.cfg
-  2. add sync-action to each primary jail and define its sync jail in $FAIL2BAN_DIR/jail.local
+  2. add syncfail2ban.py to each primary jail and define its sync jail in $FAIL2BAN_DIR/jail.local
      (example: $LIBDIR/etc/fail2ban/jail.local), then: fail2ban-client reload
   3. syncfail2ban --check
   4. systemctl start syncfail2ban && syncfail2ban-client status

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { closestName } from './closest-name.js';
 import { EXIT_USAGE } from './program.js';
 import { programVersion } from './version.js';
 
@@ -48,7 +49,10 @@ export function parseCommandLine(spec: CommandSpec, argv: string[]): CommandLine
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as CommandLine;
   } catch (error) {
-    return usageError(spec.name, (error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+    const unknown = /^Unknown option '--([^'=]+)'/.exec(message)?.[1];
+    const suggestion = unknown === undefined ? undefined : closestName(unknown, [...spec.options, ...STANDARD].map((option) => option.long));
+    return usageError(spec.name, suggestion === undefined ? message : `${message}: did you mean --${suggestion}?`);
   }
   if (parsed.values.help) {
     process.stdout.write(helpText(spec));
@@ -60,6 +64,12 @@ export function parseCommandLine(spec: CommandSpec, argv: string[]): CommandLine
   }
   if (parsed.positionals.length > spec.maxPositionals) usageError(spec.name, `unexpected argument ${JSON.stringify(parsed.positionals[spec.maxPositionals])}`);
   return parsed;
+}
+
+/** `unexpected thing "x"`, with the closest of `known` when one is close: "did you mean status?". */
+export function unknownWord(what: string, word: string, known: readonly string[]): string {
+  const suggestion = closestName(word, known);
+  return `${what} ${JSON.stringify(word)}${suggestion === undefined ? '' : `: did you mean ${suggestion}?`}`;
 }
 
 /** Exits 2 with one line on stderr: what was wrong with the command line, and where help is. */

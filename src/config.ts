@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
+import { dirname, join } from 'node:path';
 import ini from 'ini';
 import { closestName } from './closest-name.js';
 import { ConfigError, SectionReader } from './config-reader.js';
@@ -90,6 +91,8 @@ export interface Config {
   holdingLimits: { total: number; perOrigin: number };
   /** Unix socket where the agent answers `syncfail2ban-client status`. */
   controlSocket: string;
+  /** Unix socket where the agent takes this host's bans from fail2ban's Python action, to publish them. */
+  actionSocket: string;
   /** Where the Prometheus endpoint listens; absent when metrics_port is 0 (off). */
   metrics?: MetricsEndpoint;
   /** syncfail2ban-broker's own control socket and metrics ([broker]), apart from the agent's: one host may run both. */
@@ -187,6 +190,7 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
   // Validated in pairs by readBrokerSecurity; a fleet shares one setting, so peers speak TLS when this host does.
   const meshTls = general.string('mq_tls_cert', '') !== '';
   const brokerUrls = readBrokerUrls(general);
+  const controlSocket = readSocketPath(general, 'control_socket', DEFAULT_CONTROL_SOCKET);
   const publishesOverTls = brokerUrls.length ? brokerUrls.some((url) => url.startsWith('mqtts:')) : meshTls;
 
   const jails = readJailMap(jailsSection, 'sync jail');
@@ -214,7 +218,9 @@ function parse(text: string, file: string, use: ConfigUse): { config: Config; ge
     stateDir: general.string('state_dir', '/var/lib/syncfail2ban'),
     snapshotTimeoutS: general.seconds('snapshot_timeout', 60),
     holdingLimits: readHoldingLimits(general),
-    controlSocket: readControlSocket(general, DEFAULT_CONTROL_SOCKET),
+    controlSocket,
+    // Beside the control socket by default: /run/syncfail2ban/action.sock.
+    actionSocket: readSocketPath(general, 'action_socket', join(dirname(controlSocket), 'action.sock')),
     brokerReporting: readReporting(brokerSection, DEFAULT_BROKER_CONTROL_SOCKET),
     opnsense: readOpnsense(general, aliasSection, keySection, service),
     nftables: readNftables(general, jails),
@@ -261,11 +267,11 @@ function readHoldingLimits(general: SectionReader): Config['holdingLimits'] {
   return { total, perOrigin };
 }
 
-function readControlSocket(section: SectionReader, fallback: string): string {
-  const path = section.string('control_socket', fallback);
-  if (!path.startsWith('/')) section.fail('control_socket', `${JSON.stringify(path)} is not an absolute path`, `write a path such as ${fallback}`);
+function readSocketPath(section: SectionReader, key: string, fallback: string): string {
+  const path = section.string(key, fallback);
+  if (!path.startsWith('/')) section.fail(key, `${JSON.stringify(path)} is not an absolute path`, `write a path such as ${fallback}`);
   // sun_path holds 108 bytes including the terminating NUL.
-  if (Buffer.byteLength(path) > 107) section.fail('control_socket', 'is longer than a unix socket path may be (107 bytes)', 'choose a shorter path');
+  if (Buffer.byteLength(path) > 107) section.fail(key, 'is longer than a unix socket path may be (107 bytes)', 'choose a shorter path');
   return path;
 }
 
@@ -278,7 +284,7 @@ export interface Reporting {
 /** [broker]: control_socket, metrics_port, metrics_host and metrics_token, as the agent's at the top, for syncfail2ban-broker. */
 function readReporting(section: SectionReader, defaultSocket: string): Reporting {
   const metrics = readMetrics(section);
-  return { controlSocket: readControlSocket(section, defaultSocket), ...(metrics ? { metrics } : {}) };
+  return { controlSocket: readSocketPath(section, 'control_socket', defaultSocket), ...(metrics ? { metrics } : {}) };
 }
 
 export interface MetricsEndpoint extends Endpoint {

@@ -66,9 +66,13 @@ export function topicFor(jail: string, action: Action): string {
   return `${TOPIC_ROOT}/${jail}/${action}`;
 }
 
-/** The JSON payload of an event; absent fields (and a bantime of -1) are left out. */
-export function encodePayload(address: CanonicalAddress, { origin, via, bantime }: PayloadFields = {}): string {
-  return JSON.stringify({ ip: address.text, origin, via, bantime: bantime === UNTIL_UNBANNED ? undefined : bantime });
+/**
+ * The JSON payload of an event; absent fields (and a bantime of -1) are left out. `bancount`
+ * (how often the origin's fail2ban banned the address) is for whoever reads the events:
+ * receivers do not use it.
+ */
+export function encodePayload(address: Pick<CanonicalAddress, 'text'>, { origin, via, bantime, bancount }: PayloadFields & { bancount?: number } = {}): string {
+  return JSON.stringify({ ip: address.text, origin, via, bantime: bantime === UNTIL_UNBANNED ? undefined : bantime, bancount });
 }
 
 /** An account name or a source address (`2001:db8:1:2::/64` for IPv6). */

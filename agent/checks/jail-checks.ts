@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import { closestName } from '../../src/closest-name.js';
 import type { Config } from '../../src/config.js';
 import type { Fail2banClient } from '../../src/fail2ban/client.js';
 import { missingSyncJailFix } from '../sinks/fail2ban/fail2ban-backend.js';
@@ -9,16 +10,21 @@ import type { Finding } from './finding.js';
 const RELOAD = 'then run "fail2ban-client reload"';
 const JAIL_FILE = "fail2ban's jail config (usually /etc/fail2ban/jail.local)";
 
-/** An action of a jail as fail2ban holds it, with its ban command interpolated (but for <ip>). */
-interface JailAction {
-  name: string;
-  actionban: string;
-}
+/**
+ * An action of a jail as fail2ban holds it: one of syncfail2ban's (the shell action, whose
+ * ban command runs syncfail2ban-client, or the Python action in fail2ban-server), or another.
+ */
+type JailAction =
+  | { name: string; kind: 'shell'; actionban: string }
+  | { name: string; kind: 'python'; socket: string; refusedReason: string | null; dropped: number }
+  | { name: string; kind: 'other' };
 
 /**
- * Checks the running fail2ban against [jails]: every primary jail runs, publishes through the
- * sync action, whose client exists; every sync jail runs, keeps bans forever (bantime -1) and
- * publishes nothing (no sync action, which would send every applied ban round again).
+ * Checks the running fail2ban against [jails]: every primary jail runs and publishes through
+ * one sync action (the Python action handing its bans to this agent's action socket, or the
+ * shell action whose client exists; not both, which would publish every ban twice); every
+ * sync jail runs, keeps bans forever (bantime -1) and publishes nothing (no sync action,
+ * which would send every applied ban round again).
  */
 export async function checkJails(config: Config, client: Fail2banClient): Promise<Finding[]> {
   const findings: Finding[] = [];
@@ -28,7 +34,7 @@ export async function checkJails(config: Config, client: Fail2banClient): Promis
       findings.push({ level: 'fail', subject: `[jails] ${primary}`, message: 'maps a jail onto itself: every ban would be published again', fix: `map ${primary} to its own sync jail, e.g. "${primary} = ${primary}-sync"` });
       continue;
     }
-    findings.push(await checkPrimary(client, running, primary, sync));
+    findings.push(...(await checkPrimary(config, client, running, primary, sync)));
     if (config.f2bSync) findings.push(...(await checkSync(client, running, primary, sync)));
   }
   if (!config.f2bSync && config.jails.size > 0) {
@@ -37,26 +43,43 @@ export async function checkJails(config: Config, client: Fail2banClient): Promis
   return findings;
 }
 
-async function checkPrimary(client: Fail2banClient, running: Set<string>, primary: string, sync: string): Promise<Finding> {
+async function checkPrimary(config: Config, client: Fail2banClient, running: Set<string>, primary: string, sync: string): Promise<Finding[]> {
   const subject = `primary jail ${primary}`;
   if (!running.has(primary)) {
-    return {
+    const meant = closestName(primary, running);
+    return [{
       level: 'fail',
       subject,
-      message: 'is not running in fail2ban, so nothing of it is published',
-      fix: `enable [${primary}] (enabled = true) in ${JAIL_FILE}, ${RELOAD}; or remove "${primary} = ${sync}" from [jails]`,
-    };
+      message: `is not running in fail2ban, so nothing of it is published${meant ? `: did you mean ${meant}?` : ''}`,
+      fix: meant
+        ? `correct "${primary} = ${sync}" in [jails] to "${meant} = ${sync}"; or enable [${primary}] in ${JAIL_FILE}, ${RELOAD}`
+        : `enable [${primary}] (enabled = true) in ${JAIL_FILE}, ${RELOAD}; or remove "${primary} = ${sync}" from [jails]`,
+    }];
   }
-  const syncActions = (await jailActions(client, primary)).filter(isSyncAction);
-  if (syncActions.length === 0) {
-    return {
+  const actions = await jailActions(client, primary);
+  const shell = actions.filter((action) => action.kind === 'shell');
+  const python = actions.filter((action) => action.kind === 'python');
+  if (shell.length === 0 && python.length === 0) {
+    return [{
       level: 'fail',
       subject,
       message: 'has no sync action, so its bans are not published to the other servers',
-      fix: `add sync-action to its action list in ${JAIL_FILE} ("action = %(action_)s" and an indented line "sync-action"), ${RELOAD}`,
-    };
+      fix: `add syncfail2ban.py (or the shell action sync-action) to its action list in ${JAIL_FILE} ("action = %(action_)s" and an indented line "syncfail2ban.py"), ${RELOAD}`,
+    }];
   }
-  const program = syncActions[0]!.actionban.trim().split(/\s+/)[0] ?? '';
+  if (shell.length > 0 && python.length > 0) {
+    return [{
+      level: 'fail',
+      subject,
+      message: `runs both the Python action (${python[0]!.name}) and the shell action (${shell[0]!.name}): every ban is published twice, and the shell action still costs fail2ban a process per ban`,
+      fix: `remove ${shell[0]!.name} from its action list in ${JAIL_FILE}, ${RELOAD}`,
+    }];
+  }
+  return python.length > 0 ? checkPythonAction(config, primary, python[0]!) : [await checkShellAction(subject, shell[0]!)];
+}
+
+async function checkShellAction(subject: string, action: Extract<JailAction, { kind: 'shell' }>): Promise<Finding> {
+  const program = action.actionban.trim().split(/\s+/)[0] ?? '';
   if (!(await isExecutable(program))) {
     return {
       level: 'fail',
@@ -68,15 +91,42 @@ async function checkPrimary(client: Fail2banClient, running: Set<string>, primar
   return { level: 'ok', subject, message: `runs and publishes its bans through ${program}` };
 }
 
+function checkPythonAction(config: Config, primary: string, action: Extract<JailAction, { kind: 'python' }>): Finding[] {
+  const subject = `primary jail ${primary}`;
+  if (action.refusedReason !== null) {
+    const [what, fix] = action.refusedReason.split('; fix: ');
+    return [{ level: 'fail', subject, message: `its Python action (${action.name}) publishes nothing: ${what}`, fix: `${fix ?? 'see fail2ban\'s log'}, ${RELOAD}` }];
+  }
+  if (action.socket !== config.actionSocket) {
+    return [{
+      level: 'fail',
+      subject,
+      message: `its Python action (${action.name}) hands its bans to ${action.socket}, but the agent takes them on ${config.actionSocket}, so they are not published`,
+      fix: `give both the same path: action_socket in ${config.file}, or the action's config= or socket= option in ${JAIL_FILE}`,
+    }];
+  }
+  const findings: Finding[] = [{ level: 'ok', subject, message: `runs and hands its bans to the agent on ${action.socket} (Python action ${action.name}, no process per ban)` }];
+  if (action.dropped > 0) {
+    findings.push({
+      level: 'warn',
+      subject,
+      message: `its Python action dropped ${action.dropped} event(s) since fail2ban started, while the agent did not take them (fail2ban's log says when)`,
+      fix: `run "syncfail2ban-client -f ${primary}" so that the other servers get its bans again`,
+    });
+  }
+  return findings;
+}
+
 async function checkSync(client: Fail2banClient, running: Set<string>, primary: string, sync: string): Promise<Finding[]> {
   const subject = `sync jail ${sync}`;
   if (!running.has(sync)) {
+    const meant = closestName(sync, running);
     return [
       {
         level: 'fail',
         subject,
-        message: `is not running in fail2ban, so bans of ${primary} from other servers cannot be applied here`,
-        fix: missingSyncJailFix(sync),
+        message: `is not running in fail2ban, so bans of ${primary} from other servers cannot be applied here${meant ? `: did you mean ${meant}?` : ''}`,
+        fix: meant ? `correct "${primary} = ${sync}" in [jails] to "${primary} = ${meant}"; or ${missingSyncJailFix(sync)}` : missingSyncJailFix(sync),
       },
     ];
   }
@@ -90,13 +140,16 @@ async function checkSync(client: Fail2banClient, running: Set<string>, primary: 
       fix: `set "bantime = -1" in [${sync}] of ${JAIL_FILE}, ${RELOAD}`,
     });
   }
-  const looping = (await jailActions(client, sync)).filter(isSyncAction);
-  if (looping.length > 0) {
+  for (const action of (await jailActions(client, sync)).filter((candidate) => candidate.kind !== 'other')) {
+    const guarded = action.kind === 'python' && action.refusedReason !== null;
     findings.push({
       level: 'fail',
       subject,
-      message: `runs the sync action (${looping.map((action) => action.name).join(', ')}): every ban applied to it would be published again, a loop between servers`,
-      fix: `remove sync-action from the action list of [${sync}] in ${JAIL_FILE}, ${RELOAD}`,
+      message:
+        action.kind === 'shell'
+          ? `runs the sync action (${action.name}): every ban applied to it would be published again, a loop between servers`
+          : `runs the Python sync action (${action.name}): every ban applied to it would be published again, a loop between servers${guarded ? '; the action refuses to, and says so in fail2ban\'s log' : ''}`,
+      fix: `remove ${action.kind === 'shell' ? action.name : 'syncfail2ban.py'} from the action list of [${sync}] in ${JAIL_FILE}, ${RELOAD}`,
     });
   }
   if (findings.length === 0) findings.push({ level: 'ok', subject, message: 'runs, keeps bans until unbanned (bantime = -1) and publishes nothing' });
@@ -109,15 +162,22 @@ async function jailActions(client: Fail2banClient, jail: string): Promise<JailAc
   const actions: JailAction[] = [];
   for (const name of names) {
     if (typeof name !== 'string') continue;
-    // Python actions have no actionban; they are not ours.
-    const actionban = await client.command(['get', jail, 'action', name, 'actionban']).catch(() => '');
-    actions.push({ name, actionban: typeof actionban === 'string' ? actionban : '' });
+    const property = (key: string) => client.command(['get', jail, 'action', name, key]).catch(() => undefined);
+    // Python actions have no actionban; ours tells where it hands bans to.
+    const actionban = await property('actionban');
+    if (typeof actionban === 'string') {
+      actions.push(name === 'sync-action' || actionban.includes('syncfail2ban-client') ? { name, kind: 'shell', actionban } : { name, kind: 'other' });
+      continue;
+    }
+    const socket = await property('syncfail2ban_socket');
+    if (typeof socket !== 'string') {
+      actions.push({ name, kind: 'other' });
+      continue;
+    }
+    const [refusedReason, dropped] = await Promise.all([property('refused_reason'), property('dropped')]);
+    actions.push({ name, kind: 'python', socket, refusedReason: typeof refusedReason === 'string' ? refusedReason : null, dropped: typeof dropped === 'number' ? dropped : 0 });
   }
   return actions;
-}
-
-function isSyncAction(action: JailAction): boolean {
-  return action.name === 'sync-action' || action.actionban.includes('syncfail2ban-client');
 }
 
 /** An absolute path, or a bare name looked up in PATH as the shell running the action would. */

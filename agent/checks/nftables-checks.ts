@@ -12,7 +12,7 @@ const SUBJECT = `nftables (table inet ${TABLE})`;
  * table as configured (nft --check: validated by the kernel, nothing changed) and whether
  * the table is there; with it off, a table left behind.
  */
-export async function checkNftables(config: Config, nft = new Nft(), systemctl = 'systemctl'): Promise<Finding[]> {
+export async function checkNftables(config: Config, nft = new Nft({ timeoutMs: config.connectionTimeoutS * 1000 }), systemctl = 'systemctl'): Promise<Finding[]> {
   const { nftables } = config;
   const service = nftables.enabled ? await serviceCapability(systemctl) : undefined;
   return [...(service ? [service] : []), ...(await checkTable(config, nft))];

@@ -1,9 +1,9 @@
-import { closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/config-reader.js';
 import { NODE_ID } from '../../src/event.js';
 import { isCanonical } from '../../src/ip.js';
-import { syncDir } from '../state-dir/durable-file.js';
+import { existsNoFollow, openForAppend, StateFileError, syncDir } from '../state-dir/durable-file.js';
 import type { FleetState } from './fleet-state.js';
 import { ADOPTED, MANUAL } from './holdings.js';
 import type { Projection } from './projection.js';
@@ -34,7 +34,11 @@ export class Adoption {
   private readonly syncJails = new Set<string>();
   private lastError: string | null = null;
 
-  constructor(private readonly stateDir: string) {}
+  constructor(
+    private readonly stateDir: string,
+    /** A dry run: adopts into the store in memory, writes no marker. */
+    private readonly readOnly = false,
+  ) {}
 
   /** The fail2ban sink adopts from these sync jails (told before the store is loaded). */
   expectSyncJails(targets: Iterable<string>): void {
@@ -46,10 +50,11 @@ export class Adoption {
     this.store = store;
     this.fresh = fresh;
     const marker = join(this.stateDir, MARKER);
-    if (fresh) {
+    if (fresh && !this.readOnly) {
       try {
-        closeSync(openSync(marker, 'w', 0o640));
+        closeSync(openForAppend(marker));
       } catch (error) {
+        if (error instanceof StateFileError) throw new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
         throw new ConfigError(
           `state_dir: cannot keep the holdings store in ${this.stateDir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
         );
@@ -57,7 +62,7 @@ export class Adoption {
       // Durable long before the first adoption could end.
       syncDir(this.stateDir).catch((error: Error) => (this.lastError = `cannot sync state_dir ${this.stateDir} (${error.message})`));
     }
-    this.pending = existsSync(marker);
+    this.pending = (fresh && this.readOnly) || existsNoFollow(marker);
     if (this.pending && this.syncJails.size === 0) this.done();
   }
 
@@ -110,6 +115,7 @@ export class Adoption {
   /** Every sync jail was adopted: never again. */
   private done(): void {
     this.pending = false;
+    if (this.readOnly) return;
     try {
       unlinkSync(join(this.stateDir, MARKER));
     } catch (error) {

@@ -43,8 +43,9 @@ export class FleetPart implements Part {
       ...(adoptionError ? [{ what: `the holdings store cannot be written: ${adoptionError}`, fix: `make ${status.stateDir} writable by root and check that its disk is not full` }] : []),
       ...limitProblems(status),
     ];
-    // Kept in the order they ended.
-    const snapshots = status.snapshots.slice(-SNAPSHOTS_SHOWN).reverse();
+    // This host's own (what -f asks for), being received or ended, then the most recent others.
+    const own = new Set(status.ownSnapshots.map((s) => `${s.origin} ${s.jail}`));
+    const snapshots = [...status.ownSnapshots, ...status.snapshots.filter((s) => !own.has(`${s.origin} ${s.jail}`)).slice(-SNAPSHOTS_SHOWN).reverse()];
     const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));
     return {
       kind: 'fleet',
@@ -68,7 +69,7 @@ export class FleetPart implements Part {
         ...Object.fromEntries(
           snapshots.map((s) => [
             `snapshot ${s.origin} ${s.jail}`,
-            { fields: { complete: s.complete, parts_received: s.partsReceived, parts: s.parts, addresses: s.addresses, added: s.added, released: s.released, at: s.at } },
+            { fields: { id: s.id, complete: s.complete, parts_received: s.partsReceived, parts: s.parts, addresses: s.addresses, added: s.added, refused: s.refused, released: s.released, at: s.at } },
           ]),
         ),
       },

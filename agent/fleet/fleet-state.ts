@@ -45,6 +45,8 @@ export interface FleetStatus {
   releasing: number;
   /** The last snapshot per origin and primary jail, complete or not. */
   snapshots: SnapshotResult[];
+  /** This host's own snapshots (-f) as they came back to it through the broker, the one being received included: what -f asks for. */
+  ownSnapshots: SnapshotResult[];
   /** What of the store is not on disk as it should be. */
   problems: Problem[];
   /** Holdings with an end (leases), and the earliest end (ms since the epoch, this host's clock). */
@@ -101,17 +103,23 @@ export class FleetState {
   /** When the lease timer fires (undefined: not armed). */
   private leaseTimerAt: number | undefined;
   private closed = false;
+  /** This host's origin. */
+  private readonly nodeId: string | undefined;
+  /** This host's clock, which ends are set and kept in. */
+  private readonly clock: Clock;
 
   constructor(
     readonly holdings: Holdings,
     stateDir: string,
     followers: readonly Follower[],
     private readonly log: Logger,
-    snapshotDeadlineMs?: number,
-    private readonly clock: Clock = Date.now,
+    /** `readOnly`: a dry run; the store is read from state_dir, and nothing is written there. `clock`: Date.now unless a test shifts it. */
+    options: { snapshotDeadlineMs?: number; nodeId?: string; readOnly?: boolean; clock?: Clock } = {},
   ) {
-    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress());
-    this.snapshots = new SnapshotReceiver(this, log, snapshotDeadlineMs);
+    this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress(), options.readOnly);
+    this.nodeId = options.nodeId;
+    this.clock = options.clock ?? Date.now;
+    this.snapshots = new SnapshotReceiver(this, log, options.snapshotDeadlineMs, options.nodeId);
     this.releases = new SlicedReleases((slice) => this.step(slice));
     for (const follower of followers) {
       for (const [jail, target] of follower.projection.mapping) this.targets.set(jail, [...(this.targets.get(jail) ?? []), [follower, target]]);
@@ -182,9 +190,10 @@ export class FleetState {
     return this.step(() => addresses.filter((address) => this.hold(origin, jail, address, 0, true) === 'added').length);
   }
 
+  /** A part is taken into the holdings; a part of this host's own snapshot that no sink takes is only noted (-f asks whether it came back whole). */
   applySnapshotPart(part: SnapshotPart): RouteResult {
     const taken = this.taken(part.origin, part.jail);
-    if (taken === 'queued') this.snapshots.take(part);
+    if (taken === 'queued' || part.origin === this.nodeId) this.snapshots.take(part, taken === 'queued');
     return taken;
   }
 
@@ -291,6 +300,7 @@ export class FleetState {
       evicted: this.evicted,
       releasing,
       snapshots: this.snapshots.status(),
+      ownSnapshots: this.snapshots.own(),
       problems: this.file.problems(),
       leases: this.holdings.leases.size,
       nextLeaseEnd: this.holdings.leases.next(),

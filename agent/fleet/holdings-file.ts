@@ -49,6 +49,7 @@ export class HoldingsFile {
         return serialise(holdings, inProgress());
       },
       log,
+      weight: (record) => lineWeight(record.split(' ') as Line),
       // A snapshot of a full store (and of its released addresses), and a journal that compacts at as many again.
       maxBytes: 4 * holdings.limits.total * MAX_LINE_BYTES,
       readOnly,

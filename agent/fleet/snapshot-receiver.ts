@@ -32,8 +32,8 @@ export interface SnapshotResult {
 
 interface Assembly {
   result: SnapshotResult;
-  /** What its parts confirm: the snapshot's mark, and how many of the origin's holdings have it. */
-  confirmed: Watch;
+  /** What its parts confirm: the snapshot's mark, and how many of the origin's holdings have it; none for a snapshot only noted. */
+  confirmed?: Watch;
   /** One bit per part received. */
   received: Uint8Array;
   timer: NodeJS.Timeout;
@@ -67,9 +67,12 @@ export class SnapshotReceiver {
     private readonly fleet: SnapshotStore,
     private readonly log: Logger,
     private readonly deadlineMs = SNAPSHOT_DEADLINE_MS,
+    /** This host's origin: its own snapshots are always shown (see own()). */
+    private readonly nodeId?: string,
   ) {}
 
-  take(part: SnapshotPart): void {
+  /** `apply`: its addresses go into the holdings; false: the part is only noted (this host's own snapshot, which no sink here takes). */
+  take(part: SnapshotPart, apply = true): void {
     const key = `${part.origin}/${part.jail}`;
     if (this.finished.has(`${key}/${part.id}`)) return; // a duplicate of a finished snapshot's part
     let assembly = this.open.get(key);
@@ -85,7 +88,7 @@ export class SnapshotReceiver {
         const [stalest, oldest] = this.open.entries().next().value!;
         this.finish(stalest, oldest, `${MAX_OPEN} snapshots were being received at once, and its last part was the oldest`);
       }
-      assembly = this.begin(key, part);
+      assembly = this.begin(key, part, apply);
     }
     const { result } = assembly;
     const bit = 1 << (part.part & 7);
@@ -93,9 +96,11 @@ export class SnapshotReceiver {
     assembly.received[part.part >> 3]! |= bit;
     result.partsReceived += 1;
     result.addresses += part.ips.length;
-    const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips.map((address) => address.text), part.bantimes);
-    result.added += taken.added;
-    result.refused += taken.refused;
+    if (assembly.confirmed) {
+      const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips.map((address) => address.text), part.bantimes);
+      result.added += taken.added;
+      result.refused += taken.refused;
+    }
     if (result.partsReceived === part.parts) this.finish(key, assembly);
   }
 
@@ -104,23 +109,32 @@ export class SnapshotReceiver {
     return [...this.results.values()];
   }
 
-  /** The snapshots being received, with what their parts confirmed. */
+  /** This host's own snapshots, per jail the newest: the one being received, else the last that ended. */
+  own(): SnapshotResult[] {
+    if (this.nodeId === undefined) return [];
+    const own = new Map<string, SnapshotResult>();
+    for (const result of this.results.values()) if (result.origin === this.nodeId) own.set(result.jail, result);
+    for (const { result } of this.open.values()) if (result.origin === this.nodeId) own.set(result.jail, result);
+    return [...own.values()];
+  }
+
+  /** The snapshots being received into the holdings, with what their parts confirmed. */
   *receiving(): Iterable<{ id: string; confirmed: Watch }> {
-    for (const { result, confirmed } of this.open.values()) yield { id: result.id, confirmed };
+    for (const { result, confirmed } of this.open.values()) if (confirmed) yield { id: result.id, confirmed };
   }
 
   close(): void {
     for (const assembly of this.open.values()) {
       clearTimeout(assembly.timer);
-      this.fleet.abandonSnapshot(assembly.confirmed);
+      if (assembly.confirmed) this.fleet.abandonSnapshot(assembly.confirmed);
     }
     this.open.clear();
   }
 
-  private begin(key: string, part: SnapshotPart): Assembly {
+  private begin(key: string, part: SnapshotPart, apply: boolean): Assembly {
     const assembly: Assembly = {
       result: { origin: part.origin, jail: part.jail, id: part.id, at: new Date().toISOString(), complete: false, partsReceived: 0, parts: part.parts, addresses: 0, added: 0, refused: 0, released: 0 },
-      confirmed: this.fleet.beginSnapshot(part.origin, part.jail),
+      ...(apply ? { confirmed: this.fleet.beginSnapshot(part.origin, part.jail) } : {}),
       received: new Uint8Array(Math.ceil(part.parts / 8)),
       timer: setTimeout(() => this.finish(key, assembly, `not every part arrived within ${this.deadlineMs / 1000} s`), this.deadlineMs),
     };
@@ -142,8 +156,12 @@ export class SnapshotReceiver {
     trimOldest(this.results);
     const { origin, jail, parts, partsReceived } = result;
     const refused = result.refused > 0 ? `; ${result.refused} address(es) refused (the origin's quota or the store's cap: see syncfail2ban-client status)` : '';
+    if (incomplete && !assembly.confirmed) {
+      this.log.warn({ origin, jail, snapshot: result.id, parts, partsReceived }, `this host's own snapshot of ${jail} came back incomplete through the broker (${partsReceived} of ${parts} parts: ${incomplete}); peers likely missed parts too`);
+      return;
+    }
     if (incomplete) {
-      this.fleet.abandonSnapshot(assembly.confirmed);
+      this.fleet.abandonSnapshot(assembly.confirmed!);
       this.log.warn(
         { origin, jail, snapshot: result.id, parts, partsReceived, added: result.added, refused: result.refused },
         `incomplete snapshot of ${jail} from ${origin} (${partsReceived} of ${parts} parts: ${incomplete}): its ${result.added} new ban(s) were added, nothing was released${refused}; run syncfail2ban-client -f ${jail} on ${origin} again`,
@@ -151,6 +169,10 @@ export class SnapshotReceiver {
       return;
     }
     result.complete = true;
+    if (!assembly.confirmed) {
+      this.log.info({ origin, jail, snapshot: result.id, parts }, `this host's own snapshot of ${jail} came back whole through the broker (${parts} part(s))`);
+      return;
+    }
     this.fleet.completeSnapshot(
       result.id,
       assembly.confirmed,

@@ -114,6 +114,17 @@ export class BrokerLink implements Part {
     await this.client?.endAsync(true);
   }
 
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  /** Publishes with QoS 1; resolves once the broker acknowledged it. Refused at once while not connected (nothing is queued here). */
+  publish(topic: string, payload: string): Promise<void> {
+    const { client } = this;
+    if (!client || this.state !== 'connected' || !client.connected) return Promise.reject(new Error(`not connected to ${this.url}`));
+    return new Promise((resolve, reject) => client.publish(topic, payload, { qos: 1 }, (error) => (error ? reject(error) : resolve())));
+  }
+
   private setState(state: LinkState): void {
     if (state === this.state || this.closing) return;
     const { log, reconnectMs = RECONNECT_MS } = this.options;

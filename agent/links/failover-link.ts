@@ -47,6 +47,20 @@ export class FailoverLink implements Part {
     };
   }
 
+  get connected(): boolean {
+    return this.active.connected;
+  }
+
+  /** The instance in use now. */
+  get url(): string {
+    return this.active.url;
+  }
+
+  /** Publishes through the instance subscribed on now. */
+  publish(topic: string, payload: string): Promise<void> {
+    return this.active.publish(topic, payload);
+  }
+
   async stop(): Promise<void> {
     this.closing = true;
     clearTimeout(this.retry);

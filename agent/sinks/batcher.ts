@@ -56,11 +56,11 @@ export interface SinkStats {
  * Gathers changes for a short window and commits them as one batch; retries a failed
  * batch with capped exponential backoff. `submit` never blocks: intake goes on while the
  * backend is down. Only the last change per (target, address) is kept, which is the
- * state the target must end in.
+ * state the target must end in; bans go ahead of unbans (see PendingChanges).
  */
 export class Batcher {
   private readonly options: BatcherOptions;
-  private pending = new Map<string, Change>();
+  private readonly pending = new PendingChanges();
   private timer: NodeJS.Timeout | undefined;
   private wakeRetry: (() => void) | undefined;
   private running: Promise<void> | undefined;
@@ -92,7 +92,6 @@ export class Batcher {
       return false;
     }
     this.counts.submitted += 1;
-    this.pending.delete(key);
     this.pending.set(key, change);
     this.schedule();
     return true;
@@ -158,7 +157,7 @@ export class Batcher {
   private async drain(): Promise<void> {
     let delay = this.options.retryInitialMs;
     while (this.pending.size > 0 && !this.abandoned) {
-      const batch = this.take();
+      const batch = this.pending.take(this.options.maxBatch);
       this.inFlight = batch.length;
       let failure: Error | undefined;
       let rejections: Rejection[] = [];
@@ -177,7 +176,7 @@ export class Batcher {
         continue;
       }
       this.counts.failures += 1;
-      this.putBack(batch);
+      this.pending.putBack(batch);
       if (this.options.logFailures && (failure.message !== this.lastError || delay >= this.options.retryMaxMs)) {
         this.log.warn({ sink: this.backend.name, backlog: this.pending.size, retryInMs: delay }, failure.message);
       }
@@ -206,27 +205,6 @@ export class Batcher {
     }
   }
 
-  private take(): Change[] {
-    const batch: Change[] = [];
-    for (const [key, change] of this.pending) {
-      if (batch.length >= this.options.maxBatch) break;
-      batch.push(change);
-      this.pending.delete(key);
-    }
-    return batch;
-  }
-
-  /** A failed batch goes back behind nothing newer: a later change for the same key wins. */
-  private putBack(batch: Change[]): void {
-    const newer = this.pending;
-    this.pending = new Map();
-    for (const change of batch) this.pending.set(`${change.target}\u0000${change.address}`, change);
-    for (const [key, change] of newer) {
-      this.pending.delete(key);
-      this.pending.set(key, change);
-    }
-  }
-
   private logDrop(change: Change): void {
     const now = Date.now();
     if (now - this.lastDropLog < 10_000) return;
@@ -234,6 +212,63 @@ export class Batcher {
     const why = this.stopping ? 'shutting down' : `queue full (${this.options.maxPending} pending; is the target down?)`;
     this.log.error({ sink: this.backend.name, dropped: this.dropped['queue-full'] + this.dropped['shutting-down'], target: change.target }, `dropping ${change.action} of ${change.address}: ${why}`);
   }
+}
+
+/**
+ * The changes waiting, the last per (target, address), bans ahead of unbans: a ban protects,
+ * an unban only relieves, so the release of 300,000 queued ahead never delays a new ban by
+ * more than the batch in flight. For one address only its last change is kept, so the order
+ * between its ban and unban cannot be turned round.
+ */
+class PendingChanges {
+  private bans = new Map<string, Change>();
+  private unbans = new Map<string, Change>();
+
+  get size(): number {
+    return this.bans.size + this.unbans.size;
+  }
+
+  has(key: string): boolean {
+    return this.bans.has(key) || this.unbans.has(key);
+  }
+
+  /** Queues the change behind the others of its kind, replacing whatever was queued for its key. */
+  set(key: string, change: Change): void {
+    this.bans.delete(key);
+    this.unbans.delete(key);
+    (change.action === 'ban' ? this.bans : this.unbans).set(key, change);
+  }
+
+  /** Up to `max` changes, bans first, each in the order it was queued. */
+  take(max: number): Change[] {
+    const batch: Change[] = [];
+    for (const queue of [this.bans, this.unbans]) {
+      for (const [key, change] of queue) {
+        if (batch.length >= max) return batch;
+        batch.push(change);
+        queue.delete(key);
+      }
+    }
+    return batch;
+  }
+
+  /** A failed batch goes back ahead of what was queued since, but a later change for the same key wins. */
+  putBack(batch: readonly Change[]): void {
+    const newer = [...this.bans.entries(), ...this.unbans.entries()];
+    this.bans = new Map();
+    this.unbans = new Map();
+    for (const change of batch) this.set(`${change.target}\u0000${change.address}`, change);
+    for (const [key, change] of newer) this.set(key, change);
+  }
+}
+
+const ADDRESSES_SHOWN = 20;
+
+/** ` (a b c)` for a log line: the addresses when there are few, the first ADDRESSES_SHOWN and a count otherwise; '' for none. */
+export function addressList(addresses: readonly string[]): string {
+  if (addresses.length === 0) return '';
+  const more = addresses.length > ADDRESSES_SHOWN ? ` and ${addresses.length - ADDRESSES_SHOWN} more` : '';
+  return ` (${addresses.slice(0, ADDRESSES_SHOWN).join(' ')}${more})`;
 }
 
 /** A batch's changes per target, each target's addresses split by action. */

@@ -3,8 +3,8 @@ import type { Part } from '../../src/part.js';
 import type { Backend } from './batcher.js';
 
 /**
- * A sink: one kind of target the fleet's bans are kept in (the fail2ban sync jails, the
- * OPNsense aliases, the kernel sets). It is a Part (start, stop with a deadline, status) and
+ * A sink: where the fleet's bans are kept (the fail2ban sync jails, the aliases of one
+ * OPNsense firewall, the kernel sets). It is a Part (start, stop with a deadline, status) and
  * follows the holdings store through its projection: the fleet state hands it every change
  * of what a target should hold, and it reconciles its targets towards the projection.
  *
@@ -23,7 +23,9 @@ import type { Backend } from './batcher.js';
  *       that status and /metrics show it like every other sink;
  *     - the writes to the target behind a `Backend` (batcher.ts), built as `pick(real)`:
  *  2. build it in buildSinks (factory.ts), which passes `pick`: under dry_run it returns the
- *     dry-run backend in place of the real one, so the sink runs everything but the writes;
+ *     dry-run backend in place of the real one, so the sink runs everything but the writes.
+ *     State several sinks share in state_dir is kept by a Part of its own that the factory
+ *     returns as a keeper (as the OPNsense bridge keeps what each firewall's sink added);
  *  3. its config keys in src/config.ts (validated there, typed) and in the docs.
  * Nothing else: the agent starts, stops and reports every sink the factory builds, and the
  * fleet state feeds each one.

@@ -1,6 +1,5 @@
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
-import { StringDecoder } from 'node:string_decoder';
 
 /**
  * The file operations everything in state_dir goes through. None follows a symbolic link
@@ -87,34 +86,51 @@ const READ_CHUNK_BYTES = 1 << 20;
 
 /**
  * Calls `onLine` with each line of an open file (without its "\n"), reading a chunk at a time
- * so that memory stays at the longest line, not the file. A last line without "\n" (torn by
- * a crash) is passed too; `endsWithNewline` tells. Closes the file.
+ * so that memory stays at a line, not the file. A line longer than `maxLineBytes` is passed
+ * cut to that length (no record is that long, so its decoder refuses it), the rest of it
+ * skipped without being kept. A last line without "\n" (torn by a crash) is passed too;
+ * `endsWithNewline` tells. Closes the file.
  */
-export function readLines(fd: number, onLine: (line: string) => void): { bytes: number; endsWithNewline: boolean } {
-  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
+export function readLines(fd: number, onLine: (line: string) => void, maxLineBytes: number): { bytes: number; endsWithNewline: boolean } {
+  const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  // The start of a line begun in an earlier chunk (copied: the chunk is reused), at most maxLineBytes.
+  let head: Buffer[] = [];
+  let kept = 0;
   let bytes = 0;
+  let endsWithNewline = true;
+  const keep = (part: Buffer) => {
+    const take = Math.min(part.length, maxLineBytes - kept);
+    if (take > 0) head.push(Buffer.from(part.subarray(0, take)));
+    kept += Math.max(take, 0);
+  };
   try {
-    for (;;) {
-      const read = readSync(fd, buffer, 0, buffer.length, null);
-      if (read === 0) break;
+    for (let read = readSync(fd, chunk, 0, chunk.length, null); read > 0; read = readSync(fd, chunk, 0, chunk.length, null)) {
       bytes += read;
-      const text = rest + decoder.write(buffer.subarray(0, read));
+      const data = chunk.subarray(0, read);
       let start = 0;
-      for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
-        onLine(text.slice(start, end));
+      for (let end = data.indexOf(NEWLINE, start); end !== -1; end = data.indexOf(NEWLINE, start)) {
+        const line = data.subarray(start, Math.min(end, start + maxLineBytes));
+        if (head.length === 0) {
+          onLine(line.toString('utf8'));
+        } else {
+          keep(line);
+          onLine(Buffer.concat(head).toString('utf8'));
+          head = [];
+          kept = 0;
+        }
         start = end + 1;
       }
-      rest = text.slice(start);
+      if (start < read) keep(data.subarray(start));
+      endsWithNewline = start === read;
     }
   } finally {
     closeSync(fd);
   }
-  rest += decoder.end();
-  if (rest !== '') onLine(rest);
-  return { bytes, endsWithNewline: rest === '' };
+  if (!endsWithNewline) onLine(Buffer.concat(head).toString('utf8'));
+  return { bytes, endsWithNewline };
 }
+
+const NEWLINE = 0x0a;
 
 /** Opens a file of state_dir for appending, creating it (mode 0640); never through a symbolic link. */
 export function openForAppend(path: string): number {
@@ -130,13 +146,6 @@ export function openForAppend(path: string): number {
     throw notAFile(path, 'not a regular file');
   }
   return fd;
-}
-
-/** Creates a new file of state_dir (mode 0640), replacing whatever is at `path` (a link is replaced, never followed). */
-export async function createFresh(path: string): Promise<number> {
-  await rm(path, { force: true });
-  const file = await open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o640);
-  return file.fd;
 }
 
 /**

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/log.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import type { Problem } from '../../src/status.js';
-import { existsNoFollow, openForAppend, openForReading, readLines, replaceFile, ShortWriteError, StateFileError, writeAll } from './durable-file.js';
+import { existsNoFollow, openForAppend, openForReading, readLines, replaceFile, ShortWriteError, StateFileError, syncDir, writeAll } from './durable-file.js';
 
 /**
  * A state kept in state_dir as a snapshot plus a journal of the changes since: the one way
@@ -73,6 +73,10 @@ export interface SnapshotJournalOptions {
   log: Logger;
   /** Most bytes a file may have: a larger one is refused at load (StateFileError), and the journal never grows past it. */
   maxBytes: number;
+  /** How many changes a record stands for, as `unsaved` and problems() count them (default 1; a snapshot part's record holds many). */
+  weight?: (record: string) => number;
+  /** Longest line the store writes (default 64 KiB): a longer one is read cut to this length, for the decoder to refuse. */
+  maxLineBytes?: number;
   /** The journal is fsynced at most this long after an append (writeAhead() syncs at once). */
   syncIntervalMs?: number;
   /** compactSoon() waits this long, so that a burst of changes makes one snapshot. */
@@ -104,6 +108,7 @@ export interface LoadResult {
 }
 
 const DEFAULT_SYNC_INTERVAL_MS = 1_000;
+const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
 const DEFAULT_COMPACT_DELAY_MS = 1_000;
 /**
  * Serialising a snapshot blocks the event loop for as long as it takes (about a second for a
@@ -147,13 +152,13 @@ export class SnapshotJournal {
   /** Changed since the last snapshot was serialised. */
   private dirty = false;
   /** Accepted, not yet written to the journal: retried in order. */
-  private unwritten: Buffer[] = [];
+  private unwritten: Array<{ bytes: Buffer; weight: number }> = [];
   private unwrittenBytes = 0;
-  /** Lines (records and headers) in `unwritten`. */
-  private unwrittenLines = 0;
+  /** Changes (see `weight`) in `unwritten`. */
+  private unwrittenWeight = 0;
   /** The journal lacks changes since then (given up on past MAX_UNWRITTEN_BYTES, or a failed fsync): a snapshot heals it. */
   private missingSince: Date | undefined;
-  private missingLines = 0;
+  private missingWeight = 0;
   /** The generation whose snapshot makes the files whole again. */
   private healedBy = Infinity;
   private writeError: string | undefined;
@@ -172,6 +177,10 @@ export class SnapshotJournal {
   constructor(private readonly options: SnapshotJournalOptions) {
     this.compactingPath = `${options.journal}.compacting`;
     this.dir = dirname(options.journal);
+  }
+
+  private get maxLineBytes(): number {
+    return this.options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   }
 
   get readOnly(): boolean {
@@ -213,7 +222,7 @@ export class SnapshotJournal {
           this.dirty = true;
           read.record(line);
         }
-      });
+      }, this.maxLineBytes);
       if (path === options.journal) {
         this.journalBytes = bytes;
         this.journalRecords = records;
@@ -227,6 +236,8 @@ export class SnapshotJournal {
       this.fd = openForAppend(options.journal);
       this.midLine = torn;
       this.needsNewline = torn;
+      // The journal's entry in state_dir (it may have just been created) survives a power cut.
+      syncDir(this.dir).catch((error: Error) => this.writeFailed(new Error(`cannot sync ${this.dir}: ${error.message}`)));
     }
     if (stale > 0) {
       options.log.info(
@@ -257,7 +268,7 @@ export class SnapshotJournal {
           generation = options.legacyGeneration?.(line) ?? 0;
         }
         read.snapshot(line);
-      });
+      }, this.maxLineBytes);
       read.snapshotEnd?.();
     } catch (error) {
       this.setAside(error as Error);
@@ -293,15 +304,14 @@ export class SnapshotJournal {
     if (records.length === 0 || this.fd === undefined) return;
     this.dirty = true;
     this.journalRecords += records.length;
-    const text = Buffer.from(this.accept(records));
+    const lines = this.accept(records);
     if (this.unwritten.length > 0) {
-      this.keep(text);
-      this.flushUnwritten();
+      this.keep(lines, 0); // after what waits, in order: the retry writes them
     } else {
       try {
-        this.writeOut(this.fd, text);
+        this.writeOut(this.fd, Buffer.from(lines.text.join('')));
       } catch (error) {
-        this.keep(text.subarray((error as ShortWriteError).written));
+        this.keep(lines, (error as ShortWriteError).written);
         this.writeFailed(error as Error);
       }
     }
@@ -315,7 +325,7 @@ export class SnapshotJournal {
    */
   async writeAhead(records: readonly string[]): Promise<void> {
     if (records.length === 0 || this.fd === undefined) return;
-    if (this.unwritten.length > 0) throw this.failed(new Error(`${this.unwrittenLines} earlier change(s) are still waiting to be written`));
+    if (this.unwritten.length > 0) throw this.failed(new Error(`${this.unwrittenWeight} earlier change(s) are still waiting to be written`));
     try {
       this.checkJournal();
     } catch (error) {
@@ -323,7 +333,7 @@ export class SnapshotJournal {
     }
     const fd = this.fd;
     const before = { bytes: this.journalBytes, midLine: this.midLine, needsHeader: this.needsHeader, needsNewline: this.needsNewline };
-    const text = Buffer.from(this.accept(records));
+    const text = Buffer.from(this.accept(records).text.join(''));
     try {
       this.writeOut(fd, text);
     } catch (error) {
@@ -384,14 +394,19 @@ export class SnapshotJournal {
     this.flushUnwritten();
     if (this.unwrittenBytes > 0 || this.missingSince) {
       this.options.log.error(
-        { stateFile: this.options.journal, lost: this.unwrittenLines + this.missingLines },
-        `${this.options.what}: ${this.unwrittenLines + this.missingLines} change(s) could not be written to ${this.dir} before stopping, and are lost: the next start does not know them. Free space on that filesystem (df -h ${this.dir}), then send the current bans again with "syncfail2ban-client -f <jail>" on each host`,
+        { stateFile: this.options.journal, lost: this.unsaved },
+        `${this.options.what}: ${this.unsaved} change(s) could not be written to ${this.dir} before stopping, and are lost: the next start does not know them. Free space on that filesystem (df -h ${this.dir}), then send the current bans again with "syncfail2ban-client -f <jail>" on each host`,
       );
     }
     const fd = this.fd;
     this.fd = undefined;
     await this.sync(fd).catch(() => undefined);
     closeSync(fd);
+  }
+
+  /** Changes accepted that are not on disk (kept in memory, or missing from the journal until the next snapshot). */
+  get unsaved(): number {
+    return this.unwrittenWeight + this.missingWeight;
   }
 
   /** What is not on disk as it should be, with the fix; empty while everything is. */
@@ -401,7 +416,7 @@ export class SnapshotJournal {
     if (this.writeError !== undefined || this.unwrittenBytes > 0 || this.missingSince) {
       const since = this.missingSince ? `, since ${this.missingSince.toISOString()}` : '';
       problems.push({
-        what: `${this.options.what} cannot be written to ${this.options.journal}${this.writeError === undefined ? '' : ` (${this.writeError})`}: ${this.unwrittenLines + this.missingLines} change(s) are kept in memory only${since}`,
+        what: `${this.options.what} cannot be written to ${this.options.journal}${this.writeError === undefined ? '' : ` (${this.writeError})`}: ${this.unsaved} change(s) are kept in memory only${since}`,
         fix,
       });
     }
@@ -411,14 +426,17 @@ export class SnapshotJournal {
     return problems;
   }
 
-  /** The records as journal text: after a "\n" when the journal ends in a torn line, after a header when they start a segment. */
-  private accept(records: readonly string[]): string {
-    let text = `${records.join('\n')}\n`;
-    if (this.needsHeader) text = header(this.generation) + text;
-    if (this.needsNewline) text = `\n${text}`;
+  /**
+   * The records as journal lines (each ending in "\n"): after a "\n" when the journal ends in
+   * a torn line, after a header when they start a segment. `first`: the index of the first record.
+   */
+  private accept(records: readonly string[]): { text: string[]; first: number } {
+    const text = records.map((record) => `${record}\n`);
+    if (this.needsHeader) text.unshift(header(this.generation));
+    if (this.needsNewline) text.unshift('\n');
     this.needsHeader = false;
     this.needsNewline = false;
-    return text;
+    return { text, first: text.length - records.length };
   }
 
   /** Writes at the journal's end; throws a ShortWriteError saying how much of it is there. */
@@ -438,11 +456,21 @@ export class SnapshotJournal {
     this.midLine = false;
   }
 
-  private keep(buffer: Buffer): void {
-    if (buffer.length === 0) return;
-    this.unwritten.push(buffer);
-    this.unwrittenBytes += buffer.length;
-    this.unwrittenLines += newlines(buffer);
+  /** Keeps what the disk did not take of `lines` (from byte `written` on), in order, each line with the changes it stands for. */
+  private keep(lines: { text: string[]; first: number }, written: number): void {
+    let offset = 0;
+    lines.text.forEach((line, index) => {
+      const bytes = Buffer.from(line);
+      const end = offset + bytes.length;
+      if (end > written) {
+        const weight = index < lines.first ? 0 : (this.options.weight?.(line.slice(0, -1)) ?? 1);
+        const rest = bytes.subarray(Math.max(0, written - offset));
+        this.unwritten.push({ bytes: rest, weight });
+        this.unwrittenBytes += rest.length;
+        this.unwrittenWeight += weight;
+      }
+      offset = end;
+    });
     if (this.unwrittenBytes > MAX_UNWRITTEN_BYTES) {
       // Only a snapshot (the whole state) can hold this much: the journal lacks these changes until one is written.
       this.dropUnwritten();
@@ -455,11 +483,11 @@ export class SnapshotJournal {
   /** What was kept is given up on: counted as missing until a snapshot holds it. */
   private dropUnwritten(): void {
     if (this.unwritten.length === 0) return;
-    this.missingLines += this.unwrittenLines;
+    this.missingWeight += this.unwrittenWeight;
     this.missingSince ??= new Date();
     this.unwritten = [];
     this.unwrittenBytes = 0;
-    this.unwrittenLines = 0;
+    this.unwrittenWeight = 0;
     // Part of a line may be in the file: the next record starts on a line of its own.
     this.needsNewline = this.midLine;
   }
@@ -474,22 +502,19 @@ export class SnapshotJournal {
       return;
     }
     while (this.unwritten.length > 0) {
-      const buffer = this.unwritten[0]!;
+      const entry = this.unwritten[0]!;
       try {
-        this.writeOut(this.fd, buffer);
+        this.writeOut(this.fd, entry.bytes);
       } catch (error) {
         const { written } = error as ShortWriteError;
-        if (written > 0) {
-          this.unwritten[0] = buffer.subarray(written);
-          this.unwrittenBytes -= written;
-          this.unwrittenLines -= newlines(buffer.subarray(0, written));
-        }
+        entry.bytes = entry.bytes.subarray(written);
+        this.unwrittenBytes -= written;
         this.writeFailed(error as Error);
         return;
       }
       this.unwritten.shift();
-      this.unwrittenBytes -= buffer.length;
-      this.unwrittenLines -= newlines(buffer);
+      this.unwrittenBytes -= entry.bytes.length;
+      this.unwrittenWeight -= entry.weight;
     }
     if (this.writeError !== undefined && !this.missingSince) {
       this.options.log.info({ stateFile: this.options.journal }, `${this.options.what}: every change kept in memory is written to ${this.options.journal} now`);
@@ -653,7 +678,7 @@ export class SnapshotJournal {
     if (this.healedBy <= generation) {
       options.log.info({ stateFile: options.snapshot }, `${options.what}: every change is on disk again (in the snapshot)`);
       this.missingSince = undefined;
-      this.missingLines = 0;
+      this.missingWeight = 0;
       this.healedBy = Infinity;
       this.writeError = undefined;
     }
@@ -707,12 +732,6 @@ export class SnapshotJournal {
 }
 
 const NEWLINE = 0x0a;
-
-function newlines(buffer: Buffer): number {
-  let count = 0;
-  for (let at = buffer.indexOf(NEWLINE); at !== -1; at = buffer.indexOf(NEWLINE, at + 1)) count += 1;
-  return count;
-}
 
 function unlinkIfThere(path: string): void {
   try {

@@ -1,10 +1,9 @@
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import type { Socket } from 'node:net';
 import { MAX_REQUEST_BYTES, type ControlReply, type StatusReport } from '../control-protocol.js';
 import type { Part } from '../part.js';
-import type { PartStatus, Problem } from '../status.js';
+import type { PartStatus } from '../status.js';
 import { programVersion } from '../version.js';
+import { PrivateSocketServer } from './private-socket.js';
 import type { Reporter } from './reporter.js';
 
 const IDLE_TIMEOUT_MS = 5_000;
@@ -22,52 +21,36 @@ export const MAX_CONTROL_CONNECTIONS = 16;
  * the program runs without it.
  */
 export class ControlServer implements Part {
-  private readonly sockets = new Set<Socket>();
   private readonly version = programVersion();
-  private server: Server | undefined;
-  private problem: Problem | null = null;
+  private readonly server: PrivateSocketServer;
 
   constructor(
-    private readonly path: string,
+    path: string,
     private readonly reporter: Reporter,
-  ) {}
+  ) {
+    this.server = new PrivateSocketServer({ path, key: reporter.key('control_socket'), program: reporter.program, serve: (socket) => this.serve(socket), maxConnections: MAX_CONTROL_CONNECTIONS });
+  }
 
   async start(): Promise<void> {
-    const { path, reporter } = this;
-    const { log } = reporter;
-    this.problem = await prepare(path, reporter);
-    if (!this.problem) {
-      const server = createServer();
-      server.maxConnections = MAX_CONTROL_CONNECTIONS;
-      try {
-        await listenPrivately(server, path);
-        server.on('connection', (socket) => this.serve(socket));
-        this.server = server;
-        log.debug({ controlSocket: path }, 'control socket ready');
-        return;
-      } catch (error) {
-        this.problem = { what: `cannot listen on ${path}: ${(error as Error).message}`, fix: `set ${reporter.key('control_socket')} to a path this user may create` };
-      }
+    const { server, reporter } = this;
+    const problem = await server.listen();
+    if (!problem) {
+      reporter.log.debug({ controlSocket: server.path }, 'control socket ready');
+      return;
     }
-    log.warn({ controlSocket: path }, `no control socket (status will not work): ${this.problem.what}; fix: ${this.problem.fix}`);
+    reporter.log.warn({ controlSocket: server.path }, `no control socket (status will not work): ${problem.what}; fix: ${problem.fix}`);
   }
 
   async stop(): Promise<void> {
-    const { server } = this;
-    if (!server) return;
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await unlink(this.path).catch(() => undefined);
+    await this.server.close();
   }
 
   status(): PartStatus {
-    return { kind: 'control', problems: this.problem ? [{ what: `no control socket: ${this.problem.what}`, fix: this.problem.fix }] : [], measures: {}, details: { socket: this.path } };
+    const { problem, path } = this.server;
+    return { kind: 'control', problems: problem ? [{ what: `no control socket: ${problem.what}`, fix: problem.fix }] : [], measures: {}, details: { socket: path } };
   }
 
   private serve(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
     socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
     let received = '';
     socket.on('data', (chunk: Buffer) => {
@@ -99,57 +82,4 @@ export class ControlServer implements Part {
       return { ok: false, error: `${program} could not collect its status: ${(error as Error).message}` };
     }
   }
-}
-
-/** Makes room for the socket: creates its directory, removes a stale socket. Returns a problem, or null. */
-async function prepare(path: string, { program, key }: Reporter): Promise<Problem | null> {
-  const keyName = key('control_socket');
-  try {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  } catch (error) {
-    return { what: `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code})`, fix: `run as root, or set ${keyName} to a path this user may create` };
-  }
-  let isSocket: boolean;
-  try {
-    isSocket = (await lstat(path)).isSocket();
-  } catch {
-    return null; // nothing there
-  }
-  if (!isSocket) return { what: `${path} exists and is not a socket`, fix: `remove it, or set ${keyName} to another path` };
-  if (await answers(path)) {
-    return { what: `another process already answers on ${path}`, fix: `stop that one, or give each ${program} its own ${keyName}` };
-  }
-  try {
-    await unlink(path); // left behind by a process that was killed
-  } catch (error) {
-    return { what: `cannot remove the stale socket ${path} (${(error as NodeJS.ErrnoException).code})`, fix: `remove it as root, or set ${keyName} to another path` };
-  }
-  return null;
-}
-
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = connect({ path }, () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.on('error', () => resolve(false));
-  });
-}
-
-/** Binds with umask 0177 so the socket is never reachable by others, not even for a moment. */
-async function listenPrivately(server: Server, path: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const umask = process.umask(0o177);
-    try {
-      server.listen({ path }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    } finally {
-      process.umask(umask);
-    }
-  });
-  await chmod(path, 0o600);
 }

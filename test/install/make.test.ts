@@ -68,6 +68,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       '/usr/local/bin/syncfail2ban-broker': '755',
       '/etc/syncfail2ban/config.cfg': '600',
       '/etc/syncfail2ban/syncfail2ban-client': '755',
+      '/etc/fail2ban/action.d/syncfail2ban.py': '644',
       '/etc/fail2ban/action.d/sync-action.conf': '644',
       '/etc/fail2ban/filter.d/sync-filter.conf': '644',
       '/var/log/syncfail2ban-dummy.log': '640',
@@ -82,7 +83,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     expect(await mode(join(root, LIB))).to.equal('755');
 
     expect(await readFile(join(root, 'etc/syncfail2ban/config.cfg'), 'utf8')).to.equal(await readFile(join(ROOT, 'etc/config.cfg'), 'utf8'));
-    for (const file of ['action.d/sync-action.conf', 'filter.d/sync-filter.conf']) {
+    for (const file of ['action.d/syncfail2ban.py', 'action.d/sync-action.conf', 'filter.d/sync-filter.conf']) {
       expect(await readFile(join(root, 'etc/fail2ban', file), 'utf8'), file).to.equal(await readFile(join(ROOT, 'etc/fail2ban', file), 'utf8'));
     }
     // The programs are bundled (scripts/bundle-programs.mjs): no package tree, no sources, maps or tests.

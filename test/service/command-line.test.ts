@@ -57,13 +57,38 @@ describe('every program: --version, --help and the same exit codes', function ()
     });
   }
 
+  it('a misspelt option or command names the closest one ("did you mean"), exit 2', async () => {
+    const cases: Array<[string, string[], string]> = [
+      [BIN.agent, ['--chek'], `syncfail2ban: Unknown option '--chek': did you mean --check?; see "syncfail2ban --help"\n`],
+      [BIN.agent, ['--dry-rn'], `syncfail2ban: Unknown option '--dry-rn': did you mean --dry-run?; see "syncfail2ban --help"\n`],
+      [BIN.agent, ['stauts'], `syncfail2ban: unexpected argument "stauts": did you mean status?; see "syncfail2ban --help"\n`],
+      [BIN.client, ['stauts'], `syncfail2ban-client: unknown command "stauts": did you mean status?; see "syncfail2ban-client --help"\n`],
+      [BIN.client, ['status', '--jsno'], `syncfail2ban-client: Unknown option '--jsno': did you mean --json?; see "syncfail2ban-client --help"\n`],
+      [BIN.broker, ['--hash-pasword'], `syncfail2ban-broker: Unknown option '--hash-pasword': did you mean --hash-password?; see "syncfail2ban-broker --help"\n`],
+    ];
+    for (const [bin, args, stderr] of cases) {
+      const result = await run(process.execPath, [bin, ...args]);
+      expect(result.code, args.join(' ')).to.equal(2);
+      expect(result.stderr).to.equal(stderr);
+    }
+  });
+
+  it('syncfail2ban status asks the agent, as syncfail2ban-client status does', async () => {
+    const config = join(dir, 'status.cfg');
+    await writeFile(config, `control_socket = ${join(dir, 'nobody-here.sock')}\n`);
+    const [agent, client] = await Promise.all([BIN.agent, BIN.client].map((bin) => run(process.execPath, [bin, '--config', config, 'status'])));
+    expect(agent.code).to.equal(1);
+    expect(agent.stderr).to.equal(client.stderr.replace(/^syncfail2ban-client:/, 'syncfail2ban:'));
+    expect(agent.stderr).to.match(/^syncfail2ban: no control socket at .*nobody-here\.sock: the agent is not running/);
+  });
+
   it('a port in use stops the agent and the standalone broker with exit 78 and the fix', async () => {
     const blocker: Server = createServer();
     const port = await freePort();
     await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port }, resolve));
     try {
       const config = join(dir, 'busy.cfg');
-      await writeFile(config, `node_id = busy\nmq_ip = 127.0.0.1\nmq_port = ${port}\ncontrol_socket = ${join(dir, 'busy.sock')}\nf2b_sync = false\n`);
+      await writeFile(config, `node_id = busy\nmq_ip = 127.0.0.1\nmq_port = ${port}\ncontrol_socket = ${join(dir, 'busy.sock')}\nstate_dir = ${join(dir, 'busy-state')}\nf2b_sync = false\n`);
       for (const [program, bin] of [PROGRAMS[0], PROGRAMS[2]]) {
         const result = await run(process.execPath, [bin, '--config', config]);
         expect(result.code, program).to.equal(78);

@@ -55,6 +55,8 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     const jailProblem = refused.problems.find((candidate) => /^(fail2ban refuses changes to sync jail web-sync: |sync jail web-sync does not exist in fail2ban)/.test(candidate.what));
     expect(jailProblem?.fix).to.equal(problem?.fix);
     expect(await h.banned('sshd-sync')).to.include('203.0.113.61');
+    // The log line of an applied batch names its addresses when there are few.
+    await waitFor(() => h.requireAgent().logLines().some((line) => line.msg === 'applied 1 ban(s) (203.0.113.61) and 0 unban(s) to sync jail sshd-sync'), 'the applied line naming the address');
 
     await h.fail2ban.cli('add', 'web-sync', 'polling');
     await h.fail2ban.cli('start', 'web-sync');
@@ -67,6 +69,18 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     const healed = await statusWhere(h, 'healthy again', (report) => report.healthy);
     expect(healed.problems).to.deep.equal([]);
     expect(measuredBy(part(healed.status, 'sink', 'fail2ban'), 'changes_refused'), 'the count stays').to.deep.equal({ 'web-sync': 1 });
+  });
+
+  it('a misspelt sync jail in [jails] (sshd = sshd-snyc): the problem names the jail fail2ban runs', async () => {
+    const h = await host('typojail', '127.0.0.28');
+    // fail2ban runs sshd-sync; the config names it with a typo.
+    h.options.jails = { sshd: 'sshd-snyc', web: 'web-sync' };
+    await h.writeConfig();
+    await h.startAgent();
+    const report = await statusWhere(h, 'the missing jail in status', (current) => current.problems.some((problem) => /sshd-snyc/.test(problem.what)));
+    const problem = report.problems.find((candidate) => /sshd-snyc/.test(candidate.what));
+    expect(problem?.what).to.equal('sync jail sshd-snyc does not exist in fail2ban: bans from other hosts cannot be applied; did you mean sshd-sync?');
+    expect(problem?.fix).to.match(/^correct \[jails\] in the config to "sshd = sshd-sync", then "systemctl reload syncfail2ban"; or define \[sshd-snyc\]/);
   });
 
   it('a missing sync jail does not hold back reconciling the others, and is reconciled once it exists', async () => {

@@ -8,7 +8,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -20,10 +20,18 @@ export interface JailSpec {
   name: string;
   /** sync: never-matching filter, bantime -1, no action (but `action`). primary: runs `primaryAction`. */
   kind: 'sync' | 'primary';
-  /** A sync jail's banaction, to measure what one costs (e.g. 'iptables-multiport[name=web]', its files in actionFiles). */
+  /**
+   * The jail's action line instead of the default (none for a sync jail, `primaryAction` for a
+   * primary one), in the same syntax: e.g. a sync jail's banaction, to measure what one costs
+   * ('iptables-multiport[name=web]', its files in actionFiles).
+   */
   action?: string;
   /** Overrides the jail's bantime (seconds, or fail2ban syntax like '1h'). */
   bantime?: number | string;
+  /** A filter of the system's fail2ban (/etc/fail2ban/filter.d, copied with common.conf) instead of never-matches. */
+  systemFilter?: string;
+  /** Further `key = value` lines for the jail's section (maxretry, bantime.increment...). */
+  settings?: string[];
 }
 
 export interface StartFail2banOptions {
@@ -38,6 +46,10 @@ export interface StartFail2banOptions {
   primaryAction?: string;
   /** Extra action.d/<name>.conf files (contents; '@RUN@'/'@DIR@' replaced as above). */
   actionFiles?: Record<string, string>;
+  /** Python actions: action.d/<name>.py files (contents, as they are), loaded by `action = <name>.py[...]`. */
+  pythonActions?: Record<string, string>;
+  /** Runs once the server's dirs and config exist, before it starts (e.g. to write a file its actions read at start). */
+  beforeStart?: (server: Fail2banServer) => Promise<void>;
   /** ':memory:' (default) loses bans on restart; 'file' keeps them in run/fail2ban.sqlite3. */
   db?: 'memory' | 'file';
   /** How long the server may take to answer `status <jail>` for every jail. Default 15 s. */
@@ -100,6 +112,7 @@ export async function startFail2ban(opts: StartFail2banOptions): Promise<Fail2ba
   running.add(server);
   try {
     await server.writeConfig(opts);
+    await opts.beforeStart?.(server);
     await server.startProcess();
   } catch (error) {
     await server.stop();
@@ -201,6 +214,13 @@ class PrivateFail2ban implements Fail2banServer {
       if (!/^[\w.-]+$/.test(actionName)) throw new Error(`startFail2ban: action file name ${JSON.stringify(actionName)} must be [A-Za-z0-9_.-]+`);
       await writeFile(path.join(this.confDir, 'action.d', `${actionName}.conf`), fill(contents));
     }
+    for (const [actionName, contents] of Object.entries(opts.pythonActions ?? {})) {
+      if (!/^[\w.-]+$/.test(actionName)) throw new Error(`startFail2ban: action file name ${JSON.stringify(actionName)} must be [A-Za-z0-9_.-]+`);
+      await writeFile(path.join(this.confDir, 'action.d', `${actionName}.py`), contents);
+    }
+    for (const filter of new Set(opts.jails.flatMap((jail) => (jail.systemFilter ? [jail.systemFilter, 'common'] : [])))) {
+      await copyFile(path.join('/etc/fail2ban/filter.d', `${filter}.conf`), path.join(this.confDir, 'filter.d', `${filter}.conf`));
+    }
     const sections = ['[DEFAULT]', 'backend = polling', 'usedns = no', 'ignoreself = false', 'ignoreip =', 'action =', ''];
     for (const jail of opts.jails) {
       const logpath = path.join(this.runDir, jail.kind === 'sync' ? 'empty.log' : `${jail.name}.log`);
@@ -208,10 +228,11 @@ class PrivateFail2ban implements Fail2banServer {
       sections.push(
         `[${jail.name}]`,
         'enabled = true',
-        'filter = never-matches',
+        `filter = ${jail.systemFilter ?? 'never-matches'}`,
         `logpath = ${logpath}`,
         `bantime = ${jail.bantime ?? (jail.kind === 'sync' ? -1 : '1h')}`,
-        `action = ${jail.kind === 'sync' ? fill(jail.action ?? '') : fill(opts.primaryAction ?? 'record')}`,
+        `action = ${fill(jail.action ?? (jail.kind === 'sync' ? '' : (opts.primaryAction ?? 'record')))}`,
+        ...(jail.settings ?? []),
         '',
       );
     }

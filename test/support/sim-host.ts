@@ -28,10 +28,19 @@ export interface HostOptions {
   sections?: string[];
   /** false: no fail2ban on this host (f2b_sync = false), e.g. one that only runs the OPNsense bridge. */
   fail2ban?: boolean;
+  /**
+   * The sync action of the primary jail sshd: the shell action running syncfail2ban-client
+   * (the original's lines, the default) or the Python action inside fail2ban-server.
+   */
+  action?: 'shell' | 'python';
+  /** More of the primary jail sshd's settings: a real filter, maxretry, bantime... */
+  sshd?: Pick<JailSpec, 'systemFilter' | 'bantime' | 'settings'>;
+  /** Options of the Python action, e.g. ['queue_size=100'] (the config's path is always given). */
+  pythonActionOptions?: string[];
+  /** fail2ban's database: 'file' keeps bans across its restarts (default ':memory:'). */
+  db?: 'memory' | 'file';
   /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
   netns?: NetNamespace;
-  /** More of the primary jail sshd's settings. */
-  sshd?: Pick<JailSpec, 'bantime'>;
   /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
   clockOffsetS?: number;
   /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
@@ -74,6 +83,8 @@ export class SimHost {
     await writeFile(clientScript, `#!/bin/sh\nexec ${process.execPath} ${BIN.client} --config ${configPath} "$@"\n`);
     await chmod(clientScript, 0o755);
     const jails = options.jails ?? DEFAULT_JAILS;
+    const python = options.action === 'python';
+    let host: SimHost | undefined;
     const fail2ban = options.fail2ban === false ? undefined : await startFail2ban({
       name: options.name,
       jails: [
@@ -81,20 +92,33 @@ export class SimHost {
         { name: 'web', kind: 'sync' },
         ...Object.values(jails).map((name) => ({ name, kind: 'sync' as const, ...(options.syncJailAction ? { action: options.syncJailAction.action } : {}) })),
       ],
-      // The shipped action file, unchanged: the test exercises what admins install.
+      // The shipped action files, unchanged: the test exercises what admins install.
       actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
-      ...(options.syncJailAction ? { db: 'file' as const } : {}),
-      primaryAction: `sync-action[client="${clientScript}"]`,
+      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8') },
+      ...(options.db || options.syncJailAction ? { db: options.db ?? 'file' } : {}),
+      primaryAction: python ? `syncfail2ban.py[${[`config=${configPath}`, ...(options.pythonActionOptions ?? [])].join(', ')}]` : `sync-action[client="${clientScript}"]`,
+      // The Python action reads the agent's config when its jail starts.
+      beforeStart: async (server) => {
+        host = new SimHost(options, dir, configPath, server);
+        await host.writeConfig();
+      },
       ...(options.netns ? { launcher: options.netns.prefix() } : {}),
     });
-    const host = new SimHost(options, dir, configPath, fail2ban);
-    await host.writeConfig();
+    if (!host) {
+      host = new SimHost(options, dir, configPath, fail2ban);
+      await host.writeConfig();
+    }
     return host;
   }
 
   /** The agent's control socket (syncfail2ban-client status), inside this host's temp dir. */
   get controlSocket(): string {
     return join(this.dir, 'control.sock');
+  }
+
+  /** Where the agent takes bans from the Python action: action.sock beside the control socket, by default. */
+  get actionSocket(): string {
+    return join(this.dir, 'action.sock');
   }
 
   get name(): string {
@@ -128,12 +152,22 @@ export class SimHost {
     await writeFile(this.configPath, lines.join('\n'));
   }
 
-  /** Starts the agent and waits until it is subscribed on at least one broker (its own, or the hub). */
-  async startAgent(args: string[] = []): Promise<RunningProcess> {
+  /**
+   * Starts the agent and waits until it is subscribed on at least one broker (its own, or the
+   * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).
+   */
+  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed'): Promise<RunningProcess> {
     const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
-    this.agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]), clock);
-    await this.waitSubscribed(1);
-    return this.agent;
+    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]), clock);
+    this.agent = agent;
+    if (until === 'subscribed') await this.waitSubscribed(1);
+    else {
+      await waitFor(async () => {
+        if (!agent.alive) throw new Error(`${this.name}'s agent exited: ${agent.output.slice(-2000)}`);
+        return this.agentStatus();
+      }, `${this.name}'s agent answering status`);
+    }
+    return agent;
   }
 
   /** Waits until the status shows the agent subscribed on `count` brokers. */

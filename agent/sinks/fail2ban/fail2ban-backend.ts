@@ -3,7 +3,7 @@ import type { Logger } from '../../../src/log.js';
 import { shippedFile } from '../../../src/shipped-file.js';
 import type { Problem } from '../../../src/status.js';
 import type { Change } from '../../fleet/projection.js';
-import { groupByTarget, type Backend, type Rejection } from '../batcher.js';
+import { addressList, groupByTarget, type Backend, type Rejection } from '../batcher.js';
 
 /** How to fix a sync jail fail2ban does not run (or refuses changes to). */
 export function missingSyncJailFix(jail: string): string {
@@ -28,7 +28,7 @@ export class Fail2banBackend implements Backend {
         const unbanned = unban.length > 0 ? await this.client.unbanIps(jail, unban) : 0;
         this.log.info(
           { sink: this.name, jail, bans: ban.length, unbans: unban.length, newlyBanned: banned, unbanned },
-          `applied ${ban.length} ban(s) and ${unban.length} unban(s) to sync jail ${jail}`,
+          `applied ${ban.length} ban(s)${addressList(ban)} and ${unban.length} unban(s)${addressList(unban)} to sync jail ${jail}`,
         );
       } catch (error) {
         // A jail fail2ban refuses (it does not exist) must not hold back the other jails forever.

@@ -1,3 +1,4 @@
+import { closestName } from '../../../src/closest-name.js';
 import { Fail2banClient } from '../../../src/fail2ban/client.js';
 import type { Logger } from '../../../src/log.js';
 import type { PartStatus, Problem } from '../../../src/status.js';
@@ -177,14 +178,28 @@ export class SyncJailsSink implements Sink {
 
   private async findMissingJails(): Promise<void> {
     let missing = 0;
+    let running: string[] | undefined;
     for (const jail of this.jails) {
       const exists = await this.client.jailExists(jail);
       if (this.stopped) return;
-      const problem = exists ? null : { what: `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`, fix: missingSyncJailFix(jail) };
+      running ??= exists ? undefined : await this.client.jails().catch(() => []);
+      const problem = exists ? null : this.missingJail(jail, running ?? []);
       if (problem && !this.batcher.stats().targetProblems[jail]) this.options.log.warn({ jail }, `${problem.what}; fix: ${problem.fix}`);
       if (problem) missing += 1;
       this.batcher.noteTargetProblem(jail, problem);
     }
     this.missing = missing;
+  }
+
+  /** A sync jail fail2ban lacks; a running jail whose name is close is the likely meaning of [jails] (`sshd = sshd-snyc`). */
+  private missingJail(jail: string, running: readonly string[]): Problem {
+    const what = `sync jail ${jail} does not exist in fail2ban: bans from other hosts cannot be applied`;
+    const meant = closestName(jail, running);
+    if (meant === undefined) return { what, fix: missingSyncJailFix(jail) };
+    const primaries = [...this.options.jails].filter(([, sync]) => sync === jail).map(([primary]) => primary);
+    return {
+      what: `${what}; did you mean ${meant}?`,
+      fix: `correct [jails] in the config to ${primaries.map((primary) => `"${primary} = ${meant}"`).join(', ')}, then "systemctl reload syncfail2ban"; or ${missingSyncJailFix(jail)}`,
+    };
   }
 }

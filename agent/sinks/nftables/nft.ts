@@ -52,7 +52,8 @@ export class Nft {
 
   constructor(options: NftOptions = {}) {
     this.command = options.command ?? ['nft'];
-    this.timeoutMs = options.timeoutMs ?? 60_000;
+    // Listing or writing a million elements takes nft tens of seconds on a busy machine.
+    this.timeoutMs = options.timeoutMs ?? 300_000;
   }
 
   /** Applies a script as one transaction. */

@@ -71,6 +71,8 @@ export class OpnsenseBridge implements Part {
       serialise: () => encodeBridgeState(this.firewalls.map((sink) => sink.ledger)),
       log,
       maxBytes: MAX_STATE_FILE_BYTES,
+      // The snapshot is one line of JSON.
+      maxLineBytes: MAX_STATE_FILE_BYTES,
       legacyGeneration,
       ifSnapshotLost:
         'Addresses the bridge added before are unknown to it now and will never be removed by it: check the aliases on the firewall, and re-send current bans with "syncfail2ban-client -f <jail>" on each host',

@@ -113,4 +113,19 @@ describe('sink batching', () => {
     expect(await sink.stop(100)).to.equal(false);
     expect(sink.stats().backlog).to.equal(1);
   });
+
+  it('a ban queued behind 20,000 unbans (a release) goes in the next batch, and each address ends as its last change says', async () => {
+    const target = new RecordingTarget();
+    const sink = new Batcher(target, quiet, { windowMs: 5, maxBatch: 5_000 });
+    for (let i = 0; i < 20_000; i++) sink.submit(unban(`10.0.${i >> 8}.${i & 255}`, 'web-sync'));
+    sink.submit(ban('203.0.113.9'));
+    // An address banned then unbanned keeps its order: only the unban is left.
+    sink.submit(ban('10.9.0.1', 'web-sync'));
+    sink.submit(unban('10.9.0.1', 'web-sync'));
+    await waitFor(() => sink.stats().backlog === 0, 'the backlog to drain');
+    const batchOfBan = target.batches.findIndex((batch) => batch.some((change) => change.address === '203.0.113.9'));
+    expect(batchOfBan, 'not behind the 20,000 unbans').to.be.at.most(1);
+    expect(target.state.get('web-sync 10.9.0.1')).to.equal('unban');
+    expect(target.batches.flat().filter((change) => change.action === 'unban')).to.have.length(20_001);
+  });
 });

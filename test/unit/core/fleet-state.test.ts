@@ -50,7 +50,7 @@ describe('fleet state: the holdings store and its projections', () => {
       projection: new Projection(new Map([['sshd', 'sshd-sync']]), SELF),
       submit: (changes) => submitted.push(...changes.map(({ action, target, address }) => `${action} ${target} ${address}`)),
     };
-    const fleet = new FleetState(holdings, dir, [syncJails], captured.log, options.snapshotDeadlineMs);
+    const fleet = new FleetState(holdings, dir, [syncJails], captured.log, { snapshotDeadlineMs: options.snapshotDeadlineMs, nodeId: SELF });
     const loaded = fleet.load();
     open.push(fleet);
     return { fleet, holdings, syncJails, loaded, ...captured };

@@ -59,7 +59,7 @@ export class FleetHarness {
       projection: new Projection(new Map([['sshd', 'sshd-sync']]), SELF),
       submit: (changes) => this.submitted.push(...changes.map(({ action, target, address }) => `${action} ${target} ${address}`)),
     };
-    const fleet = new FleetState(holdings, this.dir, [sink], captured.log, snapshotDeadlineMs);
+    const fleet = new FleetState(holdings, this.dir, [sink], captured.log, { snapshotDeadlineMs, nodeId: SELF });
     fleet.load();
     this.open.push(fleet);
     const part = new FleetPart(fleet, new Adoption(this.dir));
