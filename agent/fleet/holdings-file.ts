@@ -17,6 +17,8 @@ export interface LoadResult {
   fresh: boolean;
   /** Lines that were not valid (a line torn by a crash, or a hand edit), left out. */
   skipped: number;
+  /** The highest snapshot mark the replay gave a holding (see Holdings.mark). */
+  marks: number;
 }
 
 /**
@@ -70,7 +72,7 @@ export class HoldingsFile {
     };
     const { fresh } = this.store.load({ snapshot: line, record: line });
     this.journalWeight = this.store.journalRecords;
-    return { fresh, skipped };
+    return { fresh, skipped, marks: replay.marks };
   }
 
   /** Appends lines to the journal; schedules a compaction when the journal has grown past the holdings it describes. */

@@ -51,7 +51,8 @@ const END = /^(-1|\d{1,15})$/;
  * of its own (Holdings.mark), as the running agent does.
  */
 export class Replay {
-  private marks = 0;
+  /** The highest mark given so far: the running agent numbers its next snapshots above it. */
+  marks = 0;
   /** "origin jail" -> the snapshot being received and its mark */
   private readonly open = new Map<string, { id: string; mark: number }>();
 

@@ -94,7 +94,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     const unit = await readFile(join(root, 'etc/systemd/system/syncfail2ban.service'), 'utf8');
     for (const line of [
       'ExecStart=/usr/local/bin/syncfail2ban --config /etc/syncfail2ban/config.cfg',
-      'After=network-online.target fail2ban.service',
+      'After=network-online.target fail2ban.service nftables.service',
       'Wants=network-online.target',
       'Restart=on-failure',
       'RestartPreventExitStatus=78',
