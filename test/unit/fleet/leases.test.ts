@@ -35,7 +35,7 @@ describe('leases: every holding ends at its end', () => {
       projection: new Projection(new Map([['sshd', 'sshd-sync']]), SELF),
       submit: (changes) => submitted.push(...changes.map(({ action, target, address }) => `${action} ${target} ${address}`)),
     };
-    const fleet = new FleetState(holdings, dir, [syncJails], captured.log, undefined, clock);
+    const fleet = new FleetState(holdings, dir, [syncJails], captured.log, { clock });
     fleet.load();
     open.push(fleet);
     return { fleet, holdings, projection: syncJails.projection, ...captured };
@@ -110,7 +110,7 @@ describe('leases: every holding ends at its end', () => {
       submit: (changes) => handed.push(...changes.map(({ action, address }) => `${action} ${address}`)),
       followsEnds: true,
     };
-    const fleet = new FleetState(new Holdings(), dir, [kernelSets], captureLog().log, undefined, clock);
+    const fleet = new FleetState(new Holdings(), dir, [kernelSets], captureLog().log, { clock });
     fleet.load();
     open.push(fleet);
     fleet.apply(event('ban', '203.0.113.9', 'host-a', 60));
