@@ -26,7 +26,7 @@ describe('fleet state: releases in slices, snapshots at the cost of what they ch
     return started;
   }
 
-  it("an empty snapshot from an origin holding 300,000 releases them in slices: a ban arriving meanwhile reaches its sink before the release ends, and every release reaches it", async () => {
+  it("[scale] an empty snapshot from an origin holding 300,000 releases them in slices: a ban arriving meanwhile reaches its sink before the release ends, and every release reaches it", async () => {
     const { fleet } = holding(HELD);
     for (const part of parts('host-x', [])) fleet.applySnapshotPart(part);
     // The part was taken; the release has only begun.
