@@ -44,7 +44,7 @@ export interface HostOptions {
   /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
   clockOffsetS?: number;
   /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
-  syncJailAction?: { action: string; files: Record<string, string> };
+  syncJailAction?: { action: string; files: Record<string, string>; pythonActions?: Record<string, string> };
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -94,7 +94,7 @@ export class SimHost {
       ],
       // The shipped action files, unchanged: the test exercises what admins install.
       actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
-      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8') },
+      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8'), ...options.syncJailAction?.pythonActions },
       ...(options.db || options.syncJailAction ? { db: options.db ?? 'file' } : {}),
       primaryAction: python ? `syncfail2ban.py[${[`config=${configPath}`, ...(options.pythonActionOptions ?? [])].join(', ')}]` : `sync-action[client="${clientScript}"]`,
       // The Python action reads the agent's config when its jail starts.
