@@ -155,10 +155,12 @@ export class SimHost {
   /**
    * Starts the agent and waits until it is subscribed on at least one broker (its own, or the
    * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).
+   * `launcher`: node given the flags of the installed wrapper and npm start, or none, as npm's bin link runs it.
    */
-  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed'): Promise<RunningProcess> {
+  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed', launcher: 'service' | 'bin' = 'service'): Promise<RunningProcess> {
+    const program = launcher === 'service' ? AGENT_SERVICE : [BIN.agent];
     const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
-    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]), clock);
+    const agent = new RunningProcess(...this.inside(process.execPath, [...program, '--config', this.configPath, ...args]), clock);
     this.agent = agent;
     if (until === 'subscribed') await this.waitSubscribed(1);
     else {
