@@ -16,6 +16,7 @@ import { Adoption } from './fleet/adoption.js';
 import { agentClock, TEST_CLOCK_OFFSET_VARIABLE } from './fleet/clock.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
+import { fleetView } from './fleet/fleet-view.js';
 import { Holdings } from './fleet/holdings.js';
 import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
@@ -83,7 +84,14 @@ export class Agent {
     const outbox = new Outbox(config.stateDir, log, { readOnly: config.dryRun });
     const publisher = new Publisher(outbox, () => links[0]!, { nodeId: config.nodeId, log, rateLimit: config.rateLimit, timeoutMs: config.connectionTimeoutS * 1000 });
     this.stages.push([publisher], [new ActionSocket(config.actionSocket, new Set(config.jails.values()), neverBan, outbox, publisher.kick, log)]);
-    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
+    const reporter: Reporter = {
+      program: 'syncfail2ban',
+      key: (name) => name,
+      status: () => this.status(),
+      freshStatus: () => this.freshStatus(),
+      fleet: () => fleetView(config.nodeId, holdings, intake.lastEvents()),
+      log,
+    };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);

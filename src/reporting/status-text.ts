@@ -68,7 +68,7 @@ function words(key: string): string {
 }
 
 /** "3d 4h", "5m 2s", "7s" since an ISO time. */
-function ago(iso: string, now: number): string {
+export function ago(iso: string, now: number): string {
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
   if (!Number.isFinite(seconds)) return iso;
   const units: Array<[string, number]> = [

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TEST_CLOCK_OFFSET_VARIABLE } from '../../agent/fleet/clock.js';
 import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
 import type { AgentStatus, PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer, type JailSpec } from './fail2ban-server.js';
@@ -40,8 +41,10 @@ export interface HostOptions {
   db?: 'memory' | 'file';
   /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
   netns?: NetNamespace;
+  /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
+  clockOffsetS?: number;
   /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
-  syncJailAction?: { action: string; files: Record<string, string> };
+  syncJailAction?: { action: string; files: Record<string, string>; pythonActions?: Record<string, string> };
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -91,7 +94,7 @@ export class SimHost {
       ],
       // The shipped action files, unchanged: the test exercises what admins install.
       actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
-      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8') },
+      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8'), ...options.syncJailAction?.pythonActions },
       ...(options.db || options.syncJailAction ? { db: options.db ?? 'file' } : {}),
       primaryAction: python ? `syncfail2ban.py[${[`config=${configPath}`, ...(options.pythonActionOptions ?? [])].join(', ')}]` : `sync-action[client="${clientScript}"]`,
       // The Python action reads the agent's config when its jail starts.
@@ -152,9 +155,12 @@ export class SimHost {
   /**
    * Starts the agent and waits until it is subscribed on at least one broker (its own, or the
    * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).
+   * `launcher`: node given the flags of the installed wrapper and npm start, or none, as npm's bin link runs it.
    */
-  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed'): Promise<RunningProcess> {
-    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]));
+  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed', launcher: 'service' | 'bin' = 'service'): Promise<RunningProcess> {
+    const program = launcher === 'service' ? AGENT_SERVICE : [BIN.agent];
+    const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
+    const agent = new RunningProcess(...this.inside(process.execPath, [...program, '--config', this.configPath, ...args]), clock);
     this.agent = agent;
     if (until === 'subscribed') await this.waitSubscribed(1);
     else {
