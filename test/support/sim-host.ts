@@ -194,9 +194,13 @@ export class SimHost {
     return this.agent;
   }
 
-  /** Runs this host's syncfail2ban-client (what fail2ban's action runs). */
+  /**
+   * Runs this host's syncfail2ban-client (what fail2ban's action runs). The client keeps its
+   * own deadlines (connection_timeout); this one only stops a hang, and lets a -f of 100,000
+   * on a loaded machine finish.
+   */
   client(args: string[]): Promise<RunResult> {
-    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]));
+    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]), 180_000);
   }
 
   /** [command, args] that run the program on this host: inside its network namespace, if it has one. */
