@@ -1,12 +1,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { requestStatus } from '../../src/control-protocol.js';
 import { encodeSnapshot } from '../../src/snapshot.js';
 import { addressBlock } from '../support/fleet-helpers.js';
 import { residentMb } from '../support/memory.js';
 import { connectedClient } from '../support/mqtt-client.js';
 import { freePortOn } from '../support/ports.js';
+import { RawMqtt } from '../support/raw-mqtt.js';
 import { SimHost } from '../support/sim-host.js';
 import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
@@ -25,7 +25,7 @@ interface Row {
   rssPeak: number;
   /** The legitimate bans' latencies, ms. */
   samples: number[];
-  /** The longest status answer meanwhile, ms. */
+  /** The longest ping answer meanwhile, ms. */
   longest: number;
   note: string;
 }
@@ -35,12 +35,12 @@ interface Row {
  * 300,000 bans of one origin (host-x, jail web), all of them in its real fail2ban's sync jail:
  * how long a legitimate ban from another host (bench-a, a real agent) takes from the start of
  * its fail2ban action (syncfail2ban-client -a) to bench-b's sync jail (the applied batch's log
- * line), and the longest bench-b's agent took to answer its control socket meanwhile (asked
- * again as soon as it answers: a block of its event loop shows there whole, so this is an
- * upper bound of the longest block). Without attack (the baseline, same run); while 200 empty
- * complete snapshots from origins that hold nothing arrive (the ban published halfway through
- * each burst); and during the release of the 300,000 by host-x's empty complete snapshot
- * (the first ban published right after it, the others while fail2ban is still unbanning).
+ * line), and the longest block of bench-b's agent's event loop meanwhile (the longest answer
+ * to an MQTT ping of its embedded broker, pinged every 2 ms). Without attack (the baseline,
+ * same run); while 200 empty complete snapshots from origins that hold nothing arrive (the
+ * ban published halfway through each burst); and during the release of the 300,000 by
+ * host-x's empty complete snapshot (the first ban published right after it, the others while
+ * fail2ban is still unbanning).
  */
 export async function run(): Promise<void> {
   const loadBefore = loadavg();
@@ -74,10 +74,10 @@ export async function run(): Promise<void> {
     };
     /**
      * Measures BANS legitimate bans, each with `round` (an attack that runs `ban` at the moment
-     * it wants the ban to go); the status answers are timed until `settled` too.
+     * it wants the ban to go); the pings are timed until `settled` too.
      */
     const measure = async (name: string, round: (ban: () => Promise<void>) => Promise<void>, note: () => Promise<string> = async () => '', settled = async () => {}) => {
-      const answers = probe(b.controlSocket);
+      const answers = await probe(port);
       const samples: number[] = [];
       for (let i = 0; i < BANS; i++) await round(async () => void samples.push(await legitimateBan()));
       await settled();
@@ -107,6 +107,7 @@ export async function run(): Promise<void> {
     );
 
     let releaseSent = 0;
+    let releaseSentAt = 0;
     let underWay = 0;
     await measure(
       `the release of ${HELD.toLocaleString('en')} (their origin's empty snapshot)`,
@@ -114,13 +115,14 @@ export async function run(): Promise<void> {
         if (releaseSent === 0) {
           await publishEmpty('host-x');
           releaseSent = performance.now();
+          releaseSentAt = Date.now();
         }
         await ban();
         // Still releasing: holdings left to release, or unbans still queued for fail2ban.
         if (measured(await fleet(), 'releasing') > 0 || (await backlog()) > 0) underWay += 1;
       },
       async () => `the release still under way after ${underWay} of ${BANS} bans`,
-      // The agent's own work of the release is the store's: status answers are timed until it is done.
+      // The agent's own work of the release is the store's: the pings go on until it is done.
       async () => {
         await waitFor(async () => measured(await fleet(), 'releasing') === 0, 'the release done in the store', 600_000, 50);
         release.push(`the agent released the ${HELD.toLocaleString('en')} from its store in ${((performance.now() - releaseSent) / 1000).toFixed(1)} s (in slices)`);
@@ -128,6 +130,11 @@ export async function run(): Promise<void> {
     );
     await waitFor(async () => (await backlog()) === 0 && (await b.banned('web-sync')).length === 0, "host-x's addresses gone from bench-b's web-sync", 1_800_000, 1_000);
     release.push(`fail2ban's web-sync empty ${((performance.now() - releaseSent) / 1000).toFixed(1)} s after the snapshot`);
+    // How long a ban could wait behind a batch of unbans: the time between two applied batches.
+    const batches = b.requireAgent().logLines().filter((line) => String(line.msg).startsWith('applied ') && Number(line.time) >= releaseSentAt);
+    const unbans = batches.filter((line) => Number(line.unbans) > 0).map((line) => Number(line.unbans));
+    const gaps = batches.slice(1).map((line, i) => Number(line.time) - Number(batches[i]!.time));
+    release.push(`fail2ban took them in ${unbans.length} batches of ${median(unbans)} unbans (median; at most ${Math.max(...unbans)}), one batch every ${median(gaps)} ms (median; the longest ${Math.max(...gaps)} ms)`);
     await attacker.endAsync();
   } finally {
     await Promise.all([a.stop(), b.stop()]);
@@ -141,7 +148,7 @@ export async function run(): Promise<void> {
     const worst = Math.max(...samples);
     process.stdout.write(
       `${name.padEnd(55)} legitimate ban median ${latency.toFixed(0).padStart(5)} ms (${(latency / baseLatency).toFixed(2)}x no attack), worst ${worst.toFixed(0).padStart(5)} ms (target ${BAN_TARGET_MS} ms: ${worst <= BAN_TARGET_MS ? 'met' : 'MISSED'}); ` +
-        `longest status answer ${longest.toFixed(0).padStart(4)} ms (${(longest / baseline.longest).toFixed(2)}x; event-loop blocks target ${BLOCK_TARGET_MS} ms: ${longest <= BLOCK_TARGET_MS ? 'met' : 'MISSED'}); agent RSS peak ${rssPeak.toFixed(0)} MB${note ? `; ${note}` : ''}\n`,
+        `longest event-loop block ${longest.toFixed(0).padStart(4)} ms (${(longest / baseline.longest).toFixed(2)}x; target ${BLOCK_TARGET_MS} ms: ${longest <= BLOCK_TARGET_MS ? 'met' : 'MISSED'}); agent RSS peak ${rssPeak.toFixed(0)} MB${note ? `; ${note}` : ''}\n`,
     );
   }
   for (const line of release) process.stdout.write(`${line}\n`);
@@ -158,22 +165,38 @@ function appliedBan(output: string, from: number): Record<string, unknown> | und
   return undefined;
 }
 
-/** Asks the agent for its status over and over, one request at a time, until stopped; resolves with the longest answer in ms. */
-function probe(controlSocket: string): { stop(): Promise<number> } {
+/** Between two pings of `probe`: often enough to catch every block within this much, rarely enough to cost the agent nothing. */
+const PING_GAP_MS = 2;
+
+/**
+ * Pings the agent's embedded broker (MQTT PINGREQ, answered on its event loop) every
+ * PING_GAP_MS, one ping at a time, until stopped; resolves with the longest answer in ms: the
+ * longest the event loop was blocked, within PING_GAP_MS.
+ */
+async function probe(port: number): Promise<{ stop(): Promise<number> }> {
+  const mqtt = await RawMqtt.open({ host: '127.0.0.3', port, localAddress: '127.0.9.1' });
+  mqtt.connect({ clientId: 'bench-probe' });
+  if ((await mqtt.connack()) !== 0) throw new Error("the probe could not connect to bench-b's broker");
   let running = true;
   let longest = 0;
   const loop = (async () => {
     while (running) {
       const started = performance.now();
-      await requestStatus(controlSocket, 120_000);
+      const answered = new Promise((resolve) => mqtt.socket.once('data', resolve));
+      mqtt.socket.write(PINGREQ);
+      await answered;
       longest = Math.max(longest, performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, PING_GAP_MS));
     }
   })();
   return {
     async stop() {
       running = false;
       await loop;
+      await mqtt.close();
       return longest;
     },
   };
 }
+
+const PINGREQ = Buffer.from([0xc0, 0x00]);
