@@ -16,6 +16,7 @@
 #   UNITDIR       /etc/systemd/system
 #   MANDIR        $(PREFIX)/share/man (the man pages go into its man5 and man8)
 #   DOCDIR        $(PREFIX)/share/doc/syncfail2ban (README.md and docs/)
+#   COMPLETIONDIR $(PREFIX)/share/bash-completion/completions (bash completion of the three programs)
 #   NODE          the node the programs run with (default: the one in PATH, made absolute)
 #   SYSTEMCTL     systemctl; empty: never call it
 #   NO_BUILD=1    install dist/ as it is, without running the build first. The tests use it.
@@ -30,6 +31,7 @@ FAIL2BAN_DIR = /etc/fail2ban
 UNITDIR = /etc/systemd/system
 MANDIR = $(PREFIX)/share/man
 DOCDIR = $(PREFIX)/share/doc/syncfail2ban
+COMPLETIONDIR = $(PREFIX)/share/bash-completion/completions
 DUMMY_LOG = /var/log/syncfail2ban-dummy.log
 NODE = $(shell command -v node)
 NPM = npm
@@ -37,7 +39,7 @@ SYSTEMCTL = systemctl
 NO_BUILD =
 DEB_DIR = .
 
-export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DOCDIR DUMMY_LOG NODE SYSTEMCTL DEB_DIR
+export DESTDIR BINDIR LIBDIR CONFDIR FAIL2BAN_DIR UNITDIR MANDIR DOCDIR COMPLETIONDIR DUMMY_LOG NODE SYSTEMCTL DEB_DIR
 
 SOURCES := $(shell find src agent broker cli test -name '*.ts' 2>/dev/null) tsconfig.json package.json
 

@@ -13,8 +13,10 @@ import { FleetHostProtection } from './intake/fleet-hosts.js';
 import { HeapTrim } from './memory/heap-trim.js';
 import type { Inbox } from './links/inbox.js';
 import { Adoption } from './fleet/adoption.js';
+import { agentClock, TEST_CLOCK_OFFSET_VARIABLE } from './fleet/clock.js';
 import { FleetPart } from './fleet/fleet-part.js';
 import { FleetState } from './fleet/fleet-state.js';
+import { fleetView } from './fleet/fleet-view.js';
 import { Holdings } from './fleet/holdings.js';
 import { Intake } from './intake/intake.js';
 import { MetricsServer } from '../src/reporting/metrics.js';
@@ -57,7 +59,9 @@ export class Agent {
     const holdings = new Holdings(config.holdingLimits);
     const adoption = new Adoption(config.stateDir, config.dryRun);
     const { sinks, keepers } = buildSinks(config, { holdings, adoption, log });
-    const fleet = new FleetState(holdings, config.stateDir, sinks, log, { snapshotDeadlineMs: config.snapshotTimeoutS * 1000, nodeId: config.nodeId, readOnly: config.dryRun });
+    const { clock, offsetS } = agentClock();
+    if (offsetS !== 0) log.warn({ offsetS }, `${TEST_CLOCK_OFFSET_VARIABLE} shifts this agent's clock by ${offsetS} s: for tests only`);
+    const fleet = new FleetState(holdings, config.stateDir, sinks, log, { snapshotDeadlineMs: config.snapshotTimeoutS * 1000, nodeId: config.nodeId, readOnly: config.dryRun, clock });
     this.stages.push([new FleetPart(fleet, adoption), ...keepers], sinks);
     const neverBan = new NeverBanList(config.ignoreIp, hostAddresses(), config.minPrefix);
     // Before any link: no event may ban a host of the fleet.
@@ -80,7 +84,14 @@ export class Agent {
     const outbox = new Outbox(config.stateDir, log, { readOnly: config.dryRun });
     const publisher = new Publisher(outbox, () => links[0]!, { nodeId: config.nodeId, log, rateLimit: config.rateLimit, timeoutMs: config.connectionTimeoutS * 1000 });
     this.stages.push([publisher], [new ActionSocket(config.actionSocket, new Set(config.jails.values()), neverBan, outbox, publisher.kick, log)]);
-    const reporter: Reporter = { program: 'syncfail2ban', key: (name) => name, status: () => this.status(), freshStatus: () => this.freshStatus(), log };
+    const reporter: Reporter = {
+      program: 'syncfail2ban',
+      key: (name) => name,
+      status: () => this.status(),
+      freshStatus: () => this.freshStatus(),
+      fleet: () => fleetView(config.nodeId, holdings, intake.lastEvents()),
+      log,
+    };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];
     if (config.metrics) reporters.push(new MetricsServer(config.metrics, reporter));
     this.stages.push(reporters);

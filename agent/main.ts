@@ -10,7 +10,7 @@ const { values, positionals } = parseCommandLine(
   {
     name: NAME,
     summary: 'Keeps fail2ban bans in sync across servers over MQTT (the agent service). With -a, -s or -f it does what syncfail2ban-client does.',
-    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] --remove-nft-table', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>', '[-c FILE] status [--json]'],
+    usage: ['[-c FILE]', '[-c FILE] --check', '[-c FILE] --dry-run', '[-c FILE] --remove-nft-table', '[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip>', '[-c FILE] -f <jail>', '[-c FILE] status [--fleet] [--json]'],
     options: [
       ...CLIENT_OPTIONS,
       { long: 'check', description: 'check the config, the network and the fail2ban jails, print each problem with its fix, then exit (0: all good, 1: problems)' },
@@ -52,6 +52,8 @@ if (values['remove-nft-table']) {
   }
 }
 try {
+  const { applyMemoryFlags } = await import('./memory/v8-flags.js');
+  applyMemoryFlags();
   const { runService } = await import('./service.js');
   await runService(file, values['dry-run'] === true);
 } catch (error) {

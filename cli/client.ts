@@ -7,7 +7,7 @@ import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js
 import { parseAddress } from '../src/ip.js';
 import { fleetHosts, hostAddresses, NeverBanList, protectFleetAddresses } from '../src/never-ban.js';
 import { reportFatal } from '../src/program.js';
-import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
+import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, snapshotBurstBytes, type Message } from './mqtt-publish.js';
 import { publishToFirst } from './publish-failover.js';
 
 /** The client's options; `syncfail2ban -a/-s/-f` (the original's usage) runs the client with the same. */
@@ -19,12 +19,13 @@ export const CLIENT_OPTIONS: CommandSpec['options'] = [
   { long: 'ban-start', value: 'epoch', description: "with --bantime: when the ban began, in seconds since 1970 (fail2ban's <time>; default: now), so that peers get the time it has left" },
   { long: 'full-sync', short: 'f', value: 'jail', description: "publish a snapshot of every address <jail> bans now in the local fail2ban: peers add what they lack and release this host's bans it no longer has" },
   { long: 'json', description: 'with status: print the status as JSON, for scripts' },
+  { long: 'fleet', description: 'with status: show the fleet as the agent holds it instead: per jail, the bans each origin holds, when each origin was last heard from, and the addresses the most origins hold' },
 ];
 
 const spec = (name: string): CommandSpec => ({
   name,
   summary: 'Publishes fail2ban bans and unbans to the syncfail2ban network, and asks the running agent for its status.',
-  usage: ['[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip> [--bantime <seconds> [--ban-start <epoch>]]', '[-c FILE] -f <jail>', '[-c FILE] status [--json]'],
+  usage: ['[-c FILE] -a <jail> <ban|unban|banip|unbanip> <ip> [--bantime <seconds> [--ban-start <epoch>]]', '[-c FILE] -f <jail>', '[-c FILE] status [--fleet] [--json]'],
   options: CLIENT_OPTIONS,
   maxPositionals: 2,
   epilogue: [
@@ -36,6 +37,7 @@ const spec = (name: string): CommandSpec => ({
     '  syncfail2ban-client -a sshd banip 203.0.113.7 --bantime 600',
     '  syncfail2ban-client -f sshd',
     '  syncfail2ban-client status',
+    '  syncfail2ban-client status --fleet',
   ].join('\n'),
 });
 
@@ -54,12 +56,17 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       if (actionText !== 'status') usage(actionText === undefined ? 'nothing to do: give -a, -f or status' : unknownWord('unknown command', actionText, ['status']));
       if (ip !== undefined) usage('status takes no argument');
       const config = loadConfig(file, 'client');
+      const timeoutMs = config.connectionTimeoutS * 1000;
+      if (values.fleet === true) {
+        const [{ printFleet }, { requestFleet }] = await Promise.all([import('./fleet-text.js'), import('../src/control-protocol.js')]);
+        return printFleet(await requestFleet(config.controlSocket, timeoutMs), values.json === true);
+      }
       const [{ printStatus }, { requestStatus }] = await Promise.all([import('../src/reporting/status-text.js'), import('../src/control-protocol.js')]);
-      return printStatus(await requestStatus(config.controlSocket, config.connectionTimeoutS * 1000), values.json === true);
+      return printStatus(await requestStatus(config.controlSocket, timeoutMs), values.json === true);
     }
     const config = loadConfig(file, 'client');
     const timeoutMs = config.connectionTimeoutS * 1000;
-    const publish = (messages: Message[], pacing: { window?: number; spacingMs?: number } = {}) =>
+    const publish = (messages: Message[], pacing: { window?: number; spacingMs?: number; burstBytes?: number } = {}) =>
       publishToFirst(publishUrls(config), messages, { timeoutMs, ...pacing, ...config.mqtt });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
@@ -76,7 +83,8 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       const jail = checkJail(fullSyncJail!);
       if (positionals.length > 0) usage('-f takes only the jail');
       const { fullSync } = await import('./full-sync.js');
-      return await fullSync(config, jail, (messages) => publish(messages, { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS }));
+      const pacing = { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS, burstBytes: snapshotBurstBytes(config.broker.limits.queueBytesPerClient) };
+      return await fullSync(config, jail, (messages) => publish(messages, pacing));
     }
     return 0;
   } catch (error) {

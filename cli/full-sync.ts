@@ -78,6 +78,12 @@ export interface JailBan {
 }
 
 /**
+ * fail2ban answers `get <jail> banip --with-time` for 100,000 bans in 2 to 6 s (more than a
+ * plain list): -f waits for it this long at least, whatever connection_timeout says.
+ */
+const MIN_READ_TIMEOUT_MS = 120_000;
+
+/**
  * One line of `get <jail> banip --with-time`: the address, the ban's start in fail2ban's local
  * time, its length in seconds (-1 for good), and its end (`9999-12-31 23:59:59` for good).
  */
@@ -88,7 +94,7 @@ const WITH_TIME = /^(.*?) \t(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) \+ (-?\d+
  * left; entries that are not addresses are reported and skipped.
  */
 export async function readJailBans(socket: string, jail: string, timeoutMs: number): Promise<JailBan[]> {
-  const client = new Fail2banClient(socket, { timeoutMs });
+  const client = new Fail2banClient(socket, { timeoutMs: Math.max(timeoutMs, MIN_READ_TIMEOUT_MS) });
   try {
     const reply = await client.command(['get', jail, 'banip', '--with-time']);
     if (!Array.isArray(reply)) throw new Error(`fail2ban answered "get ${jail} banip --with-time" with something that is not a list`);

@@ -33,31 +33,55 @@ export type Incoming = { type: 'connack'; returnCode: number } | { type: 'puback
 
 /** Splits a byte stream into packets; throws on a malformed length. */
 export class PacketReader {
-  private buffered = Buffer.alloc(0);
+  private buffered: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): Incoming[] {
     this.buffered = Buffer.concat([this.buffered, chunk]);
     const packets: Incoming[] = [];
-    for (;;) {
-      let length = 0;
-      let index = 1;
-      for (let multiplier = 1; ; multiplier *= 128, index++) {
-        if (index >= this.buffered.length) return packets;
-        if (index > 4) throw new Error('malformed remaining length');
-        const byte = this.buffered[index]!;
-        length += (byte & 0x7f) * multiplier;
-        if (!(byte & 0x80)) break;
-      }
-      const end = index + 1 + length;
-      if (this.buffered.length < end) return packets;
-      const header = this.buffered[0]!;
-      const body = this.buffered.subarray(index + 1, end);
-      this.buffered = this.buffered.subarray(end);
-      if (header === 0x20 && length === 2) packets.push({ type: 'connack', returnCode: body[1]! });
-      else if (header === 0x40 && length === 2) packets.push({ type: 'puback', messageId: (body[0]! << 8) | body[1]! });
-      else packets.push({ type: 'other', header });
+    for (let frame; (frame = nextFrame(this.buffered)); ) {
+      const body = this.buffered.subarray(frame.start, frame.end);
+      this.buffered = this.buffered.subarray(frame.end);
+      if (frame.header === 0x20 && body.length === 2) packets.push({ type: 'connack', returnCode: body[1]! });
+      else if (frame.header === 0x40 && body.length === 2) packets.push({ type: 'puback', messageId: (body[0]! << 8) | body[1]! });
+      else packets.push({ type: 'other', header: frame.header });
     }
+    return packets;
   }
+}
+
+/** Where the packet at `offset` lies: its first byte, and its body from `start` to `end`; null until all of it is there. */
+export function nextFrame(buffered: Buffer, offset = 0): { header: number; start: number; end: number } | null {
+  let length = 0;
+  let index = offset + 1;
+  for (let multiplier = 1; ; multiplier *= 128, index++) {
+    if (index >= buffered.length) return null;
+    if (index - offset > 4) throw new Error('malformed remaining length');
+    const byte = buffered[index]!;
+    length += (byte & 0x7f) * multiplier;
+    if (!(byte & 0x80)) break;
+  }
+  const end = index + 1 + length;
+  return end > buffered.length ? null : { header: buffered[offset]!, start: index + 1, end };
+}
+
+// What a subscriber needs besides the above (the fleet bench's simulated hosts use it; the
+// client does not import it, so its bundle leaves it out).
+
+/** SUBSCRIBE to one topic filter at `qos`. */
+export function encodeSubscribe(messageId: number, filter: string, qos: 0 | 1): Buffer {
+  return packet(0x82, [Buffer.from([messageId >> 8, messageId & 0xff]), string(filter), Buffer.from([qos])]);
+}
+
+export function encodePuback(messageId: number): Buffer {
+  return Buffer.from([0x40, 0x02, messageId >> 8, messageId & 0xff]);
+}
+
+/** The topic, packet id (0 at QoS 0) and payload of a PUBLISH body (`header` its first byte). */
+export function decodePublish(header: number, body: Buffer): { topic: string; messageId: number; payload: Buffer } {
+  const topicEnd = 2 + ((body[0]! << 8) | body[1]!);
+  const qos = (header >> 1) & 3;
+  const messageId = qos > 0 ? (body[topicEnd]! << 8) | body[topicEnd + 1]! : 0;
+  return { topic: body.toString('utf8', 2, topicEnd), messageId, payload: body.subarray(qos > 0 ? topicEnd + 2 : topicEnd) };
 }
 
 function string(text: string): Buffer {

@@ -13,7 +13,7 @@ const { metafile } = await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['../src/reporting/status-text.js', './full-sync.js', '../src/snapshot.js', '../src/control-protocol.js'],
+  external: ['../src/reporting/status-text.js', './fleet-text.js', './full-sync.js', '../src/snapshot.js', '../src/control-protocol.js'],
   // package.json (for --version) is found relative to the running file, as from dist/src/.
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },

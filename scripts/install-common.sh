@@ -11,12 +11,12 @@ die() { printf 'syncfail2ban: %s\n' "$*" >&2; exit 1; }
 
 # Paths are written into wrappers and units (and sed expressions): keep them plain.
 check_paths() {
-  for path in "$DESTDIR" "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DOCDIR" "$DUMMY_LOG" "$NODE"; do
+  for path in "$DESTDIR" "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DOCDIR" "$COMPLETIONDIR" "$DUMMY_LOG" "$NODE"; do
     case "$path" in
       *[\'\"\|\\\$\`[:space:]]*) die "path \"$path\" has a quote, space, |, \\, \$ or backquote; choose a plain one" ;;
     esac
   done
-  for path in "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DOCDIR" "$DUMMY_LOG"; do
+  for path in "$BINDIR" "$LIBDIR" "$CONFDIR" "$FAIL2BAN_DIR" "$UNITDIR" "$MANDIR" "$DOCDIR" "$COMPLETIONDIR" "$DUMMY_LOG"; do
     case "$path" in
       /*) ;;
       *) die "\"$path\" is not an absolute path" ;;

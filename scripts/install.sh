@@ -51,6 +51,11 @@ for page in $MAN_PAGES; do
   install -D -m 0644 "man/$(basename "$page")" "$DESTDIR$MANDIR/$page"
 done
 say "installed the man pages in $MANDIR"
+# Bash completion, one file under each program's name (bash-completion loads it by that name).
+for command in $COMMANDS; do
+  install -D -m 0644 etc/bash-completion/syncfail2ban "$DESTDIR$COMPLETIONDIR/$command"
+done
+say "installed bash completion in $COMPLETIONDIR"
 install -d -m 0755 "$DESTDIR$DOCDIR/docs"
 install -m 0644 README.md LICENSE "$DESTDIR$DOCDIR/"
 install -m 0644 docs/*.md "$DESTDIR$DOCDIR/docs/"

@@ -35,6 +35,9 @@ remove "$DESTDIR$LIBDIR" "the program ($LIBDIR)"
 for page in $MAN_PAGES; do
   remove "$DESTDIR$MANDIR/$page" "$MANDIR/$page"
 done
+for command in $COMMANDS; do
+  remove "$DESTDIR$COMPLETIONDIR/$command" "$COMPLETIONDIR/$command"
+done
 remove "$DESTDIR$DOCDIR" "the documentation ($DOCDIR)"
 
 if [ -e "$DESTDIR$CONFDIR/config.cfg" ]; then

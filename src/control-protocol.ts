@@ -7,7 +7,7 @@ import type { AgentStatus } from './status.js';
  * answers with one JSON line and closes the connection.
  */
 export interface ControlRequest {
-  command: 'status';
+  command: 'status' | 'fleet';
 }
 
 /** What `status` answers: the program's own status plus who is answering. */
@@ -19,7 +19,25 @@ export interface StatusReport {
   status: AgentStatus;
 }
 
-export type ControlReply = { ok: true; report: StatusReport } | { ok: false; error: string };
+/** What `fleet` answers (the agent only): who holds what, per primary jail, as this agent's fleet state has it. */
+export interface FleetView {
+  nodeId: string;
+  jails: FleetJail[];
+  /** When a valid event or snapshot from each origin last arrived (ISO), for the origins heard from lately. */
+  lastEvents: Record<string, string>;
+}
+
+export interface FleetJail {
+  jail: string;
+  /** Addresses with at least one holding. */
+  addresses: number;
+  /** Holdings per origin in this jail, the most first. */
+  origins: Array<{ origin: string; holdings: number }>;
+  /** The addresses held by the most origins (at least two), the most first. */
+  mostHeld: Array<{ address: string; origins: string[] }>;
+}
+
+export type ControlReply = { ok: true; report: StatusReport } | { ok: true; fleet: FleetView } | { ok: false; error: string };
 
 /** A request is a few dozen bytes; anything longer is refused unread. */
 export const MAX_REQUEST_BYTES = 4096;
@@ -30,7 +48,20 @@ export class StatusUnavailable extends Error {
 }
 
 /** Asks the running agent (or syncfail2ban-broker) for its status over its control socket. */
-export function requestStatus(socketPath: string, timeoutMs: number, program: Program = 'syncfail2ban'): Promise<StatusReport> {
+export async function requestStatus(socketPath: string, timeoutMs: number, program: Program = 'syncfail2ban'): Promise<StatusReport> {
+  const reply = await request(socketPath, 'status', timeoutMs, program);
+  if (!('report' in reply)) throw new StatusUnavailable(`the answer on ${socketPath} has no status; is control_socket right?`);
+  return reply.report;
+}
+
+/** Asks the running agent for its view of the fleet (`syncfail2ban-client status --fleet`). */
+export async function requestFleet(socketPath: string, timeoutMs: number): Promise<FleetView> {
+  const reply = await request(socketPath, 'fleet', timeoutMs, 'syncfail2ban');
+  if (!('fleet' in reply)) throw new StatusUnavailable(`the answer on ${socketPath} has no fleet view; is control_socket right?`);
+  return reply.fleet;
+}
+
+function request(socketPath: string, command: ControlRequest['command'], timeoutMs: number, program: Program): Promise<Extract<ControlReply, { ok: true }>> {
   return new Promise((resolve, reject) => {
     const socket = connect({ path: socketPath });
     let received = '';
@@ -39,7 +70,7 @@ export function requestStatus(socketPath: string, timeoutMs: number, program: Pr
       reject(new StatusUnavailable(message));
     };
     socket.setTimeout(timeoutMs, () => fail(`${who(program)} did not answer on ${socketPath} within ${timeoutMs} ms; is it hung? (journalctl -u ${program})`));
-    socket.on('connect', () => socket.write(`${JSON.stringify({ command: 'status' } satisfies ControlRequest)}\n`));
+    socket.on('connect', () => socket.write(`${JSON.stringify({ command } satisfies ControlRequest)}\n`));
     socket.on('data', (chunk: Buffer) => {
       received += chunk.toString('utf8');
       if (received.length > 64 * 1024 * 1024) fail(`the answer on ${socketPath} is implausibly large`);
@@ -53,7 +84,7 @@ export function requestStatus(socketPath: string, timeoutMs: number, program: Pr
         return fail(`the answer on ${socketPath} is not ${who(program)}'s JSON (${JSON.stringify(received.slice(0, 80))}); is control_socket right?`);
       }
       if (!reply.ok) return fail(`${who(program)} answered with an error: ${reply.error}`);
-      resolve(reply.report);
+      resolve(reply);
     });
   });
 }

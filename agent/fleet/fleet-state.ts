@@ -11,12 +11,21 @@ import type { Change as SinkChange, Follower } from './projection.js';
 import { SlicedReleases, type ReleaseTask } from './sliced-releases.js';
 import { SnapshotReceiver, type SnapshotResult } from './snapshot-receiver.js';
 import type { Line } from './store-lines.js';
+import { UNTIL_UNBANNED } from '../../src/bantime.js';
+import type { Clock } from './clock.js';
 
 /** What the fleet state did with an event: took it, skipped it as this host's own, or has no mapping for its jail. */
 export type RouteResult = 'queued' | 'own' | 'unmapped';
 
 /** Why a ban was not taken: the origin's quota in the jail, the store full with the origin at its share, or too many holders of the address. */
 export type Refusal = 'quota' | 'full' | 'crowded';
+
+/** Why a holding went: its origin's unban, a complete snapshot without it, or its end. */
+export type ReleaseCause = 'unban' | 'snapshot' | 'expiry';
+/** The longest the lease timer sleeps: a clock set forward (NTP) is noticed within this. */
+const LEASE_TIMER_MAX_MS = 60_000;
+/** The release task of leases whose end came, among the snapshots' (whose keys are "origin jail"). */
+const EXPIRY = 'expiry';
 
 export interface FleetStatus {
   stateDir: string;
@@ -40,6 +49,11 @@ export interface FleetStatus {
   ownSnapshots: SnapshotResult[];
   /** What of the store is not on disk as it should be. */
   problems: Problem[];
+  /** Holdings with an end (leases), and the earliest end (ms since the epoch, this host's clock). */
+  leases: number;
+  nextLeaseEnd: number | undefined;
+  /** Holdings released, by why (evictions are counted in `evicted`). */
+  released: Record<ReleaseCause, number>;
 }
 
 /** A snapshot's release: the origin's holdings in the jail that its parts did not confirm (mark below the snapshot's). */
@@ -47,6 +61,10 @@ interface SnapshotRelease extends ReleaseTask {
   id: string;
   /** What the snapshot confirmed (its mark, and how many of the origin's holdings have it). */
   kept: Watch;
+}
+
+function isSnapshotRelease(task: ReleaseTask): task is SnapshotRelease {
+  return 'kept' in task;
 }
 
 /**
@@ -61,6 +79,10 @@ interface SnapshotRelease extends ReleaseTask {
  * in slices (SlicedReleases), so 300,000 of them never stall the agent. Until a holding's
  * turn comes it is still held, as the sinks still have it; a ban of it meanwhile lifts its
  * mark to the snapshot's (and is journalled again, since the journal has released it).
+ *
+ * A ban with a bantime is a lease: its holding keeps the end (Holdings.leases, by this
+ * host's clock), the latest end winning. One timer waits for the earliest end; the leases
+ * whose end came are then released by the same slices, as their origin's unban would.
  */
 export class FleetState {
   private readonly file: HoldingsFile;
@@ -76,19 +98,27 @@ export class FleetState {
   private unbansWithoutHolding = 0;
   private readonly refused: Record<Refusal, number> = { quota: 0, full: 0, crowded: 0 };
   private evicted = 0;
+  private readonly released: Record<ReleaseCause, number> = { unban: 0, snapshot: 0, expiry: 0 };
+  private leaseTimer: NodeJS.Timeout | undefined;
+  /** When the lease timer fires (undefined: not armed). */
+  private leaseTimerAt: number | undefined;
+  private closed = false;
   /** This host's origin. */
   private readonly nodeId: string | undefined;
+  /** This host's clock, which ends are set and kept in. */
+  private readonly clock: Clock;
 
   constructor(
     readonly holdings: Holdings,
     stateDir: string,
     followers: readonly Follower[],
     private readonly log: Logger,
-    /** `readOnly`: a dry run; the store is read from state_dir, and nothing is written there. */
-    options: { snapshotDeadlineMs?: number; nodeId?: string; readOnly?: boolean } = {},
+    /** `readOnly`: a dry run; the store is read from state_dir, and nothing is written there. `clock`: Date.now unless a test shifts it. */
+    options: { snapshotDeadlineMs?: number; nodeId?: string; readOnly?: boolean; clock?: Clock } = {},
   ) {
     this.file = new HoldingsFile(stateDir, holdings, log, () => this.inProgress(), options.readOnly);
     this.nodeId = options.nodeId;
+    this.clock = options.clock ?? Date.now;
     this.snapshots = new SnapshotReceiver(this, log, options.snapshotDeadlineMs, options.nodeId);
     this.releases = new SlicedReleases((slice) => this.step(slice));
     for (const follower of followers) {
@@ -107,8 +137,12 @@ export class FleetState {
         `state_dir: cannot keep the holdings store in ${this.file.dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
       );
     }
+    // A new snapshot's mark must be above every replayed holding's, or its release would spare them.
+    this.marks = result.marks;
     if (result.skipped > 0) this.log.warn({ skipped: result.skipped, stateDir: this.file.dir }, `skipped ${result.skipped} invalid line(s) of the holdings store (a line torn by a crash is expected once)`);
-    this.log.info({ holdings: this.holdings.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
+    this.log.info({ holdings: this.holdings.size, leases: this.holdings.leases.size, stateDir: this.file.dir, fresh: result.fresh }, `holdings store loaded: ${this.holdings.size} holding(s)`);
+    this.expireOnLoad();
+    this.armLeaseTimer();
     return result;
   }
 
@@ -119,6 +153,8 @@ export class FleetState {
    * reconciliation.
    */
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.leaseTimer);
     this.releases.stop();
     this.snapshots.close();
     await this.file.close();
@@ -136,11 +172,14 @@ export class FleetState {
     if (taken !== 'queued') return taken;
     const address = event.address.text;
     if (action === 'ban') {
-      this.step(() => this.hold(origin, jail, address, 0, true));
+      // The end by this host's clock: the origin's clock may differ, the seconds left do not.
+      const end = event.bantime === undefined ? undefined : this.clock() + event.bantime * 1000;
+      this.step(() => this.hold(origin, jail, address, 0, true, end));
       return 'queued';
     }
     const holders = event.origin === undefined ? [...this.holdings.origins(jail, address)] : [origin, ADOPTED];
     const removed = this.step(() => holders.filter((holder) => this.drop(holder, jail, address, true)).length);
+    this.released.unban += removed;
     if (removed === 0) {
       this.unbansWithoutHolding += 1;
       this.log.debug({ jail, address, origin }, `unban of ${address} from ${origin}, which holds no ban of it in ${jail}: nothing changed`);
@@ -170,18 +209,30 @@ export class FleetState {
     this.holdings.unwatch(confirmed);
   }
 
-  /** One part of snapshot `id`: each address held (added when new) and marked confirmed; returns how many were new and how many were refused. */
-  takeSnapshotPart(id: string, { origin, jail, mark }: Watch, addresses: readonly string[]): { added: number; refused: number } {
+  /**
+   * One part of snapshot `id`: each address held (added when new) and marked confirmed,
+   * until `bantimes[i]` seconds from now (-1 or none: until unbanned); returns how many were
+   * new and how many were refused. An address whose ban is over already is neither.
+   */
+  takeSnapshotPart(id: string, { origin, jail, mark }: Watch, addresses: readonly string[], bantimes?: readonly number[]): { added: number; refused: number } {
+    const now = this.clock();
     return this.step(() => {
       const taken: string[] = [];
+      /** end -> the addresses whose end moved to it, journalled after the part (which adds the new ones). */
+      const ends = new Map<number, string[]>();
       let added = 0;
-      for (const address of addresses) {
-        const result = this.hold(origin, jail, address, mark, false);
+      let refused = 0;
+      addresses.forEach((address, index) => {
+        const bantime = bantimes?.[index] ?? UNTIL_UNBANNED;
+        const end = bantime === UNTIL_UNBANNED ? undefined : now + bantime * 1000;
+        const result = this.hold(origin, jail, address, mark, false, end, (moved) => ends.set(moved ?? UNTIL_UNBANNED, [...(ends.get(moved ?? UNTIL_UNBANNED) ?? []), address]));
         if (result === 'added') added += 1;
         if (result === 'added' || result === 'known') taken.push(address);
-      }
+        else if (result !== 'over') refused += 1;
+      });
       this.lines.push(['P', origin, jail, id, ...taken]);
-      return { added, refused: addresses.length - taken.length };
+      for (const [end, moved] of ends) this.lines.push(['E', origin, jail, String(end), ...moved]);
+      return { added, refused };
     });
   }
 
@@ -216,7 +267,10 @@ export class FleetState {
           return false;
         }
         const [address, confirmed] = next.value;
-        if (confirmed < mark && this.drop(origin, jail, address, false)) released(1);
+        if (confirmed < mark && this.drop(origin, jail, address, false)) {
+          this.released.snapshot += 1;
+          released(1);
+        }
         return true;
       },
     };
@@ -233,7 +287,8 @@ export class FleetState {
   status(): FleetStatus {
     let releasing = 0;
     for (const [, task] of this.releases.entries()) {
-      const { origin, jail, count } = (task as SnapshotRelease).kept;
+      if (!isSnapshotRelease(task)) continue;
+      const { origin, jail, count } = task.kept;
       releasing += this.holdings.heldBy(origin, jail).size - count;
     }
     return {
@@ -249,6 +304,9 @@ export class FleetState {
       snapshots: this.snapshots.status(),
       ownSnapshots: this.snapshots.own(),
       problems: this.file.problems(),
+      leases: this.holdings.leases.size,
+      nextLeaseEnd: this.holdings.leases.next(),
+      released: { ...this.released },
     };
   }
 
@@ -267,10 +325,13 @@ export class FleetState {
   }
 
   /**
-   * Adds the origin's holding, or confirms it with `mark` (a snapshot's; 0 for an event).
-   * `journal`: write its `+` line (a snapshot part's `P` line says it for all its addresses).
+   * Adds the origin's holding, or confirms it with `mark` (a snapshot's; 0 for an event),
+   * until `end` (undefined: until unbanned; a holding it has already keeps the later end).
+   * `journal`: write its `+` line and its end's `E` line (a snapshot part's `P` line says the
+   * holdings for all its addresses; `endMoved` hears of each end that moved, for an `E` line
+   * after it). 'over': the ban's end has passed and the origin held nothing of it.
    */
-  private hold(origin: string, jail: string, address: string, mark: number, journal: boolean): 'added' | 'known' | Refusal {
+  private hold(origin: string, jail: string, address: string, mark: number, journal: boolean, end?: number, endMoved?: (end: number | undefined) => void): 'added' | 'known' | 'over' | Refusal {
     // While a complete snapshot's release is under way, what is held again must outlive it.
     const releasing = (this.releases.get(`${origin} ${jail}`) as SnapshotRelease | undefined)?.kept.mark ?? 0;
     const floor = Math.max(mark, releasing);
@@ -279,19 +340,84 @@ export class FleetState {
       const current = this.holdings.mark(origin, jail, address)!;
       if (current < floor) {
         this.holdings.setMark(origin, jail, address, floor);
-        // The journal released it already (`C`): it is held again.
-        if (journal && current < releasing) this.lines.push(['+', origin, jail, address]);
+        // The journal released it already (`C`): it is held again, until its end.
+        if (journal && current < releasing) {
+          this.lines.push(['+', origin, jail, address]);
+          const held = this.holdings.leases.end(origin, jail, address);
+          if (held !== undefined) this.lines.push(['E', origin, jail, String(held), address]);
+        }
       }
+      let moved = false;
+      this.change(jail, address, () => (moved = this.holdings.leases.extend(origin, jail, address, end, false)));
+      if (moved) this.endMoved(origin, jail, address, end, journal, endMoved);
       return 'known';
     }
+    if (end !== undefined && end <= this.clock()) return 'over';
     if (admission === 'quota' || admission === 'full' || admission === 'crowded') {
       this.refuse(admission, origin, jail, address);
       return admission;
     }
     if (admission !== 'ok') this.evict(admission);
-    this.change(jail, address, () => this.holdings.add(origin, jail, address, floor) === 'added');
+    let timed = false;
+    this.change(jail, address, () => {
+      if (this.holdings.add(origin, jail, address, floor) !== 'added') return false;
+      timed = this.holdings.leases.extend(origin, jail, address, end, true);
+      return true;
+    });
     if (journal) this.lines.push(['+', origin, jail, address]);
+    if (timed) this.endMoved(origin, jail, address, end, journal, endMoved);
     return 'added';
+  }
+
+  /** The holding's end was set or moved: journalled (or handed to `endMoved`, for a line after the snapshot part's), and the timer told of an earlier end. */
+  private endMoved(origin: string, jail: string, address: string, end: number | undefined, journal: boolean, endMoved?: (end: number | undefined) => void): void {
+    if (journal) this.lines.push(['E', origin, jail, String(end ?? UNTIL_UNBANNED), address]);
+    else endMoved?.(end);
+    if (end !== undefined && (this.leaseTimerAt === undefined || end < this.leaseTimerAt)) this.armLeaseTimer();
+  }
+
+  /** Releases what ended while the agent was not running, before any sink projects the store (each sink's reconciliation at its start takes them out). */
+  private expireOnLoad(): void {
+    const lines: Line[] = [];
+    const now = this.clock();
+    for (let lease = this.holdings.leases.due(now); lease; lease = this.holdings.leases.due(now)) {
+      const { origin, jail, address } = lease;
+      if (this.holdings.remove(origin, jail, address)) lines.push(['-', origin, jail, address]);
+    }
+    if (lines.length === 0) return;
+    this.file.append(lines);
+    this.released.expiry += lines.length;
+    this.log.info({ released: lines.length }, `released ${lines.length} holding(s) whose bantime ended while the agent was not running`);
+  }
+
+  /** One timer for every lease: it fires at the earliest end (or within LEASE_TIMER_MAX_MS, to notice a clock set forward). */
+  private armLeaseTimer(): void {
+    clearTimeout(this.leaseTimer);
+    this.leaseTimer = undefined;
+    this.leaseTimerAt = undefined;
+    const next = this.holdings.leases.next();
+    if (next === undefined || this.closed) return;
+    const delay = Math.min(Math.max(next - this.clock(), 0), LEASE_TIMER_MAX_MS);
+    this.leaseTimerAt = this.clock() + delay;
+    this.leaseTimer = setTimeout(() => this.expire(), delay);
+    this.leaseTimer.unref();
+  }
+
+  /** The leases whose end came are released in the snapshots' slices, the earliest first, each as its origin's unban would; then the timer waits for the next end. */
+  private expire(): void {
+    this.leaseTimer = undefined;
+    this.leaseTimerAt = undefined;
+    this.releases.set(EXPIRY, {
+      step: () => {
+        const lease = this.holdings.leases.due(this.clock());
+        if (!lease) {
+          this.armLeaseTimer();
+          return false;
+        }
+        if (this.drop(lease.origin, lease.jail, lease.address, true)) this.released.expiry += 1;
+        return true;
+      },
+    });
   }
 
   /** Removes the origin's holding; `journal`: write its `-` line (a release a `C` line stands for needs none). */
@@ -301,19 +427,28 @@ export class FleetState {
     return true;
   }
 
-  /** Runs a change of one holding; each sink whose target gains or loses the address by it is handed that, at the end of the step. */
+  /**
+   * Runs a change of one holding (or of its end); each sink whose target gains or loses the
+   * address by it is handed that, at the end of the step. A sink that keeps ends itself
+   * (followsEnds) is handed the ban again when the target's end (Projection.end) moves later.
+   */
   private change(jail: string, address: string, mutate: () => boolean): boolean {
     const targets = this.targets.get(jail) ?? [];
     const before = targets.map(([{ projection }, target]) => projection.holds(this.holdings, target, address));
+    const ends = targets.map(([{ projection, followsEnds }, target]) => (followsEnds ? projection.end(this.holdings, target, address) : undefined));
     if (!mutate()) return false;
     targets.forEach(([follower, target], index) => {
       const after = follower.projection.holds(this.holdings, target, address);
-      if (after === before[index]) return;
-      let changes = this.effects.get(follower);
-      if (!changes) this.effects.set(follower, (changes = []));
-      changes.push({ target, action: after ? 'ban' : 'unban', address });
+      if (after !== before[index]) this.hand(follower, { target, action: after ? 'ban' : 'unban', address });
+      else if (after && follower.followsEnds && later(ends[index], follower.projection.end(this.holdings, target, address))) this.hand(follower, { target, action: 'ban', address });
     });
     return true;
+  }
+
+  private hand(follower: Follower, change: SinkChange): void {
+    let changes = this.effects.get(follower);
+    if (!changes) this.effects.set(follower, (changes = []));
+    changes.push(change);
   }
 
   /** The store is full: the oldest holding of the origin most over its share goes, for an origin under its share. */
@@ -344,7 +479,8 @@ export class FleetState {
   /** What the store file must say beyond the holdings for a restart to end up here: releases under way, then snapshots being received. */
   private *inProgress(): Iterable<Line> {
     for (const [, task] of this.releases.entries()) {
-      const { id, kept } = task as SnapshotRelease;
+      if (!isSnapshotRelease(task)) continue;
+      const { id, kept } = task;
       yield ['P', kept.origin, kept.jail, id, ...this.confirmed(kept)];
       yield ['C', kept.origin, kept.jail, id];
     }
@@ -356,4 +492,9 @@ export class FleetState {
     for (const [address, held] of this.holdings.heldBy(origin, jail)) if (held >= mark) confirmed.push(address);
     return confirmed;
   }
+}
+
+/** Whether an end moved later (undefined: until unbanned, later than any end). */
+function later(before: number | undefined, after: number | undefined): boolean {
+  return before !== undefined && (after === undefined || after > before);
 }

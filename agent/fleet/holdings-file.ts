@@ -9,14 +9,16 @@ const SNAPSHOT_FILE = 'holdings.snapshot';
 const JOURNAL_FILE = 'holdings.journal';
 /** The journal is compacted into the snapshot once its lines touch this many holdings, or more than there are. */
 const COMPACT_MIN_LINES = 50_000;
-/** The most a holding takes in a line: "+ ", an origin and a jail of 64 characters, a network address, "\n". */
-const MAX_LINE_BYTES = 2 + 65 + 65 + 44;
+/** The most a holding takes in lines: "+ ", an origin and a jail of 64 characters, a network address, "\n"; and its end, "E " and the same with an end in ms. */
+const MAX_LINE_BYTES = 2 + 65 + 65 + 44 + (2 + 65 + 65 + 16 + 44);
 
 export interface LoadResult {
   /** Neither file existed: the first start with a store (an upgrade, or a new install). */
   fresh: boolean;
   /** Lines that were not valid (a line torn by a crash, or a hand edit), left out. */
   skipped: number;
+  /** The highest snapshot mark the replay gave a holding (see Holdings.mark). */
+  marks: number;
 }
 
 /**
@@ -70,7 +72,7 @@ export class HoldingsFile {
     };
     const { fresh } = this.store.load({ snapshot: line, record: line });
     this.journalWeight = this.store.journalRecords;
-    return { fresh, skipped };
+    return { fresh, skipped, marks: replay.marks };
   }
 
   /** Appends lines to the journal; schedules a compaction when the journal has grown past the holdings it describes. */

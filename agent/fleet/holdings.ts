@@ -1,3 +1,5 @@
+import { Leases } from './leases.js';
+
 /**
  * Origin of what the sync jails and aliases held when the store was first created (an
  * upgrade): nobody knows who banned it, so any origin's unban of the address releases it,
@@ -84,6 +86,9 @@ export class Holdings {
   /** An origin over its share, evicted from while the store is full (found again when it no longer is over). */
   private victim: OriginHoldings | undefined;
 
+  /** The holdings' ends: a holding without one is held until unbanned. */
+  readonly leases = new Leases();
+
   constructor(readonly limits: HoldingLimits = DEFAULT_LIMITS) {}
 
   get size(): number {
@@ -134,6 +139,7 @@ export class Holdings {
     const mark = held?.get(address);
     if (!own || mark === undefined) return false;
     held!.delete(address);
+    this.leases.delete(origin, jail, address);
     for (const watch of this.watchesOf(origin, jail)) if (mark >= watch.mark) watch.count -= 1;
     const addresses = this.jails.get(jail)!;
     const current = addresses.get(address)!;

@@ -18,6 +18,8 @@ export interface Follower {
   readonly projection: Projection;
   /** Queues the changes; never blocks, never throws. */
   submit(changes: readonly Change[]): void;
+  /** Also handed a ban of an address its target holds already when the address's end (Projection.end) moves later: a sink that keeps the end itself. */
+  readonly followsEnds?: boolean;
 }
 
 /**
@@ -53,6 +55,26 @@ export class Projection {
   /** Whether the target should hold the address. */
   holds(holdings: Holdings, target: string, address: string): boolean {
     return this.jailsOf(target).some((jail) => this.heldThrough(holdings, jail, address));
+  }
+
+  /**
+   * When the target's hold of the address ends, in ms by this host's clock: the latest end of
+   * the holdings it is held through; undefined while one of them lasts until unbanned (or
+   * none holds it). The agent releases it then; a sink that keeps a timeout of its own (a
+   * kernel set element's) sets it from this, as a backstop. It moves later with a later
+   * ban, and earlier when the holding that had the latest end goes.
+   */
+  end(holdings: Holdings, target: string, address: string): number | undefined {
+    let latest: number | undefined;
+    for (const jail of this.jailsOf(target)) {
+      for (const origin of holdings.origins(jail, address)) {
+        if (!this.counts(origin)) continue;
+        const end = holdings.leases.end(origin, jail, address);
+        if (end === undefined) return undefined;
+        latest = Math.max(latest ?? end, end);
+      }
+    }
+    return latest;
   }
 
   /** Everything the target should hold. */

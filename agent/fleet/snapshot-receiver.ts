@@ -43,8 +43,8 @@ interface Assembly {
 export interface SnapshotStore {
   /** A new snapshot from the origin in the jail: what its parts confirm. */
   beginSnapshot(origin: string, jail: string): Watch;
-  /** Holds (or confirms) a part's addresses; how many were new, and how many refused. */
-  takeSnapshotPart(id: string, confirmed: Watch, addresses: readonly string[]): { added: number; refused: number };
+  /** Holds (or confirms) a part's addresses, each for `bantimes[i]` seconds from now (-1 or none: until unbanned); how many were new, and how many refused. */
+  takeSnapshotPart(id: string, confirmed: Watch, addresses: readonly string[], bantimes?: readonly number[]): { added: number; refused: number };
   /** Every part arrived: the origin's holdings in the jail that no part confirmed are released; `released` counts them as they go, `done` at the end. */
   completeSnapshot(id: string, confirmed: Watch, released: (count: number) => void, done: () => void): void;
   /** It ended incomplete: it only added. */
@@ -97,7 +97,7 @@ export class SnapshotReceiver {
     result.partsReceived += 1;
     result.addresses += part.ips.length;
     if (assembly.confirmed) {
-      const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips.map((address) => address.text));
+      const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips.map((address) => address.text), part.bantimes);
       result.added += taken.added;
       result.refused += taken.refused;
     }

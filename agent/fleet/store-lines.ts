@@ -10,7 +10,11 @@ import { ADOPTED, MANUAL, type Holdings } from './holdings.js';
  * - `P origin jail id address...`: a part of snapshot `id` from the origin: each address is
  *   held (added when new) and confirmed by that snapshot;
  * - `C origin jail id`: snapshot `id` arrived complete: the origin's holdings in the jail
- *   that no part of it confirmed are released.
+ *   that no part of it confirmed are released;
+ * - `E origin jail end address...`: the end of the origin's holdings of these addresses (ms
+ *   since the epoch; -1: until unbanned). A line of its own, after the line that added the
+ *   holding, so that an agent of an earlier version, which skips lines it does not know,
+ *   still reads the holding (as held until unbanned) and never loses it.
  * So the journal says at once what a complete snapshot releases, even though the agent
  * releases it in slices (see FleetState): a restart at any point replays the whole release.
  */
@@ -18,11 +22,12 @@ export type Line =
   | [op: '+' | '-', origin: string, jail: string, address: string]
   | [op: '~', jail: string, address: string]
   | [op: 'P', origin: string, jail: string, id: string, ...addresses: string[]]
-  | [op: 'C', origin: string, jail: string, id: string];
+  | [op: 'C', origin: string, jail: string, id: string]
+  | [op: 'E', origin: string, jail: string, end: string, ...addresses: string[]];
 
 /** How much replaying a line costs, in holdings it touches (a compaction is due once the journal costs more than the store). */
 export function lineWeight(line: Line): number {
-  return line[0] === 'P' ? Math.max(1, line.length - 4) : 1;
+  return line[0] === 'P' || line[0] === 'E' ? Math.max(1, line.length - 4) : 1;
 }
 
 /** Every holding, remembered release and `extra` line (snapshots being received or released), as the lines of a snapshot file. */
@@ -32,9 +37,13 @@ export function serialise(holdings: Holdings, extra: Iterable<Line>): string {
     for (const [address, origins] of holdings.entries(jail)) for (const origin of origins) lines.push(`+ ${origin} ${jail} ${address}\n`);
   }
   for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) lines.push(`~ ${jail} ${address}\n`);
+  for (const { origin, jail, address, end } of holdings.leases.entries()) lines.push(`E ${origin} ${jail} ${end} ${address}\n`);
   for (const line of extra) lines.push(`${line.join(' ')}\n`);
   return lines.join('');
 }
+
+/** An `E` line's end: ms since the epoch, or -1. */
+const END = /^(-1|\d{1,15})$/;
 
 /**
  * Replays lines into the holdings, validating each as strictly as a network event. Keeps
@@ -42,7 +51,8 @@ export function serialise(holdings: Holdings, extra: Iterable<Line>): string {
  * of its own (Holdings.mark), as the running agent does.
  */
 export class Replay {
-  private marks = 0;
+  /** The highest mark given so far: the running agent numbers its next snapshots above it. */
+  marks = 0;
   /** "origin jail" -> the snapshot being received and its mark */
   private readonly open = new Map<string, { id: string; mark: number }>();
 
@@ -66,6 +76,13 @@ export class Replay {
       if (fields.length !== 4 || !isCanonical(fourth!)) return false;
       if (op === '+') this.holdings.add(holder, where, fourth!);
       else this.holdings.remove(holder, where, fourth!);
+      return true;
+    }
+    if (op === 'E') {
+      const addresses = fields.slice(4);
+      if (!END.test(fourth!) || addresses.length === 0 || !addresses.every(isCanonical)) return false;
+      const end = fourth === '-1' ? undefined : Number(fourth);
+      for (const address of addresses) if (this.holdings.mark(holder, where, address) !== undefined) this.holdings.leases.set(holder, where, address, end);
       return true;
     }
     if (!SNAPSHOT_ID.test(fourth!)) return false;

@@ -100,6 +100,11 @@ export class Intake implements Part {
     if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
   }
 
+  /** When a valid event or snapshot part from each origin last arrived (the most recent MAX_PEERS_TRACKED origins). */
+  lastEvents(): ReadonlyMap<string, Date> {
+    return this.peersSeen;
+  }
+
   async start(): Promise<void> {
     this.inbox?.open((topic, payload, source, retained) => this.handle(topic, payload, source, retained));
   }

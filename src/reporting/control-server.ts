@@ -71,15 +71,17 @@ export class ControlServer implements Part {
       return { ok: false, error: 'the request is not JSON; send {"command":"status"} on one line' };
     }
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
-    if (command !== 'status') return { ok: false, error: `unknown command ${JSON.stringify(command)}; the only command is "status"` };
-    const { program, log } = this.reporter;
+    const { program, log, fleet } = this.reporter;
+    const commands = fleet ? '"status" and "fleet"' : '"status"';
+    if (command !== 'status' && !(command === 'fleet' && fleet)) return { ok: false, error: `unknown command ${JSON.stringify(command)}; the commands are ${commands}` };
     try {
+      if (command === 'fleet') return { ok: true, fleet: fleet!() };
       const status = this.reporter.freshStatus ? await this.reporter.freshStatus() : this.reporter.status();
       const report: StatusReport = { program, version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status };
       return { ok: true, report };
     } catch (error) {
-      log.error({ err: (error as Error).message }, 'could not collect the status for the control socket');
-      return { ok: false, error: `${program} could not collect its status: ${(error as Error).message}` };
+      log.error({ err: (error as Error).message, command }, 'could not answer on the control socket');
+      return { ok: false, error: `${program} could not collect its ${command}: ${(error as Error).message}` };
     }
   }
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import type { FleetView } from '../control-protocol.js';
 import type { AgentStatus } from '../status.js';
 
 /** The programs that report over a control socket and /metrics; each one's systemd unit has its name. */
@@ -10,6 +11,8 @@ export interface Reporter {
   /** A reporting key as written in config.cfg, for fixes: `metrics_port`, or `[broker] metrics_port` for the broker. */
   key(name: string): string;
   status(): AgentStatus;
+  /** The agent's view of the fleet (the control socket's `fleet`); absent for the broker. */
+  fleet?(): FleetView;
   /** The status after a fresh look (`Part.refresh`), for a status request; `status()` where absent. */
   freshStatus?(): Promise<AgentStatus>;
   log: Logger;

@@ -47,7 +47,10 @@ function labelled(measure: Measure & { values: Record<string, number> }, now: nu
 }
 
 function number(measure: Measure, value: number, now: number): string {
-  if (measure.unit === 'timestamp') return `${ago(new Date(value * 1000).toISOString(), now)} ago`;
+  if (measure.unit === 'timestamp') {
+    // A time to come (the next lease end) reads as such.
+    return value * 1000 > now ? `in ${ago(new Date(now).toISOString(), value * 1000)}` : `${ago(new Date(value * 1000).toISOString(), now)} ago`;
+  }
   return measure.unit === 'bytes' ? `${(value / 2 ** 20).toFixed(1)} MB` : String(value);
 }
 
@@ -65,7 +68,7 @@ function words(key: string): string {
 }
 
 /** "3d 4h", "5m 2s", "7s" since an ISO time. */
-function ago(iso: string, now: number): string {
+export function ago(iso: string, now: number): string {
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
   if (!Number.isFinite(seconds)) return iso;
   const units: Array<[string, number]> = [

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FleetView } from '../../src/control-protocol.js';
 import { encodeSnapshot } from '../../src/snapshot.js';
 import { barrier } from '../support/barrier.js';
 import { addressBlock, holdingsOf, snapshotsOf } from '../support/fleet-helpers.js';
@@ -45,6 +46,28 @@ describe('fleet state: who holds a ban, snapshots that heal (3 hosts, mesh, real
     expect(await a.banned('sshd-sync'), 'A has it from C').to.include('203.0.113.21');
     await c.fail2ban.unban('sshd', '203.0.113.21');
     for (const host of [a, b]) await waitFor(async () => !(await host.banned('sshd-sync')).includes('203.0.113.21'), `the last unban on ${host.name}`);
+  });
+
+  it('status --fleet on B: what each origin holds, when it was last heard from, the addresses both hold (text and --json)', async () => {
+    await a.fail2ban.ban('sshd', '203.0.113.41');
+    await c.fail2ban.ban('sshd', '203.0.113.41');
+    await c.fail2ban.ban('sshd', '203.0.113.42');
+    await waitFor(async () => ((await holdingsOf(b, 'host-c')) ?? 0) >= 2 && ((await holdingsOf(b, 'host-a')) ?? 0) >= 1, "A's and C's holdings on B");
+    const json = await b.client(['status', '--fleet', '--json']);
+    expect(json.code, json.stderr).to.equal(0);
+    const view = JSON.parse(json.stdout) as FleetView;
+    expect(view.nodeId).to.equal('host-b');
+    const sshd = view.jails.find((jail) => jail.jail === 'sshd')!;
+    expect(sshd.origins.find((entry) => entry.origin === 'host-c')!.holdings).to.be.at.least(2);
+    expect(sshd.mostHeld.find((entry) => entry.address === '203.0.113.41')?.origins).to.deep.equal(['host-a', 'host-c']);
+    for (const origin of ['host-a', 'host-c']) expect(Date.now() - Date.parse(view.lastEvents[origin]!)).to.be.below(120_000);
+    const text = await b.client(['status', '--fleet']);
+    expect(text.code, text.stderr).to.equal(0);
+    expect(text.stdout).to.match(/^ {2}host-c +\d+ {2}\d+s ago$/m);
+    expect(text.stdout).to.match(/^ {4}203\.0\.113\.41 {2}2: host-a, host-c$/m);
+    for (const host of [a, c]) await host.fail2ban.unban('sshd', '203.0.113.41');
+    await c.fail2ban.unban('sshd', '203.0.113.42');
+    await waitFor(async () => !(await b.banned('sshd-sync')).some((ip) => ip === '203.0.113.41' || ip === '203.0.113.42'), 'the unbans on B');
   });
 
   it('an unban from an origin that holds nothing is counted and changes nothing; an anonymous manual unban clears it everywhere', async () => {

@@ -78,11 +78,15 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       '/usr/local/share/man/man8/syncfail2ban-client.8': '644',
       '/usr/local/share/man/man8/syncfail2ban-broker.8': '644',
       '/usr/local/share/man/man5/syncfail2ban.conf.5': '644',
+      '/usr/local/share/bash-completion/completions/syncfail2ban': '644',
+      '/usr/local/share/bash-completion/completions/syncfail2ban-client': '644',
+      '/usr/local/share/bash-completion/completions/syncfail2ban-broker': '644',
     };
     for (const [path, wanted] of Object.entries(expected)) expect(await mode(join(root, path)), path).to.equal(wanted);
     expect(await mode(join(root, LIB))).to.equal('755');
 
     expect(await readFile(join(root, 'etc/syncfail2ban/config.cfg'), 'utf8')).to.equal(await readFile(join(ROOT, 'etc/config.cfg'), 'utf8'));
+    expect(await readFile(join(root, 'usr/local/share/bash-completion/completions/syncfail2ban-client'), 'utf8')).to.equal(await readFile(join(ROOT, 'etc/bash-completion/syncfail2ban'), 'utf8'));
     for (const file of ['action.d/syncfail2ban.py', 'action.d/sync-action.conf', 'filter.d/sync-filter.conf']) {
       expect(await readFile(join(root, 'etc/fail2ban', file), 'utf8'), file).to.equal(await readFile(join(ROOT, 'etc/fail2ban', file), 'utf8'));
     }
@@ -94,7 +98,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
     const unit = await readFile(join(root, 'etc/systemd/system/syncfail2ban.service'), 'utf8');
     for (const line of [
       'ExecStart=/usr/local/bin/syncfail2ban --config /etc/syncfail2ban/config.cfg',
-      'After=network-online.target fail2ban.service',
+      'After=network-online.target fail2ban.service nftables.service',
       'Wants=network-online.target',
       'Restart=on-failure',
       'RestartPreventExitStatus=78',

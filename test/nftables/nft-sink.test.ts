@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
 import { NetNamespace } from '../support/netns.js';
-import { setNames } from '../support/nft-sets.js';
+import { setElements, setNames } from '../support/nft-sets.js';
 import { AGENT_SERVICE, BIN } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
 import { RunningProcess } from '../support/process.js';
@@ -59,6 +59,21 @@ describe('the nftables sink in agents (real nft in a network namespace)', functi
       await waitFor(async () => !(await setNames(ns, 'hosts_v4')).includes('203.0.113.7'), "the ban out of B's set");
       await waitFor(async () => !(await b.banned('sshd-sync')).includes('203.0.113.7'), "the ban out of B's sync jail");
       expect(part(await b.agentStatus(), 'sink', 'nftables').problems).to.deep.equal([]);
+    });
+
+    it("gives a ban with a bantime its end as the element's timeout, moves it with a longer re-ban, and takes the element out at the end", async () => {
+      expect((await a.client(['-a', 'web', 'ban', '203.0.113.71', '--bantime=3600'])).code).to.equal(0);
+      await waitFor(async () => (await setElements(ns, 'hosts_v4')).get('203.0.113.71') !== undefined, 'the element with its timeout');
+      expect((await setElements(ns, 'hosts_v4')).get('203.0.113.71')).to.be.within(3_500, 3_600);
+      expect((await a.client(['-a', 'web', 'ban', '203.0.113.71', '--bantime=7200'])).code).to.equal(0);
+      await waitFor(async () => ((await setElements(ns, 'hosts_v4')).get('203.0.113.71') ?? 0) > 3_600, 'the element retimed to the later end');
+      expect((await setElements(ns, 'hosts_v4')).get('203.0.113.71')).to.be.within(7_100, 7_200);
+      expect((await a.client(['-a', 'web', 'unban', '203.0.113.71'])).code).to.equal(0);
+
+      expect((await a.client(['-a', 'web', 'ban', '203.0.113.72', '--bantime=3'])).code).to.equal(0);
+      await waitFor(async () => (await setNames(ns, 'hosts_v4')).includes('203.0.113.72'), 'the short ban in the set');
+      await waitFor(async () => !(await setNames(ns, 'hosts_v4')).includes('203.0.113.72') && !(await setNames(ns, 'hosts_v4')).includes('203.0.113.71'), 'both out of the set', 15_000);
+      expect(measuredBy(part(await b.agentStatus(), 'fleet'), 'released')).to.include({ expiry: 1 });
     });
 
     it('takes networks and IPv6 addresses from the fleet', async () => {

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TEST_CLOCK_OFFSET_VARIABLE } from '../../agent/fleet/clock.js';
 import { requestStatus, type StatusReport } from '../../src/control-protocol.js';
 import type { AgentStatus, PartProblem } from '../../src/status.js';
 import { startFail2ban, type Fail2banServer, type JailSpec } from './fail2ban-server.js';
@@ -9,6 +10,9 @@ import { AGENT_SERVICE, BIN, ROOT } from './paths.js';
 import { RunningProcess } from './process.js';
 import { run, type RunResult } from './run.js';
 import { waitFor } from './wait.js';
+
+/** How long an agent may take to start and subscribe: seconds when quiet, but a machine running the suite's files in parallel has been seen at fifteen. */
+const AGENT_START_MS = 45_000;
 
 export interface HostOptions {
   name: string;
@@ -40,8 +44,10 @@ export interface HostOptions {
   db?: 'memory' | 'file';
   /** Runs the host's fail2ban, agent and client inside this network namespace (for nftables and iptables). */
   netns?: NetNamespace;
+  /** This host's clock, off from the others' by this many seconds (the agent's test-only clock seam, agent/fleet/clock.ts). */
+  clockOffsetS?: number;
   /** A real banaction for the sync jails of [jails] (fail2ban syntax), its action.d files, and a database that survives a restart. */
-  syncJailAction?: { action: string; files: Record<string, string> };
+  syncJailAction?: { action: string; files: Record<string, string>; pythonActions?: Record<string, string> };
 }
 
 const DEFAULT_JAILS = { sshd: 'sshd-sync', web: 'web-sync' };
@@ -91,7 +97,7 @@ export class SimHost {
       ],
       // The shipped action files, unchanged: the test exercises what admins install.
       actionFiles: { 'sync-action': await readFile(join(ROOT, 'etc/fail2ban/action.d/sync-action.conf'), 'utf8'), ...options.syncJailAction?.files },
-      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8') },
+      pythonActions: { syncfail2ban: await readFile(join(ROOT, 'etc/fail2ban/action.d/syncfail2ban.py'), 'utf8'), ...options.syncJailAction?.pythonActions },
       ...(options.db || options.syncJailAction ? { db: options.db ?? 'file' } : {}),
       primaryAction: python ? `syncfail2ban.py[${[`config=${configPath}`, ...(options.pythonActionOptions ?? [])].join(', ')}]` : `sync-action[client="${clientScript}"]`,
       // The Python action reads the agent's config when its jail starts.
@@ -152,16 +158,19 @@ export class SimHost {
   /**
    * Starts the agent and waits until it is subscribed on at least one broker (its own, or the
    * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).
+   * `launcher`: node given the flags of the installed wrapper and npm start, or none, as npm's bin link runs it.
    */
-  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed'): Promise<RunningProcess> {
-    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]));
+  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed', launcher: 'service' | 'bin' = 'service'): Promise<RunningProcess> {
+    const program = launcher === 'service' ? AGENT_SERVICE : [BIN.agent];
+    const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
+    const agent = new RunningProcess(...this.inside(process.execPath, [...program, '--config', this.configPath, ...args]), clock);
     this.agent = agent;
     if (until === 'subscribed') await this.waitSubscribed(1);
     else {
       await waitFor(async () => {
         if (!agent.alive) throw new Error(`${this.name}'s agent exited: ${agent.output.slice(-2000)}`);
         return this.agentStatus();
-      }, `${this.name}'s agent answering status`);
+      }, `${this.name}'s agent answering status`, AGENT_START_MS);
     }
     return agent;
   }
@@ -176,6 +185,7 @@ export class SimHost {
         return status.parts.filter((part) => part.kind === 'link' && part.details.state === 'connected').length >= count;
       },
       `${this.name}'s agent subscribed on ${count} broker(s)`,
+      AGENT_START_MS,
     );
   }
 
@@ -184,9 +194,13 @@ export class SimHost {
     return this.agent;
   }
 
-  /** Runs this host's syncfail2ban-client (what fail2ban's action runs). */
+  /**
+   * Runs this host's syncfail2ban-client (what fail2ban's action runs). The client keeps its
+   * own deadlines (connection_timeout); this one only stops a hang, and lets a -f of 100,000
+   * on a loaded machine finish.
+   */
   client(args: string[]): Promise<RunResult> {
-    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]));
+    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]), 180_000);
   }
 
   /** [command, args] that run the program on this host: inside its network namespace, if it has one. */

@@ -32,9 +32,9 @@ export interface StandaloneBroker {
 /**
  * A syncfail2ban-broker process listening on mq_ip:mq_port from its own config file; `extra`
  * lines follow the [default] keys (and may open further sections); `brokerSection` lines
- * follow `[broker] control_socket`.
+ * follow `[broker] control_socket`; `nodeArgs` go to node before the program (e.g. --cpu-prof).
  */
-export async function startStandaloneBroker(extra: string[] = [], brokerSection: string[] = []): Promise<StandaloneBroker> {
+export async function startStandaloneBroker(extra: string[] = [], brokerSection: string[] = [], nodeArgs: string[] = []): Promise<StandaloneBroker> {
   const dir = await mkdtemp(join(tmpdir(), 'sf2b-broker-'));
   const host = '127.0.0.1';
   const port = await freePort(host);
@@ -57,7 +57,7 @@ export async function startStandaloneBroker(extra: string[] = [], brokerSection:
       return run(process.execPath, [BIN.broker, '--config', config, 'status', ...args]);
     },
     async start() {
-      proc = new RunningProcess(process.execPath, [BIN.broker, '--config', config]);
+      proc = new RunningProcess(process.execPath, [...nodeArgs, BIN.broker, '--config', config]);
       await proc.waitForOutput(/MQTT broker listening/, 'syncfail2ban-broker to listen');
     },
     async restart() {

@@ -47,6 +47,8 @@ interface LastReconcile extends Partial<ReconcileResult> {
  */
 export class NftablesSink implements Sink {
   readonly projection: Projection;
+  /** An element's timeout is its ban's end: a ban whose end moves later is written again. */
+  readonly followsEnds = true;
   private readonly dryRun: boolean;
   private readonly nft: Nft;
   private readonly sets: KernelSets;
@@ -69,8 +71,7 @@ export class NftablesSink implements Sink {
       nft: this.nft,
       shape: config,
       wanted: () => this.projection.wanted(holdings, TABLE),
-      // No holding carries an end yet: every element is permanent until its unban.
-      endOf: () => undefined,
+      endOf: (address) => this.projection.end(holdings, TABLE, address),
       log,
     });
     const backend = options.pick(this.sets);

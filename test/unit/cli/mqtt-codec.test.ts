@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import mqttPacket from 'mqtt-packet';
-import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from '../../../cli/mqtt-codec.js';
+import { decodePublish, DISCONNECT, encodeConnect, encodePuback, encodePublish, encodeSubscribe, nextFrame, PacketReader } from '../../../cli/mqtt-codec.js';
 
 /** The client's hand-written packets, decoded by mqtt-packet (the codec MQTT.js and Aedes use). */
 function decode(bytes: Buffer): mqttPacket.Packet[] {
@@ -59,5 +59,27 @@ describe("the client's MQTT 3.1.1 codec", () => {
 
   it('refuses a remaining length longer than four bytes', () => {
     expect(() => new PacketReader().push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]))).to.throw(/malformed remaining length/);
+  });
+
+  it('writes SUBSCRIBE and PUBACK (the fleet bench\'s subscribers) as mqtt-packet reads them', () => {
+    expect(decode(encodeSubscribe(7, 'f2b/+/+', 1))[0]).to.deep.include({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'f2b/+/+', qos: 1 }] });
+    expect(decode(encodePuback(40_000))[0]).to.deep.include({ cmd: 'puback', messageId: 40_000 });
+  });
+
+  it('frames a stream and decodes PUBLISH at QoS 0 and 1 as mqtt-packet wrote it, however the bytes arrive', () => {
+    const payload = Buffer.alloc(70_000, 0x61);
+    const stream = Buffer.concat([
+      mqttPacket.generate({ cmd: 'publish', topic: 'f2b/sshd/ban', payload: '{"ip":"11.0.0.1"}', qos: 1, messageId: 300, retain: false, dup: false }),
+      mqttPacket.generate({ cmd: 'publish', topic: 'f2b/sshd/snapshot', payload, qos: 0, retain: false, dup: false }),
+    ]);
+    const first = nextFrame(stream)!;
+    expect(decodePublish(first.header, stream.subarray(first.start, first.end))).to.deep.include({ topic: 'f2b/sshd/ban', messageId: 300 });
+    expect(decodePublish(first.header, stream.subarray(first.start, first.end)).payload.toString()).to.equal('{"ip":"11.0.0.1"}');
+    const second = nextFrame(stream, first.end)!;
+    const decoded = decodePublish(second.header, stream.subarray(second.start, second.end));
+    expect(decoded).to.deep.include({ topic: 'f2b/sshd/snapshot', messageId: 0 });
+    expect(decoded.payload.equals(payload)).to.equal(true);
+    expect(second.end).to.equal(stream.length);
+    for (const cut of [1, 2, 3, first.end + 2, stream.length - 1]) expect(nextFrame(stream.subarray(0, cut), cut > first.end ? first.end : 0), `cut at ${cut}`).to.equal(null);
   });
 });

@@ -27,7 +27,7 @@ describe('fleet state: releases in slices, snapshots at the cost of what they ch
     return started;
   }
 
-  it("an empty snapshot from an origin holding 300,000 releases them in slices: a ban arriving meanwhile reaches its sink before the release ends, and every release reaches it", async () => {
+  it("[scale] an empty snapshot from an origin holding 300,000 releases them in slices: a ban arriving meanwhile reaches its sink before the release ends, and every release reaches it", async () => {
     const { fleet, status } = holding(HELD);
     for (const part of parts('host-x', [])) fleet.applySnapshotPart(part);
     // The part was taken; the release has only begun, and status and /metrics say what is left of it.
@@ -88,6 +88,19 @@ describe('fleet state: releases in slices, snapshots at the cost of what they ch
     expect(crashedNow.start().fleet.status().total, 'after a kill -9').to.equal(fleet.status().total);
     await fleet.close();
     expect(harness.start().fleet.status().total, 'after a stop').to.equal(2 + newer[0]!.ips.length);
+  });
+
+  it('after a kill -9 mid-snapshot, the next complete snapshot releases what it does not hold, the taken parts included', async () => {
+    const { fleet } = holding(SOME);
+    // An open snapshot: its first part taken, the rest never comes before the kill.
+    const open = parts('host-x', addresses(0, SOME));
+    expect(open.length).to.be.greaterThan(1);
+    fleet.applySnapshotPart(open[0]!);
+    const restarted = (await harness.crashed()).start();
+    const now = ['203.0.113.54', ...addresses(0, SOME).slice(-10)];
+    for (const part of parts('host-x', now)) restarted.fleet.applySnapshotPart(part);
+    await releasesDone(restarted.fleet);
+    expect(heldBy(restarted.fleet, 'host-x').sort()).to.deep.equal([...now].sort());
   });
 
   it('200 empty snapshots from origins that hold nothing take about as long beside 100,000 holdings as in an empty store', async () => {

@@ -124,6 +124,18 @@ describe('OPNsense bridge (in-process)', function () {
     expect(measuredBy(bridge.status(), 'wanted')).to.deep.equal({ bans: 1 });
   });
 
+  it("takes a ban out of the alias at its end, as at an unban, while another origin's ban of it stays", async () => {
+    const { offer } = await startBridge(['sshd = bans']);
+    const sent = Date.now();
+    offer({ ...event('sshd', 'ban', '203.0.113.40', 'a'), bantime: 1 });
+    offer({ ...event('sshd', 'ban', '203.0.113.41', 'a'), bantime: 1 });
+    offer({ ...event('sshd', 'ban', '203.0.113.41', 'b'), bantime: 600 });
+    await waitFor(() => fake.pfTable('bans').length === 2, 'both in the alias');
+    await waitFor(() => !fake.pfTable('bans').includes('203.0.113.40'), 'the end of the ban', 10_000);
+    expect(Date.now() - sent, 'not before its end').to.be.at.least(1_000);
+    expect(fake.pfTable('bans'), "b's ban lasts 10 minutes").to.deep.equal(['203.0.113.41']);
+  });
+
   it('reports per firewall: url, reachability, backlog, applied and the last reconciliation', async () => {
     const { bridge, offer } = await startBridge(['sshd = bans']);
     offer(event('sshd', 'ban', '203.0.113.5', 'a'));

@@ -200,7 +200,7 @@ describe('OPNsense bridge against the real firewall\'s behaviour', function () {
   });
 
   describe('large aliases (3)', function () {
-    it('reconciles a 1,000,000-entry alias with its own listing timeout, while another alias gets its bans meanwhile', async () => {
+    it('[scale] reconciles a 1,000,000-entry alias with its own listing timeout, while another alias gets its bans meanwhile', async () => {
       const big = range(1_000_000, '10');
       const { sync, ban, desired } = await setUp([{ name: 'big', type: 'external', table: big }, { name: 'bans', type: 'external' }], {
         client: { timeoutMs: 1_000 },

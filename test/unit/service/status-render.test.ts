@@ -46,7 +46,8 @@ describe('status: health and the text rendering come from the parts alone', () =
   it('prints every part the same way: details, single measures on one line, labelled ones each on a line, and the verdict last', () => {
     const broken = link('mqtt://192.0.2.12:18862', 'down', [{ what: 'down since then', fix: 'start it' }]);
     const memory: PartStatus = { kind: 'memory', problems: [], measures: { heap: { ...gauge('heap', 20.5 * 2 ** 20), unit: 'bytes' }, trims: counter('trims', 2) }, details: { trim: 'after bulk work' } };
-    const report = { program: 'syncfail2ban' as const, version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: status([broken, events, memory]) };
+    const fleet: PartStatus = { kind: 'fleet', problems: [], measures: { leases: gauge('leases', 3), lease_next_end: { ...gauge('next end', NOW / 1000 + 3_720), unit: 'timestamp' } }, details: {} };
+    const report = { program: 'syncfail2ban' as const, version: '2.0.0', pid: 42, startedAt: MINUTE_AGO, status: status([broken, events, memory, fleet]) };
     expect(renderStatus(report, healthProblems(report.status), NOW)).to.equal(
       [
         'syncfail2ban 2.0.0, pid 42, up 1m',
@@ -63,6 +64,8 @@ describe('status: health and the text rendering come from the parts alone', () =
         'memory',
         '  trim: after bulk work',
         '  heap 20.5 MB, trims 2',
+        'fleet',
+        '  leases 3, lease next end in 1h 2m',
         'UNHEALTHY:',
         '  - link mqtt://192.0.2.12:18862: down since then',
         '    fix: start it',
