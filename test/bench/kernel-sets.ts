@@ -5,7 +5,7 @@ import { addressBlock, banIn } from '../support/fleet-helpers.js';
 import { NetNamespace } from '../support/netns.js';
 import { BIN } from '../support/paths.js';
 import { run as runProgram } from '../support/run.js';
-import { setNames } from '../support/nft-sets.js';
+import { waitForSetNames } from '../support/nft-sets.js';
 import { freePort } from '../support/ports.js';
 import { SimHost, type HostOptions } from '../support/sim-host.js';
 import { measured, part } from '../support/status.js';
@@ -38,8 +38,7 @@ export async function run(): Promise<void> {
   const applied = (sink: string, count: number) => async (peer: SimHost) => measured(part(await peer.agentStatus(), 'sink', sink), 'changes_applied') >= count;
 
   const nft = await throughFleet(addresses, { fail2ban: false, extra: ['nft_sync = true', 'nft_jails = web'] }, applied('nftables', BANS), async (peer, ns) => {
-    const held = (await setNames(ns, 'hosts_v4')).length;
-    if (held !== BANS) throw new Error(`B's set holds ${held}, not ${BANS}`);
+    await waitForSetNames(ns, 'hosts_v4', BANS);
     return peerPhases(peer);
   }, true);
 
