@@ -52,6 +52,8 @@ if (values['remove-nft-table']) {
   }
 }
 try {
+  const { applyMemoryFlags } = await import('./memory/v8-flags.js');
+  applyMemoryFlags();
   const { runService } = await import('./service.js');
   await runService(file, values['dry-run'] === true);
 } catch (error) {

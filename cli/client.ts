@@ -7,7 +7,7 @@ import { encodePayload, JAIL_NAME, parseAction, topicFor } from '../src/event.js
 import { parseAddress } from '../src/ip.js';
 import { fleetHosts, hostAddresses, NeverBanList, protectFleetAddresses } from '../src/never-ban.js';
 import { reportFatal } from '../src/program.js';
-import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, type Message } from './mqtt-publish.js';
+import { SNAPSHOT_SPACING_MS, SNAPSHOT_WINDOW, snapshotBurstBytes, type Message } from './mqtt-publish.js';
 import { publishToFirst } from './publish-failover.js';
 
 /** The client's options; `syncfail2ban -a/-s/-f` (the original's usage) runs the client with the same. */
@@ -66,7 +66,7 @@ export async function runClient(argv: string[], name: string): Promise<number> {
     }
     const config = loadConfig(file, 'client');
     const timeoutMs = config.connectionTimeoutS * 1000;
-    const publish = (messages: Message[], pacing: { window?: number; spacingMs?: number } = {}) =>
+    const publish = (messages: Message[], pacing: { window?: number; spacingMs?: number; burstBytes?: number } = {}) =>
       publishToFirst(publishUrls(config), messages, { timeoutMs, ...pacing, ...config.mqtt });
     if (announceJail !== undefined) {
       const jail = checkJail(announceJail);
@@ -83,7 +83,8 @@ export async function runClient(argv: string[], name: string): Promise<number> {
       const jail = checkJail(fullSyncJail!);
       if (positionals.length > 0) usage('-f takes only the jail');
       const { fullSync } = await import('./full-sync.js');
-      return await fullSync(config, jail, (messages) => publish(messages, { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS }));
+      const pacing = { window: SNAPSHOT_WINDOW, spacingMs: SNAPSHOT_SPACING_MS, burstBytes: snapshotBurstBytes(config.broker.limits.queueBytesPerClient) };
+      return await fullSync(config, jail, (messages) => publish(messages, pacing));
     }
     return 0;
   } catch (error) {

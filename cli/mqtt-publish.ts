@@ -1,6 +1,7 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { urlHostname } from '../src/config.js';
+import { DEFAULT_BROKER_LIMITS } from '../src/config-security.js';
 import { DISCONNECT, encodeConnect, encodePublish, PacketReader } from './mqtt-codec.js';
 
 export interface Message {
@@ -20,6 +21,8 @@ export interface PublishOptions {
   window?: number;
   /** At least this long between two messages (default 0); the deadline grows by as much per message. */
   spacingMs?: number;
+  /** Payload bytes sent before the spacing starts (default 0: every message is spaced). */
+  burstBytes?: number;
 }
 
 /** The broker answered, but refused this client's connection (credentials, client id). */
@@ -44,13 +47,24 @@ const WINDOW = 500;
  */
 export const SNAPSHOT_WINDOW = 4;
 /**
- * And at least this long between two parts: a broker acknowledges a part as soon as it has
- * queued it for the subscribers, not once they took it, so unpaced parts would pile up ahead
- * of a subscriber that is busy for a moment, beyond the broker's per-client queue (on
- * syncfail2ban's brokers mq_max_queued_kib, 8 MiB by default). Ten parts a second is
- * still far faster than fail2ban takes bans in.
+ * Beyond the burst, at least this long between two parts: a broker acknowledges a part as
+ * soon as it has queued it for the subscribers, not once they took it, so unpaced parts
+ * would pile up ahead of a subscriber that is busy for a moment, beyond the broker's
+ * per-client queue (on syncfail2ban's brokers mq_max_queued_kib, 8 MiB by default). Ten
+ * parts a second is still far faster than fail2ban takes bans in.
  */
 export const SNAPSHOT_SPACING_MS = 100;
+
+/**
+ * The first parts of a snapshot, up to half of the per-client queue of the broker -f
+ * publishes to, go unpaced: even a subscriber that reads none of them while they come has
+ * room for them all and half its queue to spare, and a snapshot of 100,000 IPv4 bans
+ * (1.5 to 2 MiB) reaches peers without waiting 2 to 3 s for the spacing. `queueBytes` is
+ * this host's mq_max_queued_kib: its own broker's in a mesh; a hub's is at least the default.
+ */
+export function snapshotBurstBytes(queueBytes: number): number {
+  return Math.min(queueBytes, DEFAULT_BROKER_LIMITS.queueBytesPerClient) / 2;
+}
 
 const CONNACK_CODES: Record<number, string> = {
   1: 'the broker does not speak MQTT 3.1.1',
@@ -96,7 +110,7 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
     let next = 0;
     let acknowledged = 0;
     const spacingMs = options.spacingMs ?? 0;
-    let lastSent = 0;
+    const pacing = new Pacing(spacingMs, options.burstBytes);
     let paced: NodeJS.Timeout | undefined;
     const inFlight = new Set<number>();
     let finished = false;
@@ -127,7 +141,9 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
 
     const send = () => {
       while (next < messages.length && inFlight.size < (options.window ?? WINDOW)) {
-        const wait = lastSent + spacingMs - Date.now();
+        const { topic, payload } = messages[next]!;
+        const size = Buffer.byteLength(payload);
+        const wait = pacing.wait(size, Date.now());
         if (wait > 0) {
           paced ??= setTimeout(() => {
             paced = undefined;
@@ -135,9 +151,8 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
           }, wait);
           return;
         }
-        lastSent = Date.now();
-        const messageId = (next % 65_535) + 1;
-        const { topic, payload } = messages[next++]!;
+        pacing.sent(size, Date.now());
+        const messageId = (next++ % 65_535) + 1;
         inFlight.add(messageId);
         socket.write(encodePublish(topic, payload, messageId));
       }
@@ -177,6 +192,30 @@ async function publishOnce(url: string, messages: Message[], options: PublishOpt
       );
     });
   });
+}
+
+/** When each message may go: the first `burstBytes` of payload at once, then one every `spacingMs`. */
+export class Pacing {
+  private last = -Infinity;
+  private unpaced: number;
+
+  constructor(
+    private readonly spacingMs: number,
+    burstBytes = 0,
+  ) {
+    this.unpaced = burstBytes;
+  }
+
+  /** Milliseconds until a message of `size` bytes may go (0 or less: now). */
+  wait(size: number, now: number): number {
+    return size <= this.unpaced ? 0 : this.last + this.spacingMs - now;
+  }
+
+  /** It went at `now`: the burst ends with the first message that did not fit in what was left of it. */
+  sent(size: number, now: number): void {
+    this.last = now;
+    this.unpaced = size <= this.unpaced ? this.unpaced - size : 0;
+  }
 }
 
 function describe(error: NodeJS.ErrnoException): string {

@@ -74,7 +74,7 @@ export function unknownWord(what: string, word: string, known: readonly string[]
 
 /** Exits 2 with one line on stderr: what was wrong with the command line, and where help is. */
 export function usageError(program: string, message: string): never {
-  process.stderr.write(`${program}: ${message}; see "${program} --help"\n`);
+  process.stderr.write(`${program}: ${message} (see "${program} --help")\n`);
   process.exit(EXIT_USAGE);
 }
 

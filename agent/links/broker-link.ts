@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { SUBSCRIPTION } from '../../src/event.js';
+import { isSnapshotTopic } from '../../src/snapshot.js';
 import type { Logger } from '../../src/log.js';
 import { gauge, type PartStatus, type Problem } from '../../src/status.js';
 import { reloadKey, type Part } from '../../src/part.js';
@@ -64,6 +65,7 @@ export class BrokerLink implements Part {
       ...options.mqtt,
     });
     this.client = client;
+    turnAfterSnapshotParts(client);
     client.on('connect', () => {
       client.subscribe(SUBSCRIPTION, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((grant) => grant.qos === 128)) {
@@ -136,4 +138,15 @@ export class BrokerLink implements Part {
     this.state = state;
     this.since = new Date();
   }
+}
+
+/**
+ * After each snapshot part the event loop turns before the client takes the next message (and
+ * acknowledges the part, as it acknowledges every message once its handler ran). A part takes
+ * the agent tens of milliseconds, and a burst of parts read at once would otherwise be taken
+ * in one go: the sinks would start on the first parts only after the last, and status would
+ * not answer meanwhile.
+ */
+export function turnAfterSnapshotParts(client: MqttClient): void {
+  client.handleMessage = (packet, callback) => (packet.cmd === 'publish' && isSnapshotTopic(packet.topic) ? setImmediate(callback) : callback());
 }

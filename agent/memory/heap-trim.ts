@@ -1,4 +1,4 @@
-import { getHeapStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { counter, gauge, type AgentStatus, type PartStatus } from '../../src/status.js';
 import type { Logger } from '../../src/log.js';
 import type { Part } from '../../src/part.js';
@@ -20,8 +20,8 @@ const MAX_COLLECTIONS = 4;
  * growing), this runs full collections while they shrink the heap: the first frees, the
  * next compact the pages the first left half empty (two or three in all).
  *
- * `gc` exists when node runs with --expose-gc, one of the flags every launcher passes
- * (`config.agentNodeFlags` in package.json); without it the trim is off and status says so.
+ * `gc` exists when node runs with --expose-gc, or once applyMemoryFlags (v8-flags.ts) made it,
+ * as the agent does at start; without it the trim is off and status says so.
  */
 export class HeapTrim implements Part {
   /** The heap's size after the last trim, or less when V8 shrank it since. */
@@ -74,6 +74,7 @@ export class HeapTrim implements Part {
       measures: {
         heap: { ...gauge('size of the JavaScript heap', this.heapSize()), unit: 'bytes' },
         trims: counter('full collections run after bulk work, to give its memory back', this.trims),
+        young_generation: { ...gauge("size of V8's young generation (2 MB with the agent's memory flags, up to 32 MB without)", youngGeneration()), unit: 'bytes' },
       },
       details: { trim: this.gc ? 'after bulk work' : 'off: node runs without --expose-gc (the installed syncfail2ban passes it)' },
     };
@@ -83,4 +84,8 @@ export class HeapTrim implements Part {
   private busy(): boolean {
     return this.report().parts.some(({ measures: { backlog } }) => backlog !== undefined && 'value' in backlog && backlog.value > 0);
   }
+}
+
+function youngGeneration(): number {
+  return getHeapSpaceStatistics().find(({ space_name }) => space_name === 'new_space')?.space_size ?? 0;
 }

@@ -20,6 +20,12 @@ export interface BatcherOptions {
   /** How long to gather changes before committing them together. */
   windowMs: number;
   maxBatch: number;
+  /**
+   * How long the unbans of one batch may keep the target busy, at the rate it last unbanned
+   * (unset: no bound but maxBatch). A batch in flight cannot be overtaken, so this bounds how
+   * long a new ban waits behind a release of many or a storm of unbans.
+   */
+  unbanBatchMs?: number;
   /** Distinct (target, address) pairs held at most while the backend is down. */
   maxPending: number;
   retryInitialMs: number;
@@ -36,6 +42,9 @@ const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   retryMaxMs: 30_000,
   logFailures: true,
 };
+
+/** Unbans in a batch before the target's unban rate is known (when unbanBatchMs bounds them). */
+const FIRST_UNBANS = 16;
 
 type DropReason = 'refused' | 'queue-full' | 'shutting-down';
 
@@ -74,6 +83,8 @@ export class Batcher {
   private lastError: string | null = null;
   private lastDropLog = 0;
   private inFlight = 0;
+  /** Unbans in the next batch at most (see unbanBatchMs). */
+  private unbansPerBatch: number;
 
   constructor(
     private readonly backend: Backend,
@@ -81,6 +92,7 @@ export class Batcher {
     options: Partial<BatcherOptions> = {},
   ) {
     this.options = { ...DEFAULT_BATCHER_OPTIONS, ...options };
+    this.unbansPerBatch = this.options.unbanBatchMs === undefined ? this.options.maxBatch : Math.min(FIRST_UNBANS, this.options.maxBatch);
   }
 
   /** Queues a change; returns false when it was dropped because the queue is full or stopping. */
@@ -157,10 +169,11 @@ export class Batcher {
   private async drain(): Promise<void> {
     let delay = this.options.retryInitialMs;
     while (this.pending.size > 0 && !this.abandoned) {
-      const batch = this.pending.take(this.options.maxBatch);
+      const batch = this.pending.take(this.options.maxBatch, this.unbansPerBatch);
       this.inFlight = batch.length;
       let failure: Error | undefined;
       let rejections: Rejection[] = [];
+      const started = performance.now();
       try {
         rejections = await this.backend.apply(batch);
       } catch (error) {
@@ -169,6 +182,7 @@ export class Batcher {
         this.inFlight = 0;
       }
       if (!failure) {
+        this.sizeUnbans(batch, performance.now() - started);
         this.count(batch, rejections);
         delay = this.options.retryInitialMs;
         if (this.lastError && this.options.logFailures) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
@@ -192,6 +206,14 @@ export class Batcher {
       delay = Math.min(delay * 2, this.options.retryMaxMs);
     }
     this.running = undefined;
+  }
+
+  /** The next batch's unbans: as many as the target unbanned in unbanBatchMs this time (its bans counted as unbans' time, to be safe). */
+  private sizeUnbans(batch: Change[], tookMs: number): void {
+    const budget = this.options.unbanBatchMs;
+    const unbans = batch.reduce((count, change) => count + (change.action === 'unban' ? 1 : 0), 0);
+    if (budget === undefined || unbans === 0) return;
+    this.unbansPerBatch = Math.max(1, Math.min(this.options.maxBatch, Math.floor((unbans * budget) / Math.max(tookMs, 1))));
   }
 
   private count(batch: Change[], rejections: Rejection[]): void {
@@ -239,16 +261,10 @@ class PendingChanges {
     (change.action === 'ban' ? this.bans : this.unbans).set(key, change);
   }
 
-  /** Up to `max` changes, bans first, each in the order it was queued. */
-  take(max: number): Change[] {
-    const batch: Change[] = [];
-    for (const queue of [this.bans, this.unbans]) {
-      for (const [key, change] of queue) {
-        if (batch.length >= max) return batch;
-        batch.push(change);
-        queue.delete(key);
-      }
-    }
+  /** Up to `max` changes, `maxUnbans` of them unbans at most, bans first, each in the order it was queued. */
+  take(max: number, maxUnbans: number): Change[] {
+    const batch = takeFront(this.bans, max);
+    batch.push(...takeFront(this.unbans, Math.min(max - batch.length, maxUnbans)));
     return batch;
   }
 
@@ -260,6 +276,17 @@ class PendingChanges {
     for (const change of batch) this.set(`${change.target}\u0000${change.address}`, change);
     for (const [key, change] of newer) this.set(key, change);
   }
+}
+
+/** The first `count` changes of the queue, taken out of it. */
+function takeFront(queue: Map<string, Change>, count: number): Change[] {
+  const taken: Change[] = [];
+  for (const [key, change] of queue) {
+    if (taken.length >= count) break;
+    taken.push(change);
+    queue.delete(key);
+  }
+  return taken;
 }
 
 const ADDRESSES_SHOWN = 20;

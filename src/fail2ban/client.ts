@@ -1,5 +1,6 @@
 import net from 'node:net';
-import { decodeReply, encodeCommand, END_MARKER, isPyException, type PyException } from './pickle.js';
+import { decodeReply, encodeCommand, isPyException, type PyException } from './pickle.js';
+import { ReplySplitter } from './reply-splitter.js';
 
 /**
  * - unavailable: cannot reach fail2ban, or the connection dropped before it answered
@@ -56,9 +57,8 @@ interface Connection {
   readonly socket: net.Socket;
   /** Sent and not yet answered, oldest first; fail2ban answers in order. */
   readonly queue: Pending[];
-  buffer: Buffer;
-  /** Where to resume looking for END_MARKER in `buffer`. */
-  scanFrom: number;
+  /** What arrived of the replies. */
+  readonly replies: ReplySplitter;
   connected: boolean;
   dead: boolean;
   timer?: NodeJS.Timeout;
@@ -213,7 +213,7 @@ export class Fail2banClient {
 
   private connect(): Connection {
     const socket = net.createConnection({ path: this.socketPath });
-    const conn: Connection = { socket, queue: [], buffer: Buffer.alloc(0), scanFrom: 0, connected: false, dead: false };
+    const conn: Connection = { socket, queue: [], replies: new ReplySplitter(), connected: false, dead: false };
     socket.on('connect', () => {
       conn.connected = true;
     });
@@ -230,16 +230,7 @@ export class Fail2banClient {
 
   private receive(conn: Connection, chunk: Buffer): void {
     if (conn.dead) return;
-    conn.buffer = conn.buffer.length === 0 ? chunk : Buffer.concat([conn.buffer, chunk]);
-    for (;;) {
-      const end = conn.buffer.indexOf(END_MARKER, conn.scanFrom);
-      if (end < 0) {
-        conn.scanFrom = Math.max(0, conn.buffer.length - END_MARKER.length + 1);
-        return;
-      }
-      const body = conn.buffer.subarray(0, end);
-      conn.buffer = conn.buffer.subarray(end + END_MARKER.length);
-      conn.scanFrom = 0;
+    for (const body of conn.replies.push(chunk)) {
       const pending = conn.queue.shift();
       if (!pending) {
         this.drop(conn, (p) => this.protocolError(p.args, 'fail2ban sent a reply that no command was waiting for'));

@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
+import { availableParallelism, loadavg } from 'node:os';
+import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { addressBlock, banIn } from '../support/fleet-helpers.js';
 import { NetNamespace } from '../support/netns.js';
 import { BIN } from '../support/paths.js';
 import { run as runProgram } from '../support/run.js';
-import { setNames } from '../support/nft-sets.js';
+import { waitForSetNames } from '../support/nft-sets.js';
 import { freePort } from '../support/ports.js';
 import { SimHost, type HostOptions } from '../support/sim-host.js';
 import { measured, part } from '../support/status.js';
@@ -35,10 +37,10 @@ export async function run(): Promise<void> {
   };
   const applied = (sink: string, count: number) => async (peer: SimHost) => measured(part(await peer.agentStatus(), 'sink', sink), 'changes_applied') >= count;
 
-  const nft = await throughFleet(addresses, { fail2ban: false, extra: ['nft_sync = true', 'nft_jails = web'] }, applied('nftables', BANS), async (_peer, ns) => {
-    const held = (await setNames(ns, 'hosts_v4')).length;
-    if (held !== BANS) throw new Error(`B's set holds ${held}, not ${BANS}`);
-  });
+  const nft = await throughFleet(addresses, { fail2ban: false, extra: ['nft_sync = true', 'nft_jails = web'] }, applied('nftables', BANS), async (peer, ns) => {
+    await waitForSetNames(ns, 'hosts_v4', BANS);
+    return peerPhases(peer);
+  }, true);
 
   const iptables = await throughFleet(addresses.slice(0, ACTION_BANS), { jails: { web: 'web-sync' }, syncJailAction: iptablesAction }, applied('fail2ban', ACTION_BANS), async (peer, ns) => {
     const rules = await iptablesRules(ns);
@@ -57,11 +59,17 @@ export async function run(): Promise<void> {
   const nftRate = rate(BANS, nft.completeMs);
   const iptablesRate = rate(ACTION_BANS, iptables.completeMs);
   const replayMs = iptables.after;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const { nftRuns, lastPartAt, firstAppliedAt } = nft.after;
+  const listing = nft.listing!;
   console.log('measured: -f of a jail from host A until the peer applied every address (each fleet in a network namespace of its own)');
-  console.log(`  B, nftables sink, ${BANS} addresses:`);
-  console.log(`    A's -f (fail2ban's list with times, then published):   ${(nft.clientMs / 1000).toFixed(1)} s`);
-  console.log(`    complete in B's kernel set, after -f started:          ${(nft.completeMs / 1000).toFixed(1)} s (target <= ${TARGET_S} s), ${nftRate.toFixed(0)} bans/s`);
-  console.log(`    of that, after A's -f had published everything:        ${(Math.max(0, nft.completeMs - nft.clientMs) / 1000).toFixed(1)} s`);
+  console.log(`  B, nftables sink, ${BANS} addresses (load average ${nft.load.map((load) => load.toFixed(1)).join(', ')} at -f on ${availableParallelism()} cores):`);
+  console.log(`    A's -f (fail2ban's list with times, then published):   ${s(nft.clientMs)}`);
+  console.log(`      fail2ban's list alone, just before: with times ${s(listing.withTimeMs)}, without ${s(listing.withoutMs)}`);
+  console.log(`    B took every part (its fleet state and journal):       ${s(lastPartAt - nft.startedAt)} after -f started`);
+  console.log(`    B's first and last nft run done:                       ${s(firstAppliedAt - nft.startedAt)}, ${s(nftRuns.lastAt - nft.startedAt)} after -f started (${nftRuns.count} runs)`);
+  console.log(`    complete in B's kernel set, after -f started:          ${s(nft.completeMs)} (target <= ${TARGET_S} s), ${nftRate.toFixed(0)} bans/s`);
+  console.log(`    of that, after B took the last part:                   ${s(nft.completeAt - lastPartAt)}`);
   console.log(`  C, sync jail with iptables-multiport, ${ACTION_BANS} addresses:   ${(iptables.completeMs / 1000).toFixed(1)} s, ${iptablesRate.toFixed(0)} bans/s: ${BANS} would take ${(BANS / iptablesRate / 60).toFixed(0)} min`);
   console.log(`    fail2ban's restart, replaying them through the banaction: ${(replayMs / 1000).toFixed(1)} s: for ${BANS}, ${((replayMs / ACTION_BANS) * BANS / 60_000).toFixed(0)} min`);
   console.log(`  C', sync jail without action, ${NO_ACTION_BANS} addresses:       ${(plain.completeMs / 1000).toFixed(1)} s, ${rate(NO_ACTION_BANS, plain.completeMs).toFixed(0)} bans/s`);
@@ -73,7 +81,35 @@ interface FleetRun<T> {
   clientMs: number;
   /** From -f's start until the peer applied every address. */
   completeMs: number;
+  /** When -f started and when the peer was seen complete (ms since the epoch). */
+  startedAt: number;
+  completeAt: number;
+  /** The load averages (1, 5, 15 min) as -f started. */
+  load: number[];
+  /** fail2ban's listing on its own just before -f, when asked for. */
+  listing?: { withTimeMs: number; withoutMs: number };
   after: T;
+}
+
+/** fail2ban's listing of A's jail on its own, with and without the times -f needs. */
+async function listingAlone(host: SimHost): Promise<{ withTimeMs: number; withoutMs: number }> {
+  const client = new Fail2banClient(host.fail2ban.socket, { timeoutMs: 600_000 });
+  try {
+    const withTimeMs = await timed(() => client.command(['get', 'web', 'banip', '--with-time']));
+    const withoutMs = await timed(() => client.command(['get', 'web', 'banip']));
+    return { withTimeMs, withoutMs };
+  } finally {
+    client.close();
+  }
+}
+
+/** What B's log says of the snapshot: when its fleet state had taken every part, and when its nft runs were done (the sink logs each). */
+function peerPhases(peer: SimHost): { lastPartAt: number; firstAppliedAt: number; nftRuns: { count: number; lastAt: number } } {
+  const lines = peer.requireAgent().logLines();
+  const complete = lines.find((line) => String(line.msg).startsWith('snapshot of web from '));
+  const runs = lines.filter((line) => line.sink === 'nftables' && String(line.msg).startsWith('applied ')).map((line) => line.time as number);
+  if (!complete || runs.length === 0) throw new Error("B's log does not show the snapshot complete and applied");
+  return { lastPartAt: complete.time as number, firstAppliedAt: runs[0]!, nftRuns: { count: runs.length, lastAt: runs.at(-1)! } };
 }
 
 /**
@@ -85,6 +121,7 @@ async function throughFleet<T>(
   peerOptions: Partial<HostOptions>,
   applied: (peer: SimHost) => Promise<boolean>,
   afterwards: (peer: SimHost, ns: NetNamespace) => Promise<T>,
+  measureListing = false,
 ): Promise<FleetRun<T>> {
   const ns = await NetNamespace.create();
   const port = await freePort();
@@ -94,18 +131,22 @@ async function throughFleet<T>(
     await Promise.all([a.startAgent(), peer.startAgent()]);
     await Promise.all([a.waitSubscribed(2), peer.waitSubscribed(2)]);
     await banIn(a, 'web', addresses);
+    const listing = measureListing ? await listingAlone(a) : undefined;
     let clientMs = 0;
-    const completeMs = await timed(async () => {
-      const started = Date.now();
-      const client = runProgram(...a.inside(process.execPath, [BIN.client, '--config', a.configPath, '-f', 'web']), 600_000).then((result) => {
-        clientMs = Date.now() - started;
-        if (result.code !== 0) throw new Error(`-f failed (exit ${result.code}): ${result.stderr}`);
-      });
-      // A failing -f ends the wait at once.
-      await Promise.race([waitFor(() => applied(peer), `${addresses.length} addresses applied on the peer`, 3_600_000, 20), client.then(() => new Promise(() => undefined))]);
-      await client;
+    let completeAt = 0;
+    const load = loadavg();
+    const startedAt = Date.now();
+    const client = runProgram(...a.inside(process.execPath, [BIN.client, '--config', a.configPath, '-f', 'web']), 600_000).then((result) => {
+      clientMs = Date.now() - startedAt;
+      if (result.code !== 0) throw new Error(`-f failed (exit ${result.code}): ${result.stderr}`);
     });
-    return { clientMs, completeMs, after: await afterwards(peer, ns) };
+    // A failing -f ends the wait at once. The peer may be complete before -f ends (it waits for its own agent to have the snapshot back).
+    await Promise.race([
+      waitFor(() => applied(peer), `${addresses.length} addresses applied on the peer`, 3_600_000, 20).then(() => (completeAt = Date.now())),
+      client.then(() => new Promise(() => undefined)),
+    ]);
+    await client;
+    return { clientMs, completeMs: completeAt - startedAt, startedAt, completeAt, load, ...(listing ? { listing } : {}), after: await afterwards(peer, ns) };
   } finally {
     await Promise.all([a.stop(), peer.stop()]);
     await ns.close();

@@ -10,7 +10,9 @@ const benchmarks: Array<[name: string, title: string, run: () => Promise<void>]>
   ['snapshot', 'snapshot of 100,000 bans', async () => (await import('./snapshot.js')).run()],
   ['cluster-hub', 'clustered hub', async () => (await import('./cluster-hub.js')).run()],
   ['broker-attack', 'broker under attack', async () => (await import('./broker-attack.js')).run()],
+  ['fleet-state', 'the fleet state under attack: empty snapshots, a release of 300,000', async () => (await import('./fleet-state.js')).run()],
   ['fleet', 'a fleet of 1,000 hosts on a clustered hub', async () => (await import('./fleet.js')).run()],
+  ['leases', '100,000 leases', async () => (await import('./leases.js')).run()],
   ['kernel-sets', 'the fleet\'s bans on a peer: kernel sets against sync jails with a banaction', async () => (await import('./kernel-sets.js')).run()],
   ['action-cost', "what a ban costs fail2ban with each sync action, and its way to a peer", async () => (await import('./action-cost.js')).run()],
 ];

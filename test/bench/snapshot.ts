@@ -1,7 +1,7 @@
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startFail2ban } from '../support/fail2ban-server.js';
 import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
-import { residentMb } from '../support/memory.js';
+import { residentMb, settledRss } from '../support/memory.js';
 import { measured, part } from '../support/status.js';
 import { freePortOn } from '../support/ports.js';
 import { SimHost } from '../support/sim-host.js';
@@ -12,11 +12,6 @@ const BANS = 100_000;
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 const TARGET_RATIO = 0.5;
 const TARGET_RSS_MB = 80;
-/**
- * RSS is read once it stayed within 1 MB over this many samples a second apart: the ingest has
- * settled, and the agent has had time to trim its heap (agent/memory/heap-trim.ts, within ~4 s of the work's end).
- */
-const STEADY_SAMPLES = 10;
 
 /**
  * `-f` of 100,000 addresses through the mesh until every peer's sync jail holds them all,
@@ -67,25 +62,10 @@ export async function run(): Promise<void> {
     console.log(`  raw batched banip ingest into one fail2ban jail:  ${(rawMs / 1000).toFixed(1)} s`);
     console.log(`  -f until complete on both peers:                  ${(snapshotMs / 1000).toFixed(1)} s`);
     console.log(`  ratio (raw / -f): ${(ratio * 100).toFixed(0)}% (target >= ${TARGET_RATIO * 100}%)`);
-    console.log(`  agent RSS on the two peers: ${idleMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} before, ${rssMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} with ${BANS} holdings, once steady for ${STEADY_SAMPLES} s (target <= ${TARGET_RSS_MB} MB)`);
+    console.log(`  agent RSS on the two peers: ${idleMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} before, ${rssMb.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} with ${BANS} holdings, once steady for 10 s (target <= ${TARGET_RSS_MB} MB)`);
     console.log(`  their JavaScript heaps then: ${memory.map((m) => `${(measured(m, 'heap') / 1048576).toFixed(0)} MB after ${measured(m, 'trims')} trim(s)`).join(', ')}`);
   } finally {
     await Promise.all(hosts.map((host) => host.stop()));
   }
 }
 
-/** The agent's RSS once it has not moved by more than 1 MB for STEADY_SAMPLES seconds. */
-async function settledRss(pid: number): Promise<number> {
-  const samples: number[] = [];
-  await waitFor(
-    async () => {
-      samples.push((await residentMb(pid)).now);
-      const last = samples.slice(-STEADY_SAMPLES);
-      return last.length === STEADY_SAMPLES && Math.max(...last) - Math.min(...last) <= 1;
-    },
-    `the RSS of agent ${pid} to settle`,
-    120_000,
-    1_000,
-  );
-  return samples.at(-1)!;
-}

@@ -64,11 +64,14 @@ describe('syncfail2ban-client with several hub instances in broker_url', functio
     await listener.subscribeAsync('f2b/#', { qos: 1 });
     listener.on('message', (_topic, payload) => received.push(JSON.parse(payload.toString()).ip));
     try {
+      // What the client takes with nothing in its way, on this machine now: its start-up under load is not the broker's time.
+      const direct = await client([live.url], '-a', 'sshd', 'ban', '203.0.113.80');
+      expect(direct.code, direct.stderr).to.equal(0);
       const refused = await client([closedPort, live.url], '-a', 'sshd', 'ban', '203.0.113.81');
       expect(refused.code, refused.stderr).to.equal(0);
       const hung = await client([silent.url, live.url], '-a', 'sshd', 'ban', '203.0.113.82');
       expect(hung.code, hung.stderr).to.equal(0);
-      expect(hung.ms).to.be.below(TIMEOUT_S * 1000);
+      expect(hung.ms - direct.ms, 'the hung instance cost at most connection_timeout').to.be.below(TIMEOUT_S * 1000);
       await waitFor(() => received.includes('203.0.113.81') && received.includes('203.0.113.82'), 'both bans through the live instance');
     } finally {
       await listener.endAsync();
@@ -76,9 +79,11 @@ describe('syncfail2ban-client with several hub instances in broker_url', functio
   });
 
   it('fails only when no instance takes the event, within connection_timeout, saying what each one did', async () => {
+    const direct = await client([live.url], '-a', 'sshd', 'ban', '203.0.113.84');
+    expect(direct.code, direct.stderr).to.equal(0);
     const result = await client([silent.url, closedPort], '-a', 'sshd', 'ban', '203.0.113.83');
     expect(result.code).to.equal(1);
-    expect(result.ms).to.be.below(TIMEOUT_S * 1000 + 2_000);
+    expect(result.ms - direct.ms, 'no instance kept it past connection_timeout').to.be.below(TIMEOUT_S * 1000 + 1_000);
     expect(result.stderr).to.include('no hub instance took the message(s)');
     expect(result.stderr).to.include(`the broker at ${silent.url} did not accept the connection within`);
     expect(result.stderr).to.include(`cannot publish to the broker at ${closedPort}: connection refused`);

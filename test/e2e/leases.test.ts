@@ -10,8 +10,10 @@ import { waitFor } from '../support/wait.js';
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 /** B's clock is this far ahead of A's, C's as far behind. */
 const SKEW_S = 30;
-/** How long A's fail2ban bans: enough for a ban to reach B and C (a process per ban) on a loaded machine. */
-const A_BANTIME_S = 8;
+/** How long A's fail2ban bans (A runs the Python action: no process per ban, so the ban reaches B and C well within it). */
+const A_BANTIME_S = 5;
+/** How long C's fail2ban bans (C runs the shipped shell action, the client with fail2ban's <bantime>). */
+const C_BANTIME_S = 600;
 /** A ban that no unban follows, from an origin that is not a host here. */
 const BANTIME_S = 6;
 
@@ -76,8 +78,9 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
           ip,
           port,
           peers: IPS.filter((peer) => peer !== ip),
-          // A's own bans last 8 s; B's clock is ahead of A's, C's behind.
-          ...(index === 0 ? { sshd: { bantime: A_BANTIME_S } } : { clockOffsetS: index === 1 ? SKEW_S : -SKEW_S }),
+          // A's own bans last 5 s (the Python action), C's 10 minutes (the shell action); B's clock is ahead of A's, C's behind.
+          ...(index === 0 ? { action: 'python' as const, sshd: { bantime: A_BANTIME_S } } : { clockOffsetS: index === 1 ? SKEW_S : -SKEW_S }),
+          ...(index === 2 ? { sshd: { bantime: C_BANTIME_S } } : {}),
           ...(index === 1 ? { extra: [`metrics_port = ${metricsPort}`] } : {}),
         }),
       ),
@@ -93,7 +96,7 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
 
   afterEach(async () => {
     // Every test leaves no lease behind, so that the next reads its own next end.
-    for (const host of [b, c]) await waitFor(async () => measured(await fleetOf(host), 'leases') === 0, `no lease left on ${host.name}`, 20_000);
+    for (const host of [a, b, c]) await waitFor(async () => measured(await fleetOf(host), 'leases') === 0, `no lease left on ${host.name}`, 20_000);
   });
 
   it('a ban for 6 s that no unban follows: B and C release it at its end by their own clocks, neither early nor late', async () => {
@@ -153,7 +156,19 @@ describe("leases: every ban ends at its origin's end, on every host (3 hosts, me
     await Promise.all([b, c].map((host) => watchRelease(host, '203.0.113.64', 10_000)));
   });
 
-  it("A's fail2ban bans X for 8 s; B, stopped before the end and started after it, releases X as it starts, with no -f", async () => {
+  it("the shell action passes fail2ban's <bantime>: C's ban of 10 minutes ends then on A and B", async () => {
+    const before = Date.now();
+    await c.fail2ban.ban('sshd', '203.0.113.68');
+    const banned = Date.now();
+    await inSyncJail(b, '203.0.113.68');
+    expect(await nextEnd(b), "B's end").to.be.within(before + C_BANTIME_S * 1_000 - 1_000, banned + C_BANTIME_S * 1_000 + 2_000);
+    await waitFor(async () => (await a.banned('sshd-sync')).includes('203.0.113.68'), "C's ban on A");
+    expect(measured(await fleetOf(a), 'leases'), "A's lease").to.equal(1);
+    await c.fail2ban.unban('sshd', '203.0.113.68');
+    await Promise.all([a, b].map((host) => watchRelease(host, '203.0.113.68', 10_000)));
+  });
+
+  it("A's fail2ban bans X for 5 s; B, stopped before the end and started after it, releases X as it starts, with no -f", async () => {
     const before = Date.now();
     await a.fail2ban.ban('sshd', '203.0.113.66');
     const banned = Date.now();

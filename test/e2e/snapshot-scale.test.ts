@@ -46,7 +46,8 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
     before(async () => {
       const port = await freePortOn(IPS);
       hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, peers: IPS.filter((peer) => peer !== ip) })));
-      await Promise.all(hosts.map((host) => host.startAgent()));
+      // host-c's agent runs as npm's bin link runs it: node with no flags.
+      await Promise.all(hosts.map((host, index) => host.startAgent([], 'subscribed', index === 2 ? 'bin' : 'service')));
       await Promise.all(hosts.map((host) => host.waitSubscribed(3)));
     });
     after(async () => {
@@ -57,7 +58,7 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
       await snapshotReachesPeers(hosts[0]!, hosts.slice(1), true);
     });
 
-    it("then each peer gives that work's memory back: status shows its heap trimmed under 40 MB", async () => {
+    it("then each peer gives that work's memory back, started with the wrapper's node flags or none: its heap trimmed under 40 MB, a young generation of 2 MB", async () => {
       for (const peer of hosts.slice(1)) {
         await waitFor(
           async () => measured(part(await peer.agentStatus(), 'memory'), 'heap') < 40 * 1024 * 1024,
@@ -65,6 +66,9 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
           60_000,
           1_000,
         );
+        const memory = part(await peer.agentStatus(), 'memory');
+        expect(memory.details.trim, peer.name).to.equal('after bulk work');
+        expect(measured(memory, 'young_generation'), `${peer.name}'s young generation (agent/memory/v8-flags.ts)`).to.be.at.most(2 * 1024 * 1024);
       }
     });
   });

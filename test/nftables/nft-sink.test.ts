@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addressBlock, banIn, snapshotsOf } from '../support/fleet-helpers.js';
 import { NetNamespace } from '../support/netns.js';
-import { setElements, setNames } from '../support/nft-sets.js';
+import { setElements, setNames, waitForSetNames } from '../support/nft-sets.js';
 import { AGENT_SERVICE, BIN } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
 import { RunningProcess } from '../support/process.js';
@@ -168,8 +168,7 @@ describe('the nftables sink in agents (real nft in a network namespace)', functi
         240_000,
         500,
       );
-      const held = new Set(await setNames(ns, 'hosts_v4'));
-      expect(held.size).to.equal(100_000);
+      const held = new Set(await waitForSetNames(ns, 'hosts_v4', 100_000));
       expect(addresses.filter((address) => !held.has(address))).to.deep.equal([]);
       expect(part(await b.agentStatus(), 'sink', 'nftables').problems).to.deep.equal([]);
     } finally {

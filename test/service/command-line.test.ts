@@ -47,24 +47,24 @@ describe('every program: --version, --help and the same exit codes', function ()
     it(`${program}: an unknown option or a stray argument exits 2 with one line naming it`, async () => {
       const unknown = await run(process.execPath, [bin, '--frobnicate']);
       expect(unknown.code).to.equal(2);
-      expect(unknown.stderr).to.equal(`${program}: Unknown option '--frobnicate'; see "${program} --help"\n`);
+      expect(unknown.stderr).to.equal(`${program}: Unknown option '--frobnicate' (see "${program} --help")\n`);
       const missingValue = await run(process.execPath, [bin, '--config']);
       expect(missingValue.code).to.equal(2);
-      expect(missingValue.stderr).to.match(new RegExp(`^${program}: Option '-c, --config <value>' argument missing; see`));
+      expect(missingValue.stderr).to.match(new RegExp(`^${program}: Option '-c, --config <value>' argument missing \\(see`));
       const stray = await run(process.execPath, [bin, 'stray', 'more', 'arguments']);
       expect(stray.code).to.equal(2);
-      expect(stray.stderr).to.match(new RegExp(`^${program}: .*"(stray|more|arguments)".*; see "${program} --help"\n$`));
+      expect(stray.stderr).to.match(new RegExp(`^${program}: .*"(stray|more|arguments)".* \\(see "${program} --help"\\)\n$`));
     });
   }
 
   it('a misspelt option or command names the closest one ("did you mean"), exit 2', async () => {
     const cases: Array<[string, string[], string]> = [
-      [BIN.agent, ['--chek'], `syncfail2ban: Unknown option '--chek': did you mean --check?; see "syncfail2ban --help"\n`],
-      [BIN.agent, ['--dry-rn'], `syncfail2ban: Unknown option '--dry-rn': did you mean --dry-run?; see "syncfail2ban --help"\n`],
-      [BIN.agent, ['stauts'], `syncfail2ban: unexpected argument "stauts": did you mean status?; see "syncfail2ban --help"\n`],
-      [BIN.client, ['stauts'], `syncfail2ban-client: unknown command "stauts": did you mean status?; see "syncfail2ban-client --help"\n`],
-      [BIN.client, ['status', '--jsno'], `syncfail2ban-client: Unknown option '--jsno': did you mean --json?; see "syncfail2ban-client --help"\n`],
-      [BIN.broker, ['--hash-pasword'], `syncfail2ban-broker: Unknown option '--hash-pasword': did you mean --hash-password?; see "syncfail2ban-broker --help"\n`],
+      [BIN.agent, ['--chek'], `syncfail2ban: Unknown option '--chek': did you mean --check? (see "syncfail2ban --help")\n`],
+      [BIN.agent, ['--dry-rn'], `syncfail2ban: Unknown option '--dry-rn': did you mean --dry-run? (see "syncfail2ban --help")\n`],
+      [BIN.agent, ['stauts'], `syncfail2ban: unexpected argument "stauts": did you mean status? (see "syncfail2ban --help")\n`],
+      [BIN.client, ['stauts'], `syncfail2ban-client: unknown command "stauts": did you mean status? (see "syncfail2ban-client --help")\n`],
+      [BIN.client, ['status', '--jsno'], `syncfail2ban-client: Unknown option '--jsno': did you mean --json? (see "syncfail2ban-client --help")\n`],
+      [BIN.broker, ['--hash-pasword'], `syncfail2ban-broker: Unknown option '--hash-pasword': did you mean --hash-password? (see "syncfail2ban-broker --help")\n`],
     ];
     for (const [bin, args, stderr] of cases) {
       const result = await run(process.execPath, [bin, ...args]);

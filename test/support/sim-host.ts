@@ -11,6 +11,9 @@ import { RunningProcess } from './process.js';
 import { run, type RunResult } from './run.js';
 import { waitFor } from './wait.js';
 
+/** How long an agent may take to start and subscribe: seconds when quiet, but a machine running the suite's files in parallel has been seen at fifteen. */
+const AGENT_START_MS = 45_000;
+
 export interface HostOptions {
   name: string;
   /** Loopback address standing for this host, e.g. 127.0.0.2. */
@@ -155,17 +158,19 @@ export class SimHost {
   /**
    * Starts the agent and waits until it is subscribed on at least one broker (its own, or the
    * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).
+   * `launcher`: node given the flags of the installed wrapper and npm start, or none, as npm's bin link runs it.
    */
-  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed'): Promise<RunningProcess> {
+  async startAgent(args: string[] = [], until: 'subscribed' | 'answering' = 'subscribed', launcher: 'service' | 'bin' = 'service'): Promise<RunningProcess> {
+    const program = launcher === 'service' ? AGENT_SERVICE : [BIN.agent];
     const clock = this.options.clockOffsetS === undefined ? {} : { [TEST_CLOCK_OFFSET_VARIABLE]: String(this.options.clockOffsetS) };
-    const agent = new RunningProcess(...this.inside(process.execPath, [...AGENT_SERVICE, '--config', this.configPath, ...args]), clock);
+    const agent = new RunningProcess(...this.inside(process.execPath, [...program, '--config', this.configPath, ...args]), clock);
     this.agent = agent;
     if (until === 'subscribed') await this.waitSubscribed(1);
     else {
       await waitFor(async () => {
         if (!agent.alive) throw new Error(`${this.name}'s agent exited: ${agent.output.slice(-2000)}`);
         return this.agentStatus();
-      }, `${this.name}'s agent answering status`);
+      }, `${this.name}'s agent answering status`, AGENT_START_MS);
     }
     return agent;
   }
@@ -180,6 +185,7 @@ export class SimHost {
         return status.parts.filter((part) => part.kind === 'link' && part.details.state === 'connected').length >= count;
       },
       `${this.name}'s agent subscribed on ${count} broker(s)`,
+      AGENT_START_MS,
     );
   }
 
@@ -188,9 +194,13 @@ export class SimHost {
     return this.agent;
   }
 
-  /** Runs this host's syncfail2ban-client (what fail2ban's action runs). */
+  /**
+   * Runs this host's syncfail2ban-client (what fail2ban's action runs). The client keeps its
+   * own deadlines (connection_timeout); this one only stops a hang, and lets a -f of 100,000
+   * on a loaded machine finish.
+   */
   client(args: string[]): Promise<RunResult> {
-    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]));
+    return run(...this.inside(process.execPath, [BIN.client, '--config', this.configPath, ...args]), 180_000);
   }
 
   /** [command, args] that run the program on this host: inside its network namespace, if it has one. */

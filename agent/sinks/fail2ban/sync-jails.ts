@@ -59,7 +59,9 @@ export class SyncJailsSink implements Sink {
     this.client = new Fail2banClient(options.socket, { timeoutMs: options.timeoutMs });
     this.projection = new Projection(options.jails, options.nodeId);
     this.jails = this.projection.targets();
-    this.batcher = new Batcher(options.pick(new Fail2banBackend(this.client, log)), log);
+    // fail2ban unbans thousands a second in a jail without action, some 30 with a banaction (one
+    // process each, under its global lock): a ban behind a release waits for 200 ms of unbans.
+    this.batcher = new Batcher(options.pick(new Fail2banBackend(this.client, log)), log, { unbanBatchMs: 200 });
     this.reconciler = new SyncJailReconciler(this.client, options.holdings, this.projection, options.adoption, this.batcher, log);
     options.adoption.expectSyncJails(this.jails);
   }

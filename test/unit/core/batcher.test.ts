@@ -24,6 +24,17 @@ class RecordingTarget implements Backend {
   }
 }
 
+/** A target that takes `msPerChange` for each change, as a sync jail with a banaction does (one process per address). */
+class SlowTarget extends RecordingTarget {
+  constructor(private readonly msPerChange: number) {
+    super();
+  }
+  override async apply(batch: Change[]): Promise<Rejection[]> {
+    await new Promise((resolve) => setTimeout(resolve, batch.length * this.msPerChange));
+    return super.apply(batch);
+  }
+}
+
 const quiet = pino({ level: 'silent' });
 const ban = (address: string, target = 'sshd-sync'): Change => ({ target, action: 'ban', address });
 const unban = (address: string, target = 'sshd-sync'): Change => ({ target, action: 'unban', address });
@@ -127,5 +138,21 @@ describe('sink batching', () => {
     expect(batchOfBan, 'not behind the 20,000 unbans').to.be.at.most(1);
     expect(target.state.get('web-sync 10.9.0.1')).to.equal('unban');
     expect(target.batches.flat().filter((change) => change.action === 'unban')).to.have.length(20_001);
+  });
+
+  it('with unbanBatchMs, a batch holds the unbans the target gets through in that time: a ban queued behind a slow release waits that long, not for 5,000 unbans', async () => {
+    const target = new SlowTarget(2);
+    const sink = new Batcher(target, quiet, { windowMs: 5, unbanBatchMs: 40 });
+    for (let i = 0; i < 600; i++) sink.submit(unban(`10.0.${i >> 8}.${i & 255}`, 'web-sync'));
+    await waitFor(() => target.batches.flat().length >= 60, 'the release under way');
+    const batchesBefore = target.batches.length;
+    sink.submit(ban('203.0.113.9'));
+    await waitFor(() => sink.stats().backlog === 0, 'the backlog to drain', 60_000);
+    const unbans = target.batches.map((batch) => batch.filter((change) => change.action === 'unban').length);
+    // 40 ms at 2 ms an unban: 20 (a target slower than that, on a loaded machine, only makes it fewer).
+    expect(Math.max(...unbans), `unbans per batch: ${unbans.join(' ')}`).to.be.at.most(20);
+    expect(unbans.reduce((sum, count) => sum + count, 0)).to.equal(600);
+    const batchOfBan = target.batches.findIndex((batch) => batch.some((change) => change.address === '203.0.113.9'));
+    expect(batchOfBan, 'right after the batch in flight').to.be.at.most(batchesBefore + 1);
   });
 });

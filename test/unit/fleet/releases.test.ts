@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { measured } from '../../support/status.js';
 import { FleetHarness, addresses, event, heldBy, parts, releasesDone } from './fleet-harness.js';
 
 /** As many as the issue releases at once; the other cases need only a release longer than a slice. */
@@ -27,10 +28,11 @@ describe('fleet state: releases in slices, snapshots at the cost of what they ch
   }
 
   it("[scale] an empty snapshot from an origin holding 300,000 releases them in slices: a ban arriving meanwhile reaches its sink before the release ends, and every release reaches it", async () => {
-    const { fleet } = holding(HELD);
+    const { fleet, status } = holding(HELD);
     for (const part of parts('host-x', [])) fleet.applySnapshotPart(part);
-    // The part was taken; the release has only begun.
+    // The part was taken; the release has only begun, and status and /metrics say what is left of it.
     expect(fleet.status().releasing).to.be.greaterThan(HELD / 2);
+    expect(measured(status(), 'releasing')).to.equal(fleet.status().releasing);
     await new Promise((resolve) => setImmediate(resolve));
     fleet.apply(event('ban', '203.0.113.50', 'host-c'));
     expect(fleet.status().releasing, 'the release still under way').to.be.greaterThan(0);
@@ -41,6 +43,7 @@ describe('fleet state: releases in slices, snapshots at the cost of what they ch
     expect(unbans.length).to.equal(HELD);
     expect(new Set(unbans).size).to.equal(HELD);
     expect(fleet.status()).to.deep.include({ total: 1, holdings: { sshd: { 'host-c': 1 } } });
+    expect(measured(status(), 'releasing')).to.equal(0);
     expect(fleet.status().snapshots.find((s) => s.origin === 'host-x' && s.addresses === 0)).to.include({ complete: true, released: HELD });
   });
 

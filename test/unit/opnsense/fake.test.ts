@@ -600,13 +600,24 @@ describe('fake OPNsense', function () {
     });
 
     it('setLatency delays answers; counters see concurrency, endpoints and connections', async function () {
-      fake.resetCounters();
-      fake.setLatency(100);
-      await Promise.all(Array.from({ length: 5 }, () => raw(fake, 'GET', `${UTIL}/list/bans_ext`)));
+      // Five connections opened first, so that the five delayed requests arrive together even
+      // on a loaded machine (TLS handshakes there can outlast the latency).
+      const five = new https.Agent({ keepAlive: true, maxSockets: 5 });
+      try {
+        await Promise.all(Array.from({ length: 5 }, () => raw(fake, 'GET', `${UTIL}/aliases`, { agent: five })));
+        expect(fake.requests.connections).to.equal(5);
+        fake.resetCounters();
+        fake.setLatency(1_000);
+        const started = Date.now();
+        await Promise.all(Array.from({ length: 5 }, () => raw(fake, 'GET', `${UTIL}/list/bans_ext`, { agent: five })));
+        expect(Date.now() - started, 'answered after the latency').to.be.at.least(1_000);
+      } finally {
+        five.destroy();
+      }
       expect(fake.requests.maxInFlight).to.equal(5);
       expect(fake.requests.inFlight).to.equal(0);
       expect(fake.requests.byEndpoint['firewall/alias_util/list']).to.equal(5);
-      expect(fake.requests.connections).to.equal(5);
+      expect(fake.requests.connections, 'the kept-alive connections').to.equal(0);
 
       fake.setLatency(0);
       fake.resetCounters();
