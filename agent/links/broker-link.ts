@@ -66,6 +66,16 @@ export class BrokerLink implements Part {
     });
     this.client = client;
     turnAfterSnapshotParts(client);
+    // A broker that delivers is alive: a message counts as an answer to the keepalive, so that
+    // a ping's answer queued behind a burst (a snapshot storm) does not make the link give up on
+    // a working broker and lose the parts still in flight; a silent broker still times out. Only
+    // while this side speaks too (acknowledgements count for the broker's keepalive): a stream
+    // of QoS 0 messages must not silence the pings the broker waits for.
+    let lastSent = Date.now();
+    client.on('packetsend', () => (lastSent = Date.now()));
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'publish' && Date.now() - lastSent < (client.options.keepalive ?? 0) * 500) client.reschedulePing(true);
+    });
     client.on('connect', () => {
       client.subscribe(SUBSCRIPTION, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((grant) => grant.qos === 128)) {
