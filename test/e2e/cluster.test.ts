@@ -163,9 +163,11 @@ describe('clustered hub: two syncfail2ban-broker instances over Redis, three hos
     expect(result.stdout).to.match(new RegExp(`published a snapshot of jail web: ${SNAPSHOT_SIZE} address\\(es\\) in \\d+ part\\(s\\), every part acknowledged`));
     for (const peer of [b, c]) {
       const snapshot = async () => (await snapshotsOf(peer)).find((s) => s.origin === 'cl-a' && s.jail === 'web');
-      await waitFor(async () => (await snapshot())?.complete, `the complete snapshot on ${peer.name}`, 300_000, 500);
-      const warnings = peer.requireAgent().logLines().filter((line) => Number(line.level) >= 40).map((line) => line.msg);
-      expect(await snapshot(), `on ${peer.name} (its warnings: ${JSON.stringify(warnings)})`).to.include({ complete: true, addresses: SNAPSHOT_SIZE, added: SNAPSHOT_SIZE });
+      const warnings = () => JSON.stringify(peer.requireAgent().logLines().filter((line) => Number(line.level) >= 40).map((line) => `${line.msg}${line.err ? ` (${String(line.err)})` : ''}`));
+      await waitFor(async () => (await snapshot())?.complete, `the complete snapshot on ${peer.name}`, 300_000, 500).catch(async (error: Error) => {
+        throw new Error(`${error.message}: ${JSON.stringify(await snapshot())}, its warnings: ${warnings()}`);
+      });
+      expect(await snapshot(), `on ${peer.name} (its warnings: ${warnings()})`).to.include({ complete: true, addresses: SNAPSHOT_SIZE, added: SNAPSHOT_SIZE });
     }
     for (const peer of [b, c]) {
       await waitFor(async () => (await peer.banned('web-sync')).length === SNAPSHOT_SIZE, `${peer.name}'s web-sync to hold every address`, 300_000, 1_000);
