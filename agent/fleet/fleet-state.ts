@@ -225,7 +225,12 @@ export class FleetState {
       addresses.forEach((address, index) => {
         const bantime = bantimes?.[index] ?? UNTIL_UNBANNED;
         const end = bantime === UNTIL_UNBANNED ? undefined : now + bantime * 1000;
-        const result = this.hold(origin, jail, address, mark, false, end, (moved) => ends.set(moved ?? UNTIL_UNBANNED, [...(ends.get(moved ?? UNTIL_UNBANNED) ?? []), address]));
+        const result = this.hold(origin, jail, address, mark, false, end, (moved) => {
+          const key = moved ?? UNTIL_UNBANNED;
+          const list = ends.get(key);
+          if (list) list.push(address);
+          else ends.set(key, [address]);
+        });
         if (result === 'added') added += 1;
         if (result === 'added' || result === 'known') taken.push(address);
         else if (result !== 'over') refused += 1;
@@ -347,9 +352,7 @@ export class FleetState {
           if (held !== undefined) this.lines.push(['E', origin, jail, String(held), address]);
         }
       }
-      let moved = false;
-      this.change(jail, address, () => (moved = this.holdings.leases.extend(origin, jail, address, end, false)));
-      if (moved) this.endMoved(origin, jail, address, end, journal, endMoved);
+      if (this.change(jail, address, () => this.holdings.leases.extend(origin, jail, address, end, false))) this.endMoved(origin, jail, address, end, journal, endMoved);
       return 'known';
     }
     if (end !== undefined && end <= this.clock()) return 'over';

@@ -204,13 +204,6 @@ export class Holdings {
     return Array.isArray(current) ? current : [current];
   }
 
-  /** Whether some origin other than `except` holds the address in the jail. */
-  heldByAnyBut(jail: string, address: string, except: string | undefined): boolean {
-    const current = this.jails.get(jail)?.get(address);
-    if (current === undefined) return false;
-    return Array.isArray(current) ? current.some((origin) => origin !== except) : current !== except;
-  }
-
   isHeld(jail: string, address: string): boolean {
     return this.jails.get(jail)?.has(address) ?? false;
   }

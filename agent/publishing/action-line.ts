@@ -35,9 +35,10 @@ export type LineRefusalReason = 'malformed' | 'oversized' | 'unknown-kind' | 'ba
 export type LineResult = { ok: true; event: ActionEvent } | { ok: false; reason: LineRefusalReason; detail: string };
 
 const KINDS: Record<string, Action> = { ban: 'ban', prolong: 'ban', unban: 'unban' };
-const TIME = /^\d{1,11}(\.\d{1,6})?$/;
-const BANTIME = /^(-1|\d{1,10})$/;
-const BANCOUNT = /^\d{1,9}$/;
+/** The fields as the action writes them (the outbox's records are checked against the same). */
+export const TIME = /^\d{1,11}(\.\d{1,6})?$/;
+export const BANTIME = /^(-1|\d{1,10})$/;
+export const BANCOUNT = /^\d{1,9}$/;
 
 /** Validates one line (without its newline); `syncJails` are the sync jails of [jails], which never publish. */
 export function parseActionLine(line: string, syncJails: ReadonlySet<string>): LineResult {

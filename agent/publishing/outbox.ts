@@ -6,7 +6,7 @@ import type { Logger } from '../../src/log.js';
 import type { Problem } from '../../src/status.js';
 import { StateFileError } from '../state-dir/durable-file.js';
 import { SnapshotJournal } from '../state-dir/snapshot-journal.js';
-import type { ActionEvent } from './action-line.js';
+import { BANCOUNT, BANTIME, TIME, type ActionEvent } from './action-line.js';
 
 /** One event waiting to be published, in the order fail2ban made it. */
 export interface OutboxEntry {
@@ -38,9 +38,6 @@ const COMPACT_MIN_RECORDS = 10_000;
 /** A full outbox's snapshot is about 10 MB; a journal compacts long before this. */
 const MAX_FILE_BYTES = 64 * 2 ** 20;
 const SEQ = /^\d{1,15}$/;
-const TIME = /^\d{1,11}(\.\d{1,6})?$/;
-const BANTIME = /^(-1|\d{1,10})$/;
-const BANCOUNT = /^\d{1,9}$/;
 
 /**
  * What this host has to publish, in order: taken from fail2ban's action, removed once the

@@ -130,7 +130,7 @@ export function readLines(fd: number, onLine: (line: string) => void, maxLineByt
   return { bytes, endsWithNewline };
 }
 
-const NEWLINE = 0x0a;
+export const NEWLINE = 0x0a;
 
 /** Opens a file of state_dir for appending, creating it (mode 0640); never through a symbolic link. */
 export function openForAppend(path: string): number {

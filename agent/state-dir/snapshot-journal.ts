@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/log.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import type { Problem } from '../../src/status.js';
-import { existsNoFollow, openForAppend, openForReading, readLines, replaceFile, ShortWriteError, StateFileError, syncDir, writeAll } from './durable-file.js';
+import { existsNoFollow, NEWLINE, openForAppend, openForReading, readLines, replaceFile, ShortWriteError, StateFileError, syncDir, writeAll } from './durable-file.js';
 
 /**
  * A state kept in state_dir as a snapshot plus a journal of the changes since: the one way
@@ -731,7 +731,6 @@ export class SnapshotJournal {
   }
 }
 
-const NEWLINE = 0x0a;
 
 function unlinkIfThere(path: string): void {
   try {
