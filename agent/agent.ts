@@ -27,6 +27,7 @@ import { ActionSocket } from './publishing/action-socket.js';
 import { Outbox } from './publishing/outbox.js';
 import { Publisher } from './publishing/publisher.js';
 import { StateDirLock } from './state-dir/lock.js';
+import { waitAtMost } from '../src/wait-at-most.js';
 
 /** How long a status request waits for the parts' fresh look (fail2ban answering, say) before it answers with what it has. */
 const FRESH_LOOK_MS = 2_000;
@@ -158,9 +159,7 @@ export class Agent {
   /** The status after every part that can took a fresh look (waiting at most FRESH_LOOK_MS): what `syncfail2ban-client status` shows. */
   async freshStatus(): Promise<AgentStatus> {
     const looks = allParts(this.stages.flat()).map((part) => part.refresh?.());
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(looks), new Promise((resolve) => (timer = setTimeout(resolve, FRESH_LOOK_MS)))]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(looks), FRESH_LOOK_MS);
     return this.status();
   }
 

@@ -2,6 +2,7 @@ import type { Action } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import { counted, counter, gauge, type Measure, type Problem } from '../../src/status.js';
 import type { Change } from '../fleet/projection.js';
+import { waitAtMost } from '../../src/wait-at-most.js';
 
 /** A change the target refused: dropped, not retried; its problem stands until a change to that target goes through. */
 export interface Rejection {
@@ -138,12 +139,7 @@ export class Batcher {
     this.timer = undefined;
     if (this.pending.size > 0 && !this.running) this.running = this.drain();
     this.wakeRetry?.();
-    if (this.running) {
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
-      await Promise.race([this.running, deadline]);
-      clearTimeout(timer);
-    }
+    if (this.running) await waitAtMost(this.running, deadlineMs);
     this.abandoned = true;
     this.wakeRetry?.();
     return this.pending.size === 0 && this.inFlight === 0;

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { decodeReply, encodeCommand, isPyException, type PyException } from './pickle.js';
 import { ReplySplitter } from './reply-splitter.js';
+import { waitAtMost } from '../wait-at-most.js';
 
 /**
  * - unavailable: cannot reach fail2ban, or the connection dropped before it answered
@@ -179,10 +180,7 @@ export class Fail2banClient {
   /** Waits for commands already sent (at most `deadlineMs`), then closes the connection. Later commands are refused. */
   async close(deadlineMs = Infinity): Promise<void> {
     this.closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = Number.isFinite(deadlineMs) ? new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))) : new Promise<void>(() => undefined);
-    await Promise.race([Promise.allSettled([...this.inflight]), deadline]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.allSettled([...this.inflight]), deadlineMs);
     const conn = this.conn;
     if (conn) this.drop(conn, (pending) => this.closedError(pending));
   }

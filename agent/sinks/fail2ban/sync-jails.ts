@@ -9,6 +9,7 @@ import { Batcher, sinkMeasures, sinkProblems } from '../batcher.js';
 import type { PickBackend, Sink } from '../sink.js';
 import { Fail2banBackend, missingSyncJailFix } from './fail2ban-backend.js';
 import { SyncJailReconciler } from './sync-jail-reconciler.js';
+import { waitAtMost } from '../../../src/wait-at-most.js';
 
 /** How often fail2ban is asked whether it answers; missing sync jails and failed reconciliations are retried as often. */
 const CHECK_MS = 5_000;
@@ -85,9 +86,7 @@ export class SyncJailsSink implements Sink {
     clearTimeout(this.timer);
     this.reconciler.stop();
     // A check waits on fail2ban as long as the client's timeout (a minute): not past the deadline.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.running, new Promise((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
-    clearTimeout(timer);
+    if (this.running) await waitAtMost(this.running, deadlineMs);
     if (!(await this.batcher.stop(Math.max(0, deadline - Date.now())))) {
       this.options.log.error({ sink: 'fail2ban', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
