@@ -3,7 +3,7 @@ import type { Config } from '../src/config.js';
 import { requestStatus } from '../src/control-protocol.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import { type CanonicalAddress, parseAddress } from '../src/ip.js';
-import { encodeSnapshot, snapshotTopic } from '../src/snapshot.js';
+import { encodeSnapshot, newSnapshotId, snapshotTopic } from '../src/snapshot.js';
 import type { Message } from './mqtt-publish.js';
 
 /** How often -f asks the agent whether its snapshot came back. */
@@ -21,8 +21,8 @@ export async function fullSync(config: Config, jail: string, publish: (messages:
   const timeoutMs = config.connectionTimeoutS * 1000;
   const bans = await readJailBans(config.fail2banSocket, jail, timeoutMs);
   const addresses = bans.map((ban) => ban.address.text);
-  const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime));
-  const { id } = JSON.parse(parts[0]!) as { id: string };
+  const id = newSnapshotId();
+  const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime), id);
   await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })));
   const published = `published a snapshot of jail ${jail}: ${addresses.length} address(es) in ${parts.length} part(s), every part acknowledged by the broker`;
   const back = await cameBack(config, jail, id, parts.length, timeoutMs);

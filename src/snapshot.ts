@@ -53,13 +53,17 @@ export function isSnapshotTopic(topic: string): boolean {
   return topic.endsWith(`/${SNAPSHOT_ACTION}`);
 }
 
+/** A snapshot's id, shared by its parts (SNAPSHOT_ID). */
+export function newSnapshotId(): string {
+  return randomBytes(8).toString('hex');
+}
+
 /**
  * The payloads of one snapshot of `addresses` (canonical text), each at most
  * MAX_SNAPSHOT_PART_BYTES; `bantimes`, in the same order, is each one's remaining seconds
  * (-1 until unbanned; none given: all until unbanned).
  */
-export function encodeSnapshot(origin: string, addresses: readonly string[], bantimes?: readonly number[]): string[] {
-  const id = randomBytes(8).toString('hex');
+export function encodeSnapshot(origin: string, addresses: readonly string[], bantimes?: readonly number[], id = newSnapshotId()): string[] {
   const timed = bantimes?.some((bantime) => bantime !== UNTIL_UNBANNED) ?? false;
   // Room for the envelope with the largest part numbers.
   const envelope = JSON.stringify({ origin, id, part: MAX_SNAPSHOT_PARTS, parts: MAX_SNAPSHOT_PARTS, ips: [], ...(timed ? { bantimes: [] } : {}) }).length;
