@@ -124,7 +124,7 @@ export class Outbox {
   add(events: readonly ActionEvent[]): number {
     const room = Math.max(0, this.limit - this.size);
     const taken = events.slice(0, room).map(({ action, jail, address, start, bantime, bancount }): OutboxEntry => ({ seq: this.nextSeq++, action, jail, address: address.text, start, bantime, bancount }));
-    this.store.append(taken.map((entry) => `+ ${entry.seq} ${entry.action} ${entry.jail} ${entry.address} ${entry.start} ${entry.bantime} ${entry.bancount}`));
+    this.store.append(taken.map(recordLine));
     this.entries.push(...taken);
     this.droppedFull += events.length - taken.length;
     this.compactWhenDue();
@@ -172,10 +172,7 @@ export class Outbox {
 
   private serialise(): string {
     const lines: string[] = [];
-    for (let index = this.head; index < this.entries.length; index++) {
-      const { seq, action, jail, address, start, bantime, bancount } = this.entries[index]!;
-      lines.push(`+ ${seq} ${action} ${jail} ${address} ${start} ${bantime} ${bancount}\n`);
-    }
+    for (let index = this.head; index < this.entries.length; index++) lines.push(`${recordLine(this.entries[index]!)}\n`);
     lines.push(`= ${this.nextSeq}\n`);
     return lines.join('');
   }
@@ -200,4 +197,9 @@ export class Outbox {
     this.nextSeq = seq + 1;
     return true;
   }
+}
+
+/** An entry as one line of the journal and the snapshot (read back by Outbox.replay). */
+function recordLine({ seq, action, jail, address, start, bantime, bancount }: OutboxEntry): string {
+  return `+ ${seq} ${action} ${jail} ${address} ${start} ${bantime} ${bancount}`;
 }
