@@ -1,9 +1,9 @@
 import { closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../../src/config-reader.js';
+import { holdingsStoreError } from './holdings-file.js';
 import { NODE_ID } from '../../src/event.js';
 import { isCanonical } from '../../src/ip.js';
-import { existsNoFollow, openForAppend, StateFileError, syncDir } from '../state-dir/durable-file.js';
+import { existsNoFollow, openForAppend, syncDir } from '../state-dir/durable-file.js';
 import type { FleetState } from './fleet-state.js';
 import { ADOPTED, MANUAL } from './holdings.js';
 import type { Projection } from './projection.js';
@@ -54,10 +54,7 @@ export class Adoption {
       try {
         closeSync(openForAppend(marker));
       } catch (error) {
-        if (error instanceof StateFileError) throw new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
-        throw new ConfigError(
-          `state_dir: cannot keep the holdings store in ${this.stateDir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
-        );
+        throw holdingsStoreError(this.stateDir, error);
       }
       // Durable long before the first adoption could end.
       syncDir(this.stateDir).catch((error: Error) => (this.lastError = `cannot sync state_dir ${this.stateDir} (${error.message})`));

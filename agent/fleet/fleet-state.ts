@@ -1,11 +1,9 @@
 import type { SyncEvent } from '../../src/event.js';
-import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
 import type { Problem } from '../../src/status.js';
 import { LogThrottle } from '../../src/log-throttle.js';
-import { StateFileError } from '../state-dir/durable-file.js';
-import { HoldingsFile, type LoadResult } from './holdings-file.js';
+import { HoldingsFile, holdingsStoreError, type LoadResult } from './holdings-file.js';
 import { ADOPTED, MANUAL, type Holding, type HoldingLimits, type Holdings, MAX_ORIGINS_PER_ADDRESS, type Watch } from './holdings.js';
 import type { Change as SinkChange, Follower } from './projection.js';
 import { SlicedReleases, type ReleaseTask } from './sliced-releases.js';
@@ -132,10 +130,7 @@ export class FleetState {
     try {
       result = this.file.load();
     } catch (error) {
-      if (error instanceof StateFileError) throw new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
-      throw new ConfigError(
-        `state_dir: cannot keep the holdings store in ${this.file.dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
-      );
+      throw holdingsStoreError(this.file.dir, error);
     }
     // A new snapshot's mark must be above every replayed holding's, or its release would spare them.
     this.marks = result.marks;

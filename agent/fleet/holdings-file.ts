@@ -1,6 +1,8 @@
 import { join } from 'node:path';
+import { ConfigError } from '../../src/config-reader.js';
 import type { Logger } from '../../src/log.js';
 import type { Problem } from '../../src/status.js';
+import { StateFileError } from '../state-dir/durable-file.js';
 import { SnapshotJournal } from '../state-dir/snapshot-journal.js';
 import type { Holdings } from './holdings.js';
 import { lineWeight, Replay, serialise, type Line } from './store-lines.js';
@@ -87,4 +89,12 @@ export class HoldingsFile {
   async close(): Promise<void> {
     await this.store.close();
   }
+}
+
+/** Why the holdings store cannot be kept in `dir`, as the ConfigError the agent exits 78 with. */
+export function holdingsStoreError(dir: string, error: unknown): ConfigError {
+  if (error instanceof StateFileError) return new ConfigError(`state_dir: ${error.message}; fix: ${error.fix}`);
+  return new ConfigError(
+    `state_dir: cannot keep the holdings store in ${dir} (${(error as Error).message}); fix: set state_dir to a directory this user may create and write (default /var/lib/syncfail2ban)`,
+  );
 }

@@ -1,4 +1,5 @@
 import { Leases } from './leases.js';
+import { forgetOldest } from './forget-oldest.js';
 
 /**
  * Origin of what the sync jails and aliases held when the store was first created (an
@@ -233,14 +234,7 @@ export class Holdings {
     if (!released) this.releasedByJail.set(jail, (released = new Set()));
     released.delete(address);
     released.add(address);
-    if (released.size > MAX_RELEASED_PER_JAIL) {
-      // Deleting the first entry one at a time costs a walk over every entry deleted before it.
-      let forget = RELEASED_FORGET_BATCH;
-      for (const oldest of released) {
-        released.delete(oldest);
-        if (--forget === 0) break;
-      }
-    }
+    if (released.size > MAX_RELEASED_PER_JAIL) forgetOldest(released, RELEASED_FORGET_BATCH);
   }
 
   releasedJails(): string[] {

@@ -1,6 +1,7 @@
 import type { Logger } from '../../src/log.js';
 import type { SnapshotPart } from '../../src/snapshot.js';
 import type { Watch } from './holdings.js';
+import { forgetOldest } from './forget-oldest.js';
 
 /** Parts of one snapshot must all arrive within this long of its first part, or it counts as incomplete. */
 const SNAPSHOT_DEADLINE_MS = 60_000;
@@ -186,12 +187,7 @@ export class SnapshotReceiver {
   }
 }
 
-/** Forgets the oldest entries beyond MAX_RESULTS, many at once: deleting the first entry one at a time walks past every entry deleted before it. */
+/** Forgets the oldest entries beyond MAX_RESULTS, an eighth of them more at once. */
 function trimOldest(entries: Set<string> | Map<string, unknown>): void {
-  if (entries.size <= MAX_RESULTS) return;
-  let forget = entries.size - MAX_RESULTS + MAX_RESULTS / 8;
-  for (const key of entries.keys()) {
-    entries.delete(key);
-    if (--forget === 0) return;
-  }
+  if (entries.size > MAX_RESULTS) forgetOldest(entries, entries.size - MAX_RESULTS + MAX_RESULTS / 8);
 }
