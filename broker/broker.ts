@@ -8,6 +8,7 @@ import { Refusals } from '../src/refusals.js';
 import { MAX_SNAPSHOT_PART_BYTES } from '../src/snapshot.js';
 import { AccessControl, refuseConnection, senderName } from './access-control.js';
 import type { ClusterBus } from './cluster.js';
+import { coalesceWrites } from './coalesce-writes.js';
 import { limitConnectionsPerAddress } from './connection-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { QueueBounds, type QueueStats } from './queue-bounds.js';
@@ -114,6 +115,7 @@ export async function startBroker({ host, port, log, security, rateLimit, bus }:
   const accept = (socket: Socket) => {
     if (socket.destroyed) return; // refused by the per-address limit
     if (tls) raiseWriteMark(socket, limits.queueBytesPerClient);
+    coalesceWrites(socket);
     guardPacketSize(socket, MAX_PACKET_BYTES, (announced) =>
       refusals.refuse('oversized', `packet of ${announced} bytes exceeds ${MAX_PACKET_BYTES}; connection closed`, { remote: socket.remoteAddress }),
     );
