@@ -13,7 +13,8 @@ const ASK_EVERY_MS = 200;
  * `-f <jail>`: publishes a snapshot of what the jail bans now, then says whether it was taken
  * whole, as far as this host can know: the broker acknowledged every part (or publishing
  * failed), and this host's agent, which subscribes to the same broker, received every part
- * back through it (its intake checks them as every peer's does: rate limits, validation).
+ * back through it (its intake checks each part's envelope and rate limit as every peer's does;
+ * the entries, which reach nothing there, it leaves to the peers).
  * Each peer's own copy shows in its status ("snapshot <node> <jail>"). Returns the exit code:
  * 1 when the snapshot was not taken whole.
  */

@@ -1,6 +1,6 @@
 import type { SyncEvent } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
-import type { SnapshotPart } from '../../src/snapshot.js';
+import type { SnapshotHeader, SnapshotPart } from '../../src/snapshot.js';
 import type { Problem } from '../../src/status.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import { HoldingsFile, holdingsStoreError, type LoadResult } from './holdings-file.js';
@@ -192,6 +192,11 @@ export class FleetState {
     const taken = this.taken(part.origin, part.jail);
     if (taken === 'queued' || part.origin === this.nodeId) this.snapshots.take(part, taken === 'queued');
     return taken;
+  }
+
+  /** Whether a part is only noted (see applySnapshotPart), whatever its addresses. */
+  onlyNotes({ origin, jail }: SnapshotHeader): boolean {
+    return origin === this.nodeId && this.taken(origin, jail) !== 'queued';
   }
 
   /** A new snapshot from the origin in the jail: its mark, higher than every holding's until then, and the count of what it confirms. */
