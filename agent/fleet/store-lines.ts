@@ -33,8 +33,9 @@ export function lineWeight(line: Line): number {
 /** Every holding, remembered release and `extra` line (snapshots being received or released), as the lines of a snapshot file. */
 export function serialise(holdings: Holdings, extra: Iterable<Line>): string {
   const lines: string[] = [];
-  for (const jail of holdings.jailNames()) {
-    for (const [address, origins] of holdings.entries(jail)) for (const origin of origins) lines.push(`+ ${origin} ${jail} ${address}\n`);
+  // Each origin's in the order it took them, which the replay keeps (eviction takes the oldest).
+  for (const [jail, origins] of Object.entries(holdings.counts())) {
+    for (const origin of Object.keys(origins)) for (const address of holdings.heldBy(origin, jail).keys()) lines.push(`+ ${origin} ${jail} ${address}\n`);
   }
   for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) lines.push(`~ ${jail} ${address}\n`);
   for (const { origin, jail, address, end } of holdings.leases.entries()) lines.push(`E ${origin} ${jail} ${end} ${address}\n`);
