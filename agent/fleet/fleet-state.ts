@@ -485,7 +485,9 @@ export class FleetState {
     for (const { id, confirmed } of this.snapshots.receiving()) yield ['P', confirmed.origin, confirmed.jail, id, ...this.confirmed(confirmed)];
   }
 
-  private confirmed({ origin, jail, mark }: Watch): string[] {
+  private confirmed({ origin, jail, mark, count }: Watch): string[] {
+    // An empty snapshot's release (the common large one) confirms nothing: no look at the origin's holdings.
+    if (count === 0) return [];
     const confirmed: string[] = [];
     for (const [address, held] of this.holdings.heldBy(origin, jail)) if (held >= mark) confirmed.push(address);
     return confirmed;
