@@ -38,6 +38,11 @@ JAIL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 ADDRESS = re.compile(r'^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$')
 # Lines written to the agent at once (it answers each).
 BATCH = 1000
+# While events keep coming (a burst of bans), the sender waits for the burst in steps of
+# COALESCE_STEP_S, up to COALESCE_MAX_S: a few large batches instead of one per ban, whose
+# round trips and thread switches would slow the thread that bans. A lone ban waits one step.
+COALESCE_STEP_S = 0.005
+COALESCE_MAX_S = 0.05
 # Waits between attempts to reach the agent, growing while it does not answer.
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
@@ -226,6 +231,8 @@ class Action(ActionBase):
 				stop_by = stop_by or time.time() + STOP_DRAIN_S
 				if time.time() >= stop_by:
 					return
+			else:
+				self._await_burst()
 			batch = list(itertools.islice(queue, BATCH))
 			if self._reconnect:
 				self._reconnect = False
@@ -248,6 +255,16 @@ class Action(ActionBase):
 				queue.popleft()
 			self._note_replies(replies)
 			self._note_back()
+
+	def _await_burst(self):
+		queue = self._queue
+		seen = len(queue)
+		until = time.monotonic() + COALESCE_MAX_S
+		while seen < BATCH and time.monotonic() < until:
+			time.sleep(COALESCE_STEP_S)
+			if len(queue) == seen:
+				return
+			seen = len(queue)
 
 	def _line(self, event):
 		"""The event as a line of the wire format, or None for a "ban" that is no address."""
