@@ -310,6 +310,11 @@ export class FleetState {
     };
   }
 
+  /** This host's own snapshots, per jail the newest, as received back (see SnapshotReceiver.own). */
+  ownSnapshots(): SnapshotResult[] {
+    return this.snapshots.own();
+  }
+
   /**
    * Runs `work` as one step: the changes it makes are journalled in one write, then each
    * sink whose target gained or lost an address is handed those changes.
