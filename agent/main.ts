@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { CLIENT_OPTIONS } from '../cli/client.js';
+import { CLIENT_OPTIONS, misplacedOption } from '../cli/client.js';
 import { parseCommandLine, unknownWord, usageError } from '../src/command-line.js';
 import { DEFAULT_CONFIG_FILE } from '../src/config.js';
 import { reportFatal } from '../src/program.js';
@@ -35,6 +35,8 @@ if (positionals[0] === 'status') {
   process.exit(await runClient(argv, NAME));
 }
 if (positionals.length > 0) usageError(NAME, unknownWord('unexpected argument', positionals[0]!, ['status']));
+const misplaced = misplacedOption(values, 'the service');
+if (misplaced) usageError(NAME, misplaced);
 if (values.check) {
   try {
     const { runDoctor } = await import('./checks/doctor.js');

@@ -21,7 +21,7 @@ export interface BusMessage {
   topic: string;
   payload: Buffer;
   qos: 0 | 1 | 2;
-  /** Aedes' brokerCounter of the message on the sender. */
+  /** The counter by which Aedes on the receivers delivers the message once (the sender's seq: it rises in the order messages cross). */
   counter: number;
 }
 

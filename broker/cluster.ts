@@ -7,6 +7,7 @@ import type { Logger } from '../src/log.js';
 import type { Part } from '../src/part.js';
 import { Refusals } from '../src/refusals.js';
 import { counted, counter, gauge, type PartStatus, type Problem } from '../src/status.js';
+import { waitAtMost } from '../src/wait-at-most.js';
 import { openFrame, sealFrame } from './bus-frame.js';
 
 export interface ClusterOptions extends ClusterConfig {
@@ -29,6 +30,8 @@ export const BUS_CHANNEL = 'syncfail2ban-bus';
 export const MAX_CLOCK_SKEW_MS = 30_000;
 /** How long a refusal that means "events do not cross" (clock, key) keeps the part unhealthy. */
 const PROBLEM_SHOWN_MS = 10 * 60_000;
+/** How long a client's publish waits for Redis to take it before it is acknowledged all the same (sendAhead). */
+const SEND_AHEAD_WAIT_MS = 2_000;
 
 /**
  * The message bus of one clustered broker instance, given to Aedes as its `mq`. Local
@@ -59,6 +62,8 @@ export class ClusterBus implements Part {
   /** Per sender: the last sequence number taken and when (this clock). */
   private readonly seen = new Map<string, { seq: number; at: number }>();
   private readonly counts = { sent: 0, notSent: 0, received: 0 };
+  /** Payloads of client publishes already sent to Redis by sendAhead: emit() delivers them on this instance only. */
+  private readonly sentAhead = new WeakSet<Buffer>();
   private lastUnsigned: number | undefined;
   private lastStale: { at: number; skewMs: number } | undefined;
 
@@ -143,25 +148,22 @@ export class ClusterBus implements Part {
   emit(message: Message, done?: (error?: Error) => void): void {
     this.local.emit(message, done);
     if (typeof message.topic !== 'string' || !message.topic.startsWith(`${TOPIC_ROOT}/`)) return;
-    // While Redis is down, only this instance's clients get it (the cluster has logged that).
-    if (this.state !== 'up' || !this.publisher) {
-      this.counts.notSent += 1;
-      return;
-    }
-    const frame = sealFrame(this.options.key, {
-      sender: this.brokerId,
-      seq: ++this.seq,
-      time: Date.now(),
-      topic: message.topic,
-      payload: Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? '')),
-      qos: message.qos === 1 || message.qos === 2 ? message.qos : 0,
-      counter: typeof message.brokerCounter === 'number' ? message.brokerCounter : 0,
-    });
-    this.counts.sent += 1;
-    this.publisher.publish(BUS_CHANNEL, frame).catch(() => {
-      this.counts.sent -= 1;
-      this.counts.notSent += 1;
-    });
+    const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? ''));
+    if (this.sentAhead.delete(payload)) return;
+    void this.send(message.topic, payload, message.qos);
+  }
+
+  /**
+   * Sends a client's publish to the other instances before this instance acknowledges it:
+   * resolves once Redis took it (or could not, counted as not sent; or after
+   * SEND_AHEAD_WAIT_MS). Aedes 1.x writes a QoS 1 publish's PUBACK before it publishes, so
+   * without this an instance that dies in between has acknowledged a ban that never left it.
+   * Aedes' own emit() of the same packet (the same payload Buffer) then stays on this instance.
+   */
+  async sendAhead(packet: { topic: string; payload: Buffer | string; qos: number }): Promise<void> {
+    if (!Buffer.isBuffer(packet.payload) || !packet.topic.startsWith(`${TOPIC_ROOT}/`)) return;
+    this.sentAhead.add(packet.payload);
+    await waitAtMost(this.send(packet.topic, packet.payload, packet.qos), SEND_AHEAD_WAIT_MS);
   }
 
   close(done: () => void): void {
@@ -175,6 +177,23 @@ export class ClusterBus implements Part {
       });
     });
     void this.closed.then(done);
+  }
+
+  /** One message to the other instances; while Redis is down, only counted as not sent (the cluster has logged that). */
+  private async send(topic: string, payload: Buffer, qos: number | undefined): Promise<void> {
+    if (this.state !== 'up' || !this.publisher) {
+      this.counts.notSent += 1;
+      return;
+    }
+    const seq = ++this.seq;
+    // The sequence number is also the message's counter, by which Aedes on the other
+    // instances delivers it once: it rises in the order the messages cross.
+    const frame = sealFrame(this.options.key, { sender: this.brokerId, seq, time: Date.now(), topic, payload, qos: qos === 1 || qos === 2 ? qos : 0, counter: seq });
+    this.counts.sent += 1;
+    await this.publisher.publish(BUS_CHANNEL, frame).catch(() => {
+      this.counts.sent -= 1;
+      this.counts.notSent += 1;
+    });
   }
 
   /** Checks a frame from Redis and delivers it to this instance's subscribers. */

@@ -22,6 +22,15 @@ export const CLIENT_OPTIONS: CommandSpec['options'] = [
   { long: 'fleet', description: 'with status: show the fleet as the agent holds it instead: per jail, the bans each origin holds, when each origin was last heard from, and the addresses the most origins hold' },
 ];
 
+/** Options that mean something with one command only: given with another, they would be silently ignored. */
+const ONLY_WITH: Readonly<Record<string, string>> = { json: 'status', fleet: 'status', bantime: '-a', 'ban-start': '-a' };
+
+/** A usage message for the first option given that `command` does not take; undefined when there is none. */
+export function misplacedOption(values: Readonly<Record<string, unknown>>, command: string): string | undefined {
+  const option = Object.keys(ONLY_WITH).find((name) => values[name] !== undefined && ONLY_WITH[name] !== command);
+  return option === undefined ? undefined : `--${option} goes with ${ONLY_WITH[option]}, not ${command}`;
+}
+
 const spec = (name: string): CommandSpec => ({
   name,
   summary: 'Publishes fail2ban bans and unbans to the syncfail2ban network, and asks the running agent for its status.',
@@ -52,6 +61,8 @@ export async function runClient(argv: string[], name: string): Promise<number> {
   const [actionText, ip] = positionals;
   try {
     if (announceJail !== undefined && fullSyncJail !== undefined) usage('give either -a or -f, not both');
+    const misplaced = misplacedOption(values, announceJail !== undefined ? '-a' : fullSyncJail !== undefined ? '-f' : 'status');
+    if (misplaced) usage(misplaced);
     if (announceJail === undefined && fullSyncJail === undefined) {
       if (actionText !== 'status') usage(actionText === undefined ? 'nothing to do: give -a, -f or status' : unknownWord('unknown command', actionText, ['status']));
       if (ip !== undefined) usage('status takes no argument');

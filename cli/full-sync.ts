@@ -1,6 +1,6 @@
 import { remainingBantime, UNTIL_UNBANNED } from '../src/bantime.js';
 import type { Config } from '../src/config.js';
-import { requestStatus } from '../src/control-protocol.js';
+import { requestOwnSnapshots } from '../src/control-protocol.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import { type CanonicalAddress, parseAddress } from '../src/ip.js';
 import { encodeSnapshot, newSnapshotId, snapshotTopic } from '../src/snapshot.js';
@@ -54,18 +54,15 @@ async function cameBack(config: Config, jail: string, id: string, parts: number,
   const deadline = Date.now() + timeoutMs;
   let partsReceived = 0;
   for (;;) {
-    let details: Record<string, unknown>;
+    let snapshot;
     try {
-      const report = await requestStatus(config.controlSocket, Math.max(1_000, deadline - Date.now()));
-      details = report.status.parts.find((part) => part.kind === 'fleet')?.details ?? {};
+      snapshot = (await requestOwnSnapshots(config.controlSocket, Math.max(1_000, deadline - Date.now()))).find((own) => own.jail === jail);
     } catch (error) {
       return { whole: undefined, why: (error as Error).message };
     }
-    const detail = details[`snapshot ${config.nodeId} ${jail}`];
-    const fields = typeof detail === 'object' && detail !== null && 'fields' in detail ? (detail.fields as Record<string, unknown>) : undefined;
-    if (fields?.id === id) {
-      if (fields.complete === true) return { whole: true };
-      partsReceived = Number(fields.parts_received);
+    if (snapshot?.id === id) {
+      if (snapshot.complete) return { whole: true };
+      partsReceived = snapshot.partsReceived;
     }
     if (Date.now() >= deadline) return { whole: false, partsReceived: Math.min(partsReceived, parts) };
     await new Promise((resolve) => setTimeout(resolve, ASK_EVERY_MS));

@@ -315,6 +315,11 @@ export class FleetState {
     };
   }
 
+  /** This host's own snapshots, per jail the newest, as received back (see SnapshotReceiver.own). */
+  ownSnapshots(): SnapshotResult[] {
+    return this.snapshots.own();
+  }
+
   /**
    * Runs `work` as one step: the changes it makes are journalled in one write, then each
    * sink whose target gained or lost an address is handed those changes.
@@ -490,7 +495,9 @@ export class FleetState {
     for (const { id, confirmed } of this.snapshots.receiving()) yield ['P', confirmed.origin, confirmed.jail, id, ...this.confirmed(confirmed)];
   }
 
-  private confirmed({ origin, jail, mark }: Watch): string[] {
+  private confirmed({ origin, jail, mark, count }: Watch): string[] {
+    // An empty snapshot's release (the common large one) confirms nothing: no look at the origin's holdings.
+    if (count === 0) return [];
     const confirmed: string[] = [];
     for (const [address, held] of this.holdings.heldBy(origin, jail)) if (held >= mark) confirmed.push(address);
     return confirmed;

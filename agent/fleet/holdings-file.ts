@@ -72,8 +72,14 @@ export class HoldingsFile {
     const line = (text: string) => {
       if (!replay.line(text)) skipped += 1;
     };
-    const { fresh } = this.store.load({ snapshot: line, record: line });
-    this.journalWeight = this.store.journalRecords;
+    this.journalWeight = 0;
+    const record = (text: string) => {
+      line(text);
+      this.journalWeight += lineWeight(text.split(' ') as Line);
+    };
+    const { fresh, stale } = this.store.load({ snapshot: line, record });
+    // Records the snapshot already holds (a crash before the journal was emptied) go at the next compaction.
+    this.journalWeight += stale;
     return { fresh, skipped, marks: replay.marks };
   }
 

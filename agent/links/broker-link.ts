@@ -78,6 +78,12 @@ export class BrokerLink implements Part {
     });
     client.on('connect', () => {
       client.subscribe(SUBSCRIPTION, { qos: 1 }, (error, granted) => {
+        // An error on a connection that has ended is no refusal: the SUBACK never came, and 'close'
+        // has the link reconnect. (MQTT.js reports a refusing SUBACK as an error too, on a live connection.)
+        if (error && !client.connected) {
+          log.debug({ broker: url, err: error.message }, `no answer to the subscription to ${SUBSCRIPTION}: the connection ended first`);
+          return;
+        }
         if (error || granted?.some((grant) => grant.qos === 128)) {
           this.lastError = `the broker refused the subscription to ${SUBSCRIPTION}${error ? ` (${error.message})` : ''}; allow this account to subscribe to it`;
           log.error({ broker: url }, this.lastError);

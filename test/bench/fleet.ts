@@ -111,8 +111,14 @@ function deliveries(collected: Collected[], keys: Iterable<number>, sentAt: (key
   return { latencies, missing };
 }
 
-function sends(collected: Collected[]): Map<number, [number, number]> {
+function sends(collected: Collected[]): Map<number, [number, number, number]> {
   return new Map(collected.flatMap(({ sends }) => [...sends]));
+}
+
+/** The simulator's own event-loop delay during a phase, its worst worker: arrivals may be stamped up to this late. */
+function simDelay(collected: Collected[]): string {
+  const worst = (key: 'p99' | 'max') => collected.reduce((most, { loopDelayMs }) => Math.max(most, loopDelayMs[key]), 0);
+  return `simulator's event-loop delay p99 ${fmt(worst('p99'))} ms, max ${fmt(worst('max'))} ms`;
 }
 
 function describe({ latencies, missing }: Deliveries): string {
@@ -343,7 +349,7 @@ export async function run(): Promise<void> {
       return jailLatencies.every(Number.isFinite);
     }, 'every real ban in the other real agents\' sync jails', 120_000).catch(() => undefined);
     console.log(`\n  propagation at ${STEADY.rate} bans/s fleet-wide for ${STEADY.seconds} s (${thousands(STEADY.rate * STEADY.seconds * HOSTS)} deliveries):`);
-    console.log(`    a simulated host's publish -> all ${thousands(HOSTS)} simulated hosts: ${describe(fromSims)}`);
+    console.log(`    a simulated host's publish -> all ${thousands(HOSTS)} simulated hosts: ${describe(fromSims)} (${simDelay(steady)})`);
     console.log(`    a real agent's ban (fail2ban -> action -> broker) -> all ${thousands(HOSTS)} simulated hosts: ${describe(fromReal)}`);
     if (failedBans.length) console.log(`    ${failedBans.length} real bans failed in fail2ban: ${failedBans[0]}`);
     console.log(`    a real agent's ban -> the other real agents' sync jails (fail2ban applied it): p50 ${fmt(percentile(jailLatencies, 50))} ms, p99 ${fmt(percentile(jailLatencies, 99))} ms over ${jailLatencies.length} bans`);
@@ -372,7 +378,7 @@ export async function run(): Promise<void> {
       const sent = sends(collected);
       const result = deliveries(collected, sent.keys(), (key) => sent.get(key)?.[0]);
       const p99 = percentile(result.latencies, 99);
-      console.log(`    ${String(rate).padStart(4)} bans/s (${thousands(rate * HOSTS)} deliveries/s): ${describe(result)}`);
+      console.log(`    ${String(rate).padStart(4)} bans/s (${thousands(rate * HOSTS)} deliveries/s): ${describe(result)} (${simDelay(collected)})`);
       if (!(p99 <= SATURATION_P99_MS)) break;
       saturation = rate;
     }
@@ -454,11 +460,18 @@ export async function run(): Promise<void> {
     });
     // The hosts that lost their instance at the kill (a host that moves twice counts with its first move).
     const failovers = new Map<number, Collected['failovers'][number]>();
-    for (const f of failover.flatMap((collected) => collected.failovers)) if (f.down >= killedAt && !failovers.has(f.host)) failovers.set(f.host, f);
+    // Each host's last return: a delivery it missed counts as missed while moving if its ban was written before it.
+    const lastUp = new Map<number, number>();
+    for (const f of failover.flatMap((collected) => collected.failovers)) {
+      if (f.down >= killedAt && !failovers.has(f.host)) failovers.set(f.host, f);
+      lastUp.set(f.host, Math.max(lastUp.get(f.host) ?? 0, f.up));
+    }
     const sent = sends(failover);
+    const victimPort = cluster.brokers[victim]!.port;
     let acked = 0;
     let lost = 0;
     let missedWhileMoving = 0;
+    const lostBans = new Set<number>();
     for (const [key, [written, ackedAt]] of sent) {
       if (ackedAt === 0) continue;
       acked += 1;
@@ -466,18 +479,28 @@ export async function run(): Promise<void> {
         const times = arrivals.get(key);
         hosts.forEach((host, slot) => {
           if ((times?.[slot] ?? 0) !== 0) return;
-          const moved = failovers.get(host);
-          if (moved && written < moved.up) missedWhileMoving += 1;
-          else lost += 1;
+          if (written < (lastUp.get(host) ?? 0)) missedWhileMoving += 1;
+          else {
+            lost += 1;
+            lostBans.add(key);
+          }
         });
       }
     }
-    const moveMs = [...failovers.values()].map((f) => f.up - killedAt);
+    const fromKill = (pick: (f: Collected['failovers'][number]) => number) => [...failovers.values()].map((f) => pick(f) - killedAt);
+    const moveMs = fromKill((f) => f.up);
+    const stage = (name: string, ms: number[]) => `${name} p50 ${fmt(percentile(ms, 50))} ms, max ${fmt(ms.reduce((a, b) => Math.max(a, b), 0))} ms`;
+    const retried = [...failovers.values()].filter((f) => f.attempts > 1).length;
     console.log(`\n  one instance killed (SIGKILL) ${FAILOVER.killAtS} s into ${FAILOVER.seconds} s at ${FAILOVER.rate} bans/s:`);
     console.log(`    ${thousands(failovers.size)} simulated hosts failed over: all subscribed on another instance within ${fmt(moveMs.reduce((a, b) => Math.max(a, b), 0))} ms of the kill (p50 ${fmt(percentile(moveMs, 50))} ms); target <= 5,000 ms`);
+    console.log(`      from the kill to: ${stage('TCP connected', fromKill((f) => f.connected))}; ${stage('CONNACK', fromKill((f) => f.connack))}; ${stage('SUBACK', moveMs)}; ${retried} hosts needed more than one connection (${simDelay(failover)})`);
     console.log(`    real agents on it: ${onVictim.length ? onVictim.map((i) => `real-${i} subscribed elsewhere after ${agentFailover.has(i) ? `${fmt(agentFailover.get(i)!)} ms` : 'more than 60 s'}`).join(', ') : 'none'}`);
-    console.log(`    ${thousands(acked)} of ${thousands(sent.size)} bans acknowledged to their publisher; ${thousands(missedWhileMoving)} deliveries missed by hosts while they moved (published before they were back: -f heals those)`);
-    console.log(`  ${lost} lost: acknowledged bans that a host subscribed at the time never received (target 0)`);
+    console.log(`    ${thousands(acked)} of ${thousands(sent.size)} bans acknowledged to their publisher; ${thousands(missedWhileMoving)} deliveries missed by hosts while they moved (published before they were subscribed again: -f heals those)`);
+    if (lost > 0) {
+      const byVictim = [...lostBans].filter((key) => sent.get(key)![2] === victimPort && sent.get(key)![1] < killedAt).length;
+      console.log(`    the ${thousands(lost)} lost deliveries are of ${lostBans.size} bans, ${byVictim} of them acknowledged by the killed instance before the kill`);
+    }
+    console.log(`  ${lost} lost: deliveries of acknowledged bans that a host subscribed since before they were published never received (target 0)`);
     }
   } finally {
     await sim?.stop();

@@ -73,6 +73,22 @@ describe('every program: --version, --help and the same exit codes', function ()
     }
   });
 
+  it('an option given with a command that does not take it exits 2 naming the command it goes with, instead of being ignored', async () => {
+    const cases: Array<[string, string[], string]> = [
+      [BIN.agent, ['--fleet'], `syncfail2ban: --fleet goes with status, not the service (see "syncfail2ban --help")\n`],
+      [BIN.agent, ['--json'], `syncfail2ban: --json goes with status, not the service (see "syncfail2ban --help")\n`],
+      [BIN.agent, ['--bantime', '600'], `syncfail2ban: --bantime goes with -a, not the service (see "syncfail2ban --help")\n`],
+      [BIN.client, ['-a', 'sshd', 'banip', '203.0.113.7', '--json'], `syncfail2ban-client: --json goes with status, not -a (see "syncfail2ban-client --help")\n`],
+      [BIN.client, ['-f', 'sshd', '--bantime', '600'], `syncfail2ban-client: --bantime goes with -a, not -f (see "syncfail2ban-client --help")\n`],
+      [BIN.client, ['status', '--ban-start', '1700000000'], `syncfail2ban-client: --ban-start goes with -a, not status (see "syncfail2ban-client --help")\n`],
+    ];
+    for (const [bin, args, stderr] of cases) {
+      const result = await run(process.execPath, [bin, ...args], 20_000);
+      expect(result.code, args.join(' ')).to.equal(2);
+      expect(result.stderr, args.join(' ')).to.equal(stderr);
+    }
+  });
+
   it('syncfail2ban status asks the agent, as syncfail2ban-client status does', async () => {
     const config = join(dir, 'status.cfg');
     await writeFile(config, `control_socket = ${join(dir, 'nobody-here.sock')}\n`);

@@ -22,16 +22,21 @@ export type ToWorker =
 export interface Collected {
   /** ban key -> the time each of this worker's hosts got it (0: not received), in host order. */
   arrivals: Map<number, Float64Array>;
-  /** ban key -> [written, acknowledged (0: not yet)] for the bans this worker's hosts published. */
-  sends: Map<number, [number, number]>;
+  /** ban key -> [written, acknowledged (0: not yet), the port of the instance that acknowledged it] for the bans this worker's hosts published. */
+  sends: Map<number, [number, number, number]>;
   /** snapshot origin -> the time each host had every part of it (0: not yet). */
   snapshots: Map<string, Float64Array>;
   /** snapshot origin -> when its last part was acknowledged. */
   snapshotAcks: Map<string, number>;
-  /** Per host that lost its broker: when the connection closed and when it was subscribed on another. */
-  failovers: Array<{ host: number; down: number; up: number }>;
+  /**
+   * Per host that lost its broker: when the connection closed, when the TCP connection and the
+   * CONNACK of its last try came, when it was subscribed on another, and how many connections it tried.
+   */
+  failovers: Array<{ host: number; down: number; connected: number; connack: number; up: number; attempts: number }>;
   /** Host indexes, in the order of the arrays above. */
   hosts: number[];
+  /** The worker's own event-loop delay since the last collect (ms): arrivals are stamped this late at worst. */
+  loopDelayMs: { p99: number; max: number };
 }
 
 export type FromWorker =

@@ -7,6 +7,7 @@
  * or the snapshot's origin: the machine's time goes to the brokers, not to this.
  */
 import { connect as connectTcp, type Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { DISCONNECT, decodePublish, encodeConnect, encodePuback, encodePublish, encodeSubscribe, nextFrame } from '../../../cli/mqtt-codec.js';
 import { now, type Collected, type FromWorker, type SimHostSpec, type ToWorker } from './protocol.js';
 
@@ -22,7 +23,8 @@ const ORIGIN_FIELD = '{"origin":"';
 
 interface Outgoing {
   packetFor(messageId: number): Buffer;
-  acked(at: number): void;
+  /** `port`: the broker instance that acknowledged it. */
+  acked(at: number, port: number): void;
 }
 
 class SimHost {
@@ -34,7 +36,11 @@ class SimHost {
   private readonly unacked = new Map<number, Outgoing>();
   private readonly waiting: Outgoing[] = [];
   private stopping = false;
+  /** Since its connection closed, while it was subscribed: when, connections tried, when the last one's TCP and CONNACK came. */
   private down = 0;
+  private attempts = 0;
+  private connectedAt = 0;
+  private connackAt = 0;
 
   constructor(
     readonly spec: SimHostSpec,
@@ -47,8 +53,12 @@ class SimHost {
     const port = this.spec.ports[this.instance % this.spec.ports.length]!;
     const socket = connectTcp({ host: '127.0.0.1', port, localAddress: this.spec.localAddress });
     this.socket = socket;
+    this.attempts += 1;
     socket.setNoDelay(true);
-    socket.on('connect', () => socket.write(encodeConnect({ clientId: this.clientId, keepaliveS: KEEPALIVE_S })));
+    socket.on('connect', () => {
+      this.connectedAt = now();
+      socket.write(encodeConnect({ clientId: this.clientId, keepaliveS: KEEPALIVE_S }));
+    });
     socket.on('data', (chunk: Buffer) => this.read(chunk, onSubscribed));
     socket.on('error', () => undefined);
     socket.on('close', () => {
@@ -58,7 +68,10 @@ class SimHost {
       this.socket = undefined;
       this.buffered = undefined;
       if (this.stopping) return;
-      if (wasUp) this.down = now();
+      if (wasUp) {
+        this.down = now();
+        this.attempts = 0;
+      }
       this.instance += 1;
       // What was written and not acknowledged goes again, first, on the next connection.
       this.waiting.unshift(...this.unacked.values());
@@ -106,9 +119,10 @@ class SimHost {
         if (messageId) (acks ??= []).push(encodePuback(messageId));
       } else if (type === 4) {
         const id = (data[start]! << 8) | data[start + 1]!;
-        this.unacked.get(id)?.acked(now());
+        this.unacked.get(id)?.acked(now(), this.spec.ports[this.instance % this.spec.ports.length]!);
         this.unacked.delete(id);
       } else if (type === 2) {
+        this.connackAt = now();
         if (data[start + 1] !== 0) {
           onSubscribed?.(`${this.clientId}: CONNACK ${data[start + 1]}`);
           return;
@@ -121,7 +135,7 @@ class SimHost {
         }
         this.subscribed = true;
         if (this.down) {
-          this.worker.failovers.push({ host: this.spec.index, down: this.down, up: now() });
+          this.worker.failovers.push({ host: this.spec.index, down: this.down, connected: this.connectedAt, connack: this.connackAt, up: now(), attempts: this.attempts });
           this.down = 0;
         }
         onSubscribed?.();
@@ -138,15 +152,18 @@ class Worker {
   hosts: SimHost[] = [];
   private bySpec = new Map<number, SimHost>();
   arrivals = new Map<number, Float64Array>();
-  sends = new Map<number, [number, number]>();
+  sends = new Map<number, [number, number, number]>();
   snapshots = new Map<string, { parts: Uint16Array; done: Float64Array }>();
   snapshotAcks = new Map<string, number>();
   failovers: Collected['failovers'] = [];
   delivered = 0;
   snapshotsDone = 0;
   private pinging: NodeJS.Timeout | undefined;
+  /** This process's own event-loop delay since the last collect: a starved simulator stamps arrivals late. */
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
   start(specs: SimHostSpec[]): void {
+    this.loopDelay.enable();
     this.hosts = specs.map((spec, slot) => new SimHost(spec, slot, this));
     this.bySpec = new Map(this.hosts.map((host) => [host.spec.index, host]));
     this.pinging = setInterval(() => {
@@ -194,14 +211,18 @@ class Worker {
   }
 
   ban(host: number, key: number, topic: string, payload: string): void {
-    const record: [number, number] = [0, 0];
+    const record: [number, number, number] = [0, 0, 0];
     this.sends.set(key, record);
     this.bySpec.get(host)!.send({
       packetFor: (id) => {
         if (record[0] === 0) record[0] = now();
         return encodePublish(topic, payload, id);
       },
-      acked: (at) => (record[1] ||= at),
+      acked: (at, port) => {
+        if (record[1] !== 0) return;
+        record[1] = at;
+        record[2] = port;
+      },
     });
   }
 
@@ -226,7 +247,9 @@ class Worker {
       snapshotAcks: this.snapshotAcks,
       failovers: this.failovers,
       hosts: this.hosts.map((host) => host.spec.index),
+      loopDelayMs: { p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
     };
+    this.loopDelay.reset();
     this.arrivals = new Map();
     this.sends = new Map();
     this.snapshots = new Map();
