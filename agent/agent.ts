@@ -91,6 +91,7 @@ export class Agent {
       status: () => this.status(),
       freshStatus: () => this.freshStatus(),
       fleet: () => fleetView(config.nodeId, holdings, intake.lastEvents()),
+      ownSnapshots: () => fleet.ownSnapshots().map(({ jail, id, complete, partsReceived }) => ({ jail, id, complete, partsReceived })),
       log,
     };
     const reporters: Part[] = [new ControlServer(config.controlSocket, reporter), new HeapTrim(() => this.status(), log)];

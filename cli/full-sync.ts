@@ -1,6 +1,6 @@
 import { remainingBantime, UNTIL_UNBANNED } from '../src/bantime.js';
 import type { Config } from '../src/config.js';
-import { requestStatus } from '../src/control-protocol.js';
+import { requestOwnSnapshots } from '../src/control-protocol.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
 import { type CanonicalAddress, parseAddress } from '../src/ip.js';
 import { encodeSnapshot, newSnapshotId, snapshotTopic } from '../src/snapshot.js';
@@ -13,7 +13,8 @@ const ASK_EVERY_MS = 200;
  * `-f <jail>`: publishes a snapshot of what the jail bans now, then says whether it was taken
  * whole, as far as this host can know: the broker acknowledged every part (or publishing
  * failed), and this host's agent, which subscribes to the same broker, received every part
- * back through it (its intake checks them as every peer's does: rate limits, validation).
+ * back through it (its intake checks each part's envelope and rate limit as every peer's does;
+ * the entries, which reach nothing there, it leaves to the peers).
  * Each peer's own copy shows in its status ("snapshot <node> <jail>"). Returns the exit code:
  * 1 when the snapshot was not taken whole.
  */
@@ -53,18 +54,15 @@ async function cameBack(config: Config, jail: string, id: string, parts: number,
   const deadline = Date.now() + timeoutMs;
   let partsReceived = 0;
   for (;;) {
-    let details: Record<string, unknown>;
+    let snapshot;
     try {
-      const report = await requestStatus(config.controlSocket, Math.max(1_000, deadline - Date.now()));
-      details = report.status.parts.find((part) => part.kind === 'fleet')?.details ?? {};
+      snapshot = (await requestOwnSnapshots(config.controlSocket, Math.max(1_000, deadline - Date.now()))).find((own) => own.jail === jail);
     } catch (error) {
       return { whole: undefined, why: (error as Error).message };
     }
-    const detail = details[`snapshot ${config.nodeId} ${jail}`];
-    const fields = typeof detail === 'object' && detail !== null && 'fields' in detail ? (detail.fields as Record<string, unknown>) : undefined;
-    if (fields?.id === id) {
-      if (fields.complete === true) return { whole: true };
-      partsReceived = Number(fields.parts_received);
+    if (snapshot?.id === id) {
+      if (snapshot.complete) return { whole: true };
+      partsReceived = snapshot.partsReceived;
     }
     if (Date.now() >= deadline) return { whole: false, partsReceived: Math.min(partsReceived, parts) };
     await new Promise((resolve) => setTimeout(resolve, ASK_EVERY_MS));

@@ -59,18 +59,25 @@ export class NeverBanList {
   reason(address: CanonicalAddress): string | null {
     const min = this.minPrefix[address.family];
     if (address.prefix < min) return `network wider than /${min} (min_prefix_ipv${address.family})`;
-    for (const entries of [...this.groups.values(), this.entries]) {
-      for (const entry of entries) {
-        const why = protects(entry, address);
-        if (why !== undefined) return why;
-      }
+    for (const entries of this.groups.values()) {
+      const why = firstProtecting(entries, address);
+      if (why !== undefined) return why;
     }
-    return null;
+    return firstProtecting(this.entries, address) ?? null;
   }
 }
 
 function withTunnels(range: CanonicalAddress, why: string): Entry {
   return range.family === 4 ? { range, why, sixToFour: sixToFourOf(range) } : { range, why };
+}
+
+/** Why the first of `entries` that protects `address` does, or undefined. */
+function firstProtecting(entries: readonly Entry[], address: CanonicalAddress): string | undefined {
+  for (const entry of entries) {
+    const why = protects(entry, address);
+    if (why !== undefined) return why;
+  }
+  return undefined;
 }
 
 /** Why `entry` protects `address`, or undefined. */

@@ -36,11 +36,13 @@ export interface SnapshotPart {
   id: string;
   part: number;
   parts: number;
-  /** Entries whose address or bantime is not valid are left out and counted in `invalid`. */
-  ips: CanonicalAddress[];
+  /** The canonical text of each valid entry; entries whose address or bantime is not valid are left out and counted in `invalid`. */
+  ips: string[];
   /** Each address's remaining seconds (-1 until unbanned), in the order of `ips`; absent when the part carried none. */
   bantimes?: number[];
   invalid: number;
+  /** The entries the part carried, valid or not. */
+  entries: number;
   /** The connection it was published on, as a syncfail2ban broker saw it (see SyncEvent.via). */
   via?: string;
 }
@@ -84,17 +86,22 @@ export function encodeSnapshot(origin: string, addresses: readonly string[], ban
   return groups.map(({ ips, bantimes }, part) => JSON.stringify({ origin, id, part, parts: groups.length, ips, ...(timed ? { bantimes } : {}) }));
 }
 
-type SnapshotDecodeResult = { ok: true; part: SnapshotPart } | Refusal;
-
 /** Who sent a part, and which part it is. */
 export type SnapshotHeader = Pick<SnapshotPart, 'jail' | 'origin' | 'id' | 'part' | 'parts' | 'via'>;
 
+/** A part whose envelope is valid, its entries not read yet (readSnapshotEntries). */
+export interface SnapshotEnvelope {
+  header: SnapshotHeader;
+  ips: unknown[];
+  bantimes: unknown[] | undefined;
+}
+
 /**
- * Validates one part as strictly as a single event: every address canonicalised, anything
- * else refused. `admit` may refuse the part on its header, before its entries are read (a
- * receiver's rate limit: a part over it costs no more than its JSON).
+ * Validates a part's envelope (topic, size, JSON, origin, id, numbering, via, the lists)
+ * without reading its entries: what a broker needs to pass it on, and a receiver to refuse
+ * it (a rate limit) before paying for its entries.
  */
-export function decodeSnapshotPart(topic: string, payload: Buffer, admit: (header: SnapshotHeader) => Refusal | undefined = () => undefined): SnapshotDecodeResult {
+export function decodeSnapshotEnvelope(topic: string, payload: Buffer): ({ ok: true } & SnapshotEnvelope) | Refusal {
   const levels = splitTopic(topic, SNAPSHOT_ACTION);
   if (!levels.ok) return levels;
   if (payload.length > MAX_STAMPED_PART_BYTES) return refuse('oversized', `snapshot part of ${payload.length} bytes exceeds ${MAX_STAMPED_PART_BYTES}`);
@@ -113,24 +120,42 @@ export function decodeSnapshotPart(topic: string, payload: Buffer, admit: (heade
   const badVia = viaRefusal(via, 'snapshot ');
   if (badVia) return badVia;
   const header: SnapshotHeader = { jail: levels.jail, origin: origin as string, id, part: part as number, parts: parts as number, ...(via === undefined ? {} : { via: via as string }) };
-  const refused = admit(header);
-  if (refused) return refused;
-  const valid: CanonicalAddress[] = [];
+  return { ok: true, header, ips: ips as unknown[], bantimes: bantimes as unknown[] | undefined };
+}
+
+/**
+ * Validates a part's entries as strictly as single events: every address canonicalised, any
+ * entry whose address or bantime is not valid left out (counted in `invalid`). `exclude`
+ * leaves out valid addresses too (never-ban), counted in `excluded`. Only text is kept of
+ * each address: 100,000 parsed addresses alive at once cost the agent's young GC dearly.
+ */
+export function readSnapshotEntries({ header, ips, bantimes }: SnapshotEnvelope, exclude: (address: CanonicalAddress) => boolean = () => false): { part: SnapshotPart; excluded: number } {
+  const valid: string[] = [];
   const validBantimes: number[] = [];
   let invalid = 0;
-  (ips as unknown[]).forEach((ip, index) => {
+  let excluded = 0;
+  for (let index = 0; index < ips.length; index++) {
+    const ip = ips[index];
     const parsed = typeof ip === 'string' ? parseAddress(ip) : undefined;
-    const bantime = bantimes === undefined ? UNTIL_UNBANNED : (bantimes as unknown[])[index];
-    if (parsed?.ok && isBantime(bantime)) {
-      valid.push(parsed.address);
-      validBantimes.push(bantime);
-    } else {
+    const bantime = bantimes === undefined ? UNTIL_UNBANNED : bantimes[index];
+    if (!parsed?.ok || !isBantime(bantime)) {
       invalid += 1;
+    } else if (exclude(parsed.address)) {
+      excluded += 1;
+    } else {
+      valid.push(parsed.address.text);
+      validBantimes.push(bantime);
     }
-  });
-  const decoded: SnapshotPart = { ...header, ips: valid, invalid };
-  if (bantimes !== undefined) decoded.bantimes = validBantimes;
-  return { ok: true, part: decoded };
+  }
+  const part: SnapshotPart = { ...header, ips: valid, invalid, entries: ips.length };
+  if (bantimes !== undefined) part.bantimes = validBantimes;
+  return { part, excluded };
+}
+
+/** A part's envelope and entries validated (decodeSnapshotEnvelope, then readSnapshotEntries). */
+export function decodeSnapshotPart(topic: string, payload: Buffer): { ok: true; part: SnapshotPart } | Refusal {
+  const envelope = decodeSnapshotEnvelope(topic, payload);
+  return envelope.ok ? { ok: true, part: readSnapshotEntries(envelope).part } : envelope;
 }
 
 /** A valid part's payload with `via` written over whatever the sender put there (a broker's stamp). */

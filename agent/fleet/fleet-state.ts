@@ -1,6 +1,6 @@
 import type { SyncEvent } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
-import type { SnapshotPart } from '../../src/snapshot.js';
+import type { SnapshotHeader, SnapshotPart } from '../../src/snapshot.js';
 import type { Problem } from '../../src/status.js';
 import { LogThrottle } from '../../src/log-throttle.js';
 import { HoldingsFile, holdingsStoreError, type LoadResult } from './holdings-file.js';
@@ -194,6 +194,11 @@ export class FleetState {
     return taken;
   }
 
+  /** Whether a part is only noted (see applySnapshotPart), whatever its addresses. */
+  onlyNotes({ origin, jail }: SnapshotHeader): boolean {
+    return origin === this.nodeId && this.taken(origin, jail) !== 'queued';
+  }
+
   /** A new snapshot from the origin in the jail: its mark, higher than every holding's until then, and the count of what it confirms. */
   beginSnapshot(origin: string, jail: string): Watch {
     return this.holdings.watch(origin, jail, ++this.marks);
@@ -308,6 +313,11 @@ export class FleetState {
       nextLeaseEnd: this.holdings.leases.next(),
       released: { ...this.released },
     };
+  }
+
+  /** This host's own snapshots, per jail the newest, as received back (see SnapshotReceiver.own). */
+  ownSnapshots(): SnapshotResult[] {
+    return this.snapshots.own();
   }
 
   /**
@@ -485,7 +495,9 @@ export class FleetState {
     for (const { id, confirmed } of this.snapshots.receiving()) yield ['P', confirmed.origin, confirmed.jail, id, ...this.confirmed(confirmed)];
   }
 
-  private confirmed({ origin, jail, mark }: Watch): string[] {
+  private confirmed({ origin, jail, mark, count }: Watch): string[] {
+    // An empty snapshot's release (the common large one) confirms nothing: no look at the origin's holdings.
+    if (count === 0) return [];
     const confirmed: string[] = [];
     for (const [address, held] of this.holdings.heldBy(origin, jail)) if (held >= mark) confirmed.push(address);
     return confirmed;

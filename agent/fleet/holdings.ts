@@ -1,5 +1,5 @@
+import { SegmentedMap, ShardedMap, ShardedSet, type ReadonlySegmentedMap, type ReadonlyShardedSet } from './big-maps.js';
 import { Leases } from './leases.js';
-import { forgetOldest } from './forget-oldest.js';
 
 /**
  * Origin of what the sync jails and aliases held when the store was first created (an
@@ -14,7 +14,7 @@ export const MANUAL = '@manual';
 export const MAX_ORIGINS_PER_ADDRESS = 64;
 /** Released addresses remembered for reconciliation (see `released`), per primary jail… */
 const MAX_RELEASED_PER_JAIL = 200_000;
-/** …forgotten, the oldest first, this many at a time (one pass over the set, not one per release). */
+/** …forgotten, about the oldest first (see ShardedMap.forgetOldest), this many at a time (one pass over the set, not one per release). */
 const RELEASED_FORGET_BATCH = 10_000;
 
 /** Network input decides what is held, so the store is bounded (config: max_holdings, max_holdings_per_origin). */
@@ -59,8 +59,8 @@ export interface Watch {
 interface OriginHoldings {
   name: string;
   total: number;
-  jails: Map<string, Map<string, number>>;
-  /** Where eviction goes on: the oldest holding of a jail not evicted yet (a Map iterator skips what was deleted since). */
+  jails: Map<string, SegmentedMap<number>>;
+  /** Where eviction goes on: the oldest holding of a jail not evicted yet (a SegmentedMap iterator skips what was deleted since). */
   evictFrom?: { jail: string; addresses: Iterator<string> };
 }
 
@@ -76,11 +76,15 @@ interface OriginHoldings {
  * It also remembers, per jail, addresses whose last holding went (`released`), so that a
  * reconciliation removes from a sink only what the store held and gave up, never what
  * someone else put there.
+ *
+ * The tables that grow with the holdings are split (big-maps.ts), so that releasing 300,000
+ * never has V8 rebuild a table of them all at once; an origin's keep their order (eviction
+ * takes the oldest), the others need none.
  */
 export class Holdings {
-  private readonly jails = new Map<string, Map<string, string | string[]>>();
+  private readonly jails = new Map<string, ShardedMap<string | string[]>>();
   private readonly byOrigin = new Map<string, OriginHoldings>();
-  private readonly releasedByJail = new Map<string, Set<string>>();
+  private readonly releasedByJail = new Map<string, ShardedSet>();
   /** origin -> jail -> its watches (few: a snapshot being received, one being released). */
   private readonly watches = new Map<string, Map<string, Watch[]>>();
   private total = 0;
@@ -119,12 +123,12 @@ export class Holdings {
     let own = this.byOrigin.get(origin);
     if (!own) this.byOrigin.set(origin, (own = { name: origin, total: 0, jails: new Map() }));
     const name = own.name;
-    if (!addresses) this.jails.set(jail, (addresses = new Map()));
+    if (!addresses) this.jails.set(jail, (addresses = new ShardedMap()));
     if (current === undefined) addresses.set(address, name);
     else if (Array.isArray(current)) current.push(name);
     else addresses.set(address, [current, name]);
     let held = own.jails.get(jail);
-    if (!held) own.jails.set(jail, (held = new Map()));
+    if (!held) own.jails.set(jail, (held = new SegmentedMap()));
     held.set(address, mark);
     for (const watch of this.watchesOf(origin, jail)) if (mark >= watch.mark) watch.count += 1;
     own.total += 1;
@@ -195,8 +199,8 @@ export class Holdings {
   }
 
   /** What the origin holds in the jail, address -> mark, oldest first; live (a release while iterating is fine). */
-  heldBy(origin: string, jail: string): ReadonlyMap<string, number> {
-    return this.byOrigin.get(origin)?.jails.get(jail) ?? new Map();
+  heldBy(origin: string, jail: string): ReadonlySegmentedMap<number> {
+    return this.byOrigin.get(origin)?.jails.get(jail) ?? new SegmentedMap();
   }
 
   origins(jail: string, address: string): readonly string[] {
@@ -219,8 +223,8 @@ export class Holdings {
   }
 
   /** Addresses whose last holding in the jail went and that no one has held since. */
-  released(jail: string): ReadonlySet<string> {
-    return this.releasedByJail.get(jail) ?? new Set();
+  released(jail: string): ReadonlyShardedSet {
+    return this.releasedByJail.get(jail) ?? new ShardedSet();
   }
 
   /** A reconciliation found the released address gone from every sink: no need to remember it. */
@@ -231,10 +235,10 @@ export class Holdings {
   /** Restores a remembered release (from the store file). */
   noteReleased(jail: string, address: string): void {
     let released = this.releasedByJail.get(jail);
-    if (!released) this.releasedByJail.set(jail, (released = new Set()));
+    if (!released) this.releasedByJail.set(jail, (released = new ShardedSet()));
     released.delete(address);
     released.add(address);
-    if (released.size > MAX_RELEASED_PER_JAIL) forgetOldest(released, RELEASED_FORGET_BATCH);
+    if (released.size > MAX_RELEASED_PER_JAIL) released.forgetOldest(RELEASED_FORGET_BATCH);
   }
 
   releasedJails(): string[] {

@@ -1,3 +1,4 @@
+import { ShardedMap } from './big-maps.js';
 import { LeaseQueue } from './lease-queue.js';
 
 /** A holding whose end has come: its end in ms by this host's clock. */
@@ -12,7 +13,7 @@ export interface Lease {
 interface Holder {
   origin: string;
   jail: string;
-  ends: Map<string, number>;
+  ends: ShardedMap<number>;
 }
 
 /**
@@ -67,7 +68,7 @@ export class Leases {
     let jails = this.holders.get(origin);
     if (!jails) this.holders.set(origin, (jails = new Map()));
     let holder = jails.get(jail);
-    if (!holder) jails.set(jail, (holder = { origin, jail, ends: new Map() }));
+    if (!holder) jails.set(jail, (holder = { origin, jail, ends: new ShardedMap() }));
     if (!holder.ends.has(address)) this.count += 1;
     const offset = end - this.base;
     holder.ends.set(address, offset);

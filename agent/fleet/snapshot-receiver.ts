@@ -22,6 +22,7 @@ export interface SnapshotResult {
   complete: boolean;
   partsReceived: number;
   parts: number;
+  /** The valid addresses its parts carried past never-ban; for a snapshot only noted (this host's own), every entry they carried. */
   addresses: number;
   /** Holdings the snapshot added. */
   added: number;
@@ -96,9 +97,10 @@ export class SnapshotReceiver {
     if (assembly.received[part.part >> 3]! & bit) return;
     assembly.received[part.part >> 3]! |= bit;
     result.partsReceived += 1;
-    result.addresses += part.ips.length;
+    // A part only noted was not read: what it carried.
+    result.addresses += assembly.confirmed ? part.ips.length : part.entries;
     if (assembly.confirmed) {
-      const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips.map((address) => address.text), part.bantimes);
+      const taken = this.fleet.takeSnapshotPart(part.id, assembly.confirmed, part.ips, part.bantimes);
       result.added += taken.added;
       result.refused += taken.refused;
     }

@@ -30,16 +30,27 @@ export function lineWeight(line: Line): number {
   return line[0] === 'P' || line[0] === 'E' ? Math.max(1, line.length - 4) : 1;
 }
 
-/** Every holding, remembered release and `extra` line (snapshots being received or released), as the lines of a snapshot file. */
-export function serialise(holdings: Holdings, extra: Iterable<Line>): string {
-  const lines: string[] = [];
-  for (const jail of holdings.jailNames()) {
-    for (const [address, origins] of holdings.entries(jail)) for (const origin of origins) lines.push(`+ ${origin} ${jail} ${address}\n`);
+/**
+ * Every holding, remembered release and `extra` line (snapshots being received or released),
+ * as the lines of a snapshot file, taken in slices (SnapshotJournal): `extra` is taken at once,
+ * as the store is when the snapshot begins, and the holdings' lines as they are when their
+ * slice comes; the journal records appended meanwhile follow, and the replay makes it whole.
+ * (A release under way at the start is its `P` and `C` lines: their replay releases whatever
+ * the lines hold that it had released by then without a journal line of its own.)
+ */
+export function serialise(holdings: Holdings, extra: Iterable<Line>): Iterable<string> {
+  const underWay = [...extra].map((line) => `${line.join(' ')}\n`);
+  return lines(holdings, underWay);
+}
+
+function* lines(holdings: Holdings, underWay: readonly string[]): Generator<string> {
+  // Each origin's in the order it took them, which the replay keeps (eviction takes the oldest).
+  for (const [jail, origins] of Object.entries(holdings.counts())) {
+    for (const origin of Object.keys(origins)) for (const address of holdings.heldBy(origin, jail).keys()) yield `+ ${origin} ${jail} ${address}\n`;
   }
-  for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) lines.push(`~ ${jail} ${address}\n`);
-  for (const { origin, jail, address, end } of holdings.leases.entries()) lines.push(`E ${origin} ${jail} ${end} ${address}\n`);
-  for (const line of extra) lines.push(`${line.join(' ')}\n`);
-  return lines.join('');
+  for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) yield `~ ${jail} ${address}\n`;
+  for (const { origin, jail, address, end } of holdings.leases.entries()) yield `E ${origin} ${jail} ${end} ${address}\n`;
+  yield* underWay;
 }
 
 /** An `E` line's end: ms since the epoch, or -1. */

@@ -1,4 +1,4 @@
-import { decodeEvent, printable, refuse, type SyncEvent } from '../../src/event.js';
+import { decodeEvent, printable, type SyncEvent } from '../../src/event.js';
 import type { RouteResult } from '../fleet/fleet-state.js';
 import type { Inbox } from '../links/inbox.js';
 import type { NeverBanList } from '../../src/never-ban.js';
@@ -6,7 +6,7 @@ import type { RateLimiter } from '../../src/rate-limit.js';
 import type { Refusals } from '../../src/refusals.js';
 import { counted, counter, type PartStatus } from '../../src/status.js';
 import type { Part } from '../../src/part.js';
-import { decodeSnapshotPart, isSnapshotTopic, snapshotPartTokens, type SnapshotPart } from '../../src/snapshot.js';
+import { decodeSnapshotEnvelope, isSnapshotTopic, readSnapshotEntries, snapshotPartTokens, type SnapshotHeader, type SnapshotPart } from '../../src/snapshot.js';
 
 const MAX_PEERS_TRACKED = 1_000;
 
@@ -14,6 +14,8 @@ const MAX_PEERS_TRACKED = 1_000;
 export interface EventTarget {
   apply(event: SyncEvent): RouteResult;
   applySnapshotPart(part: SnapshotPart): RouteResult;
+  /** Whether a part is only noted, never applied: its entries need not be read (applySnapshotPart is handed none). */
+  onlyNotes(header: SnapshotHeader): boolean;
 }
 
 /**
@@ -56,24 +58,26 @@ export class Intake implements Part {
     this.count(this.target.apply(event), event.jail, source);
   }
 
-  /** A snapshot part: rate-limit tokens by its size (snapshotPartTokens), taken before its entries are read; never-ban addresses are left out of it. */
+  /**
+   * A snapshot part: rate-limit tokens by its size (snapshotPartTokens), taken before its entries
+   * are read; never-ban addresses are left out of it. A part the fleet state only notes (this
+   * host's own snapshot, which no sink here takes) is noted from its envelope: its entries reach
+   * nothing, so they are not read.
+   */
   private handleSnapshotPart(topic: string, payload: Buffer, source: string): void {
-    const tokens = snapshotPartTokens(payload);
-    const decoded = decodeSnapshotPart(topic, payload, (header) => {
-      const sender = this.overRate(source, header, tokens);
-      return sender ? refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${header.part + 1}/${header.parts} of ${header.jail} dropped`) : undefined;
-    });
-    if (!decoded.ok) return this.refusals.refuse(decoded.reason, decoded.detail, { source });
-    const { part } = decoded;
-    if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid (an address, or its bantime)`, { source });
-    const allowed = part.ips.map((address) => this.neverBan.reason(address) === null);
-    const ips = part.ips.filter((_, index) => allowed[index]);
-    if (ips.length < part.ips.length) {
-      this.refusals.refuse('never-ban', `${part.ips.length - ips.length} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
+    const envelope = decodeSnapshotEnvelope(topic, payload);
+    if (!envelope.ok) return this.refusals.refuse(envelope.reason, envelope.detail, { source });
+    const { header } = envelope;
+    const sender = this.overRate(source, header, snapshotPartTokens(payload));
+    if (sender) return this.refusals.refuse('rate-limited', `${sender} sends more than rate_limit allows; snapshot part ${header.part + 1}/${header.parts} of ${header.jail} dropped`, { source });
+    this.notePeer(header.origin);
+    if (this.target.onlyNotes(header)) {
+      return this.count(this.target.applySnapshotPart({ ...header, ips: [], invalid: 0, entries: envelope.ips.length }), header.jail, source);
     }
-    this.notePeer(part.origin);
-    const bantimes = part.bantimes?.filter((_, index) => allowed[index]);
-    this.count(this.target.applySnapshotPart({ ...part, ips, ...(bantimes ? { bantimes } : {}) }), part.jail, source);
+    const { part, excluded } = readSnapshotEntries(envelope, (address) => this.neverBan.reason(address) !== null);
+    if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid (an address, or its bantime)`, { source });
+    if (excluded > 0) this.refusals.refuse('never-ban', `${excluded} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
+    this.count(this.target.applySnapshotPart(part), part.jail, source);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Action } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import { counted, counter, gauge, type Measure, type Problem } from '../../src/status.js';
+import { SegmentedMap } from '../fleet/big-maps.js';
 import type { Change } from '../fleet/projection.js';
 import { waitAtMost } from '../../src/wait-at-most.js';
 
@@ -239,8 +240,9 @@ export class Batcher {
  * between its ban and unban cannot be turned round.
  */
 class PendingChanges {
-  private bans = new Map<string, Change>();
-  private unbans = new Map<string, Change>();
+  /** SegmentedMaps: a release queues 300,000 unbans, and a Map of them would be rebuilt at once as it grows and shrinks. */
+  private bans = new SegmentedMap<Change>();
+  private unbans = new SegmentedMap<Change>();
 
   get size(): number {
     return this.bans.size + this.unbans.size;
@@ -267,15 +269,15 @@ class PendingChanges {
   /** A failed batch goes back ahead of what was queued since, but a later change for the same key wins. */
   putBack(batch: readonly Change[]): void {
     const newer = [...this.bans.entries(), ...this.unbans.entries()];
-    this.bans = new Map();
-    this.unbans = new Map();
+    this.bans = new SegmentedMap();
+    this.unbans = new SegmentedMap();
     for (const change of batch) this.set(`${change.target}\u0000${change.address}`, change);
     for (const [key, change] of newer) this.set(key, change);
   }
 }
 
 /** The first `count` changes of the queue, taken out of it. */
-function takeFront(queue: Map<string, Change>, count: number): Change[] {
+function takeFront(queue: SegmentedMap<Change>, count: number): Change[] {
   const taken: Change[] = [];
   for (const [key, change] of queue) {
     if (taken.length >= count) break;

@@ -54,7 +54,15 @@ import { existsNoFollow, NEWLINE, openForAppend, openForReading, readLines, repl
  * Compaction: `serialise()` runs in the same synchronous step as the journal is moved aside
  * (`<journal>.compacting`; appends go on in a new journal), the snapshot is written without
  * blocking (a temp file, fsynced, renamed over the old one, the directory synced), and the
- * moved journal is removed once it is.
+ * moved journal is removed once it is. A large state's `serialise()` returns its lines as an
+ * iterable instead: they are taken in slices of SERIALISE_SLICE_MS, with a turn of the event
+ * loop between two, while appends go on into the journal; after the last slice the records
+ * appended meanwhile follow the lines in the snapshot, and the journal is moved aside in that
+ * same step. Each slice reads the state as it is then, so the snapshot's lines alone may mix
+ * states; the records after them set each key they touched as it ended, which the replay
+ * makes whole, provided that each record sets a key to a value (see Replaying) and that what
+ * the lines need at the start is taken at the first slice (the holdings store's releases and
+ * snapshots under way).
  *
  * Generations: each snapshot starts with a header line `{"generation":N}`, and each journal
  * segment (the records appended after a compaction) with one naming the generation it
@@ -68,8 +76,12 @@ export interface SnapshotJournalOptions {
   journal: string;
   /** "the holdings store": names it in log lines and problems. */
   what: string;
-  /** The whole state as lines, each ending in "\n"; runs in one synchronous step with the journal's rotation. */
-  serialise: () => string;
+  /**
+   * The whole state as lines, each ending in "\n": one string (taken at once), or lines taken
+   * in slices (see Compaction), for a store whose records are lines of its snapshot too (the
+   * records appended meanwhile follow the lines in the snapshot, and load() passes them to `snapshot`).
+   */
+  serialise: () => string | Iterable<string>;
   log: Logger;
   /** Most bytes a file may have: a larger one is refused at load (StateFileError), and the journal never grows past it. */
   maxBytes: number;
@@ -116,6 +128,8 @@ const DEFAULT_COMPACT_DELAY_MS = 1_000;
  * 1/20 of the agent's time goes to them, however big the state grows.
  */
 const SNAPSHOT_SPACING_FACTOR = 20;
+/** The longest the lines of a snapshot are taken at a stretch before the event loop takes its turn. */
+const SERIALISE_SLICE_MS = 10;
 /** Retries of what could not be written start after this long, and back off to RETRY_MAX_MS. */
 const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 30_000;
@@ -171,6 +185,8 @@ export class SnapshotJournal {
   /** fsyncs under way, per file descriptor: an fd is closed only after its syncs end. */
   private readonly syncing = new Map<number, Promise<void>>();
   private lastSerialiseMs = 0;
+  /** While a snapshot's lines are taken in slices: the records appended meanwhile, which follow them in it. */
+  private appendedMeanwhile: string[] | undefined;
   private closed = false;
   private readonly throttle = new LogThrottle();
 
@@ -304,6 +320,7 @@ export class SnapshotJournal {
     if (records.length === 0 || this.fd === undefined) return;
     this.dirty = true;
     this.journalRecords += records.length;
+    if (this.appendedMeanwhile) for (const record of records) this.appendedMeanwhile.push(record);
     const lines = this.accept(records);
     if (this.unwritten.length > 0) {
       this.keep(lines, 0); // after what waits, in order: the retry writes them
@@ -342,6 +359,7 @@ export class SnapshotJournal {
     }
     this.dirty = true;
     this.journalRecords += records.length;
+    if (this.appendedMeanwhile) for (const record of records) this.appendedMeanwhile.push(record);
     await this.sync(fd).catch((error: Error) => {
       throw this.failed(error);
     });
@@ -646,14 +664,21 @@ export class SnapshotJournal {
     const { options } = this;
     const generation = this.generation + 1;
     let text: string;
-    const started = performance.now();
     try {
-      text = header(generation) + options.serialise(); // may throw (a state too big for one string)
+      this.appendedMeanwhile = [];
+      const started = performance.now();
+      const produced = this.options.serialise();
+      this.lastSerialiseMs = performance.now() - started;
+      // A large state's lines are taken in slices; either way, may throw (a state too big for one string).
+      const lines = typeof produced === 'string' ? produced : await this.inSlices(produced);
+      // From here to the journal's rotation, one step: what was appended while the lines were taken follows them.
+      text = header(generation) + lines + (this.appendedMeanwhile ?? []).map((record) => `${record}\n`).join('');
     } catch (error) {
       this.snapshotFailed(error as Error);
       throw error;
+    } finally {
+      this.appendedMeanwhile = undefined;
     }
-    this.lastSerialiseMs = performance.now() - started;
     // From here on, the snapshot being written holds every change accepted so far.
     this.dirty = false;
     this.generation = generation;
@@ -681,6 +706,27 @@ export class SnapshotJournal {
       this.missingWeight = 0;
       this.healedBy = Infinity;
       this.writeError = undefined;
+    }
+  }
+
+  /** The lines, taken SERIALISE_SLICE_MS at a time with a turn of the event loop between (`appendedMeanwhile` keeps what is appended meanwhile). */
+  private async inSlices(produced: Iterable<string>): Promise<string> {
+    const lines = produced[Symbol.iterator]();
+    const slices: string[] = [];
+    for (;;) {
+      const started = performance.now();
+      const until = started + SERIALISE_SLICE_MS;
+      const slice: string[] = [];
+      let next = lines.next();
+      for (let taken = 1; !next.done; taken++) {
+        slice.push(next.value);
+        if (taken % 256 === 0 && performance.now() >= until) break;
+        next = lines.next();
+      }
+      slices.push(slice.join(''));
+      this.lastSerialiseMs += performance.now() - started;
+      if (next.done) return slices.join('');
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 

@@ -71,11 +71,14 @@ export class ControlServer implements Part {
       return { ok: false, error: 'the request is not JSON; send {"command":"status"} on one line' };
     }
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
-    const { program, log, fleet } = this.reporter;
-    const commands = fleet ? '"status" and "fleet"' : '"status"';
-    if (command !== 'status' && !(command === 'fleet' && fleet)) return { ok: false, error: `unknown command ${JSON.stringify(command)}; the commands are ${commands}` };
+    const { program, log, fleet, ownSnapshots } = this.reporter;
+    const commands = fleet ? '"status", "fleet" and "snapshots"' : '"status"';
+    if (command !== 'status' && !(command === 'fleet' && fleet) && !(command === 'snapshots' && ownSnapshots)) {
+      return { ok: false, error: `unknown command ${JSON.stringify(command)}; the commands are ${commands}` };
+    }
     try {
       if (command === 'fleet') return { ok: true, fleet: fleet!() };
+      if (command === 'snapshots') return { ok: true, snapshots: ownSnapshots!() };
       const status = this.reporter.freshStatus ? await this.reporter.freshStatus() : this.reporter.status();
       const report: StatusReport = { program, version: this.version, pid: process.pid, startedAt: PROCESS_STARTED_AT, status };
       return { ok: true, report };

@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { FleetView } from '../control-protocol.js';
+import type { FleetView, OwnSnapshot } from '../control-protocol.js';
 import type { AgentStatus } from '../status.js';
 
 /** The programs that report over a control socket and /metrics; each one's systemd unit has its name. */
@@ -13,6 +13,8 @@ export interface Reporter {
   status(): AgentStatus;
   /** The agent's view of the fleet (the control socket's `fleet`); absent for the broker. */
   fleet?(): FleetView;
+  /** This host's own snapshots as the agent received them back (the control socket's `snapshots`); absent for the broker. */
+  ownSnapshots?(): OwnSnapshot[];
   /** The status after a fresh look (`Part.refresh`), for a status request; `status()` where absent. */
   freshStatus?(): Promise<AgentStatus>;
   log: Logger;

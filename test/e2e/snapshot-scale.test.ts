@@ -84,7 +84,10 @@ describe('a snapshot of 100,000 bans reaches every peer complete', function () {
       before(async () => {
         hub = await startHub();
         const port = await freePortOn(IPS);
-        hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: hub!.url })));
+        // The peers run dry (dry_run = true: their sink logs each batch instead of applying it):
+        // what the hub is tried for is the snapshot's delivery into their fleet state; their sync
+        // jails' ingest of 200,000 bans, which nothing here checks, is tried through the mesh above.
+        hosts = await Promise.all(IPS.map((ip, index) => SimHost.start({ name: `host-${'abc'[index]}`, ip, port, brokerUrl: hub!.url, ...(index > 0 ? { extra: ['dry_run = true'] } : {}) })));
         await Promise.all(hosts.map((host) => host.startAgent()));
       });
       after(async () => {

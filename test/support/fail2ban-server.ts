@@ -12,6 +12,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { fail2banCommand } from './fail2ban-socket.js';
 import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
@@ -72,9 +73,9 @@ export interface Fail2banServer {
   readonly dbFile: string | null;
   /** The fail2ban-server pid while running. */
   readonly pid: number | undefined;
-  /** `fail2ban-client -s SOCK get <jail> banned`, parsed. */
+  /** `get <jail> banned`: the addresses banned in the jail. */
   banned(jail: string): Promise<string[]>;
-  /** `fail2ban-client -s SOCK set <jail> banip <ip>`, as fail2ban itself banning; resolves with its count. */
+  /** `set <jail> banip <ip>`, as fail2ban itself banning; resolves with its count. */
   ban(jail: string, ip: string): Promise<number>;
   unban(jail: string, ip: string): Promise<number>;
   /** Lines of actionsLog so far ([] before the first action ran). */
@@ -277,7 +278,7 @@ class PrivateFail2ban implements Fail2banServer {
     const ready = waitFor(
       async () => {
         if (givenUp) return true; // stop polling once the server died
-        for (const jail of this.jails) await this.cli('status', jail);
+        for (const jail of this.jails) await this.command('status', jail);
         return true;
       },
       `every jail of fail2ban test server "${this.name}" to answer status`,
@@ -343,15 +344,26 @@ class PrivateFail2ban implements Fail2banServer {
   }
 
   async banned(jail: string): Promise<string[]> {
-    return parsePythonStringList(await this.cli('get', jail, 'banned'));
+    const value = await this.command('get', jail, 'banned');
+    if (!Array.isArray(value) || !value.every((ip) => typeof ip === 'string')) throw new Error(`get ${jail} banned: expected a list of addresses, got ${JSON.stringify(value).slice(0, 200)}`);
+    return value;
   }
 
   async ban(jail: string, ip: string): Promise<number> {
-    return parseCount(await this.cli('set', jail, 'banip', ip));
+    return count(await this.command('set', jail, 'banip', ip));
   }
 
   async unban(jail: string, ip: string): Promise<number> {
-    return parseCount(await this.cli('set', jail, 'unbanip', ip));
+    return count(await this.command('set', jail, 'unbanip', ip));
+  }
+
+  /** A command through fail2ban's client library in a shared helper (test/support/fail2ban-socket.ts): what fail2ban-client sends, without a Python start per poll. */
+  private async command(...args: string[]): Promise<unknown> {
+    try {
+      return await fail2banCommand(this.socket, args);
+    } catch (error) {
+      throw new Error(`fail2ban ${this.socket}: ${args.join(' ')} failed: ${(error as Error).message}`);
+    }
   }
 
   async actions(): Promise<string[]> {
@@ -382,59 +394,9 @@ class PrivateFail2ban implements Fail2banServer {
   }
 }
 
-/** Parses Python's repr of a list of str, e.g. ['1.2.3.4', "a'b", 'x\\y']. */
-export function parsePythonStringList(text: string): string[] {
-  const s = text.trim();
-  const fail = (what: string): never => {
-    throw new Error(`cannot parse ${JSON.stringify(s.slice(0, 200))} as a Python list of strings: ${what}`);
-  };
-  let i = 0;
-  const skipSpace = () => {
-    while (i < s.length && /\s/.test(s[i]!)) i++;
-  };
-  if (s[i++] !== '[') fail("expected '['");
-  const items: string[] = [];
-  skipSpace();
-  if (s[i] === ']') i++;
-  else {
-    for (;;) {
-      skipSpace();
-      const quote = s[i++];
-      if (quote !== "'" && quote !== '"') fail(`expected a quote at ${i - 1}`);
-      let value = '';
-      for (;;) {
-        if (i >= s.length) fail('unterminated string');
-        const c = s[i++]!;
-        if (c === quote) break;
-        if (c !== '\\') {
-          value += c;
-          continue;
-        }
-        const e = s[i++];
-        const simple: Record<string, string> = { '\\': '\\', "'": "'", '"': '"', n: '\n', r: '\r', t: '\t', a: '\x07', b: '\b', f: '\f', v: '\v', '0': '\0' };
-        if (e !== undefined && e in simple) value += simple[e];
-        else if (e === 'x' || e === 'u' || e === 'U') {
-          const width = e === 'x' ? 2 : e === 'u' ? 4 : 8;
-          const hex = s.slice(i, i + width);
-          if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== width) fail(`bad \\${e} escape`);
-          value += String.fromCodePoint(parseInt(hex, 16));
-          i += width;
-        } else fail(`unknown escape \\${e}`);
-      }
-      items.push(value);
-      skipSpace();
-      const next = s[i++];
-      if (next === ']') break;
-      if (next !== ',') fail(`expected ',' or ']' at ${i - 1}`);
-    }
-  }
-  if (i !== s.length) fail('trailing text');
-  return items;
-}
-
-function parseCount(stdout: string): number {
-  if (!/^\d+$/.test(stdout)) throw new Error(`expected a count from fail2ban-client, got ${JSON.stringify(stdout)}`);
-  return Number(stdout);
+function count(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error(`expected a count from fail2ban, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function lines(...items: string[]): string {

@@ -79,7 +79,7 @@ describe('bantime: a ban carries the time it has left', () => {
     it('an entry with a bad bantime is left out and counted with its address; a list of another length refuses the part', () => {
       const base = { origin: 'web-1', id: '0123456789abcdef', part: 0, parts: 1, ips: ['203.0.113.1', '203.0.113.2', '203.0.113.3'] };
       const decoded = decodePart(JSON.stringify({ ...base, bantimes: [60, 'x', -5] }));
-      expect(decoded.ok && decoded.part.ips.map((address) => address.text)).to.deep.equal(['203.0.113.1']);
+      expect(decoded.ok && decoded.part.ips).to.deep.equal(['203.0.113.1']);
       expect(decoded.ok && decoded.part).to.deep.include({ bantimes: [60], invalid: 2 });
       expect(decodePart(JSON.stringify({ ...base, bantimes: [60] }))).to.deep.include({ ok: false, reason: 'bad-payload' });
       expect(decodePart(JSON.stringify({ ...base, bantimes: 60 }))).to.deep.include({ ok: false, reason: 'bad-payload' });

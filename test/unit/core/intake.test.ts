@@ -21,6 +21,9 @@ class CollectingRoute implements EventTarget {
     this.parts.push(part);
     return 'queued';
   }
+  onlyNotes(): boolean {
+    return false;
+  }
 }
 
 describe('intake: the checks every event passes before any route', () => {

@@ -1,4 +1,6 @@
+import { isIPv4 } from 'node:net';
 import { expect } from 'chai';
+import ipaddr from 'ipaddr.js';
 import { mustParseAddress, parseAddress } from '../../../src/ip.js';
 import { NeverBanList } from '../../../src/never-ban.js';
 
@@ -12,6 +14,9 @@ describe('address validation', () => {
     ['2001:db8::1/128', '2001:db8::1'],
     ['2001:db8:abcd:12::1/48', '2001:db8:abcd::/48'],
     ['::ffff:198.51.100.9', '198.51.100.9'],
+    ['0.0.0.0', '0.0.0.0'],
+    ['255.255.255.255', '255.255.255.255'],
+    ['100.10.0.1', '100.10.0.1'],
   ];
   for (const [input, expected] of canonical) {
     it(`canonicalises ${input} to ${expected}`, () => {
@@ -24,12 +29,23 @@ describe('address validation', () => {
     '', 'not-an-ip', '999.1.1.1', '1.2.3', '01.2.3.4', '0x7f.0.0.1', '1.2.3.4 ', ' 1.2.3.4', 'a b', '*',
     'x;touch F', '$(reboot)', '1.2.3.4;rm -rf /', 'fe80::1%eth0', '1.2.3.4/33', '1.2.3.4/-1', '1.2.3.4/', '1.2.3.4/024x',
     '2001:db8::1/129', '::ffff:1.2.3.4/95', '1.2.3.4\n5.6.7.8', '0.0.0.0/0', '10.0.0.0/7', '2001::/15', 'x'.repeat(5000),
+    '1.2.3.4.', '.1.2.3.4', '1..2.3', '1.2.3.4.5', '1.2.3.00', '1.2.3.256', '1.2.3.1000', '1.2.3.-1', '1.2.3.+1', '1.2.3.٣',
   ];
   for (const input of invalid) {
     it(`refuses ${JSON.stringify(input.slice(0, 40))}`, () => {
       expect(parseAddress(input).ok).to.equal(false);
     });
   }
+
+  it('reads plain IPv4 addresses (its fast path) exactly as node and ipaddr.js do', () => {
+    const texts = ['0.0.0.0', '9.99.199.255', '10.0.0.1', '192.168.1.10', '00.1.2.3', '1.2.3.04', '1.2.3.25x', '1.2.3', '1.2.3.4.', '256.0.0.1'];
+    for (let i = 0; i < 2_000; i++) texts.push([0, 0, 0, 0].map(() => String(Math.floor(Math.random() * 300))).join('.'));
+    for (const text of texts) {
+      const parsed = parseAddress(text);
+      expect(parsed.ok, text).to.equal(isIPv4(text));
+      if (parsed.ok) expect([parsed.address.text, parsed.address.prefix, parsed.address.network.toString()], text).to.deep.equal([ipaddr.IPv4.parse(text).toString(), 32, text]);
+    }
+  });
 });
 
 describe('never-ban list', () => {

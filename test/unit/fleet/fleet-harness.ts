@@ -6,7 +6,7 @@ import { FleetPart } from '../../../agent/fleet/fleet-part.js';
 import { FleetState } from '../../../agent/fleet/fleet-state.js';
 import { Holdings, type HoldingLimits } from '../../../agent/fleet/holdings.js';
 import { Adoption } from '../../../agent/fleet/adoption.js';
-import { Projection, type Follower } from '../../../agent/fleet/projection.js';
+import { Projection, type Change, type Follower } from '../../../agent/fleet/projection.js';
 import type { Action, SyncEvent } from '../../../src/event.js';
 import { mustParseAddress } from '../../../src/ip.js';
 import { decodeSnapshotPart, encodeSnapshot, type SnapshotPart } from '../../../src/snapshot.js';
@@ -43,6 +43,8 @@ export function addresses(block: number, count: number): string[] {
  */
 export class FleetHarness {
   readonly submitted: string[] = [];
+  /** Also hands the sink's changes on (to a real Batcher), when set. */
+  forward: ((changes: readonly Change[]) => void) | undefined;
   private readonly open: FleetState[] = [];
   private readonly copies: FleetHarness[] = [];
 
@@ -57,7 +59,10 @@ export class FleetHarness {
     const holdings = new Holdings(limits);
     const sink: Follower = {
       projection: new Projection(new Map([['sshd', 'sshd-sync']]), SELF),
-      submit: (changes) => this.submitted.push(...changes.map(({ action, target, address }) => `${action} ${target} ${address}`)),
+      submit: (changes) => {
+        for (const { action, target, address } of changes) this.submitted.push(`${action} ${target} ${address}`);
+        this.forward?.(changes);
+      },
     };
     const fleet = new FleetState(holdings, this.dir, [sink], captured.log, { snapshotDeadlineMs, nodeId: SELF });
     fleet.load();

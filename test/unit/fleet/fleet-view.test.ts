@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fleetView, MOST_HELD_SHOWN } from '../../../agent/fleet/fleet-view.js';
 import { Holdings } from '../../../agent/fleet/holdings.js';
 import { renderFleet } from '../../../cli/fleet-text.js';
-import { requestFleet, requestStatus, StatusUnavailable } from '../../../src/control-protocol.js';
+import { requestFleet, requestOwnSnapshots, requestStatus, StatusUnavailable } from '../../../src/control-protocol.js';
 import { ControlServer } from '../../../src/reporting/control-server.js';
 import type { Reporter } from '../../../src/reporting/reporter.js';
 import { captureLog } from '../../support/capture-log.js';
@@ -75,11 +75,24 @@ describe('the fleet view (syncfail2ban-client status --fleet)', () => {
       expect((await requestStatus(join(dir, 'control.sock'), 5_000)).status.nodeId).to.equal('here');
     });
 
+    it('the agent answers "snapshots" (what -f asks until its snapshot is back) without building its status', async () => {
+      const own = [{ jail: 'sshd', id: '00000000000000ab', complete: false, partsReceived: 3 }];
+      await start({
+        ownSnapshots: () => own,
+        status: () => {
+          throw new Error('status built');
+        },
+      });
+      expect(await requestOwnSnapshots(join(dir, 'control.sock'), 5_000)).to.deep.equal(own);
+    });
+
     it('a program without a fleet (syncfail2ban-broker) says so', async () => {
       await start({ program: 'syncfail2ban-broker' });
-      const error = await requestFleet(join(dir, 'control.sock'), 5_000).catch((caught: unknown) => caught);
-      expect(error).to.be.instanceOf(StatusUnavailable);
-      expect((error as Error).message).to.include('unknown command "fleet"; the commands are "status"');
+      for (const ask of [requestFleet, requestOwnSnapshots]) {
+        const error = await ask(join(dir, 'control.sock'), 5_000).catch((caught: unknown) => caught);
+        expect(error).to.be.instanceOf(StatusUnavailable);
+        expect((error as Error).message).to.match(/unknown command "(fleet|snapshots)"; the commands are "status"/);
+      }
     });
   });
 });

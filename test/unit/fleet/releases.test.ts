@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SnapshotJournal } from '../../../agent/state-dir/snapshot-journal.js';
 import { measured } from '../../support/status.js';
 import { FleetHarness, addresses, event, heldBy, parts, releasesDone } from './fleet-harness.js';
 
@@ -101,6 +102,34 @@ describe('fleet state: releases in slices, snapshots at the cost of what they ch
     for (const part of parts('host-x', now)) restarted.fleet.applySnapshotPart(part);
     await releasesDone(restarted.fleet);
     expect(heldBy(restarted.fleet, 'host-x').sort()).to.deep.equal([...now].sort());
+  });
+
+  it('a snapshot of the store written in slices while a release runs and ends, bans arriving between them, restarts to the state the agent ends in', async () => {
+    // host-x's holdings first, so that the first slice takes them before the release does; host-y's take the slices after.
+    const { fleet } = harness.start({ total: 2_000_000, perOrigin: 100_000 });
+    for (const part of parts('host-x', addresses(0, 5_000))) fleet.applySnapshotPart(part);
+    for (const part of parts('host-y', addresses(100, 60_000))) fleet.applySnapshotPart(part);
+    for (const part of parts('host-x', addresses(0, 10))) fleet.applySnapshotPart(part);
+    // The store's journal+snapshot (private: nothing else compacts at a chosen moment).
+    const store = (fleet as unknown as { file: { store: SnapshotJournal } }).file.store;
+    let turns = 0;
+    let compacted = false;
+    const compaction = store.compact().then(() => (compacted = true));
+    while (!compacted) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turns += 1;
+      fleet.apply(event('ban', `203.0.113.${turns % 250}`, 'host-c'));
+      // Banned again while its release is under way: held, and journalled again.
+      if (turns === 1) fleet.apply(event('ban', addresses(0, 5_000).at(-1)!, 'host-x'));
+    }
+    await compaction;
+    expect(turns, 'turns of the event loop while the snapshot was written').to.be.greaterThan(2);
+    const crashed = await harness.crashed();
+    const restarted = crashed.start();
+    await releasesDone(restarted.fleet);
+    expect(fleet.status().releasing, 'the release ended before the snapshot was written').to.equal(0);
+    for (const origin of ['host-x', 'host-y', 'host-c']) expect(heldBy(restarted.fleet, origin).sort(), origin).to.deep.equal(heldBy(fleet, origin).sort());
+    expect(heldBy(fleet, 'host-x')).to.have.length(11);
   });
 
   it('200 empty snapshots from origins that hold nothing take about as long beside 100,000 holdings as in an empty store', async () => {

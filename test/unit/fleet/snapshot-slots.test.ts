@@ -1,12 +1,11 @@
 /** Issue 25, finding 6: snapshots are received per origin, not in one pool for the fleet. */
 import { expect } from 'chai';
-import { mustParseAddress } from '../../../src/ip.js';
 import type { SnapshotPart } from '../../../src/snapshot.js';
 import { FleetHarness, releasesDone } from './fleet-harness.js';
 
 /** Part `part` of `parts` of a snapshot from `origin` in sshd, with one address. */
 function part(origin: string, index: number, part: number, parts: number): SnapshotPart {
-  return { jail: 'sshd', origin, id: index.toString(16).padStart(16, '0'), part, parts, ips: [mustParseAddress(`198.51.${index >> 8}.${index & 255}`)], invalid: 0 };
+  return { jail: 'sshd', origin, id: index.toString(16).padStart(16, '0'), part, parts, ips: [`198.51.${index >> 8}.${index & 255}`], invalid: 0, entries: 1 };
 }
 
 describe('fleet state: snapshot slots per origin', function () {

@@ -19,6 +19,9 @@ class Counting implements EventTarget {
     this.parts.push(part);
     return 'queued';
   }
+  onlyNotes(): boolean {
+    return false;
+  }
 }
 
 describe('intake: what a snapshot part costs the rate limit', () => {

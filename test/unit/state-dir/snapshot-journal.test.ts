@@ -247,4 +247,33 @@ describe('state_dir: SnapshotJournal', () => {
     const error = await waitFor(() => lines.find((line) => line.level === 50), 'the error');
     expect(error.msg).to.match(/things\.snapshot is not a valid snapshot of the things store \(not a thing\); moved it to .*corrupt-.* and started without it\. Send the bans again\./);
   });
+
+  it('takes a large state in slices, changes going on between them: the snapshot and what was appended meanwhile replay to the state as it ended', async () => {
+    // Its lines are records too ("+x"), as the holdings store's are: what was appended meanwhile follows them.
+    const state = new Set(Array.from({ length: 200_000 }, (_, i) => `t${i}`));
+    const lines = function* () {
+      for (const thing of state) yield `+${thing}\n`;
+    };
+    const { journal } = store(state, { serialise: () => lines(), maxBytes: 2 ** 24 });
+    journal.load({ snapshot: () => undefined, record: () => undefined });
+    journal.append(['+t0']);
+    let turns = 0;
+    let compacted = false;
+    const compaction = journal.compact().then(() => (compacted = true));
+    // Between two slices: a change ahead of the lines taken so far, one behind them, one new.
+    for (let i = 0; !compacted; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (compacted) break;
+      turns += 1;
+      for (const record of [`-t${199_999 - i}`, `-t${i}`, `+n${i}`]) change(state, journal, record);
+    }
+    await compaction;
+    expect(turns, 'turns of the event loop while the snapshot was taken').to.be.greaterThan(1);
+    const replayed = new Set<string>();
+    const replay = (line: string) => (line.startsWith('+') ? replayed.add(line.slice(1)) : replayed.delete(line.slice(1)));
+    const reopened = store(new Set(), { maxBytes: 2 ** 24 });
+    reopened.journal.load({ snapshot: replay, record: replay });
+    expect(replayed.size).to.equal(state.size);
+    expect([...replayed].sort()).to.deep.equal([...state].sort());
+  });
 });
