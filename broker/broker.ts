@@ -105,6 +105,8 @@ export async function startBroker({ host, port, log, security, rateLimit, bus }:
     ...hooks,
     ...(bus ? { mq: bus, id: bus.brokerId } : {}),
   });
+  // Once let in (just before its CONNACK): a connection refused at login is written to as before.
+  aedes.on('client', (client) => coalesceWrites(client.conn as Socket));
   aedes.on('unsubscribe', (topics, client) => session.unsubscribed(client, topics));
   aedes.on('publish', (_packet, client) => {
     if (client) traffic.in += 1;
@@ -115,7 +117,6 @@ export async function startBroker({ host, port, log, security, rateLimit, bus }:
   const accept = (socket: Socket) => {
     if (socket.destroyed) return; // refused by the per-address limit
     if (tls) raiseWriteMark(socket, limits.queueBytesPerClient);
-    coalesceWrites(socket);
     guardPacketSize(socket, MAX_PACKET_BYTES, (announced) =>
       refusals.refuse('oversized', `packet of ${announced} bytes exceeds ${MAX_PACKET_BYTES}; connection closed`, { remote: socket.remoteAddress }),
     );

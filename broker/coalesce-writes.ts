@@ -6,8 +6,8 @@ import type { Socket } from 'node:net';
  * socket and uncorks it on the next tick (checked on aedes 1.2.0, mqtt-packet 9.0.2): one
  * writev per packet and client, a third of a loaded broker's time. Here the socket's uncork
  * waits for the next turn (setImmediate), so the packets a busy broker writes to the same
- * client meanwhile join that writev. Aedes destroys a connection right after its last
- * packet (a refusing CONNACK), so destroy() flushes first. test/unit/broker/coalesce-writes.test.ts
+ * client meanwhile join that writev. Aedes may destroy a connection right after its last
+ * packet, so destroy() flushes first. broker.ts sets it up once a client is let in. test/unit/broker/coalesce-writes.test.ts
  * fails if Aedes stops writing this way.
  */
 export function coalesceWrites(socket: Socket): void {
