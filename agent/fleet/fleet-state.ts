@@ -92,6 +92,8 @@ export class FleetState {
   private readonly effects = new Map<Follower, SinkChange[]>();
   /** jail -> the sinks mapping it, with their target. */
   private readonly targets = new Map<string, Array<[Follower, string]>>();
+  /** change()'s view of each target before the change (it never runs inside itself). */
+  private readonly scratch = { before: [] as boolean[], ends: [] as Array<number | undefined> };
   private marks = 0;
   private unbansWithoutHolding = 0;
   private readonly refused: Record<Refusal, number> = { quota: 0, full: 0, crowded: 0 };
@@ -219,22 +221,18 @@ export class FleetState {
     return this.step(() => {
       const taken: string[] = [];
       /** end -> the addresses whose end moved to it, journalled after the part (which adds the new ones). */
-      const ends = new Map<number, string[]>();
+      const ends: MovedEnds = new Map();
       let added = 0;
       let refused = 0;
-      addresses.forEach((address, index) => {
+      for (let index = 0; index < addresses.length; index++) {
+        const address = addresses[index]!;
         const bantime = bantimes?.[index] ?? UNTIL_UNBANNED;
         const end = bantime === UNTIL_UNBANNED ? undefined : now + bantime * 1000;
-        const result = this.hold(origin, jail, address, mark, false, end, (moved) => {
-          const key = moved ?? UNTIL_UNBANNED;
-          const list = ends.get(key);
-          if (list) list.push(address);
-          else ends.set(key, [address]);
-        });
+        const result = this.hold(origin, jail, address, mark, false, end, ends);
         if (result === 'added') added += 1;
         if (result === 'added' || result === 'known') taken.push(address);
         else if (result !== 'over') refused += 1;
-      });
+      }
       this.lines.push(['P', origin, jail, id, ...taken]);
       for (const [end, moved] of ends) this.lines.push(['E', origin, jail, String(end), ...moved]);
       return { added, refused };
@@ -338,12 +336,12 @@ export class FleetState {
    * Adds the origin's holding, or confirms it with `mark` (a snapshot's; 0 for an event),
    * until `end` (undefined: until unbanned; a holding it has already keeps the later end).
    * `journal`: write its `+` line and its end's `E` line (a snapshot part's `P` line says the
-   * holdings for all its addresses; `endMoved` hears of each end that moved, for an `E` line
-   * after it). 'over': the ban's end has passed and the origin held nothing of it.
+   * holdings for all its addresses; `endMoved` gets the address under each end that moved,
+   * for an `E` line after it). 'over': the ban's end has passed and the origin held nothing of it.
    */
-  private hold(origin: string, jail: string, address: string, mark: number, journal: boolean, end?: number, endMoved?: (end: number | undefined) => void): 'added' | 'known' | 'over' | Refusal {
+  private hold(origin: string, jail: string, address: string, mark: number, journal: boolean, end?: number, endMoved?: MovedEnds): 'added' | 'known' | 'over' | Refusal {
     // While a complete snapshot's release is under way, what is held again must outlive it.
-    const releasing = (this.releases.get(`${origin} ${jail}`) as SnapshotRelease | undefined)?.kept.mark ?? 0;
+    const releasing = this.releases.idle ? 0 : ((this.releases.get(`${origin} ${jail}`) as SnapshotRelease | undefined)?.kept.mark ?? 0);
     const floor = Math.max(mark, releasing);
     const admission = this.holdings.admission(origin, jail, address);
     if (admission === 'known') {
@@ -377,10 +375,15 @@ export class FleetState {
     return 'added';
   }
 
-  /** The holding's end was set or moved: journalled (or handed to `endMoved`, for a line after the snapshot part's), and the timer told of an earlier end. */
-  private endMoved(origin: string, jail: string, address: string, end: number | undefined, journal: boolean, endMoved?: (end: number | undefined) => void): void {
+  /** The holding's end was set or moved: journalled (or noted in `endMoved`, for a line after the snapshot part's), and the timer told of an earlier end. */
+  private endMoved(origin: string, jail: string, address: string, end: number | undefined, journal: boolean, endMoved?: MovedEnds): void {
     if (journal) this.lines.push(['E', origin, jail, String(end ?? UNTIL_UNBANNED), address]);
-    else endMoved?.(end);
+    else if (endMoved) {
+      const key = end ?? UNTIL_UNBANNED;
+      const moved = endMoved.get(key);
+      if (moved) moved.push(address);
+      else endMoved.set(key, [address]);
+    }
     if (end !== undefined && (this.leaseTimerAt === undefined || end < this.leaseTimerAt)) this.armLeaseTimer();
   }
 
@@ -442,14 +445,21 @@ export class FleetState {
    */
   private change(jail: string, address: string, mutate: () => boolean): boolean {
     const targets = this.targets.get(jail) ?? [];
-    const before = targets.map(([{ projection }, target]) => projection.holds(this.holdings, target, address));
-    const ends = targets.map(([{ projection, followsEnds }, target]) => (followsEnds ? projection.end(this.holdings, target, address) : undefined));
+    // Plain loops into arrays kept for the purpose: a snapshot runs this 100,000 times, and what
+    // it allocated each time cost the agent's small young generation more than the work.
+    const { before, ends } = this.scratch;
+    for (let index = 0; index < targets.length; index++) {
+      const [{ projection, followsEnds }, target] = targets[index]!;
+      before[index] = projection.holds(this.holdings, target, address);
+      ends[index] = followsEnds ? projection.end(this.holdings, target, address) : undefined;
+    }
     if (!mutate()) return false;
-    targets.forEach(([follower, target], index) => {
+    for (let index = 0; index < targets.length; index++) {
+      const [follower, target] = targets[index]!;
       const after = follower.projection.holds(this.holdings, target, address);
       if (after !== before[index]) this.hand(follower, { target, action: after ? 'ban' : 'unban', address });
       else if (after && follower.followsEnds && later(ends[index], follower.projection.end(this.holdings, target, address))) this.hand(follower, { target, action: 'ban', address });
-    });
+    }
     return true;
   }
 
@@ -503,6 +513,9 @@ export class FleetState {
     return confirmed;
   }
 }
+
+/** end (UNTIL_UNBANNED: none) -> the addresses whose end moved to it. */
+type MovedEnds = Map<number, string[]>;
 
 /** Whether an end moved later (undefined: until unbanned, later than any end). */
 function later(before: number | undefined, after: number | undefined): boolean {

@@ -209,6 +209,13 @@ export class Holdings {
     return Array.isArray(current) ? current : [current];
   }
 
+  /** Whether some origin but `excluded` holds the address in the jail (origins() without an array). */
+  heldBesides(jail: string, address: string, excluded: string | undefined): boolean {
+    const current = this.jails.get(jail)?.get(address);
+    if (current === undefined) return false;
+    return Array.isArray(current) ? current.some((origin) => origin !== excluded) : current !== excluded;
+  }
+
   isHeld(jail: string, address: string): boolean {
     return this.jails.get(jail)?.has(address) ?? false;
   }

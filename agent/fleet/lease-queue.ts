@@ -1,4 +1,4 @@
-/** Stale entries are swept once the queue holds this many more than twice what it held after the last sweep (or the live ones). */
+/** Stale entries are looked at once the queue holds this many more than twice the live ones (or than it held at the last look). */
 const SWEEP_SLACK = 1_024;
 
 /**
@@ -6,9 +6,9 @@ const SWEEP_SLACK = 1_024;
  * known at once, and 100,000 leases cost one timer, not 100,000. An entry is an end, the
  * holder (an origin in a jail, `H`) and the address. A holding whose end moves (a later ban,
  * a prolong) is pushed again and its old entry stays behind: an entry that is no longer its
- * holding's end (`isCurrent`) is skipped when it comes up, and swept once the queue has
- * doubled since the last sweep, so it stays within about twice the leases held (`live`) at
- * linear cost. Kept in three parallel arrays, not one object per entry: 100,000 entries take
+ * holding's end (`isCurrent`) is skipped when it comes up, and swept once stale entries
+ * outnumber the live ones (`live`), so the queue stays within about twice the leases held at
+ * linear cost; while leases are only added, nothing is swept. Kept in three parallel arrays, not one object per entry: 100,000 entries take
  * about 2.6 MB.
  */
 export class LeaseQueue<H> {
@@ -31,8 +31,9 @@ export class LeaseQueue<H> {
 
   push(end: number, holder: H, address: string): void {
     if (this.ends.length > this.sweepAbove) {
-      this.sweep();
-      this.sweepAbove = 2 * Math.max(this.ends.length, this.live()) + SWEEP_SLACK;
+      // Only once stale entries outnumber live ones: while leases are only added (a snapshot), there are none.
+      if (this.ends.length > 2 * this.live()) this.sweep();
+      this.sweepAbove = Math.max(this.ends.length, 2 * this.live()) + SWEEP_SLACK;
     }
     this.ends.push(end);
     this.holders.push(holder);
@@ -57,10 +58,15 @@ export class LeaseQueue<H> {
 
   /** Keeps only the current entries, in a heap built anew (linear time). */
   private sweep(): void {
-    const keep = this.ends.flatMap((end, index) => (this.isCurrent(end, this.holders[index]!, this.addresses[index]!) ? [index] : []));
-    this.ends = keep.map((index) => this.ends[index]!);
-    this.holders = keep.map((index) => this.holders[index]!);
-    this.addresses = keep.map((index) => this.addresses[index]!);
+    let kept = 0;
+    for (let index = 0; index < this.ends.length; index++) {
+      if (!this.isCurrent(this.ends[index]!, this.holders[index]!, this.addresses[index]!)) continue;
+      this.ends[kept] = this.ends[index]!;
+      this.holders[kept] = this.holders[index]!;
+      this.addresses[kept] = this.addresses[index]!;
+      kept += 1;
+    }
+    this.ends.length = this.holders.length = this.addresses.length = kept;
     for (let index = (this.ends.length >> 1) - 1; index >= 0; index--) this.down(index);
   }
 

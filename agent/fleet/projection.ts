@@ -54,7 +54,9 @@ export class Projection {
 
   /** Whether the target should hold the address. */
   holds(holdings: Holdings, target: string, address: string): boolean {
-    return this.jailsOf(target).some((jail) => this.heldThrough(holdings, jail, address));
+    // A loop, not some(): the fleet state asks twice per address of a snapshot.
+    for (const jail of this.jailsOf(target)) if (this.heldThrough(holdings, jail, address)) return true;
+    return false;
   }
 
   /**
@@ -108,6 +110,6 @@ export class Projection {
   }
 
   private heldThrough(holdings: Holdings, jail: string, address: string): boolean {
-    return holdings.origins(jail, address).some((origin) => this.counts(origin));
+    return holdings.heldBesides(jail, address, this.excluded);
   }
 }

@@ -27,6 +27,11 @@ export class SlicedReleases {
     this.schedule();
   }
 
+  /** No task under way. */
+  get idle(): boolean {
+    return this.tasks.size === 0;
+  }
+
   get(key: string): ReleaseTask | undefined {
     return this.tasks.get(key);
   }

@@ -85,7 +85,7 @@ describe('the fleet state under attack (issue 25), through real brokers, real fa
       const complete = measuredBy(part(await b.agentStatus(), 'fleet'), 'snapshot_complete');
       expect(Object.values(complete).filter((value) => value === 1).length).to.equal(1_000);
       expect(measuredBy(part(await b.agentStatus(), 'events'), 'refused')).to.deep.equal({});
-      await waitFor(async () => (await b.banned('web-sync')).length === 6_000, "the 6,000 addresses in B's sync jail", 120_000, 1_000);
+      await waitFor(async () => (await b.bannedCount('web-sync')) === 6_000, "the 6,000 addresses in B's sync jail", 120_000, 1_000);
     });
 
     it("a host's empty snapshot releases its 30,000 holdings; a ban published meanwhile reaches B's sync jail while the release is still going on", async () => {

@@ -75,6 +75,8 @@ export interface Fail2banServer {
   readonly pid: number | undefined;
   /** `get <jail> banned`: the addresses banned in the jail. */
   banned(jail: string): Promise<string[]>;
+  /** `status <jail> short`: how many addresses the jail bans, without listing them (a cheap poll of a jail of 100,000). */
+  bannedCount(jail: string): Promise<number>;
   /** `set <jail> banip <ip>`, as fail2ban itself banning; resolves with its count. */
   ban(jail: string, ip: string): Promise<number>;
   unban(jail: string, ip: string): Promise<number>;
@@ -347,6 +349,15 @@ class PrivateFail2ban implements Fail2banServer {
     const value = await this.command('get', jail, 'banned');
     if (!Array.isArray(value) || !value.every((ip) => typeof ip === 'string')) throw new Error(`get ${jail} banned: expected a list of addresses, got ${JSON.stringify(value).slice(0, 200)}`);
     return value;
+  }
+
+  async bannedCount(jail: string): Promise<number> {
+    // [['Filter', [...]], ['Actions', [['Currently banned', n], ['Total banned', m]]]]
+    const value = await this.command('status', jail, 'short');
+    const section = (list: unknown, name: string): unknown => (Array.isArray(list) ? list.find((entry) => Array.isArray(entry) && entry[0] === name)?.[1] : undefined);
+    const banned = section(section(value, 'Actions'), 'Currently banned');
+    if (banned === undefined) throw new Error(`status ${jail} short: expected Actions' 'Currently banned', got ${JSON.stringify(value).slice(0, 300)}`);
+    return count(banned);
   }
 
   async ban(jail: string, ip: string): Promise<number> {

@@ -224,6 +224,10 @@ export class SimHost {
     return this.fail2ban.banned(jail);
   }
 
+  bannedCount(jail: string): Promise<number> {
+    return this.fail2ban.bannedCount(jail);
+  }
+
   async stop(): Promise<void> {
     await this.agent?.stop();
     await this.ownFail2ban?.stop();
