@@ -35,9 +35,10 @@ const SEND_AHEAD_WAIT_MS = 2_000;
 
 /**
  * The message bus of one clustered broker instance, given to Aedes as its `mq`. Local
- * delivery never depends on Redis: every message goes to this instance's subscribers at
- * once, and the fleet's events (f2b/...) go to the other instances through one Redis
- * pub/sub channel when Redis is up. What crosses is signed with cluster_key (bus-frame.ts)
+ * delivery never depends on Redis: every message goes to this instance's subscribers
+ * (a client's QoS 1 publish once Redis took it, or SEND_AHEAD_WAIT_MS passed: sendAhead),
+ * and the fleet's events (f2b/...) go to the other instances through one Redis pub/sub
+ * channel when Redis is up. What crosses is signed with cluster_key (bus-frame.ts)
  * and checked before delivery: a message not signed with it, one this instance has seen
  * (replayed) and one too old for the clocks are refused and counted, so access to Redis
  * alone forges nothing. Aedes' own $SYS announcements stay on their instance: client ids

@@ -6,11 +6,13 @@ import type { Socket } from 'node:net';
  * socket and uncorks it on the next tick (checked on aedes 1.2.0, mqtt-packet 9.0.2): one
  * writev per packet and client, a third of a loaded broker's time. Here the socket's uncork
  * waits for the next turn (setImmediate), so the packets a busy broker writes to the same
- * client meanwhile join that writev. test/unit/broker/coalesce-writes.test.ts fails if
- * Aedes stops writing this way.
+ * client meanwhile join that writev. Aedes destroys a connection right after its last
+ * packet (a refusing CONNACK), so destroy() flushes first. test/unit/broker/coalesce-writes.test.ts
+ * fails if Aedes stops writing this way.
  */
 export function coalesceWrites(socket: Socket): void {
   const uncork = socket.uncork.bind(socket);
+  const destroy = socket.destroy.bind(socket);
   let scheduled = false;
   const flush = () => {
     scheduled = false;
@@ -20,5 +22,9 @@ export function coalesceWrites(socket: Socket): void {
     if (scheduled) return;
     scheduled = true;
     setImmediate(flush);
+  };
+  socket.destroy = (error?: Error) => {
+    flush();
+    return destroy(error);
   };
 }

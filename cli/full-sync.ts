@@ -2,7 +2,7 @@ import { remainingBantime, UNTIL_UNBANNED } from '../src/bantime.js';
 import type { Config } from '../src/config.js';
 import { requestOwnSnapshots } from '../src/control-protocol.js';
 import { Fail2banClient } from '../src/fail2ban/client.js';
-import { type CanonicalAddress, parseAddress } from '../src/ip.js';
+import { parseAddress } from '../src/ip.js';
 import { encodeSnapshot, newSnapshotId, snapshotTopic } from '../src/snapshot.js';
 import type { Message } from './mqtt-publish.js';
 
@@ -21,7 +21,7 @@ const ASK_EVERY_MS = 200;
 export async function fullSync(config: Config, jail: string, publish: (messages: Message[]) => Promise<void>): Promise<number> {
   const timeoutMs = config.connectionTimeoutS * 1000;
   const bans = await readJailBans(config.fail2banSocket, jail, timeoutMs);
-  const addresses = bans.map((ban) => ban.address.text);
+  const addresses = bans.map((ban) => ban.address);
   const id = newSnapshotId();
   const parts = encodeSnapshot(config.nodeId, addresses, bans.map((ban) => ban.bantime), id);
   await publish(parts.map((payload) => ({ topic: snapshotTopic(jail), payload })));
@@ -70,7 +70,8 @@ async function cameBack(config: Config, jail: string, id: string, parts: number,
 }
 
 export interface JailBan {
-  address: CanonicalAddress;
+  /** Canonical text. */
+  address: string;
   /** Seconds the ban has left (src/bantime.ts), -1 until unbanned. */
   bantime: number;
 }
@@ -98,6 +99,9 @@ export async function readJailBans(socket: string, jail: string, timeoutMs: numb
     if (!Array.isArray(reply)) throw new Error(`fail2ban answered "get ${jail} banip --with-time" with something that is not a list`);
     const now = Date.now();
     const bans: JailBan[] = [];
+    // fail2ban lists bans in the order they came, so a burst's share their start: its local time is worked out once.
+    let startKey = -1;
+    let startSeconds = 0;
     for (const line of reply as unknown[]) {
       const fields = typeof line === 'string' ? WITH_TIME.exec(line) : null;
       const [, entry, ...numbers] = (fields ?? []) as unknown as [string, string, ...string[]];
@@ -108,8 +112,13 @@ export async function readJailBans(socket: string, jail: string, timeoutMs: numb
       }
       const [year, month, day, hour, minute, second, length] = numbers.map(Number) as [number, number, number, number, number, number, number];
       // fail2ban prints the start without its fraction of a second: a second later never ends the ban early.
-      const bantime = length < 0 ? UNTIL_UNBANNED : remainingBantime(length, localSeconds(year, month, day, hour, minute, second) + 1, now);
-      bans.push({ address: parsed.address, bantime });
+      const key = ((((year * 100 + month) * 100 + day) * 100 + hour) * 100 + minute) * 100 + second;
+      if (length >= 0 && key !== startKey) {
+        startKey = key;
+        startSeconds = localSeconds(year, month, day, hour, minute, second);
+      }
+      const bantime = length < 0 ? UNTIL_UNBANNED : remainingBantime(length, startSeconds + 1, now);
+      bans.push({ address: parsed.address.text, bantime });
     }
     return bans;
   } finally {

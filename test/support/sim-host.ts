@@ -155,6 +155,14 @@ export class SimHost {
     await writeFile(this.configPath, lines.join('\n'));
   }
 
+  /** Points this host at a hub (or mesh peers) from its next agent start on; its fail2ban and state_dir stay as they are. */
+  async moveTo(brokers: Pick<HostOptions, 'peers' | 'brokerUrl'>): Promise<void> {
+    delete this.options.peers;
+    delete this.options.brokerUrl;
+    Object.assign(this.options, brokers);
+    await this.writeConfig();
+  }
+
   /**
    * Starts the agent and waits until it is subscribed on at least one broker (its own, or the
    * hub); with `until: 'answering'`, only until it answers status (for a host cut off from its broker).

@@ -58,4 +58,12 @@ describe('broker: messages for one client in one turn go out in one write', func
     expect(calls, 'chunks per write call').to.have.length(1);
     expect(calls[0]).to.be.at.least(MESSAGES);
   });
+
+  it('a CONNACK that refuses the connection still reaches the client, though the broker closes the connection right after it', async () => {
+    const refused = await connectedClient(`mqtt://127.0.0.1:${broker.port}`, { clean: false, clientId: 'host-persistent' }).then(
+      (client) => client.endAsync(true).then(() => undefined),
+      (error: Error & { code?: number }) => error,
+    );
+    expect(refused?.code, 'CONNACK return code (5: not authorized, a persistent session)').to.equal(5);
+  });
 });
