@@ -203,6 +203,11 @@ export class Holdings {
     return this.byOrigin.get(origin)?.jails.get(jail) ?? new SegmentedMap();
   }
 
+  /** Each origin's holdings in each primary jail (see heldBy), live. */
+  *holders(): IterableIterator<[origin: string, jail: string, held: ReadonlySegmentedMap<number>]> {
+    for (const { name, jails } of this.byOrigin.values()) for (const [jail, held] of jails) yield [name, jail, held];
+  }
+
   origins(jail: string, address: string): readonly string[] {
     const current = this.jails.get(jail)?.get(address);
     if (current === undefined) return [];

@@ -45,9 +45,7 @@ export function serialise(holdings: Holdings, extra: Iterable<Line>): Iterable<s
 
 function* lines(holdings: Holdings, underWay: readonly string[]): Generator<string> {
   // Each origin's in the order it took them, which the replay keeps (eviction takes the oldest).
-  for (const [jail, origins] of Object.entries(holdings.counts())) {
-    for (const origin of Object.keys(origins)) for (const address of holdings.heldBy(origin, jail).keys()) yield `+ ${origin} ${jail} ${address}\n`;
-  }
+  for (const [origin, jail, held] of holdings.holders()) for (const address of held.keys()) yield `+ ${origin} ${jail} ${address}\n`;
   for (const jail of holdings.releasedJails()) for (const address of holdings.released(jail)) yield `~ ${jail} ${address}\n`;
   for (const { origin, jail, address, end } of holdings.leases.entries()) yield `E ${origin} ${jail} ${end} ${address}\n`;
   yield* underWay;
