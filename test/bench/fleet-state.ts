@@ -1,12 +1,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { encodeSnapshot } from '../../src/snapshot.js';
 import { addressBlock } from '../support/fleet-helpers.js';
 import { residentMb } from '../support/memory.js';
 import { connectedClient } from '../support/mqtt-client.js';
 import { freePortOn } from '../support/ports.js';
-import { RawMqtt } from '../support/raw-mqtt.js';
 import { SimHost } from '../support/sim-host.js';
 import { measured, measuredBy, part } from '../support/status.js';
 import { waitFor } from '../support/wait.js';
@@ -169,34 +169,22 @@ function appliedBan(output: string, from: number): Record<string, unknown> | und
 const PING_GAP_MS = 2;
 
 /**
- * Pings the agent's embedded broker (MQTT PINGREQ, answered on its event loop) every
- * PING_GAP_MS, one ping at a time, until stopped; resolves with the longest answer in ms: the
- * longest the event loop was blocked, within PING_GAP_MS.
+ * Pings the agent's embedded broker every PING_GAP_MS from a worker thread (ping-probe.ts) until
+ * stopped; resolves with the longest answer in ms: the longest the agent's event loop was
+ * blocked, within PING_GAP_MS.
  */
 async function probe(port: number): Promise<{ stop(): Promise<number> }> {
-  const mqtt = await RawMqtt.open({ host: '127.0.0.3', port, localAddress: '127.0.9.1' });
-  mqtt.connect({ clientId: 'bench-probe' });
-  if ((await mqtt.connack()) !== 0) throw new Error("the probe could not connect to bench-b's broker");
-  let running = true;
-  let longest = 0;
-  const loop = (async () => {
-    while (running) {
-      const started = performance.now();
-      const answered = new Promise((resolve) => mqtt.socket.once('data', resolve));
-      mqtt.socket.write(PINGREQ);
-      await answered;
-      longest = Math.max(longest, performance.now() - started);
-      await new Promise((resolve) => setTimeout(resolve, PING_GAP_MS));
-    }
-  })();
+  const worker = new Worker(new URL('./ping-probe.js', import.meta.url), { workerData: { host: '127.0.0.3', port, localAddress: '127.0.9.1', gapMs: PING_GAP_MS } });
+  const next = () => new Promise<unknown>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  await next();
   return {
     async stop() {
-      running = false;
-      await loop;
-      await mqtt.close();
-      return longest;
+      const longest = next();
+      worker.postMessage('stop');
+      return (await longest) as number;
     },
   };
 }
-
-const PINGREQ = Buffer.from([0xc0, 0x00]);
