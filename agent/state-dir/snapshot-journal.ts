@@ -777,7 +777,6 @@ export class SnapshotJournal {
   }
 }
 
-
 function unlinkIfThere(path: string): void {
   try {
     unlinkSync(path);

@@ -72,9 +72,11 @@ export class ControlServer implements Part {
     }
     const command = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).command : undefined;
     const { program, log, fleet, ownSnapshots } = this.reporter;
-    const commands = fleet ? '"status", "fleet" and "snapshots"' : '"status"';
-    if (command !== 'status' && !(command === 'fleet' && fleet) && !(command === 'snapshots' && ownSnapshots)) {
-      return { ok: false, error: `unknown command ${JSON.stringify(command)}; the commands are ${commands}` };
+    // What this program answers: the broker has no fleet.
+    const commands = ['status', ...(fleet ? ['fleet'] : []), ...(ownSnapshots ? ['snapshots'] : [])];
+    if (typeof command !== 'string' || !commands.includes(command)) {
+      const named = commands.map((name) => `"${name}"`);
+      return { ok: false, error: `unknown command ${JSON.stringify(command)}; the commands are ${named.length > 1 ? `${named.slice(0, -1).join(', ')} and ${named.at(-1)}` : named[0]}` };
     }
     try {
       if (command === 'fleet') return { ok: true, fleet: fleet!() };
