@@ -58,6 +58,8 @@ describe('status tells the truth: refused changes, missing jails, parts that can
     // The log line of an applied batch names its addresses when there are few.
     await waitFor(() => h.requireAgent().logLines().some((line) => line.msg === 'applied 1 ban(s) (203.0.113.61) and 0 unban(s) to sync jail sshd-sync'), 'the applied line naming the address');
 
+    // A status just before the fix: the next one must not answer from this look.
+    expect((await h.status()).healthy).to.equal(false);
     await h.fail2ban.cli('add', 'web-sync', 'polling');
     await h.fail2ban.cli('start', 'web-sync');
     // status takes a fresh look: healthy at once, before any ban passes and before the next periodic check.

@@ -161,14 +161,16 @@ export class SyncJailsSink implements Sink {
 
   /**
    * A status request's fresh look: the loop's check, now (whether fail2ban answers, which sync
-   * jails it lacks), unless one is under way or ended less than FRESH_MS ago.
+   * jails it lacks). A check under way is waited for; another is taken after it unless all was
+   * well and the last ended less than FRESH_MS ago. While something is wrong every status looks
+   * again: that is when an admin fixes it and asks at once.
    */
   async refresh(): Promise<void> {
-    if (this.stopped) return;
-    if (!this.running && Date.now() - this.checkedAt >= FRESH_MS) {
-      clearTimeout(this.timer);
-      this.checkNow();
-    }
+    if (this.running) await this.running;
+    if (this.stopped || this.running) return this.running;
+    if (this.answered && !this.hasJailProblems() && Date.now() - this.checkedAt < FRESH_MS) return;
+    clearTimeout(this.timer);
+    this.checkNow();
     await this.running;
   }
 
