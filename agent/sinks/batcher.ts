@@ -184,6 +184,8 @@ export class Batcher {
         delay = this.options.retryInitialMs;
         if (this.lastError && this.options.logFailures) this.log.info({ sink: this.backend.name }, 'target reachable again; backlog resumed');
         this.lastError = null;
+        // Taking and encoding the next batch of thousands is a turn of its own.
+        if (this.pending.size > 0) await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
       this.counts.failures += 1;
@@ -261,8 +263,8 @@ class PendingChanges {
 
   /** Up to `max` changes, `maxUnbans` of them unbans at most, bans first, each in the order it was queued. */
   take(max: number, maxUnbans: number): Change[] {
-    const batch = takeFront(this.bans, max);
-    batch.push(...takeFront(this.unbans, Math.min(max - batch.length, maxUnbans)));
+    const batch = this.bans.takeFront(max);
+    for (const unban of this.unbans.takeFront(Math.min(max - batch.length, maxUnbans))) batch.push(unban);
     return batch;
   }
 
@@ -274,17 +276,6 @@ class PendingChanges {
     for (const change of batch) this.set(`${change.target}\u0000${change.address}`, change);
     for (const [key, change] of newer) this.set(key, change);
   }
-}
-
-/** The first `count` changes of the queue, taken out of it. */
-function takeFront(queue: SegmentedMap<Change>, count: number): Change[] {
-  const taken: Change[] = [];
-  for (const [key, change] of queue) {
-    if (taken.length >= count) break;
-    taken.push(change);
-    queue.delete(key);
-  }
-  return taken;
 }
 
 const ADDRESSES_SHOWN = 20;

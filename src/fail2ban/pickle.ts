@@ -22,7 +22,11 @@ export class PickleError extends Error {
 }
 
 export const END_MARKER = Buffer.from('<F2B_END_COMMAND>', 'latin1');
-const MARKER_PREFIX = Buffer.from('<F2B_', 'latin1');
+const MARKER_PREFIX = '<F2B_';
+/** PROTO 2, EMPTY_LIST, MARK; then BINUNICODE (4-byte length, UTF-8) per argument; APPENDS, STOP. */
+const HEAD = Buffer.from([0x80, 0x02, 0x5d, 0x28]);
+const BINUNICODE = 0x58;
+const TAIL = Buffer.from([0x65, 0x2e]);
 
 export interface PyClassRef {
   readonly pyClass: string;
@@ -54,30 +58,36 @@ export function encodeCommand(args: string[]): Buffer {
   if (!Array.isArray(args) || args.length === 0) {
     throw new PickleError('cannot encode a fail2ban command: it needs at least one argument');
   }
-  const parts: Buffer[] = [Buffer.from([0x80, 0x02, 0x5d, 0x28])];
+  // One buffer for the whole command: a batch is thousands of addresses, and a pair of small
+  // buffers for each kept the agent's young generation collecting while it encoded.
+  let size = HEAD.length + TAIL.length + END_MARKER.length;
   args.forEach((arg, index) => {
     if (typeof arg !== 'string') {
       throw new PickleError(`cannot encode fail2ban command argument ${index + 1}: expected a string, got ${typeof arg}`);
     }
-    const bytes = Buffer.from(arg, 'utf8');
-    if (bytes.includes(MARKER_PREFIX)) {
+    if (arg.includes(MARKER_PREFIX)) {
       throw new PickleError(
         `refusing to send fail2ban command argument ${index + 1} (${JSON.stringify(shorten(arg))}): ` +
           `it contains '<F2B_', which fail2ban's socket protocol uses as a message delimiter`,
       );
     }
-    const header = Buffer.alloc(5);
-    header[0] = 0x58;
-    header.writeUInt32LE(bytes.length, 1);
-    parts.push(header, bytes);
+    size += 5 + Buffer.byteLength(arg, 'utf8');
   });
-  parts.push(Buffer.from([0x65, 0x2e]));
-  const body = Buffer.concat(parts);
+  const command = Buffer.allocUnsafe(size);
+  let at = HEAD.copy(command, 0);
+  for (const arg of args) {
+    command[at] = BINUNICODE;
+    const length = command.write(arg, at + 5, 'utf8');
+    command.writeUInt32LE(length, at + 1);
+    at += 5 + length;
+  }
+  at += TAIL.copy(command, at);
   // Length prefixes are binary, so the marker could in theory straddle a length and its text.
-  if (body.includes(END_MARKER)) {
+  if (command.subarray(0, at).includes(END_MARKER)) {
     throw new PickleError('refusing to send fail2ban command: its encoding contains the end-of-command marker');
   }
-  return Buffer.concat([body, END_MARKER]);
+  END_MARKER.copy(command, at);
+  return command;
 }
 
 function shorten(text: string): string {
