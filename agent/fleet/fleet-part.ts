@@ -46,7 +46,6 @@ export class FleetPart implements Part {
     // This host's own (what -f asks for), being received or ended, then the most recent others.
     const own = new Set(status.ownSnapshots.map((s) => `${s.origin} ${s.jail}`));
     const snapshots = [...status.ownSnapshots, ...status.snapshots.filter((s) => !own.has(`${s.origin} ${s.jail}`)).slice(-SNAPSHOTS_SHOWN).reverse()];
-    const perSnapshot = (value: (snapshot: (typeof snapshots)[number]) => number) => Object.fromEntries(status.snapshots.map((snapshot) => [`${snapshot.origin} ${snapshot.jail}`, value(snapshot)]));
     return {
       kind: 'fleet',
       problems,
@@ -60,8 +59,8 @@ export class FleetPart implements Part {
         leases: gauge("bans held until an end (the origin's bantime); the others are held until unbanned", status.leases),
         ...(status.nextLeaseEnd === undefined ? {} : { lease_next_end: { help: "when the next lease ends, by this host's clock", type: 'gauge', unit: 'timestamp', value: status.nextLeaseEnd / 1000 } as const }),
         released: counted("holdings released, by cause: the origin's unban, a complete snapshot without them, the end of their bantime (expiry)", 'cause', status.released),
-        snapshot_complete: { help: '1 when the last snapshot from this origin for this jail arrived complete, 0 when it only added', type: 'gauge', label: 'snapshot', values: perSnapshot((s) => (s.complete ? 1 : 0)) },
-        snapshot: { help: 'when the last snapshot from this origin for this jail ended', type: 'gauge', unit: 'timestamp', label: 'snapshot', values: perSnapshot((s) => Date.parse(s.at) / 1000) },
+        snapshot_complete: { help: '1 when the last snapshot from this origin for this jail arrived complete, 0 when it only added', type: 'gauge', label: 'snapshot', values: status.snapshotGauges.complete },
+        snapshot: { help: 'when the last snapshot from this origin for this jail ended', type: 'gauge', unit: 'timestamp', label: 'snapshot', values: status.snapshotGauges.at },
       },
       details: {
         state_dir: status.stateDir,

@@ -7,7 +7,7 @@ import { HoldingsFile, holdingsStoreError, type LoadResult } from './holdings-fi
 import { ADOPTED, MANUAL, type Holding, type HoldingLimits, type Holdings, MAX_ORIGINS_PER_ADDRESS, type Watch } from './holdings.js';
 import type { Change as SinkChange, Follower } from './projection.js';
 import { SlicedReleases, type ReleaseTask } from './sliced-releases.js';
-import { SnapshotReceiver, type SnapshotResult } from './snapshot-receiver.js';
+import { SnapshotReceiver, type SnapshotGauges, type SnapshotResult } from './snapshot-receiver.js';
 import type { Line } from './store-lines.js';
 import { UNTIL_UNBANNED } from '../../src/bantime.js';
 import type { Clock } from './clock.js';
@@ -43,6 +43,8 @@ export interface FleetStatus {
   releasing: number;
   /** The last snapshot per origin and primary jail, complete or not. */
   snapshots: SnapshotResult[];
+  /** Their gauges, kept as they change. */
+  snapshotGauges: SnapshotGauges;
   /** This host's own snapshots (-f) as they came back to it through the broker, the one being received included: what -f asks for. */
   ownSnapshots: SnapshotResult[];
   /** What of the store is not on disk as it should be. */
@@ -305,6 +307,7 @@ export class FleetState {
       evicted: this.evicted,
       releasing,
       snapshots: this.snapshots.status(),
+      snapshotGauges: this.snapshots.gauges,
       ownSnapshots: this.snapshots.own(),
       problems: this.file.problems(),
       leases: this.holdings.leases.size,

@@ -25,6 +25,8 @@ export interface EventTarget {
 export class Intake implements Part {
   private readonly counts = { received: 0, accepted: 0, ownSkipped: 0 };
   private readonly peersSeen = new Map<string, Date>();
+  /** peersSeen as the status's gauge, kept as it changes (built whole, 1,000 origins took a status several ms). */
+  private readonly peerLastEvent: Record<string, number> = {};
 
   constructor(
     private readonly neverBan: NeverBanList,
@@ -99,9 +101,15 @@ export class Intake implements Part {
 
   /** Origins come from the network, so the map is bounded: the longest unseen goes first. */
   private notePeer(origin: string): void {
+    const now = new Date();
     this.peersSeen.delete(origin);
-    this.peersSeen.set(origin, new Date());
-    if (this.peersSeen.size > MAX_PEERS_TRACKED) this.peersSeen.delete(this.peersSeen.keys().next().value!);
+    this.peersSeen.set(origin, now);
+    this.peerLastEvent[origin] = now.getTime() / 1000;
+    if (this.peersSeen.size > MAX_PEERS_TRACKED) {
+      const longestUnseen = this.peersSeen.keys().next().value!;
+      this.peersSeen.delete(longestUnseen);
+      delete this.peerLastEvent[longestUnseen];
+    }
   }
 
   /** When a valid event or snapshot part from each origin last arrived (the most recent MAX_PEERS_TRACKED origins). */
@@ -120,7 +128,6 @@ export class Intake implements Part {
 
   status(): PartStatus {
     const { received, accepted, ownSkipped } = this.counts;
-    const peersSeen = Object.fromEntries([...this.peersSeen].map(([origin, at]) => [origin, at.getTime() / 1000]));
     return {
       kind: 'events',
       problems: [],
@@ -129,7 +136,7 @@ export class Intake implements Part {
         accepted: counter('valid events handed to at least one sink', accepted),
         own_skipped: counter("this host's own events, not applied again", ownSkipped),
         refused: counted('messages refused before any sink, by reason', 'reason', this.refusals.byReason()),
-        peer_last_event: { help: 'when a valid event from this origin last arrived', type: 'gauge', unit: 'timestamp', label: 'origin', values: peersSeen },
+        peer_last_event: { help: 'when a valid event from this origin last arrived', type: 'gauge', unit: 'timestamp', label: 'origin', values: this.peerLastEvent },
       },
       details: {},
     };

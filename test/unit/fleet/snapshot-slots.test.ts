@@ -26,4 +26,17 @@ describe('fleet state: snapshot slots per origin', function () {
     expect(complete.length).to.equal(1_000);
     expect(fleet.holdings.origins('sshd', '198.51.3.231')).to.include('host-999');
   });
+
+  it("the status's per-snapshot gauges follow the last snapshots, the oldest forgotten with them", async () => {
+    const { fleet } = harness.start();
+    for (let i = 0; i < 5_000; i++) fleet.applySnapshotPart(part(`host-${i}`, i, 0, 1));
+    await releasesDone(fleet);
+    const { snapshots, snapshotGauges } = fleet.status();
+    expect(snapshots.length).to.be.within(3_000, 4_096);
+    expect(Object.keys(snapshotGauges.complete)).to.have.members(snapshots.map((snapshot) => `${snapshot.origin} ${snapshot.jail}`));
+    expect(Object.keys(snapshotGauges.at)).to.have.members(Object.keys(snapshotGauges.complete));
+    expect(snapshotGauges.complete['host-4999 sshd']).to.equal(1);
+    expect(snapshotGauges.complete['host-0 sshd'], 'the oldest forgotten').to.equal(undefined);
+    expect(snapshotGauges.at['host-4999 sshd']).to.be.closeTo(Date.now() / 1000, 60);
+  });
 });
