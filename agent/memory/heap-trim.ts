@@ -29,6 +29,10 @@ export class HeapTrim implements Part {
   private last: number;
   private trims = 0;
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private collecting = false;
+  /** The trim under way, or the last one. */
+  trimming: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly report: () => AgentStatus,
@@ -44,27 +48,45 @@ export class HeapTrim implements Part {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    await this.trimming;
   }
 
-  /** True when it trimmed. */
+  /** True when it started a trim (`trimming` says when it ends). */
   check(): boolean {
+    if (this.collecting) return false;
     const size = this.heapSize();
     const settled = size === this.last;
     this.last = size;
     this.floor = Math.min(this.floor, size);
     if (!this.gc || !settled || size < this.floor + GROWTH_BYTES || this.busy()) return false;
+    this.trimming = this.collect(this.gc, size);
+    return true;
+  }
+
+  /**
+   * Full collections while they shrink the heap, one per turn of the event loop: each stops the
+   * agent for as long as it takes (tens of ms with 300,000 holdings), so a ban arriving meanwhile
+   * waits for one, not for all.
+   */
+  private async collect(gc: () => void, size: number): Promise<void> {
+    this.collecting = true;
     let heap = size;
     for (let collections = 0; collections < MAX_COLLECTIONS; collections += 1) {
-      this.gc();
+      if (collections > 0) {
+        // A timer: the sockets' answers (written at setImmediate) go out between two collections.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (this.stopped || this.busy()) break;
+      }
+      gc();
       const previous = heap;
-      heap = this.heapSize();
+      heap = this.floor = this.last = this.heapSize();
       if (previous - heap < SHRINK_BYTES) break;
     }
-    this.floor = this.last = heap;
+    this.collecting = false;
     this.trims += 1;
     this.log.debug({ heapMb: Math.round(size / 2 ** 20), trimmedMb: Math.round(heap / 2 ** 20) }, 'heap trimmed after bulk work');
-    return true;
   }
 
   status(): PartStatus {
@@ -73,7 +95,7 @@ export class HeapTrim implements Part {
       problems: [],
       measures: {
         heap: { ...gauge('size of the JavaScript heap', this.heapSize()), unit: 'bytes' },
-        trims: counter('full collections run after bulk work, to give its memory back', this.trims),
+        trims: counter('trims done after bulk work (full collections, to give its memory back)', this.trims),
         young_generation: { ...gauge("size of V8's young generation (2 MB with the agent's memory flags, up to 32 MB without)", youngGeneration()), unit: 'bytes' },
       },
       details: { trim: this.gc ? 'after bulk work' : 'off: node runs without --expose-gc (the installed syncfail2ban passes it)' },
