@@ -41,10 +41,10 @@ const IPV6 = /^([0-9a-f:.]{2,45})(?:\/(?:12[0-8]|1[01]\d|[1-9]?\d))?$/;
 
 /** The element for an address or network of canonical shape, or undefined for anything else. */
 export function toElement(address: string): SetElement | undefined {
+  const kind = address.includes('/') ? 'nets' : 'hosts';
+  if (IPV4.test(address)) return { text: address, family: 4, kind };
   const v6 = IPV6.exec(address);
-  const family = IPV4.test(address) ? 4 : v6 && isIPv6(v6[1]!) ? 6 : undefined;
-  if (family === undefined) return undefined;
-  return { text: address, family, kind: address.includes('/') ? 'nets' : 'hosts' };
+  return v6 && isIPv6(v6[1]!) ? { text: address, family: 6, kind } : undefined;
 }
 
 export function setOf(element: SetElement): string {
