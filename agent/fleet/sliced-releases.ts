@@ -73,7 +73,10 @@ export class SlicedReleases {
             if (this.tasks.get(key) === task) this.tasks.delete(key);
             break;
           }
-          if (++steps % CLOCK_EVERY === 0 && (stepped = performance.now()) + steps * this.closingPerRelease >= until) return;
+          if (++steps % CLOCK_EVERY !== 0) continue;
+          stepped = performance.now();
+          // Room left for the end of the slice, at what it cost per release last time.
+          if (stepped + steps * this.closingPerRelease >= until) return;
         }
       }
       stepped = performance.now();

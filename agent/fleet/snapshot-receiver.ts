@@ -117,6 +117,7 @@ export class SnapshotReceiver {
     return [...this.results.values()];
   }
 
+  /** Puts the result into the status's gauges. */
   private showResult(result: SnapshotResult): void {
     const key = gaugeKey(result);
     this.gauges.complete[key] = result.complete ? 1 : 0;
@@ -168,14 +169,11 @@ export class SnapshotReceiver {
     this.results.delete(key);
     this.results.set(key, result);
     this.showResult(result);
-    if (this.results.size > MAX_RESULTS) {
-      for (const [oldest, forgotten] of this.results) {
-        this.results.delete(oldest);
-        delete this.gauges.complete[gaugeKey(forgotten)];
-        delete this.gauges.at[gaugeKey(forgotten)];
-        if (this.results.size <= MAX_RESULTS - MAX_RESULTS / 8) break;
-      }
-    }
+    trimOldest(this.results, (forgotten) => {
+      const shown = gaugeKey(this.results.get(forgotten)!);
+      delete this.gauges.complete[shown];
+      delete this.gauges.at[shown];
+    });
     const { origin, jail, parts, partsReceived } = result;
     const refused = result.refused > 0 ? `; ${result.refused} address(es) refused (the origin's quota or the store's cap: see syncfail2ban-client status)` : '';
     if (incomplete && !assembly.confirmed) {
@@ -220,6 +218,6 @@ function gaugeKey(result: SnapshotResult): string {
 }
 
 /** Forgets the oldest entries beyond MAX_RESULTS, an eighth of them more at once. */
-function trimOldest(entries: Set<string>): void {
-  if (entries.size > MAX_RESULTS) forgetOldest(entries, entries.size - MAX_RESULTS + MAX_RESULTS / 8);
+function trimOldest(entries: Set<string> | Map<string, unknown>, forgetting?: (key: string) => void): void {
+  if (entries.size > MAX_RESULTS) forgetOldest(entries, entries.size - MAX_RESULTS + MAX_RESULTS / 8, forgetting);
 }

@@ -31,8 +31,7 @@ export class HeapTrim implements Part {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private collecting = false;
-  /** The trim under way, or the last one. */
-  trimming: Promise<void> = Promise.resolve();
+  private trim: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly report: () => AgentStatus,
@@ -50,7 +49,12 @@ export class HeapTrim implements Part {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.trimming;
+    await this.trim;
+  }
+
+  /** The trim under way, or the last one. */
+  get trimming(): Promise<void> {
+    return this.trim;
   }
 
   /** True when it started a trim (`trimming` says when it ends). */
@@ -61,7 +65,7 @@ export class HeapTrim implements Part {
     this.last = size;
     this.floor = Math.min(this.floor, size);
     if (!this.gc || !settled || size < this.floor + GROWTH_BYTES || this.busy()) return false;
-    this.trimming = this.collect(this.gc, size);
+    this.trim = this.collect(this.gc, size);
     return true;
   }
 
