@@ -37,6 +37,8 @@ const SPECIAL: Array<[string, string]> = [
 export class NeverBanList {
   private readonly entries: Entry[];
   private readonly groups = new Map<string, Entry[]>();
+  /** The IPv4 ranges of groups and entries, as numbers (see reasonIPv4); built when first asked after a change. */
+  private ipv4: IPv4Ranges | undefined;
 
   constructor(
     ignoreIp: readonly CanonicalAddress[],
@@ -53,6 +55,7 @@ export class NeverBanList {
   /** Replaces the addresses protected under `group` (e.g. what a peer's name resolves to now). */
   protect(group: string, addresses: readonly CanonicalAddress[], why: string): void {
     this.groups.set(group, addresses.map((range) => withTunnels(range, why)));
+    this.ipv4 = undefined;
   }
 
   /** Why `address` must not be banned, or null when it may be. */
@@ -65,6 +68,47 @@ export class NeverBanList {
     }
     return firstProtecting(this.entries, address) ?? null;
   }
+
+  /**
+   * reason() for an IPv4 host address given as its value (plainIPv4), without parsing it:
+   * a snapshot asks for 100,000 addresses, and a large fleet protects 1,000 hosts.
+   */
+  reasonIPv4(value: number): string | null {
+    this.ipv4 ??= ipv4Ranges([...[...this.groups.values()].flat(), ...this.entries]);
+    const host = this.ipv4.hosts.get(value);
+    // The first range in reason()'s order that holds the address: a network before the host, or the host.
+    for (const network of this.ipv4.networks) {
+      if (host && network.order > host.order) break;
+      if ((value & network.mask) >>> 0 === network.base) return network.why;
+    }
+    return host?.why ?? null;
+  }
+}
+
+interface IPv4Range {
+  /** Its place in reason()'s order of the ranges. */
+  order: number;
+  why: string;
+}
+
+interface IPv4Ranges {
+  hosts: Map<number, IPv4Range>;
+  networks: Array<IPv4Range & { base: number; mask: number }>;
+}
+
+/** The IPv4 ranges of `entries` (in reason()'s order), single hosts looked up, networks matched. */
+function ipv4Ranges(entries: readonly Entry[]): IPv4Ranges {
+  const ranges: IPv4Ranges = { hosts: new Map(), networks: [] };
+  entries.forEach(({ range, why }, order) => {
+    if (range.family !== 4) return;
+    const base = range.network.toByteArray().reduce((value, byte) => value * 256 + byte, 0);
+    if (range.prefix === 32) {
+      if (!ranges.hosts.has(base)) ranges.hosts.set(base, { order, why });
+    } else {
+      ranges.networks.push({ order, why, base, mask: range.prefix === 0 ? 0 : (0xffffffff << (32 - range.prefix)) >>> 0 });
+    }
+  });
+  return ranges;
 }
 
 function withTunnels(range: CanonicalAddress, why: string): Entry {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isBantime, UNTIL_UNBANNED } from './bantime.js';
 import { jsonObject, originRefusal, printable, refuse, splitTopic, TOPIC_ROOT, utf8, viaRefusal, type Refusal } from './event.js';
-import { parseAddress, type CanonicalAddress } from './ip.js';
+import { parseAddress, plainIPv4, type CanonicalAddress } from './ip.js';
 
 /**
  * A snapshot (`syncfail2ban-client -f <jail>`): everything the origin's jail bans now, on
@@ -123,33 +123,49 @@ export function decodeSnapshotEnvelope(topic: string, payload: Buffer): ({ ok: t
   return { ok: true, header, ips: ips as unknown[], bantimes: bantimes as unknown[] | undefined };
 }
 
+/** Why a valid address is left out of a part (the never-ban list): an IPv4 host is asked by its value (plainIPv4), unparsed. */
+export interface EntryExclusion {
+  reason(address: CanonicalAddress): string | null;
+  reasonIPv4(value: number): string | null;
+}
+
 /**
  * Validates a part's entries as strictly as single events: every address canonicalised, any
  * entry whose address or bantime is not valid left out (counted in `invalid`). `exclude`
  * leaves out valid addresses too (never-ban), counted in `excluded`. Only text is kept of
- * each address: 100,000 parsed addresses alive at once cost the agent's young GC dearly.
+ * each address, and a plain IPv4 address (the common entry) is not parsed into objects at
+ * all: 100,000 parsed addresses cost the agent's young GC dearly.
  */
-export function readSnapshotEntries({ header, ips, bantimes }: SnapshotEnvelope, exclude: (address: CanonicalAddress) => boolean = () => false): { part: SnapshotPart; excluded: number } {
+export function readSnapshotEntries({ header, ips, bantimes }: SnapshotEnvelope, exclude?: EntryExclusion): { part: SnapshotPart; excluded: number } {
   const valid: string[] = [];
   const validBantimes: number[] = [];
   let invalid = 0;
   let excluded = 0;
   for (let index = 0; index < ips.length; index++) {
-    const ip = ips[index];
-    const parsed = typeof ip === 'string' ? parseAddress(ip) : undefined;
     const bantime = bantimes === undefined ? UNTIL_UNBANNED : bantimes[index];
-    if (!parsed?.ok || !isBantime(bantime)) {
+    const text = entryText(ips[index], exclude);
+    if (text === undefined || !isBantime(bantime)) {
       invalid += 1;
-    } else if (exclude(parsed.address)) {
+    } else if (text === null) {
       excluded += 1;
     } else {
-      valid.push(parsed.address.text);
+      valid.push(text);
       validBantimes.push(bantime);
     }
   }
   const part: SnapshotPart = { ...header, ips: valid, invalid, entries: ips.length };
   if (bantimes !== undefined) part.bantimes = validBantimes;
   return { part, excluded };
+}
+
+/** An entry's canonical text; null when `exclude` leaves it out, undefined when it is not an address. */
+function entryText(ip: unknown, exclude?: EntryExclusion): string | null | undefined {
+  if (typeof ip !== 'string') return undefined;
+  const value = plainIPv4(ip);
+  if (value !== undefined) return exclude?.reasonIPv4(value) ? null : ip;
+  const parsed = parseAddress(ip);
+  if (!parsed.ok) return undefined;
+  return exclude?.reason(parsed.address) ? null : parsed.address.text;
 }
 
 /** A part's envelope and entries validated (decodeSnapshotEnvelope, then readSnapshotEntries). */

@@ -76,7 +76,7 @@ export class Intake implements Part {
     if (this.target.onlyNotes(header)) {
       return this.count(this.target.applySnapshotPart({ ...header, ips: [], invalid: 0, entries: envelope.ips.length }), header.jail, source);
     }
-    const { part, excluded } = readSnapshotEntries(envelope, (address) => this.neverBan.reason(address) !== null);
+    const { part, excluded } = readSnapshotEntries(envelope, this.neverBan);
     if (part.invalid > 0) this.refusals.refuse('bad-address', `${part.invalid} entries of a snapshot part of ${part.jail} from ${part.origin} are not valid (an address, or its bantime)`, { source });
     if (excluded > 0) this.refusals.refuse('never-ban', `${excluded} never-ban address(es) left out of a snapshot of ${part.jail} from ${part.origin}`, { source });
     this.count(this.target.applySnapshotPart(part), part.jail, source);

@@ -47,6 +47,29 @@ describe('intake: the checks every event passes before any route', () => {
     expect(refusals.byReason()).to.deep.equal({ 'never-ban': 1 });
   });
 
+  it('leaves protected and invalid entries out of a snapshot part, IPv4 hosts (read without parsing them) as every other address', () => {
+    const entries: Array<[unknown, unknown]> = [
+      ['203.0.113.7', 600],
+      ['192.0.2.5', 600],
+      ['127.0.0.9', -1],
+      ['2001:DB8::1', 60],
+      ['::1', 60],
+      ['192.0.2.0/23', 60],
+      ['198.51.100.0/24', -1],
+      ['010.0.0.1', 60],
+      [42, 60],
+      ['203.0.113.8', 'soon'],
+      ['198.51.100.77', 1.5],
+      ['198.51.100.78', 30],
+    ];
+    const part = { origin: 'host-b', id: '0123456789abcdef', part: 0, parts: 1, ips: entries.map(([ip]) => ip), bantimes: entries.map(([, bantime]) => bantime) };
+    send('f2b/sshd/snapshot', JSON.stringify(part));
+    expect(route.parts.map(({ ips, bantimes, invalid, entries: count }) => ({ ips, bantimes, invalid, count }))).to.deep.equal([
+      { ips: ['203.0.113.7', '2001:db8::1', '198.51.100.0/24', '198.51.100.78'], bantimes: [600, 60, -1, 30], invalid: 4, count: 12 },
+    ]);
+    expect(refusals.byReason()).to.deep.equal({ 'never-ban': 1, 'bad-address': 1 });
+  });
+
   it('refuses a retained message replayed by a broker', () => {
     send('f2b/sshd/ban', '203.0.113.5', true);
     expect(route.events).to.deep.equal([]);

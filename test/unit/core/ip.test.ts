@@ -1,7 +1,7 @@
 import { isIPv4 } from 'node:net';
 import { expect } from 'chai';
 import ipaddr from 'ipaddr.js';
-import { mustParseAddress, parseAddress } from '../../../src/ip.js';
+import { canonicalText, mustParseAddress, parseAddress, plainIPv4 } from '../../../src/ip.js';
 import { NeverBanList } from '../../../src/never-ban.js';
 
 describe('address validation', () => {
@@ -44,6 +44,15 @@ describe('address validation', () => {
       const parsed = parseAddress(text);
       expect(parsed.ok, text).to.equal(isIPv4(text));
       if (parsed.ok) expect([parsed.address.text, parsed.address.prefix, parsed.address.network.toString()], text).to.deep.equal([ipaddr.IPv4.parse(text).toString(), 32, text]);
+      expect(plainIPv4(text), text).to.equal(parsed.ok ? ipaddr.IPv4.parse(text).toByteArray().reduce((value, byte) => value * 256 + byte, 0) : undefined);
+    }
+    expect(plainIPv4('255.255.255.255')).to.equal(0xffffffff);
+  });
+
+  it('gives the canonical text parseAddress gives, or its reason', () => {
+    for (const input of ['203.0.113.7', '2001:DB8::0:1', '10.1.2.3/24', '::ffff:1.2.3.4', ...invalid]) {
+      const parsed = parseAddress(input);
+      expect(canonicalText(input), input).to.deep.equal(parsed.ok ? parsed.address.text : { reason: parsed.reason });
     }
   });
 });
@@ -101,5 +110,27 @@ describe('never-ban list: special ranges and the minimum prefix', () => {
     expect(fleet.reason(mustParseAddress('198.51.100.0/24'))).to.equal('sync_servers peer.example');
     fleet.protect('peer.example', [mustParseAddress('198.51.100.8')], 'sync_servers peer.example');
     expect(fleet.reason(mustParseAddress('198.51.100.7'))).to.equal(null);
+    expect(fleet.reasonIPv4(plainIPv4('198.51.100.7')!)).to.equal(null);
+    expect(fleet.reasonIPv4(plainIPv4('198.51.100.8')!)).to.equal('sync_servers peer.example');
+  });
+
+  it('answers for an IPv4 host given as its value as for the parsed address, the same range first', () => {
+    const ranges = ['192.0.2.0/24', '192.0.2.7', '198.51.100.0/25', '198.51.100.9', '10.0.0.0/8', '203.0.113.255'];
+    const list = new NeverBanList(ranges.slice(0, 3).map((range) => mustParseAddress(range, { anyPrefix: true })), ['198.51.100.9', '2001:db8::9']);
+    list.protect('hub.example', [mustParseAddress('192.0.2.7'), mustParseAddress('203.0.113.255'), mustParseAddress('10.9.9.9')], 'broker_url hub.example');
+    list.protect('fw', [mustParseAddress('10.0.0.0/8', { anyPrefix: true })], 'opn_fw_ip fw');
+    const probes = ['0.0.0.0', '0.255.255.255', '1.0.0.0', '126.255.255.255', '127.0.0.1', '169.254.1.1', '224.0.0.1', '239.255.255.255', '240.0.0.0', '255.255.255.255', '10.9.9.9', '10.9.9.10', '11.0.0.0', '9.255.255.255'];
+    for (const range of ranges) {
+      const { network, prefix } = mustParseAddress(range, { anyPrefix: true });
+      const first = network.toByteArray().reduce((value, byte) => value * 256 + byte, 0);
+      const last = first + 2 ** (32 - prefix) - 1;
+      for (const value of [first - 1, first, first + 1, last - 1, last, last + 1]) probes.push([24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.'));
+    }
+    for (let i = 0; i < 2_000; i++) probes.push([0, 0, 0, 0].map(() => String(Math.floor(Math.random() * 256))).join('.'));
+    const differing = probes.filter((text) => list.reasonIPv4(plainIPv4(text)!) !== list.reason(mustParseAddress(text)));
+    expect(differing).to.deep.equal([]);
+    expect(list.reasonIPv4(plainIPv4('192.0.2.7')!)).to.equal('broker_url hub.example');
+    expect(list.reasonIPv4(plainIPv4('10.9.9.9')!)).to.equal('broker_url hub.example');
+    expect(list.reasonIPv4(plainIPv4('10.9.9.10')!)).to.equal('opn_fw_ip fw');
   });
 });
