@@ -1,4 +1,8 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * Why nft failed: not installed, not allowed (not root, no CAP_NET_ADMIN), a kernel without
@@ -73,8 +77,14 @@ export class Nft {
 
   run(args: readonly string[], input = ''): Promise<string> {
     const [program, ...leading] = this.command as [string, ...string[]];
+    const stdin = (input === '' ? undefined : scriptFile(input)) ?? 'pipe';
     return new Promise((resolve, reject) => {
-      const child = spawn(program, [...leading, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+      let child: ChildProcessByStdio<Writable | null, Readable, Readable>;
+      try {
+        child = spawn(program, [...leading, ...args], { stdio: [stdin, 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+      } finally {
+        if (typeof stdin === 'number') closeSync(stdin);
+      }
       const stdout: Buffer[] = [];
       let stderr = '';
       let timedOut = false;
@@ -85,7 +95,7 @@ export class Nft {
       child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
       child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-64 * 1024)));
       // nft exits without reading stdin when it cannot start its work (no permission): not our failure.
-      child.stdin.on('error', () => undefined);
+      child.stdin?.on('error', () => undefined);
       child.once('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         reject(
@@ -100,8 +110,28 @@ export class Nft {
         if (code === 0) return resolve(Buffer.concat(stdout).toString());
         reject(classify(stderr, code));
       });
-      child.stdin.end(input);
+      child.stdin?.end(input);
     });
+  }
+}
+
+/**
+ * The script in a file nft reads as its stdin at its own pace (open, its name already gone),
+ * or undefined when no file can be written (the pipe then). Through a pipe, nft waited for
+ * the agent to write each 64 KiB of a batch of 25,000, while the agent was busy taking the
+ * next changes.
+ */
+function scriptFile(script: string): number | undefined {
+  let dir: string | undefined;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'syncfail2ban-nft-'));
+    const path = join(dir, 'script');
+    writeFileSync(path, script, { mode: 0o600, flag: 'wx' });
+    return openSync(path, 'r');
+  } catch {
+    return undefined;
+  } finally {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   }
 }
 

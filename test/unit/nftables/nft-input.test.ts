@@ -1,0 +1,43 @@
+import { expect } from 'chai';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Nft } from '../../../agent/sinks/nftables/nft.js';
+
+/** A stand-in for nft that copies its stdin to OUT and says where it read it from. */
+const COPY_STDIN = "const fs = require('fs'); fs.writeFileSync(process.env.OUT, fs.readFileSync(0)); process.stdout.write(fs.fstatSync(0).isFile() ? 'file' : 'pipe')";
+
+describe('nft: a script reaches it whole', () => {
+  let dir: string;
+  const savedTmpdir = process.env.TMPDIR;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sf2b-nft-input-'));
+    process.env.OUT = join(dir, 'out');
+  });
+  afterEach(async () => {
+    if (savedTmpdir === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmpdir;
+    delete process.env.OUT;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A script of 100,000 elements (2.6 MB, far beyond a pipe's buffer), as the sink writes them. */
+  const script = `add element inet syncfail2ban hosts_v4 {\n${Array.from({ length: 100_000 }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255} timeout 600s,`).join('\n')}\n}\n`;
+  const nft = () => new Nft({ command: [process.execPath, '-e', COPY_STDIN, '--'] });
+
+  it('from a file it reads at its own pace, which leaves nothing behind', async () => {
+    const scratch = join(dir, 'tmp');
+    await mkdir(scratch);
+    process.env.TMPDIR = scratch;
+    expect(await nft().run(['-f', '-'], script)).to.equal('file');
+    expect(await readFile(join(dir, 'out'), 'utf8')).to.equal(script);
+    expect(await readdir(scratch)).to.deep.equal([]);
+  });
+
+  it('through a pipe when no file can be written there', async () => {
+    process.env.TMPDIR = join(dir, 'missing');
+    expect(await nft().run(['-f', '-'], script)).to.equal('pipe');
+    expect(await readFile(join(dir, 'out'), 'utf8')).to.equal(script);
+  });
+});
