@@ -30,17 +30,17 @@ export class ShardedMap<V> {
   }
 
   set(key: string, value: V): this {
-    let part = this.part(key);
-    if (!part.has(key)) {
-      if (this.single && this.count >= SEGMENT_ENTRIES) {
-        this.shards = Array.from({ length: SHARDS }, () => new Map());
-        for (const [known, held] of this.single) this.shards[shard(known)]!.set(known, held);
-        this.single = undefined;
-        part = this.part(key);
-      }
-      this.count += 1;
-    }
+    const part = this.part(key);
+    // Whether the key is new, from the size: one look into the table, not two.
+    const size = part.size;
     part.set(key, value);
+    if (part.size === size) return this;
+    this.count += 1;
+    if (this.single && this.count > SEGMENT_ENTRIES) {
+      this.shards = Array.from({ length: SHARDS }, () => new Map());
+      for (const [known, held] of this.single) this.shards[shard(known)]!.set(known, held);
+      this.single = undefined;
+    }
     return this;
   }
 
@@ -261,9 +261,16 @@ function segment<V>(prev: Segment<V> | undefined): Segment<V> {
   return { entries: new Map(), taken: 0, prev, next: undefined };
 }
 
+/** The key shard() saw last, and its part: an address of a snapshot goes through a dozen of these maps in a row. */
+let lastKey: string | undefined;
+let lastPart = 0;
+
 /** The key's part of a ShardedMap: a 32-bit FNV-1a hash of its characters, folded. */
 function shard(key: string): number {
+  if (key === lastKey) return lastPart;
   let hash = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
-  return (hash ^ (hash >>> 16)) & (SHARDS - 1);
+  lastKey = key;
+  lastPart = (hash ^ (hash >>> 16)) & (SHARDS - 1);
+  return lastPart;
 }

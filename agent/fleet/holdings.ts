@@ -130,7 +130,7 @@ export class Holdings {
     let held = own.jails.get(jail);
     if (!held) own.jails.set(jail, (held = new SegmentedMap()));
     held.set(address, mark);
-    for (const watch of this.watchesOf(origin, jail)) if (mark >= watch.mark) watch.count += 1;
+    this.countWatched(origin, jail, -Infinity, mark, 1);
     own.total += 1;
     this.total += 1;
     this.releasedByJail.get(jail)?.delete(address);
@@ -145,7 +145,7 @@ export class Holdings {
     if (!own || mark === undefined) return false;
     held!.delete(address);
     this.leases.delete(origin, jail, address);
-    for (const watch of this.watchesOf(origin, jail)) if (mark >= watch.mark) watch.count -= 1;
+    this.countWatched(origin, jail, -Infinity, mark, -1);
     const addresses = this.jails.get(jail)!;
     const current = addresses.get(address)!;
     if (Array.isArray(current)) {
@@ -178,7 +178,7 @@ export class Holdings {
     const current = held?.get(address);
     if (current === undefined || current >= mark) return;
     held!.set(address, mark);
-    for (const watch of this.watchesOf(origin, jail)) if (current < watch.mark && mark >= watch.mark) watch.count += 1;
+    this.countWatched(origin, jail, current, mark, 1);
   }
 
   /** Starts counting the origin's holdings in the jail marked `mark` or more; `mark` is above every holding's (a new snapshot's), so the count starts at 0. */
@@ -276,6 +276,15 @@ export class Holdings {
 
   private watchesOf(origin: string, jail: string): readonly Watch[] {
     return this.watches.size === 0 ? [] : (this.watches.get(origin)?.get(jail) ?? []);
+  }
+
+  /** Adds `delta` to the count of each of the origin's watches in the jail whose mark is above `above` and at most `mark`. An indexed loop: a snapshot runs this 100,000 times. */
+  private countWatched(origin: string, jail: string, above: number, mark: number, delta: number): void {
+    const watches = this.watchesOf(origin, jail);
+    for (let index = 0; index < watches.length; index++) {
+      const watch = watches[index]!;
+      if (watch.mark > above && watch.mark <= mark) watch.count += delta;
+    }
   }
 
   /** What counts toward the origin's quota in the jail: its holdings, but those a release under way is taking away. */

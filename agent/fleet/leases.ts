@@ -52,26 +52,33 @@ export class Leases {
    * whether its end moved.
    */
   extend(origin: string, jail: string, address: string, end: number | undefined, fresh: boolean): boolean {
-    const current = this.end(origin, jail, address);
-    if (end === undefined) return current !== undefined && this.delete(origin, jail, address);
-    if (current === undefined ? !fresh : end <= current) return false;
-    this.set(origin, jail, address, end);
+    const holder = this.holders.get(origin)?.get(jail);
+    const offset = holder?.ends.get(address);
+    if (end === undefined) return offset !== undefined && this.delete(origin, jail, address);
+    if (offset === undefined ? !fresh : end <= this.base + offset) return false;
+    this.setIn(holder ?? this.holder(origin, jail), address, end);
     return true;
   }
 
   /** Sets the holding's end as the store file says it (undefined: until unbanned). */
   set(origin: string, jail: string, address: string, end: number | undefined): void {
-    if (end === undefined) {
-      this.delete(origin, jail, address);
-      return;
-    }
+    if (end === undefined) this.delete(origin, jail, address);
+    else this.setIn(this.holder(origin, jail), address, end);
+  }
+
+  private holder(origin: string, jail: string): Holder {
     let jails = this.holders.get(origin);
     if (!jails) this.holders.set(origin, (jails = new Map()));
     let holder = jails.get(jail);
     if (!holder) jails.set(jail, (holder = { origin, jail, ends: new ShardedMap() }));
-    if (!holder.ends.has(address)) this.count += 1;
+    return holder;
+  }
+
+  private setIn(holder: Holder, address: string, end: number): void {
     const offset = end - this.base;
+    const { size } = holder.ends;
     holder.ends.set(address, offset);
+    if (holder.ends.size > size) this.count += 1;
     this.queue.push(offset, holder, address);
   }
 

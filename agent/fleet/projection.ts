@@ -54,8 +54,9 @@ export class Projection {
 
   /** Whether the target should hold the address. */
   holds(holdings: Holdings, target: string, address: string): boolean {
-    // A loop, not some(): the fleet state asks twice per address of a snapshot.
-    for (const jail of this.jailsOf(target)) if (this.heldThrough(holdings, jail, address)) return true;
+    // An indexed loop: the fleet state asks twice per address of a snapshot.
+    const jails = this.jailsOf(target);
+    for (let index = 0; index < jails.length; index++) if (this.heldThrough(holdings, jails[index]!, address)) return true;
     return false;
   }
 
@@ -68,8 +69,12 @@ export class Projection {
    */
   end(holdings: Holdings, target: string, address: string): number | undefined {
     let latest: number | undefined;
-    for (const jail of this.jailsOf(target)) {
-      for (const origin of holdings.origins(jail, address)) {
+    const jails = this.jailsOf(target);
+    for (let index = 0; index < jails.length; index++) {
+      const jail = jails[index]!;
+      const origins = holdings.origins(jail, address);
+      for (let at = 0; at < origins.length; at++) {
+        const origin = origins[at]!;
         if (!this.counts(origin)) continue;
         const end = holdings.leases.end(origin, jail, address);
         if (end === undefined) return undefined;

@@ -103,9 +103,10 @@ export class KernelSets implements Backend {
           }
           continue;
         }
-        for (const [address, end] of ends) {
-          if (end === undefined) this.ends.delete(address);
-          else this.ends.set(address, end);
+        for (let index = 0; index < ends.addresses.length; index++) {
+          const end = ends.values[index];
+          if (end === undefined) this.ends.delete(ends.addresses[index]!);
+          else this.ends.set(ends.addresses[index]!, end);
         }
         this.options.log.info({ sink: this.name, bans, unbans }, `applied ${bans} ban(s) and ${unbans} unban(s) to table inet ${TABLE}`);
         return rejections;
@@ -217,12 +218,17 @@ export class KernelSets implements Backend {
 
   /**
    * The script for a batch (but the changes `dropped`), and the addresses whose end to
-   * remember (undefined: none, or removed) once it went through. Elements own their change's index.
+   * remember (undefined: none, or removed) once it went through, in two lists (a batch has
+   * 25,000). Elements own their change's index.
    */
   private render(changes: readonly Change[], elements: readonly SetElement[], dropped: ReadonlySet<number>) {
     const now = Date.now();
     const script = new ElementScript();
-    const ends = new Map<string, number | undefined>();
+    const ends = { addresses: [] as string[], values: [] as Array<number | undefined> };
+    const endsAt = (address: string, end: number | undefined) => {
+      ends.addresses.push(address);
+      ends.values.push(end);
+    };
     const remove = new Map<string, ScriptElement[]>();
     const add = new Map<string, ScriptElement[]>();
     const netOwners = new Map<Family, Map<string, number>>();
@@ -237,14 +243,14 @@ export class KernelSets implements Backend {
         owners.set(text, index);
       } else if (changes[index]!.action === 'unban') {
         listIn(remove, setOf(element)).push({ text, owner: index });
-        if (this.ends.has(text)) ends.set(text, undefined);
+        if (this.ends.has(text)) endsAt(text, undefined);
       } else {
         const end = this.options.endOf(text);
         const known = this.ends.get(text);
         // Re-adding an element does not change its timeout on every kernel: a changed end is written as remove and add.
         if (known !== undefined && (end === undefined || Math.abs(end - known) > RETIME_SLACK_MS)) listIn(remove, setOf(element)).push({ text, owner: index });
         listIn(add, setOf(element)).push(timed(text, end, now, index));
-        if (end !== undefined || known !== undefined) ends.set(text, end);
+        if (end !== undefined || known !== undefined) endsAt(text, end);
       }
       if (changes[index]!.action === 'ban') bans += 1;
     }
