@@ -11,6 +11,12 @@ const SNAPSHOT_FILE = 'holdings.snapshot';
 const JOURNAL_FILE = 'holdings.journal';
 /** The journal is compacted into the snapshot once its lines touch this many holdings, or more than there are. */
 const COMPACT_MIN_LINES = 50_000;
+/**
+ * A compaction waits this long after the journal grew past the holdings: a snapshot of
+ * 100,000 arrives over a few seconds, and serialising the store (with the snapshot still
+ * being received) in the middle of it took the agent 100 ms it needed for the parts.
+ */
+const COMPACT_DELAY_MS = 5_000;
 /** The most a holding takes in lines: "+ ", an origin and a jail of 64 characters, a network address, "\n"; and its end, "E " and the same with an end in ms. */
 const MAX_LINE_BYTES = 2 + 65 + 65 + 44 + (2 + 65 + 65 + 16 + 44);
 
@@ -53,6 +59,7 @@ export class HoldingsFile {
         return serialise(holdings, inProgress());
       },
       log,
+      compactDelayMs: COMPACT_DELAY_MS,
       weight: (record) => lineWeight(record.split(' ') as Line),
       // A snapshot of a full store (and of its released addresses), and a journal that compacts at as many again.
       maxBytes: 4 * holdings.limits.total * MAX_LINE_BYTES,
