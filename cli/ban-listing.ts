@@ -95,7 +95,8 @@ export function withTime(line: string): { entry: string; start: number; length: 
  * time repeats, the later of the two: a ban then ends up to an hour late on peers, never early.
  */
 function localSeconds(start: number): number {
-  const [year, month, day, hour, minute, second] = [1e10, 1e8, 1e6, 1e4, 1e2, 1].map((unit, index) => Math.floor(start / unit) % (index === 0 ? 1e4 : 100)) as [number, number, number, number, number, number];
+  const field = (unit: number) => Math.floor(start / unit) % 100;
+  const [year, month, day, hour, minute, second] = [Math.floor(start / 1e10), field(1e8), field(1e6), field(1e4), field(1e2), field(1)] as const;
   const first = new Date(year, month - 1, day, hour, minute, second).getTime();
   const later = new Date(first + 3_600_000);
   const repeated = later.getDate() === day && later.getHours() === hour && later.getMinutes() === minute;
