@@ -137,7 +137,9 @@ describe('the nftables sink in agents (real nft in a network namespace)', functi
     it('leaves the table when it stops, and --remove-nft-table then takes it away', async () => {
       await a.fail2ban.ban('sshd', '198.51.100.9');
       await waitFor(async () => (await setNames(ns, 'hosts_v4')).includes('198.51.100.9'), "the ban in B's set");
-      expect(await b.requireAgent().stop()).to.equal(0);
+      const agent = b.requireAgent();
+      const code = await agent.stop();
+      expect(code, `B's agent ended with ${agent.child.signalCode ?? `exit code ${code}`}: ${agent.output.slice(-3000)}`).to.equal(0);
       expect(await setNames(ns, 'hosts_v4')).to.include('198.51.100.9');
       const remove = await ns.run(process.execPath, [BIN.agent, '--remove-nft-table', '--config', b.configPath]);
       expect(remove.code, remove.stdout + remove.stderr).to.equal(0);
