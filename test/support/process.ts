@@ -45,7 +45,8 @@ export class RunningProcess {
     await waitFor(() => pattern.test(this.out) || (!this.alive && Promise.reject(new Error(`process exited: ${this.out.slice(-2000)}`))), what, timeoutMs);
   }
 
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | null> {
+  /** Signals the process and waits for its exit; kills it after `timeoutMs`, longer than the agent's own 10 s for its parts to stop (Agent.stop). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<number | null> {
     if (!this.alive) return this.child.exitCode;
     this.child.kill(signal);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
