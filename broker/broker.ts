@@ -114,8 +114,12 @@ export async function startBroker({ host, port, log, security, rateLimit, bus }:
   aedes.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'MQTT client error'));
   aedes.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'MQTT connection error'));
 
+  /** Every connection taken: those Aedes does not know yet (no CONNECT) are closed with the broker too. */
+  const connections = new Set<Socket>();
   const accept = (socket: Socket) => {
     if (socket.destroyed) return; // refused by the per-address limit
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
     if (tls) raiseWriteMark(socket, limits.queueBytesPerClient);
     guardPacketSize(socket, MAX_PACKET_BYTES, (announced) =>
       refusals.refuse('oversized', `packet of ${announced} bytes exceeds ${MAX_PACKET_BYTES}; connection closed`, { remote: socket.remoteAddress }),
@@ -160,8 +164,12 @@ export async function startBroker({ host, port, log, security, rateLimit, bus }:
     queues: () => queues.stats(),
     traffic: () => ({ ...traffic }),
     async close() {
+      // No new connection from here on: one taken while Aedes closed (a peer reconnecting), or
+      // one that never sent CONNECT, would hold the server open until Aedes's connect timeout.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of connections) socket.destroy();
+      await closed;
       refusals.close();
     },
   };
