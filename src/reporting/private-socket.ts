@@ -1,7 +1,12 @@
+import { unlinkSync } from 'node:fs';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Problem } from '../status.js';
+import { waitAtMost } from '../wait-at-most.js';
+
+/** How long close() waits for the server's last connections to end (they are destroyed first). */
+const CLOSE_WAIT_MS = 1_000;
 
 /**
  * A unix socket of the agent's (control_socket, action_socket) that only root can use: mode
@@ -66,8 +71,15 @@ export class PrivateSocketServer {
     if (!server) return;
     this.server = undefined;
     for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await unlink(this.path).catch(() => undefined);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Not through libuv's threadpool, which a disk under load can keep busy with slow fsyncs (the
+    // stores') for longer than a stop may take: CI saw an agent's stop hang here.
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // gone already
+    }
+    await waitAtMost(closed, CLOSE_WAIT_MS);
   }
 }
 
