@@ -1,9 +1,9 @@
 import type { Action } from '../../src/event.js';
 import type { Logger } from '../../src/log.js';
 import { counted, counter, gauge, type Measure, type Problem } from '../../src/status.js';
-import { SegmentedMap } from '../fleet/big-maps.js';
 import type { Change } from '../fleet/projection.js';
 import { waitAtMost } from '../../src/wait-at-most.js';
+import { PendingChanges } from './pending-changes.js';
 
 /** A change the target refused: dropped, not retried; its problem stands until a change to that target goes through. */
 export interface Rejection {
@@ -99,14 +99,13 @@ export class Batcher {
 
   /** Queues a change; returns false when it was dropped because the queue is full or stopping. */
   submit(change: Change): boolean {
-    const key = `${change.target}\u0000${change.address}`;
-    if (this.stopping || (this.pending.size >= this.options.maxPending && !this.pending.has(key))) {
+    if (this.stopping || (this.pending.size >= this.options.maxPending && !this.pending.has(change.target, change.address))) {
       this.dropped[this.stopping ? 'shutting-down' : 'queue-full'] += 1;
       this.logDrop(change);
       return false;
     }
     this.counts.submitted += 1;
-    this.pending.set(key, change);
+    this.pending.set(change);
     this.schedule();
     return true;
   }
@@ -232,49 +231,6 @@ export class Batcher {
     this.lastDropLog = now;
     const why = this.stopping ? 'shutting down' : `queue full (${this.options.maxPending} pending; is the target down?)`;
     this.log.error({ sink: this.backend.name, dropped: this.dropped['queue-full'] + this.dropped['shutting-down'], target: change.target }, `dropping ${change.action} of ${change.address}: ${why}`);
-  }
-}
-
-/**
- * The changes waiting, the last per (target, address), bans ahead of unbans: a ban protects,
- * an unban only relieves, so the release of 300,000 queued ahead never delays a new ban by
- * more than the batch in flight. For one address only its last change is kept, so the order
- * between its ban and unban cannot be turned round.
- */
-class PendingChanges {
-  /** SegmentedMaps: a release queues 300,000 unbans, and a Map of them would be rebuilt at once as it grows and shrinks. */
-  private bans = new SegmentedMap<Change>();
-  private unbans = new SegmentedMap<Change>();
-
-  get size(): number {
-    return this.bans.size + this.unbans.size;
-  }
-
-  has(key: string): boolean {
-    return this.bans.has(key) || this.unbans.has(key);
-  }
-
-  /** Queues the change behind the others of its kind, replacing whatever was queued for its key. */
-  set(key: string, change: Change): void {
-    this.bans.delete(key);
-    this.unbans.delete(key);
-    (change.action === 'ban' ? this.bans : this.unbans).set(key, change);
-  }
-
-  /** Up to `max` changes, `maxUnbans` of them unbans at most, bans first, each in the order it was queued. */
-  take(max: number, maxUnbans: number): Change[] {
-    const batch = this.bans.takeFront(max);
-    for (const unban of this.unbans.takeFront(Math.min(max - batch.length, maxUnbans))) batch.push(unban);
-    return batch;
-  }
-
-  /** A failed batch goes back ahead of what was queued since, but a later change for the same key wins. */
-  putBack(batch: readonly Change[]): void {
-    const newer = [...this.bans.entries(), ...this.unbans.entries()];
-    this.bans = new SegmentedMap();
-    this.unbans = new SegmentedMap();
-    for (const change of batch) this.set(`${change.target}\u0000${change.address}`, change);
-    for (const [key, change] of newer) this.set(key, change);
   }
 }
 
