@@ -136,10 +136,14 @@ export class SegmentedMap<V> {
       for (const known of entries.keys()) this.index.set(known, this.head);
     }
     const current = this.index.get(key);
-    if (current) {
-      current.entries.set(key, value);
-      return this;
-    }
+    if (!current) return this.setNew(key, value);
+    current.entries.set(key, value);
+    return this;
+  }
+
+  /** set() of a key the caller knows is not in the map: no look into the index first. */
+  setNew(key: string, value: V): this {
+    if (!this.index) return this.set(key, value);
     if (this.tail.taken >= SEGMENT_ENTRIES) this.tail = this.tail.next = segment(this.tail);
     this.tail.entries.set(key, value);
     this.tail.taken += 1;

@@ -102,11 +102,12 @@ export class Holdings {
 
   /** Whether the holding may be added (see Admission). */
   admission(origin: string, jail: string, address: string): Admission {
+    // The address's holders say whether the origin is one: no look into the origin's own table.
+    const current = this.jails.get(jail)?.get(address);
+    if (current !== undefined && includes(current, origin)) return 'known';
+    if (Array.isArray(current) && current.length >= MAX_ORIGINS_PER_ADDRESS) return 'crowded';
     const own = this.byOrigin.get(origin);
     const held = own?.jails.get(jail);
-    if (held?.has(address)) return 'known';
-    const current = this.jails.get(jail)?.get(address);
-    if (Array.isArray(current) && current.length >= MAX_ORIGINS_PER_ADDRESS) return 'crowded';
     if (origin !== ADOPTED && this.quotaCount(origin, jail, held?.size ?? 0) >= this.limits.perOrigin) return 'quota';
     if (this.total < this.limits.total) return 'ok';
     const share = this.limits.total / (this.byOrigin.size + (own ? 0 : 1));
@@ -118,7 +119,7 @@ export class Holdings {
   add(origin: string, jail: string, address: string, mark = 0): 'added' | 'known' | 'crowded' {
     let addresses = this.jails.get(jail);
     const current = addresses?.get(address);
-    if (current !== undefined && (current === origin || (Array.isArray(current) && current.includes(origin)))) return 'known';
+    if (current !== undefined && includes(current, origin)) return 'known';
     if (Array.isArray(current) && current.length >= MAX_ORIGINS_PER_ADDRESS) return 'crowded';
     let own = this.byOrigin.get(origin);
     if (!own) this.byOrigin.set(origin, (own = { name: origin, total: 0, jails: new Map() }));
@@ -129,7 +130,8 @@ export class Holdings {
     else addresses.set(address, [current, name]);
     let held = own.jails.get(jail);
     if (!held) own.jails.set(jail, (held = new SegmentedMap()));
-    held.set(address, mark);
+    // Not among the address's holders, so not in the origin's table either.
+    held.setNew(address, mark);
     this.countWatched(origin, jail, -Infinity, mark, 1);
     own.total += 1;
     this.total += 1;
@@ -313,4 +315,9 @@ export class Holdings {
       victim.evictFrom = { jail, addresses: held.keys() };
     }
   }
+}
+
+/** Whether the holders of an address (one origin, or several) include `origin`. */
+function includes(holders: string | readonly string[], origin: string): boolean {
+  return Array.isArray(holders) ? holders.includes(origin) : holders === origin;
 }

@@ -53,7 +53,8 @@ export class Leases {
    */
   extend(origin: string, jail: string, address: string, end: number | undefined, fresh: boolean): boolean {
     const holder = this.holders.get(origin)?.get(jail);
-    const offset = holder?.ends.get(address);
+    // A holding just added has no end yet (its removal took its end): no look into the table.
+    const offset = fresh ? undefined : holder?.ends.get(address);
     if (end === undefined) return offset !== undefined && this.delete(origin, jail, address);
     if (offset === undefined ? !fresh : end <= this.base + offset) return false;
     this.setIn(holder ?? this.holder(origin, jail), address, end);
