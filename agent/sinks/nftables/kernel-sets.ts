@@ -5,7 +5,7 @@ import type { Change } from '../../fleet/projection.js';
 import type { Backend, Rejection } from '../batcher.js';
 import { NftError, type Nft } from './nft.js';
 import { parseTableListing, type TableListing } from './nft-listing.js';
-import { ALL_SETS, ElementScript, type Family, SETS, type SetElement, setOf, TABLE, TABLE_SPEC, tableScript, type ScriptElement, type TableShape, toElement } from './nft-script.js';
+import { ALL_SETS, ElementScript, type Family, isNetworkSet, SETS, type SetElement, setFor, TABLE, TABLE_SPEC, tableScript, type ScriptElement, type TableShape, toElement } from './nft-script.js';
 import { networkCover } from './network-cover.js';
 
 /** An element's kernel timeout may differ this much from its ban's end before it is rewritten. */
@@ -74,22 +74,22 @@ export class KernelSets implements Backend {
       await this.ensureTable();
       const rejections: Rejection[] = [];
       const changes: Change[] = [];
-      const elements: SetElement[] = [];
+      const sets: string[] = [];
       for (const change of batch) {
-        const element = toElement(change.address);
-        if (element) {
+        const set = setFor(change.address);
+        if (set) {
           changes.push(change);
-          elements.push(element);
+          sets.push(set);
         } else {
           rejections.push({ change, problem: { what: `${JSON.stringify(change.address)} is not a canonical address; not written to nftables`, fix: 'report this as a bug: received addresses are validated before they reach a sink' } });
         }
       }
       const dropped = new Set<number>();
       for (;;) {
-        const { script, ends, bans, unbans } = this.render(changes, elements, dropped);
+        const { script, ends, remembered, bans, unbans } = this.render(changes, sets, dropped);
         if (script.empty) return rejections;
         try {
-          await this.options.nft.apply(script.text());
+          await this.options.nft.apply(script.content());
         } catch (error) {
           if (error instanceof NftError && error.kind === 'refused' && /No such file or directory/.test(error.message)) this.ready = false;
           const refused = error instanceof NftError ? script.ownersOf(error.lines) : undefined;
@@ -103,10 +103,11 @@ export class KernelSets implements Backend {
           }
           continue;
         }
-        for (let index = 0; index < ends.addresses.length; index++) {
-          const end = ends.values[index];
-          if (end === undefined) this.ends.delete(ends.addresses[index]!);
-          else this.ends.set(ends.addresses[index]!, end);
+        for (const index of remembered) {
+          const { address } = changes[index]!;
+          const end = ends[index]!;
+          if (Number.isNaN(end)) this.ends.delete(address);
+          else this.ends.set(address, end);
         }
         this.options.log.info({ sink: this.name, bans, unbans }, `applied ${bans} ban(s) and ${unbans} unban(s) to table inet ${TABLE}`);
         return rejections;
@@ -217,52 +218,57 @@ export class KernelSets implements Backend {
   }
 
   /**
-   * The script for a batch (but the changes `dropped`), and the addresses whose end to
-   * remember (undefined: none, or removed) once it went through, in two lists (a batch has
-   * 25,000). Elements own their change's index.
+   * The script for a batch (but the changes `dropped`), each change's end (ms; NaN: none)
+   * and the changes whose end to remember (or forget) once it went through. Per set, the
+   * changes' indices, not an object per element: a batch has 25,000. Elements own their
+   * change's index.
    */
-  private render(changes: readonly Change[], elements: readonly SetElement[], dropped: ReadonlySet<number>) {
+  private render(changes: readonly Change[], sets: readonly string[], dropped: ReadonlySet<number>) {
     const now = Date.now();
     const script = new ElementScript();
-    const ends = { addresses: [] as string[], values: [] as Array<number | undefined> };
-    const endsAt = (address: string, end: number | undefined) => {
-      ends.addresses.push(address);
-      ends.values.push(end);
-    };
-    const remove = new Map<string, ScriptElement[]>();
-    const add = new Map<string, ScriptElement[]>();
-    const netOwners = new Map<Family, Map<string, number>>();
+    const ends = new Float64Array(changes.length).fill(Number.NaN);
+    const remembered: number[] = [];
+    /** set -> the changes whose element goes (or is written again with a new timeout), and those whose element is added */
+    const removals = new Map<string, number[]>();
+    const additions = new Map<string, number[]>();
+    const networks = new Set<string>();
     let bans = 0;
     for (let index = 0; index < changes.length; index++) {
       if (dropped.has(index)) continue;
-      const element = elements[index]!;
-      const { text } = element;
-      if (element.kind === 'nets') {
-        let owners = netOwners.get(element.family);
-        if (!owners) netOwners.set(element.family, (owners = new Map()));
-        owners.set(text, index);
-      } else if (changes[index]!.action === 'unban') {
-        listIn(remove, setOf(element)).push({ text, owner: index });
-        if (this.ends.has(text)) endsAt(text, undefined);
+      const set = sets[index]!;
+      const { action, address } = changes[index]!;
+      if (action === 'ban') bans += 1;
+      if (isNetworkSet(set)) {
+        networks.add(set);
+      } else if (action === 'unban') {
+        listIn(removals, set).push(index);
+        if (this.ends.has(address)) remembered.push(index);
       } else {
-        const end = this.options.endOf(text);
-        const known = this.ends.get(text);
+        const end = this.options.endOf(address);
+        const known = this.ends.get(address);
         // Re-adding an element does not change its timeout on every kernel: a changed end is written as remove and add.
-        if (known !== undefined && (end === undefined || Math.abs(end - known) > RETIME_SLACK_MS)) listIn(remove, setOf(element)).push({ text, owner: index });
-        listIn(add, setOf(element)).push(timed(text, end, now, index));
-        if (end !== undefined || known !== undefined) endsAt(text, end);
+        if (known !== undefined && (end === undefined || Math.abs(end - known) > RETIME_SLACK_MS)) listIn(removals, set).push(index);
+        listIn(additions, set).push(index);
+        if (end !== undefined) ends[index] = end;
+        if (end !== undefined || known !== undefined) remembered.push(index);
       }
-      if (changes[index]!.action === 'ban') bans += 1;
     }
-    for (const [set, entries] of remove) removeElements(script, set, entries);
-    for (const [set, entries] of add) script.elements('add', set, entries);
-    if (netOwners.size > 0) {
+    for (const [set, indices] of removals) removeElements(script, set, indices.map((index) => ({ text: changes[index]!.address, owner: index })));
+    for (const [set, indices] of additions) {
+      script.open('add', set);
+      for (const index of indices) script.element(changes[index]!.address, timeoutS(ends[index]!, now), index);
+      script.close();
+    }
+    if (networks.size > 0) {
+      const owners = new Map<string, number>();
+      for (let index = 0; index < changes.length; index++) if (!dropped.has(index) && networks.has(sets[index]!)) owners.set(changes[index]!.address, index);
       const wanted = split(this.options.wanted());
-      for (const [family, owners] of netOwners) {
+      for (const family of [4, 6] as const) {
+        if (!networks.has(SETS.nets[family])) continue;
         rewriteNets(script, family, this.cover(wanted.nets[family], now).map((entry) => ({ ...entry, owner: owners.get(entry.text) })));
       }
     }
-    return { script, ends, bans, unbans: changes.length - dropped.size - bans };
+    return { script, ends, remembered, bans, unbans: changes.length - dropped.size - bans };
   }
 
   /** The networks no wider wanted one covers, each with its timeout. */
@@ -277,10 +283,13 @@ export class KernelSets implements Backend {
   }
 }
 
-function timed(text: string, end: number | undefined, now: number, owner?: number): ScriptElement {
-  const entry: ScriptElement = end === undefined ? { text } : { text, timeoutS: Math.max(1, (end - now) / 1000) };
-  if (owner !== undefined) entry.owner = owner;
-  return entry;
+function timed(text: string, end: number | undefined, now: number): ScriptElement {
+  return { text, timeoutS: end === undefined ? undefined : timeoutS(end, now) };
+}
+
+/** The seconds left until `end` (NaN: none, undefined), at least 1. */
+function timeoutS(end: number, now: number): number | undefined {
+  return Number.isNaN(end) ? undefined : Math.max(1, (end - now) / 1000);
 }
 
 function listIn<K, V>(map: Map<K, V[]>, key: K): V[] {

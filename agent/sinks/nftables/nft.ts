@@ -61,7 +61,7 @@ export class Nft {
   }
 
   /** Applies a script as one transaction. */
-  async apply(script: string): Promise<void> {
+  async apply(script: string | Buffer): Promise<void> {
     await this.run(['-f', '-'], script);
   }
 
@@ -75,9 +75,9 @@ export class Nft {
     }
   }
 
-  run(args: readonly string[], input = ''): Promise<string> {
+  run(args: readonly string[], input: string | Buffer = ''): Promise<string> {
     const [program, ...leading] = this.command as [string, ...string[]];
-    const stdin = (input === '' ? undefined : scriptFile(input)) ?? 'pipe';
+    const stdin = (input.length === 0 ? undefined : scriptFile(input)) ?? 'pipe';
     return new Promise((resolve, reject) => {
       let child: ChildProcessByStdio<Writable | null, Readable, Readable>;
       try {
@@ -121,7 +121,7 @@ export class Nft {
  * the agent to write each 64 KiB of a batch of 25,000, while the agent was busy taking the
  * next changes.
  */
-function scriptFile(script: string): number | undefined {
+function scriptFile(script: string | Buffer): number | undefined {
   let dir: string | undefined;
   try {
     dir = mkdtempSync(join(tmpdir(), 'syncfail2ban-nft-'));
