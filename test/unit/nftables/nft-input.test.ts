@@ -40,4 +40,16 @@ describe('nft: a script reaches it whole', () => {
     expect(await nft().run(['-f', '-'], script)).to.equal('pipe');
     expect(await readFile(join(dir, 'out'), 'utf8')).to.equal(script);
   });
+
+  it('runs nft with English messages and glibc asked for huge pages, keeping the tunables the agent was given', async () => {
+    const saved = process.env.GLIBC_TUNABLES;
+    process.env.GLIBC_TUNABLES = 'glibc.malloc.arena_max=2';
+    try {
+      const environment = new Nft({ command: [process.execPath, '-e', 'process.stdout.write(`${process.env.LC_ALL} ${process.env.GLIBC_TUNABLES}`)', '--'] });
+      expect(await environment.run(['-f', '-'], 'flush set inet syncfail2ban hosts_v4\n')).to.equal('C glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1');
+    } finally {
+      if (saved === undefined) delete process.env.GLIBC_TUNABLES;
+      else process.env.GLIBC_TUNABLES = saved;
+    }
+  });
 });
