@@ -221,7 +221,7 @@ export class FleetState {
   takeSnapshotPart(id: string, { origin, jail, mark }: Watch, addresses: readonly string[], bantimes?: readonly number[]): { added: number; refused: number } {
     const now = this.clock();
     return this.step(() => {
-      const taken: string[] = [];
+      const line: Line = ['P', origin, jail, id];
       /** end -> the addresses whose end moved to it, journalled after the part (which adds the new ones). */
       const ends: MovedEnds = new Map();
       let added = 0;
@@ -232,10 +232,10 @@ export class FleetState {
         const end = bantime === UNTIL_UNBANNED ? undefined : now + bantime * 1000;
         const result = this.hold(origin, jail, address, mark, false, end, ends);
         if (result === 'added') added += 1;
-        if (result === 'added' || result === 'known') taken.push(address);
+        if (result === 'added' || result === 'known') line.push(address);
         else if (result !== 'over') refused += 1;
       }
-      this.lines.push(['P', origin, jail, id, ...taken]);
+      this.lines.push(line);
       for (const [end, moved] of ends) this.lines.push(['E', origin, jail, String(end), ...moved]);
       return { added, refused };
     });
