@@ -231,7 +231,9 @@ export class KernelSets implements Backend {
     /** set -> the changes whose element goes (or is written again with a new timeout), and those whose element is added */
     const removals = new Map<string, number[]>();
     const additions = new Map<string, number[]>();
-    const networks = new Set<string>();
+    /** The network sets that change (each is rewritten whole), and network -> the change it came from. */
+    const networkSets = new Set<string>();
+    const networks = new Map<string, number>();
     let bans = 0;
     for (let index = 0; index < changes.length; index++) {
       if (dropped.has(index)) continue;
@@ -239,7 +241,8 @@ export class KernelSets implements Backend {
       const { action, address } = changes[index]!;
       if (action === 'ban') bans += 1;
       if (isNetworkSet(set)) {
-        networks.add(set);
+        networkSets.add(set);
+        networks.set(address, index);
       } else if (action === 'unban') {
         listIn(removals, set).push(index);
         if (this.ends.has(address)) remembered.push(index);
@@ -259,13 +262,11 @@ export class KernelSets implements Backend {
       for (const index of indices) script.element(changes[index]!.address, timeoutS(ends[index]!, now), index);
       script.close();
     }
-    if (networks.size > 0) {
-      const owners = new Map<string, number>();
-      for (let index = 0; index < changes.length; index++) if (!dropped.has(index) && networks.has(sets[index]!)) owners.set(changes[index]!.address, index);
+    if (networkSets.size > 0) {
       const wanted = split(this.options.wanted());
       for (const family of [4, 6] as const) {
-        if (!networks.has(SETS.nets[family])) continue;
-        rewriteNets(script, family, this.cover(wanted.nets[family], now).map((entry) => ({ ...entry, owner: owners.get(entry.text) })));
+        if (!networkSets.has(SETS.nets[family])) continue;
+        rewriteNets(script, family, this.cover(wanted.nets[family], now).map((entry) => ({ ...entry, owner: networks.get(entry.text) })));
       }
     }
     return { script, ends, remembered, bans, unbans: changes.length - dropped.size - bans };
