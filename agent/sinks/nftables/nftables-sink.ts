@@ -9,6 +9,7 @@ import type { PickBackend, Sink } from '../sink.js';
 import { KernelSets, type ReconcileResult } from './kernel-sets.js';
 import { Nft, NftError, type NftOptions } from './nft.js';
 import { TABLE } from './nft-script.js';
+import { waitAtMost } from '../../../src/wait-at-most.js';
 
 /** How often the table is looked at (without its elements): a flushed ruleset is rebuilt within this. */
 const CHECK_MS = 5_000;
@@ -96,10 +97,12 @@ export class NftablesSink implements Sink {
 
   /** Applies what was accepted and leaves the table: the bans stay enforced while the agent is down. */
   async stop(deadlineMs: number): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
-    if (!(await this.batcher.stop(deadlineMs))) {
+    // A look or a reconciliation under way waits on nft as long as its timeout (minutes): not past the deadline.
+    if (this.running) await waitAtMost(this.running, deadlineMs);
+    if (!(await this.batcher.stop(Math.max(0, deadline - Date.now())))) {
       this.options.log.error({ sink: 'nftables', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
   }
