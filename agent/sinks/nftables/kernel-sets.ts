@@ -168,7 +168,7 @@ export class KernelSets implements Backend {
         }
         result.elements[SETS.nets[family]] = cover.length;
       }
-      if (!script.empty) await this.options.nft.apply(script.text());
+      if (!script.empty) await this.options.nft.apply(script.content());
       this.ends.clear();
       for (const [address, end] of ends) this.ends.set(address, end);
       return result;

@@ -120,8 +120,7 @@ export class ElementScript {
 
   /** Begins an `add` or `delete` of elements of one set: element() lines follow, then close(). */
   open(verb: 'add' | 'delete', set: string): void {
-    this.write(`${verb} element inet ${TABLE} ${set} {\n`);
-    this.owners.push(-1);
+    this.line(`${verb} element inet ${TABLE} ${set} {`);
   }
 
   /** One element's line: its text (of a SetElement), its timeout in seconds when its ban ends, and the change it came from. */
@@ -132,18 +131,17 @@ export class ElementScript {
       this.write(String(Math.max(1, Math.ceil(timeoutS))));
       this.write('s');
     }
+    // Not through line(): no string made per element.
     this.write(',\n');
     this.owners.push(owner);
   }
 
   close(): void {
-    this.write('}\n');
-    this.owners.push(-1);
+    this.line('}');
   }
 
   flushSet(set: string): void {
-    this.write(`flush set inet ${TABLE} ${set}\n`);
-    this.owners.push(-1);
+    this.line(`flush set inet ${TABLE} ${set}`);
   }
 
   get empty(): boolean {
@@ -155,14 +153,16 @@ export class ElementScript {
     return this.bytes.subarray(0, this.length);
   }
 
-  text(): string {
-    return this.content().toString('latin1');
-  }
-
   /** The changes (indices) the given script lines (1-based) came from, when every line came from one. */
   ownersOf(lines: readonly number[]): number[] | undefined {
     const owners = lines.map((line) => this.owners[line - 1] ?? -1);
     return lines.length > 0 && owners.every((owner) => owner >= 0) ? owners : undefined;
+  }
+
+  /** A line that is no element's. */
+  private line(text: string): void {
+    this.write(`${text}\n`);
+    this.owners.push(-1);
   }
 
   private write(text: string): void {

@@ -22,7 +22,7 @@ describe('nftables: what goes to nft, and what comes back', () => {
         { text: '203.0.113.2', timeoutS: 3599.2, owner: 1 },
       ]);
       script.flushSet('nets_v4');
-      expect(script.text()).to.equal('add element inet syncfail2ban hosts_v4 {\n203.0.113.1,\n203.0.113.2 timeout 3600s,\n}\nflush set inet syncfail2ban nets_v4\n');
+      expect(script.content().toString()).to.equal('add element inet syncfail2ban hosts_v4 {\n203.0.113.1,\n203.0.113.2 timeout 3600s,\n}\nflush set inet syncfail2ban nets_v4\n');
       expect(script.ownersOf([3])).to.deep.equal([1]);
       expect(script.ownersOf([2, 3])).to.deep.equal([0, 1]);
       // A line that is no element's (the command, a flush) names no change.
