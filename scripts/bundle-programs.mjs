@@ -1,6 +1,6 @@
 // Bundles the installed programs into TREE/dist, so that an install holds our code and the
 // packages it runs, and no node_modules: the agent and the broker (ES modules, code they
-// share in chunks/), next to the client bundle and the modules it loads when used
+// share in chunks/; the agent's nft helper process), next to the client bundle and the modules it loads when used
 // (`status`, `status --fleet`, `-f`). Files keep the paths they have in dist/, two levels below the tree's
 // root, where package.json and etc/ are found. TREE/THIRD-PARTY-LICENSES lists the bundled
 // packages with their licence texts. Run by scripts/install.sh after "npm run build";
@@ -35,7 +35,7 @@ const bundlePrettyPrinter = {
 const APACHE_2 = "The Apache License, Version 2.0: the text is syncfail2ban's own LICENSE file (on Debian, /usr/share/common-licenses/Apache-2.0).";
 
 const result = await build({
-  entryPoints: ['dist/agent/main.js', 'dist/broker/main.js', 'dist/src/reporting/status-text.js', 'dist/cli/fleet-text.js', 'dist/cli/full-sync.js', 'dist/src/snapshot.js', 'dist/src/control-protocol.js'],
+  entryPoints: ['dist/agent/main.js', 'dist/agent/sinks/nftables/nft-helper-main.js', 'dist/broker/main.js', 'dist/src/reporting/status-text.js', 'dist/cli/fleet-text.js', 'dist/cli/full-sync.js', 'dist/src/snapshot.js', 'dist/src/control-protocol.js'],
   outbase: 'dist',
   outdir,
   entryNames: '[dir]/[name]',

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jailLocal } from '../support/jail-local.js';
+import { NetNamespace } from '../support/netns.js';
+import { waitForSetNames } from '../support/nft-sets.js';
 import { ORIGINAL_UNIT } from '../support/original-install.js';
 import { AGENT_SERVICE, ROOT } from '../support/paths.js';
 import { freePort } from '../support/ports.js';
@@ -58,6 +60,7 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       [`${LIB}/dist/cli/client.bundle.cjs`]: '755',
       [`${LIB}/dist/src/reporting/status-text.js`]: '644',
       [`${LIB}/dist/broker/main.js`]: '755',
+      [`${LIB}/dist/agent/sinks/nftables/nft-helper-main.js`]: '644',
       [`${LIB}/etc/fail2ban/jail.local`]: '644',
       [`${LIB}/THIRD-PARTY-LICENSES`]: '644',
       '/usr/local/share/doc/syncfail2ban/README.md': '644',
@@ -158,6 +161,28 @@ describe('make install / make uninstall (DESTDIR, no systemctl)', function () {
       expect(fleet.stdout).to.match(/^ {2}other +1 {2}\d+s ago$/m);
     } finally {
       await agent.stop();
+    }
+  });
+
+  it('the installed agent keeps a fleet ban in its kernel set, nft started by its helper process from the installed tree', async () => {
+    const ns = await NetNamespace.create();
+    const run_ = join(tmp, 'bundled-nft');
+    await mkdir(run_, { recursive: true });
+    const common = `mq_ip = 127.0.0.1\nmq_port = 1883\nf2b_sync = false\nnft_sync = true\ncontrol_socket = ${run_}/control.sock\nstate_dir = ${run_}/state\nfail2ban_socket = ${run_}/no-fail2ban.sock\n[jails]\nsshd = sshd-sync\n`;
+    await writeFile(join(run_, 'agent.cfg'), `node_id = agent\n${common}`);
+    await writeFile(join(run_, 'other.cfg'), `node_id = other\n${common}`);
+    const agent = new RunningProcess(...ns.wrap(process.execPath, [join(root, LIB, 'dist/agent/main.js'), '--config', join(run_, 'agent.cfg')]), { SYNCFAIL2BAN_LOG_FORMAT: 'json' });
+    try {
+      await waitFor(async () => (await ns.run('nft', ['list', 'set', 'inet', 'syncfail2ban', 'hosts_v4'])).code === 0 || !agent.alive, 'the installed agent to build its table');
+      expect(agent.alive, agent.output).to.equal(true);
+      const client = join(root, LIB, 'dist/cli/client.bundle.cjs');
+      const published = await ns.run(process.execPath, [client, '--config', join(run_, 'other.cfg'), '-a', 'sshd', 'banip', '203.0.113.9']);
+      expect(published.code, published.stdout + published.stderr).to.equal(0);
+      expect(await waitForSetNames(ns, 'hosts_v4', 1)).to.deep.equal(['203.0.113.9']);
+      expect(agent.output).not.to.include('nft helper process');
+    } finally {
+      await agent.stop();
+      await ns.close();
     }
   });
 

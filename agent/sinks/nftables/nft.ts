@@ -1,8 +1,5 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { NftHelper } from './nft-helper.js';
+import { runProcess, type ProcessRun } from './nft-process.js';
 
 /**
  * Why nft failed: not installed, not allowed (not root, no CAP_NET_ADMIN), a kernel without
@@ -42,6 +39,8 @@ export interface NftOptions {
   command?: readonly string[];
   /** An nft run that takes longer is killed. */
   timeoutMs?: number;
+  /** Where nft is started from: the agent's helper process (see NftHelper); unset, this process. */
+  helper?: NftHelper;
 }
 
 const MAX_MESSAGE = 600;
@@ -53,11 +52,13 @@ const MAX_MESSAGE = 600;
 export class Nft {
   private readonly command: readonly string[];
   private readonly timeoutMs: number;
+  private readonly helper: NftHelper | undefined;
 
   constructor(options: NftOptions = {}) {
     this.command = options.command ?? ['nft'];
     // Listing or writing a million elements takes nft tens of seconds on a busy machine.
     this.timeoutMs = options.timeoutMs ?? 300_000;
+    this.helper = options.helper;
   }
 
   /** Applies a script as one transaction. */
@@ -75,43 +76,23 @@ export class Nft {
     }
   }
 
-  run(args: readonly string[], input: string | Buffer = ''): Promise<string> {
-    const [program, ...leading] = this.command as [string, ...string[]];
-    const stdin = (input.length === 0 ? undefined : scriptFile(input)) ?? 'pipe';
-    return new Promise((resolve, reject) => {
-      let child: ChildProcessByStdio<Writable | null, Readable, Readable>;
-      try {
-        child = spawn(program, [...leading, ...args], { stdio: [stdin, 'pipe', 'pipe'], env: nftEnvironment() }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
-      } finally {
-        if (typeof stdin === 'number') closeSync(stdin);
-      }
-      const stdout: Buffer[] = [];
-      let stderr = '';
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, this.timeoutMs);
-      child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-      child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-64 * 1024)));
-      // nft exits without reading stdin when it cannot start its work (no permission): not our failure.
-      child.stdin?.on('error', () => undefined);
-      child.once('error', (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(
-          error.code === 'ENOENT'
-            ? new NftError('missing', `${program} is not installed (not found in PATH)`)
-            : new NftError('not-permitted', `cannot run ${program}: ${error.message}`),
-        );
-      });
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        if (timedOut) return reject(new NftError('timeout', `nft did not finish within ${this.timeoutMs / 1000} s`));
-        if (code === 0) return resolve(Buffer.concat(stdout).toString());
-        reject(classify(stderr, code));
-      });
-      child.stdin?.end(input);
-    });
+  async run(args: readonly string[], input: string | Buffer = ''): Promise<string> {
+    const { command, timeoutMs, helper } = this;
+    const run = await (helper ? helper.run(command, args, input, nftEnvironment(), timeoutMs) : runProcess(command, args, input, nftEnvironment(), timeoutMs));
+    return outcome(command[0]!, run, timeoutMs);
+  }
+}
+
+/** nft's output, or the NftError that says why it failed. */
+function outcome(program: string, run: ProcessRun, timeoutMs: number): string {
+  switch (run.kind) {
+    case 'not-started':
+      throw run.errno === 'ENOENT' ? new NftError('missing', `${program} is not installed (not found in PATH)`) : new NftError('not-permitted', `cannot run ${program}: ${run.message}`);
+    case 'timed-out':
+      throw new NftError('timeout', `nft did not finish within ${timeoutMs / 1000} s`);
+    case 'exited':
+      if (run.code === 0) return run.stdout.toString();
+      throw classify(run.stderr, run.code);
   }
 }
 
@@ -125,26 +106,6 @@ export class Nft {
 function nftEnvironment(): NodeJS.ProcessEnv {
   const tunables = [process.env.GLIBC_TUNABLES, 'glibc.malloc.hugetlb=1'].filter(Boolean).join(':');
   return { ...process.env, LC_ALL: 'C', GLIBC_TUNABLES: tunables };
-}
-
-/**
- * The script in a file nft reads as its stdin at its own pace (open, its name already gone),
- * or undefined when no file can be written (the pipe then). Through a pipe, nft waited for
- * the agent to write each 64 KiB of a batch of 25,000, while the agent was busy taking the
- * next changes.
- */
-function scriptFile(script: string | Buffer): number | undefined {
-  let dir: string | undefined;
-  try {
-    dir = mkdtempSync(join(tmpdir(), 'syncfail2ban-nft-'));
-    const path = join(dir, 'script');
-    writeFileSync(path, script, { mode: 0o600, flag: 'wx' });
-    return openSync(path, 'r');
-  } catch {
-    return undefined;
-  } finally {
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 function classify(stderr: string, code: number | null): NftError {

@@ -8,6 +8,7 @@ import { Batcher, sinkMeasures, sinkProblems } from '../batcher.js';
 import type { PickBackend, Sink } from '../sink.js';
 import { KernelSets, type ReconcileResult } from './kernel-sets.js';
 import { Nft, NftError, type NftOptions } from './nft.js';
+import { NftHelper } from './nft-helper.js';
 import { TABLE } from './nft-script.js';
 import { waitAtMost } from '../../../src/wait-at-most.js';
 
@@ -51,6 +52,7 @@ export class NftablesSink implements Sink {
   /** An element's timeout is its ban's end: a ban whose end moves later is written again. */
   readonly followsEnds = true;
   private readonly dryRun: boolean;
+  private readonly helper: NftHelper;
   private readonly nft: Nft;
   private readonly sets: KernelSets;
   private readonly batcher: Batcher;
@@ -67,7 +69,8 @@ export class NftablesSink implements Sink {
   constructor(private readonly options: NftablesSinkOptions) {
     const { config, holdings, log } = options;
     this.projection = new Projection(new Map(config.jails.map((jail) => [jail, TABLE])), options.nodeId);
-    this.nft = new Nft(options.nft);
+    this.helper = new NftHelper(log);
+    this.nft = new Nft({ ...options.nft, helper: this.helper });
     this.sets = new KernelSets({
       nft: this.nft,
       shape: config,
@@ -105,6 +108,7 @@ export class NftablesSink implements Sink {
     if (!(await this.batcher.stop(Math.max(0, deadline - Date.now())))) {
       this.options.log.error({ sink: 'nftables', backlog: this.batcher.stats().backlog }, 'stopped before every accepted change was applied');
     }
+    this.helper.close();
   }
 
   status(): PartStatus {
