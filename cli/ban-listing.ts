@@ -21,9 +21,11 @@ export interface SkippedLine {
  */
 export function readBanListing(lines: readonly unknown[], nowMs: number, skip: (line: SkippedLine) => void): JailBan[] {
   const bans: JailBan[] = [];
-  // fail2ban lists bans in the order they came, so a burst's share their start: its local time is worked out once.
-  let startKey = -1;
-  let startSeconds = 0;
+  // fail2ban lists bans in the order they came: the local time of each minute is worked out once,
+  // whether a burst shares a start or a jail's bans came over weeks. Time zones change their
+  // offset at whole minutes.
+  let minuteKey = -1;
+  let minuteSeconds = 0;
   for (const line of lines) {
     const fields = typeof line === 'string' ? withTime(line) : undefined;
     if (!fields) {
@@ -36,12 +38,13 @@ export function readBanListing(lines: readonly unknown[], nowMs: number, skip: (
       continue;
     }
     const { start, length } = fields;
-    if (length >= 0 && start !== startKey) {
-      startKey = start;
-      startSeconds = localSeconds(start);
+    const minute = Math.floor(start / 100);
+    if (length >= 0 && minute !== minuteKey) {
+      minuteKey = minute;
+      minuteSeconds = localSeconds(minute * 100);
     }
     // fail2ban prints the start without its fraction of a second: a second later never ends the ban early.
-    bans.push({ address: text, bantime: length < 0 ? UNTIL_UNBANNED : remainingBantime(length, startSeconds + 1, nowMs) });
+    bans.push({ address: text, bantime: length < 0 ? UNTIL_UNBANNED : remainingBantime(length, minuteSeconds + (start % 100) + 1, nowMs) });
   }
   return bans;
 }

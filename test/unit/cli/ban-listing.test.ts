@@ -59,6 +59,20 @@ describe("-f reads fail2ban's listing of a jail's bans with their times", () => 
     expect(readBanListing(lines, now, () => expect.fail('no line is invalid'))).to.deep.equal(reference(lines, now));
   });
 
+  it('a start in the hour that repeats when summer time ends is the later of the two: the ban ends late, never early', () => {
+    const saved = process.env.TZ;
+    process.env.TZ = 'Europe/Berlin';
+    try {
+      // 2026-10-25: clocks go back from 03:00 CEST to 02:00 CET; 02:30:15 happens at 00:30:15 and at 01:30:15 UTC.
+      const later = Date.UTC(2026, 9, 25, 1, 30, 15);
+      const lines = ['192.0.2.1 \t2026-10-25 02:30:15 + 600 = 2026-10-25 02:40:15', '192.0.2.2 \t2026-10-25 02:30:45 + 600 = 2026-10-25 02:40:45'];
+      expect(readBanListing(lines, later + 60_000, () => expect.fail('no line is invalid')).map((ban) => ban.bantime)).to.deep.equal([541, 571]);
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+  });
+
   it('a line is taken apart at its first " \\t"; the start as its digits, the length signed', () => {
     expect(withTime('192.0.2.1 \t2026-12-04 10:00:09 + -1 = 9999-12-31 23:59:59')).to.deep.equal({ entry: '192.0.2.1', start: 20261204100009, length: -1 });
     expect(withTime('a \tb \t2026-12-04 10:00:09 + 5 = x')).to.equal(undefined);
