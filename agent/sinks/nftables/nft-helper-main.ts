@@ -15,7 +15,7 @@ const agentGone = new AbortController();
 process.on('disconnect', () => agentGone.abort());
 
 process.on('message', (request: HelperRequest) => {
-  void runProcess(request.command, request.args, request.input, request.env, request.timeoutMs, agentGone.signal).then((run) => {
+  void runProcess(request.command, request.args, request.source, request.env, request.timeoutMs, agentGone.signal).then((run) => {
     if (process.connected) send({ id: request.id, run } satisfies HelperReply);
   });
 });

@@ -2,14 +2,14 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from '../../../src/log.js';
 import { LogThrottle } from '../../../src/log-throttle.js';
 import { shippedFile } from '../../../src/shipped-file.js';
-import { runProcess, type ProcessRun } from './nft-process.js';
+import { discardScript, runWithScript, scriptSource, type ProcessRun, type ScriptSource } from './nft-process.js';
 
 /** A run asked of the helper: the arguments of runProcess. */
 export interface HelperRequest {
   id: number;
   command: readonly string[];
   args: readonly string[];
-  input: string | Buffer;
+  source: ScriptSource;
   env: NodeJS.ProcessEnv;
   timeoutMs: number;
 }
@@ -42,7 +42,8 @@ interface Waiting {
  * each time. The helper is forked once, while the agent is small, and forks nft at its own size.
  *
  * A run the helper cannot answer because it is gone (it could not start, or exited) runs from
- * the agent itself, so nothing waits on it; the next run starts a new helper.
+ * the agent itself, so nothing waits on it; the next run starts a new helper. The script goes
+ * as a file the agent wrote (scriptSource), not through the channel.
  */
 export class NftHelper {
   private child: ChildProcess | undefined;
@@ -53,15 +54,17 @@ export class NftHelper {
 
   constructor(private readonly log?: Logger) {}
 
-  /** runProcess, in the helper. */
-  run(command: readonly string[], args: readonly string[], input: string | Buffer, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProcessRun> {
+  /** runWithScript, in the helper. */
+  run(command: readonly string[], args: readonly string[], script: string | Buffer, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProcessRun> {
     if (this.closed) return Promise.reject(new Error('the nft helper is closed: the agent is stopping'));
     const child = this.child ?? this.start();
+    const source = scriptSource(script);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       const settle = () => {
         clearTimeout(timer);
         this.waiting.delete(id);
+        discardScript(source);
       };
       const timer = setTimeout(() => {
         settle();
@@ -71,9 +74,9 @@ export class NftHelper {
       this.waiting.set(id, {
         resolve: (run) => (settle(), resolve(run)),
         reject: (error) => (settle(), reject(error)),
-        runHere: () => (settle(), resolve(runProcess(command, args, input, env, timeoutMs))),
+        runHere: () => (settle(), resolve(runWithScript(command, args, script, env, timeoutMs))),
       });
-      child.send({ id, command, args, input, env, timeoutMs } satisfies HelperRequest, (error: Error | null) => {
+      child.send({ id, command, args, source, env, timeoutMs } satisfies HelperRequest, (error: Error | null) => {
         if (error) this.lost(child, `could not be written to (${error.message})`);
       });
     });

@@ -1,5 +1,5 @@
 import type { NftHelper } from './nft-helper.js';
-import { runProcess, type ProcessRun } from './nft-process.js';
+import { runWithScript, type ProcessRun } from './nft-process.js';
 
 /**
  * Why nft failed: not installed, not allowed (not root, no CAP_NET_ADMIN), a kernel without
@@ -78,7 +78,7 @@ export class Nft {
 
   async run(args: readonly string[], input: string | Buffer = ''): Promise<string> {
     const { command, timeoutMs, helper } = this;
-    const run = await (helper ? helper.run(command, args, input, nftEnvironment(), timeoutMs) : runProcess(command, args, input, nftEnvironment(), timeoutMs));
+    const run = await (helper ? helper.run(command, args, input, nftEnvironment(), timeoutMs) : runWithScript(command, args, input, nftEnvironment(), timeoutMs));
     return outcome(command[0]!, run, timeoutMs);
   }
 }
@@ -90,6 +90,8 @@ function outcome(program: string, run: ProcessRun, timeoutMs: number): string {
       throw run.errno === 'ENOENT' ? new NftError('missing', `${program} is not installed (not found in PATH)`) : new NftError('not-permitted', `cannot run ${program}: ${run.message}`);
     case 'timed-out':
       throw new NftError('timeout', `nft did not finish within ${timeoutMs / 1000} s`);
+    case 'no-script':
+      throw new Error(`the script for nft could not be read back: ${run.message}`);
     case 'exited':
       if (run.code === 0) return run.stdout.toString();
       throw classify(run.stderr, run.code);
