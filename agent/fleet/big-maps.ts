@@ -172,29 +172,6 @@ export class SegmentedMap<V> {
     return true;
   }
 
-  /** Takes out the first `count` entries (the oldest keys) and returns their values, in order: a queue's front. */
-  takeFront(count: number): V[] {
-    const taken: V[] = [];
-    while (taken.length < count && this.count > 0) {
-      const front = this.head;
-      // Its segment is known: no look in the index, only the key's removal from it.
-      for (const [key, value] of front.entries) {
-        if (taken.length >= count) break;
-        taken.push(value);
-        front.entries.delete(key);
-        this.index?.delete(key);
-        this.count -= 1;
-      }
-      if (front.entries.size > 0 || front === this.tail) break;
-      this.unlink(front);
-    }
-    if (this.count === 0) {
-      this.index = undefined;
-      this.tail.taken = 0;
-    }
-    return taken;
-  }
-
   /** Entries in the order their keys were first set; live, as a Map's. */
   *entries(): IterableIterator<[string, V]> {
     for (let at: Segment<V> | undefined = this.head; at; at = at.next) yield* at.entries;

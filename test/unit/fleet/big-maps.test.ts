@@ -42,29 +42,6 @@ describe('maps of 100,000s of keys, split so that no rebuild touches them all', 
     expect([...big.entries()]).to.deep.equal([['again', 5]]);
   });
 
-  it("SegmentedMap.takeFront takes a queue's front in order, across segments, and leaves a map that behaves as the Map would", () => {
-    const big = new SegmentedMap<number>();
-    const map = mirror(big);
-    const front = (count: number) => {
-      const expected = [...map.entries()].slice(0, count);
-      for (const [key] of expected) map.delete(key);
-      expect(big.takeFront(count)).to.deep.equal(expected.map(([, value]) => value));
-      expect(big.size).to.equal(map.size);
-    };
-    front(0);
-    front(1);
-    front(12_345); // past several segments, ending inside one
-    big.set('k40000', 7); // a key in the middle, set again: keeps its place
-    map.set('k40000', 7);
-    front(100);
-    expect([...big.entries()]).to.deep.equal([...map.entries()]);
-    expect(big.has('k40000')).to.equal(true);
-    front(big.size + 10); // all of it, and more asked than there is
-    expect(big.takeFront(5)).to.deep.equal([]);
-    big.set('again', 5);
-    expect([...big.entries()]).to.deep.equal([['again', 5]]);
-  });
-
   it('SegmentedMap has live iterators, as a Map: what is deleted after they start is skipped, what is added is seen', () => {
     const big = new SegmentedMap<number>();
     for (const key of keys(0, MANY)) big.set(key, 1);
