@@ -52,12 +52,17 @@ export class NftHelper {
   private closed = false;
   private readonly throttle = new LogThrottle();
 
-  constructor(private readonly log?: Logger) {}
+  /** `main`: the helper's script (tests give one that cannot run). */
+  constructor(
+    private readonly log?: Logger,
+    private readonly main = HELPER_MAIN,
+  ) {}
 
   /** runWithScript, in the helper. */
   run(command: readonly string[], args: readonly string[], script: string | Buffer, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProcessRun> {
     if (this.closed) return Promise.reject(new Error('the nft helper is closed: the agent is stopping'));
     const child = this.child ?? this.start();
+    if (!child) return runWithScript(command, args, script, env, timeoutMs);
     const source = scriptSource(script);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
@@ -91,8 +96,15 @@ export class NftHelper {
     for (const waiting of [...this.waiting.values()]) waiting.reject(new Error('the agent stopped before nft answered'));
   }
 
-  private start(): ChildProcess {
-    const child = fork(HELPER_MAIN, [], { execArgv: HELPER_FLAGS, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /** A new helper, or undefined when the system refuses another process now. */
+  private start(): ChildProcess | undefined {
+    let child: ChildProcess;
+    try {
+      child = fork(this.main, [], { execArgv: HELPER_FLAGS, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    } catch (error) {
+      if (this.throttle.pass('start') !== null) this.log?.warn({ sink: 'nftables' }, `the nft helper process could not be started (${(error as Error).message}); nft runs from the agent meanwhile`);
+      return undefined;
+    }
     this.child = child;
     child.on('message', (reply: HelperReply) => this.waiting.get(reply.id)?.resolve(reply.run));
     child.once('error', (error) => this.lost(child, `failed (${error.message})`));

@@ -68,6 +68,20 @@ describe('nft helper: the agent starts nft from a helper process, never by forki
     expect(next).to.not.be.oneOf([process.pid, helperPid]);
   });
 
+  it('a helper that cannot run (an install without it): each run goes from the agent, and the journal says why', async () => {
+    await writeFile(join(dir, 'go'), '');
+    const warnings: string[] = [];
+    const broken = new NftHelper(pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line).msg) }), join(dir, 'missing-helper.js'));
+    try {
+      const via = new Nft({ command: [process.execPath, '-e', PARENT, '--'], helper: broken });
+      expect(Number(await via.run(['-f', '-'], 'flush set inet syncfail2ban hosts_v4\n'))).to.equal(process.pid);
+      expect(Number(await via.run(['-j', 'list', 'tables']))).to.equal(process.pid);
+      expect(warnings[0]).to.match(/^the nft helper process exited \(code 1\); its runs go on from the agent/);
+    } finally {
+      broken.close();
+    }
+  });
+
   it('ends with the agent: close() fails what is under way, and the helper and the nft it ran are gone', async () => {
     const run = nft().run(['-f', '-'], 'flush set inet syncfail2ban hosts_v4\n');
     const [[helperPid, nftPid]] = await waitFor(async () => ((await pids()).length > 0 ? await pids() : undefined), 'nft started by the helper');
