@@ -1,6 +1,7 @@
 import { NFT_HOOKS } from '../../../src/config-nftables.js';
 import type { Logger } from '../../../src/log.js';
 import type { Problem } from '../../../src/status.js';
+import { ShardedMap } from '../../fleet/big-maps.js';
 import type { Change } from '../../fleet/projection.js';
 import type { Backend, Rejection } from '../batcher.js';
 import { NftError, type Nft } from './nft.js';
@@ -59,8 +60,8 @@ export class KernelSets implements Backend {
   /** The table was built since the sets were last reconciled: they may lack elements. */
   private built = false;
   private lock: Promise<unknown> = Promise.resolve();
-  /** Single addresses written with a timeout: address -> end (ms). The others have none. */
-  private readonly ends = new Map<string, number>();
+  /** Single addresses written with a timeout: address -> end (ms). The others have none. Split (big-maps.ts): a peer may hold 1,000,000s. */
+  private ends = new ShardedMap<number>();
 
   constructor(private readonly options: KernelSetsOptions) {}
 
@@ -128,9 +129,9 @@ export class KernelSets implements Backend {
       const script = new ElementScript();
       const wanted = split(this.options.wanted());
       const now = Date.now();
-      const ends = new Map<string, number>();
+      const ends = new ShardedMap<number>();
       for (const family of [4, 6] as const) {
-        const present = new Map<string, number | undefined>();
+        const present = new ShardedMap<number | undefined>();
         for (const element of listing?.sets.get(SETS.hosts[family])?.elements ?? []) if (element.address) present.set(element.address, element.expiresS);
         const add: ScriptElement[] = [];
         const remove: ScriptElement[] = [];
@@ -169,8 +170,7 @@ export class KernelSets implements Backend {
         result.elements[SETS.nets[family]] = cover.length;
       }
       if (!script.empty) await this.options.nft.apply(script.content());
-      this.ends.clear();
-      for (const [address, end] of ends) this.ends.set(address, end);
+      this.ends = ends;
       return result;
     });
   }
