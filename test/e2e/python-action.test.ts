@@ -102,6 +102,22 @@ describe('the Python action in fail2ban-server: this host hands its bans to its 
       expect(await b.banned('sshd-sync')).to.include('203.0.113.57');
     });
 
+    it('a "ban" that ends in a line break is not published (counted invalid), and the bans after it are, none refused', async () => {
+      const [invalid, refused] = [Number(await actionProperty(a, 'invalid')), Number(await actionProperty(a, 'refused'))];
+      const client = new Fail2banClient(a.fail2ban.socket);
+      try {
+        // fail2ban keeps it verbatim: not an address, but "$" in a pattern matches before a final line break.
+        await client.command(['set', 'sshd', 'banip', '203.0.113.61\n']);
+      } finally {
+        client.close();
+      }
+      await a.fail2ban.ban('sshd', '203.0.113.62');
+      await waitFor(async () => (await b.banned('sshd-sync')).includes('203.0.113.62'), '203.0.113.62 on py-b');
+      expect(Number(await actionProperty(a, 'invalid'))).to.equal(invalid + 1);
+      expect(Number(await actionProperty(a, 'refused'))).to.equal(refused);
+      expect(await b.banned('sshd-sync')).not.to.include('203.0.113.61');
+    });
+
     it("fail2ban's reload keeps the action publishing", async () => {
       await a.fail2ban.cli('-c', a.fail2ban.confDir, 'reload');
       expect(await a.fail2ban.cli('get', 'sshd', 'actions')).to.include('syncfail2ban');

@@ -34,7 +34,8 @@ DEFAULT_QUEUE_SIZE = 10000
 # As the agent's JAIL_NAME: what a jail name may be in an MQTT topic.
 JAIL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 # The characters of an IPv4/IPv6 address or network; the agent checks the rest. fail2ban
-# stores any string as a "ban": nothing with a space or a line break may reach the wire.
+# stores any string as a "ban": nothing with a space or a line break may reach the wire
+# (fullmatch: "$" alone lets a final line break through).
 ADDRESS = re.compile(r'^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$')
 # Lines written to the agent at once (it answers each).
 BATCH = 1000
@@ -272,7 +273,7 @@ class Action(ActionBase):
 		# ntoa: str() of fail2ban's address works it out twice.
 		address = getattr(ip, 'ntoa', ip)
 		try:
-			if not isinstance(address, str) or not ADDRESS.match(address):
+			if not isinstance(address, str) or not ADDRESS.fullmatch(address):
 				raise ValueError("not an IP address or network")
 			if bantime is None:
 				bantime = self._jail.actions.getBanTime()
