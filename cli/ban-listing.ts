@@ -49,6 +49,36 @@ export function readBanListing(lines: readonly unknown[], nowMs: number, skip: (
   return bans;
 }
 
+/**
+ * The bans of the jail's syncfail2ban Python action listing (its listing(), see
+ * etc/fail2ban/action.d/syncfail2ban.py): one line per ban, `<address> <start> <bantime>`, the
+ * start in seconds since the epoch, the bantime in whole seconds (-1: for good), or `! <entry>`
+ * for a ban that is no address. Canonicalised, each with the time it has left at `nowMs`.
+ */
+export function readActionListing(text: string, nowMs: number, skip: (line: SkippedLine) => void): JailBan[] {
+  const bans: JailBan[] = [];
+  for (const line of text.split('\n')) {
+    if (line.length === 0) continue;
+    if (line.startsWith('! ')) {
+      skip({ entry: line.slice(2), reason: 'not an IP address or network' });
+      continue;
+    }
+    const lengthAt = line.lastIndexOf(' ');
+    const startAt = line.lastIndexOf(' ', lengthAt - 1);
+    const start = Number(line.slice(startAt + 1, lengthAt));
+    const length = Number(line.slice(lengthAt + 1));
+    if (startAt < 0 || !(start > 0) || !Number.isSafeInteger(length) || length < UNTIL_UNBANNED) {
+      skip({ entry: line.slice(0, 100), reason: 'not a ban with its time' });
+      continue;
+    }
+    const entry = line.slice(0, startAt);
+    const address = canonicalText(entry);
+    if (typeof address !== 'string') skip({ entry, reason: address.reason });
+    else bans.push({ address, bantime: remainingBantime(length, start, nowMs) });
+  }
+  return bans;
+}
+
 const SPACE = 0x20;
 const PLUS = 0x2b;
 const MINUS = 0x2d;

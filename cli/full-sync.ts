@@ -1,8 +1,8 @@
 import type { Config } from '../src/config.js';
 import { requestOwnSnapshots } from '../src/control-protocol.js';
-import { Fail2banClient } from '../src/fail2ban/client.js';
+import { Fail2banClient, Fail2banError } from '../src/fail2ban/client.js';
 import { encodeSnapshot, newSnapshotId, snapshotTopic } from '../src/snapshot.js';
-import { readBanListing, type JailBan } from './ban-listing.js';
+import { readActionListing, readBanListing, type JailBan, type SkippedLine } from './ban-listing.js';
 import type { Message } from './mqtt-publish.js';
 
 /** How often -f asks the agent whether its snapshot came back. */
@@ -74,17 +74,36 @@ async function cameBack(config: Config, jail: string, id: string, parts: number,
  */
 const MIN_READ_TIMEOUT_MS = 120_000;
 
+/** The name fail2ban gives the Python action (syncfail2ban.py) in a jail. */
+const PYTHON_ACTION = 'syncfail2ban';
+
 /**
  * The jail's current bans from the local fail2ban, canonicalised, each with the time it has
- * left; entries that are not addresses are reported and skipped.
+ * left; entries that are not addresses are reported and skipped. From the jail's syncfail2ban
+ * Python action when it has one (its listing: 100,000 bans in about a fifth of the time), else
+ * from fail2ban's own listing with times.
  */
 export async function readJailBans(socket: string, jail: string, timeoutMs: number): Promise<JailBan[]> {
   const client = new Fail2banClient(socket, { timeoutMs: Math.max(timeoutMs, MIN_READ_TIMEOUT_MS) });
+  const skip = ({ entry, reason }: SkippedLine) => process.stderr.write(`syncfail2ban-client: skipping ${JSON.stringify(entry)} from jail ${jail}: ${reason}\n`);
   try {
+    const listing = await actionListing(client, jail);
+    if (listing !== undefined) return readActionListing(listing, Date.now(), skip);
     const reply = await client.command(['get', jail, 'banip', '--with-time']);
     if (!Array.isArray(reply)) throw new Error(`fail2ban answered "get ${jail} banip --with-time" with something that is not a list`);
-    return readBanListing(reply, Date.now(), ({ entry, reason }) => process.stderr.write(`syncfail2ban-client: skipping ${JSON.stringify(entry)} from jail ${jail}: ${reason}\n`));
+    return readBanListing(reply, Date.now(), skip);
   } finally {
     client.close();
+  }
+}
+
+/** The listing of the jail's Python action, or undefined when the jail has none (or one from before it listed). */
+async function actionListing(client: Fail2banClient, jail: string): Promise<string | undefined> {
+  try {
+    const reply = await client.command(['set', jail, 'action', PYTHON_ACTION, 'listing']);
+    return typeof reply === 'string' ? reply : undefined;
+  } catch (error) {
+    if (error instanceof Fail2banError && error.kind === 'rejected') return undefined;
+    throw error;
   }
 }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { addressBlock, banIn } from '../support/fleet-helpers.js';
 import { NetNamespace } from '../support/netns.js';
@@ -21,8 +22,9 @@ const A = '127.0.0.2';
 const PEER = '127.0.0.3';
 
 /**
- * The fleet's bans on a peer, in one run: a 100,000-address -f from A to B, whose nftables
- * sink puts them into a kernel set; the same path into C's sync jail whose banaction is
+ * The fleet's bans on a peer, in one run: a 100,000-address -f from A (its jail has the Python
+ * action, as jail.local recommends, and -f reads the jail through it) to B, whose nftables sink
+ * puts them into a kernel set; the same path into C's sync jail whose banaction is
  * fail2ban's own iptables-multiport (ACTION_BANS of them, and the rate), and what fail2ban
  * then does at its restart (it replays the sync jail: the banaction again for every ban);
  * and into a sync jail without action (NO_ACTION_BANS), the figure admins must not expect
@@ -65,8 +67,8 @@ export async function run(): Promise<void> {
   const listing = nft.listing!;
   console.log('measured: -f of a jail from host A until the peer applied every address (each fleet in a network namespace of its own)');
   console.log(`  B, nftables sink, ${BANS} addresses (load average ${nft.load.map((load) => load.toFixed(1)).join(', ')} at -f on ${availableParallelism()} cores):`);
-  console.log(`    A's -f (fail2ban's list with times, then published):   ${s(nft.clientMs)}`);
-  console.log(`      fail2ban's list alone, just before: with times ${s(listing.withTimeMs)}, without ${s(listing.withoutMs)}`);
+  console.log(`    A's -f (the jail's list from its Python action, then published): ${s(nft.clientMs)}`);
+  console.log(`      the list alone, just before: the action's ${s(listing.actionMs)}; fail2ban's own with times ${s(listing.withTimeMs)}, without ${s(listing.withoutMs)}`);
   console.log(`    B took every part (its fleet state and journal):       ${s(lastPartAt - nft.startedAt)} after -f started`);
   console.log(`    B's first and last nft run done:                       ${s(firstAppliedAt - nft.startedAt)}, ${s(nftRuns.lastAt - nft.startedAt)} after -f started (${nftRuns.count} runs)`);
   console.log(`    complete in B's kernel set, after -f started:          ${s(nft.completeMs)} (target <= ${TARGET_S} s), ${nftRate.toFixed(0)} bans/s`);
@@ -88,17 +90,18 @@ interface FleetRun<T> {
   /** The load averages (1, 5, 15 min) as -f started. */
   load: number[];
   /** fail2ban's listing on its own just before -f, when asked for. */
-  listing?: { withTimeMs: number; withoutMs: number };
+  listing?: { actionMs: number; withTimeMs: number; withoutMs: number };
   after: T;
 }
 
-/** fail2ban's listing of A's jail on its own, with and without the times -f needs. */
-async function listingAlone(host: SimHost): Promise<{ withTimeMs: number; withoutMs: number }> {
+/** The listings of A's jail on their own: the Python action's (what -f reads), and fail2ban's with and without the times -f needs. */
+async function listingAlone(host: SimHost): Promise<{ actionMs: number; withTimeMs: number; withoutMs: number }> {
   const client = new Fail2banClient(host.fail2ban.socket, { timeoutMs: 600_000 });
   try {
+    const actionMs = await timed(() => client.command(['set', 'web', 'action', 'syncfail2ban', 'listing']));
     const withTimeMs = await timed(() => client.command(['get', 'web', 'banip', '--with-time']));
     const withoutMs = await timed(() => client.command(['get', 'web', 'banip']));
-    return { withTimeMs, withoutMs };
+    return { actionMs, withTimeMs, withoutMs };
   } finally {
     client.close();
   }
@@ -139,6 +142,8 @@ async function throughFleet<T>(
     await Promise.all([a.startAgent(), peer.startAgent()]);
     await Promise.all([a.waitSubscribed(2), peer.waitSubscribed(2)]);
     await banIn(a, 'web', addresses);
+    // A's jail has the Python action, as jail.local recommends: added after its bans, so that they reach the peer through -f only.
+    await a.fail2ban.cli('set', 'web', 'addaction', 'syncfail2ban', join(a.fail2ban.confDir, 'action.d/syncfail2ban.py'), JSON.stringify({ config: a.configPath }));
     const listing = measureListing ? await listingAlone(a) : undefined;
     let clientMs = 0;
     let completeAt = 0;

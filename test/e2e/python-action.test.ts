@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { MqttClient } from 'mqtt';
+import { readBanListing } from '../../cli/ban-listing.js';
+import { readJailBans } from '../../cli/full-sync.js';
 import { Fail2banClient } from '../../src/fail2ban/client.js';
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.js';
 import { connectedClient } from '../support/mqtt-client.js';
@@ -88,6 +90,33 @@ describe('the Python action in fail2ban-server: this host hands its bans to its 
       const publisher = part(await a.agentStatus(), 'publisher');
       expect(publisher.measures.backlog).to.deep.include({ value: 0 });
       expect(Number(await actionProperty(a, 'dropped'))).to.equal(0);
+    });
+
+    it("-f reads the jail through the action's listing: the bans and times of fail2ban's own listing, what is no address skipped", async () => {
+      const ips = [...addresses(3, 200), '2001:db8::77', '10.4.0.0/24'];
+      await a.fail2ban.cli('set', 'sshd', 'banip', ...ips);
+      await a.fail2ban.cli('set', 'sshd', 'banip', 'not-an-ip');
+      const listed = (await a.fail2ban.cli('set', 'sshd', 'action', 'syncfail2ban', 'listing')).split('\n');
+      expect(listed).to.include('! not-an-ip');
+      expect(listed.filter((line) => /^10\.3\.0\.7 \d+\.\d{3} \d+$/.test(line))).to.have.length(1);
+      const client = new Fail2banClient(a.fail2ban.socket);
+      try {
+        const own = readBanListing((await client.command(['get', 'sshd', 'banip', '--with-time'])) as unknown[], Date.now(), () => undefined);
+        const skipped: string[] = [];
+        const write = process.stderr.write.bind(process.stderr);
+        process.stderr.write = ((text: string) => skipped.push(text) > 0) as typeof process.stderr.write;
+        const viaAction = await readJailBans(a.fail2ban.socket, 'sshd', 10_000).finally(() => (process.stderr.write = write));
+        expect(viaAction.map((ban) => ban.address).sort()).to.deep.equal(own.map((ban) => ban.address).sort());
+        expect(viaAction.map((ban) => ban.address)).to.include.members(['2001:db8::77', '10.4.0.0/24', '10.3.0.199']);
+        const ownTimes = new Map(own.map((ban) => [ban.address, ban.bantime]));
+        // fail2ban's own listing prints whole seconds, the action's milliseconds: they differ by a second at most.
+        for (const ban of viaAction) expect(Math.abs(ban.bantime - ownTimes.get(ban.address)!), ban.address).to.be.at.most(1);
+        // The reason as the action's listing gives it: read from fail2ban's own listing, it would be "not an IP address".
+        expect(skipped).to.deep.equal(['syncfail2ban-client: skipping "not-an-ip" from jail sshd: not an IP address or network\n']);
+      } finally {
+        client.close();
+        await a.fail2ban.cli('set', 'sshd', 'unbanip', ...ips, 'not-an-ip');
+      }
     });
 
     it("bans fail2ban restores from its database at start are not published again, and its stop published no unban", async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readBanListing, withTime, type SkippedLine } from '../../../cli/ban-listing.js';
+import { readActionListing, readBanListing, withTime, type SkippedLine } from '../../../cli/ban-listing.js';
 import { remainingBantime, UNTIL_UNBANNED } from '../../../src/bantime.js';
 import { parseAddress } from '../../../src/ip.js';
 
@@ -79,5 +79,40 @@ describe("-f reads fail2ban's listing of a jail's bans with their times", () => 
     expect(withTime(' \t2026-12-04 10:00:09 + 5 = x')).to.deep.equal({ entry: '', start: 20261204100009, length: 5 });
     expect(withTime('192.0.2.1 \t2026-12-04 10:00:09 +  5 = x')).to.equal(undefined);
     expect(withTime('192.0.2.1 \t2026-12-04 10:00:09 + - = x')).to.equal(undefined);
+  });
+
+  it("the Python action's listing: each ban with the time it has left from its start to the millisecond; what is not a valid ban skipped and reported", () => {
+    const at = (secondsAgo: number) => (now / 1000 - secondsAgo).toFixed(3);
+    const text = [
+      `203.0.113.7 ${at(100)} 600`,
+      `2001:DB8:0:0::1 ${at(5)} 3600`,
+      `10.1.2.3/24 ${at(5)} 3600`,
+      `198.51.100.9 ${at(50)} -1`,
+      `192.0.2.1 ${at(7200)} 600`,
+      `010.0.0.1 ${at(5)} 600`,
+      '! x;touch?F',
+      `192.0.2.2 ${at(5)}`,
+      `192.0.2.3 soon 600`,
+      `192.0.2.4 ${at(5)} 600.5`,
+      `192.0.2.5 ${at(5)} -2`,
+      `192.0.2.6 -5 600`,
+      '',
+    ].join('\n');
+    const skipped: SkippedLine[] = [];
+    const bans = readActionListing(text, now, (skip) => skipped.push(skip));
+    expect(bans).to.deep.equal([
+      { address: '203.0.113.7', bantime: 500 },
+      { address: '2001:db8::1', bantime: 3595 },
+      { address: '10.1.2.0/24', bantime: 3595 },
+      { address: '198.51.100.9', bantime: UNTIL_UNBANNED },
+      { address: '192.0.2.1', bantime: 0 },
+    ]);
+    expect(skipped.map((skip) => [skip.entry, skip.reason === 'not a ban with its time'])).to.deep.equal([
+      ['010.0.0.1', false],
+      ['x;touch?F', false],
+      ...text.split('\n').slice(7, 12).map((line) => [line, true]),
+    ]);
+    expect(skipped[1]!.reason).to.equal('not an IP address or network');
+    expect(readActionListing('', now, () => expect.fail('nothing to skip'))).to.deep.equal([]);
   });
 });
