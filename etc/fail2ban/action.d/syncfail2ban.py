@@ -199,13 +199,11 @@ class Action(ActionBase):
 		default = manager.getBanTime()
 		lines = []
 		for ticket in manager:
-			entry = ticket.getID()
-			# ntoa: str() of fail2ban's address works it out twice.
-			address = getattr(entry, 'ntoa', entry)
-			if isinstance(address, str) and ADDRESS.fullmatch(address):
+			address, valid = ban_address(ticket.getID())
+			if valid:
 				lines.append('%s %.3f %d' % (address, ticket.getTime(), ticket.getBanTime(default)))
 			else:
-				lines.append('! %s' % CONTROL.sub('?', str(entry))[:100])
+				lines.append('! %s' % CONTROL.sub('?', str(address))[:100])
 		return '\n'.join(lines)
 
 	def _put(self, kind, aInfo):
@@ -293,10 +291,9 @@ class Action(ActionBase):
 	def _line(self, event):
 		"""The event as a line of the wire format, or None for a "ban" that is no address."""
 		kind, ip, at, bantime, bancount = event
-		# ntoa: str() of fail2ban's address works it out twice.
-		address = getattr(ip, 'ntoa', ip)
+		address, valid = ban_address(ip)
 		try:
-			if not isinstance(address, str) or not ADDRESS.fullmatch(address):
+			if not valid:
 				raise ValueError("not an IP address or network")
 			if bantime is None:
 				bantime = self._jail.actions.getBanTime()
@@ -379,6 +376,13 @@ class Action(ActionBase):
 				"syncfail2ban: the agent on %s takes events again; jail %s sent what it kept%s",
 				self.syncfail2ban_socket, self._jail.name,
 				"" if not dropped else (" and dropped %d event(s): run \"syncfail2ban-client -f %s\" to send its bans again" % (dropped, self._jail.name)))
+
+
+def ban_address(entry):
+	"""A ban's id (fail2ban's address, or any string fail2ban was given) as text, and whether it is an address."""
+	# ntoa: str() of fail2ban's address works it out twice.
+	address = getattr(entry, 'ntoa', entry)
+	return address, isinstance(address, str) and ADDRESS.fullmatch(address) is not None
 
 
 def agent_socket(settings):
